@@ -1,0 +1,68 @@
+# ngx_teleclinic: build, run and test.
+#
+#   make            build build/ngx_http_teleclinic_module.so
+#   make run        install what is missing, build, run nginx in the
+#                   foreground with conf/ and demo data (PORT=8080)
+#   make test       install what is missing, build, run the whole suite
+#   make test ASAN=1  the same with the module built with AddressSanitizer
+#   make fuzz       build the libFuzzer targets and run each for FUZZ_SECONDS
+
+SHELL      := /bin/bash
+REPO       := $(abspath .)
+ifeq ($(ASAN),1)
+BUILD      := $(REPO)/build/asan
+else
+BUILD      := $(REPO)/build
+endif
+NGX_SRC    := /usr/share/nginx/src
+MODULE     := $(BUILD)/ngx_http_teleclinic_module.so
+PORT       ?= 8080
+TURN_PORT  ?= 3478
+VAR        := $(REPO)/var
+FUZZ_SECONDS ?= 20
+
+
+
+CFLAGS_EXTRA := -Werror -Wall -Wextra -Wno-unused-parameter
+ifeq ($(ASAN),1)
+CFLAGS_EXTRA += -fsanitize=address -fno-omit-frame-pointer -g
+LDFLAGS_EXTRA := -fsanitize=address
+endif
+
+SRCS := $(wildcard src/*.c src/*.h) config
+
+.PHONY: all deps run test fuzz bench clean
+
+all: $(MODULE)
+
+$(BUILD)/Makefile: config
+	mkdir -p $(BUILD)
+	cd $(NGX_SRC) && . ./conf_flags && ./configure \
+	    --with-cc-opt="$$(dpkg-buildflags --get CFLAGS) -fPIC $$(dpkg-buildflags --get CPPFLAGS) $(CFLAGS_EXTRA)" \
+	    --with-ld-opt="$$(dpkg-buildflags --get LDFLAGS) -fPIC $(LDFLAGS_EXTRA)" \
+	    "$${NGX_CONF_FLAGS[@]}" --with-stream=dynamic \
+	    --add-dynamic-module=$(REPO) --builddir=$(BUILD) > $(BUILD)/configure.log 2>&1 \
+	    || { tail -30 $(BUILD)/configure.log; exit 1; }
+
+$(MODULE): $(BUILD)/Makefile $(SRCS)
+	$(MAKE) -f $(BUILD)/Makefile -C $(NGX_SRC) $(MODULE)
+
+deps:
+	@./.ci/deps
+
+run: deps $(MODULE)
+	@./bin/teleclinic-run $(PORT) $(TURN_PORT)
+
+test: deps $(MODULE)
+	TELECLINIC_MODULE=$(MODULE) TELECLINIC_ASAN=$(ASAN) prove -r t/
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+fuzz:
+	@$(MAKE) --no-print-directory -C fuzz run SECONDS=$(FUZZ_SECONDS) BUILD=$(BUILD)
+
+bench: deps $(MODULE)
+	./bench/booking.sh
+	./bench/restart.sh
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,798 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <openssl/evp.h>
+#include "ngx_teleclinic_booking.h"
+#include "ngx_teleclinic_notify.h"
+
+
+static ngx_int_t ngx_http_teleclinic_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_teleclinic_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static void *ngx_http_teleclinic_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_teleclinic_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_teleclinic_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_teleclinic_zone_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_teleclinic_journal_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_teleclinic_notify_url(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_teleclinic_api(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_teleclinic_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_teleclinic_seed_directory(ngx_cycle_t *cycle,
+    ngx_http_teleclinic_main_conf_t *tmcf);
+static ngx_int_t ngx_http_teleclinic_init_process(ngx_cycle_t *cycle);
+static void ngx_http_teleclinic_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_num_bounds_t  ngx_http_teleclinic_body_bounds = {
+    ngx_conf_check_num_bounds, 256, 1024 * 1024
+};
+
+
+static ngx_command_t  ngx_http_teleclinic_commands[] = {
+
+    { ngx_string("teleclinic_directory"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, directory_file),
+      NULL },
+
+    { ngx_string("teleclinic_token_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, token_secret),
+      NULL },
+
+    { ngx_string("teleclinic_token_secret_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, token_secret_file),
+      NULL },
+
+    { ngx_string("teleclinic_token_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, token_ttl),
+      NULL },
+
+    { ngx_string("teleclinic_admin_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, admin_key),
+      NULL },
+
+    { ngx_string("teleclinic_body_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, body_max),
+      &ngx_http_teleclinic_body_bounds },
+
+    { ngx_string("teleclinic_public_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, public_url),
+      NULL },
+
+    { ngx_string("teleclinic_reminder_before"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, reminder_before),
+      NULL },
+
+    { ngx_string("teleclinic_booking_horizon"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, horizon),
+      NULL },
+
+    { ngx_string("teleclinic_notify_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, notify_secret),
+      NULL },
+
+    { ngx_string("teleclinic_notify_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, notify_timeout),
+      NULL },
+
+    { ngx_string("teleclinic_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_teleclinic_zone_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("teleclinic_journal"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_teleclinic_journal_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("teleclinic_notify_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_teleclinic_notify_url,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("teleclinic_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_teleclinic_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_teleclinic_module_ctx = {
+    ngx_http_teleclinic_add_variables,     /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_teleclinic_create_main_conf,  /* create main configuration */
+    ngx_http_teleclinic_init_main_conf,    /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_teleclinic_create_loc_conf,   /* create location configuration */
+    ngx_http_teleclinic_merge_loc_conf     /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_teleclinic_module = {
+    NGX_MODULE_V1,
+    &ngx_http_teleclinic_module_ctx,       /* module context */
+    ngx_http_teleclinic_commands,          /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    ngx_http_teleclinic_init_module,       /* init module */
+    ngx_http_teleclinic_init_process,      /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_teleclinic_exit_process,      /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_variable_t  ngx_http_teleclinic_vars[] = {
+
+    { ngx_string("teleclinic_appointment"), NULL,
+      ngx_http_teleclinic_variable,
+      offsetof(ngx_http_teleclinic_ctx_t, appt), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("teleclinic_actor"), NULL,
+      ngx_http_teleclinic_variable,
+      offsetof(ngx_http_teleclinic_ctx_t, actor), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("teleclinic_action"), NULL,
+      ngx_http_teleclinic_variable,
+      offsetof(ngx_http_teleclinic_ctx_t, action),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_int_t
+ngx_http_teleclinic_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_teleclinic_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_teleclinic_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                     *p;
+    ngx_str_t                  *s;
+    ngx_http_teleclinic_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    if (data == offsetof(ngx_http_teleclinic_ctx_t, appt)) {
+        if (ctx->appt == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        p = ngx_pnalloc(r->pool, NGX_TELECLINIC_APPT_ID_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_teleclinic_appt_id_print(p, ctx->appt);
+
+        v->data = p;
+        v->len = NGX_TELECLINIC_APPT_ID_LEN;
+
+    } else {
+        s = (ngx_str_t *) ((u_char *) ctx + data);
+
+        if (s->len == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        v->data = s->data;
+        v->len = s->len;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_teleclinic_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_teleclinic_main_conf_t));
+    if (tmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     tmcf->shm_zone = NULL;
+     *     tmcf->journal.path = { 0, NULL };
+     *     tmcf->notify_url = NULL;
+     *     ...
+     */
+
+    tmcf->journal.fd = NGX_INVALID_FILE;
+    tmcf->journal.fsync = NGX_CONF_UNSET;
+    tmcf->token_ttl = NGX_CONF_UNSET;
+    tmcf->body_max = NGX_CONF_UNSET_SIZE;
+    tmcf->reminder_before = NGX_CONF_UNSET;
+    tmcf->horizon = NGX_CONF_UNSET;
+    tmcf->notify_timeout = NGX_CONF_UNSET_MSEC;
+
+    return tmcf;
+}
+
+
+static char *
+ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_teleclinic_main_conf_t *tmcf = conf;
+
+    u_char                 *p;
+    size_t                  len;
+    ssize_t                 n;
+    ngx_fd_t                fd;
+    ngx_str_t               name;
+    ngx_file_info_t         fi;
+    ngx_teleclinic_zone_t  *zone;
+
+    ngx_conf_init_value(tmcf->token_ttl, 7 * 86400);
+    ngx_conf_init_size_value(tmcf->body_max, 16 * 1024);
+    ngx_conf_init_value(tmcf->reminder_before, 3600);
+    ngx_conf_init_value(tmcf->horizon, 60 * 86400);
+    ngx_conf_init_msec_value(tmcf->notify_timeout, 5000);
+    ngx_conf_init_value(tmcf->journal.fsync, 1);
+
+    if (tmcf->shm_zone == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    /* durable by default: a journal under the prefix unless configured */
+
+    if (tmcf->journal.path.data == NULL) {
+        ngx_str_set(&tmcf->journal.path, "teleclinic/journal");
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &tmcf->journal.path, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+#if (NGX_THREADS)
+    if (tmcf->journal.fsync) {
+        tmcf->journal.thread_pool = ngx_thread_pool_add(cf,
+                                          tmcf->thread_pool.len
+                                          ? &tmcf->thread_pool : NULL);
+        if (tmcf->journal.thread_pool == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+#endif
+
+    if (tmcf->directory_file.len
+        && ngx_conf_full_name(cf->cycle, &tmcf->directory_file, 1) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    zone = tmcf->shm_zone->data;
+    zone->journal = &tmcf->journal;
+    zone->directory_file = tmcf->directory_file;
+    zone->reminder_before = tmcf->reminder_before;
+
+    if (tmcf->token_secret_file.len) {
+        if (tmcf->token_secret.len) {
+            return "has both \"teleclinic_token_secret\" and "
+                   "\"teleclinic_token_secret_file\"";
+        }
+
+        name = tmcf->token_secret_file;
+
+        if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+        if (fd == NGX_INVALID_FILE) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               ngx_open_file_n " \"%s\" failed", name.data);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+            || ngx_file_size(&fi) > 4096)
+        {
+            ngx_close_file(fd);
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%s\" is not a secret file", name.data);
+            return NGX_CONF_ERROR;
+        }
+
+        len = ngx_file_size(&fi);
+        p = ngx_pnalloc(cf->pool, len + 1);
+        if (p == NULL) {
+            ngx_close_file(fd);
+            return NGX_CONF_ERROR;
+        }
+
+        n = read(fd, p, len);
+        ngx_close_file(fd);
+
+        if (n != (ssize_t) len) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               "reading \"%s\" failed", name.data);
+            return NGX_CONF_ERROR;
+        }
+
+        while (len && (p[len - 1] == '\n' || p[len - 1] == '\r'
+                       || p[len - 1] == ' '))
+        {
+            len--;
+        }
+
+        tmcf->token_secret.data = p;
+        tmcf->token_secret.len = len;
+    }
+
+    if (tmcf->token_secret.len < 16) {
+        return "needs \"teleclinic_token_secret\" or "
+               "\"teleclinic_token_secret_file\" of at least 16 characters";
+    }
+
+    if (tmcf->admin_key.len && tmcf->admin_key.len < 16) {
+        return "needs a \"teleclinic_admin_key\" of at least 16 characters";
+    }
+
+    if (tmcf->notify_url && tmcf->public_url.len == 0) {
+        return "needs \"teleclinic_public_url\" for the links in "
+               "notifications";
+    }
+
+    if (tmcf->notify_url && tmcf->notify_secret.len < 16) {
+        return "needs a \"teleclinic_notify_secret\" of at least 16 "
+               "characters to sign notifications";
+    }
+
+    while (tmcf->public_url.len
+           && tmcf->public_url.data[tmcf->public_url.len - 1] == '/')
+    {
+        tmcf->public_url.len--;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_teleclinic_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_teleclinic_loc_conf_t  *tlcf;
+
+    tlcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_teleclinic_loc_conf_t));
+    if (tlcf == NULL) {
+        return NULL;
+    }
+
+    tlcf->api = NGX_CONF_UNSET;
+
+    return tlcf;
+}
+
+
+static char *
+ngx_http_teleclinic_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_teleclinic_loc_conf_t *prev = parent;
+    ngx_http_teleclinic_loc_conf_t *conf = child;
+
+    ngx_conf_merge_value(conf->api, prev->api, 0);
+
+    return NGX_CONF_OK;
+}
+
+
+/* teleclinic_zone name size; */
+
+static char *
+ngx_http_teleclinic_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_teleclinic_main_conf_t *tmcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (tmcf->shm_zone) {
+        return "is duplicate";
+    }
+
+    size = ngx_parse_size(&value[2]);
+
+    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    tmcf->shm_zone = ngx_teleclinic_zone_add(cf, &value[1], size,
+                                             &ngx_http_teleclinic_module);
+    if (tmcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* teleclinic_journal path [fsync=on|off] [thread_pool=name]; */
+
+static char *
+ngx_http_teleclinic_journal_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_teleclinic_main_conf_t *tmcf = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    value = cf->args->elts;
+
+    if (tmcf->journal.path.data) {
+        return "is duplicate";
+    }
+
+    tmcf->journal.path = value[1];
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strcmp(value[i].data, "fsync=on") == 0) {
+            tmcf->journal.fsync = 1;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "fsync=off") == 0) {
+            tmcf->journal.fsync = 0;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "thread_pool=", 12) == 0) {
+            tmcf->thread_pool.data = value[i].data + 12;
+            tmcf->thread_pool.len = value[i].len - 12;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_teleclinic_notify_url(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_teleclinic_main_conf_t *tmcf = conf;
+
+    ngx_str_t  *value;
+    ngx_url_t  *u;
+
+    value = cf->args->elts;
+
+    if (tmcf->notify_url) {
+        return "is duplicate";
+    }
+
+    if (ngx_strncmp(value[1].data, "http://", 7) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the gateway URL \"%V\" must start with http://",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    u = ngx_pcalloc(cf->pool, sizeof(ngx_url_t));
+    if (u == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    u->url.data = value[1].data + 7;
+    u->url.len = value[1].len - 7;
+    u->default_port = 80;
+    u->uri_part = 1;
+
+    /* resolved once here: a worker must not block on DNS */
+    if (ngx_parse_url(cf->pool, u) != NGX_OK) {
+        if (u->err) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%s in \"%V\"", u->err, &value[1]);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    if (u->uri.len == 0) {
+        ngx_str_set(&u->uri, "/");
+    }
+
+    tmcf->notify_url = u;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_teleclinic_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_teleclinic_loc_conf_t *tlcf = conf;
+
+    ngx_http_core_loc_conf_t         *clcf;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    if (tlcf->api != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_teleclinic_module);
+
+    if (tmcf->shm_zone == NULL) {
+        return "needs a \"teleclinic_zone\" before it";
+    }
+
+    tlcf->api = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_teleclinic_api_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_teleclinic_init_module(ngx_cycle_t *cycle)
+{
+    ngx_teleclinic_zone_t            *zone;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_teleclinic_module);
+
+    if (tmcf == NULL || tmcf->shm_zone == NULL) {
+        return NGX_OK;
+    }
+
+    zone = tmcf->shm_zone->data;
+
+    if (ngx_teleclinic_journal_open(cycle, zone, zone->fresh) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_teleclinic_seed_directory(cycle, tmcf);
+}
+
+
+/*
+ * The directory file is one more writer of the directory: at start and
+ * on reload, a file whose content changed since it was last applied
+ * replaces the directory; changes made through the admin API stay until
+ * then.
+ */
+
+static ngx_int_t
+ngx_http_teleclinic_seed_directory(ngx_cycle_t *cycle,
+    ngx_http_teleclinic_main_conf_t *tmcf)
+{
+    u_char                      *text, hash[32];
+    size_t                       len;
+    ssize_t                      n;
+    ngx_fd_t                     fd;
+    ngx_int_t                    rc;
+    ngx_file_info_t              fi;
+    const char                  *err;
+    ngx_teleclinic_zone_t       *zone;
+    ngx_teleclinic_event_t       ev;
+    ngx_teleclinic_directory_t   dir;
+
+    if (tmcf->directory_file.len == 0) {
+        return NGX_OK;
+    }
+
+    zone = tmcf->shm_zone->data;
+
+    fd = ngx_open_file(tmcf->directory_file.data, NGX_FILE_RDONLY,
+                       NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      ngx_open_file_n " \"%s\" failed",
+                      tmcf->directory_file.data);
+        return NGX_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > 128 * 1024)
+    {
+        ngx_close_file(fd);
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "teleclinic: the directory \"%s\" is not a file of "
+                      "at most 128k", tmcf->directory_file.data);
+        return NGX_ERROR;
+    }
+
+    len = ngx_file_size(&fi);
+
+    text = ngx_pnalloc(cycle->pool, len + 1);
+    if (text == NULL) {
+        ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    n = read(fd, text, len);
+    ngx_close_file(fd);
+
+    if (n != (ssize_t) len) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "teleclinic: reading \"%s\" failed",
+                      tmcf->directory_file.data);
+        return NGX_ERROR;
+    }
+
+    EVP_Digest(text, len, hash, NULL, EVP_sha256(), NULL);
+
+    if (zone->sh->directory
+        && ngx_memcmp(hash, zone->sh->directory_file_hash, 32) == 0)
+    {
+        return NGX_OK;
+    }
+
+    dir.pool = ngx_create_pool(4096, cycle->log);
+    if (dir.pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_teleclinic_directory_parse(&dir, text, len, &err);
+
+    ngx_destroy_pool(dir.pool);
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "teleclinic: invalid directory \"%s\": %s",
+                      tmcf->directory_file.data, err);
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+    ev.op = NGX_TELECLINIC_EV_DIRECTORY;
+    ev.at = ngx_time();
+    ev.directory.data = text;
+    ev.directory.len = len;
+    ngx_memcpy(ev.hash, hash, 32);
+
+    ngx_teleclinic_zone_lock(zone);
+    rc = ngx_teleclinic_zone_commit(zone, &ev, cycle->log);
+    ngx_teleclinic_zone_unlock(zone);
+
+    if (rc != NGX_OK
+        || (tmcf->journal.fsync && fdatasync(tmcf->journal.fd) == -1))
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "teleclinic: storing the directory \"%s\" failed",
+                      tmcf->directory_file.data);
+        return NGX_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                  "teleclinic: directory loaded from \"%s\"",
+                  tmcf->directory_file.data);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_teleclinic_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_teleclinic_module);
+
+    if (tmcf == NULL || tmcf->shm_zone == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_teleclinic_journal_init_process(cycle, &tmcf->journal)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_teleclinic_notify_init_process(cycle, tmcf);
+}
+
+
+static void
+ngx_http_teleclinic_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_teleclinic_notify_exit_process(cycle);
+}

@@ -1,0 +1,518 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <jansson.h>
+#include "ngx_teleclinic_directory.h"
+#include "ngx_teleclinic_request.h"
+
+
+static ngx_int_t ngx_teleclinic_directory_string(ngx_pool_t *pool,
+    json_t *obj, const char *key, ngx_uint_t required, ngx_str_t *value);
+static ngx_int_t ngx_teleclinic_doctor_parse(ngx_teleclinic_directory_t *dir,
+    json_t *obj, ngx_teleclinic_doctor_t *doctor, const char **err);
+static ngx_int_t ngx_teleclinic_schedule_parse(ngx_pool_t *pool,
+    json_t *schedule, ngx_teleclinic_doctor_t *doctor, const char **err);
+static ngx_int_t ngx_teleclinic_hhmm_parse(json_t *v, ngx_uint_t *minute);
+static time_t ngx_teleclinic_local_time(ngx_teleclinic_date_t *date,
+    ngx_uint_t minute, ngx_uint_t *wday);
+
+
+static const char  *ngx_teleclinic_weekdays[] = {
+    "sun", "mon", "tue", "wed", "thu", "fri", "sat"
+};
+
+
+ngx_int_t
+ngx_teleclinic_directory_parse(ngx_teleclinic_directory_t *dir, u_char *text,
+    size_t len, const char **err)
+{
+    size_t                        i, j;
+    json_t                       *root, *list, *item;
+    json_error_t                  jerr;
+    ngx_teleclinic_doctor_t      *doctor;
+    ngx_teleclinic_department_t  *dept, *depts;
+
+    root = json_loadb((const char *) text, len, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (root == NULL) {
+        *err = "the directory is not valid JSON";
+        return NGX_ERROR;
+    }
+
+    list = json_object_get(root, "departments");
+
+    if (!json_is_array(list)) {
+        *err = "\"departments\" must be an array";
+        goto failed;
+    }
+
+    if (ngx_array_init(&dir->departments, dir->pool,
+                       json_array_size(list) + 1,
+                       sizeof(ngx_teleclinic_department_t))
+        != NGX_OK)
+    {
+        *err = "out of memory";
+        goto failed;
+    }
+
+    json_array_foreach(list, i, item) {
+        dept = ngx_array_push(&dir->departments);
+        if (dept == NULL) {
+            *err = "out of memory";
+            goto failed;
+        }
+
+        if (!json_is_object(item)
+            || ngx_teleclinic_directory_string(dir->pool, item, "id", 1,
+                                               &dept->id) != NGX_OK
+            || ngx_teleclinic_directory_string(dir->pool, item, "name", 1,
+                                               &dept->name) != NGX_OK
+            || ngx_teleclinic_id_valid(dept->id.data, dept->id.len) != NGX_OK)
+        {
+            *err = "a department needs an \"id\" (a-z, 0-9, -) "
+                   "and a \"name\"";
+            goto failed;
+        }
+
+        depts = dir->departments.elts;
+
+        for (j = 0; j < dir->departments.nelts - 1; j++) {
+            if (depts[j].id.len == dept->id.len
+                && ngx_strncmp(depts[j].id.data, dept->id.data,
+                               dept->id.len) == 0)
+            {
+                *err = "two departments have the same id";
+                goto failed;
+            }
+        }
+    }
+
+    list = json_object_get(root, "doctors");
+
+    if (!json_is_array(list)) {
+        *err = "\"doctors\" must be an array";
+        goto failed;
+    }
+
+    if (ngx_array_init(&dir->doctors, dir->pool, json_array_size(list) + 1,
+                       sizeof(ngx_teleclinic_doctor_t))
+        != NGX_OK)
+    {
+        *err = "out of memory";
+        goto failed;
+    }
+
+    json_array_foreach(list, i, item) {
+        doctor = ngx_array_push(&dir->doctors);
+        if (doctor == NULL) {
+            *err = "out of memory";
+            goto failed;
+        }
+
+        dir->doctors.nelts--;
+
+        if (ngx_teleclinic_doctor_parse(dir, item, doctor, err) != NGX_OK) {
+            goto failed;
+        }
+
+        if (ngx_teleclinic_doctor_find(dir, &doctor->id) != NULL) {
+            *err = "two doctors have the same id";
+            goto failed;
+        }
+
+        dir->doctors.nelts++;
+    }
+
+    json_decref(root);
+
+    return NGX_OK;
+
+failed:
+
+    json_decref(root);
+
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_doctor_parse(ngx_teleclinic_directory_t *dir, json_t *obj,
+    ngx_teleclinic_doctor_t *doctor, const char **err)
+{
+    ngx_memzero(doctor, sizeof(ngx_teleclinic_doctor_t));
+
+    if (!json_is_object(obj)
+        || ngx_teleclinic_directory_string(dir->pool, obj, "id", 1,
+                                           &doctor->id) != NGX_OK
+        || ngx_teleclinic_directory_string(dir->pool, obj, "name", 1,
+                                           &doctor->name) != NGX_OK
+        || ngx_teleclinic_directory_string(dir->pool, obj, "department", 1,
+                                           &doctor->department) != NGX_OK
+        || ngx_teleclinic_directory_string(dir->pool, obj, "password", 0,
+                                           &doctor->password) != NGX_OK
+        || ngx_teleclinic_id_valid(doctor->id.data, doctor->id.len) != NGX_OK)
+    {
+        *err = "a doctor needs an \"id\" (a-z, 0-9, -), a \"name\" "
+               "and a \"department\"";
+        return NGX_ERROR;
+    }
+
+    if (ngx_teleclinic_department_find(dir, &doctor->department) == NULL) {
+        *err = "a doctor's department is not in \"departments\"";
+        return NGX_ERROR;
+    }
+
+    return ngx_teleclinic_schedule_parse(dir->pool,
+                                         json_object_get(obj, "schedule"),
+                                         doctor, err);
+}
+
+
+/*
+ * "schedule": {"slot_minutes": 20,
+ *              "hours": {"mon": [["09:00", "12:00"], ["13:00", "17:00"]]},
+ *              "days_off": ["2026-12-24"]}
+ */
+
+static ngx_int_t
+ngx_teleclinic_schedule_parse(ngx_pool_t *pool, json_t *schedule,
+    ngx_teleclinic_doctor_t *doctor, const char **err)
+{
+    size_t                   i, n;
+    json_t                  *v, *hours, *list, *range;
+    ngx_uint_t               d, *day;
+    json_int_t               minutes;
+    ngx_teleclinic_date_t    date;
+    ngx_teleclinic_hours_t  *h;
+
+    if (!json_is_object(schedule)) {
+        *err = "a doctor needs a \"schedule\" object";
+        return NGX_ERROR;
+    }
+
+    v = json_object_get(schedule, "slot_minutes");
+    minutes = json_is_integer(v) ? json_integer_value(v) : 0;
+
+    if (minutes < 5 || minutes > 240 || 24 * 60 % minutes) {
+        *err = "\"slot_minutes\" must divide a day, from 5 to 240";
+        return NGX_ERROR;
+    }
+
+    doctor->slot_minutes = (ngx_uint_t) minutes;
+
+    hours = json_object_get(schedule, "hours");
+
+    if (!json_is_object(hours)) {
+        *err = "a schedule needs \"hours\" by weekday";
+        return NGX_ERROR;
+    }
+
+    for (d = 0; d < 7; d++) {
+        if (ngx_array_init(&doctor->hours[d], pool, 2,
+                           sizeof(ngx_teleclinic_hours_t))
+            != NGX_OK)
+        {
+            *err = "out of memory";
+            return NGX_ERROR;
+        }
+
+        list = json_object_get(hours, ngx_teleclinic_weekdays[d]);
+
+        if (list == NULL) {
+            continue;
+        }
+
+        if (!json_is_array(list)) {
+            *err = "the hours of a weekday must be an array of ranges";
+            return NGX_ERROR;
+        }
+
+        json_array_foreach(list, i, range) {
+            h = ngx_array_push(&doctor->hours[d]);
+            if (h == NULL) {
+                *err = "out of memory";
+                return NGX_ERROR;
+            }
+
+            if (!json_is_array(range) || json_array_size(range) != 2
+                || ngx_teleclinic_hhmm_parse(json_array_get(range, 0),
+                                             &h->from) != NGX_OK
+                || ngx_teleclinic_hhmm_parse(json_array_get(range, 1),
+                                             &h->to) != NGX_OK
+                || h->from >= h->to
+                || (i > 0 && h->from < h[-1].to))
+            {
+                *err = "working hours must be ordered [\"HH:MM\", \"HH:MM\"] "
+                       "ranges";
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    list = json_object_get(schedule, "days_off");
+    n = json_is_array(list) ? json_array_size(list) : 0;
+
+    if (list != NULL && !json_is_array(list)) {
+        *err = "\"days_off\" must be an array of dates";
+        return NGX_ERROR;
+    }
+
+    if (ngx_array_init(&doctor->days_off, pool, n + 1, sizeof(ngx_uint_t))
+        != NGX_OK)
+    {
+        *err = "out of memory";
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        v = json_array_get(list, i);
+
+        if (!json_is_string(v)
+            || ngx_teleclinic_date_parse((u_char *) json_string_value(v),
+                                         json_string_length(v), &date)
+               != NGX_OK)
+        {
+            *err = "\"days_off\" must hold dates as YYYY-MM-DD";
+            return NGX_ERROR;
+        }
+
+        day = ngx_array_push(&doctor->days_off);
+        if (day == NULL) {
+            *err = "out of memory";
+            return NGX_ERROR;
+        }
+
+        *day = date.year * 10000 + date.month * 100 + date.day;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_hhmm_parse(json_t *v, ngx_uint_t *minute)
+{
+    const char  *p;
+
+    if (!json_is_string(v) || json_string_length(v) != 5) {
+        return NGX_ERROR;
+    }
+
+    p = json_string_value(v);
+
+    if (p[2] != ':'
+        || p[0] < '0' || p[0] > '2' || p[1] < '0' || p[1] > '9'
+        || p[3] < '0' || p[3] > '5' || p[4] < '0' || p[4] > '9')
+    {
+        return NGX_ERROR;
+    }
+
+    *minute = ((p[0] - '0') * 10 + (p[1] - '0')) * 60
+              + (p[3] - '0') * 10 + (p[4] - '0');
+
+    /* "24:00" ends a day that is worked until midnight */
+    return *minute <= 24 * 60 ? NGX_OK : NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_directory_string(ngx_pool_t *pool, json_t *obj,
+    const char *key, ngx_uint_t required, ngx_str_t *value)
+{
+    size_t   len;
+    json_t  *v;
+
+    v = json_object_get(obj, key);
+
+    if (v == NULL) {
+        ngx_str_null(value);
+        return required ? NGX_ERROR : NGX_OK;
+    }
+
+    len = json_string_length(v);
+
+    if (!json_is_string(v) || len == 0 || len > 512) {
+        return NGX_ERROR;
+    }
+
+    value->data = ngx_pnalloc(pool, len);
+    if (value->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(value->data, json_string_value(v), len);
+    value->len = len;
+
+    return NGX_OK;
+}
+
+
+ngx_teleclinic_department_t *
+ngx_teleclinic_department_find(ngx_teleclinic_directory_t *dir,
+    ngx_str_t *id)
+{
+    ngx_uint_t                    i;
+    ngx_teleclinic_department_t  *dept;
+
+    dept = dir->departments.elts;
+
+    for (i = 0; i < dir->departments.nelts; i++) {
+        if (dept[i].id.len == id->len
+            && ngx_strncmp(dept[i].id.data, id->data, id->len) == 0)
+        {
+            return &dept[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_teleclinic_doctor_t *
+ngx_teleclinic_doctor_find(ngx_teleclinic_directory_t *dir, ngx_str_t *id)
+{
+    ngx_uint_t                i;
+    ngx_teleclinic_doctor_t  *doctor;
+
+    doctor = dir->doctors.elts;
+
+    for (i = 0; i < dir->doctors.nelts; i++) {
+        if (doctor[i].id.len == id->len
+            && ngx_strncmp(doctor[i].id.data, id->data, id->len) == 0)
+        {
+            return &doctor[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Slots follow the local wall clock of the server (nginx keeps TZ, and
+ * "env TZ=...;" sets it), so a day with a DST change has the slots its
+ * working hours say, each with the offset in force at its start.
+ */
+
+ngx_uint_t
+ngx_teleclinic_doctor_slots(ngx_teleclinic_doctor_t *doctor,
+    ngx_teleclinic_date_t *date, ngx_teleclinic_slot_t *slots)
+{
+    time_t                   midnight, next;
+    ngx_uint_t               i, n, m, wday, ymd, *off;
+    ngx_teleclinic_hours_t  *h;
+
+    ymd = date->year * 10000 + date->month * 100 + date->day;
+    off = doctor->days_off.elts;
+
+    for (i = 0; i < doctor->days_off.nelts; i++) {
+        if (off[i] == ymd) {
+            return 0;
+        }
+    }
+
+    midnight = ngx_teleclinic_local_time(date, 0, &wday);
+    next = ngx_teleclinic_local_time(date, 24 * 60, NULL);
+
+    if (midnight == (time_t) -1 || next == (time_t) -1) {
+        return 0;
+    }
+
+    h = doctor->hours[wday].elts;
+    n = 0;
+
+    for (i = 0; i < doctor->hours[wday].nelts; i++) {
+        for (m = h[i].from;
+             m + doctor->slot_minutes <= h[i].to
+             && n < NGX_TELECLINIC_SLOTS_MAX;
+             m += doctor->slot_minutes)
+        {
+            /* mktime() is slow; a day without a clock change needs one */
+            slots[n].start = (next - midnight == 86400)
+                             ? midnight + (time_t) m * 60
+                             : ngx_teleclinic_local_time(date, m, NULL);
+            slots[n].end = slots[n].start + doctor->slot_minutes * 60;
+            slots[n].minute = m;
+            n++;
+        }
+    }
+
+    return n;
+}
+
+
+static time_t
+ngx_teleclinic_local_time(ngx_teleclinic_date_t *date, ngx_uint_t minute,
+    ngx_uint_t *wday)
+{
+    time_t    t;
+    ngx_tm_t  tm;
+
+    ngx_memzero(&tm, sizeof(ngx_tm_t));
+    tm.tm_year = date->year - 1900;
+    tm.tm_mon = date->month - 1;
+    tm.tm_mday = date->day;
+    tm.tm_hour = minute / 60;
+    tm.tm_min = minute % 60;
+    tm.tm_isdst = -1;
+
+    t = mktime(&tm);
+
+    if (wday) {
+        *wday = tm.tm_wday;
+    }
+
+    return t;
+}
+
+
+void
+ngx_teleclinic_date_of(time_t t, ngx_teleclinic_date_t *date)
+{
+    ngx_tm_t  tm;
+
+    ngx_libc_localtime(t, &tm);
+
+    date->year = tm.tm_year + 1900;
+    date->month = tm.tm_mon + 1;
+    date->day = tm.tm_mday;
+}
+
+
+u_char *
+ngx_teleclinic_slot_id_print(u_char *p, ngx_str_t *doctor,
+    ngx_teleclinic_date_t *date, ngx_uint_t minute)
+{
+    return ngx_sprintf(p, "%V.%04ui%02ui%02ui.%02ui%02ui", doctor,
+                       date->year, date->month, date->day,
+                       minute / 60, minute % 60);
+}
+
+
+u_char *
+ngx_teleclinic_time_print(u_char *p, time_t t)
+{
+    ngx_tm_t    tm;
+    ngx_int_t   off;
+    ngx_uint_t  sign;
+
+    ngx_libc_localtime(t, &tm);
+
+    off = tm.tm_gmtoff / 60;
+    sign = '+';
+
+    if (off < 0) {
+        sign = '-';
+        off = -off;
+    }
+
+    return ngx_sprintf(p, "%04d-%02d-%02dT%02d:%02d:%02d%c%02i:%02i",
+                       tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                       tm.tm_hour, tm.tm_min, tm.tm_sec,
+                       sign, off / 60, off % 60);
+}

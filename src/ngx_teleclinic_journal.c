@@ -1,0 +1,971 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <jansson.h>
+#include "ngx_teleclinic_journal.h"
+#include "ngx_teleclinic_request.h"
+
+
+#define NGX_TELECLINIC_RECORD_MAX  (256 * 1024)
+
+
+typedef struct {
+    ngx_fd_t                     fd;
+    ngx_err_t                    err;
+} ngx_teleclinic_sync_ctx_t;
+
+
+static ngx_int_t ngx_teleclinic_journal_replay(ngx_cycle_t *cycle,
+    ngx_teleclinic_zone_t *zone, ngx_fd_t fd);
+static ngx_int_t ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
+    ngx_teleclinic_zone_t *zone);
+static ngx_int_t ngx_teleclinic_journal_write(ngx_fd_t fd, u_char *buf,
+    size_t len, ngx_log_t *log);
+static void ngx_teleclinic_journal_close(void *data);
+static void ngx_teleclinic_journal_start(ngx_teleclinic_journal_t *journal);
+static void ngx_teleclinic_journal_done(ngx_queue_t *queue, ngx_int_t rc);
+#if (NGX_THREADS)
+static void ngx_teleclinic_journal_sync_thread(void *data, ngx_log_t *log);
+static void ngx_teleclinic_journal_sync_event(ngx_event_t *ev);
+#endif
+
+
+static const char  *ngx_teleclinic_ops[] = {
+    NULL, "book", "cancel", "reschedule", "status", "directory", "sent",
+    "appt", "msg"
+};
+
+
+/*
+ * Per worker: requests whose records are written and that wait for an
+ * fsync to start, and those covered by the fsync that is running.  Every
+ * request that arrives while one fsync runs is acknowledged by the next
+ * one: the group commit.
+ */
+static ngx_queue_t          ngx_teleclinic_waiting;
+static ngx_queue_t          ngx_teleclinic_syncing;
+static ngx_uint_t           ngx_teleclinic_sync_busy;
+#if (NGX_THREADS)
+static ngx_thread_task_t   *ngx_teleclinic_sync_task;
+#endif
+
+
+ngx_int_t
+ngx_teleclinic_journal_open(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone,
+    ngx_uint_t fresh)
+{
+    ngx_fd_t                   fd;
+    ngx_int_t                  rc;
+    ngx_pool_cleanup_t        *cln;
+    ngx_teleclinic_journal_t  *journal;
+
+    journal = zone->journal;
+
+    if (ngx_create_full_path(journal->path.data, 0700) != 0) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "teleclinic: cannot create the directory of \"%s\"",
+                      journal->path.data);
+        return NGX_ERROR;
+    }
+
+    if (fresh) {
+        fd = ngx_open_file(journal->path.data, NGX_FILE_RDWR,
+                           NGX_FILE_CREATE_OR_OPEN, 0600);
+
+        if (fd == NGX_INVALID_FILE) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          ngx_open_file_n " \"%s\" failed",
+                          journal->path.data);
+            return NGX_ERROR;
+        }
+
+        ngx_teleclinic_zone_lock(zone);
+        rc = ngx_teleclinic_journal_replay(cycle, zone, fd);
+        ngx_teleclinic_zone_unlock(zone);
+
+        ngx_close_file(fd);
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        /*
+         * Only at start, with no worker running, may the file be
+         * replaced: old workers of a reload keep writing to the one
+         * they have open.
+         */
+        if (zone->sh->journal_records
+            > 2 * (zone->sh->nappts + zone->sh->nmsgs) + 1024
+            && ngx_teleclinic_journal_compact(cycle, zone) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        zone->fresh = 0;
+    }
+
+    /*
+     * Opened by the master and inherited by the workers, so that workers
+     * running as an unprivileged user can append to it.  O_APPEND makes
+     * each record one write at the end, whoever writes it.
+     */
+    fd = ngx_open_file(journal->path.data, NGX_FILE_APPEND,
+                       NGX_FILE_CREATE_OR_OPEN, 0600);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      ngx_open_file_n " \"%s\" failed", journal->path.data);
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cycle->pool, 0);
+    if (cln == NULL) {
+        ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    journal->fd = fd;
+    cln->handler = ngx_teleclinic_journal_close;
+    cln->data = journal;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_teleclinic_journal_close(void *data)
+{
+    ngx_teleclinic_journal_t  *journal = data;
+
+    if (journal->fd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(journal->fd);
+        journal->fd = NGX_INVALID_FILE;
+    }
+}
+
+
+static ngx_int_t
+ngx_teleclinic_journal_replay(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone,
+    ngx_fd_t fd)
+{
+    u_char                  *buf, *p, *last, *nl;
+    off_t                    size, good;
+    ssize_t                  n;
+    ngx_int_t                rc;
+    ngx_uint_t               records;
+    ngx_pool_t              *pool;
+    ngx_file_info_t          fi;
+    ngx_teleclinic_event_t   ev;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      ngx_fd_info_n " \"%s\" failed",
+                      zone->journal->path.data);
+        return NGX_ERROR;
+    }
+
+    size = ngx_file_size(&fi);
+
+    if (size == 0) {
+        return NGX_OK;
+    }
+
+    buf = ngx_alloc(size, cycle->log);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    pool = ngx_create_pool(4096, cycle->log);
+    if (pool == NULL) {
+        ngx_free(buf);
+        return NGX_ERROR;
+    }
+
+    rc = NGX_ERROR;
+
+    for (p = buf, last = buf + size; p < last; p += n) {
+        n = read(fd, p, last - p);
+
+        if (n <= 0) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          "teleclinic: reading \"%s\" failed",
+                          zone->journal->path.data);
+            goto done;
+        }
+    }
+
+    records = 0;
+    good = 0;
+
+    for (p = buf; p < last; p = nl + 1) {
+        nl = ngx_strlchr(p, last, '\n');
+
+        if (nl == NULL
+            || ngx_teleclinic_journal_decode(p, nl - p, &ev, pool) != NGX_OK)
+        {
+            break;
+        }
+
+        rc = ngx_teleclinic_zone_apply(zone, &ev, cycle->log);
+
+        if (rc == NGX_DECLINED) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "teleclinic: the zone \"%V\" is too small for the "
+                          "journal \"%s\"", &zone->shm_zone->shm.name,
+                          zone->journal->path.data);
+            rc = NGX_ERROR;
+            goto done;
+        }
+
+        ngx_reset_pool(pool);
+        records++;
+        good = nl + 1 - buf;
+    }
+
+    /*
+     * A record is acknowledged only after an fsync that covers it and
+     * every record before it; so the first damaged record and all after
+     * it were never acknowledged: a write cut short by a crash.
+     */
+    if (good < size) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "teleclinic: discarding %O bytes of unacknowledged "
+                      "records at the end of \"%s\"", size - good,
+                      zone->journal->path.data);
+
+        if (ftruncate(fd, good) == -1 || fdatasync(fd) == -1) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          "teleclinic: truncating \"%s\" failed",
+                          zone->journal->path.data);
+            rc = NGX_ERROR;
+            goto done;
+        }
+    }
+
+    zone->sh->journal_records = records;
+
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                  "teleclinic: replayed %ui records, %ui appointments",
+                  records, zone->sh->nappts);
+
+    rc = NGX_OK;
+
+done:
+
+    ngx_destroy_pool(pool);
+    ngx_free(buf);
+
+    return rc;
+}
+
+
+/* the state as one record per live object, then an atomic rename */
+
+static ngx_int_t
+ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
+    ngx_teleclinic_zone_t *zone)
+{
+    u_char                  *buf, *p;
+    size_t                   size;
+    ssize_t                  n;
+    ngx_fd_t                 fd;
+    ngx_int_t                rc;
+    ngx_str_t                tmp;
+    ngx_uint_t               records;
+    ngx_rbtree_node_t       *node, *root, *sentinel;
+    ngx_teleclinic_sh_t     *sh;
+    ngx_teleclinic_msg_t    *msg;
+    ngx_teleclinic_appt_t   *appt;
+    ngx_teleclinic_event_t   ev;
+
+    sh = zone->sh;
+
+    tmp.len = zone->journal->path.len + sizeof(".compact") - 1;
+    tmp.data = ngx_pnalloc(cycle->pool, tmp.len + 1);
+    if (tmp.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(tmp.data, "%V.compact%Z", &zone->journal->path);
+
+    fd = ngx_open_file(tmp.data, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE, 0600);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      ngx_open_file_n " \"%s\" failed", tmp.data);
+        return NGX_ERROR;
+    }
+
+    size = 1024 * 1024;
+    buf = ngx_alloc(size, cycle->log);
+    if (buf == NULL) {
+        ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    rc = NGX_ERROR;
+    p = buf;
+    records = 0;
+
+    if (sh->directory) {
+        ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+        ev.op = NGX_TELECLINIC_EV_DIRECTORY;
+        ev.seq = sh->seq;
+        ev.directory.data = sh->directory;
+        ev.directory.len = sh->directory_len;
+        ngx_memcpy(ev.hash, sh->directory_file_hash, 32);
+
+        n = ngx_teleclinic_journal_encode(&ev, p, buf + size - p);
+        if (n < 0) {
+            goto failed;
+        }
+
+        p += n;
+        records++;
+    }
+
+    root = sh->appts.root;
+    sentinel = sh->appts.sentinel;
+
+    if (root != sentinel) {
+        for (node = ngx_rbtree_min(root, sentinel);
+             node;
+             node = ngx_rbtree_next(&sh->appts, node))
+        {
+            appt = (ngx_teleclinic_appt_t *) node;
+
+            ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+            ev.op = NGX_TELECLINIC_EV_APPT;
+            ev.seq = sh->seq;
+            ev.at = appt->updated;
+            ev.created = appt->created;
+            ev.id = appt->id;
+            ev.status = appt->status;
+            ev.doctor.data = appt->doctor;
+            ev.doctor.len = appt->doctor_len;
+            ev.start = appt->start;
+            ev.end = appt->end;
+            ev.name = appt->name;
+            ev.phone = appt->phone;
+            ev.reason = appt->reason;
+
+            if ((size_t) (buf + size - p) < NGX_TELECLINIC_RECORD_MAX) {
+                if (ngx_teleclinic_journal_write(fd, buf, p - buf,
+                                                 cycle->log)
+                    != NGX_OK)
+                {
+                    goto failed;
+                }
+
+                p = buf;
+            }
+
+            n = ngx_teleclinic_journal_encode(&ev, p, buf + size - p);
+            if (n < 0) {
+                goto failed;
+            }
+
+            p += n;
+            records++;
+        }
+    }
+
+    root = sh->msgs.root;
+    sentinel = sh->msgs.sentinel;
+
+    if (root != sentinel) {
+        for (node = ngx_rbtree_min(root, sentinel);
+             node;
+             node = ngx_rbtree_next(&sh->msgs, node))
+        {
+            msg = (ngx_teleclinic_msg_t *)
+                      ((u_char *) node - offsetof(ngx_teleclinic_msg_t, id));
+
+            ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+            ev.op = NGX_TELECLINIC_EV_MSG;
+            ev.seq = sh->seq;
+            ev.msg = node->key;
+            ev.id = msg->appt;
+            ev.kind = msg->kind;
+            ev.due = msg->due;
+
+            if ((size_t) (buf + size - p) < NGX_TELECLINIC_RECORD_MAX) {
+                if (ngx_teleclinic_journal_write(fd, buf, p - buf,
+                                                 cycle->log)
+                    != NGX_OK)
+                {
+                    goto failed;
+                }
+
+                p = buf;
+            }
+
+            n = ngx_teleclinic_journal_encode(&ev, p, buf + size - p);
+            if (n < 0) {
+                goto failed;
+            }
+
+            p += n;
+            records++;
+        }
+    }
+
+    if (ngx_teleclinic_journal_write(fd, buf, p - buf, cycle->log) != NGX_OK
+        || fdatasync(fd) == -1)
+    {
+        goto failed;
+    }
+
+    if (ngx_rename_file(tmp.data, zone->journal->path.data) == -1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      ngx_rename_file_n " \"%s\" failed", tmp.data);
+        goto failed;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                  "teleclinic: compacted \"%s\" from %ui to %ui records",
+                  zone->journal->path.data, sh->journal_records, records);
+
+    sh->journal_records = records;
+    rc = NGX_OK;
+
+failed:
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "teleclinic: compacting \"%s\" failed", tmp.data);
+        (void) ngx_delete_file(tmp.data);
+    }
+
+    ngx_close_file(fd);
+    ngx_free(buf);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_journal_write(ngx_fd_t fd, u_char *buf, size_t len,
+    ngx_log_t *log)
+{
+    ssize_t  n;
+
+    while (len) {
+        n = write(fd, buf, len);
+
+        if (n == -1) {
+            if (ngx_errno == NGX_EINTR) {
+                continue;
+            }
+
+            ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                          "teleclinic: writing the journal failed");
+            return NGX_ERROR;
+        }
+
+        buf += n;
+        len -= n;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_teleclinic_journal_append(ngx_teleclinic_journal_t *journal,
+    ngx_teleclinic_event_t *ev, ngx_log_t *log)
+{
+    u_char   buf[4096], *p;
+    ssize_t  n;
+
+    n = ngx_teleclinic_journal_encode(ev, buf, sizeof(buf));
+
+    if (n >= 0) {
+        return ngx_teleclinic_journal_write(journal->fd, buf, n, log);
+    }
+
+    /* a directory is larger than a booking */
+
+    p = ngx_alloc(NGX_TELECLINIC_RECORD_MAX, log);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = ngx_teleclinic_journal_encode(ev, p, NGX_TELECLINIC_RECORD_MAX);
+
+    if (n < 0) {
+        ngx_free(p);
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "teleclinic: a journal record is too large");
+        return NGX_ERROR;
+    }
+
+    n = ngx_teleclinic_journal_write(journal->fd, p, n, log);
+
+    ngx_free(p);
+
+    return n;
+}
+
+
+ssize_t
+ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev, u_char *buf,
+    size_t size)
+{
+    u_char     id[NGX_TELECLINIC_APPT_ID_LEN], hash[64], *p;
+    size_t     n;
+    json_t    *o;
+    uint32_t   crc;
+
+    o = json_object();
+    if (o == NULL) {
+        return NGX_ERROR;
+    }
+
+    json_object_set_new(o, "seq", json_integer(ev->seq));
+    json_object_set_new(o, "op", json_string(ngx_teleclinic_ops[ev->op]));
+    json_object_set_new(o, "at", json_integer(ev->at));
+
+    switch (ev->op) {
+
+    case NGX_TELECLINIC_EV_BOOK:
+    case NGX_TELECLINIC_EV_APPT:
+        json_object_set_new(o, "name",
+                            json_stringn((char *) ev->name.data,
+                                         ev->name.len));
+        json_object_set_new(o, "phone",
+                            json_stringn((char *) ev->phone.data,
+                                         ev->phone.len));
+        json_object_set_new(o, "reason",
+                            json_stringn((char *) ev->reason.data,
+                                         ev->reason.len));
+        if (ev->op == NGX_TELECLINIC_EV_APPT) {
+            json_object_set_new(o, "status", json_integer(ev->status));
+            json_object_set_new(o, "created", json_integer(ev->created));
+        }
+
+        /* fall through */
+
+    case NGX_TELECLINIC_EV_RESCHEDULE:
+        json_object_set_new(o, "doctor",
+                            json_stringn((char *) ev->doctor.data,
+                                         ev->doctor.len));
+        json_object_set_new(o, "start", json_integer(ev->start));
+        json_object_set_new(o, "end", json_integer(ev->end));
+
+        /* fall through */
+
+    case NGX_TELECLINIC_EV_CANCEL:
+    case NGX_TELECLINIC_EV_STATUS:
+        ngx_teleclinic_appt_id_print(id, ev->id);
+        json_object_set_new(o, "id",
+                            json_stringn((char *) id, sizeof(id)));
+
+        if (ev->op == NGX_TELECLINIC_EV_STATUS) {
+            json_object_set_new(o, "status", json_integer(ev->status));
+        }
+
+        break;
+
+    case NGX_TELECLINIC_EV_DIRECTORY:
+        json_object_set_new(o, "directory",
+                            json_stringn((char *) ev->directory.data,
+                                         ev->directory.len));
+        ngx_hex_dump(hash, ev->hash, 32);
+        json_object_set_new(o, "hash", json_stringn((char *) hash, 64));
+        break;
+
+    case NGX_TELECLINIC_EV_MSG:
+        ngx_teleclinic_appt_id_print(id, ev->id);
+        json_object_set_new(o, "id",
+                            json_stringn((char *) id, sizeof(id)));
+        json_object_set_new(o, "kind", json_integer(ev->kind));
+        json_object_set_new(o, "due", json_integer(ev->due));
+
+        /* fall through */
+
+    case NGX_TELECLINIC_EV_SENT:
+        json_object_set_new(o, "msg", json_integer(ev->msg));
+        break;
+    }
+
+    if (size < 10) {
+        json_decref(o);
+        return NGX_ERROR;
+    }
+
+    n = json_dumpb(o, (char *) buf + 9, size - 10, JSON_COMPACT);
+    json_decref(o);
+
+    if (n == 0 || n > size - 10) {
+        return NGX_ERROR;
+    }
+
+    ngx_crc32_init(crc);
+    ngx_crc32_update(&crc, buf + 9, n);
+    ngx_crc32_final(crc);
+
+    p = ngx_sprintf(buf, "%08xD", crc);
+    *p = ' ';
+    buf[9 + n] = '\n';
+
+    return 9 + n + 1;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_journal_str(json_t *o, const char *key, ngx_str_t *s,
+    ngx_pool_t *pool)
+{
+    json_t  *v;
+
+    v = json_object_get(o, key);
+
+    if (!json_is_string(v)) {
+        return NGX_ERROR;
+    }
+
+    s->len = json_string_length(v);
+    s->data = ngx_pnalloc(pool, s->len + 1);
+    if (s->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(s->data, json_string_value(v), s->len);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_journal_hex(u_char *dst, u_char *src, size_t n)
+{
+    ngx_int_t  hi, lo;
+
+    while (n--) {
+        hi = ngx_hextoi(src, 1);
+        lo = ngx_hextoi(src + 1, 1);
+
+        if (hi == NGX_ERROR || lo == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        *dst++ = (u_char) (hi << 4 | lo);
+        src += 2;
+    }
+
+    return NGX_OK;
+}
+
+
+static time_t
+ngx_teleclinic_journal_int(json_t *o, const char *key)
+{
+    json_t  *v;
+
+    v = json_object_get(o, key);
+
+    return json_is_integer(v) ? (time_t) json_integer_value(v) : -1;
+}
+
+
+ngx_int_t
+ngx_teleclinic_journal_decode(u_char *line, size_t len,
+    ngx_teleclinic_event_t *ev, ngx_pool_t *pool)
+{
+    u_char        *p;
+    json_t        *o, *v;
+    uint32_t       crc, want;
+    ngx_int_t      rc;
+    ngx_str_t      s;
+    ngx_uint_t     i;
+    json_error_t   jerr;
+
+    if (len < 11 || line[8] != ' ') {
+        return NGX_ERROR;
+    }
+
+    want = 0;
+
+    for (i = 0; i < 8; i++) {
+        p = &line[i];
+
+        if (*p >= '0' && *p <= '9') {
+            want = (want << 4) | (*p - '0');
+
+        } else if (*p >= 'a' && *p <= 'f') {
+            want = (want << 4) | (*p - 'a' + 10);
+
+        } else {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_crc32_init(crc);
+    ngx_crc32_update(&crc, line + 9, len - 9);
+    ngx_crc32_final(crc);
+
+    if (crc != want) {
+        return NGX_ERROR;
+    }
+
+    o = json_loadb((char *) line + 9, len - 9, 0, &jerr);
+    if (o == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(ev, sizeof(ngx_teleclinic_event_t));
+
+    rc = NGX_ERROR;
+
+    v = json_object_get(o, "op");
+    if (!json_is_string(v)) {
+        goto done;
+    }
+
+    for (i = 1; i < sizeof(ngx_teleclinic_ops) / sizeof(char *); i++) {
+        if (ngx_strcmp(json_string_value(v), ngx_teleclinic_ops[i]) == 0) {
+            ev->op = i;
+            break;
+        }
+    }
+
+    if (ev->op == 0) {
+        goto done;
+    }
+
+    ev->seq = ngx_teleclinic_journal_int(o, "seq");
+    ev->at = ngx_teleclinic_journal_int(o, "at");
+    ev->start = ngx_teleclinic_journal_int(o, "start");
+    ev->end = ngx_teleclinic_journal_int(o, "end");
+    ev->created = ngx_teleclinic_journal_int(o, "created");
+    ev->status = ngx_teleclinic_journal_int(o, "status");
+    ev->msg = ngx_teleclinic_journal_int(o, "msg");
+    ev->kind = ngx_teleclinic_journal_int(o, "kind");
+    ev->due = ngx_teleclinic_journal_int(o, "due");
+
+    switch (ev->op) {
+
+    case NGX_TELECLINIC_EV_BOOK:
+    case NGX_TELECLINIC_EV_APPT:
+        if (ngx_teleclinic_journal_str(o, "name", &ev->name, pool) != NGX_OK
+            || ngx_teleclinic_journal_str(o, "phone", &ev->phone, pool)
+               != NGX_OK
+            || ngx_teleclinic_journal_str(o, "reason", &ev->reason, pool)
+               != NGX_OK)
+        {
+            goto done;
+        }
+
+        /* fall through */
+
+    case NGX_TELECLINIC_EV_RESCHEDULE:
+        if (ngx_teleclinic_journal_str(o, "doctor", &ev->doctor, pool)
+            != NGX_OK)
+        {
+            goto done;
+        }
+
+        /* fall through */
+
+    case NGX_TELECLINIC_EV_CANCEL:
+    case NGX_TELECLINIC_EV_STATUS:
+    case NGX_TELECLINIC_EV_MSG:
+        if (ngx_teleclinic_journal_str(o, "id", &s, pool) != NGX_OK
+            || ngx_teleclinic_appt_id_parse(s.data, s.len, &ev->id) != NGX_OK)
+        {
+            goto done;
+        }
+
+        break;
+
+    case NGX_TELECLINIC_EV_DIRECTORY:
+        if (ngx_teleclinic_journal_str(o, "directory", &ev->directory, pool)
+            != NGX_OK
+            || ngx_teleclinic_journal_str(o, "hash", &s, pool) != NGX_OK
+            || s.len != 64
+            || ngx_teleclinic_journal_hex(ev->hash, s.data, 32) != NGX_OK)
+        {
+            goto done;
+        }
+
+        break;
+    }
+
+    rc = NGX_OK;
+
+done:
+
+    json_decref(o);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_teleclinic_journal_init_process(ngx_cycle_t *cycle,
+    ngx_teleclinic_journal_t *journal)
+{
+    ngx_queue_init(&ngx_teleclinic_waiting);
+    ngx_queue_init(&ngx_teleclinic_syncing);
+    ngx_teleclinic_sync_busy = 0;
+
+#if (NGX_THREADS)
+    if (journal->thread_pool) {
+        ngx_teleclinic_sync_task = ngx_thread_task_alloc(cycle->pool,
+                                          sizeof(ngx_teleclinic_sync_ctx_t));
+        if (ngx_teleclinic_sync_task == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_teleclinic_sync_task->handler =
+                                       ngx_teleclinic_journal_sync_thread;
+        ngx_teleclinic_sync_task->event.handler =
+                                       ngx_teleclinic_journal_sync_event;
+        ngx_teleclinic_sync_task->event.data = journal;
+        ngx_teleclinic_sync_task->event.log = cycle->log;
+    }
+#endif
+
+    return NGX_OK;
+}
+
+
+void
+ngx_teleclinic_journal_sync(ngx_teleclinic_journal_t *journal,
+    ngx_teleclinic_journal_waiter_t *w)
+{
+    ngx_queue_insert_tail(&ngx_teleclinic_waiting, &w->queue);
+
+    if (!ngx_teleclinic_sync_busy) {
+        ngx_teleclinic_journal_start(journal);
+    }
+}
+
+
+void
+ngx_teleclinic_journal_cancel(ngx_teleclinic_journal_waiter_t *w)
+{
+    if (w->queue.prev) {
+        ngx_queue_remove(&w->queue);
+        w->queue.prev = NULL;
+    }
+}
+
+
+static void
+ngx_teleclinic_journal_start(ngx_teleclinic_journal_t *journal)
+{
+    ngx_int_t                   rc;
+    ngx_queue_t                 done;
+#if (NGX_THREADS)
+    ngx_teleclinic_sync_ctx_t  *ctx;
+#endif
+
+    if (ngx_queue_empty(&ngx_teleclinic_waiting)) {
+        return;
+    }
+
+    /* everything written so far is covered by the fsync that starts now */
+
+    ngx_queue_add(&ngx_teleclinic_syncing, &ngx_teleclinic_waiting);
+    ngx_queue_init(&ngx_teleclinic_waiting);
+
+#if (NGX_THREADS)
+    if (journal->fsync && journal->thread_pool) {
+        ctx = ngx_teleclinic_sync_task->ctx;
+        ctx->fd = journal->fd;
+        ctx->err = 0;
+
+        if (ngx_thread_task_post(journal->thread_pool,
+                                 ngx_teleclinic_sync_task)
+            == NGX_OK)
+        {
+            ngx_teleclinic_sync_busy = 1;
+            return;
+        }
+    }
+#endif
+
+    rc = NGX_OK;
+
+    if (journal->fsync && fdatasync(journal->fd) == -1) {
+        ngx_log_error(NGX_LOG_CRIT, ngx_cycle->log, ngx_errno,
+                      "teleclinic: fdatasync() of the journal failed");
+        rc = NGX_ERROR;
+    }
+
+    ngx_queue_init(&done);
+    ngx_queue_add(&done, &ngx_teleclinic_syncing);
+    ngx_queue_init(&ngx_teleclinic_syncing);
+
+    ngx_teleclinic_journal_done(&done, rc);
+}
+
+
+static void
+ngx_teleclinic_journal_done(ngx_queue_t *queue, ngx_int_t rc)
+{
+    ngx_queue_t                      *q;
+    ngx_teleclinic_journal_waiter_t  *w;
+
+    while (!ngx_queue_empty(queue)) {
+        q = ngx_queue_head(queue);
+        ngx_queue_remove(q);
+
+        w = ngx_queue_data(q, ngx_teleclinic_journal_waiter_t, queue);
+        w->queue.prev = NULL;
+
+        w->handler(w->data, rc);
+    }
+}
+
+
+#if (NGX_THREADS)
+
+static void
+ngx_teleclinic_journal_sync_thread(void *data, ngx_log_t *log)
+{
+    ngx_teleclinic_sync_ctx_t  *ctx = data;
+
+    if (fdatasync(ctx->fd) == -1) {
+        ctx->err = ngx_errno;
+    }
+}
+
+
+static void
+ngx_teleclinic_journal_sync_event(ngx_event_t *ev)
+{
+    ngx_teleclinic_journal_t  *journal = ev->data;
+
+    ngx_int_t                   rc;
+    ngx_queue_t                 done;
+    ngx_teleclinic_sync_ctx_t  *ctx;
+
+    ctx = ngx_teleclinic_sync_task->ctx;
+    rc = NGX_OK;
+
+    if (ctx->err) {
+        ngx_log_error(NGX_LOG_CRIT, ev->log, ctx->err,
+                      "teleclinic: fdatasync() of the journal failed");
+        rc = NGX_ERROR;
+    }
+
+    ngx_teleclinic_sync_busy = 0;
+
+    ngx_queue_init(&done);
+    ngx_queue_add(&done, &ngx_teleclinic_syncing);
+    ngx_queue_init(&ngx_teleclinic_syncing);
+
+    /* those who came meanwhile go with the next fsync */
+    ngx_teleclinic_journal_start(journal);
+
+    ngx_teleclinic_journal_done(&done, rc);
+}
+
+#endif

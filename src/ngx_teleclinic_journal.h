@@ -1,0 +1,64 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#ifndef _NGX_TELECLINIC_JOURNAL_H_INCLUDED_
+#define _NGX_TELECLINIC_JOURNAL_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#if (NGX_THREADS)
+#include <ngx_thread_pool.h>
+#endif
+#include "ngx_teleclinic.h"
+#include "ngx_teleclinic_zone.h"
+
+
+typedef void (*ngx_teleclinic_journal_handler_pt)(void *data, ngx_int_t rc);
+
+
+struct ngx_teleclinic_journal_s {
+    ngx_str_t                           path;
+    ngx_fd_t                            fd;
+    ngx_flag_t                          fsync;
+#if (NGX_THREADS)
+    ngx_thread_pool_t                  *thread_pool;
+#endif
+};
+
+
+/* a request waiting for its events to reach the disk */
+typedef struct {
+    ngx_queue_t                         queue;
+    ngx_teleclinic_journal_handler_pt   handler;
+    void                               *data;
+    ngx_log_t                          *log;
+} ngx_teleclinic_journal_waiter_t;
+
+
+/* in the master: open (and, for a new zone, replay) the journal */
+ngx_int_t ngx_teleclinic_journal_open(ngx_cycle_t *cycle,
+    ngx_teleclinic_zone_t *zone, ngx_uint_t fresh);
+
+ngx_int_t ngx_teleclinic_journal_append(ngx_teleclinic_journal_t *journal,
+    ngx_teleclinic_event_t *ev, ngx_log_t *log);
+
+/* calls w->handler once every event appended so far is on disk */
+void ngx_teleclinic_journal_sync(ngx_teleclinic_journal_t *journal,
+    ngx_teleclinic_journal_waiter_t *w);
+void ngx_teleclinic_journal_cancel(ngx_teleclinic_journal_waiter_t *w);
+
+ngx_int_t ngx_teleclinic_journal_init_process(ngx_cycle_t *cycle,
+    ngx_teleclinic_journal_t *journal);
+
+/* one record: "crc32 {json}\n"; NGX_DECLINED when it does not fit */
+ssize_t ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev,
+    u_char *buf, size_t size);
+ngx_int_t ngx_teleclinic_journal_decode(u_char *line, size_t len,
+    ngx_teleclinic_event_t *ev, ngx_pool_t *pool);
+
+
+#endif /* _NGX_TELECLINIC_JOURNAL_H_INCLUDED_ */

@@ -1,0 +1,567 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_event_connect.h>
+#include <jansson.h>
+#include "ngx_teleclinic_notify.h"
+#include "ngx_teleclinic_token.h"
+
+
+/*
+ * The outbox lives in the zone, ordered by the time of the next attempt.
+ * Every worker delivers: it takes due messages under a lease, so that a
+ * message is sent by one worker at a time, and a worker that dies while
+ * sending only delays it until the lease runs out.  Delivery is at least
+ * once; the gateway deduplicates on the message id.
+ */
+
+#define NGX_TELECLINIC_NOTIFY_PARALLEL   4
+#define NGX_TELECLINIC_NOTIFY_SWEEP      30000
+#define NGX_TELECLINIC_NOTIFY_BACKOFF    300
+
+
+typedef struct {
+    ngx_pool_t                       *pool;
+    ngx_peer_connection_t             peer;
+    ngx_buf_t                        *request;
+    ngx_buf_t                        *response;
+    ngx_uint_t                        msg;
+} ngx_teleclinic_delivery_t;
+
+
+static void ngx_teleclinic_notify_sweep(ngx_event_t *ev);
+static ngx_int_t ngx_teleclinic_notify_message(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_msg_t *msg, ngx_pool_t *pool, ngx_buf_t **request);
+static void ngx_teleclinic_notify_start(ngx_teleclinic_delivery_t *d);
+static void ngx_teleclinic_notify_write(ngx_event_t *wev);
+static void ngx_teleclinic_notify_read(ngx_event_t *rev);
+static void ngx_teleclinic_notify_finish(ngx_teleclinic_delivery_t *d,
+    ngx_uint_t delivered);
+static void ngx_teleclinic_notify_sent(ngx_teleclinic_zone_t *zone,
+    ngx_uint_t id, ngx_log_t *log);
+
+
+static ngx_http_teleclinic_main_conf_t  *ngx_teleclinic_notify_conf;
+static ngx_event_t                       ngx_teleclinic_notify_event;
+static ngx_uint_t                        ngx_teleclinic_notify_busy;
+
+
+ngx_int_t
+ngx_teleclinic_notify_init_process(ngx_cycle_t *cycle,
+    ngx_http_teleclinic_main_conf_t *tmcf)
+{
+    if (tmcf->notify_url == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_teleclinic_notify_conf = tmcf;
+    ngx_teleclinic_notify_busy = 0;
+
+    ngx_teleclinic_notify_event.handler = ngx_teleclinic_notify_sweep;
+    ngx_teleclinic_notify_event.log = cycle->log;
+    ngx_teleclinic_notify_event.data = tmcf;
+    ngx_teleclinic_notify_event.cancelable = 1;
+
+    /* messages left from before the start are due now */
+    ngx_add_timer(&ngx_teleclinic_notify_event, 100);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_teleclinic_notify_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_teleclinic_notify_conf = NULL;
+}
+
+
+void
+ngx_teleclinic_notify_kick(void)
+{
+    if (ngx_teleclinic_notify_conf == NULL || ngx_exiting) {
+        return;
+    }
+
+    if (ngx_teleclinic_notify_event.timer_set) {
+        ngx_del_timer(&ngx_teleclinic_notify_event);
+    }
+
+    if (!ngx_teleclinic_notify_event.posted) {
+        ngx_post_event(&ngx_teleclinic_notify_event, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_teleclinic_notify_sweep(ngx_event_t *ev)
+{
+    time_t                            now, next;
+    ngx_msec_t                        delay;
+    ngx_pool_t                       *pool;
+    ngx_buf_t                        *request;
+    ngx_uint_t                        n, id;
+    ngx_teleclinic_msg_t             *msg, *following;
+    ngx_teleclinic_zone_t            *zone;
+    ngx_teleclinic_delivery_t        *d[NGX_TELECLINIC_NOTIFY_PARALLEL];
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_teleclinic_notify_conf;
+
+    if (tmcf == NULL || ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    zone = ngx_http_teleclinic_zone(tmcf);
+
+    /* the worker's copy of the directory, for the doctor's name */
+    (void) ngx_http_teleclinic_directory(tmcf, ev->log);
+
+    now = ngx_time();
+    next = now + NGX_TELECLINIC_NOTIFY_SWEEP / 1000;
+    n = 0;
+
+    ngx_teleclinic_zone_lock(zone);
+
+    for (msg = ngx_teleclinic_outbox_first(zone); msg; msg = following) {
+
+        following = ngx_teleclinic_outbox_next(zone, msg);
+
+        if ((time_t) msg->node.key > now) {
+            next = ngx_min(next, (time_t) msg->node.key);
+            break;
+        }
+
+        if (msg->lease > now) {
+            next = ngx_min(next, msg->lease);
+            continue;
+        }
+
+        if (ngx_teleclinic_notify_busy + n
+            == NGX_TELECLINIC_NOTIFY_PARALLEL)
+        {
+            next = now;
+            break;
+        }
+
+        pool = ngx_create_pool(4096, ev->log);
+        if (pool == NULL) {
+            break;
+        }
+
+        id = msg->id.key;
+
+        switch (ngx_teleclinic_notify_message(zone, msg, pool, &request)) {
+
+        case NGX_OK:
+            break;
+
+        case NGX_DECLINED:
+            /* nothing to tell any more: a reminder after its visit */
+            ngx_destroy_pool(pool);
+            ngx_teleclinic_notify_sent(zone, id, ev->log);
+            continue;
+
+        default:
+            ngx_destroy_pool(pool);
+            goto done;
+        }
+
+        d[n] = ngx_pcalloc(pool, sizeof(ngx_teleclinic_delivery_t));
+        if (d[n] == NULL) {
+            ngx_destroy_pool(pool);
+            break;
+        }
+
+        d[n]->pool = pool;
+        d[n]->request = request;
+        d[n]->msg = id;
+
+        msg->lease = now + tmcf->notify_timeout / 1000 + 2;
+        msg->attempts++;
+        n++;
+    }
+
+done:
+
+    ngx_teleclinic_zone_unlock(zone);
+
+    while (n) {
+        ngx_teleclinic_notify_start(d[--n]);
+    }
+
+    delay = (next > now) ? (ngx_msec_t) (next - now) * 1000 : 1000;
+
+    if (!ngx_teleclinic_notify_event.timer_set
+        && !ngx_teleclinic_notify_event.posted)
+    {
+        ngx_add_timer(&ngx_teleclinic_notify_event, delay);
+    }
+}
+
+
+/* the request for one message; the zone is locked */
+
+static ngx_int_t
+ngx_teleclinic_notify_message(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_msg_t *msg, ngx_pool_t *pool, ngx_buf_t **request)
+{
+    u_char                            id[NGX_TELECLINIC_APPT_ID_LEN];
+    u_char                            token[NGX_TELECLINIC_TOKEN_MAX], *t;
+    u_char                            time[NGX_TELECLINIC_TIME_LEN];
+    u_char                            subj[8], md[32], hex[64], *p;
+    u_char                           *body, *url;
+    size_t                            len;
+    json_t                           *o;
+    ngx_str_t                         subject, doctor, name;
+    ngx_buf_t                        *b;
+    ngx_url_t                        *u;
+    ngx_teleclinic_appt_t            *appt;
+    ngx_teleclinic_doctor_t          *doc;
+    ngx_teleclinic_directory_t       *dir;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_teleclinic_notify_conf;
+    u = tmcf->notify_url;
+
+    appt = ngx_teleclinic_appt_lookup(zone, msg->appt);
+
+    if (appt == NULL
+        || (msg->kind == NGX_TELECLINIC_MSG_REMINDER
+            && appt->start <= ngx_time()))
+    {
+        return NGX_DECLINED;
+    }
+
+    doctor.data = appt->doctor;
+    doctor.len = appt->doctor_len;
+    name = doctor;
+
+    dir = ngx_http_teleclinic_directory(tmcf, ngx_cycle->log);
+    doc = dir ? ngx_teleclinic_doctor_find(dir, &doctor) : NULL;
+
+    if (doc) {
+        name = doc->name;
+    }
+
+    ngx_teleclinic_appt_id_print(id, appt->id);
+    ngx_teleclinic_time_print(time, appt->start);
+
+    ngx_teleclinic_token_appt_subject(appt->id, subj, &subject);
+    t = ngx_teleclinic_token_issue(&tmcf->token_secret,
+                                   NGX_TELECLINIC_TOKEN_PATIENT, &subject,
+                                   appt->end + tmcf->token_ttl, token);
+
+    url = ngx_pnalloc(pool, tmcf->public_url.len + 64
+                            + NGX_TELECLINIC_APPT_ID_LEN + (t - token));
+    if (url == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_http_teleclinic_join_url(tmcf, &tmcf->public_url, url, appt->id,
+                                     token, t - token);
+
+    o = json_pack("{s:I, s:s%, s:s%, s:{s:s%, s:s%}, s:{s:s%, s:s%},"
+                  " s:s%, s:s%, s:s%}",
+                  "id", (json_int_t) msg->id.key,
+                  "type", ngx_teleclinic_msg_kinds[msg->kind].data,
+                  ngx_teleclinic_msg_kinds[msg->kind].len,
+                  "appointment", id, sizeof(id),
+                  "patient",
+                  "name", appt->name.data, appt->name.len,
+                  "phone", appt->phone.data, appt->phone.len,
+                  "doctor",
+                  "id", doctor.data, doctor.len,
+                  "name", name.data, name.len,
+                  "start", time, sizeof(time),
+                  "status", ngx_teleclinic_status_names[appt->status].data,
+                  ngx_teleclinic_status_names[appt->status].len,
+                  "join_url", url, p - url);
+    if (o == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(url, "%V/guide.html", &tmcf->public_url);
+    json_object_set_new(o, "guide_url", json_stringn((char *) url, p - url));
+
+    len = json_dumpb(o, NULL, 0, JSON_COMPACT);
+
+    b = ngx_create_temp_buf(pool, len + 512 + u->uri.len + u->host.len);
+    if (b == NULL) {
+        json_decref(o);
+        return NGX_ERROR;
+    }
+
+    /* the body goes first in the buffer's tail; the headers sign it */
+    body = b->end - len;
+    json_dumpb(o, (char *) body, len, JSON_COMPACT);
+    json_decref(o);
+
+    p = ngx_sprintf(b->start, "%T.", ngx_time());
+    ngx_memmove(p, body, len);
+
+    ngx_teleclinic_hmac_sha256(&tmcf->notify_secret, b->start,
+                               (p - b->start) + len, md);
+    ngx_hex_dump(hex, md, 32);
+
+    ngx_memmove(body, p, len);
+
+    b->last = ngx_sprintf(b->start,
+                          "POST %V HTTP/1.1\r\n"
+                          "Host: %V\r\n"
+                          "Content-Type: application/json\r\n"
+                          "Content-Length: %uz\r\n"
+                          "X-Teleclinic-Message-Id: %ui\r\n"
+                          "X-Teleclinic-Signature: t=%T,sha256=%*s\r\n"
+                          "Connection: close\r\n\r\n",
+                          &u->uri, &u->host, len, msg->id.key,
+                          ngx_time(), (size_t) 64, hex);
+
+    b->last = ngx_movemem(b->last, body, len);
+
+    *request = b;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_teleclinic_notify_start(ngx_teleclinic_delivery_t *d)
+{
+    ngx_int_t                         rc;
+    ngx_connection_t                 *c;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_teleclinic_notify_conf;
+
+    ngx_teleclinic_notify_busy++;
+
+    d->peer.sockaddr = tmcf->notify_url->addrs[0].sockaddr;
+    d->peer.socklen = tmcf->notify_url->addrs[0].socklen;
+    d->peer.name = &tmcf->notify_url->addrs[0].name;
+    d->peer.get = ngx_event_get_peer;
+    d->peer.log = ngx_cycle->log;
+    d->peer.log_error = NGX_ERROR_ERR;
+
+    rc = ngx_event_connect_peer(&d->peer);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "teleclinic: cannot connect to the gateway %V, "
+                      "message %ui will be retried", d->peer.name, d->msg);
+        ngx_teleclinic_notify_finish(d, 0);
+        return;
+    }
+
+    c = d->peer.connection;
+    c->data = d;
+    c->pool = d->pool;
+    c->log->action = "delivering a notification";
+
+    c->write->handler = ngx_teleclinic_notify_write;
+    c->read->handler = ngx_teleclinic_notify_read;
+
+    ngx_add_timer(c->write, tmcf->notify_timeout);
+    ngx_add_timer(c->read, tmcf->notify_timeout);
+
+    if (rc == NGX_OK) {
+        ngx_teleclinic_notify_write(c->write);
+    }
+}
+
+
+static void
+ngx_teleclinic_notify_write(ngx_event_t *wev)
+{
+    ssize_t                     n;
+    ngx_buf_t                  *b;
+    ngx_connection_t           *c;
+    ngx_teleclinic_delivery_t  *d;
+
+    c = wev->data;
+    d = c->data;
+    b = d->request;
+
+    if (wev->timedout) {
+        ngx_teleclinic_notify_finish(d, 0);
+        return;
+    }
+
+    while (b->pos < b->last) {
+        n = c->send(c, b->pos, b->last - b->pos);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+                ngx_teleclinic_notify_finish(d, 0);
+            }
+
+            return;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_teleclinic_notify_finish(d, 0);
+            return;
+        }
+
+        b->pos += n;
+    }
+
+    if (wev->timer_set) {
+        ngx_del_timer(wev);
+    }
+}
+
+
+static void
+ngx_teleclinic_notify_read(ngx_event_t *rev)
+{
+    u_char                     *p;
+    ssize_t                     n;
+    ngx_buf_t                  *b;
+    ngx_uint_t                  status;
+    ngx_connection_t           *c;
+    ngx_teleclinic_delivery_t  *d;
+
+    c = rev->data;
+    d = c->data;
+
+    if (rev->timedout) {
+        ngx_log_error(NGX_LOG_WARN, c->log, NGX_ETIMEDOUT,
+                      "teleclinic: the gateway timed out, message %ui will "
+                      "be retried", d->msg);
+        ngx_teleclinic_notify_finish(d, 0);
+        return;
+    }
+
+    if (d->response == NULL) {
+        d->response = ngx_create_temp_buf(d->pool, 256);
+        if (d->response == NULL) {
+            ngx_teleclinic_notify_finish(d, 0);
+            return;
+        }
+    }
+
+    b = d->response;
+
+    for ( ;; ) {
+        n = c->recv(c, b->last, b->end - b->last);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+                ngx_teleclinic_notify_finish(d, 0);
+            }
+
+            return;
+        }
+
+        if (n == NGX_ERROR || n == 0) {
+            break;
+        }
+
+        b->last += n;
+
+        /* the status line is all that decides */
+        if (ngx_strlchr(b->pos, b->last, '\n') || b->last == b->end) {
+            break;
+        }
+    }
+
+    p = b->pos;
+    status = 0;
+
+    if (b->last - p >= 12 && ngx_strncmp(p, "HTTP/1.", 7) == 0
+        && p[8] == ' ')
+    {
+        status = ngx_atoi(p + 9, 3);
+    }
+
+    if (status >= 200 && status < 300) {
+        ngx_teleclinic_notify_finish(d, 1);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                  "teleclinic: the gateway answered %ui, message %ui will "
+                  "be retried", status, d->msg);
+
+    ngx_teleclinic_notify_finish(d, 0);
+}
+
+
+static void
+ngx_teleclinic_notify_finish(ngx_teleclinic_delivery_t *d,
+    ngx_uint_t delivered)
+{
+    time_t                            next;
+    ngx_uint_t                        backoff;
+    ngx_teleclinic_msg_t             *msg;
+    ngx_teleclinic_zone_t            *zone;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_teleclinic_notify_conf;
+
+    if (d->peer.connection) {
+        ngx_close_connection(d->peer.connection);
+        d->peer.connection = NULL;
+    }
+
+    ngx_teleclinic_notify_busy--;
+
+    if (tmcf == NULL) {
+        ngx_destroy_pool(d->pool);
+        return;
+    }
+
+    zone = ngx_http_teleclinic_zone(tmcf);
+
+    if (delivered) {
+        ngx_teleclinic_notify_sent(zone, d->msg, ngx_cycle->log);
+
+    } else {
+        ngx_teleclinic_zone_lock(zone);
+
+        msg = ngx_teleclinic_msg_lookup(zone, d->msg);
+
+        if (msg) {
+            /* 2 s, 4 s, 8 s, ... up to 5 minutes between attempts */
+            backoff = msg->attempts < 8 ? (ngx_uint_t) 1 << msg->attempts
+                                        : NGX_TELECLINIC_NOTIFY_BACKOFF;
+            backoff = ngx_min(backoff, NGX_TELECLINIC_NOTIFY_BACKOFF);
+
+            next = ngx_time() + backoff;
+            msg->lease = 0;
+            ngx_teleclinic_outbox_retry(zone, msg, next);
+        }
+
+        ngx_teleclinic_zone_unlock(zone);
+    }
+
+    ngx_destroy_pool(d->pool);
+
+    ngx_teleclinic_notify_kick();
+}
+
+
+/* a delivered message leaves the outbox through the journal */
+
+static void
+ngx_teleclinic_notify_sent(ngx_teleclinic_zone_t *zone, ngx_uint_t id,
+    ngx_log_t *log)
+{
+    ngx_teleclinic_event_t  ev;
+
+    ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+    ev.op = NGX_TELECLINIC_EV_SENT;
+    ev.at = ngx_time();
+    ev.msg = id;
+
+    ngx_teleclinic_zone_lock(zone);
+    (void) ngx_teleclinic_zone_commit(zone, &ev, log);
+    ngx_teleclinic_zone_unlock(zone);
+}

@@ -1,0 +1,504 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <jansson.h>
+#include "ngx_teleclinic_request.h"
+
+
+static ngx_int_t ngx_teleclinic_request_string(json_t *obj, const char *key,
+    size_t min, size_t max, ngx_str_t *value, ngx_teleclinic_error_t *err);
+static size_t ngx_teleclinic_utf8_chars(u_char *p, size_t len);
+static ngx_int_t ngx_teleclinic_has_control(ngx_str_t *s);
+static ngx_int_t ngx_teleclinic_phone_valid(ngx_str_t *s);
+static ngx_int_t ngx_teleclinic_digits(u_char *p, size_t n, ngx_uint_t *v);
+
+
+#define ngx_teleclinic_error(e, st, c, m, f)                                  \
+    (e)->status = st; (e)->code = c; (e)->message = m; (e)->field = f
+
+
+ngx_int_t
+ngx_teleclinic_request_json(u_char *body, size_t len, json_t **root,
+    ngx_teleclinic_error_t *err)
+{
+    json_t        *json;
+    json_error_t   jerr;
+
+    /*
+     * jansson checks UTF-8, refuses NUL in strings unless asked, and
+     * rejects integers that do not fit; depth is bounded by its own limit
+     */
+    json = json_loadb((const char *) body, len, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (json == NULL) {
+        ngx_teleclinic_error(err, 400, "malformed_json",
+                             "the request body is not valid JSON", NULL);
+        return NGX_ERROR;
+    }
+
+    if (!json_is_object(json)) {
+        json_decref(json);
+        ngx_teleclinic_error(err, 422, "invalid_body",
+                             "the request body must be a JSON object", NULL);
+        return NGX_ERROR;
+    }
+
+    *root = json;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_teleclinic_request_booking(u_char *body, size_t len,
+    ngx_teleclinic_booking_req_t *req, ngx_teleclinic_error_t *err)
+{
+    json_t                 *patient;
+    ngx_str_t               doctor;
+    ngx_uint_t              minute;
+    ngx_teleclinic_date_t   date;
+
+    ngx_memzero(req, sizeof(ngx_teleclinic_booking_req_t));
+
+    if (ngx_teleclinic_request_json(body, len, &req->root, err) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_teleclinic_request_string(req->root, "slot", 1, 64, &req->slot,
+                                      err)
+        != NGX_OK)
+    {
+        goto failed;
+    }
+
+    if (ngx_teleclinic_slot_id_parse(req->slot.data, req->slot.len, &doctor,
+                                     &date, &minute)
+        != NGX_OK)
+    {
+        ngx_teleclinic_error(err, 422, "invalid_slot",
+                             "slot is not a slot id", "slot");
+        goto failed;
+    }
+
+    patient = json_object_get(req->root, "patient");
+
+    if (patient == NULL) {
+        ngx_teleclinic_error(err, 422, "missing_field",
+                             "patient is required", "patient");
+        goto failed;
+    }
+
+    if (!json_is_object(patient)) {
+        ngx_teleclinic_error(err, 422, "invalid_type",
+                             "patient must be an object", "patient");
+        goto failed;
+    }
+
+    if (ngx_teleclinic_request_string(patient, "name", 1,
+                                      NGX_TELECLINIC_NAME_MAX, &req->name, err)
+        != NGX_OK)
+    {
+        err->field = "patient.name";
+        goto failed;
+    }
+
+    if (ngx_teleclinic_request_string(patient, "phone", 1,
+                                      NGX_TELECLINIC_PHONE_MAX, &req->phone,
+                                      err)
+        != NGX_OK)
+    {
+        err->field = "patient.phone";
+        goto failed;
+    }
+
+    if (ngx_teleclinic_phone_valid(&req->phone) != NGX_OK) {
+        ngx_teleclinic_error(err, 422, "invalid_phone",
+                             "phone must be an international number such as "
+                             "+49 30 1234567", "patient.phone");
+        goto failed;
+    }
+
+    if (json_object_get(req->root, "reason") != NULL) {
+        if (ngx_teleclinic_request_string(req->root, "reason", 0,
+                                          NGX_TELECLINIC_REASON_MAX,
+                                          &req->reason, err)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+    }
+
+    return NGX_OK;
+
+failed:
+
+    json_decref(req->root);
+    req->root = NULL;
+
+    return NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_teleclinic_request_reschedule(u_char *body, size_t len, json_t **root,
+    ngx_str_t *slot, ngx_teleclinic_error_t *err)
+{
+    ngx_str_t               doctor;
+    ngx_uint_t              minute;
+    ngx_teleclinic_date_t   date;
+
+    if (ngx_teleclinic_request_json(body, len, root, err) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_teleclinic_request_string(*root, "slot", 1, 64, slot, err)
+        != NGX_OK)
+    {
+        goto failed;
+    }
+
+    if (ngx_teleclinic_slot_id_parse(slot->data, slot->len, &doctor, &date,
+                                     &minute)
+        != NGX_OK)
+    {
+        ngx_teleclinic_error(err, 422, "invalid_slot",
+                             "slot is not a slot id", "slot");
+        goto failed;
+    }
+
+    return NGX_OK;
+
+failed:
+
+    json_decref(*root);
+    *root = NULL;
+
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_request_string(json_t *obj, const char *key, size_t min,
+    size_t max, ngx_str_t *value, ngx_teleclinic_error_t *err)
+{
+    size_t   n;
+    json_t  *v;
+
+    v = json_object_get(obj, key);
+
+    if (v == NULL) {
+        ngx_teleclinic_error(err, 422, "missing_field",
+                             "a required field is missing", key);
+        return NGX_ERROR;
+    }
+
+    if (!json_is_string(v)) {
+        ngx_teleclinic_error(err, 422, "invalid_type",
+                             "the field must be a string", key);
+        return NGX_ERROR;
+    }
+
+    value->data = (u_char *) json_string_value(v);
+    value->len = json_string_length(v);
+
+    /* jansson has checked UTF-8; limits count characters, not bytes */
+    n = ngx_teleclinic_utf8_chars(value->data, value->len);
+
+    if (n < min || n > max) {
+        ngx_teleclinic_error(err, 422, "invalid_length",
+                             "the field is empty or too long", key);
+        return NGX_ERROR;
+    }
+
+    if (ngx_teleclinic_has_control(value) == NGX_OK) {
+        ngx_teleclinic_error(err, 422, "invalid_characters",
+                             "the field contains control characters", key);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static size_t
+ngx_teleclinic_utf8_chars(u_char *p, size_t len)
+{
+    size_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            n++;
+        }
+    }
+
+    return n;
+}
+
+
+/* NGX_OK when the string holds a control character (NUL included) */
+
+static ngx_int_t
+ngx_teleclinic_has_control(ngx_str_t *s)
+{
+    size_t  i;
+
+    for (i = 0; i < s->len; i++) {
+        if (s->data[i] < 0x20 || s->data[i] == 0x7f) {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* "+", then 7 to 15 digits, with spaces, dashes, dots or parentheses */
+
+static ngx_int_t
+ngx_teleclinic_phone_valid(ngx_str_t *s)
+{
+    size_t      i;
+    ngx_uint_t  digits;
+
+    if (s->len == 0 || s->data[0] != '+') {
+        return NGX_ERROR;
+    }
+
+    digits = 0;
+
+    for (i = 1; i < s->len; i++) {
+        if (s->data[i] >= '0' && s->data[i] <= '9') {
+            digits++;
+            continue;
+        }
+
+        if (s->data[i] != ' ' && s->data[i] != '-' && s->data[i] != '.'
+            && s->data[i] != '(' && s->data[i] != ')')
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return (digits >= 7 && digits <= 15) ? NGX_OK : NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_teleclinic_id_valid(u_char *p, size_t len)
+{
+    size_t  i;
+
+    if (len == 0 || len > NGX_TELECLINIC_ID_MAX) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < len; i++) {
+        if ((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= '0' && p[i] <= '9')
+            || (p[i] == '-' && i > 0 && i < len - 1))
+        {
+            continue;
+        }
+
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_digits(u_char *p, size_t n, ngx_uint_t *v)
+{
+    size_t  i;
+
+    *v = 0;
+
+    for (i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return NGX_ERROR;
+        }
+
+        *v = *v * 10 + (p[i] - '0');
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_date_valid(ngx_teleclinic_date_t *date)
+{
+    ngx_uint_t  days;
+
+    static ngx_uint_t  mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31,
+                                   30, 31 };
+
+    if (date->year < 2000 || date->year > 2199
+        || date->month < 1 || date->month > 12 || date->day < 1)
+    {
+        return NGX_ERROR;
+    }
+
+    days = mdays[date->month - 1];
+
+    if (date->month == 2
+        && date->year % 4 == 0
+        && (date->year % 100 != 0 || date->year % 400 == 0))
+    {
+        days = 29;
+    }
+
+    return date->day <= days ? NGX_OK : NGX_ERROR;
+}
+
+
+/* YYYY-MM-DD */
+
+ngx_int_t
+ngx_teleclinic_date_parse(u_char *p, size_t len, ngx_teleclinic_date_t *date)
+{
+    if (len != 10 || p[4] != '-' || p[7] != '-') {
+        return NGX_ERROR;
+    }
+
+    if (ngx_teleclinic_digits(p, 4, &date->year) != NGX_OK
+        || ngx_teleclinic_digits(p + 5, 2, &date->month) != NGX_OK
+        || ngx_teleclinic_digits(p + 8, 2, &date->day) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_teleclinic_date_valid(date);
+}
+
+
+/* doctor.YYYYMMDD.HHMM */
+
+ngx_int_t
+ngx_teleclinic_slot_id_parse(u_char *p, size_t len, ngx_str_t *doctor,
+    ngx_teleclinic_date_t *date, ngx_uint_t *minute)
+{
+    ngx_uint_t  h, m;
+
+    if (len < sizeof("x.YYYYMMDD.HHMM") - 1) {
+        return NGX_ERROR;
+    }
+
+    doctor->data = p;
+    doctor->len = len - (sizeof(".YYYYMMDD.HHMM") - 1);
+
+    p += doctor->len;
+
+    if (p[0] != '.' || p[9] != '.') {
+        return NGX_ERROR;
+    }
+
+    if (ngx_teleclinic_id_valid(doctor->data, doctor->len) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_teleclinic_digits(p + 1, 4, &date->year) != NGX_OK
+        || ngx_teleclinic_digits(p + 5, 2, &date->month) != NGX_OK
+        || ngx_teleclinic_digits(p + 7, 2, &date->day) != NGX_OK
+        || ngx_teleclinic_digits(p + 10, 2, &h) != NGX_OK
+        || ngx_teleclinic_digits(p + 12, 2, &m) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (h > 23 || m > 59) {
+        return NGX_ERROR;
+    }
+
+    *minute = h * 60 + m;
+
+    return ngx_teleclinic_date_valid(date);
+}
+
+
+ngx_int_t
+ngx_teleclinic_appt_id_parse(u_char *p, size_t len, uint64_t *id)
+{
+    size_t    i;
+    u_char    c;
+    uint64_t  v;
+
+    if (len != NGX_TELECLINIC_APPT_ID_LEN) {
+        return NGX_ERROR;
+    }
+
+    v = 0;
+
+    for (i = 0; i < len; i++) {
+        c = p[i];
+
+        if (c >= '0' && c <= '9') {
+            v = (v << 4) | (c - '0');
+
+        } else if (c >= 'a' && c <= 'f') {
+            v = (v << 4) | (c - 'a' + 10);
+
+        } else {
+            return NGX_ERROR;
+        }
+    }
+
+    *id = v;
+
+    return NGX_OK;
+}
+
+
+u_char *
+ngx_teleclinic_appt_id_print(u_char *p, uint64_t id)
+{
+    ngx_int_t  i;
+
+    static u_char  hex[] = "0123456789abcdef";
+
+    for (i = NGX_TELECLINIC_APPT_ID_LEN - 1; i >= 0; i--) {
+        p[i] = hex[id & 0xf];
+        id >>= 4;
+    }
+
+    return p + NGX_TELECLINIC_APPT_ID_LEN;
+}
+
+
+ngx_int_t
+ngx_teleclinic_arg(u_char *args, size_t len, char *name, ngx_str_t *value)
+{
+    u_char  *p, *last, *end;
+    size_t   n;
+
+    n = ngx_strlen(name);
+    p = args;
+    last = args + len;
+
+    while (p < last) {
+        end = ngx_strlchr(p, last, '&');
+
+        if (end == NULL) {
+            end = last;
+        }
+
+        if ((size_t) (end - p) > n && p[n] == '='
+            && ngx_strncmp(p, name, n) == 0)
+        {
+            value->data = p + n + 1;
+            value->len = end - value->data;
+            return NGX_OK;
+        }
+
+        p = end + 1;
+    }
+
+    return NGX_DECLINED;
+}

@@ -1,0 +1,72 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#ifndef _NGX_TELECLINIC_REQUEST_H_INCLUDED_
+#define _NGX_TELECLINIC_REQUEST_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <jansson.h>
+#include "ngx_teleclinic.h"
+#include "ngx_teleclinic_directory.h"
+
+
+#define NGX_TELECLINIC_NAME_MAX     200
+#define NGX_TELECLINIC_PHONE_MAX    32
+#define NGX_TELECLINIC_REASON_MAX   1000
+
+
+/*
+ * What is wrong with a request, as the client is told: the HTTP status,
+ * a stable code, a human message and, where one field is at fault, its
+ * name.  All strings are static.
+ */
+typedef struct {
+    ngx_uint_t                    status;
+    const char                   *code;
+    const char                   *message;
+    const char                   *field;
+} ngx_teleclinic_error_t;
+
+
+/* POST /appointments; strings point into root, valid until it is freed */
+typedef struct {
+    json_t                       *root;
+    ngx_str_t                     slot;
+    ngx_str_t                     name;
+    ngx_str_t                     phone;
+    ngx_str_t                     reason;
+} ngx_teleclinic_booking_req_t;
+
+
+/*
+ * The parsers below take untrusted bytes and never use nginx's runtime,
+ * so the fuzz targets link them alone.  They return NGX_OK, or NGX_ERROR
+ * with *err filled.
+ */
+ngx_int_t ngx_teleclinic_request_json(u_char *body, size_t len,
+    json_t **root, ngx_teleclinic_error_t *err);
+ngx_int_t ngx_teleclinic_request_booking(u_char *body, size_t len,
+    ngx_teleclinic_booking_req_t *req, ngx_teleclinic_error_t *err);
+ngx_int_t ngx_teleclinic_request_reschedule(u_char *body, size_t len,
+    json_t **root, ngx_str_t *slot, ngx_teleclinic_error_t *err);
+
+ngx_int_t ngx_teleclinic_id_valid(u_char *p, size_t len);
+ngx_int_t ngx_teleclinic_date_parse(u_char *p, size_t len,
+    ngx_teleclinic_date_t *date);
+ngx_int_t ngx_teleclinic_slot_id_parse(u_char *p, size_t len,
+    ngx_str_t *doctor, ngx_teleclinic_date_t *date, ngx_uint_t *minute);
+ngx_int_t ngx_teleclinic_appt_id_parse(u_char *p, size_t len,
+    uint64_t *id);
+u_char *ngx_teleclinic_appt_id_print(u_char *p, uint64_t id);
+
+/* the value of one query argument, without nginx's request structure */
+ngx_int_t ngx_teleclinic_arg(u_char *args, size_t len, char *name,
+    ngx_str_t *value);
+
+
+#endif /* _NGX_TELECLINIC_REQUEST_H_INCLUDED_ */

@@ -1,0 +1,198 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include "ngx_teleclinic_token.h"
+
+
+/*
+ * A token is base64url(kind, expiry, subject) "." base64url(HMAC-SHA256).
+ * The MAC covers the payload with a fixed label, so a key shared with
+ * another use cannot be made to sign a token.
+ */
+
+static u_char  ngx_teleclinic_token_label[] = "ngx_teleclinic token v1";
+
+
+static void
+ngx_teleclinic_token_mac(ngx_str_t *secret, u_char *payload, size_t len,
+    u_char *md)
+{
+    unsigned int   n;
+    u_char         buf[sizeof(ngx_teleclinic_token_label)
+                       + 1 + 8 + NGX_TELECLINIC_SUBJECT_MAX];
+
+    n = sizeof(ngx_teleclinic_token_label);
+    ngx_memcpy(buf, ngx_teleclinic_token_label, n);
+    ngx_memcpy(buf + n, payload, len);
+
+    n = 32;
+    HMAC(EVP_sha256(), secret->data, (int) secret->len, buf,
+         sizeof(ngx_teleclinic_token_label) + len, md, &n);
+}
+
+
+u_char *
+ngx_teleclinic_token_issue(ngx_str_t *secret, ngx_uint_t kind,
+    ngx_str_t *subject, time_t expires, u_char *out)
+{
+    u_char      payload[1 + 8 + NGX_TELECLINIC_SUBJECT_MAX], md[32];
+    uint64_t    exp;
+    ngx_str_t   src, dst;
+    ngx_uint_t  i;
+
+    payload[0] = (u_char) kind;
+    exp = (uint64_t) expires;
+
+    for (i = 0; i < 8; i++) {
+        payload[1 + i] = (u_char) (exp >> (56 - 8 * i));
+    }
+
+    ngx_memcpy(payload + 9, subject->data, subject->len);
+
+    src.data = payload;
+    src.len = 9 + subject->len;
+    dst.data = out;
+    ngx_encode_base64url(&dst, &src);
+
+    out += dst.len;
+    *out++ = '.';
+
+    ngx_teleclinic_token_mac(secret, payload, src.len, md);
+
+    src.data = md;
+    src.len = 32;
+    dst.data = out;
+    ngx_encode_base64url(&dst, &src);
+
+    return out + dst.len;
+}
+
+
+ngx_int_t
+ngx_teleclinic_token_verify(ngx_str_t *secret, ngx_str_t *token, time_t now,
+    ngx_teleclinic_token_t *t)
+{
+    u_char      *dot, payload[1 + 8 + NGX_TELECLINIC_SUBJECT_MAX + 3];
+    u_char       md[32], mac[32 + 3];
+    size_t       plen;
+    uint64_t     exp;
+    ngx_str_t    src, dst;
+    ngx_uint_t   i;
+
+    if (token->len > NGX_TELECLINIC_TOKEN_MAX) {
+        return NGX_ERROR;
+    }
+
+    dot = ngx_strlchr(token->data, token->data + token->len, '.');
+
+    if (dot == NULL) {
+        return NGX_ERROR;
+    }
+
+    src.data = token->data;
+    src.len = dot - token->data;
+
+    if (ngx_base64_decoded_length(src.len) > sizeof(payload)) {
+        return NGX_ERROR;
+    }
+
+    dst.data = payload;
+
+    if (ngx_decode_base64url(&dst, &src) != NGX_OK
+        || dst.len < 9 + 1 || dst.len > 9 + NGX_TELECLINIC_SUBJECT_MAX)
+    {
+        return NGX_ERROR;
+    }
+
+    plen = dst.len;
+
+    src.data = dot + 1;
+    src.len = token->data + token->len - src.data;
+
+    if (ngx_base64_decoded_length(src.len) > sizeof(mac)) {
+        return NGX_ERROR;
+    }
+
+    dst.data = mac;
+
+    if (ngx_decode_base64url(&dst, &src) != NGX_OK || dst.len != 32) {
+        return NGX_ERROR;
+    }
+
+    ngx_teleclinic_token_mac(secret, payload, plen, md);
+
+    if (CRYPTO_memcmp(md, mac, 32) != 0) {
+        return NGX_ERROR;
+    }
+
+    t->kind = payload[0];
+    exp = 0;
+
+    for (i = 0; i < 8; i++) {
+        exp = (exp << 8) | payload[1 + i];
+    }
+
+    t->expires = (time_t) exp;
+    t->subject.len = plen - 9;
+    t->subject.data = t->buf;
+    ngx_memcpy(t->buf, payload + 9, t->subject.len);
+
+    if (t->expires < now) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_teleclinic_token_appt_subject(uint64_t id, u_char *buf,
+    ngx_str_t *subject)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < 8; i++) {
+        buf[i] = (u_char) (id >> (56 - 8 * i));
+    }
+
+    subject->data = buf;
+    subject->len = 8;
+}
+
+
+ngx_int_t
+ngx_teleclinic_token_appt(ngx_teleclinic_token_t *t, uint64_t *id)
+{
+    ngx_uint_t  i;
+
+    if (t->kind != NGX_TELECLINIC_TOKEN_PATIENT || t->subject.len != 8) {
+        return NGX_ERROR;
+    }
+
+    *id = 0;
+
+    for (i = 0; i < 8; i++) {
+        *id = (*id << 8) | t->subject.data[i];
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_teleclinic_hmac_sha256(ngx_str_t *key, u_char *data, size_t len,
+    u_char *md)
+{
+    unsigned int  n;
+
+    n = 32;
+    HMAC(EVP_sha256(), key->data, (int) key->len, data, len, md, &n);
+}

@@ -1,0 +1,766 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <openssl/rand.h>
+#include "ngx_teleclinic_zone.h"
+#include "ngx_teleclinic_journal.h"
+
+
+#define ngx_teleclinic_slot_appt(n)                                           \
+    ((ngx_teleclinic_appt_t *) ((u_char *) (n)                                \
+                                - offsetof(ngx_teleclinic_appt_t, slot)))
+#define ngx_teleclinic_id_msg(n)                                              \
+    ((ngx_teleclinic_msg_t *) ((u_char *) (n)                                 \
+                               - offsetof(ngx_teleclinic_msg_t, id)))
+
+
+static ngx_int_t ngx_teleclinic_zone_init(ngx_shm_zone_t *shm_zone,
+    void *data);
+static void ngx_teleclinic_slot_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_int_t ngx_teleclinic_apply_appt(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_event_t *ev);
+static ngx_int_t ngx_teleclinic_apply_directory(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_event_t *ev);
+static void ngx_teleclinic_slot_add(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_appt_t *appt);
+static void ngx_teleclinic_slot_delete(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_appt_t *appt);
+static void ngx_teleclinic_status_set(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_appt_t *appt, ngx_uint_t status);
+static ngx_teleclinic_msg_t *ngx_teleclinic_msg_add(
+    ngx_teleclinic_zone_t *zone, ngx_uint_t id, uint64_t appt,
+    ngx_uint_t kind, time_t due);
+static void ngx_teleclinic_msg_delete(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_msg_t *msg);
+
+
+ngx_str_t  ngx_teleclinic_status_names[] = {
+    ngx_string("booked"),
+    ngx_string("arrived"),
+    ngx_string("fulfilled"),
+    ngx_string("cancelled"),
+    ngx_string("noshow")
+};
+
+
+ngx_str_t  ngx_teleclinic_msg_kinds[] = {
+    ngx_string("confirmation"),
+    ngx_string("cancellation"),
+    ngx_string("reschedule"),
+    ngx_string("reminder")
+};
+
+
+ngx_shm_zone_t *
+ngx_teleclinic_zone_add(ngx_conf_t *cf, ngx_str_t *name, size_t size,
+    void *tag)
+{
+    ngx_shm_zone_t         *shm_zone;
+    ngx_teleclinic_zone_t  *zone;
+
+    zone = ngx_pcalloc(cf->pool, sizeof(ngx_teleclinic_zone_t));
+    if (zone == NULL) {
+        return NULL;
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, name, size, tag);
+    if (shm_zone == NULL) {
+        return NULL;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "teleclinic zone \"%V\" is already defined", name);
+        return NULL;
+    }
+
+    zone->shm_zone = shm_zone;
+    zone->reminder_before = NGX_CONF_UNSET;
+
+    shm_zone->init = ngx_teleclinic_zone_init;
+    shm_zone->data = zone;
+
+    return shm_zone;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_zone_init(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_teleclinic_zone_t  *ozone = data;
+
+    size_t                  len;
+    ngx_teleclinic_zone_t  *zone;
+
+    zone = shm_zone->data;
+
+    if (ozone) {
+        /* a reload: the state lives on in the same memory */
+        zone->sh = ozone->sh;
+        zone->shpool = ozone->shpool;
+        return NGX_OK;
+    }
+
+    zone->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        zone->sh = zone->shpool->data;
+        return NGX_OK;
+    }
+
+    zone->sh = ngx_slab_alloc(zone->shpool, sizeof(ngx_teleclinic_sh_t));
+    if (zone->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(zone->sh, sizeof(ngx_teleclinic_sh_t));
+
+    zone->shpool->data = zone->sh;
+
+    ngx_rbtree_init(&zone->sh->appts, &zone->sh->appts_sentinel,
+                    ngx_rbtree_insert_value);
+    ngx_rbtree_init(&zone->sh->slots, &zone->sh->slots_sentinel,
+                    ngx_teleclinic_slot_insert_value);
+    ngx_rbtree_init(&zone->sh->outbox, &zone->sh->outbox_sentinel,
+                    ngx_rbtree_insert_value);
+    ngx_rbtree_init(&zone->sh->msgs, &zone->sh->msgs_sentinel,
+                    ngx_rbtree_insert_value);
+
+    len = sizeof(" in teleclinic zone \"\"") + shm_zone->shm.name.len;
+
+    zone->shpool->log_ctx = ngx_slab_alloc(zone->shpool, len);
+    if (zone->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(zone->shpool->log_ctx, " in teleclinic zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone is reported by the caller, as a 503 and one line */
+    zone->shpool->log_nomem = 0;
+
+    /* the journal is replayed into it when the module starts */
+    zone->fresh = 1;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_teleclinic_zone_lock(ngx_teleclinic_zone_t *zone)
+{
+    ngx_shmtx_lock(&zone->shpool->mutex);
+}
+
+
+void
+ngx_teleclinic_zone_unlock(ngx_teleclinic_zone_t *zone)
+{
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+ngx_int_t
+ngx_teleclinic_zone_commit(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_event_t *ev, ngx_log_t *log)
+{
+    ngx_int_t  rc;
+
+    ev->seq = zone->sh->seq + 1;
+
+    rc = ngx_teleclinic_zone_apply(zone, ev, log);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    /*
+     * the record is written while the zone is locked, so the order of
+     * the journal is the order in which the changes were applied
+     */
+    if (ngx_teleclinic_journal_append(zone->journal, ev, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    zone->sh->journal_records++;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_event_t *ev, ngx_log_t *log)
+{
+    ngx_int_t               rc;
+    ngx_teleclinic_msg_t   *msg;
+    ngx_teleclinic_appt_t  *appt;
+
+    switch (ev->op) {
+
+    case NGX_TELECLINIC_EV_BOOK:
+    case NGX_TELECLINIC_EV_APPT:
+        rc = ngx_teleclinic_apply_appt(zone, ev);
+        break;
+
+    case NGX_TELECLINIC_EV_DIRECTORY:
+        rc = ngx_teleclinic_apply_directory(zone, ev);
+        break;
+
+    case NGX_TELECLINIC_EV_CANCEL:
+    case NGX_TELECLINIC_EV_RESCHEDULE:
+    case NGX_TELECLINIC_EV_STATUS:
+
+        appt = ngx_teleclinic_appt_lookup(zone, ev->id);
+        if (appt == NULL) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "teleclinic event %ui for an unknown appointment",
+                          ev->seq);
+            rc = NGX_OK;
+            break;
+        }
+
+        /* every message is allocated before anything changes */
+
+        msg = NULL;
+
+        if (ev->op != NGX_TELECLINIC_EV_STATUS) {
+            msg = ngx_teleclinic_msg_add(zone,
+                     ngx_teleclinic_msg_id(ev->seq, ev->op
+                                           == NGX_TELECLINIC_EV_CANCEL
+                                           ? NGX_TELECLINIC_MSG_CANCELLATION
+                                           : NGX_TELECLINIC_MSG_RESCHEDULE),
+                     ev->id,
+                     ev->op == NGX_TELECLINIC_EV_CANCEL
+                     ? NGX_TELECLINIC_MSG_CANCELLATION
+                     : NGX_TELECLINIC_MSG_RESCHEDULE,
+                     ev->at);
+            if (msg == NULL) {
+                rc = NGX_DECLINED;
+                break;
+            }
+        }
+
+        if (appt->reminder) {
+            ngx_teleclinic_msg_delete(zone, appt->reminder);
+            appt->reminder = NULL;
+        }
+
+        if (ev->op == NGX_TELECLINIC_EV_CANCEL) {
+            ngx_teleclinic_status_set(zone, appt, NGX_TELECLINIC_CANCELLED);
+
+        } else if (ev->op == NGX_TELECLINIC_EV_RESCHEDULE) {
+            ngx_teleclinic_slot_delete(zone, appt);
+
+            appt->doctor_len = ngx_min(ev->doctor.len, NGX_TELECLINIC_ID_MAX);
+            ngx_memcpy(appt->doctor, ev->doctor.data, appt->doctor_len);
+            appt->start = ev->start;
+            appt->end = ev->end;
+
+            ngx_teleclinic_slot_add(zone, appt);
+
+            if (ev->start - zone->reminder_before > ev->at) {
+                appt->reminder = ngx_teleclinic_msg_add(zone,
+                         ngx_teleclinic_msg_id(ev->seq,
+                                               NGX_TELECLINIC_MSG_REMINDER),
+                         appt->id, NGX_TELECLINIC_MSG_REMINDER,
+                         ev->start - zone->reminder_before);
+            }
+
+        } else {
+            ngx_teleclinic_status_set(zone, appt, ev->status);
+        }
+
+        appt->updated = ev->at;
+        rc = NGX_OK;
+        break;
+
+    case NGX_TELECLINIC_EV_SENT:
+        msg = ngx_teleclinic_msg_lookup(zone, ev->msg);
+
+        if (msg) {
+            appt = ngx_teleclinic_appt_lookup(zone, msg->appt);
+
+            if (appt && appt->reminder == msg) {
+                appt->reminder = NULL;
+            }
+
+            ngx_teleclinic_msg_delete(zone, msg);
+        }
+
+        rc = NGX_OK;
+        break;
+
+    case NGX_TELECLINIC_EV_MSG:
+        msg = ngx_teleclinic_msg_add(zone, ev->msg, ev->id, ev->kind,
+                                     ev->due);
+        if (msg == NULL) {
+            rc = NGX_DECLINED;
+            break;
+        }
+
+        if (ev->kind == NGX_TELECLINIC_MSG_REMINDER) {
+            appt = ngx_teleclinic_appt_lookup(zone, ev->id);
+            if (appt) {
+                appt->reminder = msg;
+            }
+        }
+
+        rc = NGX_OK;
+        break;
+
+    default:
+        rc = NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "teleclinic zone \"%V\" is full",
+                      &zone->shm_zone->shm.name);
+        return NGX_DECLINED;
+    }
+
+    if (rc == NGX_OK && ev->seq > zone->sh->seq) {
+        zone->sh->seq = ev->seq;
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_apply_appt(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_event_t *ev)
+{
+    u_char                 *p;
+    size_t                  size;
+    ngx_teleclinic_msg_t   *confirm, *reminder;
+    ngx_teleclinic_appt_t  *appt;
+
+    if (ngx_teleclinic_appt_lookup(zone, ev->id) != NULL) {
+        /* a replayed duplicate changes nothing */
+        return NGX_OK;
+    }
+
+    size = sizeof(ngx_teleclinic_appt_t)
+           + ev->name.len + ev->phone.len + ev->reason.len;
+
+    appt = ngx_slab_alloc_locked(zone->shpool, size);
+    if (appt == NULL) {
+        return NGX_DECLINED;
+    }
+
+    confirm = NULL;
+    reminder = NULL;
+
+    if (ev->op == NGX_TELECLINIC_EV_BOOK) {
+        confirm = ngx_teleclinic_msg_add(zone,
+                      ngx_teleclinic_msg_id(ev->seq,
+                                            NGX_TELECLINIC_MSG_CONFIRMATION),
+                      ev->id, NGX_TELECLINIC_MSG_CONFIRMATION, ev->at);
+        if (confirm == NULL) {
+            ngx_slab_free_locked(zone->shpool, appt);
+            return NGX_DECLINED;
+        }
+
+        if (ev->start - zone->reminder_before > ev->at) {
+            reminder = ngx_teleclinic_msg_add(zone,
+                           ngx_teleclinic_msg_id(ev->seq,
+                                                 NGX_TELECLINIC_MSG_REMINDER),
+                           ev->id, NGX_TELECLINIC_MSG_REMINDER,
+                           ev->start - zone->reminder_before);
+            if (reminder == NULL) {
+                ngx_teleclinic_msg_delete(zone, confirm);
+                ngx_slab_free_locked(zone->shpool, appt);
+                return NGX_DECLINED;
+            }
+        }
+    }
+
+    ngx_memzero(appt, sizeof(ngx_teleclinic_appt_t));
+
+    appt->id = ev->id;
+    appt->node.key = (ngx_rbtree_key_t) ev->id;
+    appt->start = ev->start;
+    appt->end = ev->end;
+    appt->created = ev->op == NGX_TELECLINIC_EV_BOOK ? ev->at : ev->created;
+    appt->updated = ev->at;
+    appt->status = NGX_TELECLINIC_NSTATUS;
+    appt->reminder = reminder;
+    appt->doctor_len = ngx_min(ev->doctor.len, NGX_TELECLINIC_ID_MAX);
+    ngx_memcpy(appt->doctor, ev->doctor.data, appt->doctor_len);
+
+    p = (u_char *) appt + sizeof(ngx_teleclinic_appt_t);
+
+    appt->name.data = p;
+    appt->name.len = ev->name.len;
+    p = ngx_cpymem(p, ev->name.data, ev->name.len);
+
+    appt->phone.data = p;
+    appt->phone.len = ev->phone.len;
+    p = ngx_cpymem(p, ev->phone.data, ev->phone.len);
+
+    appt->reason.data = p;
+    appt->reason.len = ev->reason.len;
+    ngx_memcpy(p, ev->reason.data, ev->reason.len);
+
+    ngx_rbtree_insert(&zone->sh->appts, &appt->node);
+    zone->sh->nappts++;
+
+    ngx_teleclinic_status_set(zone, appt,
+                              ev->op == NGX_TELECLINIC_EV_BOOK
+                              ? NGX_TELECLINIC_BOOKED : ev->status);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_apply_directory(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_event_t *ev)
+{
+    u_char  *text;
+
+    text = ngx_slab_alloc_locked(zone->shpool, ev->directory.len);
+    if (text == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memcpy(text, ev->directory.data, ev->directory.len);
+
+    if (zone->sh->directory) {
+        ngx_slab_free_locked(zone->shpool, zone->sh->directory);
+    }
+
+    zone->sh->directory = text;
+    zone->sh->directory_len = ev->directory.len;
+    zone->sh->directory_version++;
+    ngx_memcpy(zone->sh->directory_file_hash, ev->hash, 32);
+
+    return NGX_OK;
+}
+
+
+/* only appointments that hold their slot are in the slot index */
+
+static void
+ngx_teleclinic_status_set(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_appt_t *appt, ngx_uint_t status)
+{
+    if (status >= NGX_TELECLINIC_NSTATUS) {
+        status = NGX_TELECLINIC_BOOKED;
+    }
+
+    if (appt->status < NGX_TELECLINIC_NSTATUS) {
+        zone->sh->nstatus[appt->status]--;
+    }
+
+    appt->status = status;
+    zone->sh->nstatus[status]++;
+
+    if (status == NGX_TELECLINIC_CANCELLED) {
+        ngx_teleclinic_slot_delete(zone, appt);
+
+    } else {
+        ngx_teleclinic_slot_add(zone, appt);
+    }
+}
+
+
+static void
+ngx_teleclinic_slot_add(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_appt_t *appt)
+{
+    if (appt->in_slot) {
+        return;
+    }
+
+    appt->slot.key = (ngx_rbtree_key_t) appt->start;
+    ngx_rbtree_insert(&zone->sh->slots, &appt->slot);
+    appt->in_slot = 1;
+}
+
+
+static void
+ngx_teleclinic_slot_delete(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_appt_t *appt)
+{
+    if (!appt->in_slot) {
+        return;
+    }
+
+    ngx_rbtree_delete(&zone->sh->slots, &appt->slot);
+    appt->in_slot = 0;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_slot_cmp(ngx_teleclinic_appt_t *a, u_char *doctor, size_t len)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_memn2cmp(a->doctor, doctor, a->doctor_len, len);
+
+    return rc;
+}
+
+
+static void
+ngx_teleclinic_slot_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t     **p;
+    ngx_teleclinic_appt_t  *a, *t;
+
+    a = ngx_teleclinic_slot_appt(node);
+
+    for ( ;; ) {
+
+        if (node->key != temp->key) {
+            p = (node->key < temp->key) ? &temp->left : &temp->right;
+
+        } else {
+            t = ngx_teleclinic_slot_appt(temp);
+            p = (ngx_teleclinic_slot_cmp(t, a->doctor, a->doctor_len) > 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+ngx_teleclinic_appt_t *
+ngx_teleclinic_appt_lookup(ngx_teleclinic_zone_t *zone, uint64_t id)
+{
+    ngx_rbtree_key_t    key;
+    ngx_rbtree_node_t  *node, *sentinel;
+
+    key = (ngx_rbtree_key_t) id;
+    node = zone->sh->appts.root;
+    sentinel = zone->sh->appts.sentinel;
+
+    while (node != sentinel) {
+
+        if (key != node->key) {
+            node = (key < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        return (ngx_teleclinic_appt_t *) node;
+    }
+
+    return NULL;
+}
+
+
+ngx_teleclinic_appt_t *
+ngx_teleclinic_slot_lookup(ngx_teleclinic_zone_t *zone, ngx_str_t *doctor,
+    time_t start)
+{
+    ngx_int_t               rc;
+    ngx_rbtree_key_t        key;
+    ngx_rbtree_node_t      *node, *sentinel;
+    ngx_teleclinic_appt_t  *appt;
+
+    key = (ngx_rbtree_key_t) start;
+    node = zone->sh->slots.root;
+    sentinel = zone->sh->slots.sentinel;
+
+    while (node != sentinel) {
+
+        if (key != node->key) {
+            node = (key < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        appt = ngx_teleclinic_slot_appt(node);
+        rc = ngx_teleclinic_slot_cmp(appt, doctor->data, doctor->len);
+
+        if (rc == 0) {
+            return appt;
+        }
+
+        node = (rc > 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/* the first slot holder starting at or after "from", in time order */
+
+ngx_teleclinic_appt_t *
+ngx_teleclinic_slot_first(ngx_teleclinic_zone_t *zone, time_t from)
+{
+    ngx_rbtree_key_t    key;
+    ngx_rbtree_node_t  *node, *sentinel, *found;
+
+    key = (ngx_rbtree_key_t) from;
+    node = zone->sh->slots.root;
+    sentinel = zone->sh->slots.sentinel;
+    found = NULL;
+
+    while (node != sentinel) {
+        if (node->key >= key) {
+            found = node;
+            node = node->left;
+
+        } else {
+            node = node->right;
+        }
+    }
+
+    return found ? ngx_teleclinic_slot_appt(found) : NULL;
+}
+
+
+ngx_teleclinic_appt_t *
+ngx_teleclinic_slot_next(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_appt_t *appt)
+{
+    ngx_rbtree_node_t  *node;
+
+    node = ngx_rbtree_next(&zone->sh->slots, &appt->slot);
+
+    return node ? ngx_teleclinic_slot_appt(node) : NULL;
+}
+
+
+ngx_int_t
+ngx_teleclinic_appt_new_id(ngx_teleclinic_zone_t *zone, uint64_t *id)
+{
+    ngx_uint_t  i;
+
+    /* ids are random so that one cannot be guessed from another */
+
+    for (i = 0; i < 8; i++) {
+        if (RAND_bytes((u_char *) id, sizeof(uint64_t)) != 1) {
+            return NGX_ERROR;
+        }
+
+        if (*id != 0 && ngx_teleclinic_appt_lookup(zone, *id) == NULL) {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
+static ngx_teleclinic_msg_t *
+ngx_teleclinic_msg_add(ngx_teleclinic_zone_t *zone, ngx_uint_t id,
+    uint64_t appt, ngx_uint_t kind, time_t due)
+{
+    ngx_teleclinic_msg_t  *msg;
+
+    msg = ngx_teleclinic_msg_lookup(zone, id);
+    if (msg) {
+        return msg;
+    }
+
+    msg = ngx_slab_alloc_locked(zone->shpool, sizeof(ngx_teleclinic_msg_t));
+    if (msg == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(msg, sizeof(ngx_teleclinic_msg_t));
+
+    msg->appt = appt;
+    msg->kind = kind;
+    msg->due = due;
+    msg->node.key = (ngx_rbtree_key_t) due;
+    msg->id.key = id;
+
+    ngx_rbtree_insert(&zone->sh->outbox, &msg->node);
+    ngx_rbtree_insert(&zone->sh->msgs, &msg->id);
+    zone->sh->nmsgs++;
+
+    return msg;
+}
+
+
+static void
+ngx_teleclinic_msg_delete(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_msg_t *msg)
+{
+    ngx_rbtree_delete(&zone->sh->outbox, &msg->node);
+    ngx_rbtree_delete(&zone->sh->msgs, &msg->id);
+    ngx_slab_free_locked(zone->shpool, msg);
+    zone->sh->nmsgs--;
+}
+
+
+ngx_teleclinic_msg_t *
+ngx_teleclinic_msg_lookup(ngx_teleclinic_zone_t *zone, ngx_uint_t id)
+{
+    ngx_rbtree_key_t    key;
+    ngx_rbtree_node_t  *node, *sentinel;
+
+    key = (ngx_rbtree_key_t) id;
+    node = zone->sh->msgs.root;
+    sentinel = zone->sh->msgs.sentinel;
+
+    while (node != sentinel) {
+
+        if (key != node->key) {
+            node = (key < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        return ngx_teleclinic_id_msg(node);
+    }
+
+    return NULL;
+}
+
+
+ngx_teleclinic_msg_t *
+ngx_teleclinic_outbox_first(ngx_teleclinic_zone_t *zone)
+{
+    ngx_rbtree_node_t  *node;
+
+    if (zone->sh->outbox.root == zone->sh->outbox.sentinel) {
+        return NULL;
+    }
+
+    node = ngx_rbtree_min(zone->sh->outbox.root, zone->sh->outbox.sentinel);
+
+    return (ngx_teleclinic_msg_t *) node;
+}
+
+
+ngx_teleclinic_msg_t *
+ngx_teleclinic_outbox_next(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_msg_t *msg)
+{
+    return (ngx_teleclinic_msg_t *) ngx_rbtree_next(&zone->sh->outbox,
+                                                    &msg->node);
+}
+
+
+/* a failed delivery waits; the next attempt time is its place in line */
+
+void
+ngx_teleclinic_outbox_retry(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_msg_t *msg, time_t next)
+{
+    ngx_rbtree_delete(&zone->sh->outbox, &msg->node);
+    msg->node.key = (ngx_rbtree_key_t) next;
+    ngx_rbtree_insert(&zone->sh->outbox, &msg->node);
+}

@@ -1,0 +1,175 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#ifndef _NGX_TELECLINIC_ZONE_H_INCLUDED_
+#define _NGX_TELECLINIC_ZONE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include "ngx_teleclinic.h"
+
+
+/* FHIR R4 Appointment.status values that the service uses */
+#define NGX_TELECLINIC_BOOKED        0
+#define NGX_TELECLINIC_ARRIVED       1
+#define NGX_TELECLINIC_FULFILLED     2
+#define NGX_TELECLINIC_CANCELLED     3
+#define NGX_TELECLINIC_NOSHOW        4
+#define NGX_TELECLINIC_NSTATUS       5
+
+/* kinds of outbox messages for the hospital's messaging gateway */
+#define NGX_TELECLINIC_MSG_CONFIRMATION  0
+#define NGX_TELECLINIC_MSG_CANCELLATION  1
+#define NGX_TELECLINIC_MSG_RESCHEDULE    2
+#define NGX_TELECLINIC_MSG_REMINDER      3
+
+/* events: every change of the zone is one of these, journaled */
+#define NGX_TELECLINIC_EV_BOOK        1
+#define NGX_TELECLINIC_EV_CANCEL      2
+#define NGX_TELECLINIC_EV_RESCHEDULE  3
+#define NGX_TELECLINIC_EV_STATUS      4
+#define NGX_TELECLINIC_EV_DIRECTORY   5
+#define NGX_TELECLINIC_EV_SENT        6
+/* snapshot records written by journal compaction */
+#define NGX_TELECLINIC_EV_APPT        7
+#define NGX_TELECLINIC_EV_MSG         8
+
+
+typedef struct {
+    ngx_rbtree_node_t             node;      /* key: id */
+    ngx_rbtree_node_t             slot;      /* key: start, then doctor */
+    uint64_t                      id;
+    time_t                        start;
+    time_t                        end;
+    time_t                        created;
+    time_t                        updated;
+    ngx_uint_t                    status;
+    struct ngx_teleclinic_msg_s  *reminder;
+    size_t                        doctor_len;
+    u_char                        doctor[NGX_TELECLINIC_ID_MAX];
+    ngx_str_t                     name;      /* these three share the */
+    ngx_str_t                     phone;     /* slab chunk of the node */
+    ngx_str_t                     reason;
+    unsigned                      in_slot:1;
+} ngx_teleclinic_appt_t;
+
+
+typedef struct ngx_teleclinic_msg_s {
+    ngx_rbtree_node_t             node;      /* key: next attempt time */
+    ngx_rbtree_node_t             id;        /* key: message id */
+    uint64_t                      appt;
+    ngx_uint_t                    kind;
+    time_t                        due;
+    time_t                        lease;     /* a worker is sending it */
+    ngx_uint_t                    attempts;
+} ngx_teleclinic_msg_t;
+
+
+typedef struct {
+    ngx_rbtree_t                  appts;
+    ngx_rbtree_node_t             appts_sentinel;
+    ngx_rbtree_t                  slots;
+    ngx_rbtree_node_t             slots_sentinel;
+    ngx_rbtree_t                  outbox;
+    ngx_rbtree_node_t             outbox_sentinel;
+    ngx_rbtree_t                  msgs;
+    ngx_rbtree_node_t             msgs_sentinel;
+
+    ngx_uint_t                    seq;        /* of the last event */
+    ngx_uint_t                    nappts;
+    ngx_uint_t                    nmsgs;
+    ngx_uint_t                    nstatus[NGX_TELECLINIC_NSTATUS];
+
+    /* the directory as its JSON text; workers parse it per version */
+    u_char                       *directory;
+    size_t                        directory_len;
+    ngx_uint_t                    directory_version;
+    u_char                        directory_file_hash[32];
+
+    ngx_uint_t                    journal_records;
+} ngx_teleclinic_sh_t;
+
+
+/*
+ * One change of state.  The same structure is applied to the zone on a
+ * live request and when the journal is replayed, so both paths produce
+ * the same state.
+ */
+typedef struct {
+    ngx_uint_t                    op;
+    time_t                        at;
+    uint64_t                      id;          /* appointment */
+    ngx_str_t                     doctor;
+    time_t                        start;
+    time_t                        end;
+    time_t                        created;
+    ngx_uint_t                    status;
+    ngx_str_t                     name;
+    ngx_str_t                     phone;
+    ngx_str_t                     reason;
+    ngx_uint_t                    seq;         /* of this event */
+    ngx_uint_t                    msg;         /* message id */
+    ngx_uint_t                    kind;        /* message kind */
+    time_t                        due;
+    ngx_str_t                     directory;   /* JSON text */
+    u_char                        hash[32];    /* of the directory file */
+} ngx_teleclinic_event_t;
+
+
+struct ngx_teleclinic_zone_s {
+    ngx_teleclinic_sh_t          *sh;
+    ngx_slab_pool_t              *shpool;
+    ngx_shm_zone_t               *shm_zone;
+    ngx_teleclinic_journal_t     *journal;
+    ngx_str_t                     directory_file;
+    time_t                        reminder_before;
+    ngx_uint_t                    fresh;      /* no state before start */
+};
+
+
+/* a message's id: the creating event's sequence number and its kind */
+#define ngx_teleclinic_msg_id(seq, kind)  ((seq) * 4 + (kind))
+
+
+ngx_shm_zone_t *ngx_teleclinic_zone_add(ngx_conf_t *cf, ngx_str_t *name,
+    size_t size, void *tag);
+
+void ngx_teleclinic_zone_lock(ngx_teleclinic_zone_t *zone);
+void ngx_teleclinic_zone_unlock(ngx_teleclinic_zone_t *zone);
+
+/* called with the zone locked; NGX_DECLINED when the zone is full */
+ngx_int_t ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_event_t *ev, ngx_log_t *log);
+
+/* apply, then append to the journal; with the zone locked */
+ngx_int_t ngx_teleclinic_zone_commit(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_event_t *ev, ngx_log_t *log);
+
+ngx_teleclinic_appt_t *ngx_teleclinic_appt_lookup(ngx_teleclinic_zone_t *zone,
+    uint64_t id);
+ngx_teleclinic_appt_t *ngx_teleclinic_slot_lookup(ngx_teleclinic_zone_t *zone,
+    ngx_str_t *doctor, time_t start);
+ngx_teleclinic_appt_t *ngx_teleclinic_slot_first(ngx_teleclinic_zone_t *zone,
+    time_t from);
+ngx_teleclinic_appt_t *ngx_teleclinic_slot_next(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_appt_t *appt);
+ngx_int_t ngx_teleclinic_appt_new_id(ngx_teleclinic_zone_t *zone,
+    uint64_t *id);
+
+ngx_teleclinic_msg_t *ngx_teleclinic_outbox_first(ngx_teleclinic_zone_t *zone);
+ngx_teleclinic_msg_t *ngx_teleclinic_outbox_next(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_msg_t *msg);
+ngx_teleclinic_msg_t *ngx_teleclinic_msg_lookup(ngx_teleclinic_zone_t *zone,
+    ngx_uint_t id);
+void ngx_teleclinic_outbox_retry(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_msg_t *msg, time_t next);
+
+extern ngx_str_t  ngx_teleclinic_status_names[];
+extern ngx_str_t  ngx_teleclinic_msg_kinds[];
+
+
+#endif /* _NGX_TELECLINIC_ZONE_H_INCLUDED_ */
