@@ -7,7 +7,6 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include <openssl/evp.h>
 #include "ngx_teleclinic_booking.h"
 #include "ngx_teleclinic_notify.h"
 
@@ -28,9 +27,6 @@ static char *ngx_http_teleclinic_notify_url(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_teleclinic_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static ngx_int_t ngx_http_teleclinic_init_module(ngx_cycle_t *cycle);
-static ngx_int_t ngx_http_teleclinic_seed_directory(ngx_cycle_t *cycle,
-    ngx_http_teleclinic_main_conf_t *tmcf);
 static ngx_int_t ngx_http_teleclinic_init_process(ngx_cycle_t *cycle);
 static void ngx_http_teleclinic_exit_process(ngx_cycle_t *cycle);
 
@@ -172,7 +168,7 @@ ngx_module_t  ngx_http_teleclinic_module = {
     ngx_http_teleclinic_commands,          /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    ngx_http_teleclinic_init_module,       /* init module */
+    NULL,                                  /* init module */
     ngx_http_teleclinic_init_process,      /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -626,146 +622,6 @@ ngx_http_teleclinic_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->handler = ngx_http_teleclinic_api_handler;
 
     return NGX_CONF_OK;
-}
-
-
-static ngx_int_t
-ngx_http_teleclinic_init_module(ngx_cycle_t *cycle)
-{
-    ngx_teleclinic_zone_t            *zone;
-    ngx_http_teleclinic_main_conf_t  *tmcf;
-
-    tmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_teleclinic_module);
-
-    if (tmcf == NULL || tmcf->shm_zone == NULL) {
-        return NGX_OK;
-    }
-
-    zone = tmcf->shm_zone->data;
-
-    if (ngx_teleclinic_journal_open(cycle, zone, zone->fresh) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_teleclinic_seed_directory(cycle, tmcf);
-}
-
-
-/*
- * The directory file is one more writer of the directory: at start and
- * on reload, a file whose content changed since it was last applied
- * replaces the directory; changes made through the admin API stay until
- * then.
- */
-
-static ngx_int_t
-ngx_http_teleclinic_seed_directory(ngx_cycle_t *cycle,
-    ngx_http_teleclinic_main_conf_t *tmcf)
-{
-    u_char                      *text, hash[32];
-    size_t                       len;
-    ssize_t                      n;
-    ngx_fd_t                     fd;
-    ngx_int_t                    rc;
-    ngx_file_info_t              fi;
-    const char                  *err;
-    ngx_teleclinic_zone_t       *zone;
-    ngx_teleclinic_event_t       ev;
-    ngx_teleclinic_directory_t   dir;
-
-    if (tmcf->directory_file.len == 0) {
-        return NGX_OK;
-    }
-
-    zone = tmcf->shm_zone->data;
-
-    fd = ngx_open_file(tmcf->directory_file.data, NGX_FILE_RDONLY,
-                       NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                      ngx_open_file_n " \"%s\" failed",
-                      tmcf->directory_file.data);
-        return NGX_ERROR;
-    }
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
-        || ngx_file_size(&fi) > 128 * 1024)
-    {
-        ngx_close_file(fd);
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "teleclinic: the directory \"%s\" is not a file of "
-                      "at most 128k", tmcf->directory_file.data);
-        return NGX_ERROR;
-    }
-
-    len = ngx_file_size(&fi);
-
-    text = ngx_pnalloc(cycle->pool, len + 1);
-    if (text == NULL) {
-        ngx_close_file(fd);
-        return NGX_ERROR;
-    }
-
-    n = read(fd, text, len);
-    ngx_close_file(fd);
-
-    if (n != (ssize_t) len) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                      "teleclinic: reading \"%s\" failed",
-                      tmcf->directory_file.data);
-        return NGX_ERROR;
-    }
-
-    EVP_Digest(text, len, hash, NULL, EVP_sha256(), NULL);
-
-    if (zone->sh->directory
-        && ngx_memcmp(hash, zone->sh->directory_file_hash, 32) == 0)
-    {
-        return NGX_OK;
-    }
-
-    dir.pool = ngx_create_pool(4096, cycle->log);
-    if (dir.pool == NULL) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_teleclinic_directory_parse(&dir, text, len, &err);
-
-    ngx_destroy_pool(dir.pool);
-
-    if (rc != NGX_OK) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "teleclinic: invalid directory \"%s\": %s",
-                      tmcf->directory_file.data, err);
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
-    ev.op = NGX_TELECLINIC_EV_DIRECTORY;
-    ev.at = ngx_time();
-    ev.directory.data = text;
-    ev.directory.len = len;
-    ngx_memcpy(ev.hash, hash, 32);
-
-    ngx_teleclinic_zone_lock(zone);
-    rc = ngx_teleclinic_zone_commit(zone, &ev, cycle->log);
-    ngx_teleclinic_zone_unlock(zone);
-
-    if (rc != NGX_OK
-        || (tmcf->journal.fsync && fdatasync(tmcf->journal.fd) == -1))
-    {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                      "teleclinic: storing the directory \"%s\" failed",
-                      tmcf->directory_file.data);
-        return NGX_ERROR;
-    }
-
-    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
-                  "teleclinic: directory loaded from \"%s\"",
-                  tmcf->directory_file.data);
-
-    return NGX_OK;
 }
 
 

@@ -6,8 +6,11 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <openssl/evp.h>
 #include <jansson.h>
 #include "ngx_teleclinic_directory.h"
+#include "ngx_teleclinic_zone.h"
+#include "ngx_teleclinic_journal.h"
 #include "ngx_teleclinic_request.h"
 
 
@@ -515,4 +518,117 @@ ngx_teleclinic_time_print(u_char *p, time_t t)
                        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                        tm.tm_hour, tm.tm_min, tm.tm_sec,
                        sign, off / 60, off % 60);
+}
+
+
+/*
+ * The directory file is one more writer of the directory: at start and
+ * on reload, a file whose content changed since it was last applied
+ * replaces the directory; changes made through the admin API stay until
+ * then.
+ */
+
+ngx_int_t
+ngx_teleclinic_directory_seed(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone)
+{
+    u_char                      *text, hash[32];
+    size_t                       len;
+    ssize_t                      n;
+    ngx_fd_t                     fd;
+    ngx_int_t                    rc;
+    ngx_file_info_t              fi;
+    const char                  *err;
+    ngx_teleclinic_event_t       ev;
+    ngx_teleclinic_directory_t   dir;
+
+    if (zone->directory_file.len == 0) {
+        return NGX_OK;
+    }
+
+    fd = ngx_open_file(zone->directory_file.data, NGX_FILE_RDONLY,
+                       NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      ngx_open_file_n " \"%s\" failed",
+                      zone->directory_file.data);
+        return NGX_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > 128 * 1024)
+    {
+        ngx_close_file(fd);
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "teleclinic: the directory \"%s\" is not a file of "
+                      "at most 128k", zone->directory_file.data);
+        return NGX_ERROR;
+    }
+
+    len = ngx_file_size(&fi);
+
+    text = ngx_pnalloc(cycle->pool, len + 1);
+    if (text == NULL) {
+        ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    n = read(fd, text, len);
+    ngx_close_file(fd);
+
+    if (n != (ssize_t) len) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "teleclinic: reading \"%s\" failed",
+                      zone->directory_file.data);
+        return NGX_ERROR;
+    }
+
+    EVP_Digest(text, len, hash, NULL, EVP_sha256(), NULL);
+
+    if (zone->sh->directory
+        && ngx_memcmp(hash, zone->sh->directory_file_hash, 32) == 0)
+    {
+        return NGX_OK;
+    }
+
+    dir.pool = ngx_create_pool(4096, cycle->log);
+    if (dir.pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_teleclinic_directory_parse(&dir, text, len, &err);
+
+    ngx_destroy_pool(dir.pool);
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "teleclinic: invalid directory \"%s\": %s",
+                      zone->directory_file.data, err);
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+    ev.op = NGX_TELECLINIC_EV_DIRECTORY;
+    ev.at = ngx_time();
+    ev.directory.data = text;
+    ev.directory.len = len;
+    ngx_memcpy(ev.hash, hash, 32);
+
+    ngx_teleclinic_zone_lock(zone);
+    rc = ngx_teleclinic_zone_commit(zone, &ev, cycle->log);
+    ngx_teleclinic_zone_unlock(zone);
+
+    if (rc != NGX_OK
+        || (zone->journal->fsync && fdatasync(zone->journal->fd) == -1))
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "teleclinic: storing the directory \"%s\" failed",
+                      zone->directory_file.data);
+        return NGX_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                  "teleclinic: directory loaded from \"%s\"",
+                  zone->directory_file.data);
+
+    return NGX_OK;
 }

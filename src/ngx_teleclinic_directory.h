@@ -71,6 +71,10 @@ typedef struct {
 ngx_int_t ngx_teleclinic_directory_parse(ngx_teleclinic_directory_t *dir,
     u_char *text, size_t len, const char **err);
 
+/* at start and reload: a changed directory file replaces the directory */
+ngx_int_t ngx_teleclinic_directory_seed(ngx_cycle_t *cycle,
+    ngx_teleclinic_zone_t *zone);
+
 ngx_teleclinic_department_t *ngx_teleclinic_department_find(
     ngx_teleclinic_directory_t *dir, ngx_str_t *id);
 ngx_teleclinic_doctor_t *ngx_teleclinic_doctor_find(

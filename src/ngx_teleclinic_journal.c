@@ -6,6 +6,7 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <sys/file.h>
 #include <jansson.h>
 #include "ngx_teleclinic_journal.h"
 #include "ngx_teleclinic_request.h"
@@ -26,6 +27,8 @@ static ngx_int_t ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
     ngx_teleclinic_zone_t *zone);
 static ngx_int_t ngx_teleclinic_journal_write(ngx_fd_t fd, u_char *buf,
     size_t len, ngx_log_t *log);
+static ngx_int_t ngx_teleclinic_journal_lock(ngx_cycle_t *cycle,
+    ngx_teleclinic_journal_t *journal);
 static void ngx_teleclinic_journal_close(void *data);
 static void ngx_teleclinic_journal_start(ngx_teleclinic_journal_t *journal);
 static void ngx_teleclinic_journal_done(ngx_queue_t *queue, ngx_int_t rc);
@@ -54,6 +57,14 @@ static ngx_uint_t           ngx_teleclinic_sync_busy;
 static ngx_thread_task_t   *ngx_teleclinic_sync_task;
 #endif
 
+/*
+ * A lock on "<journal>.lock", taken by the first master that opens the
+ * journal and inherited by its workers: a second nginx on the same state,
+ * or a new master while workers of a killed one still run, would replay
+ * and compact a file that others append to.
+ */
+static ngx_fd_t             ngx_teleclinic_lock_fd = NGX_INVALID_FILE;
+
 
 ngx_int_t
 ngx_teleclinic_journal_open(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone,
@@ -70,6 +81,23 @@ ngx_teleclinic_journal_open(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone,
         ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
                       "teleclinic: cannot create the directory of \"%s\"",
                       journal->path.data);
+        return NGX_ERROR;
+    }
+
+    if (fresh && ngx_teleclinic_lock_fd != NGX_INVALID_FILE) {
+        /*
+         * a reload that made a new zone (its size changed): the old
+         * workers go on with the old one, and two copies of the state
+         * would part ways
+         */
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "teleclinic: the zone \"%V\" cannot change its size "
+                      "on reload, restart nginx instead",
+                      &zone->shm_zone->shm.name);
+        return NGX_ERROR;
+    }
+
+    if (ngx_teleclinic_journal_lock(cycle, journal) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -132,6 +160,47 @@ ngx_teleclinic_journal_open(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone,
     journal->fd = fd;
     cln->handler = ngx_teleclinic_journal_close;
     cln->data = journal;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_journal_lock(ngx_cycle_t *cycle,
+    ngx_teleclinic_journal_t *journal)
+{
+    u_char    *name;
+    ngx_fd_t   fd;
+
+    if (ngx_teleclinic_lock_fd != NGX_INVALID_FILE) {
+        /* a reload: this master holds it already */
+        return NGX_OK;
+    }
+
+    name = ngx_pnalloc(cycle->pool, journal->path.len + sizeof(".lock"));
+    if (name == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(name, "%V.lock%Z", &journal->path);
+
+    fd = ngx_open_file(name, NGX_FILE_RDWR, NGX_FILE_CREATE_OR_OPEN, 0600);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      ngx_open_file_n " \"%s\" failed", name);
+        return NGX_ERROR;
+    }
+
+    if (flock(fd, LOCK_EX|LOCK_NB) == -1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "teleclinic: the journal \"%V\" is in use by another "
+                      "nginx (or by workers of one that was killed)",
+                      &journal->path);
+        ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    ngx_teleclinic_lock_fd = fd;
 
     return NGX_OK;
 }

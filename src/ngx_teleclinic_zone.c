@@ -9,6 +9,7 @@
 #include <openssl/rand.h>
 #include "ngx_teleclinic_zone.h"
 #include "ngx_teleclinic_journal.h"
+#include "ngx_teleclinic_directory.h"
 
 
 #define ngx_teleclinic_slot_appt(n)                                           \
@@ -21,6 +22,7 @@
 
 static ngx_int_t ngx_teleclinic_zone_init(ngx_shm_zone_t *shm_zone,
     void *data);
+static ngx_int_t ngx_teleclinic_zone_open(ngx_teleclinic_zone_t *zone);
 static void ngx_teleclinic_slot_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_int_t ngx_teleclinic_apply_appt(ngx_teleclinic_zone_t *zone,
@@ -80,6 +82,7 @@ ngx_teleclinic_zone_add(ngx_conf_t *cf, ngx_str_t *name, size_t size,
         return NULL;
     }
 
+    zone->cycle = cf->cycle;
     zone->shm_zone = shm_zone;
     zone->reminder_before = NGX_CONF_UNSET;
 
@@ -104,15 +107,10 @@ ngx_teleclinic_zone_init(ngx_shm_zone_t *shm_zone, void *data)
         /* a reload: the state lives on in the same memory */
         zone->sh = ozone->sh;
         zone->shpool = ozone->shpool;
-        return NGX_OK;
+        return ngx_teleclinic_zone_open(zone);
     }
 
     zone->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (shm_zone->shm.exists) {
-        zone->sh = zone->shpool->data;
-        return NGX_OK;
-    }
 
     zone->sh = ngx_slab_alloc(zone->shpool, sizeof(ngx_teleclinic_sh_t));
     if (zone->sh == NULL) {
@@ -145,10 +143,32 @@ ngx_teleclinic_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     /* a full zone is reported by the caller, as a 503 and one line */
     zone->shpool->log_nomem = 0;
 
-    /* the journal is replayed into it when the module starts */
     zone->fresh = 1;
 
-    return NGX_OK;
+    return ngx_teleclinic_zone_open(zone);
+}
+
+
+/*
+ * Here, rather than in init_module, so that a failure rejects a reload
+ * and the old configuration goes on.
+ */
+
+static ngx_int_t
+ngx_teleclinic_zone_open(ngx_teleclinic_zone_t *zone)
+{
+    if (ngx_test_config) {
+        /* "nginx -t" must leave the state of a running nginx alone */
+        return NGX_OK;
+    }
+
+    if (ngx_teleclinic_journal_open(zone->cycle, zone, zone->fresh)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_teleclinic_directory_seed(zone->cycle, zone);
 }
 
 

@@ -121,6 +121,7 @@ typedef struct {
 
 
 struct ngx_teleclinic_zone_s {
+    ngx_cycle_t                  *cycle;      /* the one being configured */
     ngx_teleclinic_sh_t          *sh;
     ngx_slab_pool_t              *shpool;
     ngx_shm_zone_t               *shm_zone;
