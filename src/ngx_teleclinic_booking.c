@@ -1632,6 +1632,12 @@ ngx_http_teleclinic_directory_store(ngx_http_request_t *r, u_char *text,
 
     ngx_str_set(&ctx->action, "directory");
 
+    if (len > NGX_TELECLINIC_DIRECTORY_MAX) {
+        return ngx_http_teleclinic_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                         "directory_too_large",
+                                         "a directory is at most 128k", NULL);
+    }
+
     ngx_memzero(&dir, sizeof(ngx_teleclinic_directory_t));
     dir.pool = r->pool;
 

@@ -555,7 +555,7 @@ ngx_teleclinic_directory_seed(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone)
     }
 
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
-        || ngx_file_size(&fi) > 128 * 1024)
+        || ngx_file_size(&fi) > NGX_TELECLINIC_DIRECTORY_MAX)
     {
         ngx_close_file(fd);
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,

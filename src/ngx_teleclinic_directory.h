@@ -13,7 +13,8 @@
 #include "ngx_teleclinic.h"
 
 
-#define NGX_TELECLINIC_SLOTS_MAX  (24 * 60 / 5)
+#define NGX_TELECLINIC_SLOTS_MAX      (24 * 60 / 5)
+#define NGX_TELECLINIC_DIRECTORY_MAX  (128 * 1024)
 
 
 typedef struct {

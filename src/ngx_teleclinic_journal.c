@@ -10,9 +10,11 @@
 #include <jansson.h>
 #include "ngx_teleclinic_journal.h"
 #include "ngx_teleclinic_request.h"
+#include "ngx_teleclinic_directory.h"
 
 
-#define NGX_TELECLINIC_RECORD_MAX  (256 * 1024)
+/* a directory of NGX_TELECLINIC_DIRECTORY_MAX, every byte escaped */
+#define NGX_TELECLINIC_RECORD_MAX  (6 * NGX_TELECLINIC_DIRECTORY_MAX + 4096)
 
 
 typedef struct {
