@@ -52,6 +52,8 @@ static ngx_int_t ngx_http_teleclinic_error(ngx_http_request_t *r,
     const char *field);
 static ngx_int_t ngx_http_teleclinic_fail(ngx_http_request_t *r,
     ngx_teleclinic_error_t *err);
+static ngx_int_t ngx_http_teleclinic_allow(ngx_http_request_t *r,
+    ngx_uint_t allowed);
 static ngx_http_teleclinic_ctx_t *ngx_http_teleclinic_ctx(
     ngx_http_request_t *r);
 static ngx_int_t ngx_http_teleclinic_bearer(ngx_http_request_t *r,
@@ -70,7 +72,11 @@ static json_t *ngx_http_teleclinic_appt_json(ngx_http_request_t *r,
 static ngx_int_t ngx_http_teleclinic_add_access(ngx_http_request_t *r,
     json_t *o, uint64_t id, time_t end);
 static ngx_int_t ngx_http_teleclinic_find_slot(ngx_http_request_t *r,
-    ngx_str_t *slot_id, ngx_teleclinic_slot_t *slot, ngx_str_t *doctor);
+    ngx_str_t *slot_id, ngx_teleclinic_slot_t *slot, ngx_str_t *doctor,
+    ngx_teleclinic_error_t *err);
+static ngx_int_t ngx_http_teleclinic_reject(ngx_teleclinic_error_t *err,
+    ngx_uint_t status, const char *code, const char *message,
+    const char *field);
 
 static ngx_int_t ngx_http_teleclinic_departments(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call);
@@ -183,6 +189,10 @@ ngx_http_teleclinic_api_handler(ngx_http_request_t *r)
         }
 
         if (allowed) {
+            if (ngx_http_teleclinic_allow(r, allowed) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
             return ngx_http_teleclinic_error(r, NGX_HTTP_NOT_ALLOWED,
                                    "method_not_allowed",
                                    "the method is not allowed on this "
@@ -411,6 +421,47 @@ ngx_http_teleclinic_route(ngx_http_request_t *r,
 }
 
 
+/* the methods of the resource, for a 405 */
+
+static ngx_int_t
+ngx_http_teleclinic_allow(ngx_http_request_t *r, ngx_uint_t allowed)
+{
+    u_char           *p;
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    p = ngx_pnalloc(r->pool, sizeof("GET, HEAD, POST, PUT, DELETE"));
+
+    if (h == NULL || p == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Allow");
+    h->value.data = p;
+
+    if (allowed & NGX_HTTP_GET) {
+        p = ngx_cpymem(p, "GET, HEAD, ", 11);
+    }
+
+    if (allowed & NGX_HTTP_POST) {
+        p = ngx_cpymem(p, "POST, ", 6);
+    }
+
+    if (allowed & NGX_HTTP_PUT) {
+        p = ngx_cpymem(p, "PUT, ", 5);
+    }
+
+    if (allowed & NGX_HTTP_DELETE) {
+        p = ngx_cpymem(p, "DELETE, ", 8);
+    }
+
+    h->value.len = p - h->value.data - 2;
+
+    return NGX_OK;
+}
+
+
 static ngx_http_teleclinic_ctx_t *
 ngx_http_teleclinic_ctx(ngx_http_request_t *r)
 {
@@ -563,17 +614,6 @@ ngx_http_teleclinic_send_text(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_set(&h->key, "Cache-Control");
     ngx_str_set(&h->value, "no-store");
 
-    if (status == NGX_HTTP_NOT_ALLOWED) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Allow");
-        ngx_str_set(&h->value, "GET, POST, PUT, DELETE");
-    }
-
     rc = ngx_http_send_header(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
@@ -715,18 +755,38 @@ ngx_http_teleclinic_authorize(ngx_http_request_t *r, uint64_t id)
 
 
 static ngx_int_t
-ngx_http_teleclinic_refuse(ngx_http_request_t *r, ngx_int_t status)
+ngx_http_teleclinic_refuse(ngx_teleclinic_error_t *err, ngx_int_t status)
 {
     if (status == NGX_HTTP_UNAUTHORIZED) {
-        return ngx_http_teleclinic_error(r, NGX_HTTP_UNAUTHORIZED,
-                                         "unauthorized",
-                                         "a valid, unexpired token is "
-                                         "required", NULL);
+        return ngx_http_teleclinic_reject(err, NGX_HTTP_UNAUTHORIZED,
+                                          "unauthorized",
+                                          "a valid, unexpired token is "
+                                          "required", NULL);
     }
 
-    return ngx_http_teleclinic_error(r, NGX_HTTP_FORBIDDEN, "forbidden",
-                                     "the token is not for this "
-                                     "appointment", NULL);
+    return ngx_http_teleclinic_reject(err, NGX_HTTP_FORBIDDEN, "forbidden",
+                                      "the token is not for this "
+                                      "appointment", NULL);
+}
+
+
+/*
+ * Checks done before a handler acts do not send their refusal: what
+ * ngx_http_teleclinic_error() returns once it has sent one is NGX_OK,
+ * which a caller would take for "go on".  They fill *err and return
+ * NGX_ERROR; the handler sends it with ngx_http_teleclinic_fail().
+ */
+
+static ngx_int_t
+ngx_http_teleclinic_reject(ngx_teleclinic_error_t *err, ngx_uint_t status,
+    const char *code, const char *message, const char *field)
+{
+    err->status = status;
+    err->code = code;
+    err->message = message;
+    err->field = field;
+
+    return NGX_ERROR;
 }
 
 
@@ -840,6 +900,7 @@ ngx_http_teleclinic_waiter_cleanup(void *data)
 static u_char *
 ngx_http_teleclinic_base_url(ngx_http_request_t *r, ngx_str_t *base)
 {
+    ngx_str_t                         host;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
@@ -849,10 +910,16 @@ ngx_http_teleclinic_base_url(ngx_http_request_t *r, ngx_str_t *base)
         return base->data;
     }
 
-    base->len = sizeof("https://") - 1
-                + (r->headers_in.server.len ? r->headers_in.server.len
-                                            : sizeof("localhost") - 1);
-    base->data = ngx_pnalloc(r->pool, base->len);
+    /* the Host header as sent, with its port; nginx has validated it */
+
+    if (r->headers_in.host) {
+        host = r->headers_in.host->value;
+
+    } else {
+        ngx_str_set(&host, "localhost");
+    }
+
+    base->data = ngx_pnalloc(r->pool, sizeof("https://") - 1 + host.len);
     if (base->data == NULL) {
         return NULL;
     }
@@ -863,9 +930,7 @@ ngx_http_teleclinic_base_url(ngx_http_request_t *r, ngx_str_t *base)
 #else
                             "http",
 #endif
-                            r->headers_in.server.len
-                            ? &r->headers_in.server
-                            : &(ngx_str_t) ngx_string("localhost"))
+                            &host)
                 - base->data;
 
     return base->data;
@@ -998,7 +1063,8 @@ ngx_http_teleclinic_appt_json(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_teleclinic_find_slot(ngx_http_request_t *r, ngx_str_t *slot_id,
-    ngx_teleclinic_slot_t *slot, ngx_str_t *doctor)
+    ngx_teleclinic_slot_t *slot, ngx_str_t *doctor,
+    ngx_teleclinic_error_t *err)
 {
     ngx_uint_t                        i, n, minute;
     ngx_teleclinic_date_t             date;
@@ -1013,8 +1079,8 @@ ngx_http_teleclinic_find_slot(ngx_http_request_t *r, ngx_str_t *slot_id,
                                      &date, &minute)
         != NGX_OK)
     {
-        return ngx_http_teleclinic_error(r, 422, "invalid_slot",
-                                         "slot is not a slot id", "slot");
+        return ngx_http_teleclinic_reject(err, 422, "invalid_slot",
+                                          "slot is not a slot id", "slot");
     }
 
     dir = ngx_http_teleclinic_directory(tmcf, r->connection->log);
@@ -1029,20 +1095,20 @@ ngx_http_teleclinic_find_slot(ngx_http_request_t *r, ngx_str_t *slot_id,
     }
 
     if (i == n) {
-        return ngx_http_teleclinic_error(r, 422, "unknown_slot",
-                                         "there is no such slot", "slot");
+        return ngx_http_teleclinic_reject(err, 422, "unknown_slot",
+                                          "there is no such slot", "slot");
     }
 
     if (slots[i].start <= ngx_time()) {
-        return ngx_http_teleclinic_error(r, 422, "slot_in_past",
-                                         "the slot has already begun",
-                                         "slot");
+        return ngx_http_teleclinic_reject(err, 422, "slot_in_past",
+                                          "the slot has already begun",
+                                          "slot");
     }
 
     if (slots[i].start > ngx_time() + tmcf->horizon) {
-        return ngx_http_teleclinic_error(r, 422, "slot_too_far",
-                                         "the slot is beyond the booking "
-                                         "horizon", "slot");
+        return ngx_http_teleclinic_reject(err, 422, "slot_too_far",
+                                          "the slot is beyond the booking "
+                                          "horizon", "slot");
     }
 
     *slot = slots[i];
@@ -1246,11 +1312,11 @@ ngx_http_teleclinic_book(ngx_http_request_t *r,
         return ngx_http_teleclinic_fail(r, &err);
     }
 
-    rc = ngx_http_teleclinic_find_slot(r, &req.slot, &slot, &doctor);
-
-    if (rc != NGX_OK) {
+    if (ngx_http_teleclinic_find_slot(r, &req.slot, &slot, &doctor, &err)
+        != NGX_OK)
+    {
         json_decref(req.root);
-        return rc;
+        return ngx_http_teleclinic_fail(r, &err);
     }
 
     ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
@@ -1312,7 +1378,8 @@ ngx_http_teleclinic_book(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_teleclinic_appt_id(ngx_http_request_t *r,
-    ngx_http_teleclinic_call_t *call, uint64_t *id)
+    ngx_http_teleclinic_call_t *call, uint64_t *id,
+    ngx_teleclinic_error_t *err)
 {
     ngx_int_t                   rc;
     ngx_http_teleclinic_ctx_t  *ctx;
@@ -1322,9 +1389,9 @@ ngx_http_teleclinic_appt_id(ngx_http_request_t *r,
     if (ngx_teleclinic_appt_id_parse(call->seg[1].data, call->seg[1].len, id)
         != NGX_OK)
     {
-        return ngx_http_teleclinic_error(r, NGX_HTTP_NOT_FOUND,
-                                         "unknown_appointment",
-                                         "no such appointment", NULL);
+        return ngx_http_teleclinic_reject(err, NGX_HTTP_NOT_FOUND,
+                                          "unknown_appointment",
+                                          "no such appointment", NULL);
     }
 
     ctx->appt = *id;
@@ -1332,7 +1399,7 @@ ngx_http_teleclinic_appt_id(ngx_http_request_t *r,
     rc = ngx_http_teleclinic_authorize(r, *id);
 
     if (rc != NGX_OK) {
-        return ngx_http_teleclinic_refuse(r, rc);
+        return ngx_http_teleclinic_refuse(err, rc);
     }
 
     return NGX_OK;
@@ -1345,9 +1412,9 @@ ngx_http_teleclinic_get(ngx_http_request_t *r,
 {
     json_t                           *o;
     uint64_t                          id;
-    ngx_int_t                         rc;
     ngx_teleclinic_zone_t            *zone;
     ngx_teleclinic_appt_t            *appt;
+    ngx_teleclinic_error_t            err;
     ngx_http_teleclinic_ctx_t        *ctx;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
@@ -1357,9 +1424,8 @@ ngx_http_teleclinic_get(ngx_http_request_t *r,
 
     ngx_str_set(&ctx->action, "read");
 
-    rc = ngx_http_teleclinic_appt_id(r, call, &id);
-    if (rc != NGX_OK) {
-        return rc;
+    if (ngx_http_teleclinic_appt_id(r, call, &id, &err) != NGX_OK) {
+        return ngx_http_teleclinic_fail(r, &err);
     }
 
     ngx_teleclinic_zone_lock(zone);
@@ -1392,6 +1458,7 @@ ngx_http_teleclinic_cancel(ngx_http_request_t *r,
     ngx_int_t                         rc;
     ngx_teleclinic_zone_t            *zone;
     ngx_teleclinic_appt_t            *appt;
+    ngx_teleclinic_error_t            err;
     ngx_teleclinic_event_t            ev;
     ngx_http_teleclinic_ctx_t        *ctx;
     ngx_http_teleclinic_main_conf_t  *tmcf;
@@ -1402,9 +1469,8 @@ ngx_http_teleclinic_cancel(ngx_http_request_t *r,
 
     ngx_str_set(&ctx->action, "cancel");
 
-    rc = ngx_http_teleclinic_appt_id(r, call, &id);
-    if (rc != NGX_OK) {
-        return rc;
+    if (ngx_http_teleclinic_appt_id(r, call, &id, &err) != NGX_OK) {
+        return ngx_http_teleclinic_fail(r, &err);
     }
 
     ngx_teleclinic_zone_lock(zone);
@@ -1468,9 +1534,8 @@ ngx_http_teleclinic_reschedule(ngx_http_request_t *r,
 
     ngx_str_set(&ctx->action, "reschedule");
 
-    rc = ngx_http_teleclinic_appt_id(r, call, &id);
-    if (rc != NGX_OK) {
-        return rc;
+    if (ngx_http_teleclinic_appt_id(r, call, &id, &err) != NGX_OK) {
+        return ngx_http_teleclinic_fail(r, &err);
     }
 
     if (ngx_teleclinic_request_reschedule(call->body.data, call->body.len,
@@ -1480,11 +1545,11 @@ ngx_http_teleclinic_reschedule(ngx_http_request_t *r,
         return ngx_http_teleclinic_fail(r, &err);
     }
 
-    rc = ngx_http_teleclinic_find_slot(r, &slot_id, &slot, &doctor);
-
-    if (rc != NGX_OK) {
+    if (ngx_http_teleclinic_find_slot(r, &slot_id, &slot, &doctor, &err)
+        != NGX_OK)
+    {
         json_decref(root);
-        return rc;
+        return ngx_http_teleclinic_fail(r, &err);
     }
 
     ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
@@ -1551,7 +1616,8 @@ ngx_http_teleclinic_reschedule(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_teleclinic_admin_only(ngx_http_request_t *r)
+ngx_http_teleclinic_admin_only(ngx_http_request_t *r,
+    ngx_teleclinic_error_t *err)
 {
     ngx_str_t  token;
 
@@ -1560,13 +1626,13 @@ ngx_http_teleclinic_admin_only(ngx_http_request_t *r)
     }
 
     if (ngx_http_teleclinic_bearer(r, &token) != NGX_OK) {
-        return ngx_http_teleclinic_error(r, NGX_HTTP_UNAUTHORIZED,
-                                         "unauthorized",
-                                         "the admin key is required", NULL);
+        return ngx_http_teleclinic_reject(err, NGX_HTTP_UNAUTHORIZED,
+                                          "unauthorized",
+                                          "the admin key is required", NULL);
     }
 
-    return ngx_http_teleclinic_error(r, NGX_HTTP_FORBIDDEN, "forbidden",
-                                     "the admin key is required", NULL);
+    return ngx_http_teleclinic_reject(err, NGX_HTTP_FORBIDDEN, "forbidden",
+                                      "the admin key is required", NULL);
 }
 
 
@@ -1576,13 +1642,12 @@ ngx_http_teleclinic_admin_directory(ngx_http_request_t *r,
 {
     u_char                           *text;
     size_t                            len;
-    ngx_int_t                         rc;
     ngx_teleclinic_zone_t            *zone;
+    ngx_teleclinic_error_t            err;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
-    rc = ngx_http_teleclinic_admin_only(r);
-    if (rc != NGX_OK) {
-        return rc;
+    if (ngx_http_teleclinic_admin_only(r, &err) != NGX_OK) {
+        return ngx_http_teleclinic_fail(r, &err);
     }
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
@@ -1675,11 +1740,10 @@ static ngx_int_t
 ngx_http_teleclinic_admin_put(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call)
 {
-    ngx_int_t  rc;
+    ngx_teleclinic_error_t  err;
 
-    rc = ngx_http_teleclinic_admin_only(r);
-    if (rc != NGX_OK) {
-        return rc;
+    if (ngx_http_teleclinic_admin_only(r, &err) != NGX_OK) {
+        return ngx_http_teleclinic_fail(r, &err);
     }
 
     return ngx_http_teleclinic_directory_store(r, call->body.data,
@@ -1699,15 +1763,13 @@ ngx_http_teleclinic_admin_entry(ngx_http_request_t *r,
     u_char                           *text;
     size_t                            i, len;
     json_t                           *doc, *list, *item, *entry, *v;
-    ngx_int_t                         rc;
     json_error_t                      jerr;
     ngx_teleclinic_zone_t            *zone;
     ngx_teleclinic_error_t            err;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
-    rc = ngx_http_teleclinic_admin_only(r);
-    if (rc != NGX_OK) {
-        return rc;
+    if (ngx_http_teleclinic_admin_only(r, &err) != NGX_OK) {
+        return ngx_http_teleclinic_fail(r, &err);
     }
 
     if (ngx_teleclinic_id_valid(call->seg[2].data, call->seg[2].len)
@@ -1814,20 +1876,19 @@ ngx_http_teleclinic_admin_day(ngx_http_request_t *r,
 {
     json_t                           *a, *o;
     time_t                            from, to;
-    ngx_int_t                         rc;
     ngx_str_t                         arg;
     ngx_uint_t                        n;
     ngx_teleclinic_zone_t            *zone;
     ngx_teleclinic_date_t             date;
     ngx_teleclinic_appt_t            *appt;
+    ngx_teleclinic_error_t            err;
     ngx_teleclinic_slot_t             slots[NGX_TELECLINIC_SLOTS_MAX];
     ngx_teleclinic_doctor_t           day;
     ngx_teleclinic_hours_t            all;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
-    rc = ngx_http_teleclinic_admin_only(r);
-    if (rc != NGX_OK) {
-        return rc;
+    if (ngx_http_teleclinic_admin_only(r, &err) != NGX_OK) {
+        return ngx_http_teleclinic_fail(r, &err);
     }
 
     if (ngx_teleclinic_arg(r->args.data, r->args.len, "date", &arg) != NGX_OK

@@ -37,13 +37,16 @@ typedef struct {
 
 static void ngx_teleclinic_notify_sweep(ngx_event_t *ev);
 static ngx_int_t ngx_teleclinic_notify_message(ngx_teleclinic_zone_t *zone,
-    ngx_teleclinic_msg_t *msg, ngx_pool_t *pool, ngx_buf_t **request);
+    ngx_teleclinic_directory_t *dir, ngx_teleclinic_msg_t *msg,
+    ngx_pool_t *pool, ngx_buf_t **request);
 static void ngx_teleclinic_notify_start(ngx_teleclinic_delivery_t *d);
 static void ngx_teleclinic_notify_write(ngx_event_t *wev);
 static void ngx_teleclinic_notify_read(ngx_event_t *rev);
 static void ngx_teleclinic_notify_finish(ngx_teleclinic_delivery_t *d,
     ngx_uint_t delivered);
 static void ngx_teleclinic_notify_sent(ngx_teleclinic_zone_t *zone,
+    ngx_uint_t id, ngx_log_t *log);
+static void ngx_teleclinic_notify_sent_locked(ngx_teleclinic_zone_t *zone,
     ngx_uint_t id, ngx_log_t *log);
 
 
@@ -109,6 +112,7 @@ ngx_teleclinic_notify_sweep(ngx_event_t *ev)
     ngx_uint_t                        n, id;
     ngx_teleclinic_msg_t             *msg, *following;
     ngx_teleclinic_zone_t            *zone;
+    ngx_teleclinic_directory_t       *dir;
     ngx_teleclinic_delivery_t        *d[NGX_TELECLINIC_NOTIFY_PARALLEL];
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
@@ -120,8 +124,11 @@ ngx_teleclinic_notify_sweep(ngx_event_t *ev)
 
     zone = ngx_http_teleclinic_zone(tmcf);
 
-    /* the worker's copy of the directory, for the doctor's name */
-    (void) ngx_http_teleclinic_directory(tmcf, ev->log);
+    /*
+     * the worker's copy of the directory, for the doctor's name; taken
+     * before the zone is locked, as a new version is read under the lock
+     */
+    dir = ngx_http_teleclinic_directory(tmcf, ev->log);
 
     now = ngx_time();
     next = now + NGX_TELECLINIC_NOTIFY_SWEEP / 1000;
@@ -157,7 +164,9 @@ ngx_teleclinic_notify_sweep(ngx_event_t *ev)
 
         id = msg->id.key;
 
-        switch (ngx_teleclinic_notify_message(zone, msg, pool, &request)) {
+        switch (ngx_teleclinic_notify_message(zone, dir, msg, pool,
+                                              &request))
+        {
 
         case NGX_OK:
             break;
@@ -165,7 +174,7 @@ ngx_teleclinic_notify_sweep(ngx_event_t *ev)
         case NGX_DECLINED:
             /* nothing to tell any more: a reminder after its visit */
             ngx_destroy_pool(pool);
-            ngx_teleclinic_notify_sent(zone, id, ev->log);
+            ngx_teleclinic_notify_sent_locked(zone, id, ev->log);
             continue;
 
         default:
@@ -210,7 +219,8 @@ done:
 
 static ngx_int_t
 ngx_teleclinic_notify_message(ngx_teleclinic_zone_t *zone,
-    ngx_teleclinic_msg_t *msg, ngx_pool_t *pool, ngx_buf_t **request)
+    ngx_teleclinic_directory_t *dir, ngx_teleclinic_msg_t *msg,
+    ngx_pool_t *pool, ngx_buf_t **request)
 {
     u_char                            id[NGX_TELECLINIC_APPT_ID_LEN];
     u_char                            token[NGX_TELECLINIC_TOKEN_MAX], *t;
@@ -224,7 +234,6 @@ ngx_teleclinic_notify_message(ngx_teleclinic_zone_t *zone,
     ngx_url_t                        *u;
     ngx_teleclinic_appt_t            *appt;
     ngx_teleclinic_doctor_t          *doc;
-    ngx_teleclinic_directory_t       *dir;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_teleclinic_notify_conf;
@@ -243,7 +252,6 @@ ngx_teleclinic_notify_message(ngx_teleclinic_zone_t *zone,
     doctor.len = appt->doctor_len;
     name = doctor;
 
-    dir = ngx_http_teleclinic_directory(tmcf, ngx_cycle->log);
     doc = dir ? ngx_teleclinic_doctor_find(dir, &doctor) : NULL;
 
     if (doc) {
@@ -554,6 +562,18 @@ static void
 ngx_teleclinic_notify_sent(ngx_teleclinic_zone_t *zone, ngx_uint_t id,
     ngx_log_t *log)
 {
+    ngx_teleclinic_zone_lock(zone);
+    ngx_teleclinic_notify_sent_locked(zone, id, log);
+    ngx_teleclinic_zone_unlock(zone);
+}
+
+
+/* the same for the sweep, which holds the lock: the mutex is not recursive */
+
+static void
+ngx_teleclinic_notify_sent_locked(ngx_teleclinic_zone_t *zone, ngx_uint_t id,
+    ngx_log_t *log)
+{
     ngx_teleclinic_event_t  ev;
 
     ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
@@ -561,7 +581,5 @@ ngx_teleclinic_notify_sent(ngx_teleclinic_zone_t *zone, ngx_uint_t id,
     ev.at = ngx_time();
     ev.msg = id;
 
-    ngx_teleclinic_zone_lock(zone);
     (void) ngx_teleclinic_zone_commit(zone, &ev, log);
-    ngx_teleclinic_zone_unlock(zone);
 }

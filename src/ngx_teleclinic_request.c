@@ -30,10 +30,15 @@ ngx_teleclinic_request_json(u_char *body, size_t len, json_t **root,
     json_error_t   jerr;
 
     /*
-     * jansson checks UTF-8, refuses NUL in strings unless asked, and
-     * rejects integers that do not fit; depth is bounded by its own limit
+     * jansson checks UTF-8 and rejects integers that do not fit; depth
+     * is bounded by its own limit.  Any JSON value and NUL in strings
+     * parse, so that a body that is valid JSON gets 422 with the field
+     * at fault (the string checks refuse NUL as a control character)
+     * rather than 400.
      */
-    json = json_loadb((const char *) body, len, JSON_REJECT_DUPLICATES, &jerr);
+    json = json_loadb((const char *) body, len,
+                      JSON_REJECT_DUPLICATES|JSON_DECODE_ANY|JSON_ALLOW_NUL,
+                      &jerr);
 
     if (json == NULL) {
         ngx_teleclinic_error(err, 400, "malformed_json",

@@ -76,6 +76,14 @@ ngx_teleclinic_token_issue(ngx_str_t *secret, ngx_uint_t kind,
 }
 
 
+static ngx_inline ngx_uint_t
+ngx_teleclinic_token_char(u_char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+           || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+}
+
+
 ngx_int_t
 ngx_teleclinic_token_verify(ngx_str_t *secret, ngx_str_t *token, time_t now,
     ngx_teleclinic_token_t *t)
@@ -89,6 +97,14 @@ ngx_teleclinic_token_verify(ngx_str_t *secret, ngx_str_t *token, time_t now,
 
     if (token->len > NGX_TELECLINIC_TOKEN_MAX) {
         return NGX_ERROR;
+    }
+
+    /* one spelling per token: base64url without padding, one dot */
+
+    for (i = 0; i < token->len; i++) {
+        if (!ngx_teleclinic_token_char(token->data[i])) {
+            return NGX_ERROR;
+        }
     }
 
     dot = ngx_strlchr(token->data, token->data + token->len, '.');

@@ -261,6 +261,23 @@ ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
                      ? NGX_TELECLINIC_MSG_CANCELLATION
                      : NGX_TELECLINIC_MSG_RESCHEDULE,
                      ev->at);
+
+            /*
+             * A cancellation must work in a full zone: the reminder goes
+             * anyway, and the chunk it frees is of the very size needed
+             */
+            if (msg == NULL && ev->op == NGX_TELECLINIC_EV_CANCEL
+                && appt->reminder)
+            {
+                ngx_teleclinic_msg_delete(zone, appt->reminder);
+                appt->reminder = NULL;
+
+                msg = ngx_teleclinic_msg_add(zone,
+                         ngx_teleclinic_msg_id(ev->seq,
+                                           NGX_TELECLINIC_MSG_CANCELLATION),
+                         ev->id, NGX_TELECLINIC_MSG_CANCELLATION, ev->at);
+            }
+
             if (msg == NULL) {
                 rc = NGX_DECLINED;
                 break;

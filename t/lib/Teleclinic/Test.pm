@@ -653,7 +653,7 @@ sub log_problems {
         if ($opts{new_only}) {
             my $from = $self->{$key} // 0;
             $self->{$key} = length $log;
-            $log = substr($log, $from);
+            $log = $from < length $log ? substr($log, $from) : '';
         }
 
         for my $line (split /\n/, $log) {
