@@ -1,0 +1,105 @@
+#!/usr/bin/perl
+
+# What `make run` starts: bin/teleclinic-run with conf/nginx.conf and the
+# demo directory serves the API, with at least 3 departments (dermatology
+# and endocrinology among them), at least 6 doctors, and free slots on
+# each of the next 7 days.
+
+use strict;
+use warnings;
+
+use Test::More;
+use File::Temp qw(tempdir);
+use IO::Socket::IP;
+use POSIX qw(strftime WNOHANG);
+use Time::HiRes qw(sleep);
+use Mojo::UserAgent;
+
+use lib 't/lib';
+use Teleclinic::Test;
+
+###############################################################################
+
+my $var = tempdir(CLEANUP => 1);
+my $port = free_port();
+
+my $pid = fork() // die "fork: $!";
+
+if ($pid == 0) {
+    $ENV{TELECLINIC_VAR} = $var;
+    open STDOUT, '>', "$var/run.log";
+    open STDERR, '>&', \*STDOUT;
+    exec 'bin/teleclinic-run', $port or exit 127;
+}
+
+my $up = 0;
+
+for (1 .. 100) {
+    if (IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $port)) {
+        $up = 1;
+        last;
+    }
+
+    sleep 0.1;
+}
+
+ok($up, 'teleclinic-run listens on the given port');
+
+my $ua = Mojo::UserAgent->new(request_timeout => 10);
+my $base = "http://127.0.0.1:$port/api/v1";
+
+my $depts = $ua->get("$base/departments")->result->json;
+my %dept = map { $_->{id} => 1 } @$depts;
+
+ok(@$depts >= 3, 'at least 3 departments');
+ok($dept{dermatology}, 'dermatology is a department');
+ok($dept{endocrinology}, 'endocrinology is a department');
+
+my $doctors = $ua->get("$base/doctors")->result->json;
+ok(@$doctors >= 6, 'at least 6 doctors');
+
+for my $n (0 .. 6) {
+    my @now = localtime;
+
+    # the on-call doctor's last slot of today starts at 23:45
+    next if $n == 0 && $now[2] == 23 && $now[1] >= 40;
+
+    my $date = strftime('%Y-%m-%d', localtime(time + $n * 86400));
+    my $free = 0;
+
+    for my $d (@$doctors) {
+        my $slots = $ua->get("$base/doctors/$d->{id}/slots?date=$date")
+            ->result->json;
+        $free += grep { $_->{status} eq 'free' } @$slots;
+    }
+
+    ok($free > 0, "free slots on $date (today + $n)");
+}
+
+my $res = $ua->get("http://127.0.0.1:$port/")->result;
+is($res->code, 200, 'the browser app is served from html/');
+
+kill 'QUIT', $pid;
+
+my $gone = 0;
+
+for (1 .. 100) {
+    if (waitpid($pid, WNOHANG) == $pid) {
+        $gone = 1;
+        last;
+    }
+
+    sleep 0.1;
+}
+
+if (!$gone) {
+    kill 'KILL', $pid;
+    waitpid($pid, 0);
+}
+
+ok($gone, 'nginx stops on QUIT');
+
+my $log = do { local (@ARGV, $/) = "$var/run.log"; <> } // '';
+unlike($log, qr/\[(alert|emerg)\]/, 'no alert or emerg in the log');
+
+done_testing();
