@@ -57,7 +57,7 @@ test: deps $(MODULE)
 	TELECLINIC_MODULE=$(MODULE) TELECLINIC_ASAN=$(ASAN) prove -r t/
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 
-fuzz:
+fuzz: deps $(BUILD)/Makefile
 	@$(MAKE) --no-print-directory -C fuzz run SECONDS=$(FUZZ_SECONDS) BUILD=$(BUILD)
 
 bench: deps $(MODULE)

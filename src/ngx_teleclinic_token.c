@@ -84,6 +84,35 @@ ngx_teleclinic_token_char(u_char c)
 }
 
 
+/*
+ * The last character of a base64url part may carry bits past the last
+ * byte, which decoding drops: the part has its one spelling when
+ * encoding the bytes gives it back.
+ */
+
+static ngx_int_t
+ngx_teleclinic_token_spelling(ngx_str_t *text, u_char *bytes, size_t len)
+{
+    u_char     buf[ngx_base64_encoded_length(1 + 8
+                                             + NGX_TELECLINIC_SUBJECT_MAX)];
+    ngx_str_t  src, dst;
+
+    src.data = bytes;
+    src.len = len;
+    dst.data = buf;
+
+    ngx_encode_base64url(&dst, &src);
+
+    if (dst.len != text->len
+        || ngx_memcmp(dst.data, text->data, dst.len) != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_teleclinic_token_verify(ngx_str_t *secret, ngx_str_t *token, time_t now,
     ngx_teleclinic_token_t *t)
@@ -123,7 +152,8 @@ ngx_teleclinic_token_verify(ngx_str_t *secret, ngx_str_t *token, time_t now,
     dst.data = payload;
 
     if (ngx_decode_base64url(&dst, &src) != NGX_OK
-        || dst.len < 9 + 1 || dst.len > 9 + NGX_TELECLINIC_SUBJECT_MAX)
+        || dst.len < 9 + 1 || dst.len > 9 + NGX_TELECLINIC_SUBJECT_MAX
+        || ngx_teleclinic_token_spelling(&src, payload, dst.len) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -139,7 +169,9 @@ ngx_teleclinic_token_verify(ngx_str_t *secret, ngx_str_t *token, time_t now,
 
     dst.data = mac;
 
-    if (ngx_decode_base64url(&dst, &src) != NGX_OK || dst.len != 32) {
+    if (ngx_decode_base64url(&dst, &src) != NGX_OK || dst.len != 32
+        || ngx_teleclinic_token_spelling(&src, mac, 32) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
