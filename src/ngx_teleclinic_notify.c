@@ -226,6 +226,7 @@ ngx_teleclinic_notify_message(ngx_teleclinic_zone_t *zone,
     u_char                            token[NGX_TELECLINIC_TOKEN_MAX], *t;
     u_char                            time[NGX_TELECLINIC_TIME_LEN];
     u_char                            subj[8], md[32], hex[64], *p;
+    u_char                            port[sizeof(":65535")];
     u_char                           *body, *url;
     size_t                            len;
     json_t                           *o;
@@ -241,9 +242,15 @@ ngx_teleclinic_notify_message(ngx_teleclinic_zone_t *zone,
 
     appt = ngx_teleclinic_appt_lookup(zone, msg->appt);
 
+    /*
+     * a reminder after the visit began says nothing; a confirmation of a
+     * visit cancelled since is followed by its cancellation anyway
+     */
     if (appt == NULL
         || (msg->kind == NGX_TELECLINIC_MSG_REMINDER
-            && appt->start <= ngx_time()))
+            && appt->start <= ngx_time())
+        || (msg->kind != NGX_TELECLINIC_MSG_CANCELLATION
+            && appt->status == NGX_TELECLINIC_CANCELLED))
     {
         return NGX_DECLINED;
     }
@@ -320,15 +327,22 @@ ngx_teleclinic_notify_message(ngx_teleclinic_zone_t *zone,
 
     ngx_memmove(body, p, len);
 
+    /* the Host header names the port unless it is http's own */
+    port[0] = '\0';
+
+    if (u->port != 80) {
+        ngx_sprintf(port, ":%d%Z", (int) u->port);
+    }
+
     b->last = ngx_sprintf(b->start,
                           "POST %V HTTP/1.1\r\n"
-                          "Host: %V\r\n"
+                          "Host: %V%s\r\n"
                           "Content-Type: application/json\r\n"
                           "Content-Length: %uz\r\n"
                           "X-Teleclinic-Message-Id: %ui\r\n"
                           "X-Teleclinic-Signature: t=%T,sha256=%*s\r\n"
                           "Connection: close\r\n\r\n",
-                          &u->uri, &u->host, len, msg->id.key,
+                          &u->uri, &u->host, port, len, msg->id.key,
                           ngx_time(), (size_t) 64, hex);
 
     b->last = ngx_movemem(b->last, body, len);
@@ -494,9 +508,16 @@ ngx_teleclinic_notify_read(ngx_event_t *rev)
         return;
     }
 
-    ngx_log_error(NGX_LOG_WARN, c->log, 0,
-                  "teleclinic: the gateway answered %ui, message %ui will "
-                  "be retried", status, d->msg);
+    if (status == 0) {
+        ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                      "teleclinic: no answer from the gateway, message %ui "
+                      "will be retried", d->msg);
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                      "teleclinic: the gateway answered %ui, message %ui "
+                      "will be retried", status, d->msg);
+    }
 
     ngx_teleclinic_notify_finish(d, 0);
 }
