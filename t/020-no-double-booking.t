@@ -1,0 +1,272 @@
+#!/usr/bin/perl
+
+# No double booking: 200 truly concurrent POSTs for one slot, from several
+# client processes against two nginx workers, give exactly one 201 and
+# 199 x 409 slot_taken; the slot then holds only the winner.
+
+use strict;
+use warnings;
+
+use Test::More;
+use POSIX qw(strftime);
+use Mojo::JSON qw(encode_json decode_json);
+use IO::Socket::IP;
+
+use lib 't/lib';
+use Teleclinic::Test;
+
+###############################################################################
+
+my $ADMIN = 'test-admin-key-0123456789';
+my $DOCTOR = 'race-one';
+my $CLIENTS = 4;              # client processes
+my $PER_CLIENT = 50;          # concurrent requests in each
+my $ROUNDS = 5;               # slots raced for
+
+my $t = Teleclinic::Test->new(workers => 2);
+
+my @week = qw(mon tue wed thu fri sat sun);
+
+$t->write_file('directory.json', encode_json({
+    departments => [{ id => 'gp', name => 'General Practice' }],
+    doctors     => [{
+        id         => $DOCTOR,
+        name       => 'Dr. Race',
+        department => 'gp',
+        schedule   => {
+            slot_minutes => 30,
+            hours        => { map { $_ => [['00:00', '24:00']] } @week },
+            days_off     => [],
+        },
+    }],
+}));
+
+# reuseport gives each worker its own listening socket and spreads the
+# connections between them by hash: both workers take part in every race
+$t->run(<<"EOF");
+http {
+    %%TEMP_PATHS%%
+
+    log_format race '\$pid \$request_method \$status';
+
+    teleclinic_zone tc 8m;
+    teleclinic_journal %%PREFIX%%/state/journal;
+    teleclinic_directory %%PREFIX%%/directory.json;
+    teleclinic_token_secret test-secret-0123456789;
+    teleclinic_admin_key $ADMIN;
+
+    server {
+        listen 127.0.0.1:%%PORT%% reuseport;
+
+        location /api/v1/ {
+            teleclinic_api;
+            access_log %%PREFIX%%/logs/race.log race;
+        }
+    }
+}
+EOF
+
+my @workers = $t->worker_pids;
+is(scalar @workers, 2, 'two workers');
+
+my $date = day_ahead(1);
+my $r = $t->http(GET => "/api/v1/doctors/$DOCTOR/slots?date=$date");
+is($r->{status}, 200, 'slots of tomorrow');
+
+my @free = grep { $_->{status} eq 'free' } @{ $r->{json} // [] };
+cmp_ok(scalar @free, '>=', $ROUNDS, "at least $ROUNDS free slots");
+
+# slots spread over the day, not neighbours
+my @slots = map { $free[int($_ * @free / $ROUNDS)]{id} } 0 .. $ROUNDS - 1;
+my %winner;
+
+for my $slot (@slots) {
+    my @res = race($slot);
+
+    is(scalar @res, $CLIENTS * $PER_CLIENT, "$slot: every request answered");
+
+    my @won = grep { $_->{status} == 201 } @res;
+    my @lost = grep { $_->{status} == 409 } @res;
+    my @other = grep { $_->{status} != 201 && $_->{status} != 409 } @res;
+
+    is(scalar @won, 1, "$slot: exactly one 201");
+    is(scalar @lost, $CLIENTS * $PER_CLIENT - 1, "$slot: all others 409");
+    is(scalar @other, 0, "$slot: no other answer")
+        or diag(join ', ', map { $_->{status} || $_->{error} } @other[0 .. 4]);
+
+    is(scalar(grep { ($_->{code} // '') eq 'slot_taken'
+                     && ($_->{field} // '') eq 'slot' } @lost),
+       scalar @lost, "$slot: every 409 is slot_taken on field slot");
+
+    my $w = $won[0] or next;
+
+    is($w->{body}{slot}, $slot, "$slot: the winner has the slot");
+    is($w->{body}{status}, 'booked', "$slot: the winner is booked");
+
+    $r = $t->http(GET => "/api/v1/appointments/$w->{body}{id}",
+                  headers => { Authorization => "Bearer $w->{body}{token}" });
+    is($r->{status}, 200, "$slot: the winner reads its appointment");
+    is($r->{json}{slot}, $slot, "$slot: stored with the slot");
+    is($r->{json}{patient}{name}, $w->{name},
+       "$slot: stored for the winning patient");
+
+    $winner{$slot} = $w->{body}{id};
+}
+
+# what the clinic sees: each raced slot busy, held by the winner alone
+
+$r = $t->http(GET => "/api/v1/doctors/$DOCTOR/slots?date=$date");
+my %status = map { $_->{id} => $_->{status} } @{ $r->{json} // [] };
+is(scalar(grep { ($status{$_} // '') eq 'busy' } @slots), $ROUNDS,
+   'raced slots are busy');
+
+$r = $t->http(GET => "/api/v1/admin/doctors/$DOCTOR/appointments?date=$date",
+              headers => { Authorization => "Bearer $ADMIN" });
+is($r->{status}, 200, "admin: the doctor's day");
+
+my @day = @{ $r->{json} // [] };
+is(scalar @day, $ROUNDS, "admin: one appointment per raced slot");
+is_deeply({ map { $_->{slot} => $_->{id} } @day }, \%winner,
+          'admin: each slot held by its winner');
+
+# both workers answered POSTs (reuseport makes that certain)
+my %served;
+
+for (split /\n/, $t->read_file('logs/race.log')) {
+    my ($pid, $method) = split ' ';
+    $served{$pid}++ if $method eq 'POST';
+}
+
+is(scalar(keys %served), 2, 'both workers served bookings');
+is_deeply([sort { $a <=> $b } $t->worker_pids], [sort { $a <=> $b } @workers],
+          'workers unchanged: none crashed');
+
+ok($t->stop, 'nginx stopped cleanly');
+
+done_testing;
+
+###############################################################################
+
+# the server's local date $n days ahead (nginx runs with our TZ)
+sub day_ahead {
+    my ($n) = @_;
+
+    # noon today plus whole days: a DST change cannot skip or repeat a day
+    my @now = localtime;
+    my $noon = time - ($now[2] - 12) * 3600 - $now[1] * 60 - $now[0];
+
+    return strftime('%Y-%m-%d', localtime($noon + $n * 86400));
+}
+
+# $CLIENTS processes each open $PER_CLIENT requests at once, all released
+# together; returns one hash per request
+sub race {
+    my ($slot) = @_;
+
+    my $url = $t->url('/api/v1/appointments');
+
+    pipe(my $go_r, my $go_w) or die "pipe: $!";
+
+    my @kids;
+
+    for my $k (1 .. $CLIENTS) {
+        pipe(my $res_r, my $res_w) or die "pipe: $!";
+
+        my $pid = fork // die "fork: $!";
+
+        if ($pid == 0) {
+            close $go_w;
+            close $res_r;
+            client($url, $slot, $k, $go_r, $res_w);
+            POSIX::_exit(0);
+        }
+
+        close $res_w;
+        push @kids, [$pid, $res_r];
+    }
+
+    close $go_r;
+
+    # let every client set up, then release them all at once
+    select undef, undef, undef, 0.3;
+    close $go_w;
+
+    my @res;
+
+    for my $kid (@kids) {
+        my ($pid, $fh) = @$kid;
+
+        local $/;
+        my $out = <$fh> // '';
+        close $fh;
+        waitpid $pid, 0;
+
+        push @res, @{ decode_json($out || '[]') };
+    }
+
+    return @res;
+}
+
+sub client {
+    my ($url, $slot, $k, $go, $out) = @_;
+
+    my $port = $t->port;
+    my @res;
+
+    # a client that hangs must not hang the test
+    alarm 30;
+
+    # connections are made first, so that the requests themselves reach
+    # the workers as one burst
+    my @conns = map {
+        my $name = "Patient $k-$_";
+        my $body = encode_json({
+            slot    => $slot,
+            patient => { name  => $name,
+                         phone => sprintf('+49 30 %d%06d', $k, $_) },
+            reason  => 'race',
+        });
+
+        my $s = IO::Socket::IP->new(PeerHost => '127.0.0.1',
+                                    PeerPort => $port, Proto => 'tcp')
+            or die "connect: $@";
+
+        { sock => $s, name => $name,
+          req => "POST /api/v1/appointments HTTP/1.1\r\n"
+                 . "Host: 127.0.0.1\r\nConnection: close\r\n"
+                 . "Content-Type: application/json\r\n"
+                 . 'Content-Length: ' . length($body) . "\r\n\r\n$body" };
+    } 1 .. $PER_CLIENT;
+
+    # blocks until the parent closes its end
+    my $dummy = <$go>;
+
+    for my $c (@conns) {
+        $c->{sock}->syswrite($c->{req}) == length $c->{req}
+            or die "write: $!";
+    }
+
+    for my $c (@conns) {
+        my $raw = '';
+        1 while $c->{sock}->sysread($raw, 65536, length $raw);
+        close $c->{sock};
+
+        my ($head, $body) = split /\r\n\r\n/, $raw, 2;
+        my ($status) = ($head // '') =~ m{^HTTP/1\.1 (\d{3})};
+        my $json = eval { decode_json($body // '') };
+
+        push @res, {
+            name   => $c->{name},
+            status => $status // 0,
+            error  => $status ? undef : 'no response',
+            body   => ($status // 0) == 201 ? $json : undef,
+            code   => ref $json eq 'HASH' ? $json->{error}{code} : undef,
+            field  => ref $json eq 'HASH' ? $json->{error}{field} : undef,
+        };
+    }
+
+    print $out encode_json(\@res);
+    close $out;
+}
+
+###############################################################################
