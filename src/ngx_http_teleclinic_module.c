@@ -353,6 +353,7 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
     zone->journal = &tmcf->journal;
     zone->directory_file = tmcf->directory_file;
     zone->reminder_before = tmcf->reminder_before;
+    zone->notify = (tmcf->notify_url != NULL);
 
     if (tmcf->token_secret_file.len) {
         if (tmcf->token_secret.len) {

@@ -42,7 +42,7 @@ static void ngx_teleclinic_journal_sync_event(ngx_event_t *ev);
 
 static const char  *ngx_teleclinic_ops[] = {
     NULL, "book", "cancel", "reschedule", "status", "directory", "sent",
-    "appt", "msg"
+    "appt", "msg", "expire"
 };
 
 
@@ -335,6 +335,13 @@ done:
 }
 
 
+static ngx_uint_t
+ngx_teleclinic_compact_skip(ngx_teleclinic_appt_t *appt)
+{
+    return appt->status == NGX_TELECLINIC_CANCELLED && appt->end < ngx_time();
+}
+
+
 /* the state as one record per live object, then an atomic rename */
 
 static ngx_int_t
@@ -409,6 +416,11 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
         {
             appt = (ngx_teleclinic_appt_t *) node;
 
+            /* what a full zone would expire is left out */
+            if (ngx_teleclinic_compact_skip(appt)) {
+                continue;
+            }
+
             ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
             ev.op = NGX_TELECLINIC_EV_APPT;
             ev.seq = sh->seq;
@@ -455,6 +467,12 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
         {
             msg = (ngx_teleclinic_msg_t *)
                       ((u_char *) node - offsetof(ngx_teleclinic_msg_t, id));
+
+            appt = ngx_teleclinic_appt_lookup(zone, msg->appt);
+
+            if (appt == NULL || ngx_teleclinic_compact_skip(appt)) {
+                continue;
+            }
 
             ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
             ev.op = NGX_TELECLINIC_EV_MSG;
@@ -632,6 +650,7 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev, u_char *buf,
 
     case NGX_TELECLINIC_EV_CANCEL:
     case NGX_TELECLINIC_EV_STATUS:
+    case NGX_TELECLINIC_EV_EXPIRE:
         ngx_teleclinic_appt_id_print(id, ev->id);
         json_object_set_new(o, "id",
                             json_stringn((char *) id, sizeof(id)));
@@ -845,6 +864,7 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
 
     case NGX_TELECLINIC_EV_CANCEL:
     case NGX_TELECLINIC_EV_STATUS:
+    case NGX_TELECLINIC_EV_EXPIRE:
     case NGX_TELECLINIC_EV_MSG:
         if (ngx_teleclinic_journal_str(o, "id", &s, pool) != NGX_OK
             || ngx_teleclinic_appt_id_parse(s.data, s.len, &ev->id) != NGX_OK)

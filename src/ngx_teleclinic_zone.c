@@ -25,8 +25,17 @@ static ngx_int_t ngx_teleclinic_zone_init(ngx_shm_zone_t *shm_zone,
 static ngx_int_t ngx_teleclinic_zone_open(ngx_teleclinic_zone_t *zone);
 static void ngx_teleclinic_slot_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_uint_t ngx_teleclinic_zone_expire(ngx_teleclinic_zone_t *zone,
+    time_t now, ngx_log_t *log);
+static ngx_int_t ngx_teleclinic_apply_messages(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_event_t *ev, ngx_uint_t kind, ngx_teleclinic_msg_t **msg,
+    ngx_teleclinic_msg_t **reminder);
+static ngx_int_t ngx_teleclinic_apply_change(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_event_t *ev, ngx_teleclinic_appt_t *appt);
 static ngx_int_t ngx_teleclinic_apply_appt(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_event_t *ev);
+static void ngx_teleclinic_appt_delete(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_appt_t *appt);
 static ngx_int_t ngx_teleclinic_apply_directory(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_event_t *ev);
 static void ngx_teleclinic_slot_add(ngx_teleclinic_zone_t *zone,
@@ -129,6 +138,7 @@ ngx_teleclinic_zone_init(ngx_shm_zone_t *shm_zone, void *data)
                     ngx_rbtree_insert_value);
     ngx_rbtree_init(&zone->sh->msgs, &zone->sh->msgs_sentinel,
                     ngx_rbtree_insert_value);
+    ngx_queue_init(&zone->sh->cancelled);
 
     len = sizeof(" in teleclinic zone \"\"") + shm_zone->shm.name.len;
 
@@ -196,6 +206,17 @@ ngx_teleclinic_zone_commit(ngx_teleclinic_zone_t *zone,
 
     rc = ngx_teleclinic_zone_apply(zone, ev, log);
 
+    if (rc == NGX_DECLINED && ngx_teleclinic_zone_expire(zone, ev->at, log)) {
+        ev->seq = zone->sh->seq + 1;
+        rc = ngx_teleclinic_zone_apply(zone, ev, log);
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "teleclinic zone \"%V\" is full",
+                      &zone->shm_zone->shm.name);
+        return NGX_DECLINED;
+    }
+
     if (rc != NGX_OK) {
         return rc;
     }
@@ -213,6 +234,63 @@ ngx_teleclinic_zone_commit(ngx_teleclinic_zone_t *zone,
     return NGX_OK;
 }
 
+
+/*
+ * Makes room in a full zone: cancelled appointments whose time has passed
+ * hold nothing anyone needs.  Each goes through the journal, so a replay
+ * frees the same memory.  Returns how many went.
+ */
+
+static ngx_uint_t
+ngx_teleclinic_zone_expire(ngx_teleclinic_zone_t *zone, time_t now,
+    ngx_log_t *log)
+{
+    ngx_uint_t               n, tries;
+    ngx_queue_t             *q, *next;
+    ngx_teleclinic_appt_t   *appt;
+    ngx_teleclinic_event_t   ev;
+
+    n = 0;
+    tries = 0;
+
+    for (q = ngx_queue_head(&zone->sh->cancelled);
+         q != ngx_queue_sentinel(&zone->sh->cancelled) && tries < 256;
+         q = next, tries++)
+    {
+        next = ngx_queue_next(q);
+        appt = ngx_queue_data(q, ngx_teleclinic_appt_t, cancelled);
+
+        if (appt->end >= now) {
+            continue;
+        }
+
+        ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+        ev.op = NGX_TELECLINIC_EV_EXPIRE;
+        ev.seq = zone->sh->seq + 1;
+        ev.at = now;
+        ev.id = appt->id;
+
+        (void) ngx_teleclinic_zone_apply(zone, &ev, log);
+
+        if (ngx_teleclinic_journal_append(zone->journal, &ev, log) != NGX_OK) {
+            break;
+        }
+
+        zone->sh->journal_records++;
+        n++;
+    }
+
+    if (n) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "teleclinic zone \"%V\": %ui past cancelled "
+                      "appointments expired", &zone->shm_zone->shm.name, n);
+    }
+
+    return n;
+}
+
+
+/* NGX_DECLINED when the zone is full; nothing has changed then */
 
 ngx_int_t
 ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
@@ -236,8 +314,10 @@ ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
     case NGX_TELECLINIC_EV_CANCEL:
     case NGX_TELECLINIC_EV_RESCHEDULE:
     case NGX_TELECLINIC_EV_STATUS:
+    case NGX_TELECLINIC_EV_EXPIRE:
 
         appt = ngx_teleclinic_appt_lookup(zone, ev->id);
+
         if (appt == NULL) {
             ngx_log_error(NGX_LOG_WARN, log, 0,
                           "teleclinic event %ui for an unknown appointment",
@@ -246,76 +326,7 @@ ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
             break;
         }
 
-        /* every message is allocated before anything changes */
-
-        msg = NULL;
-
-        if (ev->op != NGX_TELECLINIC_EV_STATUS) {
-            msg = ngx_teleclinic_msg_add(zone,
-                     ngx_teleclinic_msg_id(ev->seq, ev->op
-                                           == NGX_TELECLINIC_EV_CANCEL
-                                           ? NGX_TELECLINIC_MSG_CANCELLATION
-                                           : NGX_TELECLINIC_MSG_RESCHEDULE),
-                     ev->id,
-                     ev->op == NGX_TELECLINIC_EV_CANCEL
-                     ? NGX_TELECLINIC_MSG_CANCELLATION
-                     : NGX_TELECLINIC_MSG_RESCHEDULE,
-                     ev->at);
-
-            /*
-             * A cancellation must work in a full zone: the reminder goes
-             * anyway, and the chunk it frees is of the very size needed
-             */
-            if (msg == NULL && ev->op == NGX_TELECLINIC_EV_CANCEL
-                && appt->reminder)
-            {
-                ngx_teleclinic_msg_delete(zone, appt->reminder);
-                appt->reminder = NULL;
-
-                msg = ngx_teleclinic_msg_add(zone,
-                         ngx_teleclinic_msg_id(ev->seq,
-                                           NGX_TELECLINIC_MSG_CANCELLATION),
-                         ev->id, NGX_TELECLINIC_MSG_CANCELLATION, ev->at);
-            }
-
-            if (msg == NULL) {
-                rc = NGX_DECLINED;
-                break;
-            }
-        }
-
-        if (appt->reminder) {
-            ngx_teleclinic_msg_delete(zone, appt->reminder);
-            appt->reminder = NULL;
-        }
-
-        if (ev->op == NGX_TELECLINIC_EV_CANCEL) {
-            ngx_teleclinic_status_set(zone, appt, NGX_TELECLINIC_CANCELLED);
-
-        } else if (ev->op == NGX_TELECLINIC_EV_RESCHEDULE) {
-            ngx_teleclinic_slot_delete(zone, appt);
-
-            appt->doctor_len = ngx_min(ev->doctor.len, NGX_TELECLINIC_ID_MAX);
-            ngx_memcpy(appt->doctor, ev->doctor.data, appt->doctor_len);
-            appt->start = ev->start;
-            appt->end = ev->end;
-
-            ngx_teleclinic_slot_add(zone, appt);
-
-            if (ev->start - zone->reminder_before > ev->at) {
-                appt->reminder = ngx_teleclinic_msg_add(zone,
-                         ngx_teleclinic_msg_id(ev->seq,
-                                               NGX_TELECLINIC_MSG_REMINDER),
-                         appt->id, NGX_TELECLINIC_MSG_REMINDER,
-                         ev->start - zone->reminder_before);
-            }
-
-        } else {
-            ngx_teleclinic_status_set(zone, appt, ev->status);
-        }
-
-        appt->updated = ev->at;
-        rc = NGX_OK;
+        rc = ngx_teleclinic_apply_change(zone, ev, appt);
         break;
 
     case NGX_TELECLINIC_EV_SENT:
@@ -335,6 +346,12 @@ ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
         break;
 
     case NGX_TELECLINIC_EV_MSG:
+        rc = NGX_OK;
+
+        if (!zone->notify) {
+            break;
+        }
+
         msg = ngx_teleclinic_msg_add(zone, ev->msg, ev->id, ev->kind,
                                      ev->due);
         if (msg == NULL) {
@@ -342,24 +359,16 @@ ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
             break;
         }
 
-        if (ev->kind == NGX_TELECLINIC_MSG_REMINDER) {
-            appt = ngx_teleclinic_appt_lookup(zone, ev->id);
-            if (appt) {
-                appt->reminder = msg;
-            }
+        appt = ngx_teleclinic_appt_lookup(zone, ev->id);
+
+        if (appt && ev->kind == NGX_TELECLINIC_MSG_REMINDER) {
+            appt->reminder = msg;
         }
 
-        rc = NGX_OK;
         break;
 
     default:
         rc = NGX_ERROR;
-    }
-
-    if (rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_ERR, log, 0, "teleclinic zone \"%V\" is full",
-                      &zone->shm_zone->shm.name);
-        return NGX_DECLINED;
     }
 
     if (rc == NGX_OK && ev->seq > zone->sh->seq) {
@@ -367,6 +376,118 @@ ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
     }
 
     return rc;
+}
+
+
+/*
+ * The messages of a change.  Without a gateway configured there are none:
+ * an outbox that nobody empties would only fill the zone.
+ */
+
+static ngx_int_t
+ngx_teleclinic_apply_messages(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_event_t *ev, ngx_uint_t kind, ngx_teleclinic_msg_t **msg,
+    ngx_teleclinic_msg_t **reminder)
+{
+    *msg = NULL;
+    *reminder = NULL;
+
+    if (!zone->notify) {
+        return NGX_OK;
+    }
+
+    *msg = ngx_teleclinic_msg_add(zone, ngx_teleclinic_msg_id(ev->seq, kind),
+                                  ev->id, kind, ev->at);
+    if (*msg == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (kind != NGX_TELECLINIC_MSG_CANCELLATION
+        && ev->start - zone->reminder_before > ev->at)
+    {
+        *reminder = ngx_teleclinic_msg_add(zone,
+                        ngx_teleclinic_msg_id(ev->seq,
+                                              NGX_TELECLINIC_MSG_REMINDER),
+                        ev->id, NGX_TELECLINIC_MSG_REMINDER,
+                        ev->start - zone->reminder_before);
+
+        if (*reminder == NULL) {
+            ngx_teleclinic_msg_delete(zone, *msg);
+            *msg = NULL;
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_apply_change(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_event_t *ev, ngx_teleclinic_appt_t *appt)
+{
+    ngx_uint_t             kind;
+    ngx_teleclinic_msg_t  *msg, *reminder;
+
+    if (ev->op == NGX_TELECLINIC_EV_STATUS) {
+        ngx_teleclinic_status_set(zone, appt, ev->status);
+        appt->updated = ev->at;
+        return NGX_OK;
+    }
+
+    if (ev->op == NGX_TELECLINIC_EV_EXPIRE) {
+        ngx_teleclinic_appt_delete(zone, appt);
+        return NGX_OK;
+    }
+
+    /* every allocation comes before anything changes */
+
+    kind = (ev->op == NGX_TELECLINIC_EV_CANCEL)
+           ? NGX_TELECLINIC_MSG_CANCELLATION : NGX_TELECLINIC_MSG_RESCHEDULE;
+
+    if (ngx_teleclinic_apply_messages(zone, ev, kind, &msg, &reminder)
+        == NGX_DECLINED)
+    {
+        if (kind != NGX_TELECLINIC_MSG_CANCELLATION || !appt->reminder) {
+            return NGX_DECLINED;
+        }
+
+        /*
+         * a cancellation must work in a full zone: the reminder goes
+         * anyway, and the chunk it frees is of the very size needed
+         */
+        ngx_teleclinic_msg_delete(zone, appt->reminder);
+        appt->reminder = NULL;
+
+        if (ngx_teleclinic_apply_messages(zone, ev, kind, &msg, &reminder)
+            == NGX_DECLINED)
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (appt->reminder) {
+        ngx_teleclinic_msg_delete(zone, appt->reminder);
+    }
+
+    appt->reminder = reminder;
+    appt->updated = ev->at;
+
+    if (ev->op == NGX_TELECLINIC_EV_CANCEL) {
+        ngx_teleclinic_status_set(zone, appt, NGX_TELECLINIC_CANCELLED);
+        return NGX_OK;
+    }
+
+    ngx_teleclinic_slot_delete(zone, appt);
+
+    appt->doctor_len = ngx_min(ev->doctor.len, NGX_TELECLINIC_ID_MAX);
+    ngx_memcpy(appt->doctor, ev->doctor.data, appt->doctor_len);
+    appt->start = ev->start;
+    appt->end = ev->end;
+
+    ngx_teleclinic_slot_add(zone, appt);
+
+    return NGX_OK;
 }
 
 
@@ -395,28 +516,16 @@ ngx_teleclinic_apply_appt(ngx_teleclinic_zone_t *zone,
     confirm = NULL;
     reminder = NULL;
 
-    if (ev->op == NGX_TELECLINIC_EV_BOOK) {
-        confirm = ngx_teleclinic_msg_add(zone,
-                      ngx_teleclinic_msg_id(ev->seq,
-                                            NGX_TELECLINIC_MSG_CONFIRMATION),
-                      ev->id, NGX_TELECLINIC_MSG_CONFIRMATION, ev->at);
-        if (confirm == NULL) {
-            ngx_slab_free_locked(zone->shpool, appt);
-            return NGX_DECLINED;
-        }
+    /* a snapshot record has its messages in records of their own */
 
-        if (ev->start - zone->reminder_before > ev->at) {
-            reminder = ngx_teleclinic_msg_add(zone,
-                           ngx_teleclinic_msg_id(ev->seq,
-                                                 NGX_TELECLINIC_MSG_REMINDER),
-                           ev->id, NGX_TELECLINIC_MSG_REMINDER,
-                           ev->start - zone->reminder_before);
-            if (reminder == NULL) {
-                ngx_teleclinic_msg_delete(zone, confirm);
-                ngx_slab_free_locked(zone->shpool, appt);
-                return NGX_DECLINED;
-            }
-        }
+    if (ev->op == NGX_TELECLINIC_EV_BOOK
+        && ngx_teleclinic_apply_messages(zone, ev,
+                                         NGX_TELECLINIC_MSG_CONFIRMATION,
+                                         &confirm, &reminder)
+           == NGX_DECLINED)
+    {
+        ngx_slab_free_locked(zone->shpool, appt);
+        return NGX_DECLINED;
     }
 
     ngx_memzero(appt, sizeof(ngx_teleclinic_appt_t));
@@ -454,6 +563,28 @@ ngx_teleclinic_apply_appt(ngx_teleclinic_zone_t *zone,
                               ? NGX_TELECLINIC_BOOKED : ev->status);
 
     return NGX_OK;
+}
+
+
+static void
+ngx_teleclinic_appt_delete(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_appt_t *appt)
+{
+    if (appt->reminder) {
+        ngx_teleclinic_msg_delete(zone, appt->reminder);
+    }
+
+    ngx_teleclinic_slot_delete(zone, appt);
+
+    if (appt->status == NGX_TELECLINIC_CANCELLED) {
+        ngx_queue_remove(&appt->cancelled);
+    }
+
+    zone->sh->nstatus[appt->status]--;
+    zone->sh->nappts--;
+
+    ngx_rbtree_delete(&zone->sh->appts, &appt->node);
+    ngx_slab_free_locked(zone->shpool, appt);
 }
 
 
@@ -497,11 +628,16 @@ ngx_teleclinic_status_set(ngx_teleclinic_zone_t *zone,
         zone->sh->nstatus[appt->status]--;
     }
 
+    if (appt->status == NGX_TELECLINIC_CANCELLED) {
+        ngx_queue_remove(&appt->cancelled);
+    }
+
     appt->status = status;
     zone->sh->nstatus[status]++;
 
     if (status == NGX_TELECLINIC_CANCELLED) {
         ngx_teleclinic_slot_delete(zone, appt);
+        ngx_queue_insert_tail(&zone->sh->cancelled, &appt->cancelled);
 
     } else {
         ngx_teleclinic_slot_add(zone, appt);

@@ -37,11 +37,14 @@
 /* snapshot records written by journal compaction */
 #define NGX_TELECLINIC_EV_APPT        7
 #define NGX_TELECLINIC_EV_MSG         8
+/* a past cancelled appointment leaves a full zone */
+#define NGX_TELECLINIC_EV_EXPIRE      9
 
 
 typedef struct {
     ngx_rbtree_node_t             node;      /* key: id */
     ngx_rbtree_node_t             slot;      /* key: start, then doctor */
+    ngx_queue_t                   cancelled; /* while cancelled */
     uint64_t                      id;
     time_t                        start;
     time_t                        end;
@@ -78,6 +81,7 @@ typedef struct {
     ngx_rbtree_node_t             outbox_sentinel;
     ngx_rbtree_t                  msgs;
     ngx_rbtree_node_t             msgs_sentinel;
+    ngx_queue_t                   cancelled;  /* in order of cancelling */
 
     ngx_uint_t                    seq;        /* of the last event */
     ngx_uint_t                    nappts;
@@ -129,6 +133,7 @@ struct ngx_teleclinic_zone_s {
     ngx_str_t                     directory_file;
     time_t                        reminder_before;
     ngx_uint_t                    fresh;      /* no state before start */
+    ngx_uint_t                    notify;     /* a gateway is configured */
 };
 
 

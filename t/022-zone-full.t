@@ -2,7 +2,9 @@
 
 # A full zone: in the smallest zone nginx accepts, booking until memory
 # runs out ends in 503 zone_full and an error log line, never a crash;
-# reading, listing and cancelling go on working.
+# reading, listing and cancelling go on working.  A gateway is configured
+# (on a port where nothing listens), so every change also keeps its
+# messages in the zone's outbox, as in production.
 
 use strict;
 use warnings;
@@ -46,6 +48,9 @@ http {
     teleclinic_directory %%PREFIX%%/directory.json;
     teleclinic_token_secret test-secret-0123456789;
     teleclinic_admin_key $ADMIN;
+    teleclinic_public_url https://clinic.example;
+    teleclinic_notify_url http://127.0.0.1:%%PORT2%%/messages;
+    teleclinic_notify_secret test-notify-secret-0123456789;
 
     server {
         listen 127.0.0.1:%%PORT%%;
