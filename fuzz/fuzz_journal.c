@@ -95,7 +95,7 @@ fuzz_decode(u_char *line, size_t len, ngx_pool_t *pool)
     }
 
     fuzz_assert(ev.op >= NGX_TELECLINIC_EV_BOOK
-                && ev.op <= NGX_TELECLINIC_EV_MSG);
+                && ev.op <= NGX_TELECLINIC_EV_LAST);
 
     /* JSON escapes a byte in at most 6, "\u001f", around a fixed frame */
     size = 6 * len + 4096;
@@ -149,6 +149,7 @@ fuzz_same(ngx_teleclinic_event_t *a, ngx_teleclinic_event_t *b)
         /* fall through */
 
     case NGX_TELECLINIC_EV_CANCEL:
+    case NGX_TELECLINIC_EV_EXPIRE:
         fuzz_assert(a->id == b->id);
         break;
 

@@ -39,6 +39,7 @@
 #define NGX_TELECLINIC_EV_MSG         8
 /* a past cancelled appointment leaves a full zone */
 #define NGX_TELECLINIC_EV_EXPIRE      9
+#define NGX_TELECLINIC_EV_LAST        NGX_TELECLINIC_EV_EXPIRE
 
 
 typedef struct {
