@@ -195,6 +195,7 @@ fuzz_roundtrip(ngx_str_t *secret, ngx_uint_t kind, ngx_str_t *subject,
     fuzz_assert(out != NULL);
 
     end = ngx_teleclinic_token_issue(secret, kind, subject, expires, out);
+    fuzz_assert(end != NULL);
     len = end - out;
 
     fuzz_assert(len <= NGX_TELECLINIC_TOKEN_MAX);

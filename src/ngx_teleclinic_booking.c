@@ -43,6 +43,8 @@ static ngx_http_teleclinic_route_t *ngx_http_teleclinic_route(
 static void ngx_http_teleclinic_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_teleclinic_body(ngx_http_request_t *r,
     ngx_str_t *body);
+static ngx_int_t ngx_http_teleclinic_dump(ngx_pool_t *pool, json_t *json,
+    ngx_str_t *text);
 static ngx_int_t ngx_http_teleclinic_send(ngx_http_request_t *r,
     ngx_uint_t status, json_t *json);
 static ngx_int_t ngx_http_teleclinic_send_text(ngx_http_request_t *r,
@@ -563,30 +565,58 @@ ngx_http_teleclinic_directory(ngx_http_teleclinic_main_conf_t *tmcf,
 }
 
 
+/* the JSON text of a document, which it frees; one pass when it is small */
+
 static ngx_int_t
-ngx_http_teleclinic_send(ngx_http_request_t *r, ngx_uint_t status,
-    json_t *json)
+ngx_http_teleclinic_dump(ngx_pool_t *pool, json_t *json, ngx_str_t *text)
 {
-    u_char     *p;
-    size_t      len;
-    ngx_int_t   rc;
+    size_t   len, size;
+    u_char  *p;
 
-    len = json_dumpb(json, NULL, 0, JSON_COMPACT);
-
-    p = ngx_pnalloc(r->pool, len + 1);
-    if (p == NULL) {
-        json_decref(json);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (json == NULL) {
+        return NGX_ERROR;
     }
 
-    len = json_dumpb(json, (char *) p, len, JSON_COMPACT);
+    size = 1024;
+
+    for ( ;; ) {
+        p = ngx_pnalloc(pool, size);
+        if (p == NULL) {
+            json_decref(json);
+            return NGX_ERROR;
+        }
+
+        len = json_dumpb(json, (char *) p, size - 1, JSON_COMPACT);
+
+        if (len < size) {
+            break;
+        }
+
+        size = len + 1;
+    }
+
     json_decref(json);
 
     p[len++] = '\n';
 
-    rc = ngx_http_teleclinic_send_text(r, status, p, len);
+    text->data = p;
+    text->len = len;
 
-    return rc;
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_teleclinic_send(ngx_http_request_t *r, ngx_uint_t status,
+    json_t *json)
+{
+    ngx_str_t  text;
+
+    if (ngx_http_teleclinic_dump(r->pool, json, &text) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_teleclinic_send_text(r, status, text.data, text.len);
 }
 
 
@@ -799,34 +829,23 @@ static ngx_int_t
 ngx_http_teleclinic_wait(ngx_http_request_t *r, ngx_teleclinic_zone_t *zone,
     ngx_uint_t status, json_t *response)
 {
-    u_char                     *p;
-    size_t                      len;
     ngx_pool_cleanup_t         *cln;
     ngx_http_teleclinic_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
 
-    if (response == NULL) {
+    if (ngx_http_teleclinic_dump(r->pool, response, &ctx->response)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    len = json_dumpb(response, NULL, 0, JSON_COMPACT);
-
-    p = ngx_pnalloc(r->pool, len + 1);
     cln = ngx_pool_cleanup_add(r->pool, 0);
-
-    if (p == NULL || cln == NULL) {
-        json_decref(response);
+    if (cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    len = json_dumpb(response, (char *) p, len, JSON_COMPACT);
-    json_decref(response);
-    p[len++] = '\n';
 
     ctx->status = status;
-    ctx->response.data = p;
-    ctx->response.len = len;
 
     ctx->waiter.handler = ngx_http_teleclinic_synced;
     ctx->waiter.data = r;
@@ -968,7 +987,7 @@ ngx_http_teleclinic_add_access(ngx_http_request_t *r, json_t *o, uint64_t id,
                                    NGX_TELECLINIC_TOKEN_PATIENT, &subject,
                                    end + tmcf->token_ttl, token);
 
-    if (ngx_http_teleclinic_base_url(r, &base) == NULL) {
+    if (t == NULL || ngx_http_teleclinic_base_url(r, &base) == NULL) {
         return NGX_ERROR;
     }
 
@@ -1066,9 +1085,8 @@ ngx_http_teleclinic_find_slot(ngx_http_request_t *r, ngx_str_t *slot_id,
     ngx_teleclinic_slot_t *slot, ngx_str_t *doctor,
     ngx_teleclinic_error_t *err)
 {
-    ngx_uint_t                        i, n, minute;
+    ngx_uint_t                        minute;
     ngx_teleclinic_date_t             date;
-    ngx_teleclinic_slot_t             slots[NGX_TELECLINIC_SLOTS_MAX];
     ngx_teleclinic_doctor_t          *doc;
     ngx_teleclinic_directory_t       *dir;
     ngx_http_teleclinic_main_conf_t  *tmcf;
@@ -1086,32 +1104,24 @@ ngx_http_teleclinic_find_slot(ngx_http_request_t *r, ngx_str_t *slot_id,
     dir = ngx_http_teleclinic_directory(tmcf, r->connection->log);
     doc = dir ? ngx_teleclinic_doctor_find(dir, doctor) : NULL;
 
-    n = doc ? ngx_teleclinic_doctor_slots(doc, &date, slots) : 0;
-
-    for (i = 0; i < n; i++) {
-        if (slots[i].minute == minute) {
-            break;
-        }
-    }
-
-    if (i == n) {
+    if (doc == NULL
+        || ngx_teleclinic_doctor_slot(doc, &date, minute, slot) != NGX_OK)
+    {
         return ngx_http_teleclinic_reject(err, 422, "unknown_slot",
                                           "there is no such slot", "slot");
     }
 
-    if (slots[i].start <= ngx_time()) {
+    if (slot->start <= ngx_time()) {
         return ngx_http_teleclinic_reject(err, 422, "slot_in_past",
                                           "the slot has already begun",
                                           "slot");
     }
 
-    if (slots[i].start > ngx_time() + tmcf->horizon) {
+    if (slot->start > ngx_time() + tmcf->horizon) {
         return ngx_http_teleclinic_reject(err, 422, "slot_too_far",
                                           "the slot is beyond the booking "
                                           "horizon", "slot");
     }
-
-    *slot = slots[i];
 
     return NGX_OK;
 }
@@ -1217,6 +1227,8 @@ ngx_http_teleclinic_slots(ngx_http_request_t *r,
     ngx_uint_t                        i, n, busy;
     ngx_teleclinic_zone_t            *zone;
     ngx_teleclinic_date_t             date;
+    u_char                            taken[NGX_TELECLINIC_SLOTS_MAX];
+    ngx_teleclinic_appt_t            *appt;
     ngx_teleclinic_slot_t             slots[NGX_TELECLINIC_SLOTS_MAX];
     ngx_teleclinic_doctor_t          *doc;
     ngx_teleclinic_directory_t       *dir;
@@ -1259,23 +1271,41 @@ ngx_http_teleclinic_slots(ngx_http_request_t *r,
     p = buf;
     *p++ = '[';
 
+    /* the taken ones: one walk over the doctor's day in the index */
+
     ngx_teleclinic_zone_lock(zone);
 
+    appt = n ? ngx_teleclinic_slot_first(zone, &doc->id, slots[0].start)
+             : NULL;
+
     for (i = 0; i < n; i++) {
-        busy = slots[i].start <= now
-               || ngx_teleclinic_slot_lookup(zone, &doc->id, slots[i].start);
+        while (appt && appt->start < slots[i].start) {
+            appt = ngx_teleclinic_slot_next(zone, appt);
+        }
+
+        taken[i] = (appt && appt->start == slots[i].start);
+    }
+
+    ngx_teleclinic_zone_unlock(zone);
+
+    for (i = 0; i < n; i++) {
+        busy = taken[i] || slots[i].start <= now;
 
         /* ids and times need no JSON escaping: written directly */
-        p = ngx_sprintf(p, "%s{\"id\":\"", i ? "," : "");
+
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, "{\"id\":\"", 7);
         p = ngx_teleclinic_slot_id_print(p, &doc->id, &date, slots[i].minute);
         p = ngx_cpymem(p, "\",\"start\":\"", 11);
         p = ngx_teleclinic_time_print(p, slots[i].start);
         p = ngx_cpymem(p, "\",\"end\":\"", 9);
         p = ngx_teleclinic_time_print(p, slots[i].end);
-        p = ngx_sprintf(p, "\",\"status\":\"%s\"}", busy ? "busy" : "free");
+        p = ngx_cpymem(p, "\",\"status\":\"", 12);
+        p = ngx_cpymem(p, busy ? "busy\"}" : "free\"}", 6);
     }
-
-    ngx_teleclinic_zone_unlock(zone);
 
     *p++ = ']';
     *p++ = '\n';
@@ -1929,17 +1959,10 @@ ngx_http_teleclinic_admin_day(ngx_http_request_t *r,
 
     ngx_teleclinic_zone_lock(zone);
 
-    for (appt = ngx_teleclinic_slot_first(zone, from);
+    for (appt = ngx_teleclinic_slot_first(zone, &call->seg[2], from);
          appt && appt->start < to;
          appt = ngx_teleclinic_slot_next(zone, appt))
     {
-        if (appt->doctor_len != call->seg[2].len
-            || ngx_strncmp(appt->doctor, call->seg[2].data, appt->doctor_len)
-               != 0)
-        {
-            continue;
-        }
-
         o = ngx_http_teleclinic_appt_json(r, appt, 1);
         if (o) {
             json_array_append_new(a, o);

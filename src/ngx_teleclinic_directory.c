@@ -449,6 +449,57 @@ ngx_teleclinic_doctor_slots(ngx_teleclinic_doctor_t *doctor,
 }
 
 
+/* one slot by its time of day, for a booking: NGX_DECLINED if none */
+
+ngx_int_t
+ngx_teleclinic_doctor_slot(ngx_teleclinic_doctor_t *doctor,
+    ngx_teleclinic_date_t *date, ngx_uint_t minute,
+    ngx_teleclinic_slot_t *slot)
+{
+    ngx_uint_t               i, y, wday, ymd, *off;
+    ngx_teleclinic_hours_t  *h;
+
+    static ngx_uint_t  month[] = { 0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4 };
+
+    ymd = date->year * 10000 + date->month * 100 + date->day;
+    off = doctor->days_off.elts;
+
+    for (i = 0; i < doctor->days_off.nelts; i++) {
+        if (off[i] == ymd) {
+            return NGX_DECLINED;
+        }
+    }
+
+    /* the weekday by Sakamoto's method, Sunday first as in struct tm */
+
+    y = date->year - (date->month < 3);
+    wday = (y + y / 4 - y / 100 + y / 400 + month[date->month - 1]
+            + date->day) % 7;
+
+    h = doctor->hours[wday].elts;
+
+    for (i = 0; i < doctor->hours[wday].nelts; i++) {
+        if (minute >= h[i].from
+            && minute + doctor->slot_minutes <= h[i].to
+            && (minute - h[i].from) % doctor->slot_minutes == 0)
+        {
+            slot->start = ngx_teleclinic_local_time(date, minute, NULL);
+
+            if (slot->start == (time_t) -1) {
+                return NGX_DECLINED;
+            }
+
+            slot->end = slot->start + doctor->slot_minutes * 60;
+            slot->minute = minute;
+
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
 static time_t
 ngx_teleclinic_local_time(ngx_teleclinic_date_t *date, ngx_uint_t minute,
     ngx_uint_t *wday)
@@ -487,24 +538,76 @@ ngx_teleclinic_date_of(time_t t, ngx_teleclinic_date_t *date)
 }
 
 
+/* n as exactly "width" decimal digits; ngx_sprintf() is slow for this */
+
+static u_char *
+ngx_teleclinic_digits(u_char *p, ngx_uint_t n, ngx_uint_t width)
+{
+    u_char  *q;
+
+    q = p + width;
+
+    while (q > p) {
+        *--q = (u_char) ('0' + n % 10);
+        n /= 10;
+    }
+
+    return p + width;
+}
+
+
 u_char *
 ngx_teleclinic_slot_id_print(u_char *p, ngx_str_t *doctor,
     ngx_teleclinic_date_t *date, ngx_uint_t minute)
 {
-    return ngx_sprintf(p, "%V.%04ui%02ui%02ui.%02ui%02ui", doctor,
-                       date->year, date->month, date->day,
-                       minute / 60, minute % 60);
+    p = ngx_cpymem(p, doctor->data, doctor->len);
+    *p++ = '.';
+    p = ngx_teleclinic_digits(p, date->year, 4);
+    p = ngx_teleclinic_digits(p, date->month, 2);
+    p = ngx_teleclinic_digits(p, date->day, 2);
+    *p++ = '.';
+    p = ngx_teleclinic_digits(p, minute / 60, 2);
+    return ngx_teleclinic_digits(p, minute % 60, 2);
 }
 
 
 u_char *
 ngx_teleclinic_time_print(u_char *p, time_t t)
 {
-    ngx_tm_t    tm;
+    time_t      sec;
+    ngx_tm_t    tm, last;
     ngx_int_t   off;
     ngx_uint_t  sign;
 
-    ngx_libc_localtime(t, &tm);
+    /*
+     * localtime_r() costs as much as the rest of a slot's JSON; the
+     * times of one answer fall on a few days, and within a day whose
+     * offset does not change they follow from the day's start
+     */
+    static time_t    day_start = 1, day_end = 0;
+    static ngx_tm_t  day;
+
+    if (t >= day_start && t < day_end) {
+        tm = day;
+        sec = t - day_start;
+        tm.tm_hour = sec / 3600;
+        tm.tm_min = sec / 60 % 60;
+        tm.tm_sec = sec % 60;
+
+    } else {
+        ngx_libc_localtime(t, &tm);
+
+        sec = tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec;
+        ngx_libc_localtime(t - sec + 86399, &last);
+
+        if (last.tm_mday == tm.tm_mday && last.tm_gmtoff == tm.tm_gmtoff
+            && last.tm_hour == 23 && last.tm_min == 59 && last.tm_sec == 59)
+        {
+            day = tm;
+            day_start = t - sec;
+            day_end = day_start + 86400;
+        }
+    }
 
     off = tm.tm_gmtoff / 60;
     sign = '+';
@@ -514,10 +617,21 @@ ngx_teleclinic_time_print(u_char *p, time_t t)
         off = -off;
     }
 
-    return ngx_sprintf(p, "%04d-%02d-%02dT%02d:%02d:%02d%c%02i:%02i",
-                       tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                       tm.tm_hour, tm.tm_min, tm.tm_sec,
-                       sign, off / 60, off % 60);
+    p = ngx_teleclinic_digits(p, tm.tm_year + 1900, 4);
+    *p++ = '-';
+    p = ngx_teleclinic_digits(p, tm.tm_mon + 1, 2);
+    *p++ = '-';
+    p = ngx_teleclinic_digits(p, tm.tm_mday, 2);
+    *p++ = 'T';
+    p = ngx_teleclinic_digits(p, tm.tm_hour, 2);
+    *p++ = ':';
+    p = ngx_teleclinic_digits(p, tm.tm_min, 2);
+    *p++ = ':';
+    p = ngx_teleclinic_digits(p, tm.tm_sec, 2);
+    *p++ = (u_char) sign;
+    p = ngx_teleclinic_digits(p, off / 60, 2);
+    *p++ = ':';
+    return ngx_teleclinic_digits(p, off % 60, 2);
 }
 
 

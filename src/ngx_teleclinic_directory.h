@@ -85,6 +85,10 @@ ngx_teleclinic_doctor_t *ngx_teleclinic_doctor_find(
 ngx_uint_t ngx_teleclinic_doctor_slots(ngx_teleclinic_doctor_t *doctor,
     ngx_teleclinic_date_t *date, ngx_teleclinic_slot_t *slots);
 
+ngx_int_t ngx_teleclinic_doctor_slot(ngx_teleclinic_doctor_t *doctor,
+    ngx_teleclinic_date_t *date, ngx_uint_t minute,
+    ngx_teleclinic_slot_t *slot);
+
 /* slot ids are "doctor.YYYYMMDD.HHMM" */
 u_char *ngx_teleclinic_slot_id_print(u_char *p, ngx_str_t *doctor,
     ngx_teleclinic_date_t *date, ngx_uint_t minute);

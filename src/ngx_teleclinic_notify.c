@@ -272,6 +272,9 @@ ngx_teleclinic_notify_message(ngx_teleclinic_zone_t *zone,
     t = ngx_teleclinic_token_issue(&tmcf->token_secret,
                                    NGX_TELECLINIC_TOKEN_PATIENT, &subject,
                                    appt->end + tmcf->token_ttl, token);
+    if (t == NULL) {
+        return NGX_ERROR;
+    }
 
     url = ngx_pnalloc(pool, tmcf->public_url.len + 64
                             + NGX_TELECLINIC_APPT_ID_LEN + (t - token));

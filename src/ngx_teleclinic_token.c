@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include "ngx_teleclinic_token.h"
 
 
@@ -21,21 +22,59 @@
 static u_char  ngx_teleclinic_token_label[] = "ngx_teleclinic token v1";
 
 
-static void
+/*
+ * Fetching HMAC and keying it costs more than the MAC of a token, so each
+ * worker keys a context once per secret and copies it for each token.
+ */
+
+static ngx_int_t
 ngx_teleclinic_token_mac(ngx_str_t *secret, u_char *payload, size_t len,
     u_char *md)
 {
-    unsigned int   n;
-    u_char         buf[sizeof(ngx_teleclinic_token_label)
-                       + 1 + 8 + NGX_TELECLINIC_SUBJECT_MAX];
+    ngx_int_t     rc;
+    size_t        n;
+    EVP_MAC_CTX  *ctx;
+    OSSL_PARAM    params[2];
 
-    n = sizeof(ngx_teleclinic_token_label);
-    ngx_memcpy(buf, ngx_teleclinic_token_label, n);
-    ngx_memcpy(buf + n, payload, len);
+    static EVP_MAC      *mac;
+    static EVP_MAC_CTX  *keyed;
+    static u_char       *keyed_secret;
 
-    n = 32;
-    HMAC(EVP_sha256(), secret->data, (int) secret->len, buf,
-         sizeof(ngx_teleclinic_token_label) + len, md, &n);
+    if (keyed == NULL || keyed_secret != secret->data) {
+
+        if (mac == NULL) {
+            mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        }
+
+        EVP_MAC_CTX_free(keyed);
+        keyed = (mac != NULL) ? EVP_MAC_CTX_new(mac) : NULL;
+
+        params[0] = OSSL_PARAM_construct_utf8_string("digest", "SHA256", 0);
+        params[1] = OSSL_PARAM_construct_end();
+
+        if (keyed != NULL
+            && EVP_MAC_init(keyed, secret->data, secret->len, params) != 1)
+        {
+            EVP_MAC_CTX_free(keyed);
+            keyed = NULL;
+        }
+
+        keyed_secret = (keyed != NULL) ? secret->data : NULL;
+    }
+
+    ctx = (keyed != NULL) ? EVP_MAC_CTX_dup(keyed) : NULL;
+
+    rc = (ctx != NULL
+          && EVP_MAC_update(ctx, ngx_teleclinic_token_label,
+                            sizeof(ngx_teleclinic_token_label)) == 1
+          && EVP_MAC_update(ctx, payload, len) == 1
+          && EVP_MAC_final(ctx, md, &n, 32) == 1
+          && n == 32)
+         ? NGX_OK : NGX_ERROR;
+
+    EVP_MAC_CTX_free(ctx);
+
+    return rc;
 }
 
 
@@ -65,7 +104,9 @@ ngx_teleclinic_token_issue(ngx_str_t *secret, ngx_uint_t kind,
     out += dst.len;
     *out++ = '.';
 
-    ngx_teleclinic_token_mac(secret, payload, src.len, md);
+    if (ngx_teleclinic_token_mac(secret, payload, src.len, md) != NGX_OK) {
+        return NULL;
+    }
 
     src.data = md;
     src.len = 32;
@@ -175,9 +216,9 @@ ngx_teleclinic_token_verify(ngx_str_t *secret, ngx_str_t *token, time_t now,
         return NGX_ERROR;
     }
 
-    ngx_teleclinic_token_mac(secret, payload, plen, md);
-
-    if (CRYPTO_memcmp(md, mac, 32) != 0) {
+    if (ngx_teleclinic_token_mac(secret, payload, plen, md) != NGX_OK
+        || CRYPTO_memcmp(md, mac, 32) != 0)
+    {
         return NGX_ERROR;
     }
 

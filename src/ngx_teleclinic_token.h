@@ -31,7 +31,7 @@ typedef struct {
 } ngx_teleclinic_token_t;
 
 
-/* returns the end of the token written at out */
+/* returns the end of the token written at out, NULL if OpenSSL fails */
 u_char *ngx_teleclinic_token_issue(ngx_str_t *secret, ngx_uint_t kind,
     ngx_str_t *subject, time_t expires, u_char *out);
 

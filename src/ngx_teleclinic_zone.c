@@ -23,6 +23,11 @@
 static ngx_int_t ngx_teleclinic_zone_init(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_int_t ngx_teleclinic_zone_open(ngx_teleclinic_zone_t *zone);
+static ngx_teleclinic_appt_t *ngx_teleclinic_slot_match(
+    ngx_teleclinic_zone_t *zone, ngx_rbtree_node_t *node, u_char *doctor,
+    size_t len);
+static ngx_rbtree_key_t ngx_teleclinic_slot_key(u_char *doctor, size_t len,
+    time_t start);
 static void ngx_teleclinic_slot_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_uint_t ngx_teleclinic_zone_expire(ngx_teleclinic_zone_t *zone,
@@ -653,7 +658,8 @@ ngx_teleclinic_slot_add(ngx_teleclinic_zone_t *zone,
         return;
     }
 
-    appt->slot.key = (ngx_rbtree_key_t) appt->start;
+    appt->slot.key = ngx_teleclinic_slot_key(appt->doctor, appt->doctor_len,
+                                             appt->start);
     ngx_rbtree_insert(&zone->sh->slots, &appt->slot);
     appt->in_slot = 1;
 }
@@ -751,7 +757,7 @@ ngx_teleclinic_slot_lookup(ngx_teleclinic_zone_t *zone, ngx_str_t *doctor,
     ngx_rbtree_node_t      *node, *sentinel;
     ngx_teleclinic_appt_t  *appt;
 
-    key = (ngx_rbtree_key_t) start;
+    key = ngx_teleclinic_slot_key(doctor->data, doctor->len, start);
     node = zone->sh->slots.root;
     sentinel = zone->sh->slots.sentinel;
 
@@ -776,15 +782,20 @@ ngx_teleclinic_slot_lookup(ngx_teleclinic_zone_t *zone, ngx_str_t *doctor,
 }
 
 
-/* the first slot holder starting at or after "from", in time order */
+/*
+ * A doctor's appointments from "from" on, in time order: the index is
+ * ordered by the doctor's hash, then time, so this is one descent and
+ * then a walk.  Another doctor with the same hash is stepped over.
+ */
 
 ngx_teleclinic_appt_t *
-ngx_teleclinic_slot_first(ngx_teleclinic_zone_t *zone, time_t from)
+ngx_teleclinic_slot_first(ngx_teleclinic_zone_t *zone, ngx_str_t *doctor,
+    time_t from)
 {
     ngx_rbtree_key_t    key;
     ngx_rbtree_node_t  *node, *sentinel, *found;
 
-    key = (ngx_rbtree_key_t) from;
+    key = ngx_teleclinic_slot_key(doctor->data, doctor->len, from);
     node = zone->sh->slots.root;
     sentinel = zone->sh->slots.sentinel;
     found = NULL;
@@ -799,7 +810,7 @@ ngx_teleclinic_slot_first(ngx_teleclinic_zone_t *zone, time_t from)
         }
     }
 
-    return found ? ngx_teleclinic_slot_appt(found) : NULL;
+    return ngx_teleclinic_slot_match(zone, found, doctor->data, doctor->len);
 }
 
 
@@ -807,11 +818,46 @@ ngx_teleclinic_appt_t *
 ngx_teleclinic_slot_next(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_appt_t *appt)
 {
-    ngx_rbtree_node_t  *node;
+    return ngx_teleclinic_slot_match(zone,
+                                     ngx_rbtree_next(&zone->sh->slots,
+                                                     &appt->slot),
+                                     appt->doctor, appt->doctor_len);
+}
 
-    node = ngx_rbtree_next(&zone->sh->slots, &appt->slot);
 
-    return node ? ngx_teleclinic_slot_appt(node) : NULL;
+static ngx_teleclinic_appt_t *
+ngx_teleclinic_slot_match(ngx_teleclinic_zone_t *zone,
+    ngx_rbtree_node_t *node, u_char *doctor, size_t len)
+{
+    ngx_rbtree_key_t        hash;
+    ngx_teleclinic_appt_t  *appt;
+
+    hash = ngx_teleclinic_slot_key(doctor, len, 0);
+
+    for ( /* void */ ; node; node = ngx_rbtree_next(&zone->sh->slots, node))
+    {
+        if ((node->key & ~(ngx_rbtree_key_t) 0xffffffff) != hash) {
+            return NULL;
+        }
+
+        appt = ngx_teleclinic_slot_appt(node);
+
+        if (ngx_teleclinic_slot_cmp(appt, doctor, len) == 0) {
+            return appt;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the doctor's hash in the high half, the start in the low half */
+
+static ngx_rbtree_key_t
+ngx_teleclinic_slot_key(u_char *doctor, size_t len, time_t start)
+{
+    return ((ngx_rbtree_key_t) ngx_murmur_hash2(doctor, len) << 32)
+           | (uint32_t) start;
 }
 
 

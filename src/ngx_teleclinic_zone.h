@@ -44,7 +44,7 @@
 
 typedef struct {
     ngx_rbtree_node_t             node;      /* key: id */
-    ngx_rbtree_node_t             slot;      /* key: start, then doctor */
+    ngx_rbtree_node_t             slot;      /* key: doctor's hash, start */
     ngx_queue_t                   cancelled; /* while cancelled */
     uint64_t                      id;
     time_t                        start;
@@ -161,7 +161,7 @@ ngx_teleclinic_appt_t *ngx_teleclinic_appt_lookup(ngx_teleclinic_zone_t *zone,
 ngx_teleclinic_appt_t *ngx_teleclinic_slot_lookup(ngx_teleclinic_zone_t *zone,
     ngx_str_t *doctor, time_t start);
 ngx_teleclinic_appt_t *ngx_teleclinic_slot_first(ngx_teleclinic_zone_t *zone,
-    time_t from);
+    ngx_str_t *doctor, time_t from);
 ngx_teleclinic_appt_t *ngx_teleclinic_slot_next(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_appt_t *appt);
 ngx_int_t ngx_teleclinic_appt_new_id(ngx_teleclinic_zone_t *zone,
