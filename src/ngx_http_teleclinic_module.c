@@ -638,6 +638,12 @@ ngx_http_teleclinic_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    /*
+     * slots follow local time: "env TZ=...;" sets it for the workers, and
+     * localtime_r() reads TZ only when told to
+     */
+    tzset();
+
     if (ngx_teleclinic_journal_init_process(cycle, &tmcf->journal)
         != NGX_OK)
     {

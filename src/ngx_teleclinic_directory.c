@@ -23,6 +23,9 @@ static ngx_int_t ngx_teleclinic_schedule_parse(ngx_pool_t *pool,
 static ngx_int_t ngx_teleclinic_hhmm_parse(json_t *v, ngx_uint_t *minute);
 static time_t ngx_teleclinic_local_time(ngx_teleclinic_date_t *date,
     ngx_uint_t minute, ngx_uint_t *wday);
+static time_t ngx_teleclinic_days(ngx_teleclinic_date_t *date);
+static u_char *ngx_teleclinic_date_print(u_char *p, ngx_tm_t *tm);
+static u_char *ngx_teleclinic_clock_print(u_char *p, time_t sec);
 
 
 static const char  *ngx_teleclinic_weekdays[] = {
@@ -406,8 +409,8 @@ ngx_uint_t
 ngx_teleclinic_doctor_slots(ngx_teleclinic_doctor_t *doctor,
     ngx_teleclinic_date_t *date, ngx_teleclinic_slot_t *slots)
 {
-    time_t                   midnight, next;
-    ngx_uint_t               i, n, m, wday, ymd, *off;
+    time_t                   midnight, next, start;
+    ngx_uint_t               i, n, m, wday, ymd, regular, *off;
     ngx_teleclinic_hours_t  *h;
 
     ymd = date->year * 10000 + date->month * 100 + date->day;
@@ -422,9 +425,8 @@ ngx_teleclinic_doctor_slots(ngx_teleclinic_doctor_t *doctor,
     midnight = ngx_teleclinic_local_time(date, 0, &wday);
     next = ngx_teleclinic_local_time(date, 24 * 60, NULL);
 
-    if (midnight == (time_t) -1 || next == (time_t) -1) {
-        return 0;
-    }
+    /* on a day without a clock change, every slot follows from midnight */
+    regular = (midnight != (time_t) -1 && next - midnight == 86400);
 
     h = doctor->hours[wday].elts;
     n = 0;
@@ -435,11 +437,16 @@ ngx_teleclinic_doctor_slots(ngx_teleclinic_doctor_t *doctor,
              && n < NGX_TELECLINIC_SLOTS_MAX;
              m += doctor->slot_minutes)
         {
-            /* mktime() is slow; a day without a clock change needs one */
-            slots[n].start = (next - midnight == 86400)
-                             ? midnight + (time_t) m * 60
-                             : ngx_teleclinic_local_time(date, m, NULL);
-            slots[n].end = slots[n].start + doctor->slot_minutes * 60;
+            start = regular ? midnight + (time_t) m * 60
+                            : ngx_teleclinic_local_time(date, m, NULL);
+
+            if (start == (time_t) -1) {
+                /* the hour skipped when clocks go forward */
+                continue;
+            }
+
+            slots[n].start = start;
+            slots[n].end = start + doctor->slot_minutes * 60;
             slots[n].minute = m;
             n++;
         }
@@ -456,10 +463,9 @@ ngx_teleclinic_doctor_slot(ngx_teleclinic_doctor_t *doctor,
     ngx_teleclinic_date_t *date, ngx_uint_t minute,
     ngx_teleclinic_slot_t *slot)
 {
-    ngx_uint_t               i, y, wday, ymd, *off;
+    time_t                   start;
+    ngx_uint_t               i, wday, ymd, *off;
     ngx_teleclinic_hours_t  *h;
-
-    static ngx_uint_t  month[] = { 0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4 };
 
     ymd = date->year * 10000 + date->month * 100 + date->day;
     off = doctor->days_off.elts;
@@ -470,11 +476,11 @@ ngx_teleclinic_doctor_slot(ngx_teleclinic_doctor_t *doctor,
         }
     }
 
-    /* the weekday by Sakamoto's method, Sunday first as in struct tm */
+    start = ngx_teleclinic_local_time(date, minute, &wday);
 
-    y = date->year - (date->month < 3);
-    wday = (y + y / 4 - y / 100 + y / 400 + month[date->month - 1]
-            + date->day) % 7;
+    if (start == (time_t) -1) {
+        return NGX_DECLINED;
+    }
 
     h = doctor->hours[wday].elts;
 
@@ -483,12 +489,7 @@ ngx_teleclinic_doctor_slot(ngx_teleclinic_doctor_t *doctor,
             && minute + doctor->slot_minutes <= h[i].to
             && (minute - h[i].from) % doctor->slot_minutes == 0)
         {
-            slot->start = ngx_teleclinic_local_time(date, minute, NULL);
-
-            if (slot->start == (time_t) -1) {
-                return NGX_DECLINED;
-            }
-
+            slot->start = start;
             slot->end = slot->start + doctor->slot_minutes * 60;
             slot->minute = minute;
 
@@ -500,28 +501,67 @@ ngx_teleclinic_doctor_slot(ngx_teleclinic_doctor_t *doctor,
 }
 
 
+/*
+ * The moment a local wall-clock time happens, or -1 when it does not (the
+ * hour skipped when clocks go forward).  mktime() would do, but glibc's
+ * reads the time zone file's status on every call; localtime_r() does not.
+ */
+
 static time_t
 ngx_teleclinic_local_time(ngx_teleclinic_date_t *date, ngx_uint_t minute,
     ngx_uint_t *wday)
 {
-    time_t    t;
+    time_t    t, wall, days;
     ngx_tm_t  tm;
 
-    ngx_memzero(&tm, sizeof(ngx_tm_t));
-    tm.tm_year = date->year - 1900;
-    tm.tm_mon = date->month - 1;
-    tm.tm_mday = date->day;
-    tm.tm_hour = minute / 60;
-    tm.tm_min = minute % 60;
-    tm.tm_isdst = -1;
-
-    t = mktime(&tm);
+    days = ngx_teleclinic_days(date);
 
     if (wday) {
-        *wday = tm.tm_wday;
+        /* 1970-01-01 was a Thursday; Sunday first, as in struct tm */
+        *wday = (days + 4) % 7;
+    }
+
+    /* the wall time read as UTC, less the offset in force then */
+
+    wall = days * 86400 + (time_t) minute * 60;
+
+    ngx_libc_localtime(wall, &tm);
+    t = wall - tm.tm_gmtoff;
+
+    ngx_libc_localtime(t, &tm);
+
+    if (wall - tm.tm_gmtoff != t) {
+        t = wall - tm.tm_gmtoff;
+        ngx_libc_localtime(t, &tm);
+    }
+
+    if (minute < 24 * 60
+        && (ngx_uint_t) (tm.tm_hour * 60 + tm.tm_min) != minute)
+    {
+        return -1;
     }
 
     return t;
+}
+
+
+/* days since 1970-01-01 of a date of the Gregorian calendar */
+
+static time_t
+ngx_teleclinic_days(ngx_teleclinic_date_t *date)
+{
+    time_t      y, era, yoe, doy, doe;
+    ngx_uint_t  m;
+
+    y = date->year - (date->month <= 2);
+    m = date->month;
+
+    era = y / 400;
+    yoe = y - era * 400;
+    doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + date->day - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+
+    return era * 146097 + doe - 719468;
 }
 
 
@@ -580,58 +620,85 @@ ngx_teleclinic_time_print(u_char *p, time_t t)
     ngx_uint_t  sign;
 
     /*
-     * localtime_r() costs as much as the rest of a slot's JSON; the
-     * times of one answer fall on a few days, and within a day whose
-     * offset does not change they follow from the day's start
+     * localtime_r() costs more than the rest of a slot's JSON; the times
+     * of one answer fall on a day or two, and within a day whose offset
+     * does not change, the date and the offset are the same text
      */
-    static time_t    day_start = 1, day_end = 0;
-    static ngx_tm_t  day;
+    static time_t  day_start = 1, day_end = 0;
+    static u_char  date[sizeof("YYYY-MM-DDT") - 1];
+    static u_char  zone[sizeof("+HH:MM") - 1];
 
-    if (t >= day_start && t < day_end) {
-        tm = day;
-        sec = t - day_start;
-        tm.tm_hour = sec / 3600;
-        tm.tm_min = sec / 60 % 60;
-        tm.tm_sec = sec % 60;
-
-    } else {
+    if (t < day_start || t >= day_end) {
         ngx_libc_localtime(t, &tm);
 
         sec = tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec;
         ngx_libc_localtime(t - sec + 86399, &last);
 
-        if (last.tm_mday == tm.tm_mday && last.tm_gmtoff == tm.tm_gmtoff
-            && last.tm_hour == 23 && last.tm_min == 59 && last.tm_sec == 59)
-        {
-            day = tm;
-            day_start = t - sec;
-            day_end = day_start + 86400;
+        off = tm.tm_gmtoff / 60;
+        sign = '+';
+
+        if (off < 0) {
+            sign = '-';
+            off = -off;
         }
+
+        if (last.tm_mday != tm.tm_mday || last.tm_gmtoff != tm.tm_gmtoff
+            || last.tm_hour != 23 || last.tm_min != 59 || last.tm_sec != 59)
+        {
+            /* a day with a clock change: no shortcut */
+            p = ngx_teleclinic_date_print(p, &tm);
+            p = ngx_teleclinic_clock_print(p, sec);
+            *p++ = (u_char) sign;
+            p = ngx_teleclinic_digits(p, off / 60, 2);
+            *p++ = ':';
+            return ngx_teleclinic_digits(p, off % 60, 2);
+        }
+
+        ngx_teleclinic_date_print(date, &tm);
+
+        zone[0] = (u_char) sign;
+        ngx_teleclinic_digits(&zone[1], off / 60, 2);
+        zone[3] = ':';
+        ngx_teleclinic_digits(&zone[4], off % 60, 2);
+
+        day_start = t - sec;
+        day_end = day_start + 86400;
     }
 
-    off = tm.tm_gmtoff / 60;
-    sign = '+';
+    p = ngx_cpymem(p, date, sizeof(date));
+    p = ngx_teleclinic_clock_print(p, t - day_start);
 
-    if (off < 0) {
-        sign = '-';
-        off = -off;
-    }
+    return ngx_cpymem(p, zone, sizeof(zone));
+}
 
-    p = ngx_teleclinic_digits(p, tm.tm_year + 1900, 4);
+
+/* "YYYY-MM-DDT" */
+
+static u_char *
+ngx_teleclinic_date_print(u_char *p, ngx_tm_t *tm)
+{
+    p = ngx_teleclinic_digits(p, tm->tm_year + 1900, 4);
     *p++ = '-';
-    p = ngx_teleclinic_digits(p, tm.tm_mon + 1, 2);
+    p = ngx_teleclinic_digits(p, tm->tm_mon + 1, 2);
     *p++ = '-';
-    p = ngx_teleclinic_digits(p, tm.tm_mday, 2);
+    p = ngx_teleclinic_digits(p, tm->tm_mday, 2);
     *p++ = 'T';
-    p = ngx_teleclinic_digits(p, tm.tm_hour, 2);
+
+    return p;
+}
+
+
+/* "HH:MM:SS" of a second of the day */
+
+static u_char *
+ngx_teleclinic_clock_print(u_char *p, time_t sec)
+{
+    p = ngx_teleclinic_digits(p, sec / 3600, 2);
     *p++ = ':';
-    p = ngx_teleclinic_digits(p, tm.tm_min, 2);
+    p = ngx_teleclinic_digits(p, sec / 60 % 60, 2);
     *p++ = ':';
-    p = ngx_teleclinic_digits(p, tm.tm_sec, 2);
-    *p++ = (u_char) sign;
-    p = ngx_teleclinic_digits(p, off / 60, 2);
-    *p++ = ':';
-    return ngx_teleclinic_digits(p, off % 60, 2);
+
+    return ngx_teleclinic_digits(p, sec % 60, 2);
 }
 
 
