@@ -27,6 +27,8 @@ static ngx_int_t ngx_teleclinic_journal_replay(ngx_cycle_t *cycle,
     ngx_teleclinic_zone_t *zone, ngx_fd_t fd);
 static ngx_int_t ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
     ngx_teleclinic_zone_t *zone);
+static u_char *ngx_teleclinic_journal_field(u_char *p, u_char *last,
+    const char *key, ngx_str_t *value);
 static ngx_int_t ngx_teleclinic_journal_write(ngx_fd_t fd, u_char *buf,
     size_t len, ngx_log_t *log);
 static ngx_int_t ngx_teleclinic_journal_lock(ngx_cycle_t *cycle,
@@ -564,146 +566,199 @@ ngx_teleclinic_journal_write(ngx_fd_t fd, u_char *buf, size_t len,
 }
 
 
+/*
+ * The record is made before the change is applied, so that a record that
+ * cannot be made (too large) leaves the zone untouched.
+ */
+
 ngx_int_t
-ngx_teleclinic_journal_append(ngx_teleclinic_journal_t *journal,
+ngx_teleclinic_journal_record(ngx_teleclinic_record_t *rec,
     ngx_teleclinic_event_t *ev, ngx_log_t *log)
 {
-    u_char   buf[4096], *p;
     ssize_t  n;
 
-    n = ngx_teleclinic_journal_encode(ev, buf, sizeof(buf));
+    rec->data = rec->buf;
 
-    if (n >= 0) {
-        return ngx_teleclinic_journal_write(journal->fd, buf, n, log);
-    }
-
-    /* a directory is larger than a booking */
-
-    p = ngx_alloc(NGX_TELECLINIC_RECORD_MAX, log);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    n = ngx_teleclinic_journal_encode(ev, p, NGX_TELECLINIC_RECORD_MAX);
+    n = ngx_teleclinic_journal_encode(ev, rec->buf, sizeof(rec->buf));
 
     if (n < 0) {
-        ngx_free(p);
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "teleclinic: a journal record is too large");
-        return NGX_ERROR;
+        /* a directory is larger than a booking */
+
+        rec->data = ngx_alloc(NGX_TELECLINIC_RECORD_MAX, log);
+        if (rec->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        n = ngx_teleclinic_journal_encode(ev, rec->data,
+                                          NGX_TELECLINIC_RECORD_MAX);
+        if (n < 0) {
+            ngx_teleclinic_journal_record_free(rec);
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "teleclinic: a journal record is too large");
+            return NGX_ERROR;
+        }
     }
 
-    n = ngx_teleclinic_journal_write(journal->fd, p, n, log);
+    rec->len = n;
 
-    ngx_free(p);
-
-    return n;
+    return NGX_OK;
 }
 
+
+void
+ngx_teleclinic_journal_record_free(ngx_teleclinic_record_t *rec)
+{
+    if (rec->data != rec->buf) {
+        ngx_free(rec->data);
+        rec->data = rec->buf;
+    }
+}
+
+
+ngx_int_t
+ngx_teleclinic_journal_append(ngx_teleclinic_journal_t *journal,
+    ngx_teleclinic_record_t *rec, ngx_log_t *log)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_teleclinic_journal_write(journal->fd, rec->data, rec->len, log);
+
+    ngx_teleclinic_journal_record_free(rec);
+
+    return rc;
+}
+
+
+/*
+ * Written directly rather than as a jansson object: this runs for every
+ * change, under the zone lock.  jansson still escapes the strings.
+ */
 
 ssize_t
 ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev, u_char *buf,
     size_t size)
 {
-    u_char     id[NGX_TELECLINIC_APPT_ID_LEN], hash[64], *p;
-    size_t     n;
-    json_t    *o;
+    u_char    *p, *last;
     uint32_t   crc;
 
-    o = json_object();
-    if (o == NULL) {
+    if (size < 64 || ev->op == 0 || ev->op > NGX_TELECLINIC_EV_LAST) {
         return NGX_ERROR;
     }
 
-    json_object_set_new(o, "seq", json_integer(ev->seq));
-    json_object_set_new(o, "op", json_string(ngx_teleclinic_ops[ev->op]));
-    json_object_set_new(o, "at", json_integer(ev->at));
+    /* "crc32hex " first, the newline last */
+    p = buf + 9;
+    last = buf + size - 1;
+
+    p = ngx_slprintf(p, last, "{\"seq\":%ui,\"op\":\"%s\",\"at\":%T",
+                     ev->seq, ngx_teleclinic_ops[ev->op], ev->at);
 
     switch (ev->op) {
 
     case NGX_TELECLINIC_EV_BOOK:
     case NGX_TELECLINIC_EV_APPT:
-        json_object_set_new(o, "name",
-                            json_stringn((char *) ev->name.data,
-                                         ev->name.len));
-        json_object_set_new(o, "phone",
-                            json_stringn((char *) ev->phone.data,
-                                         ev->phone.len));
-        json_object_set_new(o, "reason",
-                            json_stringn((char *) ev->reason.data,
-                                         ev->reason.len));
-        if (ev->op == NGX_TELECLINIC_EV_APPT) {
-            json_object_set_new(o, "status", json_integer(ev->status));
-            json_object_set_new(o, "created", json_integer(ev->created));
+        p = ngx_teleclinic_journal_field(p, last, "name", &ev->name);
+        p = ngx_teleclinic_journal_field(p, last, "phone", &ev->phone);
+        p = ngx_teleclinic_journal_field(p, last, "reason", &ev->reason);
+
+        if (p && ev->op == NGX_TELECLINIC_EV_APPT) {
+            p = ngx_slprintf(p, last, ",\"status\":%ui,\"created\":%T",
+                             ev->status, ev->created);
         }
 
         /* fall through */
 
     case NGX_TELECLINIC_EV_RESCHEDULE:
-        json_object_set_new(o, "doctor",
-                            json_stringn((char *) ev->doctor.data,
-                                         ev->doctor.len));
-        json_object_set_new(o, "start", json_integer(ev->start));
-        json_object_set_new(o, "end", json_integer(ev->end));
+        p = ngx_teleclinic_journal_field(p, last, "doctor", &ev->doctor);
+
+        if (p) {
+            p = ngx_slprintf(p, last, ",\"start\":%T,\"end\":%T",
+                             ev->start, ev->end);
+        }
 
         /* fall through */
 
     case NGX_TELECLINIC_EV_CANCEL:
     case NGX_TELECLINIC_EV_STATUS:
     case NGX_TELECLINIC_EV_EXPIRE:
-        ngx_teleclinic_appt_id_print(id, ev->id);
-        json_object_set_new(o, "id",
-                            json_stringn((char *) id, sizeof(id)));
+    case NGX_TELECLINIC_EV_MSG:
+        if (p == NULL || last - p < 32) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(p, ",\"id\":\"", 7);
+        p = ngx_teleclinic_appt_id_print(p, ev->id);
+        *p++ = '"';
 
         if (ev->op == NGX_TELECLINIC_EV_STATUS) {
-            json_object_set_new(o, "status", json_integer(ev->status));
+            p = ngx_slprintf(p, last, ",\"status\":%ui", ev->status);
+
+        } else if (ev->op == NGX_TELECLINIC_EV_MSG) {
+            p = ngx_slprintf(p, last, ",\"kind\":%ui,\"due\":%T,\"msg\":%ui",
+                             ev->kind, ev->due, ev->msg);
         }
 
         break;
 
     case NGX_TELECLINIC_EV_DIRECTORY:
-        json_object_set_new(o, "directory",
-                            json_stringn((char *) ev->directory.data,
-                                         ev->directory.len));
-        ngx_hex_dump(hash, ev->hash, 32);
-        json_object_set_new(o, "hash", json_stringn((char *) hash, 64));
+        p = ngx_teleclinic_journal_field(p, last, "directory",
+                                         &ev->directory);
+        if (p == NULL || last - p < 64 + 16) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(p, ",\"hash\":\"", 9);
+        p = ngx_hex_dump(p, ev->hash, 32);
+        *p++ = '"';
         break;
-
-    case NGX_TELECLINIC_EV_MSG:
-        ngx_teleclinic_appt_id_print(id, ev->id);
-        json_object_set_new(o, "id",
-                            json_stringn((char *) id, sizeof(id)));
-        json_object_set_new(o, "kind", json_integer(ev->kind));
-        json_object_set_new(o, "due", json_integer(ev->due));
-
-        /* fall through */
 
     case NGX_TELECLINIC_EV_SENT:
-        json_object_set_new(o, "msg", json_integer(ev->msg));
+        p = ngx_slprintf(p, last, ",\"msg\":%ui", ev->msg);
         break;
     }
 
-    if (size < 10) {
-        json_decref(o);
+    if (p == NULL || p >= last) {
         return NGX_ERROR;
     }
 
-    n = json_dumpb(o, (char *) buf + 9, size - 10, JSON_COMPACT);
-    json_decref(o);
-
-    if (n == 0 || n > size - 10) {
-        return NGX_ERROR;
-    }
+    *p++ = '}';
 
     ngx_crc32_init(crc);
-    ngx_crc32_update(&crc, buf + 9, n);
+    ngx_crc32_update(&crc, buf + 9, p - (buf + 9));
     ngx_crc32_final(crc);
 
-    p = ngx_sprintf(buf, "%08xD", crc);
-    *p = ' ';
-    buf[9 + n] = '\n';
+    (void) ngx_sprintf(buf, "%08xD", crc);
+    buf[8] = ' ';
+    *p++ = '\n';
 
-    return 9 + n + 1;
+    return p - buf;
+}
+
+
+/* ,"key":"escaped value"; NULL when it does not fit */
+
+static u_char *
+ngx_teleclinic_journal_field(u_char *p, u_char *last, const char *key,
+    ngx_str_t *value)
+{
+    size_t  n;
+
+    if (p == NULL) {
+        return NULL;
+    }
+
+    n = ngx_strlen(key);
+
+    if ((size_t) (last - p) < n + 4) {
+        return NULL;
+    }
+
+    *p++ = ',';
+    *p++ = '"';
+    p = ngx_cpymem(p, key, n);
+    *p++ = '"';
+    *p++ = ':';
+
+    return ngx_teleclinic_json_string(p, last, value->data, value->len);
 }
 
 
@@ -747,6 +802,36 @@ ngx_teleclinic_journal_hex(u_char *dst, u_char *src, size_t n)
         *dst++ = (u_char) (hi << 4 | lo);
         src += 2;
     }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_journal_uint(json_t *o, const char *key, ngx_uint_t max,
+    ngx_uint_t *value)
+{
+    json_t      *v;
+    json_int_t   n;
+
+    v = json_object_get(o, key);
+
+    if (v == NULL) {
+        *value = 0;
+        return NGX_OK;
+    }
+
+    if (!json_is_integer(v)) {
+        return NGX_ERROR;
+    }
+
+    n = json_integer_value(v);
+
+    if (n < 0 || (ngx_uint_t) n > max) {
+        return NGX_ERROR;
+    }
+
+    *value = (ngx_uint_t) n;
 
     return NGX_OK;
 }
@@ -828,15 +913,27 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
         goto done;
     }
 
-    ev->seq = ngx_teleclinic_journal_int(o, "seq");
     ev->at = ngx_teleclinic_journal_int(o, "at");
     ev->start = ngx_teleclinic_journal_int(o, "start");
     ev->end = ngx_teleclinic_journal_int(o, "end");
     ev->created = ngx_teleclinic_journal_int(o, "created");
-    ev->status = ngx_teleclinic_journal_int(o, "status");
-    ev->msg = ngx_teleclinic_journal_int(o, "msg");
-    ev->kind = ngx_teleclinic_journal_int(o, "kind");
     ev->due = ngx_teleclinic_journal_int(o, "due");
+
+    /* counters and codes are checked: they index arrays and trees */
+
+    if (ngx_teleclinic_journal_uint(o, "seq", NGX_MAX_INT_T_VALUE, &ev->seq)
+        != NGX_OK
+        || ngx_teleclinic_journal_uint(o, "msg", NGX_MAX_INT_T_VALUE,
+                                       &ev->msg) != NGX_OK
+        || ngx_teleclinic_journal_uint(o, "status",
+                                       NGX_TELECLINIC_NSTATUS - 1,
+                                       &ev->status) != NGX_OK
+        || ngx_teleclinic_journal_uint(o, "kind",
+                                       NGX_TELECLINIC_MSG_REMINDER,
+                                       &ev->kind) != NGX_OK)
+    {
+        goto done;
+    }
 
     switch (ev->op) {
 

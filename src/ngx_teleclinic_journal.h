@@ -30,6 +30,14 @@ struct ngx_teleclinic_journal_s {
 };
 
 
+/* one encoded event; most fit in buf */
+typedef struct {
+    u_char                             *data;
+    size_t                              len;
+    u_char                              buf[8192];
+} ngx_teleclinic_record_t;
+
+
 /* a request waiting for its events to reach the disk */
 typedef struct {
     ngx_queue_t                         queue;
@@ -43,8 +51,12 @@ typedef struct {
 ngx_int_t ngx_teleclinic_journal_open(ngx_cycle_t *cycle,
     ngx_teleclinic_zone_t *zone, ngx_uint_t fresh);
 
-ngx_int_t ngx_teleclinic_journal_append(ngx_teleclinic_journal_t *journal,
+ngx_int_t ngx_teleclinic_journal_record(ngx_teleclinic_record_t *rec,
     ngx_teleclinic_event_t *ev, ngx_log_t *log);
+void ngx_teleclinic_journal_record_free(ngx_teleclinic_record_t *rec);
+/* writes the record, then frees it */
+ngx_int_t ngx_teleclinic_journal_append(ngx_teleclinic_journal_t *journal,
+    ngx_teleclinic_record_t *rec, ngx_log_t *log);
 
 /* calls w->handler once every event appended so far is on disk */
 void ngx_teleclinic_journal_sync(ngx_teleclinic_journal_t *journal,

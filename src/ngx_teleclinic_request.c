@@ -477,6 +477,37 @@ ngx_teleclinic_appt_id_print(u_char *p, uint64_t id)
 }
 
 
+/*
+ * A string as JSON text, quotes included, escaped by jansson; NULL when
+ * it does not fit before "last" or is not UTF-8.
+ */
+
+u_char *
+ngx_teleclinic_json_string(u_char *p, u_char *last, u_char *data, size_t len)
+{
+    size_t   n;
+    json_t  *s;
+
+    if (p == NULL) {
+        return NULL;
+    }
+
+    s = json_stringn(len ? (const char *) data : "", len);
+    if (s == NULL) {
+        return NULL;
+    }
+
+    n = json_dumpb(s, (char *) p, last - p, JSON_ENCODE_ANY);
+    json_decref(s);
+
+    if (n == 0 || n > (size_t) (last - p)) {
+        return NULL;
+    }
+
+    return p + n;
+}
+
+
 ngx_int_t
 ngx_teleclinic_arg(u_char *args, size_t len, char *name, ngx_str_t *value)
 {

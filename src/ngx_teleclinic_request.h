@@ -64,6 +64,9 @@ ngx_int_t ngx_teleclinic_appt_id_parse(u_char *p, size_t len,
     uint64_t *id);
 u_char *ngx_teleclinic_appt_id_print(u_char *p, uint64_t id);
 
+u_char *ngx_teleclinic_json_string(u_char *p, u_char *last, u_char *data,
+    size_t len);
+
 /* the value of one query argument, without nginx's request structure */
 ngx_int_t ngx_teleclinic_arg(u_char *args, size_t len, char *name,
     ngx_str_t *value);

@@ -205,24 +205,40 @@ ngx_int_t
 ngx_teleclinic_zone_commit(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_event_t *ev, ngx_log_t *log)
 {
-    ngx_int_t  rc;
+    ngx_int_t                rc;
+    ngx_teleclinic_record_t  rec;
 
     ev->seq = zone->sh->seq + 1;
+
+    if (ngx_teleclinic_journal_record(&rec, ev, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     rc = ngx_teleclinic_zone_apply(zone, ev, log);
 
     if (rc == NGX_DECLINED && ngx_teleclinic_zone_expire(zone, ev->at, log)) {
+
+        /* the expiry took sequence numbers: the record is made anew */
+
+        ngx_teleclinic_journal_record_free(&rec);
         ev->seq = zone->sh->seq + 1;
+
+        if (ngx_teleclinic_journal_record(&rec, ev, log) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
         rc = ngx_teleclinic_zone_apply(zone, ev, log);
     }
 
-    if (rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_ERR, log, 0, "teleclinic zone \"%V\" is full",
-                      &zone->shm_zone->shm.name);
-        return NGX_DECLINED;
-    }
-
     if (rc != NGX_OK) {
+        ngx_teleclinic_journal_record_free(&rec);
+
+        if (rc == NGX_DECLINED) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "teleclinic zone \"%V\" is full",
+                          &zone->shm_zone->shm.name);
+        }
+
         return rc;
     }
 
@@ -230,7 +246,7 @@ ngx_teleclinic_zone_commit(ngx_teleclinic_zone_t *zone,
      * the record is written while the zone is locked, so the order of
      * the journal is the order in which the changes were applied
      */
-    if (ngx_teleclinic_journal_append(zone->journal, ev, log) != NGX_OK) {
+    if (ngx_teleclinic_journal_append(zone->journal, &rec, log) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -254,6 +270,7 @@ ngx_teleclinic_zone_expire(ngx_teleclinic_zone_t *zone, time_t now,
     ngx_queue_t             *q, *next;
     ngx_teleclinic_appt_t   *appt;
     ngx_teleclinic_event_t   ev;
+    ngx_teleclinic_record_t  rec;
 
     n = 0;
     tries = 0;
@@ -275,9 +292,15 @@ ngx_teleclinic_zone_expire(ngx_teleclinic_zone_t *zone, time_t now,
         ev.at = now;
         ev.id = appt->id;
 
+        if (ngx_teleclinic_journal_record(&rec, &ev, log) != NGX_OK) {
+            break;
+        }
+
         (void) ngx_teleclinic_zone_apply(zone, &ev, log);
 
-        if (ngx_teleclinic_journal_append(zone->journal, &ev, log) != NGX_OK) {
+        if (ngx_teleclinic_journal_append(zone->journal, &rec, log)
+            != NGX_OK)
+        {
             break;
         }
 
