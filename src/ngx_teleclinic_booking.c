@@ -8,6 +8,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <jansson.h>
 #include "ngx_teleclinic_booking.h"
 #include "ngx_teleclinic_token.h"
@@ -64,15 +65,19 @@ static ngx_int_t ngx_http_teleclinic_is_admin(ngx_http_request_t *r);
 static ngx_int_t ngx_http_teleclinic_authorize(ngx_http_request_t *r,
     uint64_t id);
 static ngx_int_t ngx_http_teleclinic_wait(ngx_http_request_t *r,
-    ngx_teleclinic_zone_t *zone, ngx_uint_t status, json_t *response);
+    ngx_teleclinic_zone_t *zone, ngx_uint_t status, ngx_str_t *response);
 static ngx_int_t ngx_http_teleclinic_unavailable(ngx_http_request_t *r,
     ngx_int_t rc);
 static void ngx_http_teleclinic_synced(void *data, ngx_int_t rc);
 static void ngx_http_teleclinic_waiter_cleanup(void *data);
-static json_t *ngx_http_teleclinic_appt_json(ngx_http_request_t *r,
-    ngx_teleclinic_appt_t *appt, ngx_uint_t patient);
-static ngx_int_t ngx_http_teleclinic_add_access(ngx_http_request_t *r,
-    json_t *o, uint64_t id, time_t end);
+static u_char *ngx_http_teleclinic_appt_text(ngx_http_request_t *r,
+    u_char *p, u_char *last, ngx_teleclinic_appt_t *appt, ngx_uint_t patient,
+    ngx_uint_t access);
+static size_t ngx_http_teleclinic_appt_size(ngx_http_request_t *r,
+    ngx_teleclinic_appt_t *appt);
+static ngx_int_t ngx_http_teleclinic_appt_answer(ngx_http_request_t *r,
+    ngx_teleclinic_appt_t *appt, ngx_uint_t patient, ngx_uint_t access,
+    ngx_str_t *text);
 static ngx_int_t ngx_http_teleclinic_find_slot(ngx_http_request_t *r,
     ngx_str_t *slot_id, ngx_teleclinic_slot_t *slot, ngx_str_t *doctor,
     ngx_teleclinic_error_t *err);
@@ -827,18 +832,14 @@ ngx_http_teleclinic_reject(ngx_teleclinic_error_t *err, ngx_uint_t status,
 
 static ngx_int_t
 ngx_http_teleclinic_wait(ngx_http_request_t *r, ngx_teleclinic_zone_t *zone,
-    ngx_uint_t status, json_t *response)
+    ngx_uint_t status, ngx_str_t *response)
 {
     ngx_pool_cleanup_t         *cln;
     ngx_http_teleclinic_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
 
-    if (ngx_http_teleclinic_dump(r->pool, response, &ctx->response)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    ctx->response = *response;
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
@@ -970,108 +971,157 @@ ngx_http_teleclinic_join_url(ngx_http_teleclinic_main_conf_t *tmcf,
 }
 
 
-static ngx_int_t
-ngx_http_teleclinic_add_access(ngx_http_request_t *r, json_t *o, uint64_t id,
-    time_t end)
+/*
+ * An appointment as JSON text.  Written directly: it is on the path of
+ * every booking; ids and times need no escaping, and jansson escapes the
+ * patient's strings and the links.  "access" adds the patient's token and
+ * links.  The zone is locked.
+ */
+
+static u_char *
+ngx_http_teleclinic_appt_text(ngx_http_request_t *r, u_char *p, u_char *last,
+    ngx_teleclinic_appt_t *appt, ngx_uint_t patient, ngx_uint_t access)
 {
     u_char                            token[NGX_TELECLINIC_TOKEN_MAX], *t;
-    u_char                            subj[8], *url, *p;
-    ngx_str_t                         subject, base;
+    u_char                            subj[8], *url, *u;
+    ngx_tm_t                          tm;
+    ngx_str_t                         doctor, subject, base, *status;
+    ngx_teleclinic_date_t             date;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    if (p == NULL || last - p < 512) {
+        return NULL;
+    }
+
+    doctor.data = appt->doctor;
+    doctor.len = appt->doctor_len;
+    status = &ngx_teleclinic_status_names[appt->status];
+
+    p = ngx_cpymem(p, "{\"id\":\"", 7);
+    p = ngx_teleclinic_appt_id_print(p, appt->id);
+    p = ngx_sprintf(p, "\",\"status\":\"%V\",\"slot\":\"", status);
+
+    ngx_libc_localtime(appt->start, &tm);
+    ngx_teleclinic_date_of(appt->start, &date);
+    p = ngx_teleclinic_slot_id_print(p, &doctor, &date,
+                                     tm.tm_hour * 60 + tm.tm_min);
+
+    p = ngx_sprintf(p, "\",\"doctor\":\"%V\",\"start\":\"", &doctor);
+    p = ngx_teleclinic_time_print(p, appt->start);
+    p = ngx_cpymem(p, "\",\"end\":\"", 9);
+    p = ngx_teleclinic_time_print(p, appt->end);
+    p = ngx_cpymem(p, "\",\"created\":\"", 13);
+    p = ngx_teleclinic_time_print(p, appt->created);
+    *p++ = '"';
+
+    if (patient) {
+        p = ngx_cpymem(p, ",\"patient\":{\"name\":", 19);
+        p = ngx_teleclinic_json_string(p, last, appt->name.data,
+                                       appt->name.len);
+        p = ngx_teleclinic_json_field(p, last, "phone", &appt->phone);
+
+        if (p == NULL || last - p < 16) {
+            return NULL;
+        }
+
+        *p++ = '}';
+        p = ngx_teleclinic_json_field(p, last, "reason", &appt->reason);
+    }
+
+    if (access) {
+        tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
+
+        ngx_teleclinic_token_appt_subject(appt->id, subj, &subject);
+
+        t = ngx_teleclinic_token_issue(&tmcf->token_secret,
+                                       NGX_TELECLINIC_TOKEN_PATIENT, &subject,
+                                       appt->end + tmcf->token_ttl, token);
+
+        if (p == NULL || t == NULL
+            || ngx_http_teleclinic_base_url(r, &base) == NULL
+            || last - p < 64 + (t - token))
+        {
+            return NULL;
+        }
+
+        url = ngx_pnalloc(r->pool, base.len + 64 + NGX_TELECLINIC_APPT_ID_LEN
+                                   + (t - token));
+        if (url == NULL) {
+            return NULL;
+        }
+
+        p = ngx_cpymem(p, ",\"token\":\"", 10);
+        p = ngx_cpymem(p, token, t - token);
+        p = ngx_cpymem(p, "\",\"join_url\":", 13);
+
+        u = ngx_http_teleclinic_join_url(tmcf, &base, url, appt->id, token,
+                                         t - token);
+        p = ngx_teleclinic_json_string(p, last, url, u - url);
+
+        if (p == NULL || last - p < 16) {
+            return NULL;
+        }
+
+        p = ngx_cpymem(p, ",\"guide_url\":", 13);
+
+        u = ngx_sprintf(url, "%V/guide.html", &base);
+        p = ngx_teleclinic_json_string(p, last, url, u - url);
+    }
+
+    if (p == NULL || p == last) {
+        return NULL;
+    }
+
+    *p++ = '}';
+
+    return p;
+}
+
+
+/* room for the text of an appointment: strings escaped at worst */
+
+static size_t
+ngx_http_teleclinic_appt_size(ngx_http_request_t *r,
+    ngx_teleclinic_appt_t *appt)
+{
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
 
-    ngx_teleclinic_token_appt_subject(id, subj, &subject);
+    return 1024 + 6 * (appt->name.len + appt->phone.len + appt->reason.len)
+           + 12 * (tmcf->public_url.len + 256);
+}
 
-    t = ngx_teleclinic_token_issue(&tmcf->token_secret,
-                                   NGX_TELECLINIC_TOKEN_PATIENT, &subject,
-                                   end + tmcf->token_ttl, token);
 
-    if (t == NULL || ngx_http_teleclinic_base_url(r, &base) == NULL) {
+/* the answer about one appointment, made while the zone is locked */
+
+static ngx_int_t
+ngx_http_teleclinic_appt_answer(ngx_http_request_t *r,
+    ngx_teleclinic_appt_t *appt, ngx_uint_t patient, ngx_uint_t access,
+    ngx_str_t *text)
+{
+    u_char  *p, *last;
+    size_t   size;
+
+    size = ngx_http_teleclinic_appt_size(r, appt);
+
+    text->data = ngx_pnalloc(r->pool, size);
+    if (text->data == NULL) {
         return NGX_ERROR;
     }
 
-    url = ngx_pnalloc(r->pool, base.len + 64 + NGX_TELECLINIC_APPT_ID_LEN
-                               + (t - token));
-    if (url == NULL) {
+    last = text->data + size - 1;
+
+    p = ngx_http_teleclinic_appt_text(r, text->data, last, appt, patient,
+                                      access);
+    if (p == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_http_teleclinic_join_url(tmcf, &base, url, id, token, t - token);
-
-    json_object_set_new(o, "token",
-                        json_stringn((char *) token, t - token));
-    json_object_set_new(o, "join_url", json_stringn((char *) url, p - url));
-
-    p = ngx_sprintf(url, "%V/guide.html", &base);
-    json_object_set_new(o, "guide_url", json_stringn((char *) url, p - url));
+    *p++ = '\n';
+    text->len = p - text->data;
 
     return NGX_OK;
-}
-
-
-static json_t *
-ngx_http_teleclinic_time_json(time_t t)
-{
-    u_char  buf[NGX_TELECLINIC_TIME_LEN];
-
-    ngx_teleclinic_time_print(buf, t);
-
-    return json_stringn((char *) buf, NGX_TELECLINIC_TIME_LEN);
-}
-
-
-static json_t *
-ngx_http_teleclinic_appt_json(ngx_http_request_t *r,
-    ngx_teleclinic_appt_t *appt, ngx_uint_t patient)
-{
-    u_char                  id[NGX_TELECLINIC_APPT_ID_LEN];
-    u_char                  slot[NGX_TELECLINIC_ID_MAX + 16], *p;
-    json_t                 *o;
-    ngx_tm_t                tm;
-    ngx_str_t               doctor;
-    ngx_teleclinic_date_t   date;
-
-    ngx_teleclinic_appt_id_print(id, appt->id);
-
-    doctor.data = appt->doctor;
-    doctor.len = appt->doctor_len;
-
-    ngx_libc_localtime(appt->start, &tm);
-    ngx_teleclinic_date_of(appt->start, &date);
-    p = ngx_teleclinic_slot_id_print(slot, &doctor, &date,
-                                     tm.tm_hour * 60 + tm.tm_min);
-
-    o = json_object();
-    if (o == NULL) {
-        return NULL;
-    }
-
-    json_object_set_new(o, "id", json_stringn((char *) id, sizeof(id)));
-    json_object_set_new(o, "status",
-                json_stringn((char *) ngx_teleclinic_status_names[appt->status]
-                                 .data,
-                             ngx_teleclinic_status_names[appt->status].len));
-    json_object_set_new(o, "slot", json_stringn((char *) slot, p - slot));
-    json_object_set_new(o, "doctor",
-                        json_stringn((char *) appt->doctor, appt->doctor_len));
-    json_object_set_new(o, "start", ngx_http_teleclinic_time_json(appt->start));
-    json_object_set_new(o, "end", ngx_http_teleclinic_time_json(appt->end));
-    json_object_set_new(o, "created",
-                        ngx_http_teleclinic_time_json(appt->created));
-
-    if (patient) {
-        json_object_set_new(o, "patient",
-                            json_pack("{s:s%, s:s%}",
-                                      "name", appt->name.data, appt->name.len,
-                                      "phone", appt->phone.data,
-                                      appt->phone.len));
-        json_object_set_new(o, "reason",
-                            json_stringn((char *) appt->reason.data,
-                                         appt->reason.len));
-    }
-
-    return o;
 }
 
 
@@ -1318,7 +1368,7 @@ static ngx_int_t
 ngx_http_teleclinic_book(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call)
 {
-    json_t                           *o;
+    ngx_str_t                         text;
     ngx_int_t                         rc;
     ngx_str_t                         doctor;
     ngx_teleclinic_zone_t            *zone;
@@ -1359,6 +1409,12 @@ ngx_http_teleclinic_book(ngx_http_request_t *r,
     ev.phone = req.phone;
     ev.reason = req.reason;
 
+    /* drawn before the lock: the zone only checks it is unused */
+    if (RAND_bytes((u_char *) &ev.id, sizeof(uint64_t)) != 1) {
+        json_decref(req.root);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     ngx_teleclinic_zone_lock(zone);
 
     if (ngx_teleclinic_slot_lookup(zone, &doctor, slot.start) != NULL) {
@@ -1387,20 +1443,17 @@ ngx_http_teleclinic_book(ngx_http_request_t *r,
         return ngx_http_teleclinic_unavailable(r, rc);
     }
 
-    o = ngx_http_teleclinic_appt_json(r,
-                                      ngx_teleclinic_appt_lookup(zone, ev.id),
-                                      0);
+    rc = ngx_http_teleclinic_appt_answer(r,
+                                     ngx_teleclinic_appt_lookup(zone, ev.id),
+                                     0, 1, &text);
 
     ngx_teleclinic_zone_unlock(zone);
 
-    if (o == NULL
-        || ngx_http_teleclinic_add_access(r, o, ev.id, slot.end) != NGX_OK)
-    {
-        json_decref(o);
+    if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_teleclinic_wait(r, zone, NGX_HTTP_CREATED, o);
+    return ngx_http_teleclinic_wait(r, zone, NGX_HTTP_CREATED, &text);
 }
 
 
@@ -1440,8 +1493,9 @@ static ngx_int_t
 ngx_http_teleclinic_get(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call)
 {
-    json_t                           *o;
     uint64_t                          id;
+    ngx_int_t                         rc;
+    ngx_str_t                         text;
     ngx_teleclinic_zone_t            *zone;
     ngx_teleclinic_appt_t            *appt;
     ngx_teleclinic_error_t            err;
@@ -1461,21 +1515,23 @@ ngx_http_teleclinic_get(ngx_http_request_t *r,
     ngx_teleclinic_zone_lock(zone);
 
     appt = ngx_teleclinic_appt_lookup(zone, id);
-    o = appt ? ngx_http_teleclinic_appt_json(r, appt, 1) : NULL;
+    rc = appt ? ngx_http_teleclinic_appt_answer(r, appt, 1, 0, &text)
+              : NGX_DECLINED;
 
     ngx_teleclinic_zone_unlock(zone);
 
-    if (appt == NULL) {
+    if (rc == NGX_DECLINED) {
         return ngx_http_teleclinic_error(r, NGX_HTTP_NOT_FOUND,
                                          "unknown_appointment",
                                          "no such appointment", NULL);
     }
 
-    if (o == NULL) {
+    if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_teleclinic_send(r, NGX_HTTP_OK, o);
+    return ngx_http_teleclinic_send_text(r, NGX_HTTP_OK, text.data,
+                                         text.len);
 }
 
 
@@ -1483,7 +1539,7 @@ static ngx_int_t
 ngx_http_teleclinic_cancel(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call)
 {
-    json_t                           *o;
+    ngx_str_t                         text;
     uint64_t                          id;
     ngx_int_t                         rc;
     ngx_teleclinic_zone_t            *zone;
@@ -1534,11 +1590,15 @@ ngx_http_teleclinic_cancel(ngx_http_request_t *r,
         return ngx_http_teleclinic_unavailable(r, rc);
     }
 
-    o = ngx_http_teleclinic_appt_json(r, appt, 0);
+    rc = ngx_http_teleclinic_appt_answer(r, appt, 0, 0, &text);
 
     ngx_teleclinic_zone_unlock(zone);
 
-    return ngx_http_teleclinic_wait(r, zone, NGX_HTTP_OK, o);
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_teleclinic_wait(r, zone, NGX_HTTP_OK, &text);
 }
 
 
@@ -1546,7 +1606,8 @@ static ngx_int_t
 ngx_http_teleclinic_reschedule(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call)
 {
-    json_t                           *o, *root;
+    json_t                           *root;
+    ngx_str_t                         text;
     uint64_t                          id;
     ngx_int_t                         rc;
     ngx_str_t                         slot_id, doctor;
@@ -1628,20 +1689,17 @@ ngx_http_teleclinic_reschedule(ngx_http_request_t *r,
         return ngx_http_teleclinic_unavailable(r, rc);
     }
 
-    o = ngx_http_teleclinic_appt_json(r, appt, 0);
+    /* a later visit needs a token that lasts until then */
+
+    rc = ngx_http_teleclinic_appt_answer(r, appt, 0, 1, &text);
 
     ngx_teleclinic_zone_unlock(zone);
 
-    /* a later visit needs a token that lasts until then */
-
-    if (o == NULL
-        || ngx_http_teleclinic_add_access(r, o, id, slot.end) != NGX_OK)
-    {
-        json_decref(o);
+    if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_teleclinic_wait(r, zone, NGX_HTTP_OK, o);
+    return ngx_http_teleclinic_wait(r, zone, NGX_HTTP_OK, &text);
 }
 
 
@@ -1714,6 +1772,7 @@ ngx_http_teleclinic_directory_store(ngx_http_request_t *r, u_char *text,
     size_t len)
 {
     ngx_int_t                         rc;
+    ngx_str_t                         answer;
     const char                       *err;
     ngx_teleclinic_zone_t            *zone;
     ngx_teleclinic_event_t            ev;
@@ -1760,9 +1819,17 @@ ngx_http_teleclinic_directory_store(ngx_http_request_t *r, u_char *text,
         return ngx_http_teleclinic_unavailable(r, rc);
     }
 
-    return ngx_http_teleclinic_wait(r, zone, NGX_HTTP_OK,
-                                    json_pack("{s:i}", "doctors",
-                                              (int) dir.doctors.nelts));
+    answer.data = ngx_pnalloc(r->pool, sizeof("{\"doctors\":}\n")
+                                       + NGX_INT_T_LEN);
+    if (answer.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    answer.len = ngx_sprintf(answer.data, "{\"doctors\":%ui}\n",
+                             dir.doctors.nelts)
+                 - answer.data;
+
+    return ngx_http_teleclinic_wait(r, zone, NGX_HTTP_OK, &answer);
 }
 
 
@@ -1904,10 +1971,13 @@ static ngx_int_t
 ngx_http_teleclinic_admin_day(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call)
 {
-    json_t                           *a, *o;
+    u_char                           *p;
+    size_t                            len;
     time_t                            from, to;
-    ngx_str_t                         arg;
+    ngx_int_t                         rc;
+    ngx_str_t                         arg, text, *item;
     ngx_uint_t                        n;
+    ngx_array_t                       items;
     ngx_teleclinic_zone_t            *zone;
     ngx_teleclinic_date_t             date;
     ngx_teleclinic_appt_t            *appt;
@@ -1952,24 +2022,55 @@ ngx_http_teleclinic_admin_day(ngx_http_request_t *r,
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
     zone = ngx_http_teleclinic_zone(tmcf);
 
-    a = json_array();
-    if (a == NULL) {
+    if (ngx_array_init(&items, r->pool, 16, sizeof(ngx_str_t)) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    len = sizeof("[]\n");
+    rc = NGX_OK;
 
     ngx_teleclinic_zone_lock(zone);
 
     for (appt = ngx_teleclinic_slot_first(zone, &call->seg[2], from);
-         appt && appt->start < to;
+         appt && appt->start < to && rc == NGX_OK;
          appt = ngx_teleclinic_slot_next(zone, appt))
     {
-        o = ngx_http_teleclinic_appt_json(r, appt, 1);
-        if (o) {
-            json_array_append_new(a, o);
+        item = ngx_array_push(&items);
+
+        rc = (item == NULL) ? NGX_ERROR
+                            : ngx_http_teleclinic_appt_answer(r, appt, 1, 0,
+                                                              item);
+        if (rc == NGX_OK) {
+            len += item->len;
         }
     }
 
     ngx_teleclinic_zone_unlock(zone);
 
-    return ngx_http_teleclinic_send(r, NGX_HTTP_OK, a);
+    p = (rc == NGX_OK) ? ngx_pnalloc(r->pool, len) : NULL;
+
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the items end in newlines, which become the commas */
+
+    text.data = p;
+    *p++ = '[';
+    item = items.elts;
+
+    for (n = 0; n < items.nelts; n++) {
+        p = ngx_cpymem(p, item[n].data, item[n].len);
+        p[-1] = ',';
+    }
+
+    if (items.nelts) {
+        p--;
+    }
+
+    *p++ = ']';
+    *p++ = '\n';
+
+    return ngx_http_teleclinic_send_text(r, NGX_HTTP_OK, text.data,
+                                         p - text.data);
 }

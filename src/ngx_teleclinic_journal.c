@@ -27,8 +27,6 @@ static ngx_int_t ngx_teleclinic_journal_replay(ngx_cycle_t *cycle,
     ngx_teleclinic_zone_t *zone, ngx_fd_t fd);
 static ngx_int_t ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
     ngx_teleclinic_zone_t *zone);
-static u_char *ngx_teleclinic_journal_field(u_char *p, u_char *last,
-    const char *key, ngx_str_t *value);
 static ngx_int_t ngx_teleclinic_journal_write(ngx_fd_t fd, u_char *buf,
     size_t len, ngx_log_t *log);
 static ngx_int_t ngx_teleclinic_journal_lock(ngx_cycle_t *cycle,
@@ -656,9 +654,9 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev, u_char *buf,
 
     case NGX_TELECLINIC_EV_BOOK:
     case NGX_TELECLINIC_EV_APPT:
-        p = ngx_teleclinic_journal_field(p, last, "name", &ev->name);
-        p = ngx_teleclinic_journal_field(p, last, "phone", &ev->phone);
-        p = ngx_teleclinic_journal_field(p, last, "reason", &ev->reason);
+        p = ngx_teleclinic_json_field(p, last, "name", &ev->name);
+        p = ngx_teleclinic_json_field(p, last, "phone", &ev->phone);
+        p = ngx_teleclinic_json_field(p, last, "reason", &ev->reason);
 
         if (p && ev->op == NGX_TELECLINIC_EV_APPT) {
             p = ngx_slprintf(p, last, ",\"status\":%ui,\"created\":%T",
@@ -668,7 +666,7 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev, u_char *buf,
         /* fall through */
 
     case NGX_TELECLINIC_EV_RESCHEDULE:
-        p = ngx_teleclinic_journal_field(p, last, "doctor", &ev->doctor);
+        p = ngx_teleclinic_json_field(p, last, "doctor", &ev->doctor);
 
         if (p) {
             p = ngx_slprintf(p, last, ",\"start\":%T,\"end\":%T",
@@ -700,7 +698,7 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev, u_char *buf,
         break;
 
     case NGX_TELECLINIC_EV_DIRECTORY:
-        p = ngx_teleclinic_journal_field(p, last, "directory",
+        p = ngx_teleclinic_json_field(p, last, "directory",
                                          &ev->directory);
         if (p == NULL || last - p < 64 + 16) {
             return NGX_ERROR;
@@ -731,34 +729,6 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev, u_char *buf,
     *p++ = '\n';
 
     return p - buf;
-}
-
-
-/* ,"key":"escaped value"; NULL when it does not fit */
-
-static u_char *
-ngx_teleclinic_journal_field(u_char *p, u_char *last, const char *key,
-    ngx_str_t *value)
-{
-    size_t  n;
-
-    if (p == NULL) {
-        return NULL;
-    }
-
-    n = ngx_strlen(key);
-
-    if ((size_t) (last - p) < n + 4) {
-        return NULL;
-    }
-
-    *p++ = ',';
-    *p++ = '"';
-    p = ngx_cpymem(p, key, n);
-    *p++ = '"';
-    *p++ = ':';
-
-    return ngx_teleclinic_json_string(p, last, value->data, value->len);
 }
 
 

@@ -508,6 +508,34 @@ ngx_teleclinic_json_string(u_char *p, u_char *last, u_char *data, size_t len)
 }
 
 
+/* ,"key":"escaped value"; NULL when it does not fit */
+
+u_char *
+ngx_teleclinic_json_field(u_char *p, u_char *last, const char *key,
+    ngx_str_t *value)
+{
+    size_t  n;
+
+    if (p == NULL) {
+        return NULL;
+    }
+
+    n = ngx_strlen(key);
+
+    if ((size_t) (last - p) < n + 4) {
+        return NULL;
+    }
+
+    *p++ = ',';
+    *p++ = '"';
+    p = ngx_cpymem(p, key, n);
+    *p++ = '"';
+    *p++ = ':';
+
+    return ngx_teleclinic_json_string(p, last, value->data, value->len);
+}
+
+
 ngx_int_t
 ngx_teleclinic_arg(u_char *args, size_t len, char *name, ngx_str_t *value)
 {

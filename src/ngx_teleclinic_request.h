@@ -66,6 +66,8 @@ u_char *ngx_teleclinic_appt_id_print(u_char *p, uint64_t id);
 
 u_char *ngx_teleclinic_json_string(u_char *p, u_char *last, u_char *data,
     size_t len);
+u_char *ngx_teleclinic_json_field(u_char *p, u_char *last, const char *key,
+    ngx_str_t *value);
 
 /* the value of one query argument, without nginx's request structure */
 ngx_int_t ngx_teleclinic_arg(u_char *args, size_t len, char *name,

@@ -884,20 +884,23 @@ ngx_teleclinic_slot_key(u_char *doctor, size_t len, time_t start)
 }
 
 
+/*
+ * Ids are random so that one cannot be guessed from another.  The caller
+ * draws *id before taking the lock; this keeps it unless it is taken.
+ */
+
 ngx_int_t
 ngx_teleclinic_appt_new_id(ngx_teleclinic_zone_t *zone, uint64_t *id)
 {
     ngx_uint_t  i;
 
-    /* ids are random so that one cannot be guessed from another */
-
     for (i = 0; i < 8; i++) {
-        if (RAND_bytes((u_char *) id, sizeof(uint64_t)) != 1) {
-            return NGX_ERROR;
-        }
-
         if (*id != 0 && ngx_teleclinic_appt_lookup(zone, *id) == NULL) {
             return NGX_OK;
+        }
+
+        if (RAND_bytes((u_char *) id, sizeof(uint64_t)) != 1) {
+            return NGX_ERROR;
         }
     }
 
