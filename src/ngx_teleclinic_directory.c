@@ -585,11 +585,24 @@ ngx_teleclinic_digits(u_char *p, ngx_uint_t n, ngx_uint_t width)
 {
     u_char  *q;
 
+    /* two digits at a time: a slot listing prints thousands of them */
+    static u_char  pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233"
+        "34353637383940414243444546474849505152535455565758596061626364656667"
+        "68697071727374757677787980818283848586878889909192939495969798"
+        "99";
+
     q = p + width;
 
-    while (q > p) {
+    while (q - p >= 2) {
+        q -= 2;
+        q[0] = pairs[n % 100 * 2];
+        q[1] = pairs[n % 100 * 2 + 1];
+        n /= 100;
+    }
+
+    if (q > p) {
         *--q = (u_char) ('0' + n % 10);
-        n /= 10;
     }
 
     return p + width;
