@@ -24,8 +24,9 @@
 # other load on the machine), how busy the worker and wrk were (who was the
 # limit) and how much of each core others took (then the req/s are low).
 #
-# Environment: DURATION (10s), CONNS (50), THREADS (wrk -t, 1), ROUNDS
-# (1; with more, each line is the best of that many runs), DOCTORS
+# Environment: DURATION (10s), CONNS (200: with fewer, the POST run is
+# bound by fsync latency rather than by nginx, see README), THREADS (wrk
+# -t, 1), ROUNDS (1; with more, each line is the best of that many runs), DOCTORS
 # (round-the-clock doctors, 100), DAYS (days booked from tomorrow, 59,
 # within the 60-day horizon), ZONE (1024m), NGINX, TELECLINIC_MODULE,
 # BENCH_TMPDIR (where the prefix and so the journal go, /tmp; keep it on a
@@ -38,7 +39,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
 DURATION=${DURATION:-10s}
-CONNS=${CONNS:-50}
+CONNS=${CONNS:-200}
 THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-1}
 DOCTORS=${DOCTORS:-100}
