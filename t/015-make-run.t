@@ -14,6 +14,7 @@ use IO::Socket::IP;
 use POSIX qw(strftime WNOHANG);
 use Time::HiRes qw(sleep);
 use Mojo::UserAgent;
+use Mojo::URL;
 
 use lib 't/lib';
 use Teleclinic::Test;
@@ -77,7 +78,26 @@ for my $n (0 .. 6) {
 }
 
 my $res = $ua->get("http://127.0.0.1:$port/")->result;
-is($res->code, 200, 'the browser app is served from html/');
+is($res->code, 200, 'the booking page is served from html/');
+
+# the links of a booking lead to pages that are there
+
+my $date = strftime('%Y-%m-%d', localtime(time + 86400));
+my ($slot) = grep { $_->{status} eq 'free' }
+             @{ $ua->get("$base/doctors/$doctors->[0]{id}/slots?date=$date")
+                ->result->json };
+my $book = $ua->post("$base/appointments" => json => {
+    slot => $slot->{id},
+    patient => { name => 'Demo Patient', phone => '+49 30 1234567' },
+})->result;
+
+is($book->code, 201, 'a demo booking');
+
+for my $link ('join_url', 'guide_url') {
+    my $url = Mojo::URL->new($book->json->{$link});
+    is($url->host_port, "127.0.0.1:$port", "$link points at this server");
+    is($ua->get($url)->result->code, 200, "$link: the page is there");
+}
 
 kill 'QUIT', $pid;
 
