@@ -143,6 +143,48 @@ static ngx_command_t  ngx_http_teleclinic_commands[] = {
       0,
       NULL },
 
+    { ngx_string("teleclinic_websocket"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_teleclinic_ws_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("teleclinic_websocket_origins"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_teleclinic_ws_origins_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("teleclinic_websocket_ping"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_loc_conf_t, ws.ping),
+      NULL },
+
+    { ngx_string("teleclinic_websocket_max_message"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_loc_conf_t, ws.max_message),
+      NULL },
+
+    { ngx_string("teleclinic_websocket_send_buffer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_loc_conf_t, ws.send_buffer),
+      NULL },
+
+    { ngx_string("teleclinic_websocket_rate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_teleclinic_ws_rate_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -449,6 +491,7 @@ ngx_http_teleclinic_create_loc_conf(ngx_conf_t *cf)
     }
 
     tlcf->api = NGX_CONF_UNSET;
+    ngx_teleclinic_ws_conf_init(&tlcf->ws);
 
     return tlcf;
 }
@@ -461,6 +504,7 @@ ngx_http_teleclinic_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_teleclinic_loc_conf_t *conf = child;
 
     ngx_conf_merge_value(conf->api, prev->api, 0);
+    ngx_teleclinic_ws_conf_merge(&conf->ws, &prev->ws);
 
     return NGX_CONF_OK;
 }

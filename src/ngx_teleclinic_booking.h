@@ -16,6 +16,7 @@
 #include "ngx_teleclinic_journal.h"
 #include "ngx_teleclinic_directory.h"
 #include "ngx_teleclinic_request.h"
+#include "ngx_teleclinic_websocket.h"
 
 
 typedef struct {
@@ -39,6 +40,7 @@ typedef struct {
 
 typedef struct {
     ngx_flag_t                    api;
+    ngx_teleclinic_ws_conf_t      ws;
 } ngx_http_teleclinic_loc_conf_t;
 
 

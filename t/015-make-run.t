@@ -15,6 +15,7 @@ use POSIX qw(strftime WNOHANG);
 use Time::HiRes qw(sleep);
 use Mojo::UserAgent;
 use Mojo::URL;
+use Mojo::IOLoop;
 
 use lib 't/lib';
 use Teleclinic::Test;
@@ -23,6 +24,7 @@ use Teleclinic::Test;
 
 my $var = tempdir(CLEANUP => 1);
 my $port = free_port();
+my $turn_port = free_port(udp => 1);
 
 my $pid = fork() // die "fork: $!";
 
@@ -30,7 +32,7 @@ if ($pid == 0) {
     $ENV{TELECLINIC_VAR} = $var;
     open STDOUT, '>', "$var/run.log";
     open STDERR, '>&', \*STDOUT;
-    exec 'bin/teleclinic-run', $port or exit 127;
+    exec 'bin/teleclinic-run', $port, $turn_port or exit 127;
 }
 
 my $up = 0;
@@ -98,6 +100,24 @@ for my $link ('join_url', 'guide_url') {
     is($url->host_port, "127.0.0.1:$port", "$link points at this server");
     is($ua->get($url)->result->code, 200, "$link: the page is there");
 }
+
+# the waiting room's WebSocket and the STUN server are up too
+
+my ($echo, $tx);
+$ua->websocket("ws://127.0.0.1:$port/ws" => sub {
+    ($ua, $tx) = @_;
+    return Mojo::IOLoop->stop unless $tx->is_websocket;
+    $tx->on(json => sub { $echo = $_[1]; $tx->finish; Mojo::IOLoop->stop });
+    $tx->send({ json => { v => 1, type => 'echo', data => 'hello' } });
+});
+my $timer = Mojo::IOLoop->timer(10 => sub { Mojo::IOLoop->stop });
+Mojo::IOLoop->start;
+Mojo::IOLoop->remove($timer);
+is($echo && $echo->{data}, 'hello', 'the WebSocket at /ws answers');
+
+my $stun = `timeout 20 turnutils_stunclient -p $turn_port 127.0.0.1 2>&1`;
+like($stun, qr/reflexive addr: 127\.0\.0\.1:\d+/,
+     'STUN answers on the TURN port');
 
 kill 'QUIT', $pid;
 

@@ -1,0 +1,908 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include "ngx_teleclinic_stun.h"
+
+
+#define ngx_teleclinic_stun_get16(p)  (((p)[0] << 8) | (p)[1])
+
+#define ngx_teleclinic_stun_get32(p)                                          \
+    ((uint32_t) (p)[0] << 24 | (uint32_t) (p)[1] << 16                        \
+     | (uint32_t) (p)[2] << 8 | (uint32_t) (p)[3])
+
+#define ngx_teleclinic_stun_set16(p, v)                                       \
+    (p)[0] = (u_char) ((v) >> 8); (p)[1] = (u_char) (v)
+
+#define ngx_teleclinic_stun_set32(p, v)                                       \
+    (p)[0] = (u_char) ((v) >> 24); (p)[1] = (u_char) ((v) >> 16);             \
+    (p)[2] = (u_char) ((v) >> 8); (p)[3] = (u_char) (v)
+
+#define ngx_teleclinic_stun_pad(n)    (((n) + 3) & ~((size_t) 3))
+
+/* ports are xored with the magic cookie's top half */
+#define ngx_teleclinic_stun_xor_port(port)                                    \
+    ((port) ^ (NGX_TELECLINIC_STUN_MAGIC_COOKIE >> 16))
+
+
+static void ngx_teleclinic_stun_attribute(ngx_teleclinic_stun_msg_t *msg,
+    ngx_uint_t type, u_char *value, size_t len);
+static ngx_int_t ngx_teleclinic_stun_get_address(
+    ngx_teleclinic_stun_msg_t *msg, u_char *value, size_t len,
+    ngx_teleclinic_stun_addr_t *addr);
+static ngx_int_t ngx_teleclinic_stun_text(ngx_str_t *s, u_char *value,
+    size_t len, size_t max);
+static ngx_int_t ngx_teleclinic_stun_hmac(const char *digest, u_char *start,
+    u_char *attr, size_t value_len, u_char *key, size_t key_len,
+    u_char *md);
+static ngx_int_t ngx_teleclinic_stun_add_mac(ngx_buf_t *b, ngx_uint_t type,
+    const char *digest, size_t md_len, u_char *key, size_t key_len);
+
+
+static ngx_str_t  ngx_teleclinic_stun_reasons[] = {
+    ngx_string("Try Alternate"),                     /* 300 */
+    ngx_string("Bad Request"),                       /* 400 */
+    ngx_string("Unauthorized"),                      /* 401 */
+    ngx_string("Forbidden"),                         /* 403 */
+    ngx_string("Mobility Forbidden"),                /* 405 */
+    ngx_string("Unknown Attribute"),                 /* 420 */
+    ngx_string("Allocation Mismatch"),               /* 437 */
+    ngx_string("Stale Nonce"),                       /* 438 */
+    ngx_string("Address Family not Supported"),      /* 440 */
+    ngx_string("Wrong Credentials"),                 /* 441 */
+    ngx_string("Unsupported Transport Protocol"),    /* 442 */
+    ngx_string("Peer Address Family Mismatch"),      /* 443 */
+    ngx_string("Allocation Quota Reached"),          /* 486 */
+    ngx_string("Server Error"),                      /* 500 */
+    ngx_string("Insufficient Capacity"),             /* 508 */
+    ngx_null_string
+};
+
+static ngx_uint_t  ngx_teleclinic_stun_codes[] = {
+    300, 400, 401, 403, 405, 420, 437, 438, 440, 441, 442, 443, 486, 500,
+    508, 0
+};
+
+
+ssize_t
+ngx_teleclinic_stun_frame_len(u_char *p, size_t len)
+{
+    size_t  n;
+
+    if (len > 0 && (p[0] & 0xc0)) {
+        return 0;
+    }
+
+    if (len < 8) {
+        return NGX_AGAIN;
+    }
+
+    if (ngx_teleclinic_stun_get32(p + 4) != NGX_TELECLINIC_STUN_MAGIC_COOKIE) {
+        return 0;
+    }
+
+    n = ngx_teleclinic_stun_get16(p + 2);
+
+    if (n & 3) {
+        return 0;
+    }
+
+    return NGX_TELECLINIC_STUN_HEADER_LEN + n;
+}
+
+
+ngx_int_t
+ngx_teleclinic_stun_parse(u_char *p, size_t len,
+    ngx_teleclinic_stun_msg_t *msg)
+{
+    size_t      alen, padded;
+    u_char     *pos, *end, *value;
+    uint32_t    crc;
+    ngx_uint_t  type;
+
+    ngx_memzero(msg, sizeof(ngx_teleclinic_stun_msg_t));
+
+    if (len < NGX_TELECLINIC_STUN_HEADER_LEN
+        || len > NGX_TELECLINIC_STUN_MAX_LEN
+        || (p[0] & 0xc0)
+        || ngx_teleclinic_stun_get32(p + 4) != NGX_TELECLINIC_STUN_MAGIC_COOKIE
+        || (size_t) ngx_teleclinic_stun_get16(p + 2) + 20 != len
+        || (len & 3))
+    {
+        return NGX_ERROR;
+    }
+
+    msg->start = p;
+    msg->len = len;
+    msg->type = ngx_teleclinic_stun_get16(p);
+    msg->method = ngx_teleclinic_stun_method(msg->type);
+    msg->class = ngx_teleclinic_stun_class(msg->type);
+    msg->tid = p + 8;
+
+    pos = p + NGX_TELECLINIC_STUN_HEADER_LEN;
+    end = p + len;
+
+    while (pos < end) {
+
+        /* the length is a multiple of 4: a header always fits */
+
+        type = ngx_teleclinic_stun_get16(pos);
+        alen = ngx_teleclinic_stun_get16(pos + 2);
+        value = pos + 4;
+        padded = ngx_teleclinic_stun_pad(alen);
+
+        if (padded > (size_t) (end - value)) {
+            return NGX_ERROR;
+        }
+
+        /* FINGERPRINT is the last attribute */
+
+        if (msg->fingerprint) {
+            return NGX_ERROR;
+        }
+
+        if (type == NGX_TELECLINIC_STUN_ATTR_FINGERPRINT) {
+
+            if (alen != 4) {
+                return NGX_ERROR;
+            }
+
+            crc = ngx_crc32_long(p, pos - p)
+                  ^ NGX_TELECLINIC_STUN_FINGERPRINT_XOR;
+
+            if (crc != ngx_teleclinic_stun_get32(value)) {
+                return NGX_ERROR;
+            }
+
+            msg->fingerprint = pos;
+
+        } else if (msg->integrity_sha256
+                   || (msg->integrity
+                       && type
+                          != NGX_TELECLINIC_STUN_ATTR_MESSAGE_INTEGRITY_SHA256))
+        {
+            /*
+             * what follows MESSAGE-INTEGRITY(-SHA256) is not covered by
+             * it, and is ignored (RFC 8489, 14.5 and 14.6)
+             */
+
+        } else {
+            ngx_teleclinic_stun_attribute(msg, type, value, alen);
+
+            if (type == NGX_TELECLINIC_STUN_ATTR_MESSAGE_INTEGRITY
+                && alen == NGX_TELECLINIC_STUN_SHA1_LEN)
+            {
+                msg->integrity = pos;
+            }
+
+            if (type == NGX_TELECLINIC_STUN_ATTR_MESSAGE_INTEGRITY_SHA256
+                && alen >= 16 && alen <= NGX_TELECLINIC_STUN_SHA256_LEN
+                && (alen & 3) == 0)
+            {
+                msg->integrity_sha256 = pos;
+                msg->integrity_sha256_len = alen;
+            }
+        }
+
+        pos = value + padded;
+    }
+
+    return msg->bad_attribute ? NGX_DECLINED : NGX_OK;
+}
+
+
+static void
+ngx_teleclinic_stun_attribute(ngx_teleclinic_stun_msg_t *msg,
+    ngx_uint_t type, u_char *value, size_t len)
+{
+    ngx_int_t   rc;
+    ngx_uint_t  i, code;
+
+    rc = NGX_OK;
+
+    switch (type) {
+
+    case NGX_TELECLINIC_STUN_ATTR_USERNAME:
+        rc = ngx_teleclinic_stun_text(&msg->username, value, len,
+                                      NGX_TELECLINIC_STUN_USERNAME_MAX);
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_REALM:
+        rc = ngx_teleclinic_stun_text(&msg->realm, value, len,
+                                      NGX_TELECLINIC_STUN_TEXT_MAX);
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_NONCE:
+        rc = ngx_teleclinic_stun_text(&msg->nonce, value, len,
+                                      NGX_TELECLINIC_STUN_TEXT_MAX);
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_SOFTWARE:
+        rc = ngx_teleclinic_stun_text(&msg->software, value, len,
+                                      NGX_TELECLINIC_STUN_TEXT_MAX);
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_USERHASH:
+        if (len != NGX_TELECLINIC_STUN_SHA256_LEN) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        rc = ngx_teleclinic_stun_text(&msg->userhash, value, len, len);
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_RESERVATION_TOKEN:
+        if (len != 8) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        rc = ngx_teleclinic_stun_text(&msg->reservation_token, value, len,
+                                      len);
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_DATA:
+        if (!msg->has_data) {
+            msg->data.data = value;
+            msg->data.len = len;
+            msg->has_data = 1;
+        }
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_XOR_PEER_ADDRESS:
+        if (msg->npeers == NGX_TELECLINIC_STUN_PEERS_MAX) {
+            msg->peers_overflow = 1;
+            break;
+        }
+
+        rc = ngx_teleclinic_stun_get_address(msg, value, len,
+                                             &msg->peers[msg->npeers]);
+        if (rc == NGX_OK) {
+            msg->npeers++;
+        }
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_XOR_MAPPED_ADDRESS:
+        if (!msg->has_mapped) {
+            rc = ngx_teleclinic_stun_get_address(msg, value, len,
+                                                 &msg->mapped);
+            msg->has_mapped = (rc == NGX_OK);
+        }
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_XOR_RELAYED_ADDRESS:
+        if (!msg->has_relayed) {
+            rc = ngx_teleclinic_stun_get_address(msg, value, len,
+                                                 &msg->relayed);
+            msg->has_relayed = (rc == NGX_OK);
+        }
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_LIFETIME:
+        if (len != 4) {
+            rc = NGX_ERROR;
+
+        } else if (!msg->has_lifetime) {
+            msg->lifetime = ngx_teleclinic_stun_get32(value);
+            msg->has_lifetime = 1;
+        }
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_REQUESTED_TRANSPORT:
+        if (len != 4) {
+            rc = NGX_ERROR;
+
+        } else if (!msg->has_requested_transport) {
+            msg->requested_transport = value[0];
+            msg->has_requested_transport = 1;
+        }
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_REQUESTED_ADDRESS_FAMILY:
+        if (len != 4) {
+            rc = NGX_ERROR;
+
+        } else if (!msg->has_requested_family) {
+            msg->requested_family = value[0];
+            msg->has_requested_family = 1;
+        }
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_CHANNEL_NUMBER:
+        if (len != 4) {
+            rc = NGX_ERROR;
+
+        } else if (!msg->has_channel) {
+            msg->channel = ngx_teleclinic_stun_get16(value);
+            msg->has_channel = 1;
+        }
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_EVEN_PORT:
+        if (len != 1) {
+            rc = NGX_ERROR;
+
+        } else if (!msg->has_even_port) {
+            msg->even_port_reserve = (value[0] & 0x80) ? 1 : 0;
+            msg->has_even_port = 1;
+        }
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_DONT_FRAGMENT:
+        if (len != 0) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        msg->dont_fragment = 1;
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_ERROR_CODE:
+        if (len < 4) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        code = (value[2] & 0x07) * 100 + value[3];
+
+        if (code < 300 || code > 699 || value[3] > 99) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        if (!msg->has_error_code) {
+            msg->error_code = code;
+            msg->has_error_code = 1;
+            rc = ngx_teleclinic_stun_text(&msg->error_reason, value + 4,
+                                          len - 4,
+                                          NGX_TELECLINIC_STUN_TEXT_MAX);
+        }
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_PASSWORD_ALGORITHM:
+        if (len < 4
+            || ngx_teleclinic_stun_pad(ngx_teleclinic_stun_get16(value + 2))
+               != len - 4)
+        {
+            rc = NGX_ERROR;
+
+        } else if (!msg->has_password_algorithm) {
+            msg->password_algorithm = ngx_teleclinic_stun_get16(value);
+            msg->has_password_algorithm = 1;
+        }
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_MESSAGE_INTEGRITY:
+        if (len != NGX_TELECLINIC_STUN_SHA1_LEN) {
+            rc = NGX_ERROR;
+        }
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_MESSAGE_INTEGRITY_SHA256:
+        if (len < 16 || len > NGX_TELECLINIC_STUN_SHA256_LEN || (len & 3)) {
+            rc = NGX_ERROR;
+        }
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_UNKNOWN_ATTRIBUTES:
+        if (len & 1) {
+            rc = NGX_ERROR;
+        }
+        break;
+
+    case NGX_TELECLINIC_STUN_ATTR_MAPPED_ADDRESS:
+        /* understood (the client's own address), and of no use here */
+        break;
+
+    default:
+
+        if (type >= 0x8000) {
+            /* comprehension-optional: ignored */
+            break;
+        }
+
+        for (i = 0; i < msg->nunknown; i++) {
+            if (msg->unknown[i] == type) {
+                return;
+            }
+        }
+
+        if (msg->nunknown < NGX_TELECLINIC_STUN_UNKNOWN_MAX) {
+            msg->unknown[msg->nunknown++] = (uint16_t) type;
+        }
+
+        break;
+    }
+
+    if (rc != NGX_OK && msg->bad_attribute == 0) {
+        msg->bad_attribute = type;
+    }
+}
+
+
+static ngx_int_t
+ngx_teleclinic_stun_get_address(ngx_teleclinic_stun_msg_t *msg,
+    u_char *value, size_t len, ngx_teleclinic_stun_addr_t *addr)
+{
+    ngx_uint_t           i;
+    struct sockaddr_in  *sin;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6 *sin6;
+#endif
+
+    ngx_memzero(addr, sizeof(ngx_teleclinic_stun_addr_t));
+
+    if (len == 8 && value[1] == 0x01) {
+        sin = &addr->sockaddr.sockaddr_in;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(ngx_teleclinic_stun_xor_port(
+                                  ngx_teleclinic_stun_get16(value + 2)));
+        sin->sin_addr.s_addr = htonl(ngx_teleclinic_stun_get32(value + 4)
+                                     ^ NGX_TELECLINIC_STUN_MAGIC_COOKIE);
+        addr->socklen = sizeof(struct sockaddr_in);
+
+        return NGX_OK;
+    }
+
+#if (NGX_HAVE_INET6)
+
+    if (len == 20 && value[1] == 0x02) {
+        sin6 = &addr->sockaddr.sockaddr_in6;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(ngx_teleclinic_stun_xor_port(
+                                    ngx_teleclinic_stun_get16(value + 2)));
+
+        /* the key is the magic cookie and the transaction id */
+        for (i = 0; i < 16; i++) {
+            sin6->sin6_addr.s6_addr[i] = value[4 + i] ^ msg->start[4 + i];
+        }
+
+        addr->socklen = sizeof(struct sockaddr_in6);
+
+        return NGX_OK;
+    }
+
+#endif
+
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_stun_text(ngx_str_t *s, u_char *value, size_t len, size_t max)
+{
+    if (len > max) {
+        return NGX_ERROR;
+    }
+
+    /* the first one counts (RFC 8489, 14) */
+
+    if (s->data == NULL) {
+        s->data = value;
+        s->len = len;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_teleclinic_stun_verify_integrity(ngx_teleclinic_stun_msg_t *msg,
+    u_char *key, size_t key_len)
+{
+    u_char  md[NGX_TELECLINIC_STUN_SHA256_LEN];
+
+    if (msg->integrity_sha256) {
+        if (ngx_teleclinic_stun_hmac("SHA256", msg->start,
+                                     msg->integrity_sha256,
+                                     msg->integrity_sha256_len,
+                                     key, key_len, md)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        return CRYPTO_memcmp(md, msg->integrity_sha256 + 4,
+                             msg->integrity_sha256_len) == 0
+               ? NGX_OK : NGX_DECLINED;
+    }
+
+    if (msg->integrity) {
+        if (ngx_teleclinic_stun_hmac("SHA1", msg->start, msg->integrity,
+                                     NGX_TELECLINIC_STUN_SHA1_LEN,
+                                     key, key_len, md)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        return CRYPTO_memcmp(md, msg->integrity + 4,
+                             NGX_TELECLINIC_STUN_SHA1_LEN) == 0
+               ? NGX_OK : NGX_DECLINED;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The HMAC of the message up to the attribute at attr, as if the message
+ * ended with that attribute: the header's length counts it.
+ */
+
+static ngx_int_t
+ngx_teleclinic_stun_hmac(const char *digest, u_char *start, u_char *attr,
+    size_t value_len, u_char *key, size_t key_len, u_char *md)
+{
+    size_t          n, len;
+    u_char          length[2];
+    ngx_int_t       rc;
+    OSSL_PARAM      params[2];
+    EVP_MAC_CTX    *ctx;
+    static EVP_MAC *mac;
+
+    if (mac == NULL) {
+        mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        if (mac == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    ctx = EVP_MAC_CTX_new(mac);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = attr - start - NGX_TELECLINIC_STUN_HEADER_LEN + 4 + value_len;
+    ngx_teleclinic_stun_set16(length, len);
+
+    params[0] = OSSL_PARAM_construct_utf8_string("digest", (char *) digest,
+                                                 0);
+    params[1] = OSSL_PARAM_construct_end();
+
+    /* an empty key is a key: OpenSSL wants a pointer all the same */
+
+    rc = (EVP_MAC_init(ctx, key_len ? key : (u_char *) "", key_len, params)
+              == 1
+          && EVP_MAC_update(ctx, start, 2) == 1
+          && EVP_MAC_update(ctx, length, 2) == 1
+          && EVP_MAC_update(ctx, start + 4, attr - start - 4) == 1
+          && EVP_MAC_final(ctx, md, &n, NGX_TELECLINIC_STUN_SHA256_LEN) == 1)
+         ? NGX_OK : NGX_ERROR;
+
+    EVP_MAC_CTX_free(ctx);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_teleclinic_stun_long_term_key(ngx_str_t *username, ngx_str_t *realm,
+    ngx_str_t *password, u_char *key)
+{
+    ngx_int_t    rc;
+    EVP_MD_CTX  *ctx;
+
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = (EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1
+          && EVP_DigestUpdate(ctx, username->data, username->len) == 1
+          && EVP_DigestUpdate(ctx, ":", 1) == 1
+          && EVP_DigestUpdate(ctx, realm->data, realm->len) == 1
+          && EVP_DigestUpdate(ctx, ":", 1) == 1
+          && EVP_DigestUpdate(ctx, password->data, password->len) == 1
+          && EVP_DigestFinal_ex(ctx, key, NULL) == 1)
+         ? NGX_OK : NGX_ERROR;
+
+    EVP_MD_CTX_free(ctx);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_teleclinic_stun_init(ngx_buf_t *b, ngx_uint_t type, u_char *tid)
+{
+    u_char  *p;
+
+    if (b->end - b->pos < NGX_TELECLINIC_STUN_HEADER_LEN) {
+        return NGX_ERROR;
+    }
+
+    p = b->pos;
+
+    ngx_teleclinic_stun_set16(p, type & 0x3fff);
+    ngx_teleclinic_stun_set16(p + 2, 0);
+    ngx_teleclinic_stun_set32(p + 4, NGX_TELECLINIC_STUN_MAGIC_COOKIE);
+    ngx_memmove(p + 8, tid, NGX_TELECLINIC_STUN_TID_LEN);
+
+    b->last = p + NGX_TELECLINIC_STUN_HEADER_LEN;
+
+    return NGX_OK;
+}
+
+
+/* room for an attribute of len bytes, with the header's length set */
+
+static u_char *
+ngx_teleclinic_stun_reserve(ngx_buf_t *b, ngx_uint_t type, size_t len)
+{
+    u_char  *p;
+    size_t   size, total;
+
+    size = 4 + ngx_teleclinic_stun_pad(len);
+    total = b->last - b->pos + size;
+
+    if (len > 0xffff
+        || (size_t) (b->end - b->last) < size
+        || total > NGX_TELECLINIC_STUN_MAX_LEN)
+    {
+        return NULL;
+    }
+
+    ngx_teleclinic_stun_set16(b->pos + 2,
+                              total - NGX_TELECLINIC_STUN_HEADER_LEN);
+
+    p = b->last;
+
+    ngx_teleclinic_stun_set16(p, type);
+    ngx_teleclinic_stun_set16(p + 2, len);
+
+    /* the padding is zeros */
+    ngx_memzero(p + 4 + len, ngx_teleclinic_stun_pad(len) - len);
+
+    b->last += size;
+
+    return p + 4;
+}
+
+
+ngx_int_t
+ngx_teleclinic_stun_add_attr(ngx_buf_t *b, ngx_uint_t type, u_char *data,
+    size_t len)
+{
+    u_char  *p;
+
+    p = ngx_teleclinic_stun_reserve(b, type, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (len) {
+        ngx_memcpy(p, data, len);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_teleclinic_stun_add_uint32(ngx_buf_t *b, ngx_uint_t type,
+    uint32_t value)
+{
+    u_char  *p;
+
+    p = ngx_teleclinic_stun_reserve(b, type, 4);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_teleclinic_stun_set32(p, value);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_teleclinic_stun_add_xor_address(ngx_buf_t *b, ngx_uint_t type,
+    struct sockaddr *sa)
+{
+    u_char               *p, *a;
+    ngx_uint_t            i, port;
+    struct sockaddr_in   *sin;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6  *sin6;
+#endif
+
+    switch (sa->sa_family) {
+
+#if (NGX_HAVE_INET6)
+    case AF_INET6:
+        sin6 = (struct sockaddr_in6 *) sa;
+
+        p = ngx_teleclinic_stun_reserve(b, type, 20);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        port = ntohs(sin6->sin6_port);
+        a = sin6->sin6_addr.s6_addr;
+
+        p[0] = 0;
+        p[1] = 0x02;
+        ngx_teleclinic_stun_set16(p + 2, ngx_teleclinic_stun_xor_port(port));
+
+        /* the magic cookie and the transaction id follow the type */
+        for (i = 0; i < 16; i++) {
+            p[4 + i] = a[i] ^ b->pos[4 + i];
+        }
+
+        return NGX_OK;
+#endif
+
+    case AF_INET:
+        sin = (struct sockaddr_in *) sa;
+
+        p = ngx_teleclinic_stun_reserve(b, type, 8);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        port = ntohs(sin->sin_port);
+
+        p[0] = 0;
+        p[1] = 0x01;
+        ngx_teleclinic_stun_set16(p + 2, ngx_teleclinic_stun_xor_port(port));
+        ngx_teleclinic_stun_set32(p + 4, ntohl(sin->sin_addr.s_addr)
+                                         ^ NGX_TELECLINIC_STUN_MAGIC_COOKIE);
+
+        return NGX_OK;
+
+    default:
+        return NGX_DECLINED;
+    }
+}
+
+
+ngx_int_t
+ngx_teleclinic_stun_add_error_code(ngx_buf_t *b, ngx_uint_t code,
+    ngx_str_t *reason)
+{
+    u_char  *p;
+
+    if (code < 300 || code > 699) {
+        return NGX_ERROR;
+    }
+
+    if (reason == NULL) {
+        reason = ngx_teleclinic_stun_reason(code);
+    }
+
+    if (reason->len > NGX_TELECLINIC_STUN_TEXT_MAX) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_teleclinic_stun_reserve(b, NGX_TELECLINIC_STUN_ATTR_ERROR_CODE,
+                                    4 + reason->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    p[0] = 0;
+    p[1] = 0;
+    p[2] = (u_char) (code / 100);
+    p[3] = (u_char) (code % 100);
+
+    if (reason->len) {
+        ngx_memcpy(p + 4, reason->data, reason->len);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_teleclinic_stun_add_unknown(ngx_buf_t *b, uint16_t *types, ngx_uint_t n)
+{
+    u_char      *p;
+    ngx_uint_t   i;
+
+    p = ngx_teleclinic_stun_reserve(b,
+                                    NGX_TELECLINIC_STUN_ATTR_UNKNOWN_ATTRIBUTES,
+                                    2 * n);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        ngx_teleclinic_stun_set16(p + 2 * i, types[i]);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_teleclinic_stun_add_integrity(ngx_buf_t *b, u_char *key, size_t key_len)
+{
+    return ngx_teleclinic_stun_add_mac(b,
+                                 NGX_TELECLINIC_STUN_ATTR_MESSAGE_INTEGRITY,
+                                 "SHA1", NGX_TELECLINIC_STUN_SHA1_LEN,
+                                 key, key_len);
+}
+
+
+ngx_int_t
+ngx_teleclinic_stun_add_integrity_sha256(ngx_buf_t *b, u_char *key,
+    size_t key_len)
+{
+    return ngx_teleclinic_stun_add_mac(b,
+                             NGX_TELECLINIC_STUN_ATTR_MESSAGE_INTEGRITY_SHA256,
+                             "SHA256", NGX_TELECLINIC_STUN_SHA256_LEN,
+                             key, key_len);
+}
+
+
+static ngx_int_t
+ngx_teleclinic_stun_add_mac(ngx_buf_t *b, ngx_uint_t type,
+    const char *digest, size_t md_len, u_char *key, size_t key_len)
+{
+    u_char  *p, *attr;
+    u_char   md[NGX_TELECLINIC_STUN_SHA256_LEN];
+
+    attr = b->last;
+
+    if (ngx_teleclinic_stun_hmac(digest, b->pos, attr, md_len, key, key_len,
+                                 md)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p = ngx_teleclinic_stun_reserve(b, type, md_len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, md, md_len);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_teleclinic_stun_add_fingerprint(ngx_buf_t *b)
+{
+    u_char    *p;
+    uint32_t   crc;
+
+    p = ngx_teleclinic_stun_reserve(b, NGX_TELECLINIC_STUN_ATTR_FINGERPRINT,
+                                    4);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* over the header that already counts the fingerprint */
+    crc = ngx_crc32_long(b->pos, p - 4 - b->pos)
+          ^ NGX_TELECLINIC_STUN_FINGERPRINT_XOR;
+
+    ngx_teleclinic_stun_set32(p, crc);
+
+    return NGX_OK;
+}
+
+
+ngx_str_t *
+ngx_teleclinic_stun_reason(ngx_uint_t code)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; ngx_teleclinic_stun_codes[i]; i++) {
+        if (ngx_teleclinic_stun_codes[i] == code) {
+            break;
+        }
+    }
+
+    /* the last entry is the empty string */
+    return &ngx_teleclinic_stun_reasons[i];
+}

@@ -1,0 +1,1419 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <wslay/wslay.h>
+#include "ngx_teleclinic_booking.h"
+#include "ngx_teleclinic_websocket.h"
+
+
+#define NGX_TELECLINIC_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+/*
+ * One upgraded connection.  It lives in the request's pool: the request
+ * stays open (its count holds it) until the WebSocket ends, and the pool
+ * cleanup frees wslay's context and the timer on every way out.
+ */
+typedef struct {
+    ngx_http_request_t           *request;
+    ngx_teleclinic_ws_conf_t     *conf;
+    wslay_event_context_ptr       ctx;
+
+    /* pings; once a close is under way, the wait for the peer's close */
+    ngx_event_t                   timer;
+    ngx_msec_t                    linger;
+
+    /* the message rate: tokens in thousandths of a message */
+    ngx_msec_t                    last;
+    ngx_uint_t                    tokens;
+    ngx_uint_t                    strikes;
+
+    /* calls of the recv callback in one wslay_event_recv() */
+    ngx_uint_t                    reads;
+
+    /* our close frame, queued once the answers before it are sent */
+    uint16_t                      close_code;
+    const char                   *close_reason;
+
+    unsigned                      ping_sent:1;
+    unsigned                      closing:1;
+    unsigned                      overflow:1;
+    unsigned                      again:1;
+    unsigned                      eof:1;
+    unsigned                      io_error:1;
+} ngx_teleclinic_ws_t;
+
+
+static ngx_int_t ngx_teleclinic_ws_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_teleclinic_ws_refuse(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *message);
+static ngx_table_elt_t *ngx_teleclinic_ws_header(ngx_http_request_t *r,
+    const char *name, size_t len);
+static ngx_int_t ngx_teleclinic_ws_has_token(ngx_http_request_t *r,
+    const char *name, size_t len, const char *token, size_t tlen);
+static ngx_int_t ngx_teleclinic_ws_origin_ok(ngx_http_request_t *r,
+    ngx_teleclinic_ws_conf_t *wcf);
+static ngx_int_t ngx_teleclinic_ws_accept(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_str_t *accept);
+static void ngx_teleclinic_ws_cleanup(void *data);
+static ngx_teleclinic_ws_t *ngx_teleclinic_ws_from(ngx_http_request_t *r);
+static void ngx_teleclinic_ws_read_handler(ngx_event_t *rev);
+static void ngx_teleclinic_ws_read(ngx_teleclinic_ws_t *ws);
+static void ngx_teleclinic_ws_write_handler(ngx_event_t *wev);
+static void ngx_teleclinic_ws_timer_handler(ngx_event_t *ev);
+static void ngx_teleclinic_ws_tick(ngx_teleclinic_ws_t *ws);
+static void ngx_teleclinic_ws_flush(ngx_teleclinic_ws_t *ws);
+static void ngx_teleclinic_ws_finalize(ngx_teleclinic_ws_t *ws,
+    ngx_int_t rc);
+static void ngx_teleclinic_ws_fail(ngx_teleclinic_ws_t *ws, uint16_t code,
+    const char *reason);
+static ssize_t ngx_teleclinic_ws_recv(wslay_event_context_ptr ctx,
+    uint8_t *buf, size_t len, int flags, void *user_data);
+static ssize_t ngx_teleclinic_ws_send(wslay_event_context_ptr ctx,
+    const uint8_t *data, size_t len, int flags, void *user_data);
+static void ngx_teleclinic_ws_on_msg(wslay_event_context_ptr ctx,
+    const struct wslay_event_on_msg_recv_arg *arg, void *user_data);
+static ngx_int_t ngx_teleclinic_ws_rate_ok(ngx_teleclinic_ws_t *ws);
+static void ngx_teleclinic_ws_message(ngx_teleclinic_ws_t *ws,
+    const u_char *msg, size_t len);
+static void ngx_teleclinic_ws_reply(ngx_teleclinic_ws_t *ws, json_t *json);
+static void ngx_teleclinic_ws_error(ngx_teleclinic_ws_t *ws, json_t *id,
+    const char *code, const char *message);
+static ngx_int_t ngx_teleclinic_ws_utf8_valid(const u_char *p, size_t len);
+
+
+void
+ngx_teleclinic_ws_conf_init(ngx_teleclinic_ws_conf_t *conf)
+{
+    conf->enable = NGX_CONF_UNSET;
+    conf->origins = NGX_CONF_UNSET_PTR;
+    conf->ping = NGX_CONF_UNSET_MSEC;
+    conf->max_message = NGX_CONF_UNSET_SIZE;
+    conf->send_buffer = NGX_CONF_UNSET_SIZE;
+    conf->rate = NGX_CONF_UNSET_UINT;
+    conf->burst = NGX_CONF_UNSET_UINT;
+}
+
+
+void
+ngx_teleclinic_ws_conf_merge(ngx_teleclinic_ws_conf_t *conf,
+    ngx_teleclinic_ws_conf_t *prev)
+{
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_ptr_value(conf->origins, prev->origins, NULL);
+    ngx_conf_merge_msec_value(conf->ping, prev->ping, 30000);
+    ngx_conf_merge_size_value(conf->max_message, prev->max_message,
+                              64 * 1024);
+    ngx_conf_merge_size_value(conf->send_buffer, prev->send_buffer,
+                              256 * 1024);
+    ngx_conf_merge_uint_value(conf->rate, prev->rate, 20);
+    ngx_conf_merge_uint_value(conf->burst, prev->burst, 40);
+}
+
+
+char *
+ngx_teleclinic_ws_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_teleclinic_loc_conf_t *tlcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (tlcf->ws.enable != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    tlcf->ws.enable = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_teleclinic_ws_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* teleclinic_websocket_origins origin ...; */
+
+char *
+ngx_teleclinic_ws_origins_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_teleclinic_loc_conf_t *tlcf = conf;
+
+    ngx_str_t   *value, *s;
+    ngx_uint_t   i;
+
+    if (tlcf->ws.origins != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    tlcf->ws.origins = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                        sizeof(ngx_str_t));
+    if (tlcf->ws.origins == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (ngx_strlchr(value[i].data, value[i].data + value[i].len, '/')
+            == NULL)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid origin \"%V\", it looks like "
+                               "\"https://host[:port]\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        s = ngx_array_push(tlcf->ws.origins);
+        if (s == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *s = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* teleclinic_websocket_rate 20r/s [burst=40]; */
+
+char *
+ngx_teleclinic_ws_rate_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_teleclinic_loc_conf_t *tlcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (tlcf->ws.rate != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len < 4
+        || ngx_strcmp(value[1].data + value[1].len - 3, "r/s") != 0
+        || (n = ngx_atoi(value[1].data, value[1].len - 3)) <= 0
+        || n > 100000)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid rate \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    tlcf->ws.rate = n;
+    tlcf->ws.burst = 2 * n;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strncmp(value[2].data, "burst=", 6) != 0
+            || (n = ngx_atoi(value[2].data + 6, value[2].len - 6)) <= 0
+            || n > 100000)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        tlcf->ws.burst = n;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the handshake (RFC 6455, 4.2) */
+
+static ngx_int_t
+ngx_teleclinic_ws_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                        rc;
+    ngx_str_t                        key, accept;
+    ngx_connection_t                *c;
+    ngx_table_elt_t                 *h;
+    ngx_pool_cleanup_t              *cln;
+    ngx_teleclinic_ws_t             *ws;
+    ngx_http_core_loc_conf_t        *clcf;
+    ngx_teleclinic_ws_conf_t        *wcf;
+    ngx_http_teleclinic_loc_conf_t  *tlcf;
+
+    static struct wslay_event_callbacks  callbacks = {
+        ngx_teleclinic_ws_recv,
+        ngx_teleclinic_ws_send,
+        NULL,
+        NULL,
+        NULL,
+        NULL,
+        ngx_teleclinic_ws_on_msg
+    };
+
+    c = r->connection;
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_teleclinic_module);
+    wcf = &tlcf->ws;
+
+    if (r != r->main) {
+        return NGX_HTTP_NOT_FOUND;
+    }
+
+    if (r->method != NGX_HTTP_GET) {
+        return ngx_teleclinic_ws_refuse(r, NGX_HTTP_NOT_ALLOWED,
+                                        "method_not_allowed",
+                                        "a WebSocket handshake is a GET");
+    }
+
+    h = r->headers_in.upgrade;
+
+    if (h == NULL
+        || h->value.len != sizeof("websocket") - 1
+        || ngx_strncasecmp(h->value.data, (u_char *) "websocket",
+                           h->value.len) != 0)
+    {
+        return ngx_teleclinic_ws_refuse(r, 426, "upgrade_required",
+                                        "this is a WebSocket endpoint");
+    }
+
+    if (r->http_version < NGX_HTTP_VERSION_11
+#if (NGX_HTTP_V2)
+        || r->stream
+#endif
+        || r->headers_in.content_length_n > 0
+        || r->headers_in.chunked
+        || !ngx_teleclinic_ws_has_token(r, "Connection",
+                                        sizeof("Connection") - 1,
+                                        "upgrade", sizeof("upgrade") - 1))
+    {
+        return ngx_teleclinic_ws_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                        "bad_handshake",
+                                        "not a WebSocket handshake");
+    }
+
+    h = ngx_teleclinic_ws_header(r, "Sec-WebSocket-Version",
+                                 sizeof("Sec-WebSocket-Version") - 1);
+
+    if (h == NULL || h->value.len != 2
+        || ngx_strncmp(h->value.data, "13", 2) != 0)
+    {
+        return ngx_teleclinic_ws_refuse(r, 426, "unsupported_version",
+                                        "Sec-WebSocket-Version must be 13");
+    }
+
+    h = ngx_teleclinic_ws_header(r, "Sec-WebSocket-Key",
+                                 sizeof("Sec-WebSocket-Key") - 1);
+
+    if (h == NULL) {
+        return ngx_teleclinic_ws_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                        "bad_handshake",
+                                        "no Sec-WebSocket-Key");
+    }
+
+    key = h->value;
+
+    if (ngx_teleclinic_ws_accept(r, &key, &accept) != NGX_OK) {
+        return ngx_teleclinic_ws_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                        "bad_handshake",
+                                        "Sec-WebSocket-Key is not 16 "
+                                        "bytes in base64");
+    }
+
+    if (ngx_teleclinic_ws_origin_ok(r, wcf) != NGX_OK) {
+        return ngx_teleclinic_ws_refuse(r, NGX_HTTP_FORBIDDEN,
+                                        "origin_not_allowed",
+                                        "this origin may not connect");
+    }
+
+    if (ngx_exiting || ngx_terminate) {
+        return ngx_teleclinic_ws_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        "shutting_down",
+                                        "the server is restarting");
+    }
+
+    /* the connection */
+
+    ws = ngx_pcalloc(r->pool, sizeof(ngx_teleclinic_ws_t));
+    if (ws == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (wslay_event_context_server_init(&ws->ctx, &callbacks, ws) != 0) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_teleclinic_ws_cleanup;
+    cln->data = ws;
+
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, wcf->max_message);
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    ws->request = r;
+    ws->conf = wcf;
+    ws->linger = clcf->lingering_timeout;
+    ws->last = ngx_current_msec;
+    ws->tokens = wcf->burst * 1000;
+
+    ws->timer.handler = ngx_teleclinic_ws_timer_handler;
+    ws->timer.data = ws;
+    ws->timer.log = c->log;
+
+    /* the response: 101, "Connection: upgrade" comes from the header filter */
+
+    r->keepalive = 0;
+    r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
+    ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Upgrade");
+    ngx_str_set(&h->value, "websocket");
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Sec-WebSocket-Accept");
+    h->value = accept;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_send_special(r, NGX_HTTP_FLUSH) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    /*
+     * from here on the connection is ours, as an upgraded one is the
+     * upstream module's: the request stays open until the WebSocket ends
+     */
+
+    c->log->action = "serving WebSocket";
+
+    if (clcf->tcp_nodelay && ngx_tcp_nodelay(c) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    r->main->count++;
+
+    c->read->handler = ngx_teleclinic_ws_read_handler;
+    c->write->handler = ngx_teleclinic_ws_write_handler;
+
+    /* a graceful shutdown calls the read handler with c->close set */
+    c->idle = 1;
+
+    ngx_add_timer(&ws->timer, wcf->ping);
+
+    /*
+     * frames that came with the handshake wait in r->header_in; posted, not
+     * called: the request may end there, and the caller finalizes it too
+     */
+    ngx_post_event(c->read, &ngx_posted_events);
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_ws_refuse(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message)
+{
+    u_char           *p;
+    size_t            len;
+    ngx_int_t         rc;
+    ngx_buf_t        *b;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = sizeof("{\"error\":{\"code\":\"\",\"message\":\"\"}}\n") - 1
+          + ngx_strlen(code) + ngx_strlen(message);
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the strings are static and need no escaping */
+    ngx_sprintf(p, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n",
+                code, message);
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    if (status == NGX_HTTP_NOT_ALLOWED) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Allow");
+        ngx_str_set(&h->value, "GET");
+    }
+
+    if (status == 426) {
+        ngx_str_set(&r->headers_out.status_line, "426 Upgrade Required");
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Upgrade");
+        ngx_str_set(&h->value, "websocket");
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Sec-WebSocket-Version");
+        ngx_str_set(&h->value, "13");
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = p;
+    b->last = p + len;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_table_elt_t *
+ngx_teleclinic_ws_header(ngx_http_request_t *r, const char *name, size_t len)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+/* a token in a comma-separated header, in any of its lines */
+
+static ngx_int_t
+ngx_teleclinic_ws_has_token(ngx_http_request_t *r, const char *name,
+    size_t len, const char *token, size_t tlen)
+{
+    u_char           *p, *last, *start, *end;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return 0;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len != len
+            || ngx_strncasecmp(h[i].key.data, (u_char *) name, len) != 0)
+        {
+            continue;
+        }
+
+        p = h[i].value.data;
+        last = p + h[i].value.len;
+
+        while (p < last) {
+            while (p < last && (*p == ' ' || *p == '\t' || *p == ',')) {
+                p++;
+            }
+
+            start = p;
+
+            while (p < last && *p != ',') {
+                p++;
+            }
+
+            end = p;
+
+            while (end > start && (end[-1] == ' ' || end[-1] == '\t')) {
+                end--;
+            }
+
+            if ((size_t) (end - start) == tlen
+                && ngx_strncasecmp(start, (u_char *) token, tlen) == 0)
+            {
+                return 1;
+            }
+        }
+    }
+}
+
+
+/*
+ * Browsers always send Origin with a WebSocket handshake, and a page of
+ * another site may open one with the user's cookies; other clients send
+ * none and could forge it anyway.  So a handshake without Origin passes,
+ * one with Origin must match the list, or without a list come from this
+ * same host: "scheme://host[:port]" whose host[:port] equals Host.
+ */
+
+static ngx_int_t
+ngx_teleclinic_ws_origin_ok(ngx_http_request_t *r,
+    ngx_teleclinic_ws_conf_t *wcf)
+{
+    u_char           *p;
+    size_t            len;
+    ngx_str_t        *origin;
+    ngx_uint_t        i;
+    ngx_table_elt_t  *h, *host;
+
+    h = ngx_teleclinic_ws_header(r, "Origin", sizeof("Origin") - 1);
+
+    if (h == NULL) {
+        return NGX_OK;
+    }
+
+    if (wcf->origins) {
+        origin = wcf->origins->elts;
+
+        for (i = 0; i < wcf->origins->nelts; i++) {
+            if (origin[i].len == h->value.len
+                && ngx_strncasecmp(origin[i].data, h->value.data,
+                                   h->value.len) == 0)
+            {
+                return NGX_OK;
+            }
+        }
+
+        return NGX_DECLINED;
+    }
+
+    host = r->headers_in.host;
+
+    if (host == NULL) {
+        return NGX_DECLINED;
+    }
+
+    p = ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
+                         (u_char *) "://", 3 - 1);
+
+    if (p == NULL) {
+        return NGX_DECLINED;
+    }
+
+    p += 3;
+    len = h->value.data + h->value.len - p;
+
+    if (len == host->value.len
+        && ngx_strncasecmp(p, host->value.data, len) == 0)
+    {
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* Sec-WebSocket-Accept for a key, or NGX_DECLINED for an invalid key */
+
+static ngx_int_t
+ngx_teleclinic_ws_accept(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_str_t *accept)
+{
+    u_char        buf[24 + sizeof(NGX_TELECLINIC_WS_GUID) - 1];
+    u_char        raw[18], md[EVP_MAX_MD_SIZE];
+    ngx_str_t     src, dst;
+    unsigned int  mdlen;
+
+    /* 16 bytes in base64: 22 characters and "==" */
+
+    if (key->len != 24 || key->data[22] != '=' || key->data[23] != '=') {
+        return NGX_DECLINED;
+    }
+
+    src.data = key->data;
+    src.len = 22;
+    dst.data = raw;
+
+    if (ngx_decode_base64(&dst, &src) != NGX_OK || dst.len != 16) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memcpy(buf, key->data, 24);
+    ngx_memcpy(buf + 24, NGX_TELECLINIC_WS_GUID,
+               sizeof(NGX_TELECLINIC_WS_GUID) - 1);
+
+    if (EVP_Digest(buf, sizeof(buf), md, &mdlen, EVP_sha1(), NULL) != 1) {
+        return NGX_ERROR;
+    }
+
+    accept->data = ngx_pnalloc(r->pool, ngx_base64_encoded_length(mdlen));
+    if (accept->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    src.data = md;
+    src.len = mdlen;
+
+    ngx_encode_base64(accept, &src);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_teleclinic_ws_cleanup(void *data)
+{
+    ngx_teleclinic_ws_t  *ws = data;
+
+    if (ws->timer.timer_set) {
+        ngx_del_timer(&ws->timer);
+    }
+
+    if (ws->ctx) {
+        wslay_event_context_free(ws->ctx);
+        ws->ctx = NULL;
+    }
+}
+
+
+/*
+ * The request's module context belongs to the API's variables; the
+ * connection's state is found through its pool cleanup instead.
+ */
+
+static ngx_teleclinic_ws_t *
+ngx_teleclinic_ws_from(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_teleclinic_ws_cleanup) {
+            return cln->data;
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_teleclinic_ws_read_handler(ngx_event_t *rev)
+{
+    ngx_connection_t     *c;
+    ngx_http_request_t   *r;
+    ngx_teleclinic_ws_t  *ws;
+
+    c = rev->data;
+    r = c->data;
+    ws = ngx_teleclinic_ws_from(r);
+
+    if (ws == NULL || ws->ctx == NULL) {
+        return;
+    }
+
+    ngx_http_set_log_request(c->log, r);
+
+    ngx_teleclinic_ws_read(ws);
+
+    /* a finalized request may be posted to be terminated */
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_teleclinic_ws_read(ngx_teleclinic_ws_t *ws)
+{
+    ngx_connection_t  *c;
+
+    c = ws->request->connection;
+
+    if (c->close) {
+        c->close = 0;
+        c->idle = 0;
+
+        if (c->error) {
+            /* worker_shutdown_timeout ran out */
+            ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
+            return;
+        }
+
+        /* the worker is shutting down gracefully */
+        ngx_teleclinic_ws_fail(ws, WSLAY_CODE_GOING_AWAY,
+                               "server restarting");
+        ngx_teleclinic_ws_flush(ws);
+        return;
+    }
+
+    /*
+     * With edge-triggered events nothing calls us again until new bytes
+     * arrive, so the socket must be read until recv() says EAGAIN; wslay's
+     * error field is shared with the send side, and a WOULDBLOCK left there
+     * by a send must not look like the end of the input.
+     */
+
+    ws->again = 0;
+
+    while (!ws->again && !ws->overflow && wslay_event_want_read(ws->ctx)) {
+
+        ws->reads = 0;
+        wslay_event_set_error(ws->ctx, 0);
+
+        if (wslay_event_recv(ws->ctx) != 0) {
+            if (ws->eof && !ws->io_error) {
+                ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                              "client closed WebSocket without a close "
+                              "frame");
+            }
+
+            ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
+            return;
+        }
+
+        if (ws->reads == 0) {
+            break;
+        }
+    }
+
+    ngx_teleclinic_ws_flush(ws);
+}
+
+
+static void
+ngx_teleclinic_ws_write_handler(ngx_event_t *wev)
+{
+    ngx_connection_t     *c;
+    ngx_http_request_t   *r;
+    ngx_teleclinic_ws_t  *ws;
+
+    c = wev->data;
+    r = c->data;
+    ws = ngx_teleclinic_ws_from(r);
+
+    if (ws == NULL || ws->ctx == NULL) {
+        return;
+    }
+
+    ngx_http_set_log_request(c->log, r);
+
+    ngx_teleclinic_ws_flush(ws);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_teleclinic_ws_timer_handler(ngx_event_t *ev)
+{
+    ngx_teleclinic_ws_t  *ws = ev->data;
+
+    ngx_connection_t  *c;
+
+    c = ws->request->connection;
+
+    ngx_http_set_log_request(c->log, ws->request);
+
+    ngx_teleclinic_ws_tick(ws);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_teleclinic_ws_tick(ngx_teleclinic_ws_t *ws)
+{
+    ngx_connection_t  *c;
+
+    c = ws->request->connection;
+
+    if (ws->closing) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "WebSocket peer did not answer the close in time");
+        ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
+        return;
+    }
+
+    if (ws->ping_sent) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "WebSocket peer did not answer a ping, dropped");
+        ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
+        return;
+    }
+
+    {
+        struct wslay_event_msg  msg = { WSLAY_PING, NULL, 0 };
+
+        if (wslay_event_queue_msg(ws->ctx, &msg) == 0) {
+            ws->ping_sent = 1;
+        }
+    }
+
+    ngx_add_timer(&ws->timer, ws->conf->ping);
+
+    ngx_teleclinic_ws_flush(ws);
+}
+
+
+/* sends what is queued, and ends the connection when it is over */
+
+static void
+ngx_teleclinic_ws_flush(ngx_teleclinic_ws_t *ws)
+{
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ws->request;
+    c = r->connection;
+
+    /* the rest of the 101 response, if the socket was full */
+
+    if (c->buffered & NGX_HTTP_WRITE_BUFFERED) {
+        rc = ngx_http_output_filter(r, NULL);
+
+        if (rc == NGX_ERROR) {
+            ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
+            return;
+        }
+    }
+
+    if (!(c->buffered & NGX_HTTP_WRITE_BUFFERED)
+        && wslay_event_want_write(ws->ctx)
+        && c->write->ready)
+    {
+        wslay_event_set_error(ws->ctx, 0);
+
+        if (wslay_event_send(ws->ctx) != 0) {
+            ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
+            return;
+        }
+    }
+
+    if (ws->close_code && wslay_event_get_close_sent(ws->ctx)) {
+        /* the peer closed first and wslay answered it */
+        ws->close_code = 0;
+    }
+
+    if (ws->close_code && wslay_event_get_queued_msg_count(ws->ctx) == 0) {
+        (void) wslay_event_queue_close(ws->ctx, ws->close_code,
+                                       (const uint8_t *) ws->close_reason,
+                                       ngx_strlen(ws->close_reason));
+        ws->close_code = 0;
+
+        if (c->write->ready && wslay_event_send(ws->ctx) != 0) {
+            ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
+            return;
+        }
+    }
+
+    /*
+     * a peer that sends and does not read: its answers would pile up in
+     * this worker without end
+     */
+
+    if (wslay_event_get_queued_msg_length(ws->ctx) > ws->conf->send_buffer) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "WebSocket peer does not read, %uz bytes queued, "
+                      "dropped", wslay_event_get_queued_msg_length(ws->ctx));
+        ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
+        return;
+    }
+
+    if (ws->overflow) {
+        /* drained below the limit: read again */
+        ws->overflow = 0;
+        ngx_post_event(c->read, &ngx_posted_events);
+    }
+
+    if (!wslay_event_want_read(ws->ctx) && !wslay_event_want_write(ws->ctx)
+        && ws->close_code == 0
+        && !(c->buffered & NGX_HTTP_WRITE_BUFFERED))
+    {
+        ngx_teleclinic_ws_finalize(ws, NGX_DONE);
+        return;
+    }
+
+    if (ngx_handle_write_event(c->write, 0) != NGX_OK
+        || ngx_handle_read_event(c->read, 0) != NGX_OK)
+    {
+        ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
+        return;
+    }
+}
+
+
+/*
+ * NGX_DONE: the close handshake is over, or our close is sent; without the
+ * peer's close frame nginx's lingering close reads what it still sends.
+ * NGX_ERROR: the connection is dropped.
+ */
+
+static void
+ngx_teleclinic_ws_finalize(ngx_teleclinic_ws_t *ws, ngx_int_t rc)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ws->request;
+    c = r->connection;
+
+    c->idle = 0;
+
+    if (ws->timer.timer_set) {
+        ngx_del_timer(&ws->timer);
+    }
+
+    if (rc == NGX_DONE && !wslay_event_get_close_received(ws->ctx)) {
+        r->lingering_close = 1;
+    }
+
+    if (ws->ctx) {
+        wslay_event_context_free(ws->ctx);
+        ws->ctx = NULL;
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/*
+ * Our close frame.  wslay sends control frames ahead of queued messages
+ * and nothing after a close, so it is queued when the answers already
+ * queued are out (ngx_teleclinic_ws_flush).  What else the peer sends is
+ * read and dropped.
+ */
+
+static void
+ngx_teleclinic_ws_fail(ngx_teleclinic_ws_t *ws, uint16_t code,
+    const char *reason)
+{
+    if (ws->closing) {
+        return;
+    }
+
+    ws->closing = 1;
+    ws->close_code = code;
+    ws->close_reason = reason;
+
+    if (ws->timer.timer_set) {
+        ngx_del_timer(&ws->timer);
+    }
+
+    ngx_add_timer(&ws->timer, ws->linger);
+}
+
+
+static ssize_t
+ngx_teleclinic_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
+    int flags, void *user_data)
+{
+    ngx_teleclinic_ws_t  *ws = user_data;
+
+    ssize_t              n;
+    ngx_buf_t           *b;
+    ngx_connection_t    *c;
+
+    ws->reads++;
+
+    /* answers pile up: stop reading until they are sent */
+    if (ws->overflow) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+
+    b = ws->request->header_in;
+
+    if (b->pos < b->last) {
+        n = ngx_min((size_t) (b->last - b->pos), len);
+        ngx_memcpy(buf, b->pos, n);
+        b->pos += n;
+        return n;
+    }
+
+    c = ws->request->connection;
+
+    n = c->recv(c, buf, len);
+
+    if (n == NGX_AGAIN) {
+        ws->again = 1;
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+
+    if (n == 0) {
+        ws->eof = 1;
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+
+    if (n == NGX_ERROR) {
+        ws->io_error = 1;
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+
+    return n;
+}
+
+
+static ssize_t
+ngx_teleclinic_ws_send(wslay_event_context_ptr ctx, const uint8_t *data,
+    size_t len, int flags, void *user_data)
+{
+    ngx_teleclinic_ws_t  *ws = user_data;
+
+    ssize_t            n;
+    ngx_connection_t  *c;
+
+    c = ws->request->connection;
+
+    n = c->send(c, (u_char *) data, len);
+
+    if (n == NGX_AGAIN) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+
+    if (n == NGX_ERROR || n == 0) {
+        ws->io_error = 1;
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+
+    return n;
+}
+
+
+static void
+ngx_teleclinic_ws_on_msg(wslay_event_context_ptr ctx,
+    const struct wslay_event_on_msg_recv_arg *arg, void *user_data)
+{
+    ngx_teleclinic_ws_t  *ws = user_data;
+
+    if (wslay_is_ctrl_frame(arg->opcode)) {
+        if (arg->opcode == WSLAY_PONG) {
+            ws->ping_sent = 0;
+        }
+
+        /* wslay answers pings and close frames itself */
+        return;
+    }
+
+    if (ws->closing) {
+        return;
+    }
+
+    if (ngx_teleclinic_ws_rate_ok(ws) != NGX_OK) {
+        return;
+    }
+
+    if (arg->opcode != WSLAY_TEXT_FRAME) {
+        ngx_teleclinic_ws_fail(ws, WSLAY_CODE_UNSUPPORTED_DATA,
+                               "binary messages are not supported");
+        return;
+    }
+
+    /* wslay leaves UTF-8 to us (RFC 6455, 8.1) */
+    if (!ngx_teleclinic_ws_utf8_valid(arg->msg, arg->msg_length)) {
+        ngx_teleclinic_ws_fail(ws, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA,
+                               "text message is not UTF-8");
+        return;
+    }
+
+    ngx_teleclinic_ws_message(ws, arg->msg, arg->msg_length);
+
+    if (wslay_event_get_queued_msg_length(ctx) > ws->conf->send_buffer) {
+        ws->overflow = 1;
+    }
+}
+
+
+/*
+ * A token bucket: rate messages a second, burst at once.  The first
+ * message over the limit gets an error; a peer that goes on sending while
+ * the bucket is empty for another burst is closed with 1008.
+ */
+
+static ngx_int_t
+ngx_teleclinic_ws_rate_ok(ngx_teleclinic_ws_t *ws)
+{
+    ngx_msec_int_t  ms;
+    ngx_uint_t      max;
+
+    ms = (ngx_msec_int_t) (ngx_current_msec - ws->last);
+    ws->last = ngx_current_msec;
+
+    max = ws->conf->burst * 1000;
+
+    if (ms > 0) {
+        ws->tokens += ngx_min((ngx_uint_t) ms, max) * ws->conf->rate;
+
+        if (ws->tokens > max) {
+            ws->tokens = max;
+        }
+    }
+
+    if (ws->tokens >= 1000) {
+        ws->tokens -= 1000;
+        ws->strikes = 0;
+        return NGX_OK;
+    }
+
+    if (ws->strikes++ == 0) {
+        ngx_teleclinic_ws_error(ws, NULL, "rate_limited",
+                                "too many messages, slow down");
+        return NGX_DECLINED;
+    }
+
+    if (ws->strikes > ws->conf->burst) {
+        ngx_log_error(NGX_LOG_INFO, ws->request->connection->log, 0,
+                      "WebSocket peer floods, closed");
+        ngx_teleclinic_ws_fail(ws, WSLAY_CODE_POLICY_VIOLATION,
+                               "too many messages");
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* the versioned protocol: {"v":1,"type":...} */
+
+static void
+ngx_teleclinic_ws_message(ngx_teleclinic_ws_t *ws, const u_char *msg,
+    size_t len)
+{
+    json_t        *root, *v, *type, *id, *data, *reply;
+    const char    *t;
+    json_error_t   err;
+
+    root = json_loadb((const char *) msg, len, JSON_REJECT_DUPLICATES, &err);
+
+    if (root == NULL || !json_is_object(root)) {
+        ngx_teleclinic_ws_error(ws, NULL, "bad_message",
+                                "a message is a JSON object");
+        json_decref(root);
+        return;
+    }
+
+    /* an "id" of the client's comes back with the answer */
+    id = json_object_get(root, "id");
+
+    if (id && !json_is_string(id) && !json_is_integer(id)) {
+        id = NULL;
+    }
+
+    v = json_object_get(root, "v");
+    type = json_object_get(root, "type");
+
+    if (!json_is_integer(v) || json_integer_value(v) != 1) {
+        ngx_teleclinic_ws_error(ws, id, "bad_message",
+                                "\"v\" must be 1");
+        json_decref(root);
+        return;
+    }
+
+    if (!json_is_string(type)) {
+        ngx_teleclinic_ws_error(ws, id, "bad_message",
+                                "\"type\" must be a string");
+        json_decref(root);
+        return;
+    }
+
+    t = json_string_value(type);
+
+    if (ngx_strcmp(t, "echo") == 0) {
+        data = json_object_get(root, "data");
+
+        reply = json_pack("{s:i, s:s, s:O}", "v", 1, "type", "echo",
+                          "data", data ? data : json_null());
+
+        if (reply && id) {
+            json_object_set(reply, "id", id);
+        }
+
+        ngx_teleclinic_ws_reply(ws, reply);
+
+    } else {
+        ngx_teleclinic_ws_error(ws, id, "unknown_type",
+                                "no such message type");
+    }
+
+    json_decref(root);
+}
+
+
+static void
+ngx_teleclinic_ws_error(ngx_teleclinic_ws_t *ws, json_t *id,
+    const char *code, const char *message)
+{
+    json_t  *reply;
+
+    reply = json_pack("{s:i, s:s, s:s, s:s}", "v", 1, "type", "error",
+                      "code", code, "message", message);
+
+    if (reply && id) {
+        json_object_set(reply, "id", id);
+    }
+
+    ngx_teleclinic_ws_reply(ws, reply);
+}
+
+
+static void
+ngx_teleclinic_ws_reply(ngx_teleclinic_ws_t *ws, json_t *json)
+{
+    char                    *text;
+    struct wslay_event_msg   msg;
+
+    if (json == NULL) {
+        ngx_teleclinic_ws_fail(ws, WSLAY_CODE_INTERNAL_SERVER_ERROR,
+                               "out of memory");
+        return;
+    }
+
+    text = json_dumps(json, JSON_COMPACT);
+    json_decref(json);
+
+    if (text == NULL) {
+        ngx_teleclinic_ws_fail(ws, WSLAY_CODE_INTERNAL_SERVER_ERROR,
+                               "out of memory");
+        return;
+    }
+
+    msg.opcode = WSLAY_TEXT_FRAME;
+    msg.msg = (const uint8_t *) text;
+    msg.msg_length = ngx_strlen(text);
+
+    /* wslay copies the message */
+    (void) wslay_event_queue_msg(ws->ctx, &msg);
+
+    free(text);
+}
+
+
+/* strict UTF-8 (RFC 3629): no overlong forms, surrogates or > U+10FFFF */
+
+static ngx_int_t
+ngx_teleclinic_ws_utf8_valid(const u_char *p, size_t len)
+{
+    u_char         c;
+    uint32_t       u, min;
+    ngx_uint_t     n;
+    const u_char  *last;
+
+    last = p + len;
+
+    while (p < last) {
+        c = *p++;
+
+        if (c < 0x80) {
+            continue;
+        }
+
+        if ((c & 0xe0) == 0xc0) {
+            u = c & 0x1f;
+            n = 1;
+            min = 0x80;
+
+        } else if ((c & 0xf0) == 0xe0) {
+            u = c & 0x0f;
+            n = 2;
+            min = 0x800;
+
+        } else if ((c & 0xf8) == 0xf0) {
+            u = c & 0x07;
+            n = 3;
+            min = 0x10000;
+
+        } else {
+            return 0;
+        }
+
+        if ((size_t) (last - p) < n) {
+            return 0;
+        }
+
+        while (n--) {
+            c = *p++;
+
+            if ((c & 0xc0) != 0x80) {
+                return 0;
+            }
+
+            u = (u << 6) | (c & 0x3f);
+        }
+
+        if (u < min || u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
