@@ -50,9 +50,6 @@ static ngx_int_t ngx_http_teleclinic_send(ngx_http_request_t *r,
     ngx_uint_t status, json_t *json);
 static ngx_int_t ngx_http_teleclinic_send_text(ngx_http_request_t *r,
     ngx_uint_t status, u_char *data, size_t len);
-static ngx_int_t ngx_http_teleclinic_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *code, const char *message,
-    const char *field);
 static ngx_int_t ngx_http_teleclinic_fail(ngx_http_request_t *r,
     ngx_teleclinic_error_t *err);
 static ngx_int_t ngx_http_teleclinic_allow(ngx_http_request_t *r,
@@ -673,7 +670,7 @@ ngx_http_teleclinic_send_text(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_teleclinic_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, const char *field)
 {

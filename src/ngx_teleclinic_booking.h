@@ -60,6 +60,10 @@ extern ngx_module_t  ngx_http_teleclinic_module;
 
 ngx_int_t ngx_http_teleclinic_api_handler(ngx_http_request_t *r);
 
+/* sends {"error": {"code", "message"[, "field"]}} with the status */
+ngx_int_t ngx_http_teleclinic_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message, const char *field);
+
 ngx_teleclinic_directory_t *ngx_http_teleclinic_directory(
     ngx_http_teleclinic_main_conf_t *tmcf, ngx_log_t *log);
 ngx_teleclinic_zone_t *ngx_http_teleclinic_zone(
