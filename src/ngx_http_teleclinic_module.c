@@ -115,6 +115,20 @@ static ngx_command_t  ngx_http_teleclinic_commands[] = {
       offsetof(ngx_http_teleclinic_main_conf_t, notify_timeout),
       NULL },
 
+    { ngx_string("teleclinic_doctor_session"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, doctor_session),
+      NULL },
+
+    { ngx_string("teleclinic_doctor_identity"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_loc_conf_t, doctor_identity),
+      NULL },
+
     { ngx_string("teleclinic_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
       ngx_http_teleclinic_zone_directive,
@@ -335,6 +349,7 @@ ngx_http_teleclinic_create_main_conf(ngx_conf_t *cf)
     tmcf->reminder_before = NGX_CONF_UNSET;
     tmcf->horizon = NGX_CONF_UNSET;
     tmcf->notify_timeout = NGX_CONF_UNSET_MSEC;
+    tmcf->doctor_session = NGX_CONF_UNSET;
 
     return tmcf;
 }
@@ -359,6 +374,7 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(tmcf->horizon, 60 * 86400);
     ngx_conf_init_msec_value(tmcf->notify_timeout, 5000);
     ngx_conf_init_value(tmcf->journal.fsync, 1);
+    ngx_conf_init_value(tmcf->doctor_session, 12 * 3600);
 
     if (tmcf->shm_zone == NULL) {
         return NGX_CONF_OK;
@@ -382,6 +398,13 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
         if (tmcf->journal.thread_pool == NULL) {
             return NGX_CONF_ERROR;
         }
+    }
+
+    /* the password KDF of doctor logins runs there, fsync or not */
+    tmcf->login_pool = ngx_thread_pool_add(cf, tmcf->thread_pool.len
+                                               ? &tmcf->thread_pool : NULL);
+    if (tmcf->login_pool == NULL) {
+        return NGX_CONF_ERROR;
     }
 #endif
 
@@ -491,6 +514,7 @@ ngx_http_teleclinic_create_loc_conf(ngx_conf_t *cf)
     }
 
     tlcf->api = NGX_CONF_UNSET;
+    tlcf->doctor_identity = NGX_CONF_UNSET_PTR;
     ngx_teleclinic_ws_conf_init(&tlcf->ws);
 
     return tlcf;
@@ -504,6 +528,8 @@ ngx_http_teleclinic_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_teleclinic_loc_conf_t *conf = child;
 
     ngx_conf_merge_value(conf->api, prev->api, 0);
+    ngx_conf_merge_ptr_value(conf->doctor_identity, prev->doctor_identity,
+                             NULL);
     ngx_teleclinic_ws_conf_merge(&conf->ws, &prev->ws);
 
     return NGX_CONF_OK;

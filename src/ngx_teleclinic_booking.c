@@ -13,6 +13,7 @@
 #include "ngx_teleclinic_booking.h"
 #include "ngx_teleclinic_token.h"
 #include "ngx_teleclinic_notify.h"
+#include "ngx_teleclinic_doctor.h"
 
 
 #define NGX_HTTP_TELECLINIC_SEGMENTS  6
@@ -48,8 +49,6 @@ static ngx_int_t ngx_http_teleclinic_dump(ngx_pool_t *pool, json_t *json,
     ngx_str_t *text);
 static ngx_int_t ngx_http_teleclinic_send(ngx_http_request_t *r,
     ngx_uint_t status, json_t *json);
-static ngx_int_t ngx_http_teleclinic_send_text(ngx_http_request_t *r,
-    ngx_uint_t status, u_char *data, size_t len);
 static ngx_int_t ngx_http_teleclinic_fail(ngx_http_request_t *r,
     ngx_teleclinic_error_t *err);
 static ngx_int_t ngx_http_teleclinic_allow(ngx_http_request_t *r,
@@ -104,6 +103,8 @@ static ngx_int_t ngx_http_teleclinic_admin_entry(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call);
 static ngx_int_t ngx_http_teleclinic_admin_day(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call);
+static ngx_int_t ngx_http_teleclinic_login(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call);
 
 
 static ngx_http_teleclinic_route_t  ngx_http_teleclinic_routes[] = {
@@ -149,6 +150,9 @@ static ngx_http_teleclinic_route_t  ngx_http_teleclinic_routes[] = {
 
     { NGX_HTTP_GET, { "admin", "doctors", "*", "appointments" },
       ngx_http_teleclinic_admin_day },
+
+    { NGX_HTTP_POST, { "doctor", "login" },
+      ngx_http_teleclinic_login },
 
     { 0, { NULL }, NULL }
 };
@@ -622,7 +626,7 @@ ngx_http_teleclinic_send(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_teleclinic_send_text(ngx_http_request_t *r, ngx_uint_t status,
     u_char *data, size_t len)
 {
@@ -2070,4 +2074,14 @@ ngx_http_teleclinic_admin_day(ngx_http_request_t *r,
 
     return ngx_http_teleclinic_send_text(r, NGX_HTTP_OK, text.data,
                                          p - text.data);
+}
+
+
+/* the doctor console lives in ngx_teleclinic_doctor.c */
+
+static ngx_int_t
+ngx_http_teleclinic_login(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call)
+{
+    return ngx_http_teleclinic_doctor_login(r, &call->body);
 }

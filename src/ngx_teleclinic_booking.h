@@ -35,11 +35,16 @@ typedef struct {
     ngx_str_t                     notify_secret;
     ngx_msec_t                    notify_timeout;
     ngx_str_t                     thread_pool;
+    time_t                        doctor_session;
+#if (NGX_THREADS)
+    ngx_thread_pool_t            *login_pool;  /* doctor logins' KDF */
+#endif
 } ngx_http_teleclinic_main_conf_t;
 
 
 typedef struct {
     ngx_flag_t                    api;
+    ngx_http_complex_value_t     *doctor_identity;
     ngx_teleclinic_ws_conf_t      ws;
 } ngx_http_teleclinic_loc_conf_t;
 
@@ -63,6 +68,10 @@ ngx_int_t ngx_http_teleclinic_api_handler(ngx_http_request_t *r);
 /* sends {"error": {"code", "message"[, "field"]}} with the status */
 ngx_int_t ngx_http_teleclinic_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, const char *field);
+
+/* sends a JSON text as it is, with the status */
+ngx_int_t ngx_http_teleclinic_send_text(ngx_http_request_t *r,
+    ngx_uint_t status, u_char *data, size_t len);
 
 ngx_teleclinic_directory_t *ngx_http_teleclinic_directory(
     ngx_http_teleclinic_main_conf_t *tmcf, ngx_log_t *log);

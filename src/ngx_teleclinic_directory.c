@@ -12,6 +12,7 @@
 #include "ngx_teleclinic_zone.h"
 #include "ngx_teleclinic_journal.h"
 #include "ngx_teleclinic_request.h"
+#include "ngx_teleclinic_doctor.h"
 
 
 static ngx_int_t ngx_teleclinic_directory_string(ngx_pool_t *pool,
@@ -170,6 +171,14 @@ ngx_teleclinic_doctor_parse(ngx_teleclinic_directory_t *dir, json_t *obj,
 
     if (ngx_teleclinic_department_find(dir, &doctor->department) == NULL) {
         *err = "a doctor's department is not in \"departments\"";
+        return NGX_ERROR;
+    }
+
+    if (doctor->password.len
+        && ngx_teleclinic_password_parse(&doctor->password, NULL) != NGX_OK)
+    {
+        *err = "a doctor's \"password\" must be a hash "
+               "\"scrypt$N$r$p$salt$hash\" (bin/teleclinic-passwd)";
         return NGX_ERROR;
     }
 

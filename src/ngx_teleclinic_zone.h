@@ -73,6 +73,21 @@ typedef struct ngx_teleclinic_msg_s {
 } ngx_teleclinic_msg_t;
 
 
+/*
+ * Failed doctor logins of one doctor id, for the lockout; a small table
+ * shared by the workers (see ngx_teleclinic_doctor.c).
+ */
+#define NGX_TELECLINIC_LOGINS        64
+
+typedef struct {
+    size_t                        id_len;
+    u_char                        id[NGX_TELECLINIC_ID_MAX];
+    ngx_uint_t                    failures;
+    time_t                        since;     /* first failure counted */
+    time_t                        locked;    /* refused until then */
+} ngx_teleclinic_login_t;
+
+
 typedef struct {
     ngx_rbtree_t                  appts;
     ngx_rbtree_node_t             appts_sentinel;
@@ -96,6 +111,8 @@ typedef struct {
     u_char                        directory_file_hash[32];
 
     ngx_uint_t                    journal_records;
+
+    ngx_teleclinic_login_t        logins[NGX_TELECLINIC_LOGINS];
 } ngx_teleclinic_sh_t;
 
 

@@ -1,0 +1,342 @@
+#!/usr/bin/perl
+
+# Doctor login: POST /api/v1/doctor/login checks the doctor's scrypt hash
+# from the directory (made here by bin/teleclinic-passwd) and answers a
+# doctor token; wrong password and unknown doctor get the same 401; the
+# sixth failure in a row gets 429; a malformed hash is refused with the
+# directory; an SSO variable names the doctor without a password; and the
+# worker keeps answering while logins are being verified.
+
+use strict;
+use warnings;
+
+use Test::More;
+use Digest::SHA qw(hmac_sha256);
+use MIME::Base64 qw(decode_base64url);
+use Mojo::JSON qw(encode_json);
+use Mojo::Promise;
+use IO::Socket::IP;
+
+use lib 't/lib';
+use Teleclinic::Test;
+use Teleclinic::Clinic qw(:all);
+
+###############################################################################
+
+my $API = '/api/v1';
+my $SECRET = 'test-secret-0123456789';
+my $ADMIN = 'test-admin-key-0123456789';
+my %KEY = (Authorization => "Bearer $ADMIN");
+my $PASSWORD = 'correct horse battery staple';
+my $SESSION = 3600;
+
+my $conf = <<'EOF';
+http {
+    %%TEMP_PATHS%%
+
+    teleclinic_zone tc 8m;
+    teleclinic_journal %%PREFIX%%/state/journal fsync=off;
+    teleclinic_directory %%PREFIX%%/directory.json;
+    teleclinic_token_secret test-secret-0123456789;
+    teleclinic_admin_key test-admin-key-0123456789;
+    teleclinic_doctor_session 1h;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /api/v1/ {
+            teleclinic_api;
+        }
+    }
+
+    # behind the hospital's SSO: its user name, when there is one
+    server {
+        listen 127.0.0.1:%%PORT2%%;
+
+        teleclinic_doctor_identity $doctor_sso;
+
+        location /api/v1/ {
+            set $doctor_sso $http_x_sso_user;
+            teleclinic_api;
+        }
+    }
+}
+EOF
+
+my $t = Teleclinic::Test->new(workers => 2);
+
+my $hash = passwd($t, $PASSWORD);
+like($hash, qr{^scrypt\$16384\$8\$1\$[A-Za-z0-9+/]+=*\$[A-Za-z0-9+/]{43}=$},
+     'teleclinic-passwd prints scrypt$N$r$p$salt$hash');
+isnt(passwd($t, $PASSWORD), $hash, 'teleclinic-passwd salts each hash');
+
+my $dir = directory();
+$_->{password} = $hash for @{ $dir->{doctors} };
+write_directory($t, $dir);
+
+$t->run($conf);
+
+###############################################################################
+# the right password: a doctor token for the session
+
+my $before = time;
+my $r = login('gp-one', $PASSWORD);
+is($r->{status}, 200, 'good password: 200')
+    or diag explain $r->{json};
+is($r->{json}{doctor}, 'gp-one', 'good password: the doctor');
+
+my ($kind, $exp, $subject) = token_payload($r->{json}{token});
+is($kind, 2, 'token: kind 2 (doctor)');
+is($subject, 'gp-one', 'token: subject is the doctor id');
+ok($exp >= $before + $SESSION && $exp <= time + $SESSION,
+   'token: expires after teleclinic_doctor_session');
+like($r->{json}{expires}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$/,
+     'expires: RFC 3339');
+is(token_valid($r->{json}{token}), 1, 'token: signed with the secret');
+is($r->{headers}->header('Cache-Control'), 'no-store',
+   'the token is not cached');
+
+###############################################################################
+# wrong password, unknown doctor: the same answer
+
+my $wrong = login('gp-one', 'not the password');
+is($wrong->{status}, 401, 'wrong password: 401');
+is($wrong->{json}{error}{code}, 'bad_credentials',
+   'wrong password: bad_credentials');
+
+my $unknown = login('no-such-doctor', $PASSWORD);
+is($unknown->{status}, 401, 'unknown doctor: 401');
+is($unknown->{body}, $wrong->{body}, 'unknown doctor: the same body');
+
+$r = login('gp-one', uc $PASSWORD);
+is($r->{status}, 401, 'password in other case: 401');
+
+$r = login('gp-one', $PASSWORD);
+is($r->{status}, 200, 'a few failures do not lock the doctor out');
+
+###############################################################################
+# brute force: five failures, then 429 even for the right password
+
+for my $n (1 .. 5) {
+    $r = login('gp-two', "guess $n");
+    is($r->{status}, 401, "gp-two: failure $n is 401");
+}
+
+$r = login('gp-two', 'guess 6');
+is($r->{status}, 429, 'gp-two: the sixth attempt is 429');
+is($r->{json}{error}{code}, 'too_many_attempts', 'too_many_attempts');
+
+$r = login('gp-two', $PASSWORD);
+is($r->{status}, 429, 'gp-two: locked out even with the right password');
+
+$r = login('derm-one', $PASSWORD);
+is($r->{status}, 200, 'another doctor is not locked out');
+
+###############################################################################
+# bad input
+
+$r = $t->http(POST => "$API/doctor/login", body => '{"doctor": "gp-one",');
+is($r->{status}, 400, 'bad JSON: 400');
+is($r->{json}{error}{code}, 'malformed_json', 'bad JSON: malformed_json');
+
+$r = $t->http(POST => "$API/doctor/login", body => { doctor => 'gp-one' });
+is($r->{status}, 422, 'no password: 422');
+is($r->{json}{error}{field}, 'password', 'no password: field');
+
+$r = $t->http(POST => "$API/doctor/login", body => { password => 'x' });
+is($r->{status}, 422, 'no doctor: 422');
+is($r->{json}{error}{field}, 'doctor', 'no doctor: field');
+
+$r = login('gp-one', '');
+is($r->{status}, 422, 'empty password: 422');
+
+$r = $t->http(POST => "$API/doctor/login",
+              body => { doctor => 7, password => $PASSWORD });
+is($r->{status}, 422, 'doctor not a string: 422');
+
+$r = $t->http(POST => "$API/doctor/login", body => '[1]');
+is($r->{status}, 422, 'not an object: 422');
+
+$r = $t->http(GET => "$API/doctor/login");
+is($r->{status}, 405, 'GET: 405');
+
+###############################################################################
+# a malformed hash is refused with the directory
+
+my @bad = (
+    'plain text password',
+    'scrypt$16384$8$1$c2FsdA==',
+    'scrypt$16383$8$1$c2FsdA==$' . ('A' x 43) . '=',
+    'scrypt$16384$8$1$c2FsdA==$c2hvcnQ=',
+    'scrypt$16384$8$1$!!!!$' . ('A' x 43) . '=',
+    'bcrypt$16384$8$1$c2FsdA==$' . ('A' x 43) . '=',
+    'scrypt$16384$8$1$c2FsdA==$' . ('A' x 43) . '=$x',
+);
+
+for my $bad (@bad) {
+    my $d = directory();
+    $_->{password} = $hash for @{ $d->{doctors} };
+    $d->{doctors}[0]{password} = $bad;
+
+    $r = $t->http(PUT => "$API/admin/directory", headers => \%KEY,
+                  body => $d);
+    is($r->{status}, 422, "PUT directory with hash '$bad': 422");
+}
+
+my $doc = doctor('gp-one', 'gp', name => 'Dr. Gina One');
+$doc->{password} = 'scrypt$1$1$1$$';
+$r = $t->http(PUT => "$API/admin/doctors/gp-one", headers => \%KEY,
+              body => $doc);
+is($r->{status}, 422, 'PUT doctor with a malformed hash: 422');
+
+$r = login('gp-one', $PASSWORD);
+is($r->{status}, 200, 'refused changes left the password alone');
+
+# a doctor without a password cannot log in with one
+$doc->{password} = undef;
+delete $doc->{password};
+$r = $t->http(PUT => "$API/admin/doctors/gp-one", headers => \%KEY,
+              body => $doc);
+is($r->{status}, 200, 'PUT doctor without a password: 200');
+
+$r = login('gp-one', $PASSWORD);
+is($r->{status}, 401, 'doctor without a password: 401');
+is($r->{body}, $wrong->{body}, 'doctor without a password: the same body');
+
+$doc->{password} = $hash;
+$r = $t->http(PUT => "$API/admin/doctors/gp-one", headers => \%KEY,
+              body => $doc);
+is($r->{status}, 200, 'PUT doctor with a new hash: 200');
+
+$r = login('gp-one', $PASSWORD);
+is($r->{status}, 200, 'the new hash is used');
+
+###############################################################################
+# SSO: the variable names the doctor, no password needed
+
+$r = $t->http(POST => "$API/doctor/login", port => 'PORT2',
+              headers => { 'X-SSO-User' => 'gp-one' });
+is($r->{status}, 200, 'SSO: 200 without a password');
+is($r->{json}{doctor}, 'gp-one', 'SSO: the doctor of the variable');
+($kind, undef, $subject) = token_payload($r->{json}{token});
+is("$kind $subject", '2 gp-one', 'SSO: a doctor token for gp-one');
+
+$r = $t->http(POST => "$API/doctor/login", port => 'PORT2',
+              headers => { 'X-SSO-User' => 'ghost' });
+is($r->{status}, 401, 'SSO: a name not in the directory: 401');
+
+$r = $t->http(POST => "$API/doctor/login", port => 'PORT2',
+              body => { doctor => 'derm-one', password => $PASSWORD });
+is($r->{status}, 200, 'SSO server, empty variable: the password counts');
+is($r->{json}{doctor}, 'derm-one', 'SSO server, empty variable: doctor');
+
+$r = $t->http(POST => "$API/doctor/login", port => 'PORT2',
+              body => { doctor => 'derm-one', password => 'wrong' });
+is($r->{status}, 401, 'SSO server, empty variable: wrong password 401');
+
+$r = $t->http(POST => "$API/doctor/login", body => {},
+              headers => { 'X-SSO-User' => 'gp-one' });
+is($r->{status}, 422, 'no SSO variable here: the header means nothing');
+
+###############################################################################
+# the worker answers other requests while logins are being verified
+
+{
+    my $ua = Mojo::UserAgent->new;
+    $ua->request_timeout(30);
+    my @p;
+
+    for my $n (1 .. 4) {
+        push @p, $ua->post_p($t->url("$API/doctor/login"),
+                             json => { doctor => 'derm-one',
+                                       password => $PASSWORD });
+
+        push @p, $ua->get_p($t->url("$API/departments")) for 1 .. 3;
+    }
+
+    my @status;
+    Mojo::Promise->all(@p)->then(sub {
+        @status = map { $_->[0]->res->code // 0 } @_;
+    })->catch(sub { diag "concurrent requests: @_" })->wait;
+
+    is(scalar @status, 16, 'concurrent: every request answered');
+    is(scalar(grep { $_ == 200 } @status), 16,
+       'concurrent: logins and departments all 200');
+}
+
+###############################################################################
+# clients that go away while their login is verified
+
+for my $n (1 .. 4) {
+    my $body = encode_json({ doctor => 'derm-one', password => $PASSWORD });
+    my $s = IO::Socket::IP->new(PeerAddr => '127.0.0.1',
+                                PeerPort => $t->port) or die "connect: $!";
+    print $s "POST $API/doctor/login HTTP/1.1\r\nHost: localhost\r\n"
+             . "Content-Type: application/json\r\n"
+             . "Content-Length: " . length($body) . "\r\n\r\n$body";
+    close $s;
+}
+
+select(undef, undef, undef, 0.5);
+
+$r = login('derm-one', $PASSWORD);
+is($r->{status}, 200, 'after clients went away mid-login: 200');
+
+###############################################################################
+# a malformed hash in the directory file stops the start
+
+{
+    my $bad = Teleclinic::Test->new(workers => 1);
+    my $d = directory();
+    $d->{doctors}[0]{password} = 'md5$abc';
+    write_directory($bad, $d);
+
+    (my $c = $conf) =~ s/\n    # behind.*\n}\n/\n}\n/s;
+
+    eval { $bad->run($c) };
+    like($@, qr/\[emerg\].*password/, 'bad hash in the file: emerg');
+    ok(!$bad->is_running, 'bad hash in the file: not running');
+
+    $bad->allow_log(qr/password/);
+    ok($bad->stop, 'bad hash in the file: nothing else in the log');
+}
+
+ok($t->stop, 'stop: no problems in the log');
+
+done_testing;
+
+###############################################################################
+
+sub login {
+    my ($doctor, $password) = @_;
+
+    return $t->http(POST => "$API/doctor/login",
+                    body => { doctor => $doctor, password => $password });
+}
+
+sub passwd {
+    my ($t, $password) = @_;
+
+    my $file = $t->write_file('password.txt', "$password\n");
+    my $out = `@{[ $t->repo ]}/bin/teleclinic-passwd < $file` // '';
+    chomp $out;
+
+    return $out;
+}
+
+sub token_payload {
+    my ($token) = @_;
+
+    my ($payload) = split /\./, $token // '';
+    return unpack 'C Q> a*', decode_base64url($payload // '');
+}
+
+sub token_valid {
+    my ($token) = @_;
+
+    my ($payload, $mac) = split /\./, $token;
+    my $want = hmac_sha256("ngx_teleclinic token v1\0"
+                           . decode_base64url($payload), $SECRET);
+
+    return $want eq decode_base64url($mac) ? 1 : 0;
+}
