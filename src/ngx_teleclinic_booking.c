@@ -1983,9 +1983,6 @@ ngx_http_teleclinic_admin_day(ngx_http_request_t *r,
     ngx_teleclinic_date_t             date;
     ngx_teleclinic_appt_t            *appt;
     ngx_teleclinic_error_t            err;
-    ngx_teleclinic_slot_t             slots[NGX_TELECLINIC_SLOTS_MAX];
-    ngx_teleclinic_doctor_t           day;
-    ngx_teleclinic_hours_t            all;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     if (ngx_http_teleclinic_admin_only(r, &err) != NGX_OK) {
@@ -2001,24 +1998,7 @@ ngx_http_teleclinic_admin_day(ngx_http_request_t *r,
                                          "date");
     }
 
-    /* the bounds of the local day, as a schedule that works all of it */
-
-    ngx_memzero(&day, sizeof(ngx_teleclinic_doctor_t));
-    day.slot_minutes = 24 * 60;
-    all.from = 0;
-    all.to = 24 * 60;
-
-    for (n = 0; n < 7; n++) {
-        day.hours[n].elts = &all;
-        day.hours[n].nelts = 1;
-    }
-
-    if (ngx_teleclinic_doctor_slots(&day, &date, slots) != 1) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    from = slots[0].start;
-    to = slots[0].end;
+    ngx_teleclinic_day_bounds(&date, &from, &to);
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
     zone = ngx_http_teleclinic_zone(tmcf);

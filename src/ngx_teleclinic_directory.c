@@ -510,6 +510,22 @@ ngx_teleclinic_doctor_slot(ngx_teleclinic_doctor_t *doctor,
 }
 
 
+/* the first and the last moment of a local day, 23 to 25 hours apart */
+
+void
+ngx_teleclinic_day_bounds(ngx_teleclinic_date_t *date, time_t *from,
+    time_t *to)
+{
+    *to = ngx_teleclinic_local_time(date, 24 * 60, NULL);
+    *from = ngx_teleclinic_local_time(date, 0, NULL);
+
+    if (*from == (time_t) -1) {
+        /* clocks went forward at midnight: the day began an hour later */
+        *from = *to - 23 * 3600;
+    }
+}
+
+
 /*
  * The moment a local wall-clock time happens, or -1 when it does not (the
  * hour skipped when clocks go forward).  mktime() would do, but glibc's

@@ -92,6 +92,8 @@ ngx_int_t ngx_teleclinic_doctor_slot(ngx_teleclinic_doctor_t *doctor,
 /* slot ids are "doctor.YYYYMMDD.HHMM" */
 u_char *ngx_teleclinic_slot_id_print(u_char *p, ngx_str_t *doctor,
     ngx_teleclinic_date_t *date, ngx_uint_t minute);
+void ngx_teleclinic_day_bounds(ngx_teleclinic_date_t *date, time_t *from,
+    time_t *to);
 void ngx_teleclinic_date_of(time_t t, ngx_teleclinic_date_t *date);
 
 

@@ -65,9 +65,8 @@ static ngx_int_t ngx_teleclinic_ws_accept(ngx_http_request_t *r,
     ngx_str_t *key, ngx_str_t *accept);
 static void ngx_teleclinic_ws_cleanup(void *data);
 static ngx_teleclinic_ws_t *ngx_teleclinic_ws_from(ngx_http_request_t *r);
-static void ngx_teleclinic_ws_read_handler(ngx_event_t *rev);
+static void ngx_teleclinic_ws_event_handler(ngx_event_t *ev);
 static void ngx_teleclinic_ws_read(ngx_teleclinic_ws_t *ws);
-static void ngx_teleclinic_ws_write_handler(ngx_event_t *wev);
 static void ngx_teleclinic_ws_timer_handler(ngx_event_t *ev);
 static void ngx_teleclinic_ws_tick(ngx_teleclinic_ws_t *ws);
 static void ngx_teleclinic_ws_flush(ngx_teleclinic_ws_t *ws);
@@ -416,8 +415,8 @@ ngx_teleclinic_ws_handler(ngx_http_request_t *r)
 
     r->main->count++;
 
-    c->read->handler = ngx_teleclinic_ws_read_handler;
-    c->write->handler = ngx_teleclinic_ws_write_handler;
+    c->read->handler = ngx_teleclinic_ws_event_handler;
+    c->write->handler = ngx_teleclinic_ws_event_handler;
 
     /* a graceful shutdown calls the read handler with c->close set */
     c->idle = 1;
@@ -722,14 +721,16 @@ ngx_teleclinic_ws_from(ngx_http_request_t *r)
 }
 
 
+/* both events of the connection: read and answer, or send what waits */
+
 static void
-ngx_teleclinic_ws_read_handler(ngx_event_t *rev)
+ngx_teleclinic_ws_event_handler(ngx_event_t *ev)
 {
     ngx_connection_t     *c;
     ngx_http_request_t   *r;
     ngx_teleclinic_ws_t  *ws;
 
-    c = rev->data;
+    c = ev->data;
     r = c->data;
     ws = ngx_teleclinic_ws_from(r);
 
@@ -739,7 +740,12 @@ ngx_teleclinic_ws_read_handler(ngx_event_t *rev)
 
     ngx_http_set_log_request(c->log, r);
 
-    ngx_teleclinic_ws_read(ws);
+    if (ev->write) {
+        ngx_teleclinic_ws_flush(ws);
+
+    } else {
+        ngx_teleclinic_ws_read(ws);
+    }
 
     /* a finalized request may be posted to be terminated */
     ngx_http_run_posted_requests(c);
@@ -801,29 +807,6 @@ ngx_teleclinic_ws_read(ngx_teleclinic_ws_t *ws)
     }
 
     ngx_teleclinic_ws_flush(ws);
-}
-
-
-static void
-ngx_teleclinic_ws_write_handler(ngx_event_t *wev)
-{
-    ngx_connection_t     *c;
-    ngx_http_request_t   *r;
-    ngx_teleclinic_ws_t  *ws;
-
-    c = wev->data;
-    r = c->data;
-    ws = ngx_teleclinic_ws_from(r);
-
-    if (ws == NULL || ws->ctx == NULL) {
-        return;
-    }
-
-    ngx_http_set_log_request(c->log, r);
-
-    ngx_teleclinic_ws_flush(ws);
-
-    ngx_http_run_posted_requests(c);
 }
 
 
