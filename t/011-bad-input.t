@@ -23,31 +23,12 @@ binmode Test::More->builder->$_, ':encoding(UTF-8)'
 ###############################################################################
 
 my $API = '/api/v1';
-my $ADMIN = 'test-admin-key-0123456789';
 
 my $t = Teleclinic::Test->new(workers => 2);
 
 write_directory($t);
 
-$t->run(<<'EOF');
-http {
-    %%TEMP_PATHS%%
-
-    teleclinic_zone tc 8m;
-    teleclinic_journal %%PREFIX%%/state/journal;
-    teleclinic_directory %%PREFIX%%/directory.json;
-    teleclinic_token_secret test-secret-0123456789;
-    teleclinic_admin_key test-admin-key-0123456789;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /api/v1/ {
-            teleclinic_api;
-        }
-    }
-}
-EOF
+$t->run(conf());
 
 my @workers = $t->worker_pids;
 is(scalar @workers, 2, 'two workers before the matrix');
@@ -64,7 +45,7 @@ my $patient = { name => 'Erika Mustermann', phone => '+49 30 1234567' };
 my $r = book($t, $slot);
 is($r->{status}, 201, 'a booking to reschedule') or BAIL_OUT('no booking');
 my $appt = $r->{json};
-my $auth = { Authorization => "Bearer $appt->{token}" };
+my $auth = auth($appt->{token});
 
 my $before = free_count();
 
@@ -383,16 +364,14 @@ for my $id ('xyz', '0123456789ABCDEF', '0123456789abcde',
 my $none = $appt->{id} eq 'ffffffffffffffff' ? 'fffffffffffffffe'
                                                : 'ffffffffffffffff';
 
-$r = $t->http(GET => "$API/appointments/$none",
-              headers => { Authorization => "Bearer $ADMIN" });
+$r = appointment($t, $none, $ADMIN_KEY);
 check($r, 'unknown appointment, admin', 404, 'unknown_appointment');
 
-$r = $t->http(POST => "$API/appointments/$none/cancel",
-              headers => { Authorization => "Bearer $ADMIN" });
+$r = cancel($t, $none, $ADMIN_KEY);
 check($r, 'cancel an unknown appointment, admin', 404,
       'unknown_appointment');
 
-$r = $t->http(GET => "$API/appointments/$none");
+$r = appointment($t, $none);
 check($r, 'unknown appointment, no token: 401 before any lookup', 401,
       'unauthorized');
 
@@ -401,7 +380,7 @@ check($r, 'unknown appointment, no token: 401 before any lookup', 401,
 
 is(free_count(), $before, 'no refused request took a slot');
 
-$r = $t->http(GET => "$API/appointments/$appt->{id}", headers => $auth);
+$r = appointment($t, $appt->{id}, $appt->{token});
 is($r->{status}, 200, 'the booking is still readable');
 is($r->{json}{slot}, $slot, 'the booking was not rescheduled');
 is($r->{json}{status}, 'booked', 'the booking was not cancelled');
@@ -411,8 +390,7 @@ $r = book($t, free_slot($t, 'gp-two', $date)->{id},
           name => "\x{e9}" x 200, reason => "\x{20ac}" x 1000);
 is($r->{status}, 201, 'longest name and reason in multibyte letters: 201');
 
-$r = $t->http(GET => "$API/appointments/$r->{json}{id}",
-              headers => { Authorization => "Bearer $r->{json}{token}" });
+$r = appointment($t, $r->{json}{id}, $r->{json}{token});
 is($r->{json}{patient}{name}, "\x{e9}" x 200, 'the name reads back whole');
 is($r->{json}{reason}, "\x{20ac}" x 1000, 'the reason reads back whole');
 

@@ -18,32 +18,13 @@ use Teleclinic::Clinic qw(:all);
 ###############################################################################
 
 my $API = '/api/v1';
-my $ADMIN = 'test-admin-key-0123456789';
-my %KEY = (Authorization => "Bearer $ADMIN");
+my $KEY = admin_auth();
 
 my $t = Teleclinic::Test->new(workers => 2);
 
 write_directory($t);
 
-$t->run(<<'EOF');
-http {
-    %%TEMP_PATHS%%
-
-    teleclinic_zone tc 8m;
-    teleclinic_journal %%PREFIX%%/state/journal;
-    teleclinic_directory %%PREFIX%%/directory.json;
-    teleclinic_token_secret test-secret-0123456789;
-    teleclinic_admin_key test-admin-key-0123456789;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /api/v1/ {
-            teleclinic_api;
-        }
-    }
-}
-EOF
+$t->run(conf());
 
 my $date = day_ahead(1);
 my $date2 = day_ahead(2);
@@ -76,13 +57,13 @@ for my $route (@routes) {
     my $what = "$method " . ($path =~ s{^$API/}{}r);
 
     for my $case ([ 'no key', {}, 401, 'unauthorized' ],
-                  [ 'Basic auth', { Authorization => "Basic $ADMIN" }, 401,
-                    'unauthorized' ],
+                  [ 'Basic auth', { Authorization => "Basic $ADMIN_KEY" },
+                    401, 'unauthorized' ],
                   [ 'wrong key', { Authorization => 'Bearer '
                                    . 'wrong-admin-key-0123456789' },
                     403, 'forbidden' ],
                   [ 'key cut short', { Authorization => 'Bearer '
-                                       . substr($ADMIN, 0, -1) },
+                                       . substr($ADMIN_KEY, 0, -1) },
                     403, 'forbidden' ],
                   [ "a patient's token",
                     { Authorization => "Bearer $patient->{token}" },
@@ -107,7 +88,7 @@ is_deeply(doctor_ids(), [qw(gp-one gp-two derm-one)],
 ###############################################################################
 # GET directory
 
-$r = $t->http(GET => "$API/admin/directory", headers => \%KEY);
+$r = $t->http(GET => "$API/admin/directory", headers => $KEY);
 is($r->{status}, 200, 'GET directory: 200');
 like($r->{headers}->content_type // '', qr{^application/json},
      'GET directory: JSON');
@@ -134,8 +115,7 @@ for my $case ([ day_b  => "gp-one.$ymd.1400", 'Pat Two' ],
     $appt{$key} = $r->{json};
 }
 
-$r = $t->http(POST => "$API/appointments/$appt{day_x}{id}/cancel",
-              headers => \%KEY);
+$r = cancel($t, $appt{day_x}{id}, $ADMIN_KEY);
 is($r->{status}, 200, 'cancel one of the day');
 
 my $day = doctor_day('gp-one', $date);
@@ -159,12 +139,10 @@ is_deeply([ map { $_->{id} } @{ doctor_day('gp-one', $date2) } ],
 is_deeply(doctor_day('derm-one', $date), [], 'a day without appointments');
 
 # moving an appointment moves it between days and in the order
-$r = $t->http(POST => "$API/appointments/$appt{day_c}{id}/reschedule",
-              headers => \%KEY, body => { slot => "gp-one.$ymd.0800" });
+$r = reschedule($t, $appt{day_c}{id}, $ADMIN_KEY, "gp-one.$ymd.0800");
 is($r->{status}, 200, 'reschedule one to the start of the day');
 
-$r = $t->http(POST => "$API/appointments/$appt{later}{id}/reschedule",
-              headers => \%KEY, body => { slot => "gp-one.$ymd.1300" });
+$r = reschedule($t, $appt{later}{id}, $ADMIN_KEY, "gp-one.$ymd.1300");
 is($r->{status}, 200, 'reschedule one from the next day');
 
 $r = book($t, "gp-one.$ymd.1100", name => 'Pat Rebooked');
@@ -179,7 +157,7 @@ is_deeply(doctor_day('gp-one', $date2), [], 'the next day is empty now');
 
 for my $q ("date=$ymd", 'date=2026-02-30', 'date=', '') {
     $r = $t->http(GET => "$API/admin/doctors/gp-one/appointments"
-                         . ($q ne '' ? "?$q" : ''), headers => \%KEY);
+                         . ($q ne '' ? "?$q" : ''), headers => $KEY);
     is($r->{status}, 400, "doctor's day with '$q': 400");
     is(($r->{json} // {})->{error}{code}, 'invalid_date',
        "doctor's day with '$q': invalid_date");
@@ -272,7 +250,7 @@ for my $case (
        "PUT doctor with $what: invalid_directory");
 }
 
-$r = $t->http(PUT => "$API/admin/doctors/bad", headers => \%KEY,
+$r = $t->http(PUT => "$API/admin/doctors/bad", headers => $KEY,
               body => '{"name":');
 is($r->{status}, 400, 'PUT doctor with malformed JSON: 400');
 is(($r->{json} // {})->{error}{code}, 'malformed_json',
@@ -290,7 +268,7 @@ is($t->http(GET => "$API/doctors/bad/slots?date=$date")->{status}, 404,
    'no doctor "bad"');
 
 # DELETE
-$r = $t->http(DELETE => "$API/admin/doctors/new-doc", headers => \%KEY);
+$r = $t->http(DELETE => "$API/admin/doctors/new-doc", headers => $KEY);
 is($r->{status}, 200, 'DELETE doctor: 200');
 is(($r->{json} // {})->{doctors}, 3, 'DELETE doctor: three left');
 is_deeply(doctor_ids(), [qw(gp-one gp-two derm-one)],
@@ -299,7 +277,7 @@ is($t->http(GET => "$API/doctors/new-doc/slots?date=$date")->{status}, 404,
    'DELETE doctor: no slots');
 is(book($t, "new-doc.$ymd.1000")->{status}, 422, 'DELETE doctor: no booking');
 
-$r = $t->http(DELETE => "$API/admin/doctors/new-doc", headers => \%KEY);
+$r = $t->http(DELETE => "$API/admin/doctors/new-doc", headers => $KEY);
 is($r->{status}, 404, 'DELETE a deleted doctor: 404');
 is(($r->{json} // {})->{error}{code}, 'not_found', 'DELETE again: not_found');
 
@@ -331,7 +309,7 @@ for my $case ([ 'no name', {} ], [ 'empty name', { name => '' } ],
     is($r->{status}, 422, "PUT department with $what: 422");
 }
 
-$r = $t->http(DELETE => "$API/admin/departments/gp", headers => \%KEY);
+$r = $t->http(DELETE => "$API/admin/departments/gp", headers => $KEY);
 is($r->{status}, 422, 'DELETE a department with doctors: 422');
 is(($r->{json} // {})->{error}{code}, 'invalid_directory',
    'DELETE a department with doctors: invalid_directory');
@@ -339,16 +317,16 @@ is_deeply([ map { $_->{id} } @{ $t->http(GET => "$API/departments")
                                   ->{json} } ],
           [qw(gp derm cardio)], 'the department is still there');
 
-$r = $t->http(DELETE => "$API/admin/doctors/heart-doc", headers => \%KEY);
+$r = $t->http(DELETE => "$API/admin/doctors/heart-doc", headers => $KEY);
 is($r->{status}, 200, 'delete its last doctor');
 
-$r = $t->http(DELETE => "$API/admin/departments/cardio", headers => \%KEY);
+$r = $t->http(DELETE => "$API/admin/departments/cardio", headers => $KEY);
 is($r->{status}, 200, 'DELETE an empty department: 200');
 is_deeply([ map { $_->{id} } @{ $t->http(GET => "$API/departments")
                                   ->{json} } ],
           [qw(gp derm)], 'DELETE department: gone');
 
-$r = $t->http(DELETE => "$API/admin/departments/cardio", headers => \%KEY);
+$r = $t->http(DELETE => "$API/admin/departments/cardio", headers => $KEY);
 is($r->{status}, 404, 'DELETE a deleted department: 404');
 
 ###############################################################################
@@ -362,7 +340,7 @@ my $whole = {
                         slot_minutes => 45, hours => [['10:00', '16:00']]) ],
 };
 
-$r = $t->http(PUT => "$API/admin/directory", headers => \%KEY,
+$r = $t->http(PUT => "$API/admin/directory", headers => $KEY,
               body => encode_json($whole));
 is($r->{status}, 200, 'PUT directory: 200');
 is(($r->{json} // {})->{doctors}, 2, 'PUT directory: two doctors');
@@ -396,7 +374,7 @@ for my $case (
 {
     my ($what, $body) = @$case;
 
-    $r = $t->http(PUT => "$API/admin/directory", headers => \%KEY,
+    $r = $t->http(PUT => "$API/admin/directory", headers => $KEY,
                   body => $body);
     like($r->{status}, qr/^4\d\d$/, "PUT directory, $what: 4xx");
     ok(($r->{json} // {})->{error}{code}, "PUT directory, $what: error");
@@ -423,7 +401,7 @@ $t->reload;
 is_deeply(admin_directory(), $changed, 'reload: the changed directory');
 is_deeply(doctor_ids(), [qw(gp-one psy-one psy-two)], 'reload: doctors');
 
-$r = $t->http(GET => "$API/appointments/$appt{day_a}{id}", headers => \%KEY);
+$r = appointment($t, $appt{day_a}{id}, $ADMIN_KEY);
 is($r->{json}{status}, 'booked', 'restart and reload: bookings kept');
 
 ###############################################################################
@@ -472,12 +450,12 @@ done_testing;
 sub put {
     my ($what, $body) = @_;
 
-    return $t->http(PUT => "$API/admin/$what", headers => \%KEY,
+    return $t->http(PUT => "$API/admin/$what", headers => $KEY,
                     body => encode_json($body));
 }
 
 sub admin_directory {
-    my $r = $t->http(GET => "$API/admin/directory", headers => \%KEY);
+    my $r = $t->http(GET => "$API/admin/directory", headers => $KEY);
     return $r->{status} == 200 ? $r->{json} : "status $r->{status}";
 }
 
@@ -488,8 +466,7 @@ sub doctor_ids {
 sub doctor_day {
     my ($doctor, $date) = @_;
 
-    my $r = $t->http(GET => "$API/admin/doctors/$doctor/appointments"
-                            . "?date=$date", headers => \%KEY);
+    my $r = admin_day($t, $doctor, $date);
 
     return $r->{status} == 200 ? $r->{json} : "status $r->{status}";
 }

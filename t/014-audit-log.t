@@ -21,40 +21,17 @@ use Teleclinic::Clinic qw(:all);
 ###############################################################################
 
 my $API = '/api/v1';
-my $ADMIN = 'test-admin-key-0123456789';
 
 my $t = Teleclinic::Test->new(workers => 2);
 
 write_directory($t);
 
 # the harness logs at info level, and access.log in the combined format
-$t->run(<<'EOF');
-http {
-    %%TEMP_PATHS%%
-
-    log_format audit 'AUDIT $request_method $uri $status '
-                     'actor=$teleclinic_actor action=$teleclinic_action '
-                     'appt=$teleclinic_appointment';
-    access_log %%PREFIX%%/logs/audit.log audit;
-
-    teleclinic_zone tc 8m;
-    teleclinic_journal %%PREFIX%%/state/journal;
-    teleclinic_directory %%PREFIX%%/directory.json;
-    teleclinic_token_secret test-secret-0123456789;
-    teleclinic_admin_key test-admin-key-0123456789;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /api/v1/ {
-            teleclinic_api;
-        }
-
-        location /other {
-            return 204;
-        }
-    }
-}
+$t->run(conf(http => <<'EOF', server => 'location /other { return 204; }'));
+log_format audit 'AUDIT $request_method $uri $status '
+                 'actor=$teleclinic_actor action=$teleclinic_action '
+                 'appt=$teleclinic_appointment';
+access_log %%PREFIX%%/logs/audit.log audit;
 EOF
 
 my $date = day_ahead(1);
@@ -66,8 +43,7 @@ my %secret = (
     reason => 'Unmistakable reason words',
 );
 
-my @slots = map { $_->{id} } grep { $_->{status} eq 'free' }
-                                  @{ slots($t, 'gp-one', $date) };
+my @slots = free_slot_ids($t, 'gp-one', $date);
 
 ###############################################################################
 # the cycle
@@ -78,16 +54,15 @@ my $a = $r->{json};
 my $id = $a->{id};
 my @tokens = ($a->{token});
 
-my $auth = { Authorization => "Bearer $a->{token}" };
+my $auth = auth($a->{token});
 
 $r = $t->http(GET => "$API/appointments/$id", headers => $auth);
 is($r->{status}, 200, 'read with the token');
 
-$r = $t->http(GET => "$API/appointments/$id",
-              headers => { Authorization => "Bearer $ADMIN" });
+$r = appointment($t, $id, $ADMIN_KEY);
 is($r->{status}, 200, 'read with the admin key');
 
-$r = $t->http(GET => "$API/appointments/$id");
+$r = appointment($t, $id);
 is($r->{status}, 401, 'read without a token');
 
 # a second booking, whose token reads the first: 403
@@ -96,15 +71,14 @@ is($r->{status}, 201, 'book another');
 my $other = $r->{json};
 push @tokens, $other->{token};
 
-$r = $t->http(GET => "$API/appointments/$id",
-              headers => { Authorization => "Bearer $other->{token}" });
+$r = appointment($t, $id, $other->{token});
 is($r->{status}, 403, "read with another appointment's token");
 
 $r = $t->http(POST => "$API/appointments/$id/reschedule", headers => $auth,
               body => { slot => $slots[2] });
 is($r->{status}, 200, 'reschedule');
 push @tokens, $r->{json}{token};
-$auth = { Authorization => "Bearer $r->{json}{token}" };
+$auth = auth($r->{json}{token});
 
 $r = $t->http(POST => "$API/appointments/$id/reschedule", headers => $auth,
               body => { slot => $slots[1] });
@@ -143,13 +117,10 @@ $r = $t->http(POST => "$API/appointments",
 is($r->{status}, 413, 'book with a body over the limit');
 
 # tokens and patient data where they do not belong
-$r = $t->http(GET => "$API/appointments/$id",
-              headers => { Authorization => "Bearer $tokens[0]x" });
+$r = appointment($t, $id, "$tokens[0]x");
 is($r->{status}, 401, 'read with an altered token');
 
-$r = $t->http(GET => "$API/appointments/$id",
-              headers => { Authorization => 'Bearer '
-                           . encode_base64url($secret{name}) });
+$r = appointment($t, $id, encode_base64url($secret{name}));
 is($r->{status}, 401, 'read with a token made of the name');
 
 $r = $t->http(PUT => "$API/admin/directory", headers => $auth,
@@ -157,7 +128,7 @@ $r = $t->http(PUT => "$API/admin/directory", headers => $auth,
 is($r->{status}, 403, "admin call with a patient's token");
 
 $r = $t->http(PUT => "$API/admin/directory",
-              headers => { Authorization => "Bearer $ADMIN" },
+              headers => admin_auth(),
               body => encode_json(directory()));
 is($r->{status}, 200, 'admin directory change');
 

@@ -1,8 +1,9 @@
 package Teleclinic::Clinic;
 
-# A small clinic for tests of the booking API: a directory whose doctors
-# work every day of the week (no test depends on the weekday), the
-# server's calendar dates, and a free slot to book.
+# A small clinic for tests of the booking API: the nginx conf of a
+# clinic, a directory whose doctors work every day of the week (no test
+# depends on the weekday), the server's calendar dates, a free slot to
+# book, and the requests a patient or the admin makes.
 #
 #   use lib 't/lib';
 #   use Teleclinic::Test;
@@ -10,18 +11,37 @@ package Teleclinic::Clinic;
 #
 #   my $t = Teleclinic::Test->new;
 #   write_directory($t);                   # prefix/directory.json
-#   $t->run(...teleclinic_directory %%PREFIX%%/directory.json;...);
+#   $t->run(conf());                       # the standard clinic
 #   my $date = day_ahead(1);               # tomorrow, YYYY-MM-DD
 #   my $slot = free_slot($t, 'gp-one');    # {id,start,end,status}
 #   my $r = book($t, $slot->{id});         # $t->http result, 201
+#   $r = cancel($t, $r->{json}{id}, $r->{json}{token});
 #
+# conf(%opts) the conf text for $t->run: an http block with the zone
+#   "tc", the journal state/journal and the directory directory.json in
+#   the prefix, the token secret $TOKEN_SECRET and the admin key
+#   $ADMIN_KEY, and one server on %%PORT%% whose location /api/v1/ is the
+#   API.  opts (text is indented to its place; lines, not a whole block):
+#     zone => '8m'       the zone's size
+#     secret => text     the secret directive instead of
+#                        "teleclinic_token_secret $TOKEN_SECRET;"
+#     admin_key => undef no teleclinic_admin_key; a string: that key
+#     main => text       before http {} (env TZ=...;)
+#     http => text       in http {}, after the directives above
+#     listen => text     parameters of the listen directive (reuseport)
+#     api => text        in the API location, before teleclinic_api
+#     server => text     in the server, after the API location
 # directory(%opts) returns the directory as a Perl structure:
 #   departments  gp (General Practice), derm (Dermatology)
 #   doctors      gp-one, gp-two (gp, 30 min), derm-one (derm, 20 min),
 #                all working 08:00-12:00 and 13:00-17:00 every day
-#   doctors => [ids]     only these of the doctors above
-# doctor($id, $department, %opts) one doctor entry working every day;
-#   opts: name, slot_minutes (30), hours ([["08:00","12:00"],...]),
+#   departments => [...] these instead, each the id of one above or a
+#                        {id, name}
+#   doctors => [...]     these instead, each the id of one above or a
+#                        doctor() entry
+# doctor($id, $department, %opts) one doctor entry; opts: name,
+#   slot_minutes (30), hours ([["08:00","12:00"],...] every day, or
+#   { mon => [...], ... } per weekday; ALL_DAY is round the clock),
 #   days_off ([]).
 # write_directory($t [, $dir [, $name]]) writes $dir (default
 #   directory()) as JSON into the prefix, returns the path.
@@ -30,8 +50,15 @@ package Teleclinic::Clinic;
 # slots($t, $doctor [, $date]) the slot list, dies unless 200.
 # free_slot($t, $doctor [, $date [, $skip]]) the first free slot of the
 #   day (default tomorrow) after skipping $skip free ones; dies if none.
+# free_slot_ids($t, $doctor [, $date]) the ids of the day's free slots.
 # book($t, $slot_id, %opts) POST /api/v1/appointments with a made-up
 #   patient; opts: name, phone, reason, body (replaces the whole body).
+# appointment($t, $id [, $token]), cancel($t, $id [, $token]),
+#   reschedule($t, $id, $token, $slot_id): the patient's requests, with
+#   the token (or the admin key) as bearer; no token, no Authorization.
+# admin_day($t, $doctor, $date) GET the doctor's day with the admin key.
+# auth($token) the Authorization header of a bearer token, as a hash
+#   ref for $t->http's headers; admin_auth() that of $ADMIN_KEY.
 
 use strict;
 use warnings;
@@ -41,12 +68,60 @@ use Exporter qw(import);
 use POSIX qw(strftime);
 use Mojo::JSON qw(encode_json);
 
-our @EXPORT_OK = qw(directory doctor write_directory day_ahead slots
-                    free_slot book);
+use constant ALL_DAY => [['00:00', '24:00']];
+
+our $ADMIN_KEY = 'test-admin-key-0123456789';
+our $TOKEN_SECRET = 'test-secret-0123456789';
+
+our @EXPORT_OK = qw(conf directory doctor write_directory day_ahead slots
+                    free_slot free_slot_ids book appointment cancel
+                    reschedule admin_day auth admin_auth ALL_DAY
+                    $ADMIN_KEY $TOKEN_SECRET);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
+my $API = '/api/v1';
 my @WEEK = qw(mon tue wed thu fri sat sun);
 
+
+sub conf {
+    my (%opts) = @_;
+
+    my $secret = $opts{secret} // "teleclinic_token_secret $TOKEN_SECRET;";
+    my $key = exists $opts{admin_key} ? $opts{admin_key} : $ADMIN_KEY;
+    my $listen = defined $opts{listen} ? " $opts{listen}" : '';
+
+    return (defined $opts{main} ? indent($opts{main}, 0) . "\n" : '')
+           . "http {\n"
+           . "    %%TEMP_PATHS%%\n\n"
+           . '    teleclinic_zone tc ' . ($opts{zone} // '8m') . ";\n"
+           . "    teleclinic_journal %%PREFIX%%/state/journal;\n"
+           . "    teleclinic_directory %%PREFIX%%/directory.json;\n"
+           . indent($secret, 4)
+           . (defined $key ? "    teleclinic_admin_key $key;\n" : '')
+           . indent($opts{http}, 4)
+           . "\n"
+           . "    server {\n"
+           . "        listen 127.0.0.1:%%PORT%%$listen;\n\n"
+           . "        location $API/ {\n"
+           . indent($opts{api}, 12)
+           . "            teleclinic_api;\n"
+           . "        }\n"
+           . (defined $opts{server} ? "\n" . indent($opts{server}, 8) : '')
+           . "    }\n"
+           . "}\n";
+}
+
+# the lines of $text, each moved $n columns to the right
+sub indent {
+    my ($text, $n) = @_;
+
+    return '' unless defined $text && length $text;
+
+    my $pad = ' ' x $n;
+    $text =~ s/^(?=.)/$pad/mg;
+
+    return $text =~ /\n\z/ ? $text : "$text\n";
+}
 
 sub doctor {
     my ($id, $department, %opts) = @_;
@@ -59,7 +134,8 @@ sub doctor {
         department => $department,
         schedule   => {
             slot_minutes => $opts{slot_minutes} // 30,
-            hours        => { map { $_ => $hours } @WEEK },
+            hours        => ref $hours eq 'HASH'
+                            ? $hours : { map { $_ => $hours } @WEEK },
             days_off     => $opts{days_off} // [],
         },
     };
@@ -68,6 +144,11 @@ sub doctor {
 sub directory {
     my (%opts) = @_;
 
+    my @departments = (
+        { id => 'gp', name => 'General Practice' },
+        { id => 'derm', name => 'Dermatology' },
+    );
+
     my @doctors = (
         doctor('gp-one', 'gp', name => 'Dr. Gina One'),
         doctor('gp-two', 'gp', name => 'Dr. Gus Two'),
@@ -75,18 +156,20 @@ sub directory {
                slot_minutes => 20),
     );
 
-    if (my $only = $opts{doctors}) {
-        my %want = map { $_ => 1 } @$only;
-        @doctors = grep { $want{ $_->{id} } } @doctors;
-    }
+    @departments = pick(\@departments, $opts{departments})
+        if $opts{departments};
+    @doctors = pick(\@doctors, $opts{doctors}) if $opts{doctors};
 
-    return {
-        departments => [
-            { id => 'gp', name => 'General Practice' },
-            { id => 'derm', name => 'Dermatology' },
-        ],
-        doctors => \@doctors,
-    };
+    return { departments => \@departments, doctors => \@doctors };
+}
+
+# entries named by id from @$known, or given whole
+sub pick {
+    my ($known, $want) = @_;
+
+    my %by_id = map { $_->{id} => $_ } @$known;
+
+    return map { ref $_ ? $_ : $by_id{$_} // croak "unknown id $_" } @$want;
 }
 
 sub write_directory {
@@ -111,12 +194,19 @@ sub slots {
 
     $date //= day_ahead(1);
 
-    my $r = $t->http(GET => "/api/v1/doctors/$doctor/slots?date=$date");
+    my $r = $t->http(GET => "$API/doctors/$doctor/slots?date=$date");
 
     croak "slots of $doctor on $date: " . ($r->{status} // $r->{error})
         unless ($r->{status} // 0) == 200 && ref $r->{json} eq 'ARRAY';
 
     return $r->{json};
+}
+
+sub free_slot_ids {
+    my ($t, $doctor, $date) = @_;
+
+    return map { $_->{id} } grep { $_->{status} eq 'free' }
+           @{ slots($t, $doctor, $date) };
 }
 
 sub free_slot {
@@ -142,7 +232,44 @@ sub book {
         reason  => $opts{reason} // 'test visit',
     };
 
-    return $t->http(POST => '/api/v1/appointments', body => $body);
+    return $t->http(POST => "$API/appointments", body => $body);
+}
+
+sub appointment {
+    my ($t, $id, $token) = @_;
+
+    return $t->http(GET => "$API/appointments/$id", headers => auth($token));
+}
+
+sub cancel {
+    my ($t, $id, $token) = @_;
+
+    return $t->http(POST => "$API/appointments/$id/cancel",
+                    headers => auth($token));
+}
+
+sub reschedule {
+    my ($t, $id, $token, $slot) = @_;
+
+    return $t->http(POST => "$API/appointments/$id/reschedule",
+                    headers => auth($token), body => { slot => $slot });
+}
+
+sub admin_day {
+    my ($t, $doctor, $date) = @_;
+
+    return $t->http(GET => "$API/admin/doctors/$doctor/appointments"
+                           . "?date=$date", headers => admin_auth());
+}
+
+sub auth {
+    my ($token) = @_;
+
+    return defined $token ? { Authorization => "Bearer $token" } : {};
+}
+
+sub admin_auth {
+    return auth($ADMIN_KEY);
 }
 
 1;
