@@ -35,26 +35,7 @@ push @{ $dir->{doctors} },
 write_directory($t, $dir);
 
 # the trailing slash of the public URL must not double in the links
-$t->run(<<"EOF");
-http {
-    %%TEMP_PATHS%%
-
-    teleclinic_zone tc 8m;
-    teleclinic_journal %%PREFIX%%/state/journal;
-    teleclinic_directory %%PREFIX%%/directory.json;
-    teleclinic_token_secret test-secret-0123456789;
-    teleclinic_admin_key test-admin-key-0123456789;
-    teleclinic_public_url $PUBLIC/;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /api/v1/ {
-            teleclinic_api;
-        }
-    }
-}
-EOF
+$t->run(conf(http => "teleclinic_public_url $PUBLIC/;"));
 
 ###############################################################################
 # departments and doctors
@@ -192,7 +173,7 @@ for my $n (1 .. 2) {
 ###############################################################################
 # reading
 
-$r = get_appt($a->{id}, $a->{token});
+$r = appointment($t, $a->{id}, $a->{token});
 is($r->{status}, 200, 'read with token: 200');
 is($r->{headers}->cache_control, 'no-store', 'read: no-store');
 
@@ -213,7 +194,7 @@ ok(!exists $g->{token}, 'read: does not hand out the token again');
 ###############################################################################
 # cancelling, and booking the slot again
 
-$r = cancel($a->{id}, $a->{token});
+$r = cancel($t, $a->{id}, $a->{token});
 is($r->{status}, 200, 'cancel: 200');
 is($r->{json}{status}, 'cancelled', 'cancel: status cancelled');
 is($r->{json}{id}, $a->{id}, 'cancel: same appointment');
@@ -221,16 +202,16 @@ is($r->{json}{slot}, $s1->{id}, 'cancel: slot');
 
 is(slot_status('gp-one', $s1->{id}), 'free', 'cancelled slot is free again');
 
-$r = get_appt($a->{id}, $a->{token});
+$r = appointment($t, $a->{id}, $a->{token});
 is($r->{status}, 200, 'read a cancelled appointment: 200');
 is($r->{json}{status}, 'cancelled', 'read: status cancelled');
 
-$r = cancel($a->{id}, $a->{token});
+$r = cancel($t, $a->{id}, $a->{token});
 is($r->{status}, 409, 'cancel twice: 409');
 ok($r->{json}{error}{code} && $r->{json}{error}{message},
    'cancel twice: error code and message');
 
-$r = reschedule($a->{id}, $a->{token}, $s2->{id});
+$r = reschedule($t, $a->{id}, $a->{token}, $s2->{id});
 is($r->{status}, 409, 'reschedule a cancelled appointment: 409');
 is(slot_status('gp-one', $s2->{id}), 'free',
    'a refused reschedule takes no slot');
@@ -244,17 +225,17 @@ is($b->{status}, 'booked', 'rebooking: booked');
 is($b->{slot}, $s1->{id}, 'rebooking: same slot');
 is(slot_status('gp-one', $s1->{id}), 'busy', 'rebooked slot is busy');
 
-$r = get_appt($b->{id}, $b->{token});
+$r = appointment($t, $b->{id}, $b->{token});
 is($r->{json}{patient}{name}, 'Max Mustermann', 'rebooking: new patient');
 is($r->{json}{reason}, 'test visit', 'rebooking: new reason');
 
-$r = get_appt($a->{id}, $a->{token});
+$r = appointment($t, $a->{id}, $a->{token});
 is($r->{json}{status}, 'cancelled', 'the old appointment stays cancelled');
 
 ###############################################################################
 # rescheduling
 
-$r = reschedule($b->{id}, $b->{token}, $s2->{id});
+$r = reschedule($t, $b->{id}, $b->{token}, $s2->{id});
 is($r->{status}, 200, 'reschedule to a free slot: 200');
 
 my $c = $r->{json};
@@ -272,7 +253,7 @@ is($c->{join_url}, "$PUBLIC/visit.html?appointment=$b->{id}"
 is(slot_status('gp-one', $s1->{id}), 'free', 'reschedule: old slot free');
 is(slot_status('gp-one', $s2->{id}), 'busy', 'reschedule: new slot busy');
 
-$r = get_appt($b->{id}, $c->{token});
+$r = appointment($t, $b->{id}, $c->{token});
 is($r->{status}, 200, 'reschedule: the new token works');
 is($r->{json}{slot}, $s2->{id}, 'reschedule: read shows the new slot');
 is($r->{json}{patient}{name}, 'Max Mustermann', 'reschedule: same patient');
@@ -282,20 +263,20 @@ $r = book($t, $s3->{id});
 is($r->{status}, 201, 'book a third slot');
 my $d = $r->{json};
 
-$r = reschedule($b->{id}, $c->{token}, $s3->{id});
+$r = reschedule($t, $b->{id}, $c->{token}, $s3->{id});
 is($r->{status}, 409, 'reschedule to a taken slot: 409');
 is($r->{json}{error}{code}, 'slot_taken', 'reschedule: slot_taken');
 is($r->{json}{error}{field}, 'slot', 'reschedule: field slot');
 
-$r = get_appt($b->{id}, $c->{token});
+$r = appointment($t, $b->{id}, $c->{token});
 is($r->{json}{slot}, $s2->{id}, 'refused reschedule: appointment unchanged');
 is(slot_status('gp-one', $s2->{id}), 'busy', 'refused reschedule: slot kept');
 
-$r = get_appt($d->{id}, $d->{token});
+$r = appointment($t, $d->{id}, $d->{token});
 is($r->{json}{status}, 'booked', 'refused reschedule: other one untouched');
 
 # onto its own slot: the slot is taken, by itself
-$r = reschedule($b->{id}, $c->{token}, $s2->{id});
+$r = reschedule($t, $b->{id}, $c->{token}, $s2->{id});
 is($r->{status}, 409, 'reschedule onto its own slot: 409');
 
 $t->stop;
@@ -304,28 +285,6 @@ undef $t;
 done_testing;
 
 ###############################################################################
-
-sub get_appt {
-    my ($id, $token) = @_;
-
-    return $t->http(GET => "$API/appointments/$id",
-                    headers => { Authorization => "Bearer $token" });
-}
-
-sub cancel {
-    my ($id, $token) = @_;
-
-    return $t->http(POST => "$API/appointments/$id/cancel",
-                    headers => { Authorization => "Bearer $token" });
-}
-
-sub reschedule {
-    my ($id, $token, $slot) = @_;
-
-    return $t->http(POST => "$API/appointments/$id/reschedule",
-                    body => { slot => $slot },
-                    headers => { Authorization => "Bearer $token" });
-}
 
 sub slot_status {
     my ($doctor, $id) = @_;

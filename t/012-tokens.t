@@ -21,34 +21,14 @@ use Teleclinic::Clinic qw(:all);
 ###############################################################################
 
 my $API = '/api/v1';
-my $SECRET = 'test-secret-0123456789';
-my $ADMIN = 'test-admin-key-0123456789';
+my $SECRET = $TOKEN_SECRET;       # what conf() gives nginx
+my $ADMIN = $ADMIN_KEY;
 my $TTL = 7 * 86400;
-
-my $conf = <<'EOF';
-http {
-    %%TEMP_PATHS%%
-
-    teleclinic_zone tc 8m;
-    teleclinic_journal %%PREFIX%%/state/journal;
-    teleclinic_directory %%PREFIX%%/directory.json;
-    %%SECRET%%
-    teleclinic_admin_key test-admin-key-0123456789;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /api/v1/ {
-            teleclinic_api;
-        }
-    }
-}
-EOF
 
 my $t = Teleclinic::Test->new(workers => 2);
 
 write_directory($t);
-$t->run(secret_conf("teleclinic_token_secret $SECRET;"));
+$t->run(conf());
 
 my $date = day_ahead(1);
 
@@ -205,8 +185,7 @@ $r = $t->http(GET => "$API/admin/directory?key=$ADMIN");
 refused($r, 401, 'admin directory with ?key= in the URL');
 
 # the admin key also works where a token would
-$r = $t->http(POST => "$API/appointments/$b->{id}/cancel",
-              headers => { Authorization => "Bearer $ADMIN" });
+$r = cancel($t, $b->{id}, $ADMIN);
 is($r->{status}, 200, 'admin key cancels');
 is($r->{json}{status}, 'cancelled', 'admin cancel: cancelled');
 
@@ -227,7 +206,8 @@ my $f = Teleclinic::Test->new(workers => 2);
 write_directory($f);
 $f->write_file('secret/token', "$FILE_SECRET\n");
 
-$f->run(secret_conf('teleclinic_token_secret_file %%PREFIX%%/secret/token;'));
+$f->run(conf(secret => 'teleclinic_token_secret_file '
+                       . '%%PREFIX%%/secret/token;'));
 
 $r = book($f, free_slot($f, 'gp-one', $date)->{id}, name => 'Carla C');
 is($r->{status}, 201, 'secret file: book');
@@ -237,14 +217,12 @@ my $c_exp = token_expiry($c->{token});
 is(craft($FILE_SECRET, 1, $c_exp, $c->{id}), $c->{token},
    'secret file: the token is signed with the file content, newline cut');
 
-$r = $f->http(GET => "$API/appointments/$c->{id}",
-              headers => { Authorization => "Bearer $c->{token}" });
+$r = appointment($f, $c->{id}, $c->{token});
 is($r->{status}, 200, 'secret file: issued token verifies');
 is($r->{json}{patient}{name}, 'Carla C', 'secret file: reads the patient');
 
-$r = $f->http(GET => "$API/appointments/$c->{id}",
-              headers => { Authorization => 'Bearer '
-                           . craft($FILE_SECRET, 1, time + 86400, $c->{id}) });
+$r = appointment($f, $c->{id},
+                 craft($FILE_SECRET, 1, time + 86400, $c->{id}));
 is($r->{status}, 200, 'secret file: crafted token verifies');
 
 for my $case (['the conf secret', $SECRET],
@@ -252,9 +230,7 @@ for my $case (['the conf secret', $SECRET],
 {
     my ($what, $key) = @$case;
 
-    $r = $f->http(GET => "$API/appointments/$c->{id}",
-                  headers => { Authorization => 'Bearer '
-                               . craft($key, 1, $c_exp, $c->{id}) });
+    $r = appointment($f, $c->{id}, craft($key, 1, $c_exp, $c->{id}));
     refused($r, 401, "secret file: token signed with $what");
 }
 
@@ -264,11 +240,6 @@ undef $f;
 done_testing;
 
 ###############################################################################
-
-sub secret_conf {
-    my ($line) = @_;
-    return $conf =~ s/%%SECRET%%/$line/r;
-}
 
 sub craft_raw {
     my ($secret, $payload, $label) = @_;
