@@ -9,10 +9,10 @@ use warnings;
 
 use Test::More;
 use POSIX qw(strftime);
-use Mojo::JSON qw(encode_json);
 
 use lib 't/lib';
 use Teleclinic::Test;
+use Teleclinic::Clinic qw(:all);
 
 ###############################################################################
 
@@ -30,33 +30,14 @@ my %hours = (
 
 my $t = Teleclinic::Test->new(workers => 2);
 
-$t->write_file('directory.json', encode_json({
-    departments => [{ id => 'gp', name => 'General Practice' }],
-    doctors     => [{
-        id => 'week-one', name => 'Dr. Week', department => 'gp',
-        schedule => { slot_minutes => 15, hours => \%hours,
-                      days_off => [$off] },
-    }],
-}));
+write_directory($t, directory(
+    departments => ['gp'],
+    doctors     => [ doctor('week-one', 'gp', name => 'Dr. Week',
+                            slot_minutes => 15, hours => \%hours,
+                            days_off => [$off]) ],
+));
 
-$t->run(<<'EOF');
-http {
-    %%TEMP_PATHS%%
-
-    teleclinic_zone tc 1m;
-    teleclinic_journal %%PREFIX%%/state/journal;
-    teleclinic_directory %%PREFIX%%/directory.json;
-    teleclinic_token_secret test-secret-0123456789;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /api/v1/ {
-            teleclinic_api;
-        }
-    }
-}
-EOF
+$t->run(conf(zone => '1m'));
 
 for my $n (1 .. 8) {
     my @tm = localtime(time + $n * 86400);
@@ -89,10 +70,7 @@ for my $n (1 .. 8) {
 
     for (my $m = 0; $m < 24 * 60; $m += 15) {
         my $id = sprintf('week-one.%s.%02d%02d', $compact, $m / 60, $m % 60);
-        my $b = $t->http(POST => '/api/v1/appointments', body => {
-            slot    => $id,
-            patient => { name => 'Week Patient', phone => '+49 30 1234567' },
-        });
+        my $b = book($t, $id, name => 'Week Patient');
 
         if ($slot{$id}) {
             $b->{status} == 201 ? $booked++ : $wrong++;

@@ -9,11 +9,11 @@ use strict;
 use warnings;
 
 use Test::More;
-use Mojo::JSON qw(encode_json);
 use POSIX qw(mktime);
 
 use lib 't/lib';
 use Teleclinic::Test;
+use Teleclinic::Clinic qw(:all);
 
 ###############################################################################
 
@@ -22,39 +22,14 @@ plan(skip_all => 'no tzdata for Europe/Berlin')
 
 my $t = Teleclinic::Test->new(workers => 1);
 
-$t->write_file('directory.json', encode_json({
-    departments => [{ id => 'gp', name => 'General Practice' }],
-    doctors     => [{
-        id => 'clock-one', name => 'Dr. Clock', department => 'gp',
-        schedule => {
-            slot_minutes => 60,
-            hours => { map { $_ => [['00:00', '24:00']] }
-                       qw(mon tue wed thu fri sat sun) },
-        },
-    }],
-}));
+write_directory($t, directory(
+    departments => ['gp'],
+    doctors     => [ doctor('clock-one', 'gp', name => 'Dr. Clock',
+                            slot_minutes => 60, hours => ALL_DAY) ],
+));
 
-$t->run(<<'EOF');
-env TZ=Europe/Berlin;
-
-http {
-    %%TEMP_PATHS%%
-
-    teleclinic_zone tc 1m;
-    teleclinic_journal %%PREFIX%%/state/journal;
-    teleclinic_directory %%PREFIX%%/directory.json;
-    teleclinic_token_secret test-secret-0123456789;
-    teleclinic_booking_horizon 1000d;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /api/v1/ {
-            teleclinic_api;
-        }
-    }
-}
-EOF
+$t->run(conf(main => 'env TZ=Europe/Berlin;', zone => '1m',
+             http => 'teleclinic_booking_horizon 1000d;'));
 
 sub day {
     my ($date) = @_;
@@ -102,16 +77,10 @@ for my $d ($spring, $autumn) {
 
 # a slot in the skipped hour cannot be booked; the one after can
 
-my $r = $t->http(POST => '/api/v1/appointments', body => {
-    slot    => 'clock-one.20270328.0200',
-    patient => { name => 'Clock Patient', phone => '+49 30 1234567' },
-});
+my $r = book($t, 'clock-one.20270328.0200', name => 'Clock Patient');
 is($r->{json}{error}{code}, 'unknown_slot', 'no booking in the skipped hour');
 
-$r = $t->http(POST => '/api/v1/appointments', body => {
-    slot    => 'clock-one.20270328.0300',
-    patient => { name => 'Clock Patient', phone => '+49 30 1234567' },
-});
+$r = book($t, 'clock-one.20270328.0300', name => 'Clock Patient');
 is($r->{status}, 201, 'the hour after the change can be booked');
 is($r->{json}{start}, '2027-03-28T03:00:00+02:00', 'at 03:00 summer time');
 
