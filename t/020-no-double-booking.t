@@ -8,16 +8,16 @@ use strict;
 use warnings;
 
 use Test::More;
-use POSIX qw(strftime);
+use POSIX ();
 use Mojo::JSON qw(encode_json decode_json);
 use IO::Socket::IP;
 
 use lib 't/lib';
 use Teleclinic::Test;
+use Teleclinic::Clinic qw(:all);
 
 ###############################################################################
 
-my $ADMIN = 'test-admin-key-0123456789';
 my $DOCTOR = 'race-one';
 my $CLIENTS = 4;              # client processes
 my $PER_CLIENT = 50;          # concurrent requests in each
@@ -25,46 +25,17 @@ my $ROUNDS = 5;               # slots raced for
 
 my $t = Teleclinic::Test->new(workers => 2);
 
-my @week = qw(mon tue wed thu fri sat sun);
-
-$t->write_file('directory.json', encode_json({
-    departments => [{ id => 'gp', name => 'General Practice' }],
-    doctors     => [{
-        id         => $DOCTOR,
-        name       => 'Dr. Race',
-        department => 'gp',
-        schedule   => {
-            slot_minutes => 30,
-            hours        => { map { $_ => [['00:00', '24:00']] } @week },
-            days_off     => [],
-        },
-    }],
-}));
+write_directory($t, directory(
+    departments => ['gp'],
+    doctors     => [ doctor($DOCTOR, 'gp', name => 'Dr. Race',
+                            hours => ALL_DAY) ],
+));
 
 # reuseport gives each worker its own listening socket and spreads the
 # connections between them by hash: both workers take part in every race
-$t->run(<<"EOF");
-http {
-    %%TEMP_PATHS%%
-
-    log_format race '\$pid \$request_method \$status';
-
-    teleclinic_zone tc 8m;
-    teleclinic_journal %%PREFIX%%/state/journal;
-    teleclinic_directory %%PREFIX%%/directory.json;
-    teleclinic_token_secret test-secret-0123456789;
-    teleclinic_admin_key $ADMIN;
-
-    server {
-        listen 127.0.0.1:%%PORT%% reuseport;
-
-        location /api/v1/ {
-            teleclinic_api;
-            access_log %%PREFIX%%/logs/race.log race;
-        }
-    }
-}
-EOF
+$t->run(conf(listen => 'reuseport',
+             http => q{log_format race '$pid $request_method $status';},
+             api => 'access_log %%PREFIX%%/logs/race.log race;'));
 
 my @workers = $t->worker_pids;
 is(scalar @workers, 2, 'two workers');
@@ -103,8 +74,7 @@ for my $slot (@slots) {
     is($w->{body}{slot}, $slot, "$slot: the winner has the slot");
     is($w->{body}{status}, 'booked', "$slot: the winner is booked");
 
-    $r = $t->http(GET => "/api/v1/appointments/$w->{body}{id}",
-                  headers => { Authorization => "Bearer $w->{body}{token}" });
+    $r = appointment($t, $w->{body}{id}, $w->{body}{token});
     is($r->{status}, 200, "$slot: the winner reads its appointment");
     is($r->{json}{slot}, $slot, "$slot: stored with the slot");
     is($r->{json}{patient}{name}, $w->{name},
@@ -120,8 +90,7 @@ my %status = map { $_->{id} => $_->{status} } @{ $r->{json} // [] };
 is(scalar(grep { ($status{$_} // '') eq 'busy' } @slots), $ROUNDS,
    'raced slots are busy');
 
-$r = $t->http(GET => "/api/v1/admin/doctors/$DOCTOR/appointments?date=$date",
-              headers => { Authorization => "Bearer $ADMIN" });
+$r = admin_day($t, $DOCTOR, $date);
 is($r->{status}, 200, "admin: the doctor's day");
 
 my @day = @{ $r->{json} // [] };
@@ -146,17 +115,6 @@ ok($t->stop, 'nginx stopped cleanly');
 done_testing;
 
 ###############################################################################
-
-# the server's local date $n days ahead (nginx runs with our TZ)
-sub day_ahead {
-    my ($n) = @_;
-
-    # noon today plus whole days: a DST change cannot skip or repeat a day
-    my @now = localtime;
-    my $noon = time - ($now[2] - 12) * 3600 - $now[1] * 60 - $now[0];
-
-    return strftime('%Y-%m-%d', localtime($noon + $n * 86400));
-}
 
 # $CLIENTS processes each open $PER_CLIENT requests at once, all released
 # together; returns one hash per request

@@ -10,62 +10,35 @@ use strict;
 use warnings;
 
 use Test::More;
-use POSIX qw(strftime);
-use Mojo::JSON qw(encode_json);
 
 use lib 't/lib';
 use Teleclinic::Test;
+use Teleclinic::Clinic qw(:all);
 
 ###############################################################################
 
-my $ADMIN = 'test-admin-key-0123456789';
 my $DOCTOR = 'full-one';
-my @WEEK = qw(mon tue wed thu fri sat sun);
+my $REASON = 'a reason of some length ' x 12;
 
 my $t = Teleclinic::Test->new(workers => 2);
 
-$t->write_file('directory.json', encode_json({
-    departments => [{ id => 'gp', name => 'General Practice' }],
-    doctors     => [{
-        id         => $DOCTOR,
-        name       => 'Dr. Full',
-        department => 'gp',
-        schedule   => {
-            slot_minutes => 5,
-            hours        => { map { $_ => [['00:00', '24:00']] } @WEEK },
-            days_off     => [],
-        },
-    }],
-}));
+write_directory($t, directory(
+    departments => ['gp'],
+    doctors     => [ doctor($DOCTOR, 'gp', name => 'Dr. Full',
+                            slot_minutes => 5, hours => ALL_DAY) ],
+));
 
 # 32k, eight pages, is the smallest zone the directive takes
-$t->run(<<"EOF");
-http {
-    %%TEMP_PATHS%%
-
-    teleclinic_zone tc 32k;
-    teleclinic_journal %%PREFIX%%/state/journal;
-    teleclinic_directory %%PREFIX%%/directory.json;
-    teleclinic_token_secret test-secret-0123456789;
-    teleclinic_admin_key $ADMIN;
-    teleclinic_public_url https://clinic.example;
-    teleclinic_notify_url http://127.0.0.1:%%PORT2%%/messages;
-    teleclinic_notify_secret test-notify-secret-0123456789;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /api/v1/ {
-            teleclinic_api;
-        }
-    }
-}
+$t->run(conf(zone => '32k', http => <<'EOF'));
+teleclinic_public_url https://clinic.example;
+teleclinic_notify_url http://127.0.0.1:%%PORT2%%/messages;
+teleclinic_notify_secret test-notify-secret-0123456789;
 EOF
 
 my $master = $t->master_pid;
 my @workers = $t->worker_pids;
 # days after tomorrow: every booking there has a reminder waiting
-my @free = map { free_slots($_) } day_ahead(2), day_ahead(3);
+my @free = map { free_slot_ids($t, $DOCTOR, $_) } day_ahead(2), day_ahead(3);
 
 # bookings, with a reason long enough to fill the zone in a few dozen
 
@@ -73,7 +46,7 @@ my (@booked, $r);
 
 for my $i (1 .. 200) {
     my $slot = shift @free;
-    $r = book($slot, "Full Patient $i");
+    $r = book($t, $slot, name => "Full Patient $i", reason => $REASON);
     last unless $r->{status} == 201;
 
     push @booked, { id => $r->{json}{id}, token => $r->{json}{token},
@@ -91,8 +64,7 @@ my $moved = $booked[0];
 
 for my $i (1 .. 200) {
     my $slot = shift @free;
-    $r = $t->http(POST => "/api/v1/appointments/$moved->{id}/reschedule",
-                  headers => auth($moved->{token}), body => { slot => $slot });
+    $r = reschedule($t, $moved->{id}, $moved->{token}, $slot);
     last unless $r->{status} == 200;
 
     $moved->{slot} = $slot;
@@ -102,7 +74,8 @@ for my $i (1 .. 200) {
 is($r->{status}, 503, 'reschedule in a full zone: 503');
 is($r->{json}{error}{code}, 'zone_full', 'reschedule: zone_full');
 
-$r = book(shift @free, 'One More Patient');
+$r = book($t, shift @free, name => 'One More Patient',
+         reason => $REASON);
 is($r->{status}, 503, 'booking still refused');
 is($r->{json}{error}{code}, 'zone_full', 'booking still zone_full');
 
@@ -112,8 +85,7 @@ like($t->error_log, qr/\[error\].*teleclinic zone "tc" is full/,
 # what is stored can still be read, listed and cancelled
 
 my @bad = grep {
-    my $g = $t->http(GET => "/api/v1/appointments/$_->{id}",
-                     headers => auth($_->{token}));
+    my $g = appointment($t, $_->{id}, $_->{token});
     !(($g->{status} // 0) == 200 && $g->{json}{status} eq 'booked'
       && $g->{json}{slot} eq $_->{slot}
       && $g->{json}{patient}{name} eq $_->{name})
@@ -127,8 +99,7 @@ is($r->{status}, 200, 'slots are listed');
 
 my %status = map { $_->{id} => $_->{status} } @{ $r->{json} // [] };
 
-$r = $t->http(GET => "/api/v1/admin/doctors/$DOCTOR/appointments"
-                     . "?date=$date", headers => auth($ADMIN));
+$r = admin_day($t, $DOCTOR, $date);
 is($r->{status}, 200, "the doctor's day is listed");
 is(scalar(grep { $_->{slot} =~ /\.\Q${\ ($date =~ tr{-}{}dr)}\E\./ }
                @booked),
@@ -139,8 +110,7 @@ my @cancel = @booked[1 .. ($#booked < 3 ? $#booked : 3)];
 ok(@cancel, 'bookings to cancel');
 
 for my $b (@cancel) {
-    $r = $t->http(POST => "/api/v1/appointments/$b->{id}/cancel",
-                  headers => auth($b->{token}));
+    $r = cancel($t, $b->{id}, $b->{token});
     is($r->{status}, 200, 'cancel in a full zone: 200')
         or diag($r->{body});
     is($r->{json}{status}, 'cancelled', 'cancel: status cancelled');
@@ -154,8 +124,7 @@ $r = $t->http(GET => "/api/v1/doctors/$DOCTOR/slots?date=$date");
 for my $b (grep { ($_->{status} // '') eq 'cancelled' } @cancel) {
     is($status{ $b->{slot} }, 'free', 'a cancelled slot is free');
 
-    my $g = $t->http(GET => "/api/v1/appointments/$b->{id}",
-                     headers => auth($b->{token}));
+    my $g = appointment($t, $b->{id}, $b->{token});
     is($g->{json}{status}, 'cancelled', 'a cancelled one reads cancelled');
 }
 
@@ -172,8 +141,7 @@ $t->kill9;
 $t->start;
 
 @bad = grep {
-    my $g = $t->http(GET => "/api/v1/appointments/$_->{id}",
-                     headers => auth($_->{token}));
+    my $g = appointment($t, $_->{id}, $_->{token});
     !(($g->{status} // 0) == 200
       && $g->{json}{status} eq ($_->{status} // 'booked')
       && $g->{json}{slot} eq $_->{slot})
@@ -184,42 +152,3 @@ is(scalar @bad, 0, 'after kill -9 and start: every booking as it was');
 ok($t->stop, 'nginx stopped cleanly');
 
 done_testing;
-
-###############################################################################
-
-# the server's local date $n days ahead (nginx runs with our TZ)
-sub day_ahead {
-    my ($n) = @_;
-
-    # noon today plus whole days: a DST change cannot skip or repeat a day
-    my @now = localtime;
-    my $noon = time - ($now[2] - 12) * 3600 - $now[1] * 60 - $now[0];
-
-    return strftime('%Y-%m-%d', localtime($noon + $n * 86400));
-}
-
-sub auth {
-    my ($token) = @_;
-    return { Authorization => "Bearer $token" };
-}
-
-sub free_slots {
-    my ($date) = @_;
-
-    my $r = $t->http(GET => "/api/v1/doctors/$DOCTOR/slots?date=$date");
-    die "slots on $date: $r->{status}\n" unless ($r->{status} // 0) == 200;
-
-    return map { $_->{id} } grep { $_->{status} eq 'free' } @{ $r->{json} };
-}
-
-sub book {
-    my ($slot, $name) = @_;
-
-    return $t->http(POST => '/api/v1/appointments', body => {
-        slot    => $slot,
-        patient => { name => $name, phone => '+49 30 1234567' },
-        reason  => 'a reason of some length ' x 12,
-    });
-}
-
-###############################################################################

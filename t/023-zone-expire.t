@@ -8,51 +8,26 @@ use strict;
 use warnings;
 
 use Test::More;
-use POSIX qw(strftime);
 use Compress::Raw::Zlib ();
 use Mojo::JSON qw(encode_json);
 
 use lib 't/lib';
 use Teleclinic::Test;
+use Teleclinic::Clinic qw(:all);
 
 ###############################################################################
 
 my $DOCTOR = 'exp-one';
-my @WEEK = qw(mon tue wed thu fri sat sun);
 
 my $t = Teleclinic::Test->new(workers => 2);
 
-$t->write_file('directory.json', encode_json({
-    departments => [{ id => 'gp', name => 'General Practice' }],
-    doctors     => [{
-        id         => $DOCTOR,
-        name       => 'Dr. Expire',
-        department => 'gp',
-        schedule   => {
-            slot_minutes => 5,
-            hours        => { map { $_ => [['00:00', '24:00']] } @WEEK },
-        },
-    }],
-}));
+write_directory($t, directory(
+    departments => ['gp'],
+    doctors     => [ doctor($DOCTOR, 'gp', name => 'Dr. Expire',
+                            slot_minutes => 5, hours => ALL_DAY) ],
+));
 
-my $conf = <<'EOF';
-http {
-    %%TEMP_PATHS%%
-
-    teleclinic_zone tc 32k;
-    teleclinic_journal %%PREFIX%%/state/journal;
-    teleclinic_directory %%PREFIX%%/directory.json;
-    teleclinic_token_secret test-secret-0123456789;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /api/v1/ {
-            teleclinic_api;
-        }
-    }
-}
-EOF
+my $conf = conf(zone => '32k');
 
 # A journal holding yesterday's cancelled appointments, as many as the
 # zone takes: the largest count with which nginx still starts.
@@ -75,18 +50,13 @@ ok($started, "nginx starts with past cancelled appointments filling it");
 
 # the zone is nearly full of them; new bookings need their room
 
-my $tomorrow = strftime('%Y-%m-%d', localtime(time + 86400));
-my $slots = $t->http(GET => "/api/v1/doctors/$DOCTOR/slots?date=$tomorrow")
-    ->{json};
+my $slots = slots($t, $DOCTOR, day_ahead(1));
 
 my @ok;
 
 for my $i (0 .. 5) {
-    my $r = $t->http(POST => '/api/v1/appointments', body => {
-        slot    => $slots->[$i]{id},
-        patient => { name => "New Patient $i", phone => '+49 30 1234567' },
-        reason  => $reason,
-    });
+    my $r = book($t, $slots->[$i]{id}, name => "New Patient $i",
+                 reason => $reason);
 
     push @ok, $r if $r->{status} == 201;
 }
@@ -102,8 +72,7 @@ $t->kill9;
 $t->start;
 
 for my $r (@ok) {
-    my $g = $t->http(GET => "/api/v1/appointments/$r->{json}{id}",
-                     headers => { Authorization => "Bearer $r->{json}{token}" });
+    my $g = appointment($t, $r->{json}{id}, $r->{json}{token});
     is($g->{status}, 200, "a new booking is there after a restart");
 }
 
