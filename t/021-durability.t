@@ -10,29 +10,32 @@ use strict;
 use warnings;
 
 use Test::More;
-use POSIX qw(strftime);
+use POSIX ();
 use IO::Handle;
 use Mojo::IOLoop;
-use Mojo::JSON qw(encode_json);
 use Mojo::Server::Daemon;
 use Mojo::UserAgent;
 use Time::HiRes qw(sleep time);
 
 use lib 't/lib';
 use Teleclinic::Test;
+use Teleclinic::Clinic qw(:all !book);
 
 ###############################################################################
 
-my $ADMIN = 'test-admin-key-0123456789';
 my @DOCTORS = ('dur-one', 'dur-two');
 my @DATES = map { day_ahead($_) } 1 .. 3;
-my @WEEK = qw(mon tue wed thu fri sat sun);
+my $DIRECTORY = directory(
+    departments => ['gp'],
+    doctors     => [ map { doctor($_, 'gp', slot_minutes => 10,
+                                  hours => ALL_DAY) } @DOCTORS ],
+);
 
 # package variables: the helpers below use them, and part (e) points them
 # at a second nginx with local
 our $t = Teleclinic::Test->new(workers => 2);
 
-write_directory($t);
+write_directory($t, $DIRECTORY);
 $t->run(conf());
 
 my $journal = $t->prefix . '/state/journal';
@@ -60,8 +63,7 @@ our %known;           # id => { slot, status, name, token }: what was acked
     my @ids = sort keys %known;
 
     for my $id (@ids[grep { $_ % 3 == 0 } 0 .. $#ids]) {
-        my $r = $t->http(POST => "/api/v1/appointments/$id/cancel",
-                         headers => auth($known{$id}{token}));
+        my $r = cancel($t, $id, $known{$id}{token});
 
         is($r->{status}, 200, '(a) cancellation acknowledged')
             and $known{$id}{status} = 'cancelled';
@@ -69,9 +71,7 @@ our %known;           # id => { slot, status, name, token }: what was acked
 
     for my $id (@ids[grep { $_ % 3 == 1 } 0 .. 8]) {
         my $slot = shift @free;
-        my $r = $t->http(POST => "/api/v1/appointments/$id/reschedule",
-                         headers => auth($known{$id}{token}),
-                         body => { slot => $slot });
+        my $r = reschedule($t, $id, $known{$id}{token}, $slot);
 
         is($r->{status}, 200, '(a) reschedule acknowledged') or next;
 
@@ -87,8 +87,7 @@ our %known;           # id => { slot, status, name, token }: what was acked
                                 . 'bookings');
 
     my %busy = map { $_->{id} => $_->{status} }
-               @{ $t->http(GET => "/api/v1/doctors/$DOCTORS[0]/slots"
-                                  . "?date=$DATES[0]")->{json} // [] };
+               @{ slots($t, $DOCTORS[0], $DATES[0]) };
     my @cancelled = grep { $known{$_}{status} eq 'cancelled'
                            && $known{$_}{slot} =~ /^\Q$DOCTORS[0]\E\./ }
                     keys %known;
@@ -246,8 +245,7 @@ for my $torn (
 
     my ($id) = grep { $known{$_}{status} eq 'booked'
                       && $known{$_}{token} } sort keys %known;
-    $r = $t->http(POST => "/api/v1/appointments/$id/cancel",
-                  headers => auth($known{$id}{token}));
+    $r = cancel($t, $id, $known{$id}{token});
 
     is($r->{status}, 200, '(d) cancellation after reload')
         and $known{$id}{status} = 'cancelled';
@@ -275,12 +273,12 @@ ok($t->stop, 'nginx stopped cleanly');
 
     my $c = Teleclinic::Test->new(workers => 2);
 
-    write_directory($c);
-    $c->run(conf(<<"EOF"));
-    teleclinic_public_url http://127.0.0.1:%%PORT%%;
-    teleclinic_notify_url http://127.0.0.1:$sink_port/notify;
-    teleclinic_notify_secret test-notify-secret-0123456789;
-EOF
+    write_directory($c, $DIRECTORY);
+    $c->run(conf(http => <<~"EOF"));
+        teleclinic_public_url http://127.0.0.1:%%PORT%%;
+        teleclinic_notify_url http://127.0.0.1:$sink_port/notify;
+        teleclinic_notify_secret test-notify-secret-0123456789;
+        EOF
 
     local $t = $c;
     local %known;
@@ -302,8 +300,7 @@ EOF
         my $r = book($c, $slot, 'Cycle Patient');
         $failed++ unless $r->{status} == 201;
 
-        my $x = $c->http(POST => "/api/v1/appointments/$r->{json}{id}/cancel",
-                         headers => auth($r->{json}{token}));
+        my $x = cancel($c, $r->{json}{id}, $r->{json}{token});
         $failed++ unless $x->{status} == 200;
 
         # a few of the cancelled ones are looked at later
@@ -387,66 +384,6 @@ done_testing;
 
 ###############################################################################
 
-sub conf {
-    my ($extra) = @_;
-
-    $extra //= '';
-
-    return <<"EOF";
-http {
-    %%TEMP_PATHS%%
-
-    teleclinic_zone tc 8m;
-    teleclinic_journal %%PREFIX%%/state/journal;
-    teleclinic_directory %%PREFIX%%/directory.json;
-    teleclinic_token_secret test-secret-0123456789;
-    teleclinic_admin_key $ADMIN;
-$extra
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /api/v1/ {
-            teleclinic_api;
-        }
-    }
-}
-EOF
-}
-
-sub write_directory {
-    my ($n) = @_;
-
-    $n->write_file('directory.json', encode_json({
-        departments => [{ id => 'gp', name => 'General Practice' }],
-        doctors     => [ map { {
-            id         => $_,
-            name       => "Dr. \u$_",
-            department => 'gp',
-            schedule   => {
-                slot_minutes => 10,
-                hours        => { map { $_ => [['00:00', '24:00']] } @WEEK },
-                days_off     => [],
-            },
-        } } @DOCTORS ],
-    }));
-}
-
-# the server's local date $n days ahead (nginx runs with our TZ)
-sub day_ahead {
-    my ($n) = @_;
-
-    # noon today plus whole days: a DST change cannot skip or repeat a day
-    my @now = localtime;
-    my $noon = time - ($now[2] - 12) * 3600 - $now[1] * 60 - $now[0];
-
-    return strftime('%Y-%m-%d', localtime($noon + $n * 86400));
-}
-
-sub auth {
-    my ($token) = @_;
-    return { Authorization => "Bearer $token" };
-}
-
 sub phone {
     my ($name) = @_;
 
@@ -454,14 +391,13 @@ sub phone {
     return sprintf '+49 30 %07d', unpack('%32C*', $name) * 7919 % 10000000;
 }
 
+# a booking whose phone number follows from the name
 sub book {
     my ($n, $slot, $name) = @_;
 
-    return $n->http(POST => '/api/v1/appointments', body => {
-        slot    => $slot,
-        patient => { name => $name, phone => phone($name) },
-        reason  => 'durability',
-    });
+    return Teleclinic::Clinic::book($n, $slot, name => $name,
+                                    phone => phone($name),
+                                    reason => 'durability');
 }
 
 sub remember {
@@ -477,17 +413,7 @@ sub remember {
 sub free_slots {
     my ($date) = @_;
 
-    my @free;
-
-    for my $doctor (@DOCTORS) {
-        my $r = $t->http(GET => "/api/v1/doctors/$doctor/slots?date=$date");
-        die "slots of $doctor on $date: $r->{status}\n"
-            unless ($r->{status} // 0) == 200;
-        push @free, map { $_->{id} } grep { $_->{status} eq 'free' }
-                    @{ $r->{json} };
-    }
-
-    return @free;
+    return map { free_slot_ids($t, $_, $date) } @DOCTORS;
 }
 
 # what the admin sees: id => "slot|status|name|phone" over all days
@@ -496,9 +422,7 @@ sub listed {
 
     for my $doctor (@DOCTORS) {
         for my $date (@DATES) {
-            my $r = $t->http(GET => "/api/v1/admin/doctors/$doctor"
-                                    . "/appointments?date=$date",
-                             headers => auth($ADMIN));
+            my $r = admin_day($t, $doctor, $date);
             die "listing of $doctor on $date: $r->{status}\n"
                 unless ($r->{status} // 0) == 200;
 
@@ -524,8 +448,7 @@ sub snapshot {
     my %all;
 
     for my $id (keys %known) {
-        my $r = $t->http(GET => "/api/v1/appointments/$id",
-                         headers => auth($ADMIN));
+        my $r = appointment($t, $id, $ADMIN_KEY);
         $all{$id} = ($r->{status} // 0) == 200
                     ? join('|', map { $r->{json}{$_} // '' }
                                 qw(status slot doctor start end created))
@@ -545,8 +468,7 @@ sub check_known {
         my $k = $known{$id};
         next unless $k->{token};
 
-        my $r = $t->http(GET => "/api/v1/appointments/$id",
-                         headers => auth($k->{token}));
+        my $r = appointment($t, $id, $k->{token});
 
         push @bad, $id
             unless ($r->{status} // 0) == 200
