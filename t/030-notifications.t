@@ -23,6 +23,8 @@ use Time::Local qw(timegm);
 
 use lib 't/lib';
 use Teleclinic::Test;
+use Teleclinic::Clinic qw(conf directory doctor write_directory auth
+                         reschedule ALL_DAY);
 use Teleclinic::Gateway;
 
 ###############################################################################
@@ -34,17 +36,15 @@ my $t = Teleclinic::Test->new(workers => 2);
 my $gw = Teleclinic::Gateway->new(port => $t->port('PORT2'),
                                   log => $t->prefix . '/gateway.log');
 
-my %week = map { $_ => [['00:00', '24:00']] } qw(mon tue wed thu fri sat sun);
-
-$t->write_file('directory.json', JSON::PP->new->canonical->encode({
+write_directory($t, directory(
     departments => [{ id => 'general', name => 'General Practice' }],
-    doctors => [
-        { id => 'ada-one', name => 'Dr. Ada One', department => 'general',
-          schedule => { slot_minutes => 5, hours => \%week } },
-        { id => 'bo-two', name => 'Dr. Bo Two', department => 'general',
-          schedule => { slot_minutes => 5, hours => \%week } },
+    doctors     => [
+        doctor('ada-one', 'general', name => 'Dr. Ada One',
+               slot_minutes => 5, hours => ALL_DAY),
+        doctor('bo-two', 'general', name => 'Dr. Bo Two',
+               slot_minutes => 5, hours => ALL_DAY),
     ],
-}));
+));
 
 # The reminder of a slot starting at $soon becomes due a few seconds
 # after the booking: reminder_before is the time left until the slot,
@@ -58,35 +58,17 @@ my $before = $soon - $reminder_due;
 
 $gw->start;
 
-$t->run(<<"EOF");
-http {
-    %%TEMP_PATHS%%
-
-    teleclinic_zone tc 8m;
-    teleclinic_journal %%PREFIX%%/state/journal;
-    teleclinic_directory %%PREFIX%%/directory.json;
-    teleclinic_token_secret test-secret-0123456789;
-    teleclinic_admin_key test-admin-key-0123456789;
-
-    teleclinic_public_url $PUBLIC/;
-    teleclinic_reminder_before ${before}s;
-    teleclinic_notify_url http://127.0.0.1:%%PORT2%%/hooks/teleclinic;
-    teleclinic_notify_secret $NOTIFY_SECRET;
-    teleclinic_notify_timeout 3s;
-
-    # which worker served a request
-    log_format worker '\$pid \$request_method \$uri \$status';
-
-    server {
-        # reuseport: new connections spread over both workers
-        listen 127.0.0.1:%%PORT%% reuseport;
-
-        location /api/v1/ {
-            access_log %%PREFIX%%/logs/worker.log worker;
-            teleclinic_api;
-        }
-    }
-}
+# reuseport: new connections spread over both workers; the log says
+# which worker served a request
+$t->run(conf(listen => 'reuseport',
+             api => 'access_log %%PREFIX%%/logs/worker.log worker;',
+             http => <<"EOF"));
+teleclinic_public_url $PUBLIC/;
+teleclinic_reminder_before ${before}s;
+teleclinic_notify_url http://127.0.0.1:%%PORT2%%/hooks/teleclinic;
+teleclinic_notify_secret $NOTIFY_SECRET;
+teleclinic_notify_timeout 3s;
+log_format worker '\$pid \$request_method \$uri \$status';
 EOF
 
 ###############################################################################
@@ -179,8 +161,7 @@ ok($m && signature_ok($m->{headers}{'x-teleclinic-signature'}, $m->{body}),
 # reschedule, then cancel
 
 my $new_slot = day_slot('bo-two', 3, '11:00');
-$r = $t->http(POST => "/api/v1/appointments/$appt->{id}/reschedule",
-              body => { slot => $new_slot }, headers => auth($appt));
+$r = reschedule($t, $appt->{id}, $appt->{token}, $new_slot);
 is($r->{status}, 200, 'reschedule: 200');
 
 my $moved = $r->{json} // {};
@@ -469,11 +450,6 @@ sub append_past_booking {
     return $book->{id};
 }
 
-sub auth {
-    my ($a) = @_;
-    return { Authorization => "Bearer $a->{token}" };
-}
-
 sub book {
     my ($slot, $patient, $tel, $headers) = @_;
 
@@ -493,7 +469,7 @@ sub book {
 sub cancel {
     my ($a) = @_;
     return $t->http(POST => "/api/v1/appointments/$a->{id}/cancel",
-                    headers => auth($a));
+                    headers => auth($a->{token}));
 }
 
 # recorded requests with a message of $type for appointment $id
