@@ -37,6 +37,7 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+. "$repo"/bench/lib/nginx.sh
 
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-200}
@@ -45,62 +46,30 @@ ROUNDS=${ROUNDS:-1}
 DOCTORS=${DOCTORS:-100}
 DAYS=${DAYS:-59}
 ZONE=${ZONE:-1024m}
-NGINX=${NGINX:-/usr/sbin/nginx}
-MODULE=${TELECLINIC_MODULE:-$repo/build/ngx_http_teleclinic_module.so}
-STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 
 SLOT_MINUTES=5
 SLOTS_PER_DAY=$((24 * 60 / SLOT_MINUTES))
 OFFICE=10
 
-for tool in wrk perl curl /usr/bin/time; do
-    command -v $tool >/dev/null || { echo "booking.sh: $tool is missing" >&2
-                                     exit 1; }
-done
+bench_require wrk perl curl /usr/bin/time
 
-[ -f "$MODULE" ] || { echo "booking.sh: no $MODULE (run make)" >&2; exit 1; }
-
-prefix=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/teleclinic-bench.XXXXXX")
-master=""
+nginx_prefix bench
 
 cleanup() {
-    local pid i workers
+    local pid
 
     for pid in ${perf_rec:-} ${perf_stat:-}; do
         kill -INT "$pid" 2>/dev/null || true
     done
 
-    if [ -n "$master" ] && kill -0 "$master" 2>/dev/null; then
-        workers=$(cat /proc/"$master"/task/*/children 2>/dev/null || true)
-        kill -QUIT "$master" 2>/dev/null || true
-
-        for i in $(seq 1 100); do
-            kill -0 "$master" 2>/dev/null || break
-            sleep 0.1
-        done
-
-        # still there after 10 s: stop it and its workers the hard way
-        if kill -0 "$master" 2>/dev/null; then
-            for pid in $master $workers; do
-                kill -KILL "$pid" 2>/dev/null || true
-            done
-        fi
-
-        wait "$master" 2>/dev/null || true
-    fi
-
-    if [ "${KEEP:-0}" = 1 ]; then
-        echo "prefix kept: $prefix"
-    else
-        rm -rf "$prefix"
-    fi
+    nginx_stop "$nginx_master"
+    nginx_remove_prefix
 }
 
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port=$(perl -MIO::Socket::IP -e 'print IO::Socket::IP->new(Listen => 1,
-           LocalHost => "127.0.0.1", LocalPort => 0)->sockport')
+port=$(free_port)
 
 ncpu=$(nproc)
 if [ "$ncpu" -ge 2 ] && command -v taskset >/dev/null; then
@@ -113,39 +82,10 @@ else
     setup_cpus="no pinning ($ncpu CPU)"
 fi
 
-mkdir -p "$prefix"/logs "$prefix"/tmp "$prefix"/state
 perl "$repo"/bench/lib/directory.pl "$DOCTORS" "$OFFICE" \
     > "$prefix"/directory.json
 
-user=""
-if [ "$(id -u)" = 0 ]; then
-    # workers would otherwise run as nobody and could not write the prefix
-    user="user $(id -un) $(id -gn);"
-fi
-
-cat > "$prefix"/nginx.conf <<EOF
-load_module $STREAM_MODULE;
-load_module $MODULE;
-
-$user
-worker_processes 1;
-pid $prefix/logs/nginx.pid;
-error_log $prefix/logs/error.log notice;
-
-events {
-    worker_connections 4096;
-}
-
-http {
-    client_body_temp_path $prefix/tmp/body;
-    proxy_temp_path $prefix/tmp/proxy;
-    fastcgi_temp_path $prefix/tmp/fastcgi;
-    uwsgi_temp_path $prefix/tmp/uwsgi;
-    scgi_temp_path $prefix/tmp/scgi;
-
-    access_log off;
-    keepalive_requests 10000000;
-
+nginx_write_conf 1 4096 <<EOF
     teleclinic_zone bench $ZONE;
     teleclinic_journal $prefix/state/journal;
     teleclinic_directory $prefix/directory.json;
@@ -163,28 +103,15 @@ http {
             teleclinic_api;
         }
     }
-}
 EOF
 
-$pin_nginx "$NGINX" -p "$prefix/" -c "$prefix/nginx.conf" \
-    -e "$prefix/logs/error.log" -g 'daemon off;' &
-master=$!
+nginx_start $pin_nginx
 
 base=http://127.0.0.1:$port
 
-for i in $(seq 1 100); do
-    curl -sf -o /dev/null "$base/ok" && break
-    kill -0 "$master" 2>/dev/null || break
-    sleep 0.1
-done
+nginx_wait_up "$base/api/v1/doctors"
 
-if ! curl -sf -o /dev/null "$base/api/v1/doctors"; then
-    echo "booking.sh: nginx did not come up" >&2
-    cat "$prefix"/logs/error.log >&2
-    exit 1
-fi
-
-worker=$(cat /proc/"$master"/task/*/children | awk '{print $1}')
+worker=$(nginx_workers "$nginx_master" | awk '{print $1}')
 clk=$(getconf CLK_TCK)
 
 tomorrow=$(date -d tomorrow +%F)

@@ -26,6 +26,7 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+. "$repo"/bench/lib/nginx.sh
 
 APPOINTMENTS=${APPOINTMENTS:-100000}
 DOCTORS=${DOCTORS:-100}
@@ -33,20 +34,12 @@ DAYS=${DAYS:-7}
 RUNS=${RUNS:-10}
 TARGET=${TARGET:-2}
 ZONE=${ZONE:-512m}
-NGINX=${NGINX:-/usr/sbin/nginx}
-MODULE=${TELECLINIC_MODULE:-$repo/build/ngx_http_teleclinic_module.so}
-STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 
 SLOT_MINUTES=5
 SLOTS_PER_DAY=$((24 * 60 / SLOT_MINUTES))
 ADMIN_KEY=bench-admin-key-0123456789
 
-for tool in wrk perl curl; do
-    command -v $tool >/dev/null || { echo "restart.sh: $tool is missing" >&2
-                                     exit 1; }
-done
-
-[ -f "$MODULE" ] || { echo "restart.sh: no $MODULE (run make)" >&2; exit 1; }
+bench_require wrk perl curl
 
 if [ $((DOCTORS * DAYS * SLOTS_PER_DAY)) -lt "$APPOINTMENTS" ]; then
     echo "restart.sh: $DOCTORS doctors x $DAYS days have fewer than" \
@@ -54,49 +47,25 @@ if [ $((DOCTORS * DAYS * SLOTS_PER_DAY)) -lt "$APPOINTMENTS" ]; then
     exit 1
 fi
 
-prefix=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/teleclinic-restart.XXXXXX")
+nginx_prefix restart
+mkdir -p "$prefix"/sample
 wrk_pid=""
 
 # nginx runs in the background of this script or of the perl below; its
 # pid file names the master of the moment
 cleanup() {
-    local master pid workers i
-
     [ -n "$wrk_pid" ] && kill -INT "$wrk_pid" 2>/dev/null || true
 
-    master=$(cat "$prefix"/logs/nginx.pid 2>/dev/null || true)
-
-    if [ -n "$master" ] && kill -0 "$master" 2>/dev/null; then
-        workers=$(cat /proc/"$master"/task/*/children 2>/dev/null || true)
-        kill -QUIT "$master" 2>/dev/null || true
-
-        for i in $(seq 1 100); do
-            kill -0 "$master" 2>/dev/null || break
-            sleep 0.1
-        done
-
-        for pid in $master $workers; do
-            kill -KILL "$pid" 2>/dev/null || true
-        done
-    fi
-
+    nginx_stop "$(cat "$prefix"/logs/nginx.pid 2>/dev/null || true)"
     wait 2>/dev/null || true
-
-    if [ "${KEEP:-0}" = 1 ]; then
-        echo "prefix kept: $prefix"
-    else
-        rm -rf "$prefix"
-    fi
+    nginx_remove_prefix
 }
 
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port=$(perl -MIO::Socket::IP -e 'print IO::Socket::IP->new(Listen => 1,
-           LocalHost => "127.0.0.1", LocalPort => 0)->sockport')
+port=$(free_port)
 base=http://127.0.0.1:$port
-
-mkdir -p "$prefix"/logs "$prefix"/tmp "$prefix"/state "$prefix"/sample
 
 
 # the directory: DOCTORS doctors "r000".. working round the clock
@@ -119,36 +88,8 @@ perl -MJSON::PP -e '
 
 # the conf; $1 is what follows the journal's path
 
-user=""
-if [ "$(id -u)" = 0 ]; then
-    # workers would otherwise run as nobody and could not write the prefix
-    user="user $(id -un) $(id -gn);"
-fi
-
 write_conf() {
-    cat > "$prefix"/nginx.conf <<EOF
-load_module $STREAM_MODULE;
-load_module $MODULE;
-
-$user
-worker_processes 2;
-pid $prefix/logs/nginx.pid;
-error_log $prefix/logs/error.log notice;
-
-events {
-    worker_connections 1024;
-}
-
-http {
-    client_body_temp_path $prefix/tmp/body;
-    proxy_temp_path $prefix/tmp/proxy;
-    fastcgi_temp_path $prefix/tmp/fastcgi;
-    uwsgi_temp_path $prefix/tmp/uwsgi;
-    scgi_temp_path $prefix/tmp/scgi;
-
-    access_log off;
-    keepalive_requests 10000000;
-
+    nginx_write_conf 2 1024 <<EOF
     teleclinic_zone restart $ZONE;
     teleclinic_journal $prefix/state/journal$1;
     teleclinic_directory $prefix/directory.json;
@@ -162,23 +103,7 @@ http {
             teleclinic_api;
         }
     }
-}
 EOF
-}
-
-# waits for the first 200 of GET departments; $1 is the master's pid
-wait_up() {
-    local i
-
-    for i in $(seq 1 300); do
-        curl -sf -o /dev/null "$base/api/v1/departments" && return 0
-        kill -0 "$1" 2>/dev/null || break
-        sleep 0.1
-    done
-
-    echo "restart.sh: nginx did not come up" >&2
-    tail -20 "$prefix"/logs/error.log >&2
-    exit 1
 }
 
 
@@ -275,9 +200,8 @@ days=$(for i in $(seq 1 "$DAYS"); do date -d "+$i day" +%Y%m%d; done \
 
 write_conf " fsync=off"
 
-"$NGINX" -p "$prefix/" -c "$prefix/nginx.conf" -e "$prefix/logs/error.log" \
-    -g 'daemon off;' &
-wait_up $!
+nginx_start
+nginx_wait_up "$base/api/v1/departments"
 
 echo "filling: $APPOINTMENTS bookings through the API," \
      "$DOCTORS doctors x $DAYS days, journal fsync=off"
@@ -316,8 +240,7 @@ if [ "$booked" != "$APPOINTMENTS" ] || [ "$failed" != 0 ]; then
 fi
 
 # a clean stop, then the durable defaults for what is measured
-kill -QUIT "$(cat "$prefix"/logs/nginx.pid)"
-wait
+nginx_stop "$nginx_master"
 
 write_conf ""
 
