@@ -1,0 +1,451 @@
+#!/usr/bin/env bash
+# The waiting room and call signaling under load, in one run:
+#
+# 1. PATIENTS (10,000) waiting patients of one doctor connected at once to
+#    one nginx with 2 workers: the workers' memory and the zone's before
+#    and after, per connection (target < 16 KiB).
+# 2. Fan-out: ROUNDS times the doctor's console sends call_next (the rung
+#    patient accepts at once, the doctor hangs up after); the time from
+#    call_next until every other waiting patient has a queue message with
+#    their new position.
+# 3. Signaling: CALLS calls, half with the doctor and the patient on
+#    different workers, half with both on one worker (the baseline, in the
+#    same run); `signal` messages relayed between the two sides, paced at
+#    RATE messages/s (latency at a moderate load) and then as fast as they
+#    go with WINDOW messages in flight from each side (messages/s), each
+#    kind in turn, twice.  One-way latency from a send time carried in the
+#    message (one clock: the client sends and receives).  Target: p99 <
+#    5 ms across workers.
+#
+# The load client is bench/room/roomload.c (C, epoll, compiled here into
+# the temp prefix).  The appointments and doctor logins are made through
+# the HTTP API (bench/room/setup.py) with the journal at fsync=off: this
+# bench is not about the disk.  Booking: one doctor working round the
+# clock in 5-minute slots has 288 slots a day, so PATIENTS appointments
+# span PATIENTS/288 days from tomorrow on; teleclinic_checkin_open is set
+# to 60d so that every one of them may check in now.  The signaling
+# calls have one doctor each (c000...), each with one appointment.
+#
+# nginx (master and both workers) runs on CPU 0 and the client on CPU 1
+# when there are two CPUs (taskset), so that the client does not take
+# nginx's CPU; both workers then share one core.  The listen socket has
+# reuseport so that connections spread over both workers.  The script
+# raises its own ulimit -n for the client and sets worker_rlimit_nofile
+# and worker_connections for nginx.
+#
+# Environment: PATIENTS (10000), ROUNDS (5), CALLS (64, even), DURATION
+# (3, seconds per signaling phase), RATE (2000, messages/s of the paced
+# phases), WINDOW (8), SIZE (200, bytes of padding in each signal's data,
+# an ICE candidate's size; an SDP is some KiB), ZONE (256m), NGINX,
+# TELECLINIC_MODULE, KEEP=1 keeps the temp prefix, PIN=0 runs without
+# taskset.
+
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+
+PATIENTS=${PATIENTS:-10000}
+ROUNDS=${ROUNDS:-5}
+CALLS=${CALLS:-64}
+DURATION=${DURATION:-3}
+RATE=${RATE:-2000}
+WINDOW=${WINDOW:-8}
+SIZE=${SIZE:-200}
+ZONE=${ZONE:-256m}
+NGINX=${NGINX:-/usr/sbin/nginx}
+MODULE=${TELECLINIC_MODULE:-$repo/build/ngx_http_teleclinic_module.so}
+STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
+
+PASSWORD=bench-doctor-password
+TARGET_KIB=16
+TARGET_P99_MS=5
+
+for tool in cc perl python3 curl taskset; do
+    command -v $tool >/dev/null || { echo "room.sh: $tool is missing" >&2
+                                     exit 1; }
+done
+
+[ -f "$MODULE" ] || { echo "room.sh: no $MODULE (run make)" >&2; exit 1; }
+
+if [ $((CALLS % 2)) != 0 ] || [ "$CALLS" -lt 2 ]; then
+    echo "room.sh: CALLS must be even" >&2
+    exit 1
+fi
+
+# the client holds PATIENTS sockets and a worker at most as many (the
+# limit is per process)
+nofile=$((PATIENTS + 1024))
+if [ "$(ulimit -n)" -lt "$nofile" ]; then
+    ulimit -n "$nofile" 2>/dev/null || {
+        echo "room.sh: cannot raise ulimit -n to $nofile (hard limit" \
+             "$(ulimit -Hn)); try fewer PATIENTS" >&2
+        exit 1
+    }
+fi
+
+prefix=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/teleclinic-room.XXXXXX")
+master=""
+client=""
+
+cleanup() {
+    local pid i workers
+
+    exec 3>&- 2>/dev/null || true
+
+    if [ -n "$client" ] && kill -0 "$client" 2>/dev/null; then
+        kill -TERM "$client" 2>/dev/null || true
+        wait "$client" 2>/dev/null || true
+    fi
+
+    if [ -n "$master" ] && kill -0 "$master" 2>/dev/null; then
+        workers=$(cat /proc/"$master"/task/*/children 2>/dev/null || true)
+        kill -QUIT "$master" 2>/dev/null || true
+
+        for i in $(seq 1 100); do
+            kill -0 "$master" 2>/dev/null || break
+            sleep 0.1
+        done
+
+        if kill -0 "$master" 2>/dev/null; then
+            for pid in $master $workers; do
+                kill -KILL "$pid" 2>/dev/null || true
+            done
+        fi
+
+        wait "$master" 2>/dev/null || true
+    fi
+
+    if [ "${KEEP:-0}" = 1 ]; then
+        echo "prefix kept: $prefix"
+    else
+        rm -rf "$prefix"
+    fi
+}
+
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cc -O2 -Wall -o "$prefix"/roomload "$repo"/bench/room/roomload.c -lcrypto
+
+port=$(perl -MIO::Socket::IP -e 'print IO::Socket::IP->new(Listen => 1,
+           LocalHost => "127.0.0.1", LocalPort => 0)->sockport')
+
+if [ "$(nproc)" -ge 2 ] && [ "${PIN:-1}" = 1 ]; then
+    pin_nginx="taskset -c 0"
+    pin_client="taskset -c 1"
+    setup_cpus="nginx (master, 2 workers) on CPU 0, the client on CPU 1"
+else
+    pin_nginx=""
+    pin_client=""
+    setup_cpus="no pinning"
+fi
+
+mkdir -p "$prefix"/logs "$prefix"/tmp "$prefix"/state
+
+# the directory: "room" works round the clock (the 10,000 patients),
+# c000.. too, one call each; all with the same password
+hash=$(echo "$PASSWORD" | python3 "$repo"/bin/teleclinic-passwd)
+
+python3 - "$CALLS" "$hash" > "$prefix"/directory.json <<'EOF'
+import json, sys
+
+calls, pw = int(sys.argv[1]), sys.argv[2]
+days = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']
+sched = {'slot_minutes': 5, 'hours': {d: [['00:00', '24:00']] for d in days},
+         'days_off': []}
+doctors = [{'id': 'room', 'name': 'Dr. Room', 'department': 'bench',
+            'password': pw, 'schedule': sched}]
+doctors += [{'id': 'c%03d' % i, 'name': 'Dr. Call %d' % i,
+             'department': 'bench', 'password': pw, 'schedule': sched}
+            for i in range(calls)]
+print(json.dumps({'departments': [{'id': 'bench', 'name': 'Bench'}],
+                  'doctors': doctors}))
+EOF
+
+user=""
+if [ "$(id -u)" = 0 ]; then
+    # workers would otherwise run as nobody and could not write the prefix
+    user="user $(id -un) $(id -gn);"
+fi
+
+cat > "$prefix"/nginx.conf <<EOF
+load_module $STREAM_MODULE;
+load_module $MODULE;
+
+$user
+worker_processes 2;
+worker_rlimit_nofile $nofile;
+pid $prefix/logs/nginx.pid;
+error_log $prefix/logs/error.log notice;
+
+events {
+    worker_connections $((PATIENTS + 512));
+}
+
+http {
+    client_body_temp_path $prefix/tmp/body;
+    proxy_temp_path $prefix/tmp/proxy;
+    fastcgi_temp_path $prefix/tmp/fastcgi;
+    uwsgi_temp_path $prefix/tmp/uwsgi;
+    scgi_temp_path $prefix/tmp/scgi;
+
+    access_log off;
+
+    teleclinic_zone bench $ZONE;
+    teleclinic_journal $prefix/state/journal fsync=off;
+    teleclinic_directory $prefix/directory.json;
+    teleclinic_token_secret bench-token-secret-0123456789;
+    teleclinic_admin_key bench-admin-key-0123456789;
+    teleclinic_checkin_open 60d;
+    teleclinic_ring_timeout 60s;
+
+    server {
+        listen 127.0.0.1:$port reuseport;
+
+        location /api/v1/ {
+            teleclinic_api;
+        }
+
+        location = /ws {
+            teleclinic_websocket;
+            teleclinic_websocket_rate 100000r/s burst=100000;
+            teleclinic_websocket_send_buffer 64m;
+        }
+    }
+}
+EOF
+
+$pin_nginx "$NGINX" -p "$prefix/" -c "$prefix/nginx.conf" \
+    -e "$prefix/logs/error.log" -g 'daemon off;' &
+master=$!
+
+base=http://127.0.0.1:$port
+
+for i in $(seq 1 100); do
+    curl -sf -o /dev/null "$base/api/v1/departments" && break
+    kill -0 "$master" 2>/dev/null || break
+    sleep 0.1
+done
+
+if ! curl -sf -o /dev/null "$base/api/v1/departments"; then
+    echo "room.sh: nginx did not come up" >&2
+    cat "$prefix"/logs/error.log >&2
+    exit 1
+fi
+
+workers=$(cat /proc/"$master"/task/*/children)
+w0=$(awk '{print $1}' <<< "$workers")
+w1=$(awk '{print $2}' <<< "$workers")
+
+if [ -z "$w1" ]; then
+    echo "room.sh: expected two workers, have: $workers" >&2
+    exit 1
+fi
+
+echo "setup: nginx $("$NGINX" -v 2>&1 | sed 's/.*\///'), 2 workers" \
+     "($w0, $w1), $setup_cpus; loopback, no TLS; zone $ZONE; journal" \
+     "fsync=off; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# the state, through the API
+python3 "$repo"/bench/room/setup.py "$port" book room "$PATIENTS" \
+    > "$prefix"/patients.txt
+python3 "$repo"/bench/room/setup.py "$port" login "$PASSWORD" room \
+    > "$prefix"/doctor.txt
+
+calls=$(for i in $(seq 0 $((CALLS - 1))); do printf 'c%03d ' "$i"; done)
+
+for d in $calls; do
+    python3 "$repo"/bench/room/setup.py "$port" book "$d" 1 2>/dev/null
+done > "$prefix"/call-patients.txt
+
+# shellcheck disable=SC2086
+python3 "$repo"/bench/room/setup.py "$port" login "$PASSWORD" $calls \
+    > "$prefix"/call-doctors.txt
+paste -d' ' "$prefix"/call-doctors.txt "$prefix"/call-patients.txt \
+    > "$prefix"/pairs.txt
+
+[ "$(wc -l < "$prefix"/pairs.txt)" = "$CALLS" ] \
+    || { echo "room.sh: could not book the calls' appointments" >&2; exit 1; }
+
+
+# memory: kB of a field of /proc/PID/status summed over the workers
+status_kb() {
+    local field=$1 pid sum=0 v
+
+    for pid in $w0 $w1; do
+        v=$(awk -v f="$field:" '$1 == f {print $2}' /proc/"$pid"/status)
+        sum=$((sum + ${v:-0}))
+    done
+
+    echo $sum
+}
+
+# kB of the zone's pages a worker has touched (the largest shared
+# anonymous mapping, the zone), the larger of the two workers' figures
+zone_kb() {
+    local pid v max=0
+
+    for pid in $w0 $w1; do
+        v=$(awk '/^[0-9a-f]+-[0-9a-f]+ / {cur = ($6 == "/dev/zero")}
+                 cur && $1 == "Size:" {size = $2}
+                 cur && $1 == "Rss:" {if (size > best) {best = size
+                                                        rss = $2}}
+                 END {print rss + 0}' /proc/"$pid"/smaps)
+        [ "$v" -gt "$max" ] && max=$v
+    done
+
+    echo $max
+}
+
+# kernel memory of all TCP sockets (both ends are on this machine), kB
+tcp_kb() {
+    awk -v pg="$(getconf PAGESIZE)" '$1 == "TCP:" {
+        for (i = 2; i < NF; i++) if ($i == "mem") print $(i + 1) * pg / 1024
+    }' /proc/net/sockstat
+}
+
+mem_snapshot() {
+    M_RSS=$(status_kb VmRSS)
+    M_ANON=$(status_kb RssAnon)
+    M_SHMEM=$(status_kb RssShmem)
+    M_ZONE=$(zone_kb)
+    M_TCP=$(tcp_kb)
+}
+
+
+# 1. the waiting room: 10,000 patients, then the fan-out rounds
+
+mem_snapshot
+b_rss=$M_RSS b_anon=$M_ANON b_shmem=$M_SHMEM b_zone=$M_ZONE b_tcp=$M_TCP
+
+mkfifo "$prefix"/ctl
+$pin_client "$prefix"/roomload room -p "$port" -u /ws \
+    -t "$prefix"/patients.txt -D "$(cat "$prefix"/doctor.txt)" \
+    -R "$ROUNDS" < "$prefix"/ctl > "$prefix"/room.out 2>&1 &
+client=$!
+exec 3> "$prefix"/ctl
+
+# wait_for WORD SECONDS: until the client prints WORD or ends
+wait_for() {
+    local i
+
+    for i in $(seq 1 $(($2 * 10))); do
+        grep -q "^$1" "$prefix"/room.out && return 0
+        kill -0 "$client" 2>/dev/null || break
+        sleep 0.1
+    done
+
+    echo "room.sh: the client did not reach $1:" >&2
+    cat "$prefix"/room.out >&2
+    exit 1
+}
+
+wait_for READY 900
+
+connected=$(awk '$1 == "READY" {print $2}' "$prefix"/room.out)
+
+# a moment for the workers to finish what the last updates left
+sleep 1
+mem_snapshot
+
+grep -v -e '^READY' "$prefix"/room.out
+
+per_conn() {
+    awk -v a="$1" -v b="$2" -v n="$connected" \
+        'BEGIN {printf "%.2f", n ? (b - a) / n : 0}'
+}
+
+rss_per=$(per_conn "$b_rss" "$M_RSS")
+anon_per=$(per_conn "$b_anon" "$M_ANON")
+zone_per=$(per_conn "$b_zone" "$M_ZONE")
+tcp_per=$(per_conn "$b_tcp" "$M_TCP")
+total_per=$(awk -v a="$anon_per" -v z="$zone_per" \
+            'BEGIN {printf "%.2f", a + z}')
+
+printf '\nmemory, kB (sum of both workers)    before      after   per connection\n'
+printf '  workers VmRSS                 %10d %10d   %6s KiB\n' \
+    "$b_rss" "$M_RSS" "$rss_per"
+printf '  workers RssAnon (private)     %10d %10d   %6s KiB\n' \
+    "$b_anon" "$M_ANON" "$anon_per"
+printf '  workers RssShmem (zone, ...)  %10d %10d\n' "$b_shmem" "$M_SHMEM"
+printf '  zone pages touched (max/wkr)  %10d %10d   %6s KiB\n' \
+    "$b_zone" "$M_ZONE" "$zone_per"
+printf '  kernel TCP memory (both ends) %10d %10d   %6s KiB\n' \
+    "$b_tcp" "$M_TCP" "$tcp_per"
+printf '  %d connections: RssAnon + zone = %s KiB per connection' \
+    "$connected" "$total_per"
+printf ' (target < %d KiB)\n\n' "$TARGET_KIB"
+
+echo go >&3
+wait_for DONE 600
+exec 3>&-
+wait "$client" || true
+client=""
+
+sed -n '/^doctor:/,/^DONE/p' "$prefix"/room.out | grep -v '^DONE'
+
+fanout=$(grep '^FANOUT' "$prefix"/room.out || true)
+
+
+# 2. signaling between workers, the same-worker relay as the baseline
+
+echo
+$pin_client "$prefix"/roomload signal -p "$port" -u /ws \
+    -f "$prefix"/pairs.txt -W "$w0,$w1" -d "$DURATION" -w "$WINDOW" \
+    -r "$RATE" -s "$SIZE" -k 2 > "$prefix"/signal.out 2>&1 || true
+
+grep -v '^SIGNAL' "$prefix"/signal.out
+
+sig() {
+    sed -n "s/^SIGNAL $1 .*\\b$2=\\([0-9.]*\\).*/\\1/p" "$prefix"/signal.out
+}
+
+if ! grep -q '^SIGNAL cross' "$prefix"/signal.out; then
+    echo "room.sh: the signaling run failed:" >&2
+    cat "$prefix"/signal.out >&2
+    exit 1
+fi
+
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}'
+}
+
+printf '\nsignaling, %d calls of each kind, %d-byte padding;' "$((CALLS / 2))" \
+    "$SIZE"
+printf ' paced: %d msg/s; load: %d in flight per side\n' "$RATE" "$WINDOW"
+printf '%-22s %10s %10s %10s %10s %10s\n' "" "across" "one worker" \
+    "ratio" "" ""
+for f in paced_p50_ms paced_p99_ms paced_p999_ms paced_max_ms load_rate \
+         load_p50_ms load_p99_ms worker_us_per_msg workers_cpu_pct \
+         client_cpu_pct
+do
+    printf '%-22s %10s %10s %10s\n' "$f" "$(sig cross $f)" "$(sig same $f)" \
+        "$(ratio "$(sig cross $f)" "$(sig same $f)")"
+done
+
+echo
+echo "SUMMARY"
+echo "  memory per waiting patient: $total_per KiB (workers' private RSS" \
+     "$anon_per + zone $zone_per; VmRSS $rss_per) for $connected" \
+     "connections (target < $TARGET_KIB KiB)"
+echo "  fan-out: $fanout"
+echo "  signaling across workers: $(sig cross load_rate) msg/s" \
+     "($(ratio "$(sig cross load_rate)" "$(sig same load_rate)") of one" \
+     "worker's $(sig same load_rate)); p99 $(sig cross paced_p99_ms) ms" \
+     "at $RATE msg/s (one worker: $(sig same paced_p99_ms) ms)," \
+     "$(sig cross load_p99_ms) ms at full load (target p99 <" \
+     "$TARGET_P99_MS ms)"
+
+status=0
+
+if grep -E '\[(alert|crit|emerg)\]' "$prefix"/logs/error.log >&2; then
+    echo "the error log has the problems above" >&2
+    status=1
+fi
+
+if [ "$connected" -lt "$PATIENTS" ]; then
+    echo "INVALID: only $connected of $PATIENTS patients were connected" >&2
+    status=1
+fi
+
+exit $status
