@@ -170,7 +170,7 @@ static double               tl_duration = 10;
 static int                  tl_echo;
 static int                  tl_direct;
 static int64_t              tl_probe;
-static int64_t              tl_quantum = 1000000;
+static int64_t              tl_quantum = 200000;
 static struct in_addr       tl_client_addr;
 static int                  tl_verbose;
 static pid_t                tl_cpu_pids[8];
@@ -965,7 +965,7 @@ tl_on_client(tl_stream_t *s)
 }
 
 
-static void
+static int
 tl_poll(int64_t timeout_ns)
 {
     int                 i, n;
@@ -984,7 +984,7 @@ tl_poll(int64_t timeout_ns)
 
     if (n < 0) {
         if (errno == EINTR) {
-            return;
+            return 0;
         }
         tl_fatal("epoll_pwait2: %s", strerror(errno));
     }
@@ -997,6 +997,36 @@ tl_poll(int64_t timeout_ns)
 
         } else {
             tl_on_client(&tl_s[id - 1]);
+        }
+    }
+
+    return n;
+}
+
+
+static void
+tl_sleep(int64_t ns)
+{
+    struct timespec  ts;
+
+    ts.tv_sec = ns / 1000000000;
+    ts.tv_nsec = ns % 1000000000;
+
+    while (!tl_stop && nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+        /* void */
+    }
+}
+
+
+/* reads all that waits, without blocking */
+static void
+tl_drain(void)
+{
+    int  i;
+
+    for (i = 0; i < 1000; i++) {
+        if (tl_poll(0) < 256) {
+            return;
         }
     }
 }
@@ -1017,6 +1047,7 @@ tl_send_media(tl_stream_t *s, uint8_t *buf, int64_t now)
     tl_put32(buf + off, TL_MAGIC);
     tl_put32(buf + off + 4, id);
     tl_put32(buf + off + 8, s->seq++);
+    now = tl_now();
     memcpy(buf + off + 16, &now, 8);
 
     n = send(s->fd, buf, off + tl_size, 0);
@@ -1275,7 +1306,7 @@ tl_usage(void)
         "  -e          the peer sends every packet back through the relay\n"
         "  -D          direct: no server, straight to the peer socket\n"
         "  -P MS       Refresh every MS ms; allocate again on 437\n"
-        "  -q US       packets due within US us are sent together (1000)\n"
+        "  -q US       packets due within US us are sent together (200)\n"
         "  -c PID      count this process's CPU time (repeatable)\n"
         "  -v          tell refusals on stderr\n");
     exit(2);
@@ -1506,10 +1537,13 @@ main(int argc, char **argv)
         }
 
         /*
-         * Waking for every packet would cost more than sending it: the
-         * packets due within a quantum go out together.
+         * Waking for every packet would cost more than sending or taking
+         * it: the packets due within a quantum go out together, and what
+         * arrived meanwhile is read in one go after a sleep (the kernel's
+         * receive times keep the latencies true).
          */
-        tl_poll(next - now < tl_quantum ? tl_quantum : next - now);
+        tl_sleep(next - now < tl_quantum ? tl_quantum : next - now);
+        tl_drain();
 
         if (tl_in_flight) {
             tl_timeouts(tl_now());
@@ -1527,7 +1561,8 @@ main(int argc, char **argv)
         if (now >= drain_end) {
             break;
         }
-        tl_poll(drain_end - now);
+        tl_sleep(drain_end - now < tl_quantum ? drain_end - now : tl_quantum);
+        tl_drain();
     }
 
     cpu1 = tl_cpu_ticks();
