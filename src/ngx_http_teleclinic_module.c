@@ -9,6 +9,8 @@
 #include <ngx_http.h>
 #include "ngx_teleclinic_booking.h"
 #include "ngx_teleclinic_notify.h"
+#include "ngx_teleclinic_session.h"
+#include "ngx_teleclinic_metrics.h"
 
 
 static ngx_int_t ngx_http_teleclinic_add_variables(ngx_conf_t *cf);
@@ -27,6 +29,10 @@ static char *ngx_http_teleclinic_notify_url(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_teleclinic_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_teleclinic_ice_servers(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_teleclinic_read_secret(ngx_conf_t *cf, ngx_str_t *file,
+    ngx_str_t *secret, const char *directive);
 static ngx_int_t ngx_http_teleclinic_init_process(ngx_cycle_t *cycle);
 static void ngx_http_teleclinic_exit_process(ngx_cycle_t *cycle);
 
@@ -199,6 +205,62 @@ static ngx_command_t  ngx_http_teleclinic_commands[] = {
       0,
       NULL },
 
+    { ngx_string("teleclinic_checkin_open"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, room.checkin_open),
+      NULL },
+
+    { ngx_string("teleclinic_grace"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, room.grace),
+      NULL },
+
+    { ngx_string("teleclinic_ring_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, room.ring_timeout),
+      NULL },
+
+    { ngx_string("teleclinic_ice_servers"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_teleclinic_ice_servers,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("teleclinic_turn_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, room.turn_secret),
+      NULL },
+
+    { ngx_string("teleclinic_turn_secret_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, room.turn_secret_file),
+      NULL },
+
+    { ngx_string("teleclinic_turn_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, room.turn_ttl),
+      NULL },
+
+    { ngx_string("teleclinic_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_teleclinic_metrics_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -350,6 +412,11 @@ ngx_http_teleclinic_create_main_conf(ngx_conf_t *cf)
     tmcf->horizon = NGX_CONF_UNSET;
     tmcf->notify_timeout = NGX_CONF_UNSET_MSEC;
     tmcf->doctor_session = NGX_CONF_UNSET;
+    tmcf->room.checkin_open = NGX_CONF_UNSET;
+    tmcf->room.grace = NGX_CONF_UNSET;
+    tmcf->room.ring_timeout = NGX_CONF_UNSET;
+    tmcf->room.ice_servers = NGX_CONF_UNSET_PTR;
+    tmcf->room.turn_ttl = NGX_CONF_UNSET;
 
     return tmcf;
 }
@@ -360,12 +427,6 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_teleclinic_main_conf_t *tmcf = conf;
 
-    u_char                 *p;
-    size_t                  len;
-    ssize_t                 n;
-    ngx_fd_t                fd;
-    ngx_str_t               name;
-    ngx_file_info_t         fi;
     ngx_teleclinic_zone_t  *zone;
 
     ngx_conf_init_value(tmcf->token_ttl, 7 * 86400);
@@ -375,6 +436,11 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(tmcf->notify_timeout, 5000);
     ngx_conf_init_value(tmcf->journal.fsync, 1);
     ngx_conf_init_value(tmcf->doctor_session, 12 * 3600);
+    ngx_conf_init_value(tmcf->room.checkin_open, 15 * 60);
+    ngx_conf_init_value(tmcf->room.grace, 60);
+    ngx_conf_init_value(tmcf->room.ring_timeout, 30);
+    ngx_conf_init_ptr_value(tmcf->room.ice_servers, NULL);
+    ngx_conf_init_value(tmcf->room.turn_ttl, 3600);
 
     if (tmcf->shm_zone == NULL) {
         return NGX_CONF_OK;
@@ -420,58 +486,25 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
     zone->reminder_before = tmcf->reminder_before;
     zone->notify = (tmcf->notify_url != NULL);
 
-    if (tmcf->token_secret_file.len) {
-        if (tmcf->token_secret.len) {
-            return "has both \"teleclinic_token_secret\" and "
-                   "\"teleclinic_token_secret_file\"";
-        }
+    if (ngx_http_teleclinic_read_secret(cf, &tmcf->token_secret_file,
+                                        &tmcf->token_secret,
+                                        "teleclinic_token_secret")
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
-        name = tmcf->token_secret_file;
+    if (ngx_http_teleclinic_read_secret(cf, &tmcf->room.turn_secret_file,
+                                        &tmcf->room.turn_secret,
+                                        "teleclinic_turn_secret")
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
-        if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
-            return NGX_CONF_ERROR;
-        }
-
-        fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-        if (fd == NGX_INVALID_FILE) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                               ngx_open_file_n " \"%s\" failed", name.data);
-            return NGX_CONF_ERROR;
-        }
-
-        if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
-            || ngx_file_size(&fi) > 4096)
-        {
-            ngx_close_file(fd);
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"%s\" is not a secret file", name.data);
-            return NGX_CONF_ERROR;
-        }
-
-        len = ngx_file_size(&fi);
-        p = ngx_pnalloc(cf->pool, len + 1);
-        if (p == NULL) {
-            ngx_close_file(fd);
-            return NGX_CONF_ERROR;
-        }
-
-        n = read(fd, p, len);
-        ngx_close_file(fd);
-
-        if (n != (ssize_t) len) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                               "reading \"%s\" failed", name.data);
-            return NGX_CONF_ERROR;
-        }
-
-        while (len && (p[len - 1] == '\n' || p[len - 1] == '\r'
-                       || p[len - 1] == ' '))
-        {
-            len--;
-        }
-
-        tmcf->token_secret.data = p;
-        tmcf->token_secret.len = len;
+    if (tmcf->room.turn_secret.len && tmcf->room.turn_secret.len < 16) {
+        return "needs a \"teleclinic_turn_secret\" of at least 16 "
+               "characters";
     }
 
     if (tmcf->token_secret.len < 16) {
@@ -696,6 +729,124 @@ ngx_http_teleclinic_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* a secret from its file, whitespace at the end left out */
+
+static char *
+ngx_http_teleclinic_read_secret(ngx_conf_t *cf, ngx_str_t *file,
+    ngx_str_t *secret, const char *directive)
+{
+    u_char           *p;
+    size_t            len;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t         name;
+    ngx_file_info_t   fi;
+
+    if (file->len) {
+        if (secret->len) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "both \"%s\" and \"%s_file\" are set",
+                               directive, directive);
+            return NGX_CONF_ERROR;
+        }
+
+        name = *file;
+
+        if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+        if (fd == NGX_INVALID_FILE) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               ngx_open_file_n " \"%s\" failed", name.data);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+            || ngx_file_size(&fi) > 4096)
+        {
+            ngx_close_file(fd);
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%s\" is not a secret file", name.data);
+            return NGX_CONF_ERROR;
+        }
+
+        len = ngx_file_size(&fi);
+        p = ngx_pnalloc(cf->pool, len + 1);
+        if (p == NULL) {
+            ngx_close_file(fd);
+            return NGX_CONF_ERROR;
+        }
+
+        n = read(fd, p, len);
+        ngx_close_file(fd);
+
+        if (n != (ssize_t) len) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               "reading \"%s\" failed", name.data);
+            return NGX_CONF_ERROR;
+        }
+
+        while (len && (p[len - 1] == '\n' || p[len - 1] == '\r'
+                       || p[len - 1] == ' '))
+        {
+            len--;
+        }
+
+        secret->data = p;
+        secret->len = len;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_teleclinic_ice_servers(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_teleclinic_main_conf_t *tmcf = conf;
+
+    ngx_str_t   *value, *url;
+    ngx_uint_t   i;
+
+    if (tmcf->room.ice_servers != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    tmcf->room.ice_servers = ngx_array_create(cf->pool, cf->args->nelts,
+                                              sizeof(ngx_str_t));
+    if (tmcf->room.ice_servers == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "stun:", 5) != 0
+            && ngx_strncmp(value[i].data, "turn:", 5) != 0
+            && ngx_strncmp(value[i].data, "turns:", 6) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" is not a stun:, turn: or turns: URL",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        url = ngx_array_push(tmcf->room.ice_servers);
+        if (url == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *url = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 static ngx_int_t
 ngx_http_teleclinic_init_process(ngx_cycle_t *cycle)
 {
@@ -720,6 +871,10 @@ ngx_http_teleclinic_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_teleclinic_session_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_teleclinic_notify_init_process(cycle, tmcf);
 }
 
@@ -727,5 +882,6 @@ ngx_http_teleclinic_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_teleclinic_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_teleclinic_session_exit_process(cycle);
     ngx_teleclinic_notify_exit_process(cycle);
 }

@@ -17,6 +17,7 @@
 #include "ngx_teleclinic_directory.h"
 #include "ngx_teleclinic_request.h"
 #include "ngx_teleclinic_websocket.h"
+#include "ngx_teleclinic_room.h"
 
 
 typedef struct {
@@ -36,6 +37,7 @@ typedef struct {
     ngx_msec_t                    notify_timeout;
     ngx_str_t                     thread_pool;
     time_t                        doctor_session;
+    ngx_teleclinic_room_conf_t    room;
 #if (NGX_THREADS)
     ngx_thread_pool_t            *login_pool;  /* doctor logins' KDF */
 #endif

@@ -435,6 +435,9 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
             ev.name = appt->name;
             ev.phone = appt->phone;
             ev.reason = appt->reason;
+            ev.arrived = appt->arrived;
+            ev.visit_start = appt->visit_start;
+            ev.visit_end = appt->visit_end;
 
             if ((size_t) (buf + size - p) < NGX_TELECLINIC_RECORD_MAX) {
                 if (ngx_teleclinic_journal_write(fd, buf, p - buf,
@@ -661,6 +664,12 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev, u_char *buf,
         if (p && ev->op == NGX_TELECLINIC_EV_APPT) {
             p = ngx_slprintf(p, last, ",\"status\":%ui,\"created\":%T",
                              ev->status, ev->created);
+
+            if (p && ev->arrived) {
+                p = ngx_slprintf(p, last, ",\"arrived\":%T,\"vstart\":%T,"
+                                 "\"vend\":%T", ev->arrived,
+                                 ev->visit_start, ev->visit_end);
+            }
         }
 
         /* fall through */
@@ -888,6 +897,9 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
     ev->end = ngx_teleclinic_journal_int(o, "end");
     ev->created = ngx_teleclinic_journal_int(o, "created");
     ev->due = ngx_teleclinic_journal_int(o, "due");
+    ev->arrived = ngx_teleclinic_journal_int(o, "arrived");
+    ev->visit_start = ngx_teleclinic_journal_int(o, "vstart");
+    ev->visit_end = ngx_teleclinic_journal_int(o, "vend");
 
     /* counters and codes are checked: they index arrays and trees */
 

@@ -12,44 +12,11 @@
 #include <wslay/wslay.h>
 #include "ngx_teleclinic_booking.h"
 #include "ngx_teleclinic_websocket.h"
+#include "ngx_teleclinic_message.h"
+#include "ngx_teleclinic_session.h"
 
 
 #define NGX_TELECLINIC_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-/*
- * One upgraded connection.  It lives in the request's pool: the request
- * stays open (its count holds it) until the WebSocket ends, and the pool
- * cleanup frees wslay's context and the timer on every way out.
- */
-typedef struct {
-    ngx_http_request_t           *request;
-    ngx_teleclinic_ws_conf_t     *conf;
-    wslay_event_context_ptr       ctx;
-
-    /* pings; once a close is under way, the wait for the peer's close */
-    ngx_event_t                   timer;
-    ngx_msec_t                    linger;
-
-    /* the message rate: tokens in thousandths of a message */
-    ngx_msec_t                    last;
-    ngx_uint_t                    tokens;
-    ngx_uint_t                    strikes;
-
-    /* calls of the recv callback in one wslay_event_recv() */
-    ngx_uint_t                    reads;
-
-    /* our close frame, queued once the answers before it are sent */
-    uint16_t                      close_code;
-    const char                   *close_reason;
-
-    unsigned                      ping_sent:1;
-    unsigned                      closing:1;
-    unsigned                      overflow:1;
-    unsigned                      again:1;
-    unsigned                      eof:1;
-    unsigned                      io_error:1;
-} ngx_teleclinic_ws_t;
 
 
 static ngx_int_t ngx_teleclinic_ws_handler(ngx_http_request_t *r);
@@ -83,9 +50,6 @@ static void ngx_teleclinic_ws_on_msg(wslay_event_context_ptr ctx,
 static ngx_int_t ngx_teleclinic_ws_rate_ok(ngx_teleclinic_ws_t *ws);
 static void ngx_teleclinic_ws_message(ngx_teleclinic_ws_t *ws,
     const u_char *msg, size_t len);
-static void ngx_teleclinic_ws_reply(ngx_teleclinic_ws_t *ws, json_t *json);
-static void ngx_teleclinic_ws_error(ngx_teleclinic_ws_t *ws, json_t *id,
-    const char *code, const char *message);
 static ngx_int_t ngx_teleclinic_ws_utf8_valid(const u_char *p, size_t len);
 
 
@@ -367,6 +331,10 @@ ngx_teleclinic_ws_handler(ngx_http_request_t *r)
     ws->timer.handler = ngx_teleclinic_ws_timer_handler;
     ws->timer.data = ws;
     ws->timer.log = c->log;
+
+    if (ngx_teleclinic_session_open(ws) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     /* the response: 101, "Connection: upgrade" comes from the header filter */
 
@@ -693,6 +661,8 @@ ngx_teleclinic_ws_cleanup(void *data)
     if (ws->timer.timer_set) {
         ngx_del_timer(&ws->timer);
     }
+
+    ngx_teleclinic_session_close(ws);
 
     if (ws->ctx) {
         wslay_event_context_free(ws->ctx);
@@ -1168,7 +1138,7 @@ ngx_teleclinic_ws_rate_ok(ngx_teleclinic_ws_t *ws)
     }
 
     if (ws->strikes++ == 0) {
-        ngx_teleclinic_ws_error(ws, NULL, "rate_limited",
+        ngx_teleclinic_ws_send_error(ws, NULL, "rate_limited",
                                 "too many messages, slow down");
         return NGX_DECLINED;
     }
@@ -1187,71 +1157,38 @@ ngx_teleclinic_ws_rate_ok(ngx_teleclinic_ws_t *ws)
 /* the versioned protocol: {"v":1,"type":...} */
 
 static void
-ngx_teleclinic_ws_message(ngx_teleclinic_ws_t *ws, const u_char *msg,
+ngx_teleclinic_ws_message(ngx_teleclinic_ws_t *ws, const u_char *text,
     size_t len)
 {
-    json_t        *root, *v, *type, *id, *data, *reply;
-    const char    *t;
-    json_error_t   err;
+    json_t                   *reply;
+    ngx_teleclinic_ws_msg_t   msg;
 
-    root = json_loadb((const char *) msg, len, JSON_REJECT_DUPLICATES, &err);
-
-    if (root == NULL || !json_is_object(root)) {
-        ngx_teleclinic_ws_error(ws, NULL, "bad_message",
-                                "a message is a JSON object");
-        json_decref(root);
+    if (ngx_teleclinic_ws_msg_parse(text, len, &msg) != NGX_OK) {
+        ngx_teleclinic_ws_send_error(ws, msg.id, msg.code, msg.message);
+        ngx_teleclinic_ws_msg_free(&msg);
         return;
     }
 
-    /* an "id" of the client's comes back with the answer */
-    id = json_object_get(root, "id");
-
-    if (id && !json_is_string(id) && !json_is_integer(id)) {
-        id = NULL;
-    }
-
-    v = json_object_get(root, "v");
-    type = json_object_get(root, "type");
-
-    if (!json_is_integer(v) || json_integer_value(v) != 1) {
-        ngx_teleclinic_ws_error(ws, id, "bad_message",
-                                "\"v\" must be 1");
-        json_decref(root);
-        return;
-    }
-
-    if (!json_is_string(type)) {
-        ngx_teleclinic_ws_error(ws, id, "bad_message",
-                                "\"type\" must be a string");
-        json_decref(root);
-        return;
-    }
-
-    t = json_string_value(type);
-
-    if (ngx_strcmp(t, "echo") == 0) {
-        data = json_object_get(root, "data");
-
+    if (msg.type == NGX_TELECLINIC_WS_ECHO) {
         reply = json_pack("{s:i, s:s, s:O}", "v", 1, "type", "echo",
-                          "data", data ? data : json_null());
+                          "data", msg.data ? msg.data : json_null());
 
-        if (reply && id) {
-            json_object_set(reply, "id", id);
+        if (reply && msg.id) {
+            json_object_set(reply, "id", msg.id);
         }
 
-        ngx_teleclinic_ws_reply(ws, reply);
+        ngx_teleclinic_ws_send_json(ws, reply);
 
     } else {
-        ngx_teleclinic_ws_error(ws, id, "unknown_type",
-                                "no such message type");
+        ngx_teleclinic_session_message(ws, &msg);
     }
 
-    json_decref(root);
+    ngx_teleclinic_ws_msg_free(&msg);
 }
 
 
-static void
-ngx_teleclinic_ws_error(ngx_teleclinic_ws_t *ws, json_t *id,
+void
+ngx_teleclinic_ws_send_error(ngx_teleclinic_ws_t *ws, json_t *id,
     const char *code, const char *message)
 {
     json_t  *reply;
@@ -1263,19 +1200,18 @@ ngx_teleclinic_ws_error(ngx_teleclinic_ws_t *ws, json_t *id,
         json_object_set(reply, "id", id);
     }
 
-    ngx_teleclinic_ws_reply(ws, reply);
+    ngx_teleclinic_ws_send_json(ws, reply);
 }
 
 
-static void
-ngx_teleclinic_ws_reply(ngx_teleclinic_ws_t *ws, json_t *json)
+void
+ngx_teleclinic_ws_send_json(ngx_teleclinic_ws_t *ws, json_t *json)
 {
-    char                    *text;
-    struct wslay_event_msg   msg;
+    char  *text;
 
     if (json == NULL) {
-        ngx_teleclinic_ws_fail(ws, WSLAY_CODE_INTERNAL_SERVER_ERROR,
-                               "out of memory");
+        ngx_teleclinic_ws_close(ws, WSLAY_CODE_INTERNAL_SERVER_ERROR,
+                                "out of memory");
         return;
     }
 
@@ -1283,19 +1219,60 @@ ngx_teleclinic_ws_reply(ngx_teleclinic_ws_t *ws, json_t *json)
     json_decref(json);
 
     if (text == NULL) {
-        ngx_teleclinic_ws_fail(ws, WSLAY_CODE_INTERNAL_SERVER_ERROR,
-                               "out of memory");
+        ngx_teleclinic_ws_close(ws, WSLAY_CODE_INTERNAL_SERVER_ERROR,
+                                "out of memory");
+        return;
+    }
+
+    ngx_teleclinic_ws_send_text(ws, (u_char *) text, ngx_strlen(text));
+
+    free(text);
+}
+
+
+void
+ngx_teleclinic_ws_send_text(ngx_teleclinic_ws_t *ws, u_char *text,
+    size_t len)
+{
+    ngx_connection_t        *c;
+    struct wslay_event_msg   msg;
+
+    if (ws->ctx == NULL || ws->closing) {
         return;
     }
 
     msg.opcode = WSLAY_TEXT_FRAME;
     msg.msg = (const uint8_t *) text;
-    msg.msg_length = ngx_strlen(text);
+    msg.msg_length = len;
 
     /* wslay copies the message */
     (void) wslay_event_queue_msg(ws->ctx, &msg);
 
-    free(text);
+    c = ws->request->connection;
+
+    if (!c->write->posted) {
+        ngx_post_event(c->write, &ngx_posted_events);
+    }
+}
+
+
+void
+ngx_teleclinic_ws_close(ngx_teleclinic_ws_t *ws, uint16_t code,
+    const char *reason)
+{
+    ngx_connection_t  *c;
+
+    if (ws->ctx == NULL) {
+        return;
+    }
+
+    ngx_teleclinic_ws_fail(ws, code, reason);
+
+    c = ws->request->connection;
+
+    if (!c->write->posted) {
+        ngx_post_event(c->write, &ngx_posted_events);
+    }
 }
 
 

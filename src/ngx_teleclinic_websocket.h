@@ -11,6 +11,8 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <jansson.h>
+#include <wslay/wslay.h>
 
 
 /* the location's WebSocket settings, part of the module's loc conf */
@@ -25,6 +27,46 @@ typedef struct {
 } ngx_teleclinic_ws_conf_t;
 
 
+typedef struct ngx_teleclinic_ws_s  ngx_teleclinic_ws_t;
+
+/*
+ * One upgraded connection.  It lives in the request's pool: the request
+ * stays open (its count holds it) until the WebSocket ends, and the pool
+ * cleanup frees wslay's context and the timer on every way out.
+ */
+struct ngx_teleclinic_ws_s {
+    ngx_http_request_t           *request;
+    ngx_teleclinic_ws_conf_t     *conf;
+    wslay_event_context_ptr       ctx;
+
+    /* pings; once a close is under way, the wait for the peer's close */
+    ngx_event_t                   timer;
+    ngx_msec_t                    linger;
+
+    /* the message rate: tokens in thousandths of a message */
+    ngx_msec_t                    last;
+    ngx_uint_t                    tokens;
+    ngx_uint_t                    strikes;
+
+    /* the waiting room's side of it (ngx_teleclinic_session.c) */
+    void                         *session;
+
+    /* calls of the recv callback in one wslay_event_recv() */
+    ngx_uint_t                    reads;
+
+    /* our close frame, queued once the answers before it are sent */
+    uint16_t                      close_code;
+    const char                   *close_reason;
+
+    unsigned                      ping_sent:1;
+    unsigned                      closing:1;
+    unsigned                      overflow:1;
+    unsigned                      again:1;
+    unsigned                      eof:1;
+    unsigned                      io_error:1;
+};
+
+
 void ngx_teleclinic_ws_conf_init(ngx_teleclinic_ws_conf_t *conf);
 void ngx_teleclinic_ws_conf_merge(ngx_teleclinic_ws_conf_t *conf,
     ngx_teleclinic_ws_conf_t *prev);
@@ -36,6 +78,19 @@ char *ngx_teleclinic_ws_origins_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_teleclinic_ws_rate_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+
+/*
+ * Sending from anywhere in the worker: the message is queued and the
+ * connection's write event posted, so it goes out in this turn of the
+ * event loop.  send_json takes the reference.
+ */
+void ngx_teleclinic_ws_send_text(ngx_teleclinic_ws_t *ws, u_char *text,
+    size_t len);
+void ngx_teleclinic_ws_send_json(ngx_teleclinic_ws_t *ws, json_t *json);
+void ngx_teleclinic_ws_send_error(ngx_teleclinic_ws_t *ws, json_t *id,
+    const char *code, const char *message);
+void ngx_teleclinic_ws_close(ngx_teleclinic_ws_t *ws, uint16_t code,
+    const char *reason);
 
 
 #endif /* _NGX_TELECLINIC_WEBSOCKET_H_INCLUDED_ */

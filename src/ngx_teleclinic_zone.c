@@ -61,7 +61,8 @@ ngx_str_t  ngx_teleclinic_status_names[] = {
     ngx_string("arrived"),
     ngx_string("fulfilled"),
     ngx_string("cancelled"),
-    ngx_string("noshow")
+    ngx_string("noshow"),
+    ngx_string("in-call")
 };
 
 
@@ -144,6 +145,10 @@ ngx_teleclinic_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     ngx_rbtree_init(&zone->sh->msgs, &zone->sh->msgs_sentinel,
                     ngx_rbtree_insert_value);
     ngx_queue_init(&zone->sh->cancelled);
+    ngx_rbtree_init(&zone->sh->rooms.rooms, &zone->sh->rooms.rooms_sentinel,
+                    ngx_rbtree_insert_value);
+    ngx_rbtree_init(&zone->sh->rooms.waits, &zone->sh->rooms.waits_sentinel,
+                    ngx_rbtree_insert_value);
 
     len = sizeof(" in teleclinic zone \"\"") + shm_zone->shm.name.len;
 
@@ -460,6 +465,31 @@ ngx_teleclinic_apply_change(ngx_teleclinic_zone_t *zone,
     if (ev->op == NGX_TELECLINIC_EV_STATUS) {
         ngx_teleclinic_status_set(zone, appt, ev->status);
         appt->updated = ev->at;
+
+        /* the visit's times, from the waiting room */
+
+        switch (appt->status) {
+
+        case NGX_TELECLINIC_ARRIVED:
+            if (appt->arrived == 0) {
+                appt->arrived = ev->at;
+            }
+            break;
+
+        case NGX_TELECLINIC_INCALL:
+            appt->visit_start = ev->at;
+            break;
+
+        case NGX_TELECLINIC_FULFILLED:
+            if (appt->visit_start) {
+                appt->visit_end = ev->at;
+                ngx_teleclinic_room_visit_locked(zone, appt->doctor,
+                                                 appt->doctor_len,
+                                                 ev->at - appt->visit_start);
+            }
+            break;
+        }
+
         return NGX_OK;
     }
 
@@ -565,6 +595,9 @@ ngx_teleclinic_apply_appt(ngx_teleclinic_zone_t *zone,
     appt->created = ev->op == NGX_TELECLINIC_EV_BOOK ? ev->at : ev->created;
     appt->updated = ev->at;
     appt->status = NGX_TELECLINIC_NSTATUS;
+    appt->arrived = ev->arrived;
+    appt->visit_start = ev->visit_start;
+    appt->visit_end = ev->visit_end;
     appt->reminder = reminder;
     appt->doctor_len = ngx_min(ev->doctor.len, NGX_TELECLINIC_ID_MAX);
     ngx_memcpy(appt->doctor, ev->doctor.data, appt->doctor_len);

@@ -19,7 +19,9 @@
 #define NGX_TELECLINIC_FULFILLED     2
 #define NGX_TELECLINIC_CANCELLED     3
 #define NGX_TELECLINIC_NOSHOW        4
-#define NGX_TELECLINIC_NSTATUS       5
+/* Encounter.status in-progress: the video call is on */
+#define NGX_TELECLINIC_INCALL        5
+#define NGX_TELECLINIC_NSTATUS       6
 
 /* kinds of outbox messages for the hospital's messaging gateway */
 #define NGX_TELECLINIC_MSG_CONFIRMATION  0
@@ -51,6 +53,9 @@ typedef struct {
     time_t                        end;
     time_t                        created;
     time_t                        updated;
+    time_t                        arrived;   /* first check-in */
+    time_t                        visit_start;
+    time_t                        visit_end;
     ngx_uint_t                    status;
     struct ngx_teleclinic_msg_s  *reminder;
     size_t                        doctor_len;
@@ -88,6 +93,9 @@ typedef struct {
 } ngx_teleclinic_login_t;
 
 
+#include "ngx_teleclinic_room.h"
+
+
 typedef struct {
     ngx_rbtree_t                  appts;
     ngx_rbtree_node_t             appts_sentinel;
@@ -113,6 +121,11 @@ typedef struct {
     ngx_uint_t                    journal_records;
 
     ngx_teleclinic_login_t        logins[NGX_TELECLINIC_LOGINS];
+
+    /* the waiting rooms, the workers' mailboxes, the pilot's figures */
+    ngx_teleclinic_rooms_t        rooms;
+    ngx_teleclinic_bus_sh_t       bus;
+    ngx_teleclinic_metrics_t      metrics;
 } ngx_teleclinic_sh_t;
 
 
@@ -130,6 +143,9 @@ typedef struct {
     time_t                        end;
     time_t                        created;
     ngx_uint_t                    status;
+    time_t                        arrived;     /* snapshots keep the */
+    time_t                        visit_start; /* visit's times */
+    time_t                        visit_end;
     ngx_str_t                     name;
     ngx_str_t                     phone;
     ngx_str_t                     reason;

@@ -1,0 +1,233 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include "ngx_teleclinic_booking.h"
+#include "ngx_teleclinic_metrics.h"
+
+
+/*
+ * The pilot's figures: calls, their outcome, how long visits and waits
+ * take, queues and connections.  Counters live in the zone, so every
+ * worker answers with the same numbers.  No patient is named here; the
+ * doctors' ids label the queues.
+ */
+
+
+#define NGX_TELECLINIC_METRICS_MAX   (64 * 1024)
+
+
+static ngx_int_t ngx_teleclinic_metrics_handler(ngx_http_request_t *r);
+static u_char *ngx_teleclinic_metrics_histogram(u_char *p, u_char *last,
+    const char *name, const char *help, ngx_uint_t *counts,
+    const char **bounds, ngx_uint_t sum, ngx_uint_t count);
+
+
+static const char  *ngx_teleclinic_fail_names[] = {
+    "declined", "timeout", "cancelled", "dropped", "no_media"
+};
+
+static const char  *ngx_teleclinic_role_names[] = {
+    "none", "patient", "doctor"
+};
+
+/* as the room's buckets, in its order; the last is +Inf */
+static const char  *ngx_teleclinic_visit_bounds[] = {
+    "60", "180", "300", "600", "900", "1200", "1800", "2700", "3600", "+Inf"
+};
+
+static const char  *ngx_teleclinic_wait_bounds[] = {
+    "30", "60", "120", "300", "600", "900", "1200", "1800", "3600", "+Inf"
+};
+
+
+char *
+ngx_teleclinic_metrics_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_core_loc_conf_t         *clcf;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_teleclinic_module);
+
+    if (tmcf->shm_zone == NULL) {
+        return "needs a \"teleclinic_zone\" before it";
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_teleclinic_metrics_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_metrics_handler(ngx_http_request_t *r)
+{
+    u_char                           *p, *last;
+    ngx_int_t                         rc;
+    ngx_uint_t                        i, n;
+    ngx_buf_t                        *b;
+    ngx_chain_t                       out;
+    ngx_rbtree_node_t                *node, *root, *sentinel;
+    ngx_teleclinic_sh_t              *sh;
+    ngx_teleclinic_zone_t            *zone;
+    ngx_teleclinic_room_t            *room;
+    ngx_teleclinic_metrics_t          m;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
+    zone = ngx_http_teleclinic_zone(tmcf);
+    sh = zone->sh;
+
+    b = ngx_create_temp_buf(r->pool, NGX_TELECLINIC_METRICS_MAX);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = b->pos;
+    last = b->end;
+
+    ngx_teleclinic_zone_lock(zone);
+
+    m = sh->metrics;
+
+    p = ngx_slprintf(p, last,
+            "# HELP teleclinic_calls_started_total Calls a doctor rang.\n"
+            "# TYPE teleclinic_calls_started_total counter\n"
+            "teleclinic_calls_started_total %ui\n"
+            "# HELP teleclinic_calls_answered_total Calls the patient "
+            "accepted.\n"
+            "# TYPE teleclinic_calls_answered_total counter\n"
+            "teleclinic_calls_answered_total %ui\n"
+            "# HELP teleclinic_calls_connected_total Calls whose media "
+            "connected, as a participant's browser reported.\n"
+            "# TYPE teleclinic_calls_connected_total counter\n"
+            "teleclinic_calls_connected_total %ui\n"
+            "# HELP teleclinic_calls_failed_total Calls that failed, by "
+            "reason.\n"
+            "# TYPE teleclinic_calls_failed_total counter\n",
+            m.started, m.answered, m.connected);
+
+    for (i = 0; i < NGX_TELECLINIC_NFAIL; i++) {
+        p = ngx_slprintf(p, last,
+                         "teleclinic_calls_failed_total{reason=\"%s\"} %ui\n",
+                         ngx_teleclinic_fail_names[i], m.failed[i]);
+    }
+
+    p = ngx_teleclinic_metrics_histogram(p, last,
+            "teleclinic_consultation_duration_seconds",
+            "Length of finished video visits.", m.visit,
+            ngx_teleclinic_visit_bounds, m.visit_sum, m.visit_count);
+
+    p = ngx_teleclinic_metrics_histogram(p, last,
+            "teleclinic_waiting_time_seconds",
+            "Time from check-in to the answered call.", m.wait,
+            ngx_teleclinic_wait_bounds, m.wait_sum, m.wait_count);
+
+    p = ngx_slprintf(p, last,
+            "# HELP teleclinic_queue_length Patients in a doctor's "
+            "queue, not yet in the call.\n"
+            "# TYPE teleclinic_queue_length gauge\n");
+
+    root = sh->rooms.rooms.root;
+    sentinel = sh->rooms.rooms.sentinel;
+    n = 0;
+
+    if (root != sentinel) {
+        for (node = ngx_rbtree_min(root, sentinel);
+             node && n < 1000;
+             node = ngx_rbtree_next(&sh->rooms.rooms, node), n++)
+        {
+            room = (ngx_teleclinic_room_t *) node;
+
+            /* doctor ids are [a-z0-9-]: nothing to escape in a label */
+            p = ngx_slprintf(p, last,
+                             "teleclinic_queue_length{doctor=\"%*s\"} %ui\n",
+                             room->doctor_len, room->doctor, room->nwaiting);
+        }
+    }
+
+    p = ngx_slprintf(p, last,
+            "# HELP teleclinic_appointments Appointments in the zone, by "
+            "status.\n"
+            "# TYPE teleclinic_appointments gauge\n");
+
+    for (i = 0; i < NGX_TELECLINIC_NSTATUS; i++) {
+        p = ngx_slprintf(p, last,
+                         "teleclinic_appointments{status=\"%V\"} %ui\n",
+                         &ngx_teleclinic_status_names[i], sh->nstatus[i]);
+    }
+
+    ngx_teleclinic_zone_unlock(zone);
+
+    p = ngx_slprintf(p, last,
+            "# HELP teleclinic_websocket_connections Open WebSocket "
+            "connections, by who said hello.\n"
+            "# TYPE teleclinic_websocket_connections gauge\n");
+
+    for (i = 0; i < 3; i++) {
+        p = ngx_slprintf(p, last,
+                         "teleclinic_websocket_connections{role=\"%s\"} "
+                         "%uA\n",
+                         ngx_teleclinic_role_names[i], m.sockets[i]);
+    }
+
+    b->last = p;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type,
+                "text/plain; version=0.0.4; charset=utf-8");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static u_char *
+ngx_teleclinic_metrics_histogram(u_char *p, u_char *last, const char *name,
+    const char *help, ngx_uint_t *counts, const char **bounds,
+    ngx_uint_t sum, ngx_uint_t count)
+{
+    ngx_uint_t  i, cumulative;
+
+    p = ngx_slprintf(p, last, "# HELP %s %s\n# TYPE %s histogram\n",
+                     name, help, name);
+
+    cumulative = 0;
+
+    for (i = 0; i < NGX_TELECLINIC_HISTOGRAM; i++) {
+        cumulative += counts[i];
+        p = ngx_slprintf(p, last, "%s_bucket{le=\"%s\"} %ui\n",
+                         name, bounds[i], cumulative);
+    }
+
+    return ngx_slprintf(p, last, "%s_sum %ui\n%s_count %ui\n",
+                        name, sum, name, count);
+}

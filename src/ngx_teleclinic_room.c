@@ -1,0 +1,1637 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include "ngx_teleclinic_zone.h"
+#include "ngx_teleclinic_room.h"
+#include "ngx_teleclinic_directory.h"
+#include "ngx_teleclinic_request.h"
+#include "ngx_teleclinic_message.h"
+
+
+/*
+ * Every operation runs with the zone locked from its checks to its
+ * changes, so two workers acting on one room at once see each other's
+ * work in order.  What a connection must be told goes to its worker's
+ * mailbox; the doorbells ring after the unlock.
+ */
+
+
+/* the doctor's queue message lists this many patients */
+#define NGX_TELECLINIC_QUEUE_LIST    100
+
+/* close code for a connection replaced by a newer one of the same user */
+#define NGX_TELECLINIC_REPLACED      4409
+
+#define NGX_TELECLINIC_TEXT_MAX      1024
+
+
+static ngx_uint_t  ngx_teleclinic_visit_buckets[NGX_TELECLINIC_HISTOGRAM] = {
+    60, 180, 300, 600, 900, 1200, 1800, 2700, 3600, (ngx_uint_t) -1
+};
+
+static ngx_uint_t  ngx_teleclinic_wait_buckets[NGX_TELECLINIC_HISTOGRAM] = {
+    30, 60, 120, 300, 600, 900, 1200, 1800, 3600, (ngx_uint_t) -1
+};
+
+
+static ngx_teleclinic_room_t *ngx_teleclinic_room_find(
+    ngx_teleclinic_zone_t *zone, u_char *doctor, size_t len);
+static ngx_teleclinic_room_t *ngx_teleclinic_room_get(
+    ngx_teleclinic_zone_t *zone, u_char *doctor, size_t len);
+static ngx_teleclinic_wait_t *ngx_teleclinic_wait_find(
+    ngx_teleclinic_zone_t *zone, uint64_t appt);
+static void ngx_teleclinic_wait_place(ngx_teleclinic_room_t *room,
+    ngx_teleclinic_wait_t *w);
+static void ngx_teleclinic_wait_free(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_wait_t *w);
+static void ngx_teleclinic_wait_back(ngx_teleclinic_room_t *room,
+    ngx_teleclinic_wait_t *w);
+static ngx_int_t ngx_teleclinic_room_status(ngx_teleclinic_actor_t *a,
+    uint64_t appt, ngx_uint_t status);
+static void ngx_teleclinic_room_sweep_locked(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room);
+static void ngx_teleclinic_ring_stop(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room, ngx_uint_t reason, const char *why);
+static void ngx_teleclinic_call_end(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room, const char *reason);
+static ngx_int_t ngx_teleclinic_call_member(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t **roomp, ngx_uint_t doctor, uint64_t call);
+static void ngx_teleclinic_call_announce(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room, ngx_uint_t doctor, ngx_uint_t rejoin);
+static void ngx_teleclinic_post_peer(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room, ngx_uint_t doctor, const char *state);
+static void ngx_teleclinic_post(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_peer_t *peer, u_char *text, size_t len);
+static void ngx_teleclinic_post_changed(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room);
+static void ngx_teleclinic_post_call_state(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room, const char *state);
+static void ngx_teleclinic_post_ended(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room, ngx_teleclinic_peer_t *peer,
+    const char *reason);
+static void ngx_teleclinic_unlock(ngx_teleclinic_actor_t *a);
+static ngx_uint_t ngx_teleclinic_room_average(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room);
+static void ngx_teleclinic_histogram(ngx_uint_t *counts,
+    ngx_uint_t *buckets, ngx_uint_t *sum, ngx_uint_t *count,
+    ngx_uint_t value);
+static ngx_rbtree_key_t ngx_teleclinic_room_key(u_char *doctor, size_t len);
+
+
+const char *
+ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a)
+{
+    time_t                  from, to;
+    ngx_teleclinic_sh_t    *sh;
+    ngx_teleclinic_room_t  *room;
+    ngx_teleclinic_wait_t  *w;
+    ngx_teleclinic_appt_t  *appt;
+    ngx_teleclinic_date_t   date;
+
+    sh = a->zone->sh;
+
+    ngx_teleclinic_zone_lock(a->zone);
+
+    appt = ngx_teleclinic_appt_lookup(a->zone, a->appt);
+
+    if (appt == NULL
+        || appt->status == NGX_TELECLINIC_CANCELLED
+        || appt->status == NGX_TELECLINIC_FULFILLED
+        || appt->status == NGX_TELECLINIC_NOSHOW)
+    {
+        ngx_teleclinic_unlock(a);
+        return "visit_over";
+    }
+
+    a->start = appt->start;
+    a->doctor.len = appt->doctor_len;
+    a->doctor.data = a->doctor_buf;
+    ngx_memcpy(a->doctor_buf, appt->doctor, appt->doctor_len);
+
+    ngx_teleclinic_date_of(appt->start, &date);
+    ngx_teleclinic_day_bounds(&date, &from, &to);
+
+    if (a->now >= to) {
+        ngx_teleclinic_unlock(a);
+        return "visit_over";
+    }
+
+    if (a->now < appt->start - a->conf->checkin_open) {
+        a->opens_at = appt->start - a->conf->checkin_open;
+        ngx_teleclinic_unlock(a);
+        return "too_early";
+    }
+
+    room = ngx_teleclinic_room_get(a->zone, appt->doctor, appt->doctor_len);
+    if (room == NULL) {
+        ngx_teleclinic_unlock(a);
+        return "zone_full";
+    }
+
+    ngx_teleclinic_room_sweep_locked(a, room);
+
+    w = ngx_teleclinic_wait_find(a->zone, a->appt);
+
+    if (w) {
+        /* back, on a new connection: the old one, if any, gives way */
+
+        if (w->peer.pid
+            && (w->peer.pid != ngx_pid || w->peer.serial != a->serial))
+        {
+            (void) ngx_teleclinic_bus_post_locked(a->zone, w->peer.pid,
+                                         NGX_TELECLINIC_MAIL_CLOSE,
+                                         w->peer.serial, NULL, 0);
+        }
+
+        w->peer.pid = ngx_pid;
+        w->peer.serial = a->serial;
+        w->peer.left = 0;
+        w->told_position = 0;
+
+        a->status = appt->status;
+
+        if (w->state == NGX_TELECLINIC_RINGING) {
+            ngx_teleclinic_post_call_state(a, room, NULL);
+
+        } else if (w->state == NGX_TELECLINIC_IN_CALL) {
+            ngx_teleclinic_call_announce(a, room, 0, 1);
+            ngx_teleclinic_call_announce(a, room, 1, 1);
+            ngx_teleclinic_post_peer(a, room, 1, "joined");
+        }
+
+        ngx_teleclinic_post_changed(a, room);
+        ngx_teleclinic_unlock(a);
+        return NULL;
+    }
+
+    w = ngx_slab_calloc_locked(a->zone->shpool,
+                               sizeof(ngx_teleclinic_wait_t));
+    if (w == NULL) {
+        ngx_teleclinic_unlock(a);
+        return "zone_full";
+    }
+
+    /* arrived, once; after a restart a call in progress is over */
+
+    if (appt->status != NGX_TELECLINIC_ARRIVED
+        && ngx_teleclinic_room_status(a, a->appt, NGX_TELECLINIC_ARRIVED)
+           != NGX_OK)
+    {
+        ngx_slab_free_locked(a->zone->shpool, w);
+        ngx_teleclinic_unlock(a);
+        return "zone_full";
+    }
+
+    /* the lookup again: a full zone may have moved nothing, but be sure */
+    appt = ngx_teleclinic_appt_lookup(a->zone, a->appt);
+
+    w->node.key = (ngx_rbtree_key_t) a->appt;
+    w->room = room;
+    w->appt = a->appt;
+    w->start = appt->start;
+    w->arrived = appt->arrived ? appt->arrived : a->now;
+    w->arrival = ++sh->rooms.arrivals;
+    w->state = NGX_TELECLINIC_WAITING;
+    w->peer.pid = ngx_pid;
+    w->peer.serial = a->serial;
+
+    ngx_rbtree_insert(&sh->rooms.waits, &w->node);
+    ngx_teleclinic_wait_place(room, w);
+    room->nwaiting++;
+
+    a->status = NGX_TELECLINIC_ARRIVED;
+
+    ngx_teleclinic_post_changed(a, room);
+    ngx_teleclinic_unlock(a);
+
+    return NULL;
+}
+
+
+const char *
+ngx_teleclinic_room_console(ngx_teleclinic_actor_t *a)
+{
+    ngx_teleclinic_room_t  *room;
+
+    ngx_teleclinic_zone_lock(a->zone);
+
+    room = ngx_teleclinic_room_get(a->zone, a->doctor.data, a->doctor.len);
+    if (room == NULL) {
+        ngx_teleclinic_unlock(a);
+        return "zone_full";
+    }
+
+    if (room->console.pid
+        && (room->console.pid != ngx_pid
+            || room->console.serial != a->serial))
+    {
+        (void) ngx_teleclinic_bus_post_locked(a->zone, room->console.pid,
+                                              NGX_TELECLINIC_MAIL_CLOSE,
+                                              room->console.serial, NULL, 0);
+    }
+
+    room->console.pid = ngx_pid;
+    room->console.serial = a->serial;
+    room->console.left = 0;
+
+    ngx_teleclinic_room_sweep_locked(a, room);
+
+    if (room->call && room->answered) {
+        ngx_teleclinic_call_announce(a, room, 1, 1);
+        ngx_teleclinic_call_announce(a, room, 0, 1);
+        ngx_teleclinic_post_peer(a, room, 0, "joined");
+
+    } else if (room->call) {
+        ngx_teleclinic_post_call_state(a, room, "ringing");
+    }
+
+    a->average = ngx_teleclinic_room_average(a, room);
+
+    ngx_teleclinic_post_changed(a, room);
+    ngx_teleclinic_unlock(a);
+
+    return NULL;
+}
+
+
+const char *
+ngx_teleclinic_room_leave(ngx_teleclinic_actor_t *a)
+{
+    ngx_teleclinic_room_t  *room;
+    ngx_teleclinic_wait_t  *w;
+
+    ngx_teleclinic_zone_lock(a->zone);
+
+    w = ngx_teleclinic_wait_find(a->zone, a->appt);
+
+    if (w == NULL || w->peer.pid != ngx_pid || w->peer.serial != a->serial) {
+        ngx_teleclinic_unlock(a);
+        return "not_in_queue";
+    }
+
+    room = w->room;
+
+    if (w->state == NGX_TELECLINIC_RINGING) {
+        ngx_teleclinic_ring_stop(a, room, NGX_TELECLINIC_FAIL_DECLINED,
+                                 "declined");
+
+    } else if (w->state == NGX_TELECLINIC_IN_CALL) {
+        ngx_teleclinic_call_end(a, room, "hangup");
+        ngx_teleclinic_post_changed(a, room);
+        ngx_teleclinic_unlock(a);
+        return NULL;
+    }
+
+    ngx_teleclinic_wait_free(a->zone, w);
+
+    ngx_teleclinic_post_changed(a, room);
+    ngx_teleclinic_unlock(a);
+
+    return NULL;
+}
+
+
+/* a connection ended: its place is kept for the grace period */
+
+void
+ngx_teleclinic_room_dropped(ngx_teleclinic_actor_t *a, ngx_uint_t doctor)
+{
+    ngx_teleclinic_peer_t  *peer, *other;
+    ngx_teleclinic_room_t  *room;
+    ngx_teleclinic_wait_t  *w;
+
+    ngx_teleclinic_zone_lock(a->zone);
+
+    if (doctor) {
+        room = ngx_teleclinic_room_find(a->zone, a->doctor.data,
+                                        a->doctor.len);
+        if (room == NULL) {
+            ngx_teleclinic_unlock(a);
+            return;
+        }
+
+        peer = &room->console;
+        other = room->callee ? &room->callee->peer : NULL;
+
+    } else {
+        w = ngx_teleclinic_wait_find(a->zone, a->appt);
+        if (w == NULL) {
+            ngx_teleclinic_unlock(a);
+            return;
+        }
+
+        room = w->room;
+        peer = &w->peer;
+        other = (room->callee == w) ? &room->console : NULL;
+    }
+
+    if (peer->pid != ngx_pid || peer->serial != a->serial) {
+        /* replaced by a newer connection already */
+        ngx_teleclinic_unlock(a);
+        return;
+    }
+
+    peer->pid = 0;
+    peer->left = a->now;
+
+    a->timer = a->now + a->conf->grace;
+
+    if (room->call && room->answered && other) {
+        ngx_teleclinic_post_peer(a, room, !doctor, "left");
+
+    } else if (room->call && doctor) {
+        /* nobody to answer to: the ring stops, the patient keeps place */
+        ngx_teleclinic_ring_stop(a, room, NGX_TELECLINIC_FAIL_CANCELLED,
+                                 "cancelled");
+    }
+
+    ngx_teleclinic_post_changed(a, room);
+    ngx_teleclinic_unlock(a);
+}
+
+
+const char *
+ngx_teleclinic_room_call(ngx_teleclinic_actor_t *a, uint64_t appt)
+{
+    u_char                  text[NGX_TELECLINIC_TEXT_MAX], *p;
+    uint64_t                id;
+    ngx_queue_t            *q;
+    ngx_teleclinic_room_t  *room;
+    ngx_teleclinic_wait_t  *w;
+
+    ngx_teleclinic_zone_lock(a->zone);
+
+    room = ngx_teleclinic_room_find(a->zone, a->doctor.data, a->doctor.len);
+
+    if (room == NULL
+        || room->console.pid != ngx_pid
+        || room->console.serial != a->serial)
+    {
+        ngx_teleclinic_unlock(a);
+        return "not_in_queue";
+    }
+
+    ngx_teleclinic_room_sweep_locked(a, room);
+
+    if (room->call) {
+        ngx_teleclinic_unlock(a);
+        return "busy";
+    }
+
+    w = NULL;
+
+    if (appt == 0) {
+        for (q = ngx_queue_head(&room->queue);
+             q != ngx_queue_sentinel(&room->queue);
+             q = ngx_queue_next(q))
+        {
+            w = ngx_queue_data(q, ngx_teleclinic_wait_t, queue);
+
+            if (w->state == NGX_TELECLINIC_WAITING && w->peer.pid) {
+                break;
+            }
+
+            w = NULL;
+        }
+
+        if (w == NULL) {
+            ngx_teleclinic_unlock(a);
+            return "queue_empty";
+        }
+
+    } else {
+        w = ngx_teleclinic_wait_find(a->zone, appt);
+
+        if (w == NULL || w->room != room) {
+            ngx_teleclinic_unlock(a);
+            return "not_in_queue";
+        }
+
+        if (w->peer.pid == 0) {
+            ngx_teleclinic_unlock(a);
+            return "not_connected";
+        }
+    }
+
+    if (RAND_bytes((u_char *) &id, sizeof(uint64_t)) != 1 || id == 0) {
+        ngx_teleclinic_unlock(a);
+        return "zone_full";
+    }
+
+    room->call = id;
+    room->callee = w;
+    room->rung = a->now;
+    room->deadline = a->now + a->conf->ring_timeout;
+    room->answered = 0;
+    room->media = 0;
+    room->media_failed = 0;
+
+    w->state = NGX_TELECLINIC_RINGING;
+
+    a->zone->sh->metrics.started++;
+    a->timer = room->deadline;
+
+    p = ngx_snprintf(text, sizeof(text),
+                     "{\"v\":1,\"type\":\"ring\",\"call\":\"%016uxL\","
+                     "\"timeout\":%T}", id, a->conf->ring_timeout);
+    ngx_teleclinic_post(a, &w->peer, text, p - text);
+
+    ngx_teleclinic_post_call_state(a, room, "ringing");
+    ngx_teleclinic_post_changed(a, room);
+    ngx_teleclinic_unlock(a);
+
+    return NULL;
+}
+
+
+const char *
+ngx_teleclinic_room_skip(ngx_teleclinic_actor_t *a, uint64_t appt)
+{
+    ngx_teleclinic_room_t  *room;
+    ngx_teleclinic_wait_t  *w;
+
+    ngx_teleclinic_zone_lock(a->zone);
+
+    room = ngx_teleclinic_room_find(a->zone, a->doctor.data, a->doctor.len);
+    w = ngx_teleclinic_wait_find(a->zone, appt);
+
+    if (room == NULL || w == NULL || w->room != room
+        || room->console.pid != ngx_pid
+        || room->console.serial != a->serial)
+    {
+        ngx_teleclinic_unlock(a);
+        return "not_in_queue";
+    }
+
+    if (w->state != NGX_TELECLINIC_WAITING) {
+        ngx_teleclinic_unlock(a);
+        return "busy";
+    }
+
+    ngx_teleclinic_wait_back(room, w);
+
+    ngx_teleclinic_post_changed(a, room);
+    ngx_teleclinic_unlock(a);
+
+    return NULL;
+}
+
+
+const char *
+ngx_teleclinic_room_noshow(ngx_teleclinic_actor_t *a, uint64_t appt)
+{
+    u_char                  text[NGX_TELECLINIC_TEXT_MAX], *p;
+    time_t                  from, to;
+    ngx_teleclinic_peer_t   peer;
+    ngx_teleclinic_room_t  *room;
+    ngx_teleclinic_wait_t  *w;
+    ngx_teleclinic_appt_t  *ap;
+    ngx_teleclinic_date_t   date;
+
+    ngx_teleclinic_zone_lock(a->zone);
+
+    room = ngx_teleclinic_room_find(a->zone, a->doctor.data, a->doctor.len);
+
+    if (room == NULL
+        || room->console.pid != ngx_pid
+        || room->console.serial != a->serial)
+    {
+        ngx_teleclinic_unlock(a);
+        return "not_in_queue";
+    }
+
+    ap = ngx_teleclinic_appt_lookup(a->zone, appt);
+
+    if (ap == NULL
+        || ap->doctor_len != a->doctor.len
+        || ngx_memcmp(ap->doctor, a->doctor.data, a->doctor.len) != 0)
+    {
+        ngx_teleclinic_unlock(a);
+        return "not_in_queue";
+    }
+
+    w = ngx_teleclinic_wait_find(a->zone, appt);
+
+    if (w == NULL) {
+        /* not checked in: a booking of today that nobody came to */
+
+        ngx_teleclinic_date_of(a->now, &date);
+        ngx_teleclinic_day_bounds(&date, &from, &to);
+
+        if ((ap->status != NGX_TELECLINIC_BOOKED
+             && ap->status != NGX_TELECLINIC_ARRIVED)
+            || ap->start < from || ap->start >= to)
+        {
+            ngx_teleclinic_unlock(a);
+            return "not_in_queue";
+        }
+
+        if (ngx_teleclinic_room_status(a, appt, NGX_TELECLINIC_NOSHOW)
+            != NGX_OK)
+        {
+            ngx_teleclinic_unlock(a);
+            return "zone_full";
+        }
+
+        ngx_teleclinic_post_changed(a, room);
+        ngx_teleclinic_unlock(a);
+        return NULL;
+    }
+
+    if (w->room != room || w->state != NGX_TELECLINIC_WAITING) {
+        ngx_teleclinic_unlock(a);
+        return w->room != room ? "not_in_queue" : "busy";
+    }
+
+    if (ngx_teleclinic_room_status(a, appt, NGX_TELECLINIC_NOSHOW)
+        != NGX_OK)
+    {
+        ngx_teleclinic_unlock(a);
+        return "zone_full";
+    }
+
+    peer = w->peer;
+    ngx_teleclinic_wait_free(a->zone, w);
+
+    p = ngx_snprintf(text, sizeof(text),
+                     "{\"v\":1,\"type\":\"visit\",\"status\":\"noshow\"}");
+    ngx_teleclinic_post(a, &peer, text, p - text);
+
+    ngx_teleclinic_post_changed(a, room);
+    ngx_teleclinic_unlock(a);
+
+    return NULL;
+}
+
+
+const char *
+ngx_teleclinic_room_answer(ngx_teleclinic_actor_t *a, uint64_t call,
+    ngx_uint_t accept)
+{
+    ngx_teleclinic_room_t  *room;
+    ngx_teleclinic_wait_t  *w;
+
+    ngx_teleclinic_zone_lock(a->zone);
+
+    w = ngx_teleclinic_wait_find(a->zone, a->appt);
+
+    if (w == NULL
+        || w->peer.pid != ngx_pid || w->peer.serial != a->serial)
+    {
+        ngx_teleclinic_unlock(a);
+        return "not_in_call";
+    }
+
+    room = w->room;
+
+    ngx_teleclinic_room_sweep_locked(a, room);
+
+    if (room->call != call || room->callee != w || room->answered) {
+        ngx_teleclinic_unlock(a);
+        return "not_in_call";
+    }
+
+    if (!accept) {
+        ngx_teleclinic_ring_stop(a, room, NGX_TELECLINIC_FAIL_DECLINED,
+                                 "declined");
+        ngx_teleclinic_post_changed(a, room);
+        ngx_teleclinic_unlock(a);
+        return NULL;
+    }
+
+    if (ngx_teleclinic_room_status(a, w->appt, NGX_TELECLINIC_INCALL)
+        != NGX_OK)
+    {
+        ngx_teleclinic_unlock(a);
+        return "zone_full";
+    }
+
+    room->answered = a->now;
+    w->state = NGX_TELECLINIC_IN_CALL;
+    room->nwaiting--;
+
+    a->zone->sh->metrics.answered++;
+    ngx_teleclinic_histogram(a->zone->sh->metrics.wait,
+                             ngx_teleclinic_wait_buckets,
+                             &a->zone->sh->metrics.wait_sum,
+                             &a->zone->sh->metrics.wait_count,
+                             a->now - w->arrived);
+
+    ngx_teleclinic_call_announce(a, room, 1, 0);
+    ngx_teleclinic_call_announce(a, room, 0, 0);
+
+    ngx_teleclinic_post_changed(a, room);
+    ngx_teleclinic_unlock(a);
+
+    return NULL;
+}
+
+
+const char *
+ngx_teleclinic_room_signal(ngx_teleclinic_actor_t *a, ngx_uint_t doctor,
+    uint64_t call, u_char *text, size_t len)
+{
+    ngx_teleclinic_room_t  *room;
+
+    ngx_teleclinic_zone_lock(a->zone);
+
+    if (ngx_teleclinic_call_member(a, &room, doctor, call) != NGX_OK
+        || !room->answered)
+    {
+        ngx_teleclinic_unlock(a);
+        return "not_in_call";
+    }
+
+    /* while the other side is away, it gets an ICE restart instead */
+    ngx_teleclinic_post(a, doctor ? &room->callee->peer : &room->console,
+                        text, len);
+
+    ngx_teleclinic_unlock(a);
+
+    return NULL;
+}
+
+
+const char *
+ngx_teleclinic_room_media(ngx_teleclinic_actor_t *a, ngx_uint_t doctor,
+    uint64_t call, ngx_uint_t state)
+{
+    ngx_teleclinic_room_t  *room;
+
+    ngx_teleclinic_zone_lock(a->zone);
+
+    if (ngx_teleclinic_call_member(a, &room, doctor, call) != NGX_OK
+        || !room->answered)
+    {
+        ngx_teleclinic_unlock(a);
+        return "not_in_call";
+    }
+
+    if (state == NGX_TELECLINIC_MEDIA_CONNECTED) {
+        if (!room->media) {
+            room->media = 1;
+            a->zone->sh->metrics.connected++;
+        }
+
+    } else {
+        room->media_failed = 1;
+    }
+
+    ngx_teleclinic_unlock(a);
+
+    return NULL;
+}
+
+
+const char *
+ngx_teleclinic_room_hangup(ngx_teleclinic_actor_t *a, ngx_uint_t doctor,
+    uint64_t call)
+{
+    ngx_teleclinic_room_t  *room;
+
+    ngx_teleclinic_zone_lock(a->zone);
+
+    if (ngx_teleclinic_call_member(a, &room, doctor, call) != NGX_OK) {
+        ngx_teleclinic_unlock(a);
+        return "not_in_call";
+    }
+
+    if (!room->answered) {
+        if (doctor) {
+            ngx_teleclinic_ring_stop(a, room, NGX_TELECLINIC_FAIL_CANCELLED,
+                                     "cancelled");
+        } else {
+            ngx_teleclinic_ring_stop(a, room, NGX_TELECLINIC_FAIL_DECLINED,
+                                     "declined");
+        }
+
+    } else {
+        ngx_teleclinic_call_end(a, room, "hangup");
+    }
+
+    ngx_teleclinic_post_changed(a, room);
+    ngx_teleclinic_unlock(a);
+
+    return NULL;
+}
+
+
+void
+ngx_teleclinic_room_sweep(ngx_teleclinic_actor_t *a)
+{
+    ngx_teleclinic_room_t  *room;
+
+    ngx_teleclinic_zone_lock(a->zone);
+
+    room = ngx_teleclinic_room_find(a->zone, a->doctor.data, a->doctor.len);
+
+    if (room) {
+        ngx_teleclinic_room_sweep_locked(a, room);
+    }
+
+    ngx_teleclinic_unlock(a);
+}
+
+
+/* a text for one connection of this worker, kept until the unlock */
+typedef struct {
+    ngx_uint_t                    serial;
+    u_char                       *text;
+    size_t                        len;
+} ngx_teleclinic_outgoing_t;
+
+
+void
+ngx_teleclinic_room_update(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_send_pt send)
+{
+    u_char                     *p, *last;
+    size_t                      size;
+    time_t                      remaining;
+    ngx_uint_t                  i, position, average, wait, busy, listed;
+    ngx_pool_t                 *pool;
+    ngx_array_t                 out;
+    ngx_queue_t                *q;
+    ngx_teleclinic_appt_t      *ap;
+    ngx_teleclinic_room_t      *room;
+    ngx_teleclinic_wait_t      *w;
+    ngx_teleclinic_outgoing_t  *o;
+
+    static const char  *states[] = { "waiting", "ringing", "in-call" };
+
+    pool = ngx_create_pool(16384, a->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    if (ngx_array_init(&out, pool, 16, sizeof(ngx_teleclinic_outgoing_t))
+        != NGX_OK)
+    {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    ngx_teleclinic_zone_lock(a->zone);
+
+    room = ngx_teleclinic_room_find(a->zone, a->doctor.data, a->doctor.len);
+
+    if (room == NULL) {
+        goto done;
+    }
+
+    ngx_teleclinic_room_sweep_locked(a, room);
+
+    average = ngx_teleclinic_room_average(a, room);
+
+    remaining = 0;
+
+    if (room->call && room->answered) {
+        remaining = (time_t) average - (a->now - room->answered);
+
+        if (remaining < 0) {
+            remaining = 0;
+        }
+    }
+
+    busy = room->call ? 1 : 0;
+    position = 0;
+
+    /* the patients of this worker whose figures changed */
+
+    for (q = ngx_queue_head(&room->queue);
+         q != ngx_queue_sentinel(&room->queue);
+         q = ngx_queue_next(q))
+    {
+        w = ngx_queue_data(q, ngx_teleclinic_wait_t, queue);
+
+        if (w->state == NGX_TELECLINIC_IN_CALL) {
+            continue;
+        }
+
+        position++;
+
+        if (w->peer.pid != ngx_pid) {
+            continue;
+        }
+
+        wait = remaining + (position - 1) * average;
+        wait = (wait + 59) / 60 * 60;
+
+        if (w->told_position == position && w->told_wait == wait
+            && w->told_busy == busy)
+        {
+            continue;
+        }
+
+        o = ngx_array_push(&out);
+        if (o == NULL) {
+            break;
+        }
+
+        o->text = ngx_pnalloc(pool, 128);
+        if (o->text == NULL) {
+            out.nelts--;
+            break;
+        }
+
+        w->told_position = position;
+        w->told_wait = wait;
+        w->told_busy = busy;
+
+        o->serial = w->peer.serial;
+        o->len = ngx_sprintf(o->text,
+                             "{\"v\":1,\"type\":\"queue\",\"position\":%ui,"
+                             "\"estimated_wait\":%ui,\"doctor_busy\":%s}",
+                             position, wait, busy ? "true" : "false")
+                 - o->text;
+    }
+
+    /* the doctor's console, if it is here */
+
+    if (room->console.pid != ngx_pid) {
+        goto done;
+    }
+
+    o = ngx_array_push(&out);
+    if (o == NULL) {
+        goto done;
+    }
+
+    size = 128 + NGX_TELECLINIC_QUEUE_LIST
+                 * (128 + 2 * NGX_TELECLINIC_TIME_LEN
+                    + 6 * NGX_TELECLINIC_NAME_MAX);
+
+    o->serial = room->console.serial;
+    o->text = ngx_pnalloc(pool, size);
+
+    if (o->text == NULL) {
+        out.nelts--;
+        goto done;
+    }
+
+    last = o->text + size;
+
+    p = ngx_sprintf(o->text, "{\"v\":1,\"type\":\"queue\",\"waiting\":%ui,"
+                    "\"average\":%ui,\"patients\":[",
+                    room->nwaiting, average);
+    listed = 0;
+
+    for (q = ngx_queue_head(&room->queue);
+         q != ngx_queue_sentinel(&room->queue)
+         && listed < NGX_TELECLINIC_QUEUE_LIST;
+         q = ngx_queue_next(q))
+    {
+        w = ngx_queue_data(q, ngx_teleclinic_wait_t, queue);
+        ap = ngx_teleclinic_appt_lookup(a->zone, w->appt);
+
+        if (ap == NULL) {
+            continue;
+        }
+
+        if (listed++) {
+            *p++ = ',';
+        }
+
+        p = ngx_sprintf(p, "{\"appointment\":\"%016uxL\",\"name\":",
+                        w->appt);
+        p = ngx_teleclinic_json_string(p, last, ap->name.data, ap->name.len);
+
+        if (p == NULL) {
+            out.nelts--;
+            goto done;
+        }
+
+        p = ngx_cpymem(p, ",\"start\":\"", 10);
+        p = ngx_teleclinic_time_print(p, w->start);
+        p = ngx_cpymem(p, "\",\"arrived\":\"", 13);
+        p = ngx_teleclinic_time_print(p, w->arrived);
+        p = ngx_sprintf(p, "\",\"connected\":%s,\"state\":\"%s\"}",
+                        w->peer.pid ? "true" : "false", states[w->state]);
+    }
+
+    p = ngx_cpymem(p, "]}", 2);
+    o->len = p - o->text;
+
+done:
+
+    ngx_teleclinic_unlock(a);
+
+    o = out.elts;
+
+    for (i = 0; i < out.nelts; i++) {
+        send(o[i].serial, o[i].text, o[i].len);
+    }
+
+    ngx_destroy_pool(pool);
+}
+
+
+void
+ngx_teleclinic_room_visit_locked(ngx_teleclinic_zone_t *zone, u_char *doctor,
+    size_t len, time_t duration)
+{
+    ngx_teleclinic_room_t  *room;
+
+    if (duration < 0) {
+        return;
+    }
+
+    room = ngx_teleclinic_room_get(zone, doctor, len);
+    if (room == NULL) {
+        return;
+    }
+
+    /* a running average: recent visits count, old ones fade */
+
+    if (room->visits++ == 0) {
+        room->average = duration;
+
+    } else {
+        room->average = (ngx_int_t) room->average
+                        + ((ngx_int_t) duration - (ngx_int_t) room->average)
+                          / 10;
+    }
+
+    ngx_teleclinic_histogram(zone->sh->metrics.visit,
+                             ngx_teleclinic_visit_buckets,
+                             &zone->sh->metrics.visit_sum,
+                             &zone->sh->metrics.visit_count, duration);
+}
+
+
+void
+ngx_teleclinic_room_worker_gone_locked(ngx_teleclinic_zone_t *zone,
+    ngx_pid_t pid)
+{
+    ngx_rbtree_node_t      *node, *root, *sentinel;
+    ngx_teleclinic_room_t  *room;
+    ngx_queue_t            *q;
+    ngx_teleclinic_wait_t  *w;
+
+    root = zone->sh->rooms.rooms.root;
+    sentinel = zone->sh->rooms.rooms.sentinel;
+
+    if (root == sentinel) {
+        return;
+    }
+
+    for (node = ngx_rbtree_min(root, sentinel);
+         node;
+         node = ngx_rbtree_next(&zone->sh->rooms.rooms, node))
+    {
+        room = (ngx_teleclinic_room_t *) node;
+
+        if (room->console.pid == pid) {
+            room->console.pid = 0;
+            room->console.left = ngx_time();
+        }
+
+        for (q = ngx_queue_head(&room->queue);
+             q != ngx_queue_sentinel(&room->queue);
+             q = ngx_queue_next(q))
+        {
+            w = ngx_queue_data(q, ngx_teleclinic_wait_t, queue);
+
+            if (w->peer.pid == pid) {
+                w->peer.pid = 0;
+                w->peer.left = ngx_time();
+            }
+        }
+
+        (void) ngx_teleclinic_bus_post_locked(zone, 0,
+                                              NGX_TELECLINIC_MAIL_ROOM, 0,
+                                              room->doctor, room->doctor_len);
+    }
+}
+
+
+ngx_int_t
+ngx_teleclinic_turn_credentials(ngx_str_t *secret, time_t expires,
+    uint64_t call, const char *role, ngx_str_t *username,
+    ngx_str_t *password, ngx_pool_t *pool)
+{
+    u_char        md[EVP_MAX_MD_SIZE];
+    unsigned int  mdlen;
+    ngx_str_t     raw;
+
+    username->data = ngx_pnalloc(pool, NGX_TIME_T_LEN + 1 + 16 + 1 + 16);
+    password->data = ngx_pnalloc(pool, ngx_base64_encoded_length(20));
+
+    if (username->data == NULL || password->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    username->len = ngx_sprintf(username->data, "%T:%016uxL:%s", expires,
+                                call, role)
+                    - username->data;
+
+    if (HMAC(EVP_sha1(), secret->data, (int) secret->len, username->data,
+             username->len, md, &mdlen)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    raw.data = md;
+    raw.len = mdlen;
+
+    ngx_encode_base64(password, &raw);
+
+    return NGX_OK;
+}
+
+
+/* the room of a doctor */
+
+static ngx_teleclinic_room_t *
+ngx_teleclinic_room_find(ngx_teleclinic_zone_t *zone, u_char *doctor,
+    size_t len)
+{
+    ngx_rbtree_key_t        key;
+    ngx_rbtree_node_t      *node, *sentinel;
+    ngx_teleclinic_room_t  *room;
+
+    key = ngx_teleclinic_room_key(doctor, len);
+
+    node = zone->sh->rooms.rooms.root;
+    sentinel = zone->sh->rooms.rooms.sentinel;
+
+    while (node != sentinel) {
+
+        if (key != node->key) {
+            node = (key < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        room = (ngx_teleclinic_room_t *) node;
+
+        if (room->doctor_len == len
+            && ngx_memcmp(room->doctor, doctor, len) == 0)
+        {
+            return room;
+        }
+
+        /* the same hash: equal keys go right on insertion */
+        node = node->right;
+    }
+
+    return NULL;
+}
+
+
+static ngx_teleclinic_room_t *
+ngx_teleclinic_room_get(ngx_teleclinic_zone_t *zone, u_char *doctor,
+    size_t len)
+{
+    ngx_teleclinic_room_t  *room;
+
+    if (len > NGX_TELECLINIC_ID_MAX) {
+        return NULL;
+    }
+
+    room = ngx_teleclinic_room_find(zone, doctor, len);
+    if (room) {
+        return room;
+    }
+
+    room = ngx_slab_calloc_locked(zone->shpool,
+                                  sizeof(ngx_teleclinic_room_t));
+    if (room == NULL) {
+        return NULL;
+    }
+
+    room->node.key = ngx_teleclinic_room_key(doctor, len);
+    room->doctor_len = len;
+    ngx_memcpy(room->doctor, doctor, len);
+    ngx_queue_init(&room->queue);
+
+    ngx_rbtree_insert(&zone->sh->rooms.rooms, &room->node);
+
+    return room;
+}
+
+
+static ngx_teleclinic_wait_t *
+ngx_teleclinic_wait_find(ngx_teleclinic_zone_t *zone, uint64_t appt)
+{
+    ngx_rbtree_key_t    key;
+    ngx_rbtree_node_t  *node, *sentinel;
+
+    key = (ngx_rbtree_key_t) appt;
+
+    node = zone->sh->rooms.waits.root;
+    sentinel = zone->sh->rooms.waits.sentinel;
+
+    while (node != sentinel) {
+
+        if (key == node->key) {
+            return (ngx_teleclinic_wait_t *) node;
+        }
+
+        node = (key < node->key) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/* the queue's order: sent back last, then appointment time, then arrival */
+
+static void
+ngx_teleclinic_wait_place(ngx_teleclinic_room_t *room,
+    ngx_teleclinic_wait_t *w)
+{
+    ngx_queue_t            *q;
+    ngx_teleclinic_wait_t  *o;
+
+    for (q = ngx_queue_last(&room->queue);
+         q != ngx_queue_sentinel(&room->queue);
+         q = ngx_queue_prev(q))
+    {
+        o = ngx_queue_data(q, ngx_teleclinic_wait_t, queue);
+
+        if (o->back < w->back
+            || (o->back == w->back
+                && (o->start < w->start
+                    || (o->start == w->start && o->arrival < w->arrival))))
+        {
+            break;
+        }
+    }
+
+    /* after q, which is the sentinel when w goes first */
+    ngx_queue_insert_after(q, &w->queue);
+}
+
+
+static void
+ngx_teleclinic_wait_back(ngx_teleclinic_room_t *room,
+    ngx_teleclinic_wait_t *w)
+{
+    ngx_queue_remove(&w->queue);
+    w->back = ++room->backs;
+    ngx_teleclinic_wait_place(room, w);
+}
+
+
+static void
+ngx_teleclinic_wait_free(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_wait_t *w)
+{
+    if (w->state != NGX_TELECLINIC_IN_CALL) {
+        w->room->nwaiting--;
+    }
+
+    if (w->room->callee == w) {
+        w->room->callee = NULL;
+        w->room->call = 0;
+    }
+
+    ngx_queue_remove(&w->queue);
+    ngx_rbtree_delete(&zone->sh->rooms.waits, &w->node);
+    ngx_slab_free_locked(zone->shpool, w);
+}
+
+
+/* a journaled change of the appointment's status, at the actor's now */
+
+static ngx_int_t
+ngx_teleclinic_room_status(ngx_teleclinic_actor_t *a, uint64_t appt,
+    ngx_uint_t status)
+{
+    ngx_teleclinic_event_t  ev;
+
+    ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+
+    ev.op = NGX_TELECLINIC_EV_STATUS;
+    ev.at = a->now;
+    ev.id = appt;
+    ev.status = status;
+
+    if (ngx_teleclinic_zone_commit(a->zone, &ev, a->log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    a->committed = 1;
+
+    return NGX_OK;
+}
+
+
+/*
+ * What time has decided: a ring not answered, a call or a place whose
+ * connection did not come back within the grace period.  Timers of the
+ * workers bring this about on time; every operation also does it first,
+ * so a worker that exited with its timers changes nothing.
+ */
+
+static void
+ngx_teleclinic_room_sweep_locked(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room)
+{
+    time_t                  grace;
+    ngx_uint_t              changed;
+    ngx_queue_t            *q, *next;
+    ngx_teleclinic_wait_t  *w;
+
+    grace = a->conf->grace;
+    changed = 0;
+
+    if (room->call && !room->answered) {
+
+        if (a->now >= room->deadline) {
+            ngx_teleclinic_ring_stop(a, room, NGX_TELECLINIC_FAIL_TIMEOUT,
+                                     "timeout");
+            changed = 1;
+
+        } else if (room->console.pid == 0) {
+            ngx_teleclinic_ring_stop(a, room, NGX_TELECLINIC_FAIL_CANCELLED,
+                                     "cancelled");
+            changed = 1;
+        }
+    }
+
+    if (room->call && room->answered
+        && ((room->console.pid == 0 && a->now >= room->console.left + grace)
+            || (room->callee->peer.pid == 0
+                && a->now >= room->callee->peer.left + grace)))
+    {
+        ngx_teleclinic_call_end(a, room, "dropped");
+        changed = 1;
+    }
+
+    for (q = ngx_queue_head(&room->queue);
+         q != ngx_queue_sentinel(&room->queue);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        w = ngx_queue_data(q, ngx_teleclinic_wait_t, queue);
+
+        if (w->peer.pid == 0 && w->state == NGX_TELECLINIC_WAITING
+            && a->now >= w->peer.left + grace)
+        {
+            ngx_teleclinic_wait_free(a->zone, w);
+            changed = 1;
+        }
+    }
+
+    if (changed) {
+        ngx_teleclinic_post_changed(a, room);
+    }
+}
+
+
+/* the ring ends unanswered: the patient goes back to the queue */
+
+static void
+ngx_teleclinic_ring_stop(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room, ngx_uint_t reason, const char *why)
+{
+    ngx_teleclinic_wait_t  *w;
+
+    w = room->callee;
+
+    a->zone->sh->metrics.failed[reason]++;
+
+    ngx_teleclinic_post_call_state(a, room, why);
+
+    if (reason != NGX_TELECLINIC_FAIL_DECLINED) {
+        ngx_teleclinic_post_ended(a, room, &w->peer, why);
+    }
+
+    room->call = 0;
+    room->callee = NULL;
+
+    w->state = NGX_TELECLINIC_WAITING;
+
+    if (reason != NGX_TELECLINIC_FAIL_CANCELLED) {
+        ngx_teleclinic_wait_back(room, w);
+    }
+}
+
+
+static void
+ngx_teleclinic_call_end(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room, const char *reason)
+{
+    ngx_teleclinic_wait_t  *w;
+    ngx_teleclinic_peer_t   peer;
+
+    w = room->callee;
+
+    ngx_teleclinic_post_ended(a, room, &room->console, reason);
+    ngx_teleclinic_post_ended(a, room, &w->peer, reason);
+
+    if (reason[0] == 'd') {
+        a->zone->sh->metrics.failed[NGX_TELECLINIC_FAIL_DROPPED]++;
+
+    } else if (!room->media) {
+        a->zone->sh->metrics.failed[NGX_TELECLINIC_FAIL_MEDIA]++;
+    }
+
+    /* the visit took place: fulfilled, its length joins the average */
+    (void) ngx_teleclinic_room_status(a, w->appt, NGX_TELECLINIC_FULFILLED);
+
+    peer = w->peer;
+    ngx_teleclinic_wait_free(a->zone, w);
+
+    {
+        u_char  text[64], *p;
+
+        p = ngx_snprintf(text, sizeof(text),
+                         "{\"v\":1,\"type\":\"visit\",\"status\":"
+                         "\"fulfilled\"}");
+        ngx_teleclinic_post(a, &peer, text, p - text);
+    }
+}
+
+
+/* the caller's connection takes part in the call: NGX_OK */
+
+static ngx_int_t
+ngx_teleclinic_call_member(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t **roomp, ngx_uint_t doctor, uint64_t call)
+{
+    ngx_teleclinic_room_t  *room;
+    ngx_teleclinic_wait_t  *w;
+
+    if (doctor) {
+        room = ngx_teleclinic_room_find(a->zone, a->doctor.data,
+                                        a->doctor.len);
+        if (room == NULL
+            || room->console.pid != ngx_pid
+            || room->console.serial != a->serial)
+        {
+            return NGX_DECLINED;
+        }
+
+    } else {
+        w = ngx_teleclinic_wait_find(a->zone, a->appt);
+
+        if (w == NULL
+            || w->peer.pid != ngx_pid || w->peer.serial != a->serial)
+        {
+            return NGX_DECLINED;
+        }
+
+        room = w->room;
+
+        if (room->callee != w) {
+            return NGX_DECLINED;
+        }
+    }
+
+    ngx_teleclinic_room_sweep_locked(a, room);
+
+    if (room->call == 0 || room->call != call) {
+        return NGX_DECLINED;
+    }
+
+    *roomp = room;
+
+    return NGX_OK;
+}
+
+
+/* "call" to one side, with its ICE servers and TURN credentials */
+
+static void
+ngx_teleclinic_call_announce(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room, ngx_uint_t doctor, ngx_uint_t rejoin)
+{
+    u_char                 *text, *p, *last;
+    size_t                  size;
+    ngx_str_t              *url, user, pass;
+    ngx_uint_t              i, n, turn, groups, listed;
+    ngx_pool_t             *pool;
+    const char             *role;
+    ngx_teleclinic_peer_t  *peer;
+
+    peer = doctor ? &room->console : &room->callee->peer;
+    role = doctor ? "doctor" : "patient";
+
+    if (peer->pid == 0) {
+        return;
+    }
+
+    pool = ngx_create_pool(1024, a->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    size = 512;
+    n = a->conf->ice_servers ? a->conf->ice_servers->nelts : 0;
+    url = n ? a->conf->ice_servers->elts : NULL;
+
+    for (i = 0; i < n; i++) {
+        size += 2 * url[i].len + 8;
+    }
+
+    text = ngx_pnalloc(pool, size);
+    if (text == NULL) {
+        goto done;
+    }
+
+    last = text + size;
+
+    p = ngx_sprintf(text, "{\"v\":1,\"type\":\"call\",\"call\":\"%016uxL\","
+                    "\"role\":\"%s\",\"appointment\":\"%016uxL\","
+                    "\"offerer\":%s,\"rejoin\":%s,\"ice_servers\":[",
+                    room->call, role, room->callee->appt,
+                    doctor ? "true" : "false", rejoin ? "true" : "false");
+
+    /* the STUN URLs in one entry, the TURN ones with credentials in another */
+
+    groups = 0;
+
+    for (turn = 0; turn < 2; turn++) {
+
+        if (turn && a->conf->turn_secret.len == 0) {
+            break;
+        }
+
+        listed = 0;
+
+        for (i = 0; i < n; i++) {
+            if ((ngx_strncmp(url[i].data, "turn", 4) == 0) != turn) {
+                continue;
+            }
+
+            if (listed == 0) {
+                p = ngx_cpymem(p, groups ? ",{\"urls\":[" : "{\"urls\":[",
+                               groups ? 11 : 10);
+            } else {
+                *p++ = ',';
+            }
+
+            p = ngx_teleclinic_json_string(p, last, url[i].data, url[i].len);
+            if (p == NULL) {
+                goto done;
+            }
+
+            listed++;
+        }
+
+        if (listed == 0) {
+            continue;
+        }
+
+        *p++ = ']';
+
+        if (turn) {
+            if (ngx_teleclinic_turn_credentials(&a->conf->turn_secret,
+                                                a->now + a->conf->turn_ttl,
+                                                room->call, role,
+                                                &user, &pass, pool)
+                != NGX_OK)
+            {
+                goto done;
+            }
+
+            p = ngx_sprintf(p, ",\"username\":\"%V\",\"credential\":\"%V\"",
+                            &user, &pass);
+        }
+
+        *p++ = '}';
+        groups++;
+    }
+
+    p = ngx_cpymem(p, "]}", 2);
+
+    ngx_teleclinic_post(a, peer, text, p - text);
+
+done:
+
+    ngx_destroy_pool(pool);
+}
+
+
+/* "peer" to one side of the call: the other left or came back */
+
+static void
+ngx_teleclinic_post_peer(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room, ngx_uint_t doctor, const char *state)
+{
+    u_char  text[NGX_TELECLINIC_TEXT_MAX], *p;
+
+    p = ngx_snprintf(text, sizeof(text),
+                     "{\"v\":1,\"type\":\"peer\",\"call\":\"%016uxL\","
+                     "\"state\":\"%s\"}", room->call, state);
+    ngx_teleclinic_post(a, doctor ? &room->console : &room->callee->peer,
+                        text, p - text);
+}
+
+
+static void
+ngx_teleclinic_post(ngx_teleclinic_actor_t *a, ngx_teleclinic_peer_t *peer,
+    u_char *text, size_t len)
+{
+    if (peer->pid == 0) {
+        return;
+    }
+
+    (void) ngx_teleclinic_bus_post_locked(a->zone, peer->pid,
+                                          NGX_TELECLINIC_MAIL_SEND,
+                                          peer->serial, text, len);
+}
+
+
+/* every worker looks at the room again, for its own connections in it */
+
+static void
+ngx_teleclinic_post_changed(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room)
+{
+    (void) ngx_teleclinic_bus_post_locked(a->zone, 0,
+                                          NGX_TELECLINIC_MAIL_ROOM, 0,
+                                          room->doctor, room->doctor_len);
+}
+
+
+/* to the doctor: where the ring stands; to the patient: the ring again */
+
+static void
+ngx_teleclinic_post_call_state(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room, const char *state)
+{
+    u_char  text[NGX_TELECLINIC_TEXT_MAX], *p;
+
+    if (state == NULL) {
+        p = ngx_snprintf(text, sizeof(text),
+                         "{\"v\":1,\"type\":\"ring\",\"call\":\"%016uxL\","
+                         "\"timeout\":%T}", room->call,
+                         room->deadline > a->now
+                         ? room->deadline - a->now : 0);
+        ngx_teleclinic_post(a, &room->callee->peer, text, p - text);
+        return;
+    }
+
+    p = ngx_snprintf(text, sizeof(text),
+                     "{\"v\":1,\"type\":\"call_state\",\"call\":\"%016uxL\","
+                     "\"appointment\":\"%016uxL\",\"state\":\"%s\"}",
+                     room->call, room->callee->appt, state);
+    ngx_teleclinic_post(a, &room->console, text, p - text);
+}
+
+
+static void
+ngx_teleclinic_post_ended(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room, ngx_teleclinic_peer_t *peer,
+    const char *reason)
+{
+    u_char  text[NGX_TELECLINIC_TEXT_MAX], *p;
+
+    p = ngx_snprintf(text, sizeof(text),
+                     "{\"v\":1,\"type\":\"ended\",\"call\":\"%016uxL\","
+                     "\"reason\":\"%s\"}", room->call, reason);
+    ngx_teleclinic_post(a, peer, text, p - text);
+}
+
+
+static void
+ngx_teleclinic_unlock(ngx_teleclinic_actor_t *a)
+{
+    ngx_teleclinic_zone_unlock(a->zone);
+    ngx_teleclinic_bus_ring(a->zone);
+}
+
+
+static ngx_uint_t
+ngx_teleclinic_room_average(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room)
+{
+    return room->visits ? room->average : a->slot_seconds;
+}
+
+
+static void
+ngx_teleclinic_histogram(ngx_uint_t *counts, ngx_uint_t *buckets,
+    ngx_uint_t *sum, ngx_uint_t *count, ngx_uint_t value)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_TELECLINIC_HISTOGRAM; i++) {
+        if (value <= buckets[i]) {
+            counts[i]++;
+            break;
+        }
+    }
+
+    *sum += value;
+    (*count)++;
+}
+
+
+static ngx_rbtree_key_t
+ngx_teleclinic_room_key(u_char *doctor, size_t len)
+{
+    return (ngx_rbtree_key_t) ngx_murmur_hash2(doctor, len);
+}

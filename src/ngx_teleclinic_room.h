@@ -1,0 +1,200 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#ifndef _NGX_TELECLINIC_ROOM_H_INCLUDED_
+#define _NGX_TELECLINIC_ROOM_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include "ngx_teleclinic.h"
+#include "ngx_teleclinic_bus.h"
+
+
+/*
+ * The waiting rooms: one per doctor, in the zone.  A room holds the
+ * doctor's queue of checked-in patients, the doctor's console connection
+ * and the one call the doctor is in or ringing.  Connections are named
+ * by their worker's pid and a serial number that worker gave them.
+ */
+
+/* a patient in the queue */
+#define NGX_TELECLINIC_WAITING       0
+#define NGX_TELECLINIC_RINGING       1
+#define NGX_TELECLINIC_IN_CALL       2
+
+/* why a call failed, for the metrics */
+#define NGX_TELECLINIC_FAIL_DECLINED   0
+#define NGX_TELECLINIC_FAIL_TIMEOUT    1
+#define NGX_TELECLINIC_FAIL_CANCELLED  2
+#define NGX_TELECLINIC_FAIL_DROPPED    3
+#define NGX_TELECLINIC_FAIL_MEDIA      4
+#define NGX_TELECLINIC_NFAIL           5
+
+#define NGX_TELECLINIC_HISTOGRAM     10
+
+
+typedef struct {
+    ngx_pid_t                     pid;        /* 0: not connected */
+    ngx_uint_t                    serial;
+    time_t                        left;       /* when it dropped */
+} ngx_teleclinic_peer_t;
+
+
+typedef struct ngx_teleclinic_room_s  ngx_teleclinic_room_t;
+
+typedef struct {
+    ngx_rbtree_node_t             node;      /* key: appointment id */
+    ngx_queue_t                   queue;     /* the room's, in order */
+    ngx_teleclinic_room_t        *room;
+    uint64_t                      appt;
+    time_t                        start;
+    time_t                        arrived;
+    ngx_uint_t                    back;      /* 0, or when sent back */
+    ngx_uint_t                    arrival;   /* order of check-in */
+    ngx_uint_t                    state;
+    ngx_teleclinic_peer_t         peer;
+
+    /* what the patient's worker last told them */
+    ngx_uint_t                    told_position;  /* 0: nothing yet */
+    ngx_uint_t                    told_wait;
+    ngx_uint_t                    told_busy;
+} ngx_teleclinic_wait_t;
+
+
+struct ngx_teleclinic_room_s {
+    ngx_rbtree_node_t             node;      /* key: hash of the doctor */
+    size_t                        doctor_len;
+    u_char                        doctor[NGX_TELECLINIC_ID_MAX];
+    ngx_queue_t                   queue;
+    ngx_uint_t                    nwaiting;  /* not in the call */
+    ngx_uint_t                    backs;
+    ngx_uint_t                    average;   /* seconds; 0: no visit yet */
+    ngx_uint_t                    visits;
+    ngx_teleclinic_peer_t         console;
+
+    /* the call */
+    uint64_t                      call;      /* 0: none */
+    ngx_teleclinic_wait_t        *callee;
+    time_t                        rung;
+    time_t                        deadline;  /* of the ring */
+    time_t                        answered;  /* 0 while it rings */
+    unsigned                      media:1;
+    unsigned                      media_failed:1;
+};
+
+
+typedef struct {
+    ngx_rbtree_t                  rooms;
+    ngx_rbtree_node_t             rooms_sentinel;
+    ngx_rbtree_t                  waits;
+    ngx_rbtree_node_t             waits_sentinel;
+    ngx_uint_t                    arrivals;
+    ngx_uint_t                    ready;
+} ngx_teleclinic_rooms_t;
+
+
+/* for Prometheus; counters since the zone was made */
+typedef struct {
+    ngx_uint_t                    started;
+    ngx_uint_t                    answered;
+    ngx_uint_t                    connected;
+    ngx_uint_t                    failed[NGX_TELECLINIC_NFAIL];
+    ngx_uint_t                    visit[NGX_TELECLINIC_HISTOGRAM];
+    ngx_uint_t                    visit_sum;
+    ngx_uint_t                    visit_count;
+    ngx_uint_t                    wait[NGX_TELECLINIC_HISTOGRAM];
+    ngx_uint_t                    wait_sum;
+    ngx_uint_t                    wait_count;
+    ngx_atomic_t                  sockets[3];  /* by role */
+} ngx_teleclinic_metrics_t;
+
+
+/* the settings a room works by, from the http{} level */
+typedef struct {
+    time_t                        checkin_open;
+    time_t                        grace;
+    time_t                        ring_timeout;
+    ngx_array_t                  *ice_servers;   /* of ngx_str_t */
+    ngx_str_t                     turn_secret;
+    ngx_str_t                     turn_secret_file;
+    time_t                        turn_ttl;
+} ngx_teleclinic_room_conf_t;
+
+
+/* who asks: a connection of this worker; the results come back here */
+typedef struct {
+    ngx_teleclinic_zone_t        *zone;
+    ngx_teleclinic_room_conf_t   *conf;
+    ngx_log_t                    *log;
+    ngx_uint_t                    serial;
+    time_t                        now;
+    ngx_uint_t                    slot_seconds;  /* the doctor's slots */
+    ngx_str_t                     doctor;        /* in doctor_buf */
+    u_char                        doctor_buf[NGX_TELECLINIC_ID_MAX];
+    uint64_t                      appt;          /* a patient's */
+
+    time_t                        start;         /* of the appointment */
+    ngx_uint_t                    status;
+    time_t                        opens_at;      /* too_early */
+    ngx_uint_t                    average;
+    ngx_uint_t                    committed;     /* the journal grew */
+    time_t                        timer;         /* sweep then, or 0 */
+} ngx_teleclinic_actor_t;
+
+
+/*
+ * The operations.  Each locks the zone, changes the room, posts what the
+ * connections concerned must be told, unlocks and rings the doorbells.
+ * They return NULL, or the error code the client gets.
+ */
+const char *ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a);
+const char *ngx_teleclinic_room_console(ngx_teleclinic_actor_t *a);
+const char *ngx_teleclinic_room_leave(ngx_teleclinic_actor_t *a);
+void ngx_teleclinic_room_dropped(ngx_teleclinic_actor_t *a,
+    ngx_uint_t doctor);
+const char *ngx_teleclinic_room_call(ngx_teleclinic_actor_t *a,
+    uint64_t appt);
+const char *ngx_teleclinic_room_skip(ngx_teleclinic_actor_t *a,
+    uint64_t appt);
+const char *ngx_teleclinic_room_noshow(ngx_teleclinic_actor_t *a,
+    uint64_t appt);
+const char *ngx_teleclinic_room_answer(ngx_teleclinic_actor_t *a,
+    uint64_t call, ngx_uint_t accept);
+const char *ngx_teleclinic_room_signal(ngx_teleclinic_actor_t *a,
+    ngx_uint_t doctor, uint64_t call, u_char *text, size_t len);
+const char *ngx_teleclinic_room_media(ngx_teleclinic_actor_t *a,
+    ngx_uint_t doctor, uint64_t call, ngx_uint_t state);
+const char *ngx_teleclinic_room_hangup(ngx_teleclinic_actor_t *a,
+    ngx_uint_t doctor, uint64_t call);
+
+/* timers of this worker: a ring's timeout, a grace period's end */
+void ngx_teleclinic_room_sweep(ngx_teleclinic_actor_t *a);
+
+/*
+ * A room's queue changed: the texts for this worker's connections in it
+ * (a patient's "queue" when their figures changed, the doctor's "queue"),
+ * handed to send() one by one after the zone is unlocked.
+ */
+typedef void (*ngx_teleclinic_room_send_pt)(ngx_uint_t serial, u_char *text,
+    size_t len);
+
+void ngx_teleclinic_room_update(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_send_pt send);
+
+/* with the zone locked, from the journal's events and from the bus */
+void ngx_teleclinic_room_visit_locked(ngx_teleclinic_zone_t *zone,
+    u_char *doctor, size_t len, time_t duration);
+void ngx_teleclinic_room_worker_gone_locked(ngx_teleclinic_zone_t *zone,
+    ngx_pid_t pid);
+
+/* the TURN credentials of a call participant */
+ngx_int_t ngx_teleclinic_turn_credentials(ngx_str_t *secret,
+    time_t expires, uint64_t call, const char *role, ngx_str_t *username,
+    ngx_str_t *password, ngx_pool_t *pool);
+
+
+#endif /* _NGX_TELECLINIC_ROOM_H_INCLUDED_ */

@@ -1,0 +1,746 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include "ngx_teleclinic_booking.h"
+#include "ngx_teleclinic_token.h"
+#include "ngx_teleclinic_bus.h"
+#include "ngx_teleclinic_room.h"
+#include "ngx_teleclinic_session.h"
+
+
+/*
+ * A WebSocket connection as the waiting room sees it: nobody until its
+ * "hello", then a patient (one appointment) or a doctor's console.  The
+ * worker keeps its connections in a tree by serial number, which is how
+ * mail from other workers finds them.
+ */
+
+
+typedef struct {
+    ngx_rbtree_node_t                  node;     /* key: serial */
+    ngx_teleclinic_ws_t               *ws;
+    ngx_uint_t                         role;
+    uint64_t                           appt;
+    size_t                             doctor_len;
+    u_char                             doctor[NGX_TELECLINIC_ID_MAX];
+    ngx_teleclinic_journal_waiter_t    waiter;
+    unsigned                           syncing:1;
+} ngx_teleclinic_session_t;
+
+
+/* a sweep of one room at a time the room asked for */
+typedef struct {
+    ngx_event_t                        event;
+    size_t                             doctor_len;
+    u_char                             doctor[NGX_TELECLINIC_ID_MAX];
+} ngx_teleclinic_sweep_t;
+
+
+/* rooms whose queues changed, gathered over one batch of mail */
+#define NGX_TELECLINIC_CHANGED_MAX    64
+
+typedef struct {
+    size_t                             len;
+    u_char                             doctor[NGX_TELECLINIC_ID_MAX];
+} ngx_teleclinic_changed_t;
+
+
+static void ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
+    ngx_teleclinic_session_t *s, ngx_teleclinic_ws_msg_t *msg);
+static ngx_int_t ngx_teleclinic_session_actor(ngx_teleclinic_session_t *s,
+    ngx_teleclinic_actor_t *a, u_char *doctor, size_t len);
+static void ngx_teleclinic_session_done(ngx_teleclinic_session_t *s,
+    ngx_teleclinic_actor_t *a);
+static void ngx_teleclinic_session_synced(void *data, ngx_int_t rc);
+static void ngx_teleclinic_session_refuse(ngx_teleclinic_ws_t *ws,
+    json_t *id, const char *code);
+static void ngx_teleclinic_session_role(ngx_teleclinic_session_t *s,
+    ngx_uint_t role);
+static void ngx_teleclinic_session_mail(ngx_teleclinic_mail_t *mail);
+static void ngx_teleclinic_session_room_changed(u_char *doctor, size_t len);
+static void ngx_teleclinic_session_send(ngx_uint_t serial, u_char *text,
+    size_t len);
+static ngx_teleclinic_session_t *ngx_teleclinic_session_find(
+    ngx_uint_t serial);
+static void ngx_teleclinic_session_timer(ngx_teleclinic_actor_t *a);
+static void ngx_teleclinic_session_sweep(ngx_event_t *ev);
+
+
+static ngx_http_teleclinic_main_conf_t  *ngx_teleclinic_session_conf;
+static ngx_rbtree_t                      ngx_teleclinic_sessions;
+static ngx_rbtree_node_t                 ngx_teleclinic_sessions_sentinel;
+static ngx_uint_t                        ngx_teleclinic_session_serial;
+
+static ngx_teleclinic_changed_t   ngx_teleclinic_changed[
+                                      NGX_TELECLINIC_CHANGED_MAX];
+static ngx_uint_t                 ngx_teleclinic_nchanged;
+
+
+/* the messages of the error codes the room answers with */
+
+typedef struct {
+    const char                        *code;
+    const char                        *message;
+} ngx_teleclinic_refusal_t;
+
+
+static ngx_teleclinic_refusal_t  ngx_teleclinic_refusals[] = {
+    { "not_joined", "send \"hello\" with your token first" },
+    { "already_joined", "this connection has said hello already" },
+    { "unauthorized", "the token is not valid" },
+    { "unavailable", "this endpoint has no waiting room" },
+    { "too_early", "check-in is not open yet" },
+    { "visit_over", "this visit is over or was cancelled" },
+    { "not_in_queue", "that patient is not in your queue" },
+    { "not_connected", "that patient's connection is gone for now" },
+    { "queue_empty", "nobody in the queue is connected" },
+    { "busy", "a call is ringing or in progress" },
+    { "not_in_call", "you are not in that call" },
+    { "unknown_type", "no such message type for you" },
+    { "zone_full", "the service is out of room, try again later" },
+    { NULL, "refused" }
+};
+
+
+ngx_int_t
+ngx_teleclinic_session_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_teleclinic_module);
+
+    if (tmcf == NULL || tmcf->shm_zone == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_teleclinic_session_conf = tmcf;
+
+    return ngx_teleclinic_bus_init_process(cycle,
+                                           ngx_http_teleclinic_zone(tmcf),
+                                           ngx_teleclinic_session_mail);
+}
+
+
+void
+ngx_teleclinic_session_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_teleclinic_bus_exit_process(cycle);
+    ngx_teleclinic_session_conf = NULL;
+}
+
+
+ngx_int_t
+ngx_teleclinic_session_open(ngx_teleclinic_ws_t *ws)
+{
+    ngx_teleclinic_session_t  *s;
+
+    s = ngx_pcalloc(ws->request->pool, sizeof(ngx_teleclinic_session_t));
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_teleclinic_sessions.root == NULL) {
+        /* the first connection of this worker */
+        ngx_rbtree_init(&ngx_teleclinic_sessions,
+                        &ngx_teleclinic_sessions_sentinel,
+                        ngx_rbtree_insert_value);
+    }
+
+    s->ws = ws;
+    s->node.key = ++ngx_teleclinic_session_serial;
+
+    ngx_rbtree_insert(&ngx_teleclinic_sessions, &s->node);
+
+    ws->session = s;
+
+    ngx_teleclinic_session_role(s, NGX_TELECLINIC_ROLE_NONE);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_teleclinic_session_close(ngx_teleclinic_ws_t *ws)
+{
+    ngx_teleclinic_actor_t     a;
+    ngx_teleclinic_session_t  *s;
+
+    s = ws->session;
+
+    if (s == NULL) {
+        return;
+    }
+
+    ws->session = NULL;
+
+    ngx_rbtree_delete(&ngx_teleclinic_sessions, &s->node);
+
+    if (s->syncing) {
+        ngx_teleclinic_journal_cancel(&s->waiter);
+        s->syncing = 0;
+    }
+
+    if (s->role != NGX_TELECLINIC_ROLE_NONE
+        && ngx_teleclinic_session_actor(s, &a, s->doctor, s->doctor_len)
+           == NGX_OK)
+    {
+        ngx_teleclinic_room_dropped(&a,
+                                    s->role == NGX_TELECLINIC_ROLE_DOCTOR);
+        ngx_teleclinic_session_timer(&a);
+    }
+
+    ngx_teleclinic_session_role(s, (ngx_uint_t) -1);
+}
+
+
+void
+ngx_teleclinic_session_message(ngx_teleclinic_ws_t *ws,
+    ngx_teleclinic_ws_msg_t *msg)
+{
+    char                      *data;
+    json_t                    *signal;
+    ngx_uint_t                 doctor;
+    const char                *rc;
+    ngx_teleclinic_actor_t     a;
+    ngx_teleclinic_session_t  *s;
+
+    s = ws->session;
+
+    if (msg->type == NGX_TELECLINIC_WS_HELLO) {
+        ngx_teleclinic_session_hello(ws, s, msg);
+        return;
+    }
+
+    if (s->role == NGX_TELECLINIC_ROLE_NONE) {
+        ngx_teleclinic_session_refuse(ws, msg->id, "not_joined");
+        return;
+    }
+
+    doctor = (s->role == NGX_TELECLINIC_ROLE_DOCTOR);
+
+    if (ngx_teleclinic_session_actor(s, &a, s->doctor, s->doctor_len)
+        != NGX_OK)
+    {
+        ngx_teleclinic_session_refuse(ws, msg->id, "unavailable");
+        return;
+    }
+
+    switch (msg->type) {
+
+    case NGX_TELECLINIC_WS_ACCEPT:
+    case NGX_TELECLINIC_WS_DECLINE:
+        rc = doctor ? "unknown_type"
+                    : ngx_teleclinic_room_answer(&a, msg->call,
+                                    msg->type == NGX_TELECLINIC_WS_ACCEPT);
+        break;
+
+    case NGX_TELECLINIC_WS_LEAVE:
+        rc = doctor ? "unknown_type" : ngx_teleclinic_room_leave(&a);
+        break;
+
+    case NGX_TELECLINIC_WS_CALL_NEXT:
+        rc = doctor ? ngx_teleclinic_room_call(&a, 0) : "unknown_type";
+        break;
+
+    case NGX_TELECLINIC_WS_CALL:
+        rc = doctor ? ngx_teleclinic_room_call(&a, msg->appt)
+                    : "unknown_type";
+        break;
+
+    case NGX_TELECLINIC_WS_SKIP:
+        rc = doctor ? ngx_teleclinic_room_skip(&a, msg->appt)
+                    : "unknown_type";
+        break;
+
+    case NGX_TELECLINIC_WS_NOSHOW:
+        rc = doctor ? ngx_teleclinic_room_noshow(&a, msg->appt)
+                    : "unknown_type";
+        break;
+
+    case NGX_TELECLINIC_WS_SIGNAL:
+
+        /* the data goes on as the client sent it, in our envelope */
+
+        signal = json_pack("{s:i, s:s, s:s, s:s, s:O}", "v", 1,
+                           "type", "signal",
+                           "call", json_string_value(
+                                       json_object_get(msg->root, "call")),
+                           "from", doctor ? "doctor" : "patient",
+                           "data", msg->data);
+        data = signal ? json_dumps(signal, JSON_COMPACT) : NULL;
+        json_decref(signal);
+
+        if (data == NULL) {
+            rc = "zone_full";
+            break;
+        }
+
+        rc = ngx_teleclinic_room_signal(&a, doctor, msg->call,
+                                        (u_char *) data, ngx_strlen(data));
+        free(data);
+        break;
+
+    case NGX_TELECLINIC_WS_MEDIA:
+        rc = ngx_teleclinic_room_media(&a, doctor, msg->call, msg->media);
+        break;
+
+    case NGX_TELECLINIC_WS_HANGUP:
+        rc = ngx_teleclinic_room_hangup(&a, doctor, msg->call);
+        break;
+
+    default:
+        rc = "unknown_type";
+    }
+
+    ngx_teleclinic_session_done(s, &a);
+
+    if (rc) {
+        ngx_teleclinic_session_refuse(ws, msg->id, rc);
+    }
+}
+
+
+static void
+ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
+    ngx_teleclinic_session_t *s, ngx_teleclinic_ws_msg_t *msg)
+{
+    u_char                            buf[NGX_TELECLINIC_TIME_LEN];
+    json_t                           *reply;
+    uint64_t                          id;
+    ngx_int_t                         rc;
+    const char                       *err;
+    ngx_teleclinic_token_t            t;
+    ngx_teleclinic_actor_t            a;
+    ngx_teleclinic_directory_t       *dir;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    if (s->role != NGX_TELECLINIC_ROLE_NONE) {
+        ngx_teleclinic_session_refuse(ws, msg->id, "already_joined");
+        return;
+    }
+
+    tmcf = ngx_teleclinic_session_conf;
+
+    if (tmcf == NULL) {
+        ngx_teleclinic_session_refuse(ws, msg->id, "unavailable");
+        return;
+    }
+
+    rc = ngx_teleclinic_token_verify(&tmcf->token_secret, &msg->token,
+                                     ngx_time(), &t);
+
+    if (rc != NGX_OK
+        || (t.kind == NGX_TELECLINIC_TOKEN_PATIENT
+            && ngx_teleclinic_token_appt(&t, &id) != NGX_OK))
+    {
+        ngx_teleclinic_session_refuse(ws, msg->id, "unauthorized");
+        ngx_teleclinic_ws_close(ws, WSLAY_CODE_POLICY_VIOLATION,
+                                "not authorized");
+        return;
+    }
+
+    if (t.kind == NGX_TELECLINIC_TOKEN_DOCTOR) {
+
+        /* a doctor taken out of the directory has no console */
+
+        dir = ngx_http_teleclinic_directory(tmcf, ws->request->connection->log);
+
+        if (dir == NULL
+            || ngx_teleclinic_doctor_find(dir, &t.subject) == NULL)
+        {
+            ngx_teleclinic_session_refuse(ws, msg->id, "unauthorized");
+            ngx_teleclinic_ws_close(ws, WSLAY_CODE_POLICY_VIOLATION,
+                                    "not authorized");
+            return;
+        }
+
+        if (ngx_teleclinic_session_actor(s, &a, t.subject.data,
+                                         t.subject.len)
+            != NGX_OK)
+        {
+            ngx_teleclinic_session_refuse(ws, msg->id, "unavailable");
+            return;
+        }
+
+        err = ngx_teleclinic_room_console(&a);
+
+        if (err) {
+            ngx_teleclinic_session_refuse(ws, msg->id, err);
+            return;
+        }
+
+        s->doctor_len = t.subject.len;
+        ngx_memcpy(s->doctor, t.subject.data, t.subject.len);
+        ngx_teleclinic_session_role(s, NGX_TELECLINIC_ROLE_DOCTOR);
+
+        reply = json_pack("{s:i, s:s, s:s, s:s%, s:i}", "v", 1,
+                          "type", "welcome", "role", "doctor",
+                          "doctor", s->doctor, s->doctor_len,
+                          "average", (json_int_t) a.average);
+
+    } else {
+
+        if (ngx_teleclinic_session_actor(s, &a, NULL, 0) != NGX_OK) {
+            ngx_teleclinic_session_refuse(ws, msg->id, "unavailable");
+            return;
+        }
+
+        a.appt = id;
+
+        err = ngx_teleclinic_room_checkin(&a);
+
+        ngx_teleclinic_session_done(s, &a);
+
+        if (err && a.opens_at) {
+            reply = json_pack("{s:i, s:s, s:s, s:s, s:s%}", "v", 1,
+                              "type", "error", "code", err,
+                              "message", "check-in is not open yet",
+                              "opens_at", buf,
+                              (size_t) (ngx_teleclinic_time_print(buf,
+                                                        a.opens_at) - buf));
+            if (reply && msg->id) {
+                json_object_set(reply, "id", msg->id);
+            }
+
+            ngx_teleclinic_ws_send_json(ws, reply);
+            return;
+        }
+
+        if (err) {
+            ngx_teleclinic_session_refuse(ws, msg->id, err);
+            return;
+        }
+
+        s->appt = id;
+        s->doctor_len = a.doctor.len;
+        ngx_memcpy(s->doctor, a.doctor.data, a.doctor.len);
+        ngx_teleclinic_session_role(s, NGX_TELECLINIC_ROLE_PATIENT);
+
+        {
+            u_char  hex[NGX_TELECLINIC_APPT_ID_LEN];
+
+            (void) ngx_teleclinic_appt_id_print(hex, id);
+
+            reply = json_pack("{s:i, s:s, s:s, s:s%, s:s%, s:s%, s:s%}",
+                              "v", 1, "type", "welcome", "role", "patient",
+                              "appointment", hex, sizeof(hex),
+                              "doctor", s->doctor, s->doctor_len,
+                              "start", buf,
+                              (size_t) (ngx_teleclinic_time_print(buf,
+                                                        a.start) - buf),
+                              "status",
+                              ngx_teleclinic_status_names[a.status].data,
+                              ngx_teleclinic_status_names[a.status].len);
+        }
+    }
+
+    if (reply && msg->id) {
+        json_object_set(reply, "id", msg->id);
+    }
+
+    ngx_teleclinic_ws_send_json(ws, reply);
+}
+
+
+/* who acts, for the room: this connection, now */
+
+static ngx_int_t
+ngx_teleclinic_session_actor(ngx_teleclinic_session_t *s,
+    ngx_teleclinic_actor_t *a, u_char *doctor, size_t len)
+{
+    ngx_teleclinic_doctor_t          *d;
+    ngx_teleclinic_directory_t       *dir;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_teleclinic_session_conf;
+
+    if (tmcf == NULL || len > NGX_TELECLINIC_ID_MAX) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(a, sizeof(ngx_teleclinic_actor_t));
+
+    a->zone = ngx_http_teleclinic_zone(tmcf);
+    a->conf = &tmcf->room;
+    a->log = s ? s->ws->request->connection->log : ngx_cycle->log;
+    a->serial = s ? s->node.key : 0;
+    a->now = ngx_time();
+    a->appt = s ? s->appt : 0;
+
+    a->doctor.data = a->doctor_buf;
+    a->doctor.len = len;
+    ngx_memcpy(a->doctor_buf, doctor, len);
+
+    /* before a doctor's first visit, the slot length stands for it */
+
+    a->slot_seconds = 1800;
+
+    dir = ngx_http_teleclinic_directory(tmcf, a->log);
+
+    if (dir && len) {
+        d = ngx_teleclinic_doctor_find(dir, &a->doctor);
+
+        if (d) {
+            a->slot_seconds = d->slot_minutes * 60;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* after an operation: its timer, and the journal's records to disk */
+
+static void
+ngx_teleclinic_session_done(ngx_teleclinic_session_t *s,
+    ngx_teleclinic_actor_t *a)
+{
+    ngx_teleclinic_session_timer(a);
+
+    if (!a->committed || s->syncing) {
+        return;
+    }
+
+    /*
+     * Nobody waits for it: the change is in the file already and safe
+     * from a crash of nginx; this makes it safe from one of the machine
+     * as soon as the next group commit is done.
+     */
+
+    s->waiter.handler = ngx_teleclinic_session_synced;
+    s->waiter.data = s;
+    s->waiter.log = a->log;
+    s->syncing = 1;
+
+    ngx_teleclinic_journal_sync(a->zone->journal, &s->waiter);
+}
+
+
+static void
+ngx_teleclinic_session_synced(void *data, ngx_int_t rc)
+{
+    ngx_teleclinic_session_t  *s = data;
+
+    s->syncing = 0;
+}
+
+
+static void
+ngx_teleclinic_session_refuse(ngx_teleclinic_ws_t *ws, json_t *id,
+    const char *code)
+{
+    ngx_teleclinic_refusal_t  *r;
+
+    for (r = ngx_teleclinic_refusals; r->code; r++) {
+        if (ngx_strcmp(r->code, code) == 0) {
+            break;
+        }
+    }
+
+    ngx_teleclinic_ws_send_error(ws, id, code, r->message);
+}
+
+
+/* the connections by role, for the metrics; -1: the connection ends */
+
+static void
+ngx_teleclinic_session_role(ngx_teleclinic_session_t *s, ngx_uint_t role)
+{
+    ngx_teleclinic_zone_t  *zone;
+
+    if (ngx_teleclinic_session_conf == NULL) {
+        s->role = role;
+        return;
+    }
+
+    zone = ngx_http_teleclinic_zone(ngx_teleclinic_session_conf);
+
+    if (role != NGX_TELECLINIC_ROLE_NONE) {
+        (void) ngx_atomic_fetch_add(&zone->sh->metrics.sockets[s->role], -1);
+    }
+
+    if (role != (ngx_uint_t) -1) {
+        (void) ngx_atomic_fetch_add(&zone->sh->metrics.sockets[role], 1);
+        s->role = role;
+    }
+}
+
+
+/* mail from the bus, in batches that end with NULL */
+
+static void
+ngx_teleclinic_session_mail(ngx_teleclinic_mail_t *mail)
+{
+    ngx_uint_t                 i;
+    ngx_teleclinic_session_t  *s;
+
+    if (mail == NULL) {
+        for (i = 0; i < ngx_teleclinic_nchanged; i++) {
+            ngx_teleclinic_session_room_changed(
+                ngx_teleclinic_changed[i].doctor,
+                ngx_teleclinic_changed[i].len);
+        }
+
+        ngx_teleclinic_nchanged = 0;
+        return;
+    }
+
+    switch (mail->kind) {
+
+    case NGX_TELECLINIC_MAIL_SEND:
+        ngx_teleclinic_session_send(mail->serial, mail->data, mail->len);
+        break;
+
+    case NGX_TELECLINIC_MAIL_CLOSE:
+        s = ngx_teleclinic_session_find(mail->serial);
+
+        if (s) {
+            ngx_teleclinic_ws_close(s->ws, 4409, "connected elsewhere");
+        }
+
+        break;
+
+    case NGX_TELECLINIC_MAIL_ROOM:
+
+        if (mail->len > NGX_TELECLINIC_ID_MAX) {
+            break;
+        }
+
+        /* a room that changed ten times in the batch is looked at once */
+
+        for (i = 0; i < ngx_teleclinic_nchanged; i++) {
+            if (ngx_teleclinic_changed[i].len == mail->len
+                && ngx_memcmp(ngx_teleclinic_changed[i].doctor, mail->data,
+                              mail->len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (i < ngx_teleclinic_nchanged) {
+            break;
+        }
+
+        if (ngx_teleclinic_nchanged == NGX_TELECLINIC_CHANGED_MAX) {
+            ngx_teleclinic_session_room_changed(mail->data, mail->len);
+            break;
+        }
+
+        ngx_teleclinic_changed[i].len = mail->len;
+        ngx_memcpy(ngx_teleclinic_changed[i].doctor, mail->data, mail->len);
+        ngx_teleclinic_nchanged++;
+        break;
+    }
+}
+
+
+static void
+ngx_teleclinic_session_room_changed(u_char *doctor, size_t len)
+{
+    ngx_teleclinic_actor_t  a;
+
+    if (ngx_teleclinic_session_actor(NULL, &a, doctor, len) != NGX_OK) {
+        return;
+    }
+
+    ngx_teleclinic_room_update(&a, ngx_teleclinic_session_send);
+}
+
+
+static void
+ngx_teleclinic_session_send(ngx_uint_t serial, u_char *text, size_t len)
+{
+    ngx_teleclinic_session_t  *s;
+
+    s = ngx_teleclinic_session_find(serial);
+
+    if (s) {
+        ngx_teleclinic_ws_send_text(s->ws, text, len);
+    }
+}
+
+
+static ngx_teleclinic_session_t *
+ngx_teleclinic_session_find(ngx_uint_t serial)
+{
+    ngx_rbtree_node_t  *node, *sentinel;
+
+    node = ngx_teleclinic_sessions.root;
+    sentinel = ngx_teleclinic_sessions.sentinel;
+
+    while (node != sentinel) {
+
+        if (serial == node->key) {
+            return (ngx_teleclinic_session_t *) node;
+        }
+
+        node = (serial < node->key) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * A ring's timeout or a grace period ends at a->timer: this worker looks
+ * at the room then.  Other workers' operations would find it out too,
+ * but the people waiting should learn it on time.
+ */
+
+static void
+ngx_teleclinic_session_timer(ngx_teleclinic_actor_t *a)
+{
+    ngx_msec_t               ms;
+    ngx_teleclinic_sweep_t  *sw;
+
+    if (a->timer == 0) {
+        return;
+    }
+
+    sw = ngx_calloc(sizeof(ngx_teleclinic_sweep_t), a->log);
+    if (sw == NULL) {
+        return;
+    }
+
+    sw->doctor_len = a->doctor.len;
+    ngx_memcpy(sw->doctor, a->doctor.data, a->doctor.len);
+
+    sw->event.handler = ngx_teleclinic_session_sweep;
+    sw->event.data = sw;
+    sw->event.log = ngx_cycle->log;
+
+    /* an exiting worker does not wait for it: another one sweeps */
+    sw->event.cancelable = 1;
+
+    /* the room counts whole seconds: be past the second it named */
+    ms = (a->timer > a->now ? (ngx_msec_t) (a->timer - a->now) * 1000 : 0)
+         + 50;
+
+    ngx_add_timer(&sw->event, ms);
+
+    a->timer = 0;
+}
+
+
+static void
+ngx_teleclinic_session_sweep(ngx_event_t *ev)
+{
+    ngx_teleclinic_sweep_t  *sw = ev->data;
+
+    ngx_teleclinic_actor_t  a;
+
+    if (ngx_teleclinic_session_actor(NULL, &a, sw->doctor, sw->doctor_len)
+        == NGX_OK)
+    {
+        ngx_teleclinic_room_sweep(&a);
+    }
+
+    ngx_free(sw);
+}
