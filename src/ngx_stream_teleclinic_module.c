@@ -7,45 +7,61 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_stream.h>
+#include <openssl/rand.h>
 #include "ngx_teleclinic_stun.h"
+#include "ngx_teleclinic_turn.h"
 
 
 /*
  * The stream side of the module: "teleclinic_turn" makes a server a
- * STUN/TURN endpoint over UDP and TCP.  It is built into the same .so as
- * the http side so that both share one zone and one TURN secret.
+ * STUN/TURN endpoint over UDP, TCP and TLS.  It is built into the same
+ * .so as the http side, which shares its TURN secret.
  *
- * It answers STUN Binding requests (RFC 8489) with the client's address;
- * the other requests get an error answer, indications and answers are
- * dropped.  Bytes that are not STUN are dropped (UDP) or close the
- * connection (TCP).
+ * It answers STUN Binding requests (RFC 8489) with the client's address
+ * and hands the TURN requests, Send indications and ChannelData to the
+ * relay (ngx_teleclinic_turn.c); other answers and indications are
+ * dropped.  Bytes that are neither STUN nor ChannelData are dropped
+ * (UDP) or close the connection (TCP, TLS).
+ *
+ * A session without an allocation waits 30 s for its client; with one,
+ * until the allocation expires.  UDP sessions and TCP connections are
+ * always idle for nginx: a worker that shuts down (reload, stop) closes
+ * them with their allocations, and clients allocate again at the new
+ * workers (see README, "TURN and reload").
  */
 
 
-/* how long a session waits for its client's next message */
+/* how long a session without an allocation waits for its client */
 #define NGX_STREAM_TELECLINIC_TIMEOUT      30000
 
 /* a TCP connection's buffer holds a whole message */
 #define NGX_STREAM_TELECLINIC_TCP_BUFFER   8192
 
+/* TCP and TLS: answers and relayed data on their way to the client */
+#define NGX_STREAM_TELECLINIC_TCP_OUT      32768
+
 /* room for any answer this module builds */
-#define NGX_STREAM_TELECLINIC_ANSWER_MAX   512
+#define NGX_STREAM_TELECLINIC_ANSWER_MAX   2048
 
 #define NGX_STREAM_TELECLINIC_SOFTWARE     "ngx_teleclinic"
 
 
 typedef struct {
-    ngx_flag_t                  turn;
-} ngx_stream_teleclinic_srv_conf_t;
+    ngx_shm_zone_t                 *zone;
+    u_char                          nonce_key[
+                                        NGX_TELECLINIC_STUN_NONCE_KEY_LEN];
+} ngx_stream_teleclinic_main_conf_t;
 
 
 typedef struct {
-    ngx_buf_t                  *in;       /* TCP: unprocessed bytes */
-    ngx_buf_t                  *out;      /* TCP: the answer being sent */
+    ngx_teleclinic_turn_session_t   turn;
+    ngx_buf_t                      *in;       /* TCP: unprocessed bytes */
 } ngx_stream_teleclinic_ctx_t;
 
 
 static void ngx_stream_teleclinic_handler(ngx_stream_session_t *s);
+static void ngx_stream_teleclinic_cleanup(void *data);
+static void ngx_stream_teleclinic_set_timer(ngx_stream_session_t *s);
 static void ngx_stream_teleclinic_udp_handler(ngx_event_t *rev);
 static ngx_int_t ngx_stream_teleclinic_udp_message(ngx_stream_session_t *s,
     u_char *p, size_t len);
@@ -54,9 +70,22 @@ static void ngx_stream_teleclinic_tcp_process(ngx_stream_session_t *s);
 static ngx_int_t ngx_stream_teleclinic_answer(ngx_stream_session_t *s,
     u_char *p, size_t len, ngx_buf_t *b);
 static void ngx_stream_teleclinic_empty_handler(ngx_event_t *ev);
+static ngx_int_t ngx_stream_teleclinic_init_process(ngx_cycle_t *cycle);
+static void ngx_stream_teleclinic_exit_process(ngx_cycle_t *cycle);
+static void *ngx_stream_teleclinic_create_main_conf(ngx_conf_t *cf);
 static void *ngx_stream_teleclinic_create_srv_conf(ngx_conf_t *cf);
+static char *ngx_stream_teleclinic_merge_srv_conf(ngx_conf_t *cf,
+    void *parent, void *child);
 static char *ngx_stream_teleclinic_turn(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_stream_teleclinic_secret_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_stream_teleclinic_relay_address(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_stream_teleclinic_relay_ports(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_stream_teleclinic_allow_peer(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 
 
 static ngx_command_t  ngx_stream_teleclinic_commands[] = {
@@ -68,6 +97,83 @@ static ngx_command_t  ngx_stream_teleclinic_commands[] = {
       0,
       NULL },
 
+    { ngx_string("teleclinic_turn_secret"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_teleclinic_turn_conf_t, secret),
+      NULL },
+
+    { ngx_string("teleclinic_turn_secret_file"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_stream_teleclinic_secret_file,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("teleclinic_turn_realm"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_teleclinic_turn_conf_t, realm),
+      NULL },
+
+    { ngx_string("teleclinic_turn_relay_address"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE12,
+      ngx_stream_teleclinic_relay_address,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("teleclinic_turn_relay_ports"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_stream_teleclinic_relay_ports,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("teleclinic_turn_allow_peer"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_stream_teleclinic_allow_peer,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("teleclinic_turn_user_quota"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_teleclinic_turn_conf_t, user_quota),
+      NULL },
+
+    { ngx_string("teleclinic_turn_total_quota"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_teleclinic_turn_conf_t, total_quota),
+      NULL },
+
+    { ngx_string("teleclinic_turn_bandwidth"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_teleclinic_turn_conf_t, bandwidth),
+      NULL },
+
+    { ngx_string("teleclinic_turn_max_lifetime"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_teleclinic_turn_conf_t, max_lifetime),
+      NULL },
+
+    { ngx_string("teleclinic_turn_nonce_lifetime"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_teleclinic_turn_conf_t, nonce_lifetime),
+      NULL },
+
       ngx_null_command
 };
 
@@ -76,11 +182,11 @@ static ngx_stream_module_t  ngx_stream_teleclinic_module_ctx = {
     NULL,                                  /* preconfiguration */
     NULL,                                  /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
+    ngx_stream_teleclinic_create_main_conf, /* create main configuration */
     NULL,                                  /* init main configuration */
 
     ngx_stream_teleclinic_create_srv_conf, /* create server configuration */
-    NULL                                   /* merge server configuration */
+    ngx_stream_teleclinic_merge_srv_conf   /* merge server configuration */
 };
 
 
@@ -91,13 +197,14 @@ ngx_module_t  ngx_stream_teleclinic_module = {
     NGX_STREAM_MODULE,                     /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_stream_teleclinic_init_process,    /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_stream_teleclinic_exit_process,    /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
 
 
 static void
@@ -106,11 +213,38 @@ ngx_stream_teleclinic_handler(ngx_stream_session_t *s)
     u_char                       *p;
     size_t                        size;
     ngx_connection_t             *c;
+    ngx_pool_cleanup_t           *cln;
     ngx_stream_teleclinic_ctx_t  *ctx;
 
     c = s->connection;
 
-    c->log->action = "serving STUN";
+    c->log->action = "serving STUN/TURN";
+
+    ctx = ngx_pcalloc(c->pool, sizeof(ngx_stream_teleclinic_ctx_t));
+    if (ctx == NULL) {
+        ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ctx->turn.connection = c;
+    ctx->turn.conf = ngx_stream_get_module_srv_conf(s,
+                                                 ngx_stream_teleclinic_module);
+
+    ngx_stream_set_ctx(s, ctx, ngx_stream_teleclinic_module);
+
+    /* the allocation, and its relay socket, end with the session */
+
+    cln = ngx_pool_cleanup_add(c->pool, 0);
+    if (cln == NULL) {
+        ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    cln->handler = ngx_stream_teleclinic_cleanup;
+    cln->data = &ctx->turn;
+
+    /* a session between messages is idle: worker shutdown closes it */
+    c->idle = 1;
 
     if (c->type == SOCK_DGRAM) {
         c->read->handler = ngx_stream_teleclinic_udp_handler;
@@ -128,25 +262,18 @@ ngx_stream_teleclinic_handler(ngx_stream_session_t *s)
             }
         }
 
-        /* a session between datagrams is idle: worker shutdown closes it */
-        c->idle = 1;
-        ngx_add_timer(c->read, NGX_STREAM_TELECLINIC_TIMEOUT);
+        ngx_stream_teleclinic_set_timer(s);
 
         return;
     }
 
-    ctx = ngx_pcalloc(c->pool, sizeof(ngx_stream_teleclinic_ctx_t));
-    if (ctx == NULL) {
-        ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    ngx_stream_set_ctx(s, ctx, ngx_stream_teleclinic_module);
+    ctx->turn.stream = 1;
 
     ctx->in = ngx_create_temp_buf(c->pool, NGX_STREAM_TELECLINIC_TCP_BUFFER);
-    ctx->out = ngx_create_temp_buf(c->pool, NGX_STREAM_TELECLINIC_ANSWER_MAX);
+    ctx->turn.out = ngx_create_temp_buf(c->pool,
+                                        NGX_STREAM_TELECLINIC_TCP_OUT);
 
-    if (ctx->in == NULL || ctx->out == NULL) {
+    if (ctx->in == NULL || ctx->turn.out == NULL) {
         ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
         return;
     }
@@ -173,21 +300,61 @@ ngx_stream_teleclinic_handler(ngx_stream_session_t *s)
 
 
 static void
+ngx_stream_teleclinic_cleanup(void *data)
+{
+    ngx_teleclinic_turn_session_t  *ts = data;
+
+    ngx_teleclinic_turn_free(ts);
+}
+
+
+/* a session waits for its allocation's expiry, or for its client */
+
+static void
+ngx_stream_teleclinic_set_timer(ngx_stream_session_t *s)
+{
+    ngx_msec_t                    timer;
+    ngx_stream_teleclinic_ctx_t  *ctx;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_teleclinic_module);
+
+    timer = ngx_teleclinic_turn_expires(&ctx->turn);
+
+    ngx_add_timer(s->connection->read,
+                  timer ? timer : NGX_STREAM_TELECLINIC_TIMEOUT);
+}
+
+
+static void
 ngx_stream_teleclinic_udp_handler(ngx_event_t *rev)
 {
-    ssize_t                n;
-    ngx_connection_t      *c;
-    ngx_stream_session_t  *s;
+    ssize_t                       n;
+    ngx_connection_t             *c;
+    ngx_stream_session_t         *s;
+    ngx_stream_teleclinic_ctx_t  *ctx;
 
     /* the datagram is copied out of nginx's buffer, and used at once */
-    static u_char          buf[NGX_TELECLINIC_STUN_MAX_LEN];
+    static u_char                 buf[NGX_TELECLINIC_STUN_MAX_LEN];
 
     c = rev->data;
     s = c->data;
 
-    if (rev->timedout || c->close) {
+    if (c->close) {
         ngx_stream_finalize_session(s, NGX_STREAM_OK);
         return;
+    }
+
+    if (rev->timedout) {
+        rev->timedout = 0;
+
+        ctx = ngx_stream_get_module_ctx(s, ngx_stream_teleclinic_module);
+
+        /* a Refresh may have moved the expiry on meanwhile */
+
+        if (ngx_teleclinic_turn_expires(&ctx->turn) == 0) {
+            ngx_stream_finalize_session(s, NGX_STREAM_OK);
+            return;
+        }
     }
 
     for ( ;; ) {
@@ -207,7 +374,7 @@ ngx_stream_teleclinic_udp_handler(ngx_event_t *rev)
         }
     }
 
-    ngx_add_timer(rev, NGX_STREAM_TELECLINIC_TIMEOUT);
+    ngx_stream_teleclinic_set_timer(s);
 }
 
 
@@ -217,12 +384,25 @@ static ngx_int_t
 ngx_stream_teleclinic_udp_message(ngx_stream_session_t *s, u_char *p,
     size_t len)
 {
-    ngx_buf_t          b;
-    ngx_chain_t        out, *cl;
-    ngx_connection_t  *c;
-    u_char             answer[NGX_STREAM_TELECLINIC_ANSWER_MAX];
+    ngx_buf_t                     b;
+    ngx_chain_t                   out, *cl;
+    ngx_connection_t             *c;
+    ngx_stream_teleclinic_ctx_t  *ctx;
+    u_char                        answer[NGX_STREAM_TELECLINIC_ANSWER_MAX];
 
     c = s->connection;
+
+    /* ChannelData: the relay's hot path */
+
+    if (len && (p[0] & 0xc0) == 0x40) {
+        ctx = ngx_stream_get_module_ctx(s, ngx_stream_teleclinic_module);
+
+        if (ngx_teleclinic_stun_channel_len(p, len, 0) > 0) {
+            ngx_teleclinic_turn_channel_data(&ctx->turn, p, len);
+        }
+
+        return NGX_OK;
+    }
 
     ngx_memzero(&b, sizeof(ngx_buf_t));
 
@@ -261,22 +441,29 @@ ngx_stream_teleclinic_udp_message(ngx_stream_session_t *s, u_char *p,
 static void
 ngx_stream_teleclinic_tcp_handler(ngx_event_t *ev)
 {
-    ngx_connection_t      *c;
-    ngx_stream_session_t  *s;
+    ngx_connection_t             *c;
+    ngx_stream_session_t         *s;
+    ngx_stream_teleclinic_ctx_t  *ctx;
 
     c = ev->data;
     s = c->data;
 
-    if (ev->timedout) {
-        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
-                      "client timed out");
+    if (c->close || c->error) {
         ngx_stream_finalize_session(s, NGX_STREAM_OK);
         return;
     }
 
-    if (c->close) {
-        ngx_stream_finalize_session(s, NGX_STREAM_OK);
-        return;
+    if (ev->timedout) {
+        ev->timedout = 0;
+
+        ctx = ngx_stream_get_module_ctx(s, ngx_stream_teleclinic_module);
+
+        if (ngx_teleclinic_turn_expires(&ctx->turn) == 0) {
+            ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                          "client timed out");
+            ngx_stream_finalize_session(s, NGX_STREAM_OK);
+            return;
+        }
     }
 
     ngx_stream_teleclinic_tcp_process(s);
@@ -284,9 +471,10 @@ ngx_stream_teleclinic_tcp_handler(ngx_event_t *ev)
 
 
 /*
- * Over TCP the messages are framed by their own length: each whole one
- * is answered, one answer in flight at a time, and what follows waits
- * until the answer is sent.
+ * Over TCP and TLS the messages are framed by their own length, STUN
+ * messages and ChannelData (padded to 4 bytes) alike.  Answers and
+ * relayed data share one buffer to the client, in order; when it has
+ * no room for an answer, reading waits until it is sent.
  */
 
 static void
@@ -295,8 +483,7 @@ ngx_stream_teleclinic_tcp_process(ngx_stream_session_t *s)
     size_t                        size;
     ssize_t                       n, len;
     ngx_int_t                     rc;
-    ngx_buf_t                    *in, *out;
-    ngx_chain_t                   cl;
+    ngx_buf_t                    *in, *out, b;
     ngx_connection_t             *c;
     ngx_stream_teleclinic_ctx_t  *ctx;
 
@@ -304,25 +491,25 @@ ngx_stream_teleclinic_tcp_process(ngx_stream_session_t *s)
     ctx = ngx_stream_get_module_ctx(s, ngx_stream_teleclinic_module);
 
     in = ctx->in;
-    out = ctx->out;
-
-    c->idle = 0;
+    out = ctx->turn.out;
 
     for ( ;; ) {
 
-        if (c->buffered) {
-            if (ngx_stream_top_filter(s, NULL, 1) == NGX_ERROR) {
+        if (out->pos != out->last && c->write->ready) {
+            if (ngx_teleclinic_turn_write(&ctx->turn) == NGX_ERROR) {
                 ngx_stream_finalize_session(s, NGX_STREAM_OK);
                 return;
-            }
-
-            if (c->buffered) {
-                break;
             }
         }
 
         size = in->last - in->pos;
-        len = ngx_teleclinic_stun_frame_len(in->pos, size);
+
+        if (size && (in->pos[0] & 0xc0) == 0x40) {
+            len = ngx_teleclinic_stun_channel_len(in->pos, size, 1);
+
+        } else {
+            len = ngx_teleclinic_stun_frame_len(in->pos, size);
+        }
 
         if (len == 0 || len > NGX_STREAM_TELECLINIC_TCP_BUFFER) {
             ngx_log_error(NGX_LOG_INFO, c->log, 0,
@@ -333,10 +520,29 @@ ngx_stream_teleclinic_tcp_process(ngx_stream_session_t *s)
 
         if (len > 0 && (size_t) len <= size) {
 
-            out->pos = out->start;
-            out->last = out->start;
+            if ((in->pos[0] & 0xc0) == 0x40) {
+                ngx_teleclinic_turn_channel_data(&ctx->turn, in->pos, len);
+                in->pos += len;
+                continue;
+            }
 
-            rc = ngx_stream_teleclinic_answer(s, in->pos, len, out);
+            if (out->pos == out->last) {
+                out->pos = out->start;
+                out->last = out->start;
+            }
+
+            if (out->end - out->last < NGX_STREAM_TELECLINIC_ANSWER_MAX) {
+                /* the answer waits for the client to read */
+                break;
+            }
+
+            ngx_memzero(&b, sizeof(ngx_buf_t));
+            b.start = out->last;
+            b.pos = out->last;
+            b.last = out->last;
+            b.end = out->end;
+
+            rc = ngx_stream_teleclinic_answer(s, in->pos, len, &b);
 
             in->pos += len;
 
@@ -348,15 +554,7 @@ ngx_stream_teleclinic_tcp_process(ngx_stream_session_t *s)
             }
 
             if (rc == NGX_OK) {
-                out->flush = 1;
-
-                cl.buf = out;
-                cl.next = NULL;
-
-                if (ngx_stream_top_filter(s, &cl, 1) == NGX_ERROR) {
-                    ngx_stream_finalize_session(s, NGX_STREAM_OK);
-                    return;
-                }
+                out->last = b.last;
             }
 
             continue;
@@ -394,10 +592,7 @@ ngx_stream_teleclinic_tcp_process(ngx_stream_session_t *s)
         return;
     }
 
-    /* between messages, worker shutdown may close the connection */
-    c->idle = (in->pos == in->last && !c->buffered);
-
-    ngx_add_timer(c->read, NGX_STREAM_TELECLINIC_TIMEOUT);
+    ngx_stream_teleclinic_set_timer(s);
 }
 
 
@@ -411,13 +606,15 @@ static ngx_int_t
 ngx_stream_teleclinic_answer(ngx_stream_session_t *s, u_char *p, size_t len,
     ngx_buf_t *b)
 {
-    ngx_int_t                   rc;
-    ngx_str_t                   software;
-    ngx_uint_t                  code, cls;
-    ngx_connection_t           *c;
-    ngx_teleclinic_stun_msg_t   msg;
+    ngx_int_t                     rc;
+    ngx_str_t                     software;
+    ngx_uint_t                    code, cls;
+    ngx_connection_t             *c;
+    ngx_teleclinic_stun_msg_t     msg;
+    ngx_stream_teleclinic_ctx_t  *ctx;
 
     c = s->connection;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_teleclinic_module);
 
     rc = ngx_teleclinic_stun_parse(p, len, &msg);
 
@@ -431,6 +628,14 @@ ngx_stream_teleclinic_answer(ngx_stream_session_t *s, u_char *p, size_t len,
                    "stun: method:%ui class:%ui attrs unknown:%ui",
                    msg.method, msg.class, msg.nunknown);
 
+    if (msg.class == NGX_TELECLINIC_STUN_INDICATION
+        && msg.method == NGX_TELECLINIC_STUN_SEND
+        && rc == NGX_OK)
+    {
+        ngx_teleclinic_turn_send_indication(&ctx->turn, &msg);
+        return NGX_DECLINED;
+    }
+
     if (msg.class != NGX_TELECLINIC_STUN_REQUEST) {
         return NGX_DECLINED;
     }
@@ -438,23 +643,20 @@ ngx_stream_teleclinic_answer(ngx_stream_session_t *s, u_char *p, size_t len,
     if (rc == NGX_DECLINED) {
         code = 400;
 
-    } else if (msg.nunknown) {
-        code = 420;
-
     } else {
 
         switch (msg.method) {
 
         case NGX_TELECLINIC_STUN_BINDING:
-            code = 0;
+            code = msg.nunknown ? 420 : 0;
             break;
 
-        /* there is no allocation to refresh, to permit or to bind on */
+        /* checked after authentication, as RFC 8489 orders it */
+        case NGX_TELECLINIC_STUN_ALLOCATE:
         case NGX_TELECLINIC_STUN_REFRESH:
         case NGX_TELECLINIC_STUN_CREATE_PERMISSION:
         case NGX_TELECLINIC_STUN_CHANNEL_BIND:
-            code = 437;
-            break;
+            return ngx_teleclinic_turn_request(&ctx->turn, &msg, b);
 
         default:
             code = 400;
@@ -481,6 +683,8 @@ ngx_stream_teleclinic_answer(ngx_stream_session_t *s, u_char *p, size_t len,
         }
 
     } else {
+        ngx_teleclinic_turn_count_refusal(code);
+
         if (ngx_teleclinic_stun_add_error_code(b, code, NULL) != NGX_OK) {
             return NGX_ERROR;
         }
@@ -520,35 +724,384 @@ ngx_stream_teleclinic_empty_handler(ngx_event_t *ev)
 }
 
 
+static ngx_int_t
+ngx_stream_teleclinic_init_process(ngx_cycle_t *cycle)
+{
+    return ngx_teleclinic_turn_init_worker(cycle);
+}
+
+
+static void
+ngx_stream_teleclinic_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_teleclinic_turn_exit_worker(cycle);
+}
+
+
+static void *
+ngx_stream_teleclinic_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_stream_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_pcalloc(cf->pool, sizeof(ngx_stream_teleclinic_main_conf_t));
+    if (tmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * the key of the nonces: new at each start and reload, shared by the
+     * workers, which inherit it; a reload makes the old nonces stale
+     */
+
+    if (RAND_bytes(tmcf->nonce_key, NGX_TELECLINIC_STUN_NONCE_KEY_LEN) != 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "RAND_bytes() failed");
+        return NULL;
+    }
+
+    return tmcf;
+}
+
+
 static void *
 ngx_stream_teleclinic_create_srv_conf(ngx_conf_t *cf)
 {
-    ngx_stream_teleclinic_srv_conf_t  *conf;
+    ngx_teleclinic_turn_conf_t  *conf;
 
-    conf = ngx_pcalloc(cf->pool, sizeof(ngx_stream_teleclinic_srv_conf_t));
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_teleclinic_turn_conf_t));
     if (conf == NULL) {
         return NULL;
     }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->enable = 0;
+     *     conf->secret = { 0, NULL };
+     *     conf->realm = { 0, NULL };
+     *     conf->relay_addr = NULL;
+     *     conf->public_addr = NULL;
+     *     conf->allow_peers = NULL;
+     *     conf->zone = NULL;
+     */
+
+    conf->port_min = NGX_CONF_UNSET_UINT;
+    conf->port_max = NGX_CONF_UNSET_UINT;
+    conf->user_quota = NGX_CONF_UNSET_UINT;
+    conf->total_quota = NGX_CONF_UNSET_UINT;
+    conf->bandwidth = NGX_CONF_UNSET_SIZE;
+    conf->max_lifetime = NGX_CONF_UNSET;
+    conf->nonce_lifetime = NGX_CONF_UNSET;
 
     return conf;
 }
 
 
 static char *
+ngx_stream_teleclinic_merge_srv_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_teleclinic_turn_conf_t *prev = parent;
+    ngx_teleclinic_turn_conf_t *conf = child;
+
+    ngx_stream_teleclinic_main_conf_t  *tmcf;
+
+    ngx_conf_merge_str_value(conf->secret, prev->secret, "");
+    ngx_conf_merge_str_value(conf->realm, prev->realm, "teleclinic");
+
+    if (conf->relay_addr == NULL) {
+        conf->relay_addr = prev->relay_addr;
+        conf->public_addr = prev->public_addr;
+    }
+
+    if (conf->port_min == NGX_CONF_UNSET_UINT) {
+        conf->port_min = (prev->port_min == NGX_CONF_UNSET_UINT)
+                         ? 49152 : prev->port_min;
+        conf->port_max = (prev->port_max == NGX_CONF_UNSET_UINT)
+                         ? 65535 : prev->port_max;
+    }
+
+    if (conf->allow_peers == NULL) {
+        conf->allow_peers = prev->allow_peers;
+    }
+
+    ngx_conf_merge_uint_value(conf->user_quota, prev->user_quota, 0);
+    ngx_conf_merge_uint_value(conf->total_quota, prev->total_quota, 0);
+    ngx_conf_merge_size_value(conf->bandwidth, prev->bandwidth, 0);
+    ngx_conf_merge_sec_value(conf->max_lifetime, prev->max_lifetime, 3600);
+    ngx_conf_merge_sec_value(conf->nonce_lifetime, prev->nonce_lifetime,
+                             600);
+
+    if (conf->max_lifetime < 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "teleclinic_turn_max_lifetime must be at least 1s");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->nonce_lifetime < 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                         "teleclinic_turn_nonce_lifetime must be at least 1s");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->realm.len > 127) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "teleclinic_turn_realm \"%V\" is too long",
+                           &conf->realm);
+        return NGX_CONF_ERROR;
+    }
+
+    tmcf = ngx_stream_conf_get_module_main_conf(cf,
+                                                ngx_stream_teleclinic_module);
+
+    conf->zone = tmcf->zone;
+    conf->nonce_key = tmcf->nonce_key;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
 ngx_stream_teleclinic_turn(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_stream_teleclinic_srv_conf_t *tscf = conf;
+    ngx_teleclinic_turn_conf_t *tscf = conf;
 
-    ngx_stream_core_srv_conf_t  *cscf;
+    ngx_stream_core_srv_conf_t         *cscf;
+    ngx_stream_teleclinic_main_conf_t  *tmcf;
 
-    if (tscf->turn) {
+    if (tscf->enable) {
         return "is duplicate";
     }
 
-    tscf->turn = 1;
+    tscf->enable = 1;
+
+    tmcf = ngx_stream_conf_get_module_main_conf(cf,
+                                                ngx_stream_teleclinic_module);
+
+    if (tmcf->zone == NULL) {
+        tmcf->zone = ngx_teleclinic_turn_add_zone(cf);
+        if (tmcf->zone == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
 
     cscf = ngx_stream_conf_get_module_srv_conf(cf, ngx_stream_core_module);
     cscf->handler = ngx_stream_teleclinic_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_stream_teleclinic_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_teleclinic_turn_conf_t *tscf = conf;
+
+    u_char           *p;
+    size_t            len;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t        *value, name;
+    ngx_file_info_t   fi;
+
+    if (tscf->secret.data) {
+        return "is duplicate, or follows \"teleclinic_turn_secret\"";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%s\" failed", name.data);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > 4096)
+    {
+        ngx_close_file(fd);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" is not a secret file", name.data);
+        return NGX_CONF_ERROR;
+    }
+
+    len = ngx_file_size(&fi);
+
+    p = ngx_pnalloc(cf->pool, len + 1);
+    if (p == NULL) {
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = read(fd, p, len);
+    ngx_close_file(fd);
+
+    if (n != (ssize_t) len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "reading \"%s\" failed", name.data);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the file's last line break is not part of the secret */
+
+    while (len && (p[len - 1] == '\n' || p[len - 1] == '\r'
+                   || p[len - 1] == ' '))
+    {
+        len--;
+    }
+
+    if (len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" holds no secret", name.data);
+        return NGX_CONF_ERROR;
+    }
+
+    tscf->secret.data = p;
+    tscf->secret.len = len;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_stream_teleclinic_relay_address(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_teleclinic_turn_conf_t *tscf = conf;
+
+    ngx_int_t    rc;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+    ngx_addr_t  *addr[2];
+
+    if (tscf->relay_addr) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    addr[0] = NULL;
+    addr[1] = NULL;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        addr[i - 1] = ngx_pcalloc(cf->pool, sizeof(ngx_addr_t));
+        if (addr[i - 1] == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        rc = ngx_parse_addr(cf->pool, addr[i - 1], value[i].data,
+                            value[i].len);
+
+        if (rc != NGX_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid address \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    tscf->relay_addr = addr[0];
+
+    if (cf->args->nelts == 3) {
+        if (addr[1]->sockaddr->sa_family != addr[0]->sockaddr->sa_family) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "public address \"%V\" is not of the relay "
+                               "address's family", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        tscf->public_addr = addr[1];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_stream_teleclinic_relay_ports(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_teleclinic_turn_conf_t *tscf = conf;
+
+    u_char     *dash;
+    ngx_int_t   min, max;
+    ngx_str_t  *value;
+
+    if (tscf->port_min != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    dash = ngx_strlchr(value[1].data, value[1].data + value[1].len, '-');
+
+    if (dash == NULL) {
+        goto invalid;
+    }
+
+    min = ngx_atoi(value[1].data, dash - value[1].data);
+    max = ngx_atoi(dash + 1, value[1].data + value[1].len - dash - 1);
+
+    if (min < 1 || max > 65535 || min > max) {
+        goto invalid;
+    }
+
+    tscf->port_min = min;
+    tscf->port_max = max;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid port range \"%V\", MIN-MAX expected",
+                       &value[1]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_stream_teleclinic_allow_peer(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_teleclinic_turn_conf_t *tscf = conf;
+
+    ngx_int_t    rc;
+    ngx_str_t   *value;
+    ngx_cidr_t  *cidr;
+
+    value = cf->args->elts;
+
+    if (tscf->allow_peers == NULL) {
+        tscf->allow_peers = ngx_array_create(cf->pool, 4, sizeof(ngx_cidr_t));
+        if (tscf->allow_peers == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    cidr = ngx_array_push(tscf->allow_peers);
+    if (cidr == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rc = ngx_ptocidr(&value[1], cidr);
+
+    if (rc == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid network \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc == NGX_DONE) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "low address bits of %V are meaningless",
+                           &value[1]);
+    }
 
     return NGX_CONF_OK;
 }

@@ -8,6 +8,7 @@
 #include <ngx_core.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/params.h>
 #include "ngx_teleclinic_stun.h"
 
@@ -889,6 +890,307 @@ ngx_teleclinic_stun_add_fingerprint(ngx_buf_t *b)
     ngx_teleclinic_stun_set32(p, crc);
 
     return NGX_OK;
+}
+
+
+ssize_t
+ngx_teleclinic_stun_channel_len(u_char *p, size_t len, ngx_uint_t stream)
+{
+    size_t      n;
+    ngx_uint_t  channel;
+
+    if (len > 0 && (p[0] & 0xc0) != 0x40) {
+        return 0;
+    }
+
+    if (len < NGX_TELECLINIC_STUN_CHANNEL_HEADER) {
+        return NGX_AGAIN;
+    }
+
+    channel = ngx_teleclinic_stun_get16(p);
+
+    if (channel > NGX_TELECLINIC_STUN_CHANNEL_MAX) {
+        return 0;
+    }
+
+    n = ngx_teleclinic_stun_get16(p + 2);
+
+    if (stream) {
+        n = ngx_teleclinic_stun_pad(n);
+    }
+
+    return NGX_TELECLINIC_STUN_CHANNEL_HEADER + n;
+}
+
+
+ngx_int_t
+ngx_teleclinic_stun_rest_expiry(ngx_str_t *username, time_t *expiry)
+{
+    size_t   i;
+    time_t   t;
+    u_char   ch;
+
+    t = 0;
+
+    for (i = 0; i < username->len; i++) {
+        ch = username->data[i];
+
+        if (ch == ':') {
+            break;
+        }
+
+        /* ten digits reach past 2286: more would overflow nothing useful */
+        if (ch < '0' || ch > '9' || i == 12) {
+            return NGX_ERROR;
+        }
+
+        t = t * 10 + (ch - '0');
+    }
+
+    if (i == 0) {
+        return NGX_ERROR;
+    }
+
+    *expiry = t;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_teleclinic_stun_rest_key(ngx_str_t *secret, ngx_str_t *username,
+    ngx_str_t *realm, u_char *key)
+{
+    u_char        md[EVP_MAX_MD_SIZE];
+    u_char        b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+    ngx_str_t     password;
+    unsigned int  md_len;
+
+    if (HMAC(EVP_sha1(), secret->data, (int) secret->len, username->data,
+             username->len, md, &md_len)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    password.data = b64;
+    password.len = EVP_EncodeBlock(b64, md, md_len);
+
+    return ngx_teleclinic_stun_long_term_key(username, realm, &password,
+                                             key);
+}
+
+
+/* as ngx_hex_dump(), which would bring ngx_string.c into the fuzz target */
+
+static u_char *
+ngx_teleclinic_stun_hex(u_char *dst, u_char *src, size_t len)
+{
+    static u_char  hex[] = "0123456789abcdef";
+
+    while (len--) {
+        *dst++ = hex[*src >> 4];
+        *dst++ = hex[*src++ & 0xf];
+    }
+
+    return dst;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_stun_nonce_mac(u_char *key, uint32_t expiry,
+    struct sockaddr *sa, u_char *md)
+{
+    u_char               data[4 + 16];
+    size_t               len;
+    unsigned int         md_len;
+    struct sockaddr_in  *sin;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6 *sin6;
+#endif
+
+    ngx_teleclinic_stun_set32(data, expiry);
+
+    switch (sa->sa_family) {
+
+#if (NGX_HAVE_INET6)
+    case AF_INET6:
+        sin6 = (struct sockaddr_in6 *) sa;
+        ngx_memcpy(data + 4, sin6->sin6_addr.s6_addr, 16);
+        len = 4 + 16;
+        break;
+#endif
+
+    case AF_INET:
+        sin = (struct sockaddr_in *) sa;
+        ngx_memcpy(data + 4, &sin->sin_addr.s_addr, 4);
+        len = 4 + 4;
+        break;
+
+    default:
+        len = 4;
+        break;
+    }
+
+    if (HMAC(EVP_sha256(), key, NGX_TELECLINIC_STUN_NONCE_KEY_LEN, data, len,
+             md, &md_len)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_teleclinic_stun_nonce(u_char *key, time_t expiry, struct sockaddr *sa,
+    u_char *nonce)
+{
+    u_char  md[EVP_MAX_MD_SIZE];
+    u_char  raw[4];
+
+    if (ngx_teleclinic_stun_nonce_mac(key, (uint32_t) expiry, sa, md)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_teleclinic_stun_set32(raw, (uint32_t) expiry);
+
+    nonce = ngx_teleclinic_stun_hex(nonce, raw, 4);
+    (void) ngx_teleclinic_stun_hex(nonce, md,
+                                   (NGX_TELECLINIC_STUN_NONCE_LEN - 8) / 2);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_teleclinic_stun_nonce_check(u_char *key, ngx_str_t *nonce,
+    struct sockaddr *sa, time_t now)
+{
+    u_char      md[EVP_MAX_MD_SIZE];
+    u_char      hex[NGX_TELECLINIC_STUN_NONCE_LEN];
+    uint32_t    expiry;
+    ngx_uint_t  i;
+    u_char      ch;
+
+    if (nonce->len != NGX_TELECLINIC_STUN_NONCE_LEN) {
+        return NGX_DECLINED;
+    }
+
+    expiry = 0;
+
+    for (i = 0; i < 8; i++) {
+        ch = nonce->data[i];
+
+        if (ch >= '0' && ch <= '9') {
+            expiry = (expiry << 4) | (ch - '0');
+
+        } else if (ch >= 'a' && ch <= 'f') {
+            expiry = (expiry << 4) | (ch - 'a' + 10);
+
+        } else {
+            return NGX_DECLINED;
+        }
+    }
+
+    if ((time_t) expiry < now) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_teleclinic_stun_nonce_mac(key, expiry, sa, md) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_teleclinic_stun_hex(hex, md,
+                                   (NGX_TELECLINIC_STUN_NONCE_LEN - 8) / 2);
+
+    return CRYPTO_memcmp(hex, nonce->data + 8,
+                         NGX_TELECLINIC_STUN_NONCE_LEN - 8) == 0
+           ? NGX_OK : NGX_DECLINED;
+}
+
+
+static ngx_uint_t
+ngx_teleclinic_stun_reserved4(uint32_t a)
+{
+    ngx_uint_t  i;
+
+    /* address, mask; in host order */
+    static uint32_t  reserved[][2] = {
+        { 0x00000000, 0xff000000 },    /* 0.0.0.0/8, "this network" */
+        { 0x0a000000, 0xff000000 },    /* 10.0.0.0/8 */
+        { 0x64400000, 0xffc00000 },    /* 100.64.0.0/10, shared (CGNAT) */
+        { 0x7f000000, 0xff000000 },    /* 127.0.0.0/8, loopback */
+        { 0xa9fe0000, 0xffff0000 },    /* 169.254.0.0/16, link-local */
+        { 0xac100000, 0xfff00000 },    /* 172.16.0.0/12 */
+        { 0xc0000000, 0xffffff00 },    /* 192.0.0.0/24, IETF protocols */
+        { 0xc0a80000, 0xffff0000 },    /* 192.168.0.0/16 */
+        { 0xc6120000, 0xfffe0000 },    /* 198.18.0.0/15, benchmarking */
+        { 0xe0000000, 0xf0000000 },    /* 224.0.0.0/4, multicast */
+        { 0xf0000000, 0xf0000000 },    /* 240.0.0.0/4 and broadcast */
+        { 0xa83f8110, 0xffffffff },    /* 168.63.129.16, Azure's host */
+    };
+
+    for (i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
+        if ((a & reserved[i][1]) == reserved[i][0]) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+ngx_uint_t
+ngx_teleclinic_stun_peer_reserved(struct sockaddr *sa)
+{
+    u_char               *p;
+    struct sockaddr_in   *sin;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6  *sin6;
+    static u_char         v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0,
+                                           0, 0, 0xff, 0xff };
+    static u_char         nat64[12] = { 0, 0x64, 0xff, 0x9b, 0, 0, 0, 0,
+                                        0, 0, 0, 0 };
+    static u_char         zero[12];
+#endif
+
+    switch (sa->sa_family) {
+
+    case AF_INET:
+        sin = (struct sockaddr_in *) sa;
+        return ngx_teleclinic_stun_reserved4(ntohl(sin->sin_addr.s_addr));
+
+#if (NGX_HAVE_INET6)
+    case AF_INET6:
+        sin6 = (struct sockaddr_in6 *) sa;
+        p = sin6->sin6_addr.s6_addr;
+
+        /* an IPv4 address in an IPv6 form is judged as IPv4 */
+
+        if (ngx_memcmp(p, v4mapped, 12) == 0
+            || ngx_memcmp(p, nat64, 12) == 0)
+        {
+            return ngx_teleclinic_stun_reserved4(ngx_teleclinic_stun_get32(
+                                                                     p + 12));
+        }
+
+        /* ::/96: unspecified, loopback, the old IPv4-compatible form */
+        if (ngx_memcmp(p, zero, 12) == 0) {
+            return 1;
+        }
+
+        return (p[0] & 0xfe) == 0xfc                     /* fc00::/7 */
+               || (p[0] == 0xfe && (p[1] & 0x80) == 0x80) /* fe80::/9 */
+               || p[0] == 0xff;                          /* multicast */
+#endif
+
+    default:
+        return 1;
+    }
 }
 
 

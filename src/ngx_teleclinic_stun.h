@@ -211,6 +211,75 @@ ngx_int_t ngx_teleclinic_stun_add_integrity_sha256(ngx_buf_t *b, u_char *key,
     size_t key_len);
 ngx_int_t ngx_teleclinic_stun_add_fingerprint(ngx_buf_t *b);
 
+/*
+ * TURN's own framing and the stateless parts of its security, still
+ * without nginx's runtime: the fuzz target drives them too.
+ */
+
+/*
+ * ChannelData: RFC 8656 (12) narrowed the channel numbers to
+ * 0x4000-0x4fff, RFC 5766 had 0x4000-0x7ffe; clients of the older one
+ * (coturn's own) still pick from the wider range, which is taken.
+ */
+#define NGX_TELECLINIC_STUN_CHANNEL_MIN        0x4000
+#define NGX_TELECLINIC_STUN_CHANNEL_MAX        0x7ffe
+#define NGX_TELECLINIC_STUN_CHANNEL_HEADER     4
+
+/* a nonce: 8 hex digits of its expiry, then 24 of its HMAC */
+#define NGX_TELECLINIC_STUN_NONCE_LEN          32
+#define NGX_TELECLINIC_STUN_NONCE_KEY_LEN      32
+
+/* the long-term key is an MD5 digest */
+#define NGX_TELECLINIC_STUN_KEY_LEN            16
+
+/*
+ * The length of the ChannelData message at p: over a stream (TCP, TLS)
+ * with its padding to 4 bytes, over UDP the header and the data only.
+ * 0 when the bytes are not ChannelData (first two bits not 01) or name
+ * a channel out of range, NGX_AGAIN when the 4 bytes of the header are
+ * not all there.  Over UDP the caller checks that the datagram holds
+ * the length.
+ */
+ssize_t ngx_teleclinic_stun_channel_len(u_char *p, size_t len,
+    ngx_uint_t stream);
+
+/*
+ * The expiry time of a REST-style username, "expiry[:anything]" with
+ * the expiry in decimal seconds since the epoch: NGX_ERROR when the
+ * username does not start so.
+ */
+ngx_int_t ngx_teleclinic_stun_rest_expiry(ngx_str_t *username,
+    time_t *expiry);
+
+/*
+ * The long-term key of a REST-style username: the password is
+ * base64(HMAC-SHA1(secret, username)), the key MD5(username ":" realm
+ * ":" password), NGX_TELECLINIC_STUN_KEY_LEN bytes.
+ */
+ngx_int_t ngx_teleclinic_stun_rest_key(ngx_str_t *secret,
+    ngx_str_t *username, ngx_str_t *realm, u_char *key);
+
+/*
+ * A nonce that the server need not remember: it carries its expiry and
+ * an HMAC of the expiry and of the client's IP address under a key made
+ * at start, so that any worker checks it.  The check gives NGX_OK for a
+ * nonce this server made for this address and still in time, and
+ * NGX_DECLINED for any other (stale, or not ours: both get 438).
+ */
+ngx_int_t ngx_teleclinic_stun_nonce(u_char *key, time_t expiry,
+    struct sockaddr *sa, u_char *nonce);
+ngx_int_t ngx_teleclinic_stun_nonce_check(u_char *key, ngx_str_t *nonce,
+    struct sockaddr *sa, time_t now);
+
+/*
+ * 1 when the peer address is one that a relay must not reach unless the
+ * configuration allows it: loopback, private (RFC 1918, fc00::/7),
+ * link-local, multicast, unspecified, shared (100.64.0.0/10), reserved,
+ * broadcast, IPv4 addresses inside IPv6 forms, and the cloud metadata
+ * addresses; 0 otherwise.
+ */
+ngx_uint_t ngx_teleclinic_stun_peer_reserved(struct sockaddr *sa);
+
 /* the reason phrase of an error code, "" for a code it does not know */
 ngx_str_t *ngx_teleclinic_stun_reason(ngx_uint_t code);
 

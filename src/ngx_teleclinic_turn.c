@@ -1,0 +1,2071 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include "ngx_teleclinic_turn.h"
+
+
+#define NGX_TELECLINIC_TURN_SOFTWARE         "ngx_teleclinic"
+
+/* RFC 8656: lifetimes in seconds */
+#define NGX_TELECLINIC_TURN_LIFETIME         600
+#define NGX_TELECLINIC_TURN_PERM_LIFETIME    300
+#define NGX_TELECLINIC_TURN_CHANNEL_LIFETIME 600
+
+/* per allocation; a browser uses a few of each */
+#define NGX_TELECLINIC_TURN_PERMISSIONS      32
+#define NGX_TELECLINIC_TURN_CHANNELS         32
+
+/* random ports tried before a relay socket is given up */
+#define NGX_TELECLINIC_TURN_BIND_TRIES       64
+
+#define NGX_TELECLINIC_TURN_ZONE_SIZE        (1024 * 1024)
+
+/*
+ * The relay socket is read in batches of datagrams (recvmmsg) into
+ * slots that leave room before the data for the header that goes to
+ * the client, and after it for the padding over TCP.  Media datagrams
+ * are far smaller than a slot; a larger datagram is dropped and counted.
+ */
+#define NGX_TELECLINIC_TURN_BATCH            16
+#define NGX_TELECLINIC_TURN_SLOT             4096
+#define NGX_TELECLINIC_TURN_HEADROOM         64
+#define NGX_TELECLINIC_TURN_DATA_MAX                                          \
+    (NGX_TELECLINIC_TURN_SLOT - NGX_TELECLINIC_TURN_HEADROOM - 4)
+
+/* batches read at once before other connections get their turn */
+#define NGX_TELECLINIC_TURN_ROUNDS           8
+
+/* how often a worker adds its counters to the zone's */
+#define NGX_TELECLINIC_TURN_FLUSH            1000
+
+
+/* the zone's counters */
+enum {
+    NGX_TELECLINIC_TURN_ALLOCATIONS_TOTAL = 0,
+    NGX_TELECLINIC_TURN_PACKETS_TO_PEER,
+    NGX_TELECLINIC_TURN_BYTES_TO_PEER,
+    NGX_TELECLINIC_TURN_PACKETS_TO_CLIENT,
+    NGX_TELECLINIC_TURN_BYTES_TO_CLIENT,
+    NGX_TELECLINIC_TURN_REFUSALS
+};
+
+/* refusals, by reason; their names are in ngx_teleclinic_turn_reasons */
+enum {
+    NGX_TELECLINIC_TURN_R_UNAUTHENTICATED = 0,
+    NGX_TELECLINIC_TURN_R_AUTH,
+    NGX_TELECLINIC_TURN_R_STALE_NONCE,
+    NGX_TELECLINIC_TURN_R_BAD_REQUEST,
+    NGX_TELECLINIC_TURN_R_UNKNOWN_ATTRIBUTE,
+    NGX_TELECLINIC_TURN_R_MISMATCH,
+    NGX_TELECLINIC_TURN_R_WRONG_CREDENTIALS,
+    NGX_TELECLINIC_TURN_R_UNSUPPORTED,
+    NGX_TELECLINIC_TURN_R_PEER_DENIED,
+    NGX_TELECLINIC_TURN_R_QUOTA,
+    NGX_TELECLINIC_TURN_R_CAPACITY,
+    NGX_TELECLINIC_TURN_R_BANDWIDTH,
+    NGX_TELECLINIC_TURN_R_NO_PERMISSION,
+    NGX_TELECLINIC_TURN_R_TOO_LARGE,
+    NGX_TELECLINIC_TURN_R_CONGESTION,
+    NGX_TELECLINIC_TURN_NREASONS
+};
+
+#define NGX_TELECLINIC_TURN_NCOUNTERS                                         \
+    (NGX_TELECLINIC_TURN_REFUSALS + NGX_TELECLINIC_TURN_NREASONS)
+
+
+typedef struct {
+    ngx_sockaddr_t                  sockaddr;
+    socklen_t                       socklen;
+    ngx_msec_t                      expires;
+} ngx_teleclinic_turn_perm_t;
+
+
+typedef struct {
+    ngx_uint_t                      number;
+    ngx_sockaddr_t                  sockaddr;
+    socklen_t                       socklen;
+    ngx_msec_t                      expires;
+} ngx_teleclinic_turn_channel_t;
+
+
+struct ngx_teleclinic_turn_alloc_s {
+    ngx_pool_t                     *pool;
+    ngx_teleclinic_turn_session_t  *session;
+    ngx_connection_t               *relay;
+
+    /* the address in XOR-RELAYED-ADDRESS */
+    ngx_sockaddr_t                  relayed;
+    socklen_t                       relayed_len;
+
+    ngx_str_t                       username;
+    u_char                          tid[NGX_TELECLINIC_STUN_TID_LEN];
+
+    ngx_msec_t                      expires;
+
+    /* the token bucket of teleclinic_turn_bandwidth, in bytes */
+    ngx_msec_t                      bw_last;
+    size_t                          bw_tokens;
+
+    ngx_uint_t                      nperms;
+    ngx_uint_t                      nchannels;
+    ngx_teleclinic_turn_perm_t      perms[NGX_TELECLINIC_TURN_PERMISSIONS];
+    ngx_teleclinic_turn_channel_t   channels[NGX_TELECLINIC_TURN_CHANNELS];
+
+    unsigned                        user_counted:1;
+};
+
+
+typedef struct {
+    ngx_rbtree_t                    rbtree;
+    ngx_rbtree_node_t               sentinel;
+    ngx_atomic_t                    allocations;
+    ngx_atomic_t                    counters[NGX_TELECLINIC_TURN_NCOUNTERS];
+} ngx_teleclinic_turn_shctx_t;
+
+
+/* a username's allocations; it starts at the rbtree node's color */
+typedef struct {
+    u_char                          color;
+    u_char                          pad;
+    u_short                         len;
+    ngx_uint_t                      count;
+    u_char                          data[1];
+} ngx_teleclinic_turn_user_t;
+
+
+static ngx_int_t ngx_teleclinic_turn_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_teleclinic_turn_shctx_t *ngx_teleclinic_turn_shctx(
+    ngx_cycle_t *cycle);
+static void ngx_teleclinic_turn_flush_handler(ngx_event_t *ev);
+static void ngx_teleclinic_turn_flush(void);
+static ngx_int_t ngx_teleclinic_turn_answer(ngx_teleclinic_turn_session_t *ts,
+    ngx_teleclinic_stun_msg_t *msg, ngx_buf_t *b, ngx_uint_t code,
+    ngx_uint_t reason, u_char *key);
+static ngx_int_t ngx_teleclinic_turn_finish(ngx_teleclinic_stun_msg_t *msg,
+    ngx_buf_t *b, u_char *key);
+static ngx_int_t ngx_teleclinic_turn_allocate(
+    ngx_teleclinic_turn_session_t *ts, ngx_teleclinic_stun_msg_t *msg,
+    ngx_buf_t *b, u_char *key);
+static ngx_int_t ngx_teleclinic_turn_allocate_answer(
+    ngx_teleclinic_turn_session_t *ts, ngx_teleclinic_stun_msg_t *msg,
+    ngx_buf_t *b, u_char *key);
+static ngx_int_t ngx_teleclinic_turn_refresh(
+    ngx_teleclinic_turn_session_t *ts, ngx_teleclinic_stun_msg_t *msg,
+    ngx_buf_t *b, u_char *key);
+static ngx_int_t ngx_teleclinic_turn_permission(
+    ngx_teleclinic_turn_session_t *ts, ngx_teleclinic_stun_msg_t *msg,
+    ngx_buf_t *b, u_char *key);
+static ngx_int_t ngx_teleclinic_turn_channel_bind(
+    ngx_teleclinic_turn_session_t *ts, ngx_teleclinic_stun_msg_t *msg,
+    ngx_buf_t *b, u_char *key);
+static ngx_uint_t ngx_teleclinic_turn_peer_code(
+    ngx_teleclinic_turn_session_t *ts, ngx_teleclinic_stun_addr_t *peer,
+    ngx_uint_t *reason);
+static ngx_int_t ngx_teleclinic_turn_permit(ngx_teleclinic_turn_alloc_t *a,
+    struct sockaddr *sa, socklen_t socklen, ngx_msec_t now);
+static ngx_teleclinic_turn_perm_t *ngx_teleclinic_turn_find_perm(
+    ngx_teleclinic_turn_alloc_t *a, struct sockaddr *sa, socklen_t socklen,
+    ngx_msec_t now);
+static ngx_teleclinic_turn_channel_t *ngx_teleclinic_turn_find_channel(
+    ngx_teleclinic_turn_alloc_t *a, struct sockaddr *sa, socklen_t socklen,
+    ngx_msec_t now);
+static ngx_uint_t ngx_teleclinic_turn_bandwidth(
+    ngx_teleclinic_turn_alloc_t *a, size_t len, ngx_msec_t now);
+static time_t ngx_teleclinic_turn_lifetime(ngx_teleclinic_turn_conf_t *conf,
+    ngx_teleclinic_stun_msg_t *msg);
+static ngx_int_t ngx_teleclinic_turn_relay_open(
+    ngx_teleclinic_turn_session_t *ts, ngx_teleclinic_turn_alloc_t *a,
+    ngx_teleclinic_stun_msg_t *msg);
+static void ngx_teleclinic_turn_relay_handler(ngx_event_t *rev);
+static void ngx_teleclinic_turn_to_client(ngx_teleclinic_turn_session_t *ts,
+    struct mmsghdr *out, ngx_uint_t n);
+static ngx_uint_t ngx_teleclinic_turn_quota_take(
+    ngx_teleclinic_turn_conf_t *conf, ngx_teleclinic_turn_alloc_t *a,
+    ngx_log_t *log);
+static void ngx_teleclinic_turn_quota_release(
+    ngx_teleclinic_turn_conf_t *conf, ngx_teleclinic_turn_alloc_t *a);
+static ngx_teleclinic_turn_user_t *ngx_teleclinic_turn_user_lookup(
+    ngx_teleclinic_turn_shctx_t *sh, ngx_str_t *name, uint32_t hash,
+    ngx_rbtree_node_t **found);
+static void ngx_teleclinic_turn_user_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+
+
+static ngx_str_t  ngx_teleclinic_turn_zone_name =
+    ngx_string("teleclinic_turn");
+
+/* tells the zone from others: its address is the zone's tag */
+static ngx_uint_t  ngx_teleclinic_turn_zone_tag;
+
+static ngx_str_t  ngx_teleclinic_turn_reasons[] = {
+    ngx_string("unauthenticated"),
+    ngx_string("auth"),
+    ngx_string("stale_nonce"),
+    ngx_string("bad_request"),
+    ngx_string("unknown_attribute"),
+    ngx_string("allocation_mismatch"),
+    ngx_string("wrong_credentials"),
+    ngx_string("unsupported"),
+    ngx_string("peer_denied"),
+    ngx_string("quota"),
+    ngx_string("capacity"),
+    ngx_string("bandwidth"),
+    ngx_string("no_permission"),
+    ngx_string("too_large"),
+    ngx_string("congestion")
+};
+
+
+/* this worker's counts, added to the zone's every second */
+static ngx_atomic_uint_t   ngx_teleclinic_turn_local[
+                               NGX_TELECLINIC_TURN_NCOUNTERS];
+static ngx_teleclinic_turn_shctx_t  *ngx_teleclinic_turn_sh;
+static ngx_event_t         ngx_teleclinic_turn_flush_event;
+
+/* the relay's batches: one worker, one handler at a time */
+static struct mmsghdr      ngx_teleclinic_turn_in[NGX_TELECLINIC_TURN_BATCH];
+static struct iovec        ngx_teleclinic_turn_in_iov[
+                               NGX_TELECLINIC_TURN_BATCH];
+static ngx_sockaddr_t      ngx_teleclinic_turn_in_addr[
+                               NGX_TELECLINIC_TURN_BATCH];
+static struct mmsghdr      ngx_teleclinic_turn_out[NGX_TELECLINIC_TURN_BATCH];
+static struct iovec        ngx_teleclinic_turn_out_iov[
+                               NGX_TELECLINIC_TURN_BATCH];
+static size_t              ngx_teleclinic_turn_out_len[
+                               NGX_TELECLINIC_TURN_BATCH];
+static u_char              ngx_teleclinic_turn_slots[
+                               NGX_TELECLINIC_TURN_BATCH]
+                               [NGX_TELECLINIC_TURN_SLOT];
+
+/* Data indications need a transaction id; it need not be secret */
+static uint32_t            ngx_teleclinic_turn_tid[3];
+
+
+#define ngx_teleclinic_turn_count(i, n)  ngx_teleclinic_turn_local[i] += (n)
+
+#define ngx_teleclinic_turn_refuse(r)                                         \
+    ngx_teleclinic_turn_local[NGX_TELECLINIC_TURN_REFUSALS + (r)]++
+
+#define ngx_teleclinic_turn_set16(p, v)                                       \
+    (p)[0] = (u_char) ((v) >> 8); (p)[1] = (u_char) (v)
+
+
+/* zone and counters */
+
+ngx_shm_zone_t *
+ngx_teleclinic_turn_add_zone(ngx_conf_t *cf)
+{
+    ngx_shm_zone_t  *shm_zone;
+
+    shm_zone = ngx_shared_memory_add(cf, &ngx_teleclinic_turn_zone_name,
+                                     NGX_TELECLINIC_TURN_ZONE_SIZE,
+                                     &ngx_teleclinic_turn_zone_tag);
+    if (shm_zone == NULL) {
+        return NULL;
+    }
+
+    shm_zone->init = ngx_teleclinic_turn_init_zone;
+
+    return shm_zone;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_turn_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t              *shpool;
+    ngx_teleclinic_turn_shctx_t  *sh;
+
+    /* a reload keeps the counts: the old workers' allocations go on */
+
+    if (data) {
+        shm_zone->data = data;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    sh = ngx_slab_calloc(shpool, sizeof(ngx_teleclinic_turn_shctx_t));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_rbtree_init(&sh->rbtree, &sh->sentinel,
+                    ngx_teleclinic_turn_user_insert);
+
+    shpool->data = sh;
+    shm_zone->data = sh;
+
+    shpool->log_ctx = (u_char *) " in teleclinic_turn zone";
+    shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_teleclinic_turn_shctx_t *
+ngx_teleclinic_turn_shctx(ngx_cycle_t *cycle)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_shm_zone_t   *zone;
+
+    part = &cycle->shared_memory.part;
+    zone = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            zone = part->elts;
+            i = 0;
+        }
+
+        if (zone[i].tag == &ngx_teleclinic_turn_zone_tag) {
+            return zone[i].data;
+        }
+    }
+}
+
+
+ngx_int_t
+ngx_teleclinic_turn_init_worker(ngx_cycle_t *cycle)
+{
+    ngx_event_t  *ev;
+
+    ngx_teleclinic_turn_sh = ngx_teleclinic_turn_shctx(cycle);
+
+    if (ngx_teleclinic_turn_sh == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_teleclinic_turn_tid[0] = (uint32_t) ngx_random();
+    ngx_teleclinic_turn_tid[1] = (uint32_t) ngx_random();
+    ngx_teleclinic_turn_tid[2] = (uint32_t) ngx_pid;
+
+    ev = &ngx_teleclinic_turn_flush_event;
+
+    ev->handler = ngx_teleclinic_turn_flush_handler;
+    ev->log = cycle->log;
+    ev->data = cycle;
+
+    /* a worker that shuts down need not wait for it */
+    ev->cancelable = 1;
+
+    ngx_add_timer(ev, NGX_TELECLINIC_TURN_FLUSH);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_teleclinic_turn_exit_worker(ngx_cycle_t *cycle)
+{
+    ngx_teleclinic_turn_flush();
+}
+
+
+static void
+ngx_teleclinic_turn_flush_handler(ngx_event_t *ev)
+{
+    ngx_teleclinic_turn_flush();
+
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, NGX_TELECLINIC_TURN_FLUSH);
+    }
+}
+
+
+static void
+ngx_teleclinic_turn_flush(void)
+{
+    ngx_uint_t  i;
+
+    if (ngx_teleclinic_turn_sh == NULL) {
+        return;
+    }
+
+    for (i = 0; i < NGX_TELECLINIC_TURN_NCOUNTERS; i++) {
+        if (ngx_teleclinic_turn_local[i]) {
+            (void) ngx_atomic_fetch_add(&ngx_teleclinic_turn_sh->counters[i],
+                                        ngx_teleclinic_turn_local[i]);
+            ngx_teleclinic_turn_local[i] = 0;
+        }
+    }
+}
+
+
+void
+ngx_teleclinic_turn_count_refusal(ngx_uint_t code)
+{
+    ngx_teleclinic_turn_refuse(code == 420
+                               ? NGX_TELECLINIC_TURN_R_UNKNOWN_ATTRIBUTE
+                               : NGX_TELECLINIC_TURN_R_BAD_REQUEST);
+}
+
+
+u_char *
+ngx_teleclinic_turn_metrics(ngx_cycle_t *cycle, u_char *p, u_char *last)
+{
+    ngx_uint_t                    i;
+    ngx_atomic_uint_t            *c;
+    ngx_teleclinic_turn_shctx_t  *sh;
+
+    sh = ngx_teleclinic_turn_shctx(cycle);
+
+    if (sh == NULL) {
+        return p;
+    }
+
+    /* what this worker counted since its last flush is shown too */
+    ngx_teleclinic_turn_flush();
+
+    c = (ngx_atomic_uint_t *) sh->counters;
+
+    p = ngx_slprintf(p, last,
+        "# HELP teleclinic_turn_allocations TURN allocations now.\n"
+        "# TYPE teleclinic_turn_allocations gauge\n"
+        "teleclinic_turn_allocations %uA\n"
+        "# HELP teleclinic_turn_allocations_total TURN allocations made.\n"
+        "# TYPE teleclinic_turn_allocations_total counter\n"
+        "teleclinic_turn_allocations_total %uA\n"
+        "# HELP teleclinic_turn_relayed_packets_total Datagrams relayed.\n"
+        "# TYPE teleclinic_turn_relayed_packets_total counter\n"
+        "teleclinic_turn_relayed_packets_total{direction=\"to_peer\"} %uA\n"
+        "teleclinic_turn_relayed_packets_total{direction=\"to_client\"} %uA\n"
+        "# HELP teleclinic_turn_relayed_bytes_total "
+        "Application data bytes relayed.\n"
+        "# TYPE teleclinic_turn_relayed_bytes_total counter\n"
+        "teleclinic_turn_relayed_bytes_total{direction=\"to_peer\"} %uA\n"
+        "teleclinic_turn_relayed_bytes_total{direction=\"to_client\"} %uA\n"
+        "# HELP teleclinic_turn_refusals_total "
+        "Requests refused and datagrams dropped, by reason.\n"
+        "# TYPE teleclinic_turn_refusals_total counter\n",
+        (ngx_atomic_uint_t) sh->allocations,
+        c[NGX_TELECLINIC_TURN_ALLOCATIONS_TOTAL],
+        c[NGX_TELECLINIC_TURN_PACKETS_TO_PEER],
+        c[NGX_TELECLINIC_TURN_PACKETS_TO_CLIENT],
+        c[NGX_TELECLINIC_TURN_BYTES_TO_PEER],
+        c[NGX_TELECLINIC_TURN_BYTES_TO_CLIENT]);
+
+    for (i = 0; i < NGX_TELECLINIC_TURN_NREASONS; i++) {
+        p = ngx_slprintf(p, last,
+                         "teleclinic_turn_refusals_total{reason=\"%V\"} %uA\n",
+                         &ngx_teleclinic_turn_reasons[i],
+                         c[NGX_TELECLINIC_TURN_REFUSALS + i]);
+    }
+
+    return p;
+}
+
+
+/* requests */
+
+ngx_int_t
+ngx_teleclinic_turn_request(ngx_teleclinic_turn_session_t *ts,
+    ngx_teleclinic_stun_msg_t *msg, ngx_buf_t *b)
+{
+    time_t                       expiry;
+    ngx_int_t                    rc;
+    ngx_connection_t            *c;
+    ngx_teleclinic_turn_conf_t  *conf;
+    u_char                       key[NGX_TELECLINIC_STUN_KEY_LEN];
+
+    conf = ts->conf;
+    c = ts->connection;
+
+    if (conf->secret.len == 0) {
+
+        /*
+         * a server without a secret serves STUN only: it never
+         * allocates, so there is nothing to refresh or bind on
+         */
+
+        if (msg->method == NGX_TELECLINIC_STUN_ALLOCATE) {
+            return ngx_teleclinic_turn_answer(ts, msg, b, 400,
+                                       NGX_TELECLINIC_TURN_R_BAD_REQUEST,
+                                       NULL);
+        }
+
+        return ngx_teleclinic_turn_answer(ts, msg, b, 437,
+                                          NGX_TELECLINIC_TURN_R_MISMATCH,
+                                          NULL);
+    }
+
+    /* the long-term credential mechanism, RFC 8489 9.2.4 */
+
+    if (msg->integrity == NULL && msg->integrity_sha256 == NULL) {
+        return ngx_teleclinic_turn_answer(ts, msg, b, 401,
+                                   NGX_TELECLINIC_TURN_R_UNAUTHENTICATED,
+                                   NULL);
+    }
+
+    if (msg->username.len == 0 || msg->realm.data == NULL
+        || msg->nonce.data == NULL)
+    {
+        return ngx_teleclinic_turn_answer(ts, msg, b, 400,
+                                          NGX_TELECLINIC_TURN_R_BAD_REQUEST,
+                                          NULL);
+    }
+
+    rc = ngx_teleclinic_stun_nonce_check(conf->nonce_key, &msg->nonce,
+                                         c->sockaddr, ngx_time());
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_teleclinic_turn_answer(ts, msg, b, 438,
+                                          NGX_TELECLINIC_TURN_R_STALE_NONCE,
+                                          NULL);
+    }
+
+    if (msg->realm.len != conf->realm.len
+        || ngx_strncmp(msg->realm.data, conf->realm.data, conf->realm.len)
+           != 0
+        || ngx_teleclinic_stun_rest_expiry(&msg->username, &expiry)
+           != NGX_OK
+        || expiry < ngx_time())
+    {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "turn: unknown realm, or a username not valid now");
+
+        return ngx_teleclinic_turn_answer(ts, msg, b, 401,
+                                          NGX_TELECLINIC_TURN_R_AUTH, NULL);
+    }
+
+    if (ngx_teleclinic_stun_rest_key(&conf->secret, &msg->username,
+                                     &conf->realm, key)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_teleclinic_stun_verify_integrity(msg, key,
+                                              NGX_TELECLINIC_STUN_KEY_LEN);
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "turn: MESSAGE-INTEGRITY does not match");
+
+        return ngx_teleclinic_turn_answer(ts, msg, b, 401,
+                                          NGX_TELECLINIC_TURN_R_AUTH, NULL);
+    }
+
+    /* authenticated: every answer from here on carries the integrity */
+
+    if (msg->nunknown) {
+        return ngx_teleclinic_turn_answer(ts, msg, b, 420,
+                                   NGX_TELECLINIC_TURN_R_UNKNOWN_ATTRIBUTE,
+                                   key);
+    }
+
+    if (msg->method != NGX_TELECLINIC_STUN_ALLOCATE) {
+
+        if (ts->alloc == NULL || ngx_teleclinic_turn_expires(ts) == 0) {
+            return ngx_teleclinic_turn_answer(ts, msg, b, 437,
+                                              NGX_TELECLINIC_TURN_R_MISMATCH,
+                                              key);
+        }
+
+        if (ts->alloc->username.len != msg->username.len
+            || ngx_memcmp(ts->alloc->username.data, msg->username.data,
+                          msg->username.len)
+               != 0)
+        {
+            return ngx_teleclinic_turn_answer(ts, msg, b, 441,
+                                     NGX_TELECLINIC_TURN_R_WRONG_CREDENTIALS,
+                                     key);
+        }
+    }
+
+    switch (msg->method) {
+
+    case NGX_TELECLINIC_STUN_ALLOCATE:
+        return ngx_teleclinic_turn_allocate(ts, msg, b, key);
+
+    case NGX_TELECLINIC_STUN_REFRESH:
+        return ngx_teleclinic_turn_refresh(ts, msg, b, key);
+
+    case NGX_TELECLINIC_STUN_CREATE_PERMISSION:
+        return ngx_teleclinic_turn_permission(ts, msg, b, key);
+
+    default: /* NGX_TELECLINIC_STUN_CHANNEL_BIND */
+        return ngx_teleclinic_turn_channel_bind(ts, msg, b, key);
+    }
+}
+
+
+/*
+ * An answer to msg: success when code is 0, an error otherwise; 401 and
+ * 438 carry the realm and a fresh nonce, 420 the unknown attributes.
+ */
+
+static ngx_int_t
+ngx_teleclinic_turn_answer(ngx_teleclinic_turn_session_t *ts,
+    ngx_teleclinic_stun_msg_t *msg, ngx_buf_t *b, ngx_uint_t code,
+    ngx_uint_t reason, u_char *key)
+{
+    ngx_uint_t                   cls;
+    ngx_teleclinic_turn_conf_t  *conf;
+    u_char                       nonce[NGX_TELECLINIC_STUN_NONCE_LEN];
+
+    conf = ts->conf;
+
+    cls = code ? NGX_TELECLINIC_STUN_ERROR : NGX_TELECLINIC_STUN_SUCCESS;
+
+    if (ngx_teleclinic_stun_init(b, ngx_teleclinic_stun_type(msg->method,
+                                                             cls),
+                                 msg->tid)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (code == 0) {
+        return ngx_teleclinic_turn_finish(msg, b, key);
+    }
+
+    ngx_teleclinic_turn_refuse(reason);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_STREAM, ts->connection->log, 0,
+                   "turn: method:%ui refused with %ui", msg->method, code);
+
+    if (ngx_teleclinic_stun_add_error_code(b, code, NULL) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (code == 401 || code == 438) {
+        if (ngx_teleclinic_stun_nonce(conf->nonce_key,
+                                      ngx_time() + conf->nonce_lifetime,
+                                      ts->connection->sockaddr, nonce)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (ngx_teleclinic_stun_add_attr(b, NGX_TELECLINIC_STUN_ATTR_REALM,
+                                         conf->realm.data, conf->realm.len)
+            != NGX_OK
+            || ngx_teleclinic_stun_add_attr(b, NGX_TELECLINIC_STUN_ATTR_NONCE,
+                                            nonce, sizeof(nonce))
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (code == 420
+        && ngx_teleclinic_stun_add_unknown(b, msg->unknown, msg->nunknown)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_teleclinic_turn_finish(msg, b, key);
+}
+
+
+/* SOFTWARE, the integrity in the client's kind, FINGERPRINT if it had one */
+
+static ngx_int_t
+ngx_teleclinic_turn_finish(ngx_teleclinic_stun_msg_t *msg, ngx_buf_t *b,
+    u_char *key)
+{
+    ngx_int_t  rc;
+
+    if (ngx_teleclinic_stun_add_attr(b, NGX_TELECLINIC_STUN_ATTR_SOFTWARE,
+                                (u_char *) NGX_TELECLINIC_TURN_SOFTWARE,
+                                sizeof(NGX_TELECLINIC_TURN_SOFTWARE) - 1)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (key) {
+        if (msg->integrity_sha256) {
+            rc = ngx_teleclinic_stun_add_integrity_sha256(b, key,
+                                                  NGX_TELECLINIC_STUN_KEY_LEN);
+        } else {
+            rc = ngx_teleclinic_stun_add_integrity(b, key,
+                                                  NGX_TELECLINIC_STUN_KEY_LEN);
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (msg->fingerprint && ngx_teleclinic_stun_add_fingerprint(b) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_turn_allocate(ngx_teleclinic_turn_session_t *ts,
+    ngx_teleclinic_stun_msg_t *msg, ngx_buf_t *b, u_char *key)
+{
+    int                           family;
+    ngx_uint_t                    code;
+    ngx_pool_t                   *pool;
+    ngx_connection_t             *c;
+    ngx_teleclinic_turn_conf_t   *conf;
+    ngx_teleclinic_turn_alloc_t  *a;
+
+    conf = ts->conf;
+    c = ts->connection;
+
+    if (ts->alloc && ngx_teleclinic_turn_expires(ts)) {
+
+        /* a retransmission gets the same answer, another request 437 */
+
+        if (ngx_memcmp(ts->alloc->tid, msg->tid, NGX_TELECLINIC_STUN_TID_LEN)
+            == 0)
+        {
+            return ngx_teleclinic_turn_allocate_answer(ts, msg, b, key);
+        }
+
+        return ngx_teleclinic_turn_answer(ts, msg, b, 437,
+                                          NGX_TELECLINIC_TURN_R_MISMATCH,
+                                          key);
+    }
+
+    if (!msg->has_requested_transport) {
+        return ngx_teleclinic_turn_answer(ts, msg, b, 400,
+                                          NGX_TELECLINIC_TURN_R_BAD_REQUEST,
+                                          key);
+    }
+
+    /* UDP relays only */
+
+    if (msg->requested_transport != 17) {
+        return ngx_teleclinic_turn_answer(ts, msg, b, 442,
+                                          NGX_TELECLINIC_TURN_R_UNSUPPORTED,
+                                          key);
+    }
+
+    if (conf->relay_addr) {
+        family = conf->relay_addr->sockaddr->sa_family;
+
+    } else {
+        if (ngx_connection_local_sockaddr(c, NULL, 0) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        family = c->local_sockaddr->sa_family;
+    }
+
+    if (msg->has_requested_family
+        && !((msg->requested_family == 0x01 && family == AF_INET)
+             || (msg->requested_family == 0x02 && family == AF_INET6)))
+    {
+        return ngx_teleclinic_turn_answer(ts, msg, b, 440,
+                                          NGX_TELECLINIC_TURN_R_UNSUPPORTED,
+                                          key);
+    }
+
+    /* no port pairs are kept back for a later request */
+
+    if (msg->reservation_token.data || msg->even_port_reserve) {
+        return ngx_teleclinic_turn_answer(ts, msg, b, 508,
+                                          NGX_TELECLINIC_TURN_R_CAPACITY,
+                                          key);
+    }
+
+    pool = ngx_create_pool(1024, c->log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    a = ngx_pcalloc(pool, sizeof(ngx_teleclinic_turn_alloc_t));
+    if (a == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    a->pool = pool;
+    a->session = ts;
+
+    a->username.len = msg->username.len;
+    a->username.data = ngx_pstrdup(pool, &msg->username);
+    if (a->username.data == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    code = ngx_teleclinic_turn_quota_take(conf, a, c->log);
+
+    if (code) {
+        ngx_destroy_pool(pool);
+
+        return ngx_teleclinic_turn_answer(ts, msg, b, code,
+                                          code == 486
+                                          ? NGX_TELECLINIC_TURN_R_QUOTA
+                                          : NGX_TELECLINIC_TURN_R_CAPACITY,
+                                          key);
+    }
+
+    if (ngx_teleclinic_turn_relay_open(ts, a, msg) != NGX_OK) {
+        ngx_teleclinic_turn_quota_release(conf, a);
+        ngx_destroy_pool(pool);
+
+        return ngx_teleclinic_turn_answer(ts, msg, b, 508,
+                                          NGX_TELECLINIC_TURN_R_CAPACITY,
+                                          key);
+    }
+
+    ngx_memcpy(a->tid, msg->tid, NGX_TELECLINIC_STUN_TID_LEN);
+
+    a->expires = ngx_current_msec
+                 + ngx_teleclinic_turn_lifetime(conf, msg) * 1000;
+    a->bw_last = ngx_current_msec;
+    a->bw_tokens = conf->bandwidth;
+
+    ts->alloc = a;
+
+    ngx_teleclinic_turn_count(NGX_TELECLINIC_TURN_ALLOCATIONS_TOTAL, 1);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_STREAM, c->log, 0,
+                   "turn: allocated, relay fd:%d", a->relay->fd);
+
+    return ngx_teleclinic_turn_allocate_answer(ts, msg, b, key);
+}
+
+
+static ngx_int_t
+ngx_teleclinic_turn_allocate_answer(ngx_teleclinic_turn_session_t *ts,
+    ngx_teleclinic_stun_msg_t *msg, ngx_buf_t *b, u_char *key)
+{
+    ngx_msec_t                    left;
+    ngx_teleclinic_turn_alloc_t  *a;
+
+    a = ts->alloc;
+
+    left = ngx_teleclinic_turn_expires(ts);
+
+    if (ngx_teleclinic_stun_init(b, ngx_teleclinic_stun_type(msg->method,
+                                              NGX_TELECLINIC_STUN_SUCCESS),
+                                 msg->tid)
+        != NGX_OK
+        || ngx_teleclinic_stun_add_xor_address(b,
+                                 NGX_TELECLINIC_STUN_ATTR_XOR_RELAYED_ADDRESS,
+                                 &a->relayed.sockaddr)
+           != NGX_OK
+        || ngx_teleclinic_stun_add_uint32(b, NGX_TELECLINIC_STUN_ATTR_LIFETIME,
+                                          (uint32_t) ((left + 999) / 1000))
+           != NGX_OK
+        || ngx_teleclinic_stun_add_xor_address(b,
+                                 NGX_TELECLINIC_STUN_ATTR_XOR_MAPPED_ADDRESS,
+                                 ts->connection->sockaddr)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_teleclinic_turn_finish(msg, b, key);
+}
+
+
+static ngx_int_t
+ngx_teleclinic_turn_refresh(ngx_teleclinic_turn_session_t *ts,
+    ngx_teleclinic_stun_msg_t *msg, ngx_buf_t *b, u_char *key)
+{
+    int                           family;
+    time_t                        lifetime;
+    ngx_teleclinic_turn_alloc_t  *a;
+
+    a = ts->alloc;
+    family = a->relayed.sockaddr.sa_family;
+
+    if (msg->has_requested_family
+        && !((msg->requested_family == 0x01 && family == AF_INET)
+             || (msg->requested_family == 0x02 && family == AF_INET6)))
+    {
+        return ngx_teleclinic_turn_answer(ts, msg, b, 443,
+                                          NGX_TELECLINIC_TURN_R_UNSUPPORTED,
+                                          key);
+    }
+
+    if (msg->has_lifetime && msg->lifetime == 0) {
+        ngx_teleclinic_turn_free(ts);
+        lifetime = 0;
+
+    } else {
+        lifetime = ngx_teleclinic_turn_lifetime(ts->conf, msg);
+        a->expires = ngx_current_msec + lifetime * 1000;
+    }
+
+    if (ngx_teleclinic_stun_init(b, ngx_teleclinic_stun_type(msg->method,
+                                              NGX_TELECLINIC_STUN_SUCCESS),
+                                 msg->tid)
+        != NGX_OK
+        || ngx_teleclinic_stun_add_uint32(b, NGX_TELECLINIC_STUN_ATTR_LIFETIME,
+                                          (uint32_t) lifetime)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_teleclinic_turn_finish(msg, b, key);
+}
+
+
+static ngx_int_t
+ngx_teleclinic_turn_permission(ngx_teleclinic_turn_session_t *ts,
+    ngx_teleclinic_stun_msg_t *msg, ngx_buf_t *b, u_char *key)
+{
+    ngx_uint_t                    i, code, reason;
+    ngx_teleclinic_turn_alloc_t  *a;
+
+    a = ts->alloc;
+
+    if (msg->npeers == 0 || msg->peers_overflow) {
+        return ngx_teleclinic_turn_answer(ts, msg, b, 400,
+                                          NGX_TELECLINIC_TURN_R_BAD_REQUEST,
+                                          key);
+    }
+
+    /* all of them or none */
+
+    for (i = 0; i < msg->npeers; i++) {
+        code = ngx_teleclinic_turn_peer_code(ts, &msg->peers[i], &reason);
+
+        if (code) {
+            return ngx_teleclinic_turn_answer(ts, msg, b, code, reason, key);
+        }
+    }
+
+    for (i = 0; i < msg->npeers; i++) {
+        if (ngx_teleclinic_turn_permit(a, &msg->peers[i].sockaddr.sockaddr,
+                                       msg->peers[i].socklen,
+                                       ngx_current_msec)
+            != NGX_OK)
+        {
+            return ngx_teleclinic_turn_answer(ts, msg, b, 508,
+                                              NGX_TELECLINIC_TURN_R_CAPACITY,
+                                              key);
+        }
+    }
+
+    return ngx_teleclinic_turn_answer(ts, msg, b, 0, 0, key);
+}
+
+
+static ngx_int_t
+ngx_teleclinic_turn_channel_bind(ngx_teleclinic_turn_session_t *ts,
+    ngx_teleclinic_stun_msg_t *msg, ngx_buf_t *b, u_char *key)
+{
+    ngx_uint_t                      i, code, reason;
+    ngx_msec_t                      now;
+    struct sockaddr                *sa;
+    ngx_teleclinic_turn_alloc_t    *a;
+    ngx_teleclinic_turn_channel_t  *ch, *free;
+
+    a = ts->alloc;
+    now = ngx_current_msec;
+
+    if (!msg->has_channel || msg->npeers != 1
+        || msg->channel < NGX_TELECLINIC_STUN_CHANNEL_MIN
+        || msg->channel > NGX_TELECLINIC_STUN_CHANNEL_MAX)
+    {
+        return ngx_teleclinic_turn_answer(ts, msg, b, 400,
+                                          NGX_TELECLINIC_TURN_R_BAD_REQUEST,
+                                          key);
+    }
+
+    code = ngx_teleclinic_turn_peer_code(ts, &msg->peers[0], &reason);
+
+    if (code) {
+        return ngx_teleclinic_turn_answer(ts, msg, b, code, reason, key);
+    }
+
+    sa = &msg->peers[0].sockaddr.sockaddr;
+
+    /* a channel is bound to one peer, a peer to one channel */
+
+    free = NULL;
+    ch = NULL;
+
+    for (i = 0; i < a->nchannels; i++) {
+
+        if (a->channels[i].expires <= now) {
+            if (free == NULL) {
+                free = &a->channels[i];
+            }
+
+            continue;
+        }
+
+        if (a->channels[i].number == msg->channel) {
+            if (ngx_cmp_sockaddr(&a->channels[i].sockaddr.sockaddr,
+                                 a->channels[i].socklen, sa,
+                                 msg->peers[0].socklen, 1)
+                != NGX_OK)
+            {
+                return ngx_teleclinic_turn_answer(ts, msg, b, 400,
+                                         NGX_TELECLINIC_TURN_R_BAD_REQUEST,
+                                         key);
+            }
+
+            ch = &a->channels[i];
+            continue;
+        }
+
+        if (ngx_cmp_sockaddr(&a->channels[i].sockaddr.sockaddr,
+                             a->channels[i].socklen, sa,
+                             msg->peers[0].socklen, 1)
+            == NGX_OK)
+        {
+            return ngx_teleclinic_turn_answer(ts, msg, b, 400,
+                                              NGX_TELECLINIC_TURN_R_BAD_REQUEST,
+                                              key);
+        }
+    }
+
+    if (ch == NULL) {
+        if (free) {
+            ch = free;
+
+        } else if (a->nchannels < NGX_TELECLINIC_TURN_CHANNELS) {
+            ch = &a->channels[a->nchannels++];
+
+        } else {
+            return ngx_teleclinic_turn_answer(ts, msg, b, 508,
+                                              NGX_TELECLINIC_TURN_R_CAPACITY,
+                                              key);
+        }
+    }
+
+    if (ngx_teleclinic_turn_permit(a, sa, msg->peers[0].socklen, now)
+        != NGX_OK)
+    {
+        return ngx_teleclinic_turn_answer(ts, msg, b, 508,
+                                          NGX_TELECLINIC_TURN_R_CAPACITY,
+                                          key);
+    }
+
+    ch->number = msg->channel;
+    ngx_memcpy(&ch->sockaddr, sa, msg->peers[0].socklen);
+    ch->socklen = msg->peers[0].socklen;
+    ch->expires = now + NGX_TELECLINIC_TURN_CHANNEL_LIFETIME * 1000;
+
+    return ngx_teleclinic_turn_answer(ts, msg, b, 0, 0, key);
+}
+
+
+/* 0 when the relay may reach the peer, or the error code that refuses it */
+
+static ngx_uint_t
+ngx_teleclinic_turn_peer_code(ngx_teleclinic_turn_session_t *ts,
+    ngx_teleclinic_stun_addr_t *peer, ngx_uint_t *reason)
+{
+    struct sockaddr             *sa;
+    ngx_teleclinic_turn_conf_t  *conf;
+
+    conf = ts->conf;
+    sa = &peer->sockaddr.sockaddr;
+
+    if (sa->sa_family != ts->alloc->relayed.sockaddr.sa_family) {
+        *reason = NGX_TELECLINIC_TURN_R_UNSUPPORTED;
+        return 443;
+    }
+
+    if (conf->allow_peers
+        && ngx_cidr_match(sa, conf->allow_peers) == NGX_OK)
+    {
+        return 0;
+    }
+
+    if (ngx_teleclinic_stun_peer_reserved(sa)) {
+        ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                      "turn: peer address denied by policy");
+
+        *reason = NGX_TELECLINIC_TURN_R_PEER_DENIED;
+        return 403;
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_turn_permit(ngx_teleclinic_turn_alloc_t *a,
+    struct sockaddr *sa, socklen_t socklen, ngx_msec_t now)
+{
+    ngx_uint_t                   i;
+    ngx_teleclinic_turn_perm_t  *perm;
+
+    perm = ngx_teleclinic_turn_find_perm(a, sa, socklen, now);
+
+    if (perm == NULL) {
+
+        for (i = 0; i < a->nperms; i++) {
+            if (a->perms[i].expires <= now) {
+                perm = &a->perms[i];
+                break;
+            }
+        }
+
+        if (perm == NULL) {
+            if (a->nperms == NGX_TELECLINIC_TURN_PERMISSIONS) {
+                return NGX_DECLINED;
+            }
+
+            perm = &a->perms[a->nperms++];
+        }
+
+        ngx_memcpy(&perm->sockaddr, sa, socklen);
+        perm->socklen = socklen;
+    }
+
+    perm->expires = now + NGX_TELECLINIC_TURN_PERM_LIFETIME * 1000;
+
+    return NGX_OK;
+}
+
+
+/* permissions are by IP address alone, RFC 8656 9 */
+
+static ngx_teleclinic_turn_perm_t *
+ngx_teleclinic_turn_find_perm(ngx_teleclinic_turn_alloc_t *a,
+    struct sockaddr *sa, socklen_t socklen, ngx_msec_t now)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < a->nperms; i++) {
+        if (a->perms[i].expires > now
+            && ngx_cmp_sockaddr(&a->perms[i].sockaddr.sockaddr,
+                                a->perms[i].socklen, sa, socklen, 0)
+               == NGX_OK)
+        {
+            return &a->perms[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_teleclinic_turn_channel_t *
+ngx_teleclinic_turn_find_channel(ngx_teleclinic_turn_alloc_t *a,
+    struct sockaddr *sa, socklen_t socklen, ngx_msec_t now)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < a->nchannels; i++) {
+        if (a->channels[i].expires > now
+            && ngx_cmp_sockaddr(&a->channels[i].sockaddr.sockaddr,
+                                a->channels[i].socklen, sa, socklen, 1)
+               == NGX_OK)
+        {
+            return &a->channels[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* 1 when len bytes fit the allocation's bandwidth, counted as sent */
+
+static ngx_uint_t
+ngx_teleclinic_turn_bandwidth(ngx_teleclinic_turn_alloc_t *a, size_t len,
+    ngx_msec_t now)
+{
+    size_t                       rate;
+    ngx_msec_t                   elapsed;
+
+    rate = a->session->conf->bandwidth;
+
+    if (rate == 0) {
+        return 1;
+    }
+
+    elapsed = now - a->bw_last;
+
+    if (elapsed) {
+        a->bw_last = now;
+
+        /* a second's worth at most: the burst that a bucket allows */
+
+        if (elapsed >= 1000 || a->bw_tokens + rate * elapsed / 1000 > rate) {
+            a->bw_tokens = rate;
+
+        } else {
+            a->bw_tokens += rate * elapsed / 1000;
+        }
+    }
+
+    if (a->bw_tokens < len) {
+        ngx_teleclinic_turn_refuse(NGX_TELECLINIC_TURN_R_BANDWIDTH);
+        return 0;
+    }
+
+    a->bw_tokens -= len;
+
+    return 1;
+}
+
+
+static time_t
+ngx_teleclinic_turn_lifetime(ngx_teleclinic_turn_conf_t *conf,
+    ngx_teleclinic_stun_msg_t *msg)
+{
+    time_t  lifetime, dflt;
+
+    /* RFC 8656 7.2: never less than the default, never more than the max */
+
+    dflt = ngx_min(NGX_TELECLINIC_TURN_LIFETIME, conf->max_lifetime);
+
+    if (!msg->has_lifetime) {
+        return dflt;
+    }
+
+    lifetime = ngx_min((time_t) msg->lifetime, conf->max_lifetime);
+
+    return ngx_max(lifetime, dflt);
+}
+
+
+ngx_msec_t
+ngx_teleclinic_turn_expires(ngx_teleclinic_turn_session_t *ts)
+{
+    ngx_msec_int_t  left;
+
+    if (ts->alloc == NULL) {
+        return 0;
+    }
+
+    left = (ngx_msec_int_t) (ts->alloc->expires - ngx_current_msec);
+
+    if (left <= 0) {
+        ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                      "turn: allocation expired");
+
+        ngx_teleclinic_turn_free(ts);
+        return 0;
+    }
+
+    return (ngx_msec_t) left;
+}
+
+
+void
+ngx_teleclinic_turn_free(ngx_teleclinic_turn_session_t *ts)
+{
+    ngx_teleclinic_turn_alloc_t  *a;
+
+    a = ts->alloc;
+
+    if (a == NULL) {
+        return;
+    }
+
+    ts->alloc = NULL;
+
+    if (a->relay) {
+        ngx_close_connection(a->relay);
+    }
+
+    ngx_teleclinic_turn_quota_release(ts->conf, a);
+
+    ngx_destroy_pool(a->pool);
+}
+
+
+/* the client's messages to peers */
+
+void
+ngx_teleclinic_turn_send_indication(ngx_teleclinic_turn_session_t *ts,
+    ngx_teleclinic_stun_msg_t *msg)
+{
+    ssize_t                       n;
+    ngx_uint_t                    reason;
+    struct sockaddr              *sa;
+    ngx_teleclinic_turn_alloc_t  *a;
+
+    if (ts->alloc == NULL || ngx_teleclinic_turn_expires(ts) == 0
+        || msg->npeers == 0 || !msg->has_data)
+    {
+        return;
+    }
+
+    a = ts->alloc;
+    sa = &msg->peers[0].sockaddr.sockaddr;
+
+    if (ngx_teleclinic_turn_peer_code(ts, &msg->peers[0], &reason)) {
+        ngx_teleclinic_turn_refuse(reason);
+        return;
+    }
+
+    if (ngx_teleclinic_turn_find_perm(a, sa, msg->peers[0].socklen,
+                                      ngx_current_msec)
+        == NULL)
+    {
+        ngx_teleclinic_turn_refuse(NGX_TELECLINIC_TURN_R_NO_PERMISSION);
+        return;
+    }
+
+    if (!ngx_teleclinic_turn_bandwidth(a, msg->data.len, ngx_current_msec)) {
+        return;
+    }
+
+    n = sendto(a->relay->fd, msg->data.data, msg->data.len, 0, sa,
+               msg->peers[0].socklen);
+
+    if (n == -1) {
+        ngx_teleclinic_turn_refuse(NGX_TELECLINIC_TURN_R_CONGESTION);
+        return;
+    }
+
+    ngx_teleclinic_turn_count(NGX_TELECLINIC_TURN_PACKETS_TO_PEER, 1);
+    ngx_teleclinic_turn_count(NGX_TELECLINIC_TURN_BYTES_TO_PEER, n);
+}
+
+
+void
+ngx_teleclinic_turn_channel_data(ngx_teleclinic_turn_session_t *ts,
+    u_char *p, size_t len)
+{
+    size_t                          n;
+    ssize_t                         sent;
+    ngx_uint_t                      i, number;
+    ngx_teleclinic_turn_alloc_t    *a;
+    ngx_teleclinic_turn_channel_t  *ch;
+
+    a = ts->alloc;
+
+    if (a == NULL || len < NGX_TELECLINIC_STUN_CHANNEL_HEADER) {
+        return;
+    }
+
+    number = (p[0] << 8) | p[1];
+    n = (p[2] << 8) | p[3];
+
+    if (n > len - NGX_TELECLINIC_STUN_CHANNEL_HEADER) {
+        ngx_teleclinic_turn_refuse(NGX_TELECLINIC_TURN_R_BAD_REQUEST);
+        return;
+    }
+
+    ch = NULL;
+
+    for (i = 0; i < a->nchannels; i++) {
+        if (a->channels[i].number == number) {
+            ch = &a->channels[i];
+            break;
+        }
+    }
+
+    /* an expired allocation or channel drops the data */
+
+    if (ch == NULL || ch->expires <= ngx_current_msec
+        || a->expires <= ngx_current_msec)
+    {
+        ngx_teleclinic_turn_refuse(NGX_TELECLINIC_TURN_R_NO_PERMISSION);
+        return;
+    }
+
+    if (!ngx_teleclinic_turn_bandwidth(a, n, ngx_current_msec)) {
+        return;
+    }
+
+    sent = sendto(a->relay->fd, p + NGX_TELECLINIC_STUN_CHANNEL_HEADER, n, 0,
+                  &ch->sockaddr.sockaddr, ch->socklen);
+
+    if (sent == -1) {
+        ngx_teleclinic_turn_refuse(NGX_TELECLINIC_TURN_R_CONGESTION);
+        return;
+    }
+
+    ngx_teleclinic_turn_count(NGX_TELECLINIC_TURN_PACKETS_TO_PEER, 1);
+    ngx_teleclinic_turn_count(NGX_TELECLINIC_TURN_BYTES_TO_PEER, n);
+}
+
+
+/* relay sockets */
+
+static ngx_int_t
+ngx_teleclinic_turn_relay_open(ngx_teleclinic_turn_session_t *ts,
+    ngx_teleclinic_turn_alloc_t *a, ngx_teleclinic_stun_msg_t *msg)
+{
+    int                          value;
+    socklen_t                    socklen;
+    ngx_uint_t                   i, port, range;
+    ngx_err_t                    err;
+    ngx_event_t                 *rev;
+    ngx_socket_t                 s;
+    ngx_sockaddr_t               local;
+    ngx_connection_t            *c, *rc;
+    ngx_teleclinic_turn_conf_t  *conf;
+
+    conf = ts->conf;
+    c = ts->connection;
+
+    if (conf->relay_addr) {
+        socklen = conf->relay_addr->socklen;
+        ngx_memcpy(&local, conf->relay_addr->sockaddr, socklen);
+
+    } else {
+        socklen = c->local_socklen;
+        ngx_memcpy(&local, c->local_sockaddr, socklen);
+    }
+
+    s = ngx_socket(local.sockaddr.sa_family, SOCK_DGRAM, 0);
+
+    if (s == (ngx_socket_t) -1) {
+        ngx_log_error(NGX_LOG_ALERT, c->log, ngx_socket_errno,
+                      ngx_socket_n " failed");
+        return NGX_ERROR;
+    }
+
+    /*
+     * random ports from the range: the workers of this nginx, and of
+     * the one before a reload, bind from the same range
+     */
+
+    range = conf->port_max - conf->port_min + 1;
+
+    for (i = 0; i < NGX_TELECLINIC_TURN_BIND_TRIES; i++) {
+        port = conf->port_min + (ngx_uint_t) ngx_random() % range;
+
+        if (msg->has_even_port && (port & 1)) {
+            port = (port > conf->port_min) ? port - 1 : port + 1;
+
+            if (port > conf->port_max || (port & 1)) {
+                continue;
+            }
+        }
+
+        ngx_inet_set_port(&local.sockaddr, (in_port_t) port);
+
+        if (bind(s, &local.sockaddr, socklen) == 0) {
+            break;
+        }
+
+        err = ngx_socket_errno;
+
+        if (err != NGX_EADDRINUSE && err != NGX_EACCES) {
+            ngx_log_error(NGX_LOG_ERR, c->log, err,
+                          "turn: bind() of a relay socket failed");
+            goto failed;
+        }
+    }
+
+    if (i == NGX_TELECLINIC_TURN_BIND_TRIES) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "turn: no free relay port in %ui-%ui",
+                      conf->port_min, conf->port_max);
+        goto failed;
+    }
+
+    if (ngx_nonblocking(s) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, c->log, ngx_socket_errno,
+                      ngx_nonblocking_n " failed");
+        goto failed;
+    }
+
+    if (msg->dont_fragment) {
+        value = (local.sockaddr.sa_family == AF_INET6) ? IPV6_PMTUDISC_DO
+                                                        : IP_PMTUDISC_DO;
+
+        if ((local.sockaddr.sa_family == AF_INET6
+             ? setsockopt(s, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &value,
+                          sizeof(int))
+             : setsockopt(s, IPPROTO_IP, IP_MTU_DISCOVER, &value,
+                          sizeof(int)))
+            == -1)
+        {
+            ngx_log_error(NGX_LOG_ERR, c->log, ngx_socket_errno,
+                          "turn: setsockopt(IP_MTU_DISCOVER) failed");
+        }
+    }
+
+    rc = ngx_get_connection(s, c->log);
+
+    if (rc == NULL) {
+        goto failed;
+    }
+
+    rc->data = a;
+    rc->type = SOCK_DGRAM;
+    rc->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
+    rc->start_time = ngx_current_msec;
+
+    rev = rc->read;
+    rev->handler = ngx_teleclinic_turn_relay_handler;
+    rev->log = c->log;
+    rc->write->log = c->log;
+
+    /* UDP sockets are always ready to write */
+    rc->write->ready = 1;
+
+    if (ngx_add_event(rev, NGX_READ_EVENT,
+                      (ngx_event_flags & NGX_USE_CLEAR_EVENT)
+                      ? NGX_CLEAR_EVENT : NGX_LEVEL_EVENT)
+        != NGX_OK)
+    {
+        ngx_close_connection(rc);
+        return NGX_ERROR;
+    }
+
+    a->relay = rc;
+
+    if (conf->public_addr) {
+        a->relayed_len = conf->public_addr->socklen;
+        ngx_memcpy(&a->relayed, conf->public_addr->sockaddr, a->relayed_len);
+
+    } else {
+        a->relayed_len = socklen;
+        ngx_memcpy(&a->relayed, &local, socklen);
+    }
+
+    ngx_inet_set_port(&a->relayed.sockaddr, (in_port_t) port);
+
+    return NGX_OK;
+
+failed:
+
+    if (ngx_close_socket(s) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, c->log, ngx_socket_errno,
+                      ngx_close_socket_n " failed");
+    }
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * Datagrams from peers: each one from a permitted peer goes to the
+ * client in ChannelData when the peer has a channel, in a Data
+ * indication otherwise; the header is written in the room before the
+ * data, so that a batch is one recvmmsg() and, over UDP, one sendmmsg().
+ */
+
+static void
+ngx_teleclinic_turn_relay_handler(ngx_event_t *rev)
+{
+    int                              n;
+    u_char                          *p, *data;
+    size_t                           len, total, hlen;
+    ngx_buf_t                        b;
+    ngx_err_t                        err;
+    ngx_uint_t                       i, k, round, stream;
+    ngx_msec_t                       now;
+    struct sockaddr                 *sa;
+    ngx_connection_t                *c;
+    struct mmsghdr                  *in, *out;
+    ngx_teleclinic_turn_alloc_t     *a;
+    ngx_teleclinic_turn_channel_t   *ch;
+    ngx_teleclinic_turn_session_t   *ts;
+
+    c = rev->data;
+    a = c->data;
+    ts = a->session;
+    stream = ts->stream;
+
+    in = ngx_teleclinic_turn_in;
+    out = ngx_teleclinic_turn_out;
+
+    for (round = 0; round < NGX_TELECLINIC_TURN_ROUNDS; round++) {
+
+        for (i = 0; i < NGX_TELECLINIC_TURN_BATCH; i++) {
+            ngx_teleclinic_turn_in_iov[i].iov_base =
+                             ngx_teleclinic_turn_slots[i]
+                             + NGX_TELECLINIC_TURN_HEADROOM;
+            ngx_teleclinic_turn_in_iov[i].iov_len =
+                             NGX_TELECLINIC_TURN_DATA_MAX;
+
+            in[i].msg_hdr.msg_name = &ngx_teleclinic_turn_in_addr[i];
+            in[i].msg_hdr.msg_namelen = sizeof(ngx_sockaddr_t);
+            in[i].msg_hdr.msg_iov = &ngx_teleclinic_turn_in_iov[i];
+            in[i].msg_hdr.msg_iovlen = 1;
+            in[i].msg_hdr.msg_control = NULL;
+            in[i].msg_hdr.msg_controllen = 0;
+            in[i].msg_hdr.msg_flags = 0;
+        }
+
+        n = recvmmsg(c->fd, in, NGX_TELECLINIC_TURN_BATCH, 0, NULL);
+
+        if (n == -1) {
+            err = ngx_socket_errno;
+
+            if (err == NGX_EAGAIN) {
+                rev->ready = 0;
+                goto done;
+            }
+
+            if (err == NGX_EINTR) {
+                continue;
+            }
+
+            /* an ICMP error from a peer, say: the next datagram is fine */
+            ngx_log_error(NGX_LOG_INFO, c->log, err,
+                          "turn: recvmmsg() on a relay socket failed");
+            continue;
+        }
+
+        now = ngx_current_msec;
+        k = 0;
+
+        for (i = 0; i < (ngx_uint_t) n; i++) {
+            len = in[i].msg_len;
+            sa = (struct sockaddr *) &ngx_teleclinic_turn_in_addr[i];
+            data = ngx_teleclinic_turn_slots[i] + NGX_TELECLINIC_TURN_HEADROOM;
+
+            if (in[i].msg_hdr.msg_flags & MSG_TRUNC) {
+                ngx_teleclinic_turn_refuse(NGX_TELECLINIC_TURN_R_TOO_LARGE);
+                continue;
+            }
+
+            if (ngx_teleclinic_turn_find_perm(a, sa,
+                                              in[i].msg_hdr.msg_namelen, now)
+                == NULL)
+            {
+                ngx_teleclinic_turn_refuse(
+                                       NGX_TELECLINIC_TURN_R_NO_PERMISSION);
+                continue;
+            }
+
+            if (!ngx_teleclinic_turn_bandwidth(a, len, now)) {
+                continue;
+            }
+
+            ch = ngx_teleclinic_turn_find_channel(a, sa,
+                                                  in[i].msg_hdr.msg_namelen,
+                                                  now);
+
+            if (ch) {
+                p = data - NGX_TELECLINIC_STUN_CHANNEL_HEADER;
+                ngx_teleclinic_turn_set16(p, ch->number);
+                ngx_teleclinic_turn_set16(p + 2, len);
+                total = NGX_TELECLINIC_STUN_CHANNEL_HEADER + len;
+
+            } else {
+                hlen = NGX_TELECLINIC_STUN_HEADER_LEN + 4
+                       + (sa->sa_family == AF_INET6 ? 20 : 8) + 4;
+                p = data - hlen;
+
+                ngx_memzero(&b, sizeof(ngx_buf_t));
+                b.start = p;
+                b.pos = p;
+                b.last = p;
+                b.end = ngx_teleclinic_turn_slots[i]
+                        + NGX_TELECLINIC_TURN_SLOT;
+
+                ngx_teleclinic_turn_tid[0]++;
+
+                if (ngx_teleclinic_stun_init(&b, ngx_teleclinic_stun_type(
+                                             NGX_TELECLINIC_STUN_DATA,
+                                             NGX_TELECLINIC_STUN_INDICATION),
+                                             (u_char *) ngx_teleclinic_turn_tid)
+                    != NGX_OK
+                    || ngx_teleclinic_stun_add_xor_address(&b,
+                                   NGX_TELECLINIC_STUN_ATTR_XOR_PEER_ADDRESS,
+                                   sa)
+                       != NGX_OK)
+                {
+                    continue;
+                }
+
+                /* the DATA attribute's header, its value already there */
+                ngx_teleclinic_turn_set16(b.last,
+                                          NGX_TELECLINIC_STUN_ATTR_DATA);
+                ngx_teleclinic_turn_set16(b.last + 2, len);
+
+                total = hlen + ((len + 3) & ~((size_t) 3));
+                ngx_memzero(data + len, total - hlen - len);
+                ngx_teleclinic_turn_set16(p + 2,
+                                      total - NGX_TELECLINIC_STUN_HEADER_LEN);
+            }
+
+            if (stream) {
+                while (total & 3) {
+                    p[total++] = 0;
+                }
+            }
+
+            ngx_teleclinic_turn_out_iov[k].iov_base = p;
+            ngx_teleclinic_turn_out_iov[k].iov_len = total;
+
+            ngx_teleclinic_turn_out_len[k] = len;
+            k++;
+        }
+
+        if (k) {
+            ngx_teleclinic_turn_to_client(ts, out, k);
+        }
+
+    }
+
+    /* more may wait: after the others have had their turn */
+    ngx_post_event(rev, &ngx_posted_events);
+
+done:
+
+    if (ts->stream && ts->out->pos != ts->out->last) {
+        switch (ngx_teleclinic_turn_write(ts)) {
+
+        case NGX_ERROR:
+            ts->connection->error = 1;
+            ngx_post_event(ts->connection->write, &ngx_posted_events);
+            break;
+
+        case NGX_AGAIN:
+            if (ngx_handle_write_event(ts->connection->write, 0) != NGX_OK) {
+                ts->connection->error = 1;
+                ngx_post_event(ts->connection->write, &ngx_posted_events);
+            }
+            break;
+        }
+    }
+}
+
+
+/*
+ * The batch goes to the client: over UDP from the listening socket the
+ * client writes to, over TCP and TLS into the session's buffer (a full
+ * buffer drops datagrams, as a full network would).  The lengths of
+ * application data are kept apart, for the counters.
+ */
+
+static void
+ngx_teleclinic_turn_to_client(ngx_teleclinic_turn_session_t *ts,
+    struct mmsghdr *out, ngx_uint_t n)
+{
+    int                i, sent;
+    size_t             bytes, len;
+    ngx_buf_t         *b, buf;
+    ngx_chain_t        cl;
+    ngx_connection_t  *c;
+
+    c = ts->connection;
+    bytes = 0;
+    sent = 0;
+
+    if (ts->stream) {
+        b = ts->out;
+
+        for (i = 0; i < (int) n; i++) {
+            len = ngx_teleclinic_turn_out_iov[i].iov_len;
+
+            if ((size_t) (b->end - b->last) < len
+                && b->pos == b->last)
+            {
+                b->pos = b->start;
+                b->last = b->start;
+            }
+
+            /* bytes pending over TLS must stay where they are */
+
+            if ((size_t) (b->end - b->last) < len
+                && c->ssl == NULL && b->pos != b->start)
+            {
+                b->last = ngx_movemem(b->start, b->pos, b->last - b->pos);
+                b->pos = b->start;
+            }
+
+            if ((size_t) (b->end - b->last) < len) {
+                ngx_teleclinic_turn_refuse(NGX_TELECLINIC_TURN_R_CONGESTION);
+                continue;
+            }
+
+            b->last = ngx_cpymem(b->last,
+                                 ngx_teleclinic_turn_out_iov[i].iov_base,
+                                 len);
+            bytes += ngx_teleclinic_turn_out_len[i];
+            sent++;
+        }
+
+    } else if (c->listening && c->listening->wildcard) {
+
+        /* the answer must leave from the address the client wrote to */
+
+        for (i = 0; i < (int) n; i++) {
+            ngx_memzero(&buf, sizeof(ngx_buf_t));
+            buf.pos = ngx_teleclinic_turn_out_iov[i].iov_base;
+            buf.last = buf.pos + ngx_teleclinic_turn_out_iov[i].iov_len;
+            buf.memory = 1;
+
+            cl.buf = &buf;
+            cl.next = NULL;
+
+            if (c->send_chain(c, &cl, 0) == NGX_CHAIN_ERROR) {
+                ngx_teleclinic_turn_refuse(NGX_TELECLINIC_TURN_R_CONGESTION);
+                continue;
+            }
+
+            bytes += ngx_teleclinic_turn_out_len[i];
+            sent++;
+        }
+
+    } else {
+        for (i = 0; i < (int) n; i++) {
+            out[i].msg_hdr.msg_name = c->sockaddr;
+            out[i].msg_hdr.msg_namelen = c->socklen;
+            out[i].msg_hdr.msg_iov = &ngx_teleclinic_turn_out_iov[i];
+            out[i].msg_hdr.msg_iovlen = 1;
+            out[i].msg_hdr.msg_control = NULL;
+            out[i].msg_hdr.msg_controllen = 0;
+            out[i].msg_hdr.msg_flags = 0;
+        }
+
+        sent = sendmmsg(c->fd, out, n, 0);
+
+        if (sent == -1) {
+            sent = 0;
+        }
+
+        for (i = 0; i < sent; i++) {
+            bytes += ngx_teleclinic_turn_out_len[i];
+        }
+
+        /* what the socket did not take is lost, as on the way */
+
+        for (i = sent; i < (int) n; i++) {
+            ngx_teleclinic_turn_refuse(NGX_TELECLINIC_TURN_R_CONGESTION);
+        }
+    }
+
+    ngx_teleclinic_turn_count(NGX_TELECLINIC_TURN_PACKETS_TO_CLIENT, sent);
+    ngx_teleclinic_turn_count(NGX_TELECLINIC_TURN_BYTES_TO_CLIENT, bytes);
+}
+
+
+ngx_int_t
+ngx_teleclinic_turn_write(ngx_teleclinic_turn_session_t *ts)
+{
+    ssize_t            n;
+    ngx_buf_t         *b;
+    ngx_connection_t  *c;
+
+    c = ts->connection;
+    b = ts->out;
+
+    while (b->pos < b->last) {
+        n = c->send(c, b->pos, b->last - b->pos);
+
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (n == NGX_AGAIN) {
+            return NGX_AGAIN;
+        }
+
+        b->pos += n;
+    }
+
+    b->pos = b->start;
+    b->last = b->start;
+
+    return NGX_OK;
+}
+
+
+/* quotas */
+
+static ngx_uint_t
+ngx_teleclinic_turn_quota_take(ngx_teleclinic_turn_conf_t *conf,
+    ngx_teleclinic_turn_alloc_t *a, ngx_log_t *log)
+{
+    size_t                        n;
+    uint32_t                      hash;
+    ngx_uint_t                    code;
+    ngx_slab_pool_t              *shpool;
+    ngx_rbtree_node_t            *node;
+    ngx_teleclinic_turn_user_t   *user;
+    ngx_teleclinic_turn_shctx_t  *sh;
+
+    shpool = (ngx_slab_pool_t *) conf->zone->shm.addr;
+    sh = conf->zone->data;
+
+    code = 0;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (conf->total_quota && sh->allocations >= conf->total_quota) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "turn: teleclinic_turn_total_quota %ui reached",
+                      conf->total_quota);
+        code = 508;
+        goto done;
+    }
+
+    if (conf->user_quota) {
+        hash = ngx_crc32_short(a->username.data, a->username.len);
+        user = ngx_teleclinic_turn_user_lookup(sh, &a->username, hash, &node);
+
+        if (user == NULL) {
+            n = offsetof(ngx_rbtree_node_t, color)
+                + offsetof(ngx_teleclinic_turn_user_t, data)
+                + a->username.len;
+
+            node = ngx_slab_alloc_locked(shpool, n);
+
+            if (node == NULL) {
+                ngx_log_error(NGX_LOG_ERR, log, 0,
+                              "turn: the teleclinic_turn zone is full");
+                code = 508;
+                goto done;
+            }
+
+            user = (ngx_teleclinic_turn_user_t *) &node->color;
+
+            node->key = hash;
+            user->len = (u_short) a->username.len;
+            user->count = 0;
+            ngx_memcpy(user->data, a->username.data, a->username.len);
+
+            ngx_rbtree_insert(&sh->rbtree, node);
+        }
+
+        if (user->count >= conf->user_quota) {
+            code = 486;
+            goto done;
+        }
+
+        user->count++;
+        a->user_counted = 1;
+    }
+
+    sh->allocations++;
+
+done:
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return code;
+}
+
+
+static void
+ngx_teleclinic_turn_quota_release(ngx_teleclinic_turn_conf_t *conf,
+    ngx_teleclinic_turn_alloc_t *a)
+{
+    uint32_t                      hash;
+    ngx_slab_pool_t              *shpool;
+    ngx_rbtree_node_t            *node;
+    ngx_teleclinic_turn_user_t   *user;
+    ngx_teleclinic_turn_shctx_t  *sh;
+
+    shpool = (ngx_slab_pool_t *) conf->zone->shm.addr;
+    sh = conf->zone->data;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (a->user_counted) {
+        hash = ngx_crc32_short(a->username.data, a->username.len);
+        user = ngx_teleclinic_turn_user_lookup(sh, &a->username, hash, &node);
+
+        if (user && --user->count == 0) {
+            ngx_rbtree_delete(&sh->rbtree, node);
+            ngx_slab_free_locked(shpool, node);
+        }
+
+        a->user_counted = 0;
+    }
+
+    if (sh->allocations) {
+        sh->allocations--;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+static ngx_teleclinic_turn_user_t *
+ngx_teleclinic_turn_user_lookup(ngx_teleclinic_turn_shctx_t *sh,
+    ngx_str_t *name, uint32_t hash, ngx_rbtree_node_t **found)
+{
+    ngx_int_t                    rc;
+    ngx_rbtree_node_t           *node, *sentinel;
+    ngx_teleclinic_turn_user_t  *user;
+
+    node = sh->rbtree.root;
+    sentinel = sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        user = (ngx_teleclinic_turn_user_t *) &node->color;
+
+        rc = ngx_memn2cmp(name->data, user->data, name->len,
+                          (size_t) user->len);
+
+        if (rc == 0) {
+            *found = node;
+            return user;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    *found = NULL;
+
+    return NULL;
+}
+
+
+static void
+ngx_teleclinic_turn_user_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t          **p;
+    ngx_teleclinic_turn_user_t  *u, *ut;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            u = (ngx_teleclinic_turn_user_t *) &node->color;
+            ut = (ngx_teleclinic_turn_user_t *) &temp->color;
+
+            p = (ngx_memn2cmp(u->data, ut->data, u->len, ut->len) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}

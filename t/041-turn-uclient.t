@@ -1,0 +1,123 @@
+#!/usr/bin/perl
+
+# TURN (RFC 8656) with coturn's own client, turnutils_uclient, using the
+# REST-style shared secret (-W): two clients allocate relays, bind
+# channels to each other's relayed addresses and stream to each other
+# through the module (-y), over UDP, over TCP and over TLS (nginx ends
+# TLS with a certificate the test makes), with no packet lost.  Two
+# workers: a UDP client and its relay stay with the worker that holds
+# its session (reuseport).  The same again with Send indications
+# instead of channels (-c -s).
+
+use strict;
+use warnings;
+
+use Test::More;
+
+use lib 't/lib';
+use Teleclinic::Test;
+
+###############################################################################
+
+my ($uclient) = grep { -x } map { "$_/turnutils_uclient" }
+                split /:/, $ENV{PATH};
+plan(skip_all => 'turnutils_uclient not installed (apt-get install coturn)')
+    unless $uclient;
+
+my $SECRET = 'uclient-test-secret';
+
+my $t = Teleclinic::Test->new(workers => 2, udp => 1);
+
+my $have_tls = system('openssl req -x509 -newkey rsa:2048 -nodes -days 2 '
+                      . '-subj /CN=localhost '
+                      . '-keyout ' . $t->prefix . '/turn.key '
+                      . '-out ' . $t->prefix . '/turn.crt '
+                      . '>/dev/null 2>&1') == 0;
+
+my $lo = 40000 + int rand 20000;
+my $ports = $lo . '-' . ($lo + 999);
+
+$t->run(<<"EOF");
+stream {
+    teleclinic_turn_secret $SECRET;
+    teleclinic_turn_realm test.realm;
+    teleclinic_turn_relay_ports $ports;
+
+    # the test's peers are on loopback
+    teleclinic_turn_allow_peer 127.0.0.0/8;
+
+    server {
+        listen 127.0.0.1:%%PORT%% udp reuseport;
+        listen 127.0.0.1:%%PORT%%;
+        teleclinic_turn;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT2%% ssl;
+        ssl_certificate %%PREFIX%%/turn.crt;
+        ssl_certificate_key %%PREFIX%%/turn.key;
+        teleclinic_turn;
+    }
+}
+EOF
+
+my $port = $t->port('PORT');
+my $tls_port = $t->port('PORT2');
+
+###############################################################################
+
+# runs turnutils_uclient; returns (sent, received, lost, output)
+sub uclient {
+    my (@args) = @_;
+
+    my $cmd = join ' ', 'timeout 60', $uclient, '-W', $SECRET,
+                        '-u', 'uclient', '-e', '127.0.0.1', @args,
+                        '127.0.0.1', '2>&1';
+    my $out = `$cmd`;
+
+    my ($sent, $recv) = $out =~ /tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$/m;
+    my ($lost) = $out =~ /Total lost packets (\d+)/;
+
+    return ($sent // -1, $recv // -1, $lost // -1, $out);
+}
+
+sub check {
+    my ($name, @args) = @_;
+
+    my ($sent, $recv, $lost, $out) = uclient(@args);
+
+    # -m 2 -y: two clients, each sends 50 messages to the other
+    ok($sent >= 100 && $sent == $recv && $lost == 0,
+       "$name: $sent sent, $recv received, $lost lost")
+        or diag($out =~ s/^(.{0,4000}).*/$1/sr);
+}
+
+check('udp, channels', '-y', '-c', '-n', 50, '-m', 2, '-l', 200, '-p', $port);
+check('udp, Send and Data indications', '-y', '-c', '-s', '-n', 50,
+      '-m', 2, '-l', 200, '-p', $port);
+check('tcp, channels', '-t', '-y', '-c', '-n', 50, '-m', 2, '-l', 200,
+      '-p', $port);
+check('tcp, channels, odd length (padding)', '-t', '-y', '-c', '-n', 50,
+      '-m', 2, '-l', 171, '-p', $port);
+check('tcp, Send and Data indications', '-t', '-y', '-c', '-s', '-n', 50,
+      '-m', 2, '-l', 200, '-p', $port);
+
+SKIP: {
+    skip 'openssl could not make a certificate', 1 unless $have_tls;
+
+    check('tls, channels', '-t', '-S', '-y', '-c', '-n', 50, '-m', 2, '-l', 200,
+          '-p', $tls_port);
+}
+
+# a wrong secret: no allocation, nothing relayed
+{
+    my $cmd = "timeout 30 $uclient -W wrong-secret -u uclient -e 127.0.0.1"
+              . " -y -n 5 -m 1 -l 100 -p $port 127.0.0.1 2>&1";
+    my $out = `$cmd`;
+    my ($recv) = $out =~ /tot_recv_msgs=(\d+)\s*$/m;
+    ok(!$recv, 'wrong secret: nothing relayed') or diag($out);
+}
+
+$t->stop;
+
+done_testing();
