@@ -37,8 +37,9 @@
 #   SERVERS    "coturn ours" (default), or one of them
 #   RELOAD     1: measure the reload (default), 0: skip it
 #   RELOAD_STREAMS (20), PROBE_MS (200)
-#   NGINX, TELECLINIC_MODULE, KEEP=1 keeps the temp prefix and logs,
-#   VERBOSE=1 shows turnload's whole output.
+#   NGINX, TELECLINIC_MODULE, BENCH_TMPDIR, KEEP=1 (bench/lib/nginx.sh;
+#   the prefix also holds coturn's log), VERBOSE=1 shows turnload's whole
+#   output.
 
 set -euo pipefail
 
@@ -52,9 +53,6 @@ SERVERS=${SERVERS:-coturn ours}
 RELOAD=${RELOAD:-1}
 RELOAD_STREAMS=${RELOAD_STREAMS:-20}
 PROBE_MS=${PROBE_MS:-200}
-NGINX=${NGINX:-/usr/sbin/nginx}
-MODULE=${TELECLINIC_MODULE:-$repo/build/ngx_http_teleclinic_module.so}
-STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 SECRET=bench-turn-secret-0123456789
 REALM=bench.teleclinic
 RANGE=2500                       # relay ports per server
@@ -64,48 +62,29 @@ for tool in gcc perl turnserver taskset; do
                                      exit 1; }
 done
 
-prefix=$(mktemp -d "${TMPDIR:-/tmp}/teleclinic-turn.XXXXXX")
-mkdir -p "$prefix"/logs "$prefix"/tmp
+. "$repo"/bench/lib/nginx.sh
+
+nginx_prefix turn
 coturn_pid=""
-nginx_master=""
 
-# stop PID [WAIT_SIGNAL]: the signal, then KILL after 10 s
-stop() {
-    local pid=$1 sig=${2:-TERM} i
+# coturn_stop: TERM, then KILL after 10 s
+coturn_stop() {
+    [ -n "$coturn_pid" ] && kill -0 "$coturn_pid" 2>/dev/null || return 0
+    kill -TERM "$coturn_pid" 2>/dev/null || true
 
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -"$sig" "$pid" 2>/dev/null || true
-
-    for i in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
+    for _ in $(seq 1 100); do
+        kill -0 "$coturn_pid" 2>/dev/null || break
         sleep 0.1
     done
 
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    kill -KILL "$coturn_pid" 2>/dev/null || true
+    wait "$coturn_pid" 2>/dev/null || true
 }
 
 cleanup() {
-    local workers=""
-
-    if [ -n "$nginx_master" ]; then
-        workers=$(cat /proc/"$nginx_master"/task/*/children 2>/dev/null \
-                  || true)
-    fi
-
-    stop "$coturn_pid" TERM
-    stop "$nginx_master" QUIT
-
-    # workers of a master that had to be killed
-    for pid in $workers; do
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-
-    if [ "${KEEP:-0}" = 1 ]; then
-        echo "prefix kept: $prefix"
-    else
-        rm -rf "$prefix"
-    fi
+    coturn_stop
+    nginx_stop "$nginx_master"
+    nginx_remove_prefix
 }
 
 trap cleanup EXIT
@@ -124,8 +103,8 @@ then
 fi
 
 
-# free_port: a port free for UDP and TCP on 127.0.0.1
-free_port() {
+# free_udp_port: a port free for UDP and TCP on 127.0.0.1
+free_udp_port() {
     perl -MIO::Socket::IP -e '
         for (1 .. 100) {
             my $t = IO::Socket::IP->new(Listen => 1, LocalHost => "127.0.0.1",
@@ -174,7 +153,7 @@ fi
 # coturn
 
 start_coturn() {
-    coturn_port=$(free_port)
+    coturn_port=$(free_udp_port)
     coturn_relay=$(free_range $RANGE)
 
     $pin_server turnserver -c /dev/null -n --log-file=stdout \
@@ -209,7 +188,7 @@ start_coturn() {
 start_nginx() {
     local user=""
 
-    nginx_port=$(free_port)
+    nginx_port=$(free_udp_port)
     nginx_relay=$(free_range $RANGE "${coturn_relay:-0}")
 
     if [ "$(id -u)" = 0 ]; then
@@ -232,7 +211,9 @@ events {
 
 stream {
     server {
-        listen 127.0.0.1:$nginx_port udp reuseport;
+        # coturn sets 4 MB (net.core.rmem_max here) on its listening
+        # socket; nginx keeps the default (208 KB) unless told
+        listen 127.0.0.1:$nginx_port udp reuseport rcvbuf=4m sndbuf=4m;
         listen 127.0.0.1:$nginx_port;
 
         teleclinic_turn;
@@ -253,16 +234,13 @@ EOF
         return 1
     fi
 
-    $pin_server "$NGINX" -p "$prefix/" -c "$prefix"/nginx.conf \
-        -e "$prefix"/logs/error.log -g 'daemon off;' &
-    nginx_master=$!
+    nginx_start $pin_server
 
     for i in $(seq 1 50); do
         if $turnload -s 127.0.0.1:"$nginx_port" -k "$SECRET" -n 1 \
                -d 0.05 >/dev/null 2>&1
         then
-            nginx_worker=$(cat /proc/"$nginx_master"/task/*/children \
-                           | awk '{print $1}')
+            nginx_worker=$(nginx_workers "$nginx_master" | awk '{print $1}')
             return 0
         fi
         kill -0 "$nginx_master" 2>/dev/null || break
@@ -506,22 +484,42 @@ fi
 
 # the reload
 
-if [ "$RELOAD" = 1 ] && [ $have_ours = 1 ]; then
-    echo
-    reload_secs=6
+# reload PROBE_MS: one run of RELOAD_STREAMS streams with a reload after
+# 1.5 s, the clients probing every PROBE_MS ms (0: not at all)
+reload() {
+    local secs=6 hup
 
     ( sleep 1.5; kill -HUP "$nginx_master" ) &
     hup=$!
 
-    run ours "$nginx_port" "$nginx_worker" -n "$RELOAD_STREAMS" \
-        -d $reload_secs -P "$PROBE_MS"
+    if [ "$1" = 0 ]; then
+        run ours "$nginx_port" "$nginx_worker" -n "$RELOAD_STREAMS" -d $secs
+    else
+        run ours "$nginx_port" "$nginx_worker" -n "$RELOAD_STREAMS" \
+            -d $secs -P "$1"
+    fi
+
     wait $hup || true
 
-    echo "reload: $RELOAD_STREAMS audio-like streams through ours, nginx" \
-         "-s reload after 1.5 s of $reload_secs s, clients probing with" \
-         "Refresh every $PROBE_MS ms:"
-    echo "  longest gap at the peer: $R_max_gap_ms ms (20 ms is no gap);" \
-         "streams interrupted (gap over 3 packets): $R_gaps of" \
-         "$RELOAD_STREAMS; reallocations: $R_reallocs; lost: $R_lost of" \
-         "$R_sent"
+    # the new worker, for the next run
+    sleep 0.5
+    nginx_worker=$(nginx_workers "$nginx_master" | awk '{print $1}')
+}
+
+if [ "$RELOAD" = 1 ] && [ $have_ours = 1 ]; then
+    echo
+    echo "reload: $RELOAD_STREAMS audio-like streams through ours, one-way," \
+         "nginx -s reload 1.5 s into 6 s:"
+
+    reload 0
+    echo "  clients that do nothing: longest gap $R_max_gap_ms ms;" \
+         "$R_stalled of $RELOAD_STREAMS streams stopped for good;" \
+         "lost $R_lost of $R_sent"
+
+    reload "$PROBE_MS"
+    echo "  clients sending Refresh every $PROBE_MS ms and allocating again" \
+         "on 437 or silence: longest gap $R_max_gap_ms ms (20 ms is none);" \
+         "$R_gaps of $RELOAD_STREAMS streams interrupted," \
+         "$R_stalled stopped for good; $R_reallocs reallocations;" \
+         "lost $R_lost of $R_sent"
 fi

@@ -1320,7 +1320,7 @@ main(int argc, char **argv)
     int64_t        start, now, t0, t_end, interval, slot_ns, next, late;
     int64_t        max_gap, drain_end, deadline;
     uint64_t       slot, total_slots, sent, recv_up, recv_down, echoed;
-    uint64_t       lost, relayed, gaps_over;
+    uint64_t       lost, relayed, gaps_over, stalled;
     long           cpu0, cpu1, hz;
     double         self0, self1, secs, cpu_s, loss_pct;
     const char    *server;
@@ -1604,6 +1604,7 @@ main(int argc, char **argv)
     sent = recv_up = recv_down = echoed = 0;
     max_gap = 0;
     gaps_over = 0;
+    stalled = 0;
     failed = 0;
     reallocs = 0;
 
@@ -1624,6 +1625,11 @@ main(int argc, char **argv)
         /* more than three packets' time without one */
         if (s->max_gap > 3 * interval) {
             gaps_over++;
+        }
+
+        /* and never again until the streams stopped */
+        if (s->state != TL_FAILED && t_end - s->last_up > 3 * interval) {
+            stalled++;
         }
     }
 
@@ -1656,8 +1662,9 @@ main(int argc, char **argv)
     }
 
     printf("longest gap in a stream: %.1f ms; streams with a gap over "
-           "3 packets: %" PRIu64 "; reallocations: %d\n", max_gap / 1e6,
-           gaps_over, reallocs);
+           "3 packets: %" PRIu64 ", stopped before the end: %" PRIu64
+           "; reallocations: %d\n", max_gap / 1e6, gaps_over, stalled,
+           reallocs);
 
     if (tl_ncpu_pids) {
         printf("server CPU: %.2f s, %.2f s per million packets relayed\n",
@@ -1679,6 +1686,7 @@ main(int argc, char **argv)
            " loss_pct=%.4f pps=%.0f p50_us=%.0f p99_us=%.0f max_us=%.0f"
            " p50_down_us=%.0f p99_down_us=%.0f cpu_s=%.2f"
            " cpu_per_m=%.3f max_gap_ms=%.1f gaps=%" PRIu64
+           " stalled=%" PRIu64
            " reallocs=%d gen_cpu_pct=%.0f late_ms=%.1f gen_drops=%" PRIu64
            " bad=%" PRIu64 " secs=%.2f\n",
            ready, failed, sent, recv_up, echoed, recv_down, lost, loss_pct,
@@ -1686,8 +1694,8 @@ main(int argc, char **argv)
            tl_hist_pct(&tl_hist_up, 99), tl_hist_up.max / 1e3,
            tl_hist_pct(&tl_hist_down, 50), tl_hist_pct(&tl_hist_down, 99),
            cpu_s, relayed ? cpu_s * 1e6 / relayed : 0, max_gap / 1e6,
-           gaps_over, reallocs, 100 * (self1 - self0) / secs, late / 1e6,
-           tl_gen_drops, tl_bad, secs);
+           gaps_over, stalled, reallocs, 100 * (self1 - self0) / secs,
+           late / 1e6, tl_gen_drops, tl_bad, secs);
 
     return ready == tl_streams ? 0 : 1;
 }
