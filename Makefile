@@ -31,7 +31,7 @@ endif
 
 SRCS := $(wildcard src/*.c src/*.h) config
 
-.PHONY: all deps run test fuzz bench clean
+.PHONY: all deps run test fuzz bench bench-turn clean
 
 all: $(MODULE)
 
@@ -63,6 +63,10 @@ fuzz: deps $(BUILD)/Makefile
 bench: deps $(MODULE)
 	./bench/booking.sh
 	./bench/restart.sh
+	./bench/turn.sh
+
+bench-turn: deps $(MODULE)
+	./bench/turn.sh
 
 clean:
 	rm -rf $(BUILD)
