@@ -269,6 +269,19 @@ ngx_stream_teleclinic_handler(ngx_stream_session_t *s)
 
     ctx->turn.stream = 1;
 
+#if (NGX_STREAM_SSL)
+
+    /*
+     * what waits for a TLS connection moves in its buffer, and a write
+     * may be retried from there (ngx_teleclinic_turn_write)
+     */
+
+    if (c->ssl) {
+        SSL_set_mode(c->ssl->connection, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    }
+
+#endif
+
     ctx->in = ngx_create_temp_buf(c->pool, NGX_STREAM_TELECLINIC_TCP_BUFFER);
     ctx->turn.out = ngx_create_temp_buf(c->pool,
                                         NGX_STREAM_TELECLINIC_TCP_OUT);

@@ -1752,6 +1752,7 @@ ngx_teleclinic_turn_to_client(ngx_teleclinic_turn_session_t *ts,
 {
     int                i, sent;
     size_t             bytes, len;
+    ssize_t            m;
     ngx_buf_t         *b, buf;
     ngx_chain_t        cl;
     ngx_connection_t  *c;
@@ -1766,6 +1767,30 @@ ngx_teleclinic_turn_to_client(ngx_teleclinic_turn_session_t *ts,
         for (i = 0; i < (int) n; i++) {
             len = ngx_teleclinic_turn_out_iov[i].iov_len;
 
+            /*
+             * over TLS each message goes in a record of its own while
+             * the connection keeps up: clients that read a record at a
+             * time (coturn's) count a message per record
+             */
+
+            if (c->ssl && b->pos == b->last && !c->error) {
+                m = c->send(c, ngx_teleclinic_turn_out_iov[i].iov_base, len);
+
+                if (m == (ssize_t) len) {
+                    bytes += ngx_teleclinic_turn_out_len[i];
+                    sent++;
+                    continue;
+                }
+
+                if (m == NGX_ERROR) {
+                    c->error = 1;
+                    ngx_post_event(c->write, &ngx_posted_events);
+                    break;
+                }
+
+                /* NGX_AGAIN: it waits in the buffer */
+            }
+
             if ((size_t) (b->end - b->last) < len
                 && b->pos == b->last)
             {
@@ -1773,10 +1798,7 @@ ngx_teleclinic_turn_to_client(ngx_teleclinic_turn_session_t *ts,
                 b->last = b->start;
             }
 
-            /* bytes pending over TLS must stay where they are */
-
-            if ((size_t) (b->end - b->last) < len
-                && c->ssl == NULL && b->pos != b->start)
+            if ((size_t) (b->end - b->last) < len && b->pos != b->start)
             {
                 b->last = ngx_movemem(b->start, b->pos, b->last - b->pos);
                 b->pos = b->start;
