@@ -15,6 +15,12 @@
  * the same values and verify with its key and not with another, and
  * with any one byte altered it must be refused.
  *
+ * The TURN parts of the codec are driven too: the input framed as
+ * ChannelData (over UDP and over a stream), the REST username's expiry
+ * and key, nonces (the one the input carries never verifies; one made
+ * for the input's peer address verifies until it expires, for that
+ * address only), and the peer deny-list on every address parsed.
+ *
  * ngx_crc32_long() needs ngx_crc32.c from nginx's sources, which the
  * Makefile compiles from Debian's source package.
  */
@@ -37,6 +43,9 @@
 
 
 static void fuzz_within(ngx_str_t *s, u_char *start, size_t size);
+static void fuzz_channel(u_char *buf, size_t size);
+static void fuzz_turn(ngx_teleclinic_stun_msg_t *msg, u_char *buf,
+    size_t size);
 static void fuzz_answer(ngx_teleclinic_stun_msg_t *msg, size_t alter);
 static ngx_int_t fuzz_same_addr(ngx_teleclinic_stun_addr_t *a,
     ngx_teleclinic_stun_addr_t *b);
@@ -65,12 +74,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     && frame <= NGX_TELECLINIC_STUN_MAX_LEN
                     && frame % 4 == 0));
 
+    fuzz_channel(buf, size);
+
     rc = ngx_teleclinic_stun_parse(buf, size, &msg);
 
     if (rc == NGX_ERROR) {
         free(buf);
         return 0;
     }
+
+    fuzz_turn(&msg, buf, size);
 
     fuzz_assert(rc == NGX_OK || rc == NGX_DECLINED);
     fuzz_assert((rc == NGX_DECLINED) == (msg.bad_attribute != 0));
@@ -287,4 +300,141 @@ fuzz_same_addr(ngx_teleclinic_stun_addr_t *a, ngx_teleclinic_stun_addr_t *b)
 {
     return a->socklen == b->socklen
            && ngx_memcmp(&a->sockaddr, &b->sockaddr, a->socklen) == 0;
+}
+
+
+static void
+fuzz_channel(u_char *buf, size_t size)
+{
+    ssize_t     udp, tcp;
+    ngx_uint_t  channel;
+
+    udp = ngx_teleclinic_stun_channel_len(buf, size, 0);
+    tcp = ngx_teleclinic_stun_channel_len(buf, size, 1);
+
+    if (size == 0 || (buf[0] & 0xc0) != 0x40) {
+        fuzz_assert(size == 0 ? udp == NGX_AGAIN : udp == 0);
+        fuzz_assert(udp == tcp);
+        return;
+    }
+
+    if (size < NGX_TELECLINIC_STUN_CHANNEL_HEADER) {
+        fuzz_assert(udp == NGX_AGAIN && tcp == NGX_AGAIN);
+        return;
+    }
+
+    channel = (buf[0] << 8) | buf[1];
+
+    if (channel > NGX_TELECLINIC_STUN_CHANNEL_MAX) {
+        fuzz_assert(udp == 0 && tcp == 0);
+        return;
+    }
+
+    /* the header and the data; over a stream padded to 4 */
+    fuzz_assert(udp == 4 + ((buf[2] << 8) | buf[3]));
+    fuzz_assert(tcp >= udp && tcp < udp + 4 && tcp % 4 == 0);
+}
+
+
+static void
+fuzz_turn(ngx_teleclinic_stun_msg_t *msg, u_char *buf, size_t size)
+{
+    time_t               expiry, now;
+    ngx_int_t            rc;
+    ngx_str_t            secret, realm, nonce;
+    ngx_uint_t           i;
+    struct sockaddr     *sa;
+    struct sockaddr_in   sin, other;
+    u_char               key[NGX_TELECLINIC_STUN_KEY_LEN];
+    u_char               key2[NGX_TELECLINIC_STUN_KEY_LEN];
+    u_char               text[NGX_TELECLINIC_STUN_NONCE_LEN];
+    u_char               nkey[NGX_TELECLINIC_STUN_NONCE_KEY_LEN];
+
+    ngx_str_set(&secret, FUZZ_KEY);
+    ngx_str_set(&realm, "fuzz.realm");
+
+    ngx_memset(nkey, 0x5a, sizeof(nkey));
+
+    /* the username: its expiry, and a key that depends on the secret */
+
+    if (ngx_teleclinic_stun_rest_expiry(&msg->username, &expiry) == NGX_OK) {
+        fuzz_assert(msg->username.len > 0);
+        fuzz_assert(msg->username.data[0] >= '0'
+                    && msg->username.data[0] <= '9');
+        fuzz_assert(expiry >= 0);
+    }
+
+    fuzz_assert(ngx_teleclinic_stun_rest_key(&secret, &msg->username, &realm,
+                                             key)
+                == NGX_OK);
+
+    secret.len--;
+    fuzz_assert(ngx_teleclinic_stun_rest_key(&secret, &msg->username, &realm,
+                                             key2)
+                == NGX_OK);
+    fuzz_assert(ngx_memcmp(key, key2, sizeof(key)) != 0);
+
+    /* the peers */
+
+    for (i = 0; i < msg->npeers; i++) {
+        sa = &msg->peers[i].sockaddr.sockaddr;
+        rc = ngx_teleclinic_stun_peer_reserved(sa);
+        fuzz_assert(rc == 0 || rc == 1);
+
+        if (sa->sa_family == AF_INET
+            && (ntohl(((struct sockaddr_in *) sa)->sin_addr.s_addr) >> 24)
+               == 127)
+        {
+            fuzz_assert(rc == 1);
+        }
+    }
+
+    /* nonces: the input's never verifies */
+
+    ngx_memzero(&sin, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(0x7f000001);
+
+    if (msg->npeers && msg->peers[0].sockaddr.sockaddr.sa_family == AF_INET)
+    {
+        ngx_memcpy(&sin, &msg->peers[0].sockaddr.sockaddr_in, sizeof(sin));
+    }
+
+    sa = (struct sockaddr *) &sin;
+    now = 1700000000;
+
+    rc = ngx_teleclinic_stun_nonce_check(nkey, &msg->nonce, sa, 0);
+    fuzz_assert(rc == NGX_DECLINED);
+
+    /* one made here verifies until it expires, for its address only */
+
+    expiry = now + (size % 4096);
+
+    fuzz_assert(ngx_teleclinic_stun_nonce(nkey, expiry, sa, text) == NGX_OK);
+
+    nonce.data = text;
+    nonce.len = sizeof(text);
+
+    fuzz_assert(ngx_teleclinic_stun_nonce_check(nkey, &nonce, sa, now)
+                == NGX_OK);
+    fuzz_assert(ngx_teleclinic_stun_nonce_check(nkey, &nonce, sa, expiry)
+                == NGX_OK);
+    fuzz_assert(ngx_teleclinic_stun_nonce_check(nkey, &nonce, sa,
+                                                expiry + 1)
+                == NGX_DECLINED);
+
+    ngx_memcpy(&other, &sin, sizeof(sin));
+    other.sin_addr.s_addr ^= htonl(1);
+
+    fuzz_assert(ngx_teleclinic_stun_nonce_check(nkey, &nonce,
+                                                (struct sockaddr *) &other,
+                                                now)
+                == NGX_DECLINED);
+
+    /* one byte of it altered */
+    text[size % sizeof(text)] ^= 0x01;
+    fuzz_assert(ngx_teleclinic_stun_nonce_check(nkey, &nonce, sa, now)
+                == NGX_DECLINED);
+
+    (void) buf;
 }
