@@ -37,6 +37,7 @@
 #   SERVERS    "coturn ours" (default), or one of them
 #   RELOAD     1: measure the reload (default), 0: skip it
 #   RELOAD_STREAMS (20), PROBE_MS (200)
+#   NICE       the servers' and turnload's nice value (-10; 0: as is)
 #   NGINX, TELECLINIC_MODULE, BENCH_TMPDIR, KEEP=1 (bench/lib/nginx.sh;
 #   the prefix also holds coturn's log), VERBOSE=1 shows turnload's whole
 #   output.
@@ -53,6 +54,7 @@ SERVERS=${SERVERS:-coturn ours}
 RELOAD=${RELOAD:-1}
 RELOAD_STREAMS=${RELOAD_STREAMS:-20}
 PROBE_MS=${PROBE_MS:-200}
+NICE=${NICE:--10}
 SECRET=bench-turn-secret-0123456789
 REALM=bench.teleclinic
 RANGE=2500                       # relay ports per server
@@ -147,6 +149,16 @@ else
     pin_server=""
     pin_load=""
     setup_cpus="no pinning ($ncpu CPU)"
+fi
+
+# Other processes on a shared machine move latency most: servers and
+# turnload run at a higher priority (both servers alike) when allowed.
+if [ "$NICE" != 0 ] && nice -n "$NICE" true 2>/dev/null \
+   && [ "$(nice -n "$NICE" nice)" = "$NICE" ]
+then
+    pin_server="nice -n $NICE $pin_server"
+    pin_load="nice -n $NICE $pin_load"
+    setup_cpus="$setup_cpus, both at nice $NICE"
 fi
 
 
