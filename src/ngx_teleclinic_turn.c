@@ -38,7 +38,7 @@
 #define NGX_TELECLINIC_TURN_DATA_MAX                                          \
     (NGX_TELECLINIC_TURN_SLOT - NGX_TELECLINIC_TURN_HEADROOM - 4)
 
-/* batches read at once before other connections get their turn */
+/* full batches read at once before other connections get their turn */
 #define NGX_TELECLINIC_TURN_ROUNDS           8
 
 /* how often a worker adds its counters to the zone's */
@@ -1517,10 +1517,13 @@ ngx_teleclinic_turn_relay_open(ngx_teleclinic_turn_session_t *ts,
     /* UDP sockets are always ready to write */
     rc->write->ready = 1;
 
-    if (ngx_add_event(rev, NGX_READ_EVENT,
-                      (ngx_event_flags & NGX_USE_CLEAR_EVENT)
-                      ? NGX_CLEAR_EVENT : NGX_LEVEL_EVENT)
-        != NGX_OK)
+    /*
+     * level-triggered: a batch shorter than asked for ends the reading
+     * without a last recvmmsg() to see EAGAIN, and what is left makes
+     * epoll report the socket again
+     */
+
+    if (ngx_add_event(rev, NGX_READ_EVENT, NGX_LEVEL_EVENT) != NGX_OK)
     {
         ngx_close_connection(rc);
         return NGX_ERROR;
@@ -1713,10 +1716,12 @@ ngx_teleclinic_turn_relay_handler(ngx_event_t *rev)
             ngx_teleclinic_turn_to_client(ts, out, k);
         }
 
+        if (n < NGX_TELECLINIC_TURN_BATCH) {
+            break;
+        }
     }
 
-    /* more may wait: after the others have had their turn */
-    ngx_post_event(rev, &ngx_posted_events);
+    /* more may wait: epoll reports it after the others have had a turn */
 
 done:
 

@@ -125,7 +125,7 @@ sub metric {
 for my $proto ('udp', 'tcp', 'tls') {
 
     SKIP: {
-    skip 'openssl could not make a certificate', 17
+    skip 'openssl could not make a certificate', 18
         if $proto eq 'tls' && !$have_tls;
 
     my $c = Teleclinic::Turn->new(port => $port{$proto}, secret => $SECRET,
@@ -140,9 +140,9 @@ for my $proto ('udp', 'tcp', 'tls') {
     my $peer = peer_socket();
     my $pport = $peer->sockport;
     my $other = peer_socket();
-
-    # no permission yet: the peer's datagram goes nowhere
-    peer_send($peer, $c->relayed, 'too early');
+    my $stranger = IO::Socket::IP->new(LocalHost => '127.0.0.2',
+                                       LocalPort => 0, Proto => 'udp')
+        or die "127.0.0.2: $@";
 
     is($c->permission(['127.0.0.1', $pport])->{code}, 0,
        "$proto: CreatePermission");
@@ -157,11 +157,15 @@ for my $proto ('udp', 'tcp', 'tls') {
     is($got, 'hello client', "$proto: Data indication to the client");
     is($who, "127.0.0.1:$pport", "$proto: XOR-PEER-ADDRESS names the peer");
 
-    # another peer of the same address has the permission (by IP), a
-    # peer of another address none: tested with the deny-free loopback
+    # another port of the peer's address has the permission (by IP),
+    # another address (127.0.0.2, loopback too) has none
+    peer_send($stranger, $c->relayed, 'from a stranger');
+    sleep 0.2;
     peer_send($other, $c->relayed, 'same ip, other port');
     ($who, $got) = $c->recv_data;
     is($got, 'same ip, other port', "$proto: permission is by IP address");
+    ($who, $got) = $c->recv_data(0.5);
+    ok(!defined $got, "$proto: nothing from an address without permission");
 
     is($c->channel_bind(0x4123, '127.0.0.1', $pport)->{code}, 0,
        "$proto: ChannelBind");
