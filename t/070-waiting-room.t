@@ -55,9 +55,15 @@ $ws->send_json({ type => 'echo', data => 'before' });
 is(($ws->recv_json(type => 'echo') // {})->{data}, 'before',
    'echo before hello');
 
-for my $type (qw(leave accept call_next signal hangup)) {
-    $ws->send_json({ type => $type, call => 'c1', appointment => 'x' });
-    expect_error($ws, 'not_joined', "$type before hello: not_joined");
+# well-formed messages, each but for the hello (ids are 16 hex digits)
+my $CALL = '0123456789abcdef';
+
+for my $m ({ type => 'leave' }, { type => 'accept', call => $CALL },
+           { type => 'call_next' }, { type => 'skip', appointment => $CALL },
+           { type => 'signal', call => $CALL, data => {} },
+           { type => 'hangup', call => $CALL }) {
+    $ws->send_json($m);
+    expect_error($ws, 'not_joined', "$m->{type} before hello: not_joined");
 }
 
 $ws->send_json({ type => 'hello' });
@@ -67,7 +73,8 @@ $ws->send_json({ type => 'hello', token => 42 });
 expect_error($ws, 'bad_message', 'hello with a number token: bad_message');
 
 $ws->send_json({ type => 'hello', token => $late->{token}, id => 'early-1' });
-my $e = expect_error($ws, 'too_early', 'hello 3 h before, 2 h window: too_early');
+my $e = expect_error($ws, 'too_early',
+                     'hello 3 h before, 2 h window: too_early');
 is($e && $e->{id}, 'early-1', 'too_early: the id comes back');
 is($e && epoch($e->{opens_at}), epoch($late->{start}) - 2 * 3600,
    'too_early: opens_at is the start minus teleclinic_checkin_open');
@@ -99,6 +106,8 @@ ok($q && !$q->{doctor_busy}, 'first in: doctor_busy false');
 
 my $r = appointment($t, $p[5]{id}, $p[5]{token});
 is($r->{json}{status}, 'arrived', 'hello: the appointment is arrived');
+# the README names no field for the journaled times in the answer yet;
+# these tests ask for arrived, visit_start and visit_end (the zone's names)
 ok(epoch($r->{json}{arrived}), 'hello: the appointment has its arrival time')
     or diag explain $r->{json};
 
@@ -199,7 +208,7 @@ expect_error($pws{0}, 'unknown_type', 'patient sends skip: unknown_type');
 $pws{0}->send_json({ type => 'dance' });
 expect_error($pws{0}, 'unknown_type', 'a type nobody has: unknown_type');
 
-$doc->send_json({ type => 'accept', call => 'c1' });
+$doc->send_json({ type => 'accept', call => $CALL });
 expect_error($doc, 'unknown_type', 'doctor sends accept: unknown_type');
 
 $doc->send_json({ type => 'leave' });
@@ -297,6 +306,9 @@ is(scalar($doc->take(type => 'error')), 0, 'noshow not yet arrived: no error');
 
 ###############################################################################
 # another doctor cannot act on this doctor's patients
+
+# what the patients were told so far is not what doctor b does
+$_->take(type => 'queue') for values %pws;
 
 my ($docb, $bw) = doctor_console($t, 'doc-b');
 is($bw && $bw->{doctor}, 'doc-b', 'doctor b: welcome');

@@ -174,6 +174,7 @@ if ($q) {
 
 my $s = status_of($p[0]);
 is($s->{status}, 'in-call', 'accepted: the appointment is in-call');
+# field names proposed by the tests (the README has none yet)
 ok(epoch($s->{visit_start}), 'in-call: the visit\'s start is set')
     or diag explain $s;
 
@@ -206,7 +207,8 @@ is_deeply($sg && $sg->{data}, $answer, 'the answer arrives unchanged');
 # a burst of candidates keeps its order
 for my $i (1 .. 30) {
     $p0->send_json({ type => 'signal', call => $call,
-                     data => { candidate => "candidate:$i", sdpMLineIndex => 0 } });
+                     data => { candidate => "candidate:$i",
+                               sdpMLineIndex => 0 } });
 }
 my @got;
 for (1 .. 30) {
@@ -241,7 +243,7 @@ for my $who ([ 'another patient', $p1 ], [ 'another doctor', $docb ]) {
     expect_error($ws, 'not_in_call', "$name sends hangup: not_in_call");
 }
 
-$p0->send_json({ type => 'signal', call => 'no-such-call', data => {} });
+$p0->send_json({ type => 'signal', call => 'fedcba9876543210', data => {} });
 expect_error($p0, 'not_in_call', 'signal for an unknown call: not_in_call');
 
 my @leak = ($doc->quiet(0.5, type => 'signal'), $p0->take(type => 'signal'),
@@ -256,8 +258,8 @@ is(scalar($p0->take(type => 'error')) + scalar($doc->take(type => 'error')),
 
 $doc->send_json({ type => 'hangup', call => $call });
 
-my $end_d = $doc->recv_json(type => 'ended');
-my $end_p = $p0->recv_json(type => 'ended');
+my $end_d = $doc->recv_json(type => 'ended', call => $call);
+my $end_p = $p0->recv_json(type => 'ended', call => $call);
 my $visit_done = time;
 is($end_d && "$end_d->{call} $end_d->{reason}", "$call hangup",
    'doctor hangs up: the doctor gets ended hangup');
@@ -345,8 +347,8 @@ ok($p2->recv_json(type => 'call') && $doc->recv_json(type => 'call'),
    'accepted: both get call');
 
 $p2->send_json({ type => 'hangup', call => $call });
-$end_d = $doc->recv_json(type => 'ended');
-$end_p = $p2->recv_json(type => 'ended');
+$end_d = $doc->recv_json(type => 'ended', call => $call);
+$end_p = $p2->recv_json(type => 'ended', call => $call);
 is($end_d && $end_d->{reason}, 'hangup', 'patient hangs up: doctor ended');
 is($end_p && $end_p->{reason}, 'hangup', 'patient hangs up: patient ended');
 is(status_of($p[2])->{status}, 'fulfilled', 'patient hung up: fulfilled');

@@ -98,20 +98,29 @@ expect_doctor_queue($doc, [ @id[0, 2, 1] ],
 # call_next passes over a patient who is away; queue_empty with only them
 
 $ws{0}->drop;
-expect_connected($doc, $id[0], 0, 'patient 1 drops');
+$dq = expect_connected($doc, $id[0], 0, 'patient 1 drops');
+
+# the first connected one in the queue as the doctor sees it
+my ($next) = grep { $_->{connected} } @{ $dq ? $dq->{patients} : [] };
+my ($k) = grep { $id[$_] eq ($next ? $next->{appointment} : '') } 0 .. 5;
+is($dq && $dq->{patients}[0]{appointment}, $id[0],
+   'patient 1, away, heads the queue');
 
 $doc->send_json({ type => 'call_next' });
 my $cs = $doc->recv_json(type => 'call_state');
-is($cs && $cs->{appointment}, $id[2],
+ok($next && $cs && $cs->{appointment} eq $next->{appointment},
    'call_next rings the first connected patient, not the one away');
-my $ring = $ws{2}->recv_json(type => 'ring');
-$ws{2}->send_json({ type => 'decline', call => $ring ? $ring->{call} : 'x' });
+my $ring = defined $k ? $ws{$k}->recv_json(type => 'ring') : undef;
+$ws{$k // 2}->send_json({ type => 'decline',
+                          call => $ring ? $ring->{call} : 'x' });
 $cs = $doc->recv_json(type => 'call_state',
                       match => sub { $_[0]{state} eq 'declined' });
 ok($cs, 'declined');
 
 $ws{$_}->drop for 1, 2;
-expect_connected($doc, $id[2], 0, 'patient 3 drops');
+ok($doc->recv_json(type => 'queue', match => sub {
+       !grep { $_->{connected} } @{ $_[0]{patients} }
+   }), 'patients 2 and 3 drop too: nobody connected');
 $doc->send_json({ type => 'call_next' });
 expect_error($doc, 'queue_empty',
              'call_next with only patients who are away: queue_empty');
@@ -189,7 +198,8 @@ is($sg && $sg->{data}{sdp}, 'restarted', 'the answer reaches the doctor');
 
 # the doctor drops for good: dropped
 $doc->drop;
-my $end = $pa->recv_json(type => 'ended', timeout => $GRACE + 15);
+my $end = $pa->recv_json(type => 'ended', call => $call,
+                         timeout => $GRACE + 15);
 is($end && "$end->{call} $end->{reason}", "$call dropped",
    'the doctor does not come back: ended dropped');
 
@@ -212,7 +222,8 @@ ok($pb->recv_json(type => 'call') && $doc->recv_json(type => 'call'),
 $pb->drop;
 $peer = $doc->recv_json(type => 'peer');
 is($peer && $peer->{state}, 'left', 'patient 5 drops: peer left');
-$end = $doc->recv_json(type => 'ended', timeout => $GRACE + 15);
+$end = $doc->recv_json(type => 'ended', call => $call,
+                      timeout => $GRACE + 15);
 is($end && "$end->{call} $end->{reason}", "$call dropped",
    'the patient does not come back: ended dropped');
 

@@ -43,22 +43,31 @@ ok($ws{0}->recv_json(type => 'call') && $doc->recv_json(type => 'call'),
 
 my $n = 4;
 
-# one more patient checks in: every other waiting patient is told
+# the room still works for the others: a new arrival reaches the
+# doctor, a skip of the head of the queue moves every waiting patient,
+# and the call goes on
 sub others_still_served {
     my ($what, @watch) = @_;
 
+    $_->take(type => 'queue') for $doc, map { $ws{$_} } @watch;
+
     my ($ws) = patient($t, $p[$n]);
     $ws{$n} = $ws;
-    $n++;
+    my $new = $id[$n++];
 
-    ok(scalar($doc->recv_json(type => 'queue', match => sub {
-           grep { $_->{appointment} eq $id[$n - 1] } @{ $_[0]{patients} }
-       })), "after $what: the doctor sees the next arrival");
+    my $dq = $doc->recv_json(type => 'queue', match => sub {
+        grep { $_->{appointment} eq $new } @{ $_[0]{patients} }
+    });
+    ok($dq, "after $what: the doctor sees the next arrival");
+
+    my ($head) = grep { $_->{state} eq 'waiting' }
+                 @{ $dq ? $dq->{patients} : [] };
+    $doc->send_json({ type => 'skip',
+                      appointment => $head ? $head->{appointment} : 'x' });
 
     for my $i (@watch) {
-        ok($ws{$i}->recv_json(type => 'queue',
-                              match => sub { $_[0]{waiting} >= $n - 1 }),
-           "after $what: patient " . ($i + 1) . ' gets the new figures');
+        ok($ws{$i}->recv_json(type => 'queue'),
+           "after $what: patient " . ($i + 1) . ' is told the new place');
     }
 
     my $sdp = "after $what";

@@ -40,7 +40,9 @@ package Teleclinic::Room;
 # metrics($t) GET /metrics: { 'name{labels}' => value }, and the text.
 # expect_queue($ws, {position => 2, ...}, $name) waits for the patient's
 #   queue message with these figures, dropping the ones before it (they
-#   were states on the way); a test result; returns the message.
+#   were states on the way); a test result; returns the message.  A
+#   wanted field missing from the message fails a test of its own (and
+#   does not keep the message from matching on the others).
 # expect_doctor_queue($ws, [appointment ids], $name) the same for the
 #   doctor's queue message listing exactly these, in this order.
 # expect_error($ws, $code, $name) the next error message has this code;
@@ -155,7 +157,8 @@ sub epoch {
     my ($s) = @_;
 
     my ($y, $mo, $d, $h, $mi, $sec, $z) = ($s // '') =~
-        /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$/
+        /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?
+          (Z|[+-]\d\d:\d\d)$/x
         or return undef;
 
     my $t = timegm($sec, $mi, $h, $d, $mo - 1, $y);
@@ -330,9 +333,12 @@ sub wait_queue {
 sub expect_queue {
     my ($ws, $want, $name, %opts) = @_;
 
+    # a field the server leaves out cannot pick the message: it is
+    # reported on its own below, and the others still pick
     my ($m, @seen) = wait_queue($ws, sub {
         my ($m) = @_;
         for my $k (keys %$want) {
+            next unless exists $m->{$k};
             return 0 unless defined $m->{$k} && "$m->{$k}" eq "$want->{$k}";
         }
         return 1;
@@ -345,6 +351,11 @@ sub expect_queue {
                             . (join('; ', map { figures($_) } @seen)
                                || 'no queue message')
                             . ($ws->closed ? '; closed ' . $ws->closed : ''));
+
+    for my $k (sort keys %$want) {
+        next if !$m || exists $m->{$k};
+        Test::More::ok(0, "$name: the queue message has \"$k\"");
+    }
 
     return $m;
 }

@@ -27,6 +27,7 @@ package Teleclinic::WS;
 #   the first queued message of that type for which CODE is true, pumping
 #   the event loop until it arrives; undef after the timeout (default 10)
 #   or when the connection closed without it.  Without type: any message.
+#   call => ID: only a message whose "call" is ID.
 # hello($token, %fields) sends hello and returns the welcome or error.
 # pending(type => T) the queued messages (of type T), left queued.
 # take(type => T) removes and returns the queued messages (of type T).
@@ -208,12 +209,13 @@ sub hello {
 }
 
 sub _find {
-    my ($self, $type, $match) = @_;
+    my ($self, $type, $match, $call) = @_;
 
     my $q = $self->{queue};
 
     for my $i (0 .. $#$q) {
         next if defined $type && ($q->[$i]{type} // '') ne $type;
+        next if defined $call && ($q->[$i]{call} // '') ne $call;
         next if $match && !$match->($q->[$i]);
         return splice @$q, $i, 1;
     }
@@ -227,7 +229,7 @@ sub recv_json {
     my $found;
 
     pump_until(sub {
-        $found = $self->_find($opts{type}, $opts{match});
+        $found = $self->_find($opts{type}, $opts{match}, $opts{call});
         return 1 if $found;
 
         # nothing more can come once it is closed
