@@ -6,8 +6,11 @@
  * client socket goes through 401 -> Allocate with MESSAGE-INTEGRITY,
  * CreatePermission and ChannelBind to a peer socket this program owns.
  * Then every stream sends ChannelData of a given size at a given rate,
- * spread evenly in time, with a sequence number and a send time in the
- * payload.  The peer socket takes the relayed datagrams with the kernel's
+ * spread evenly in time (what falls due within a quantum, -q, goes out
+ * together), with a sequence number and a send time in the payload.  The
+ * clients' sockets are on a loopback address new for each run (-a), so
+ * that a server still holding the last run's 5-tuples does not refuse
+ * them.  The peer socket takes the relayed datagrams with the kernel's
  * receive time (SO_TIMESTAMPNS) and, with -e, sends each one back through
  * the relay, as the other party of a call would.  At the end: packets
  * sent, relayed, lost, the one-way time through the relay (p50, p99,
