@@ -1015,6 +1015,26 @@ ngx_http_teleclinic_appt_text(ngx_http_request_t *r, u_char *p, u_char *last,
     p = ngx_teleclinic_time_print(p, appt->created);
     *p++ = '"';
 
+    /* the visit as the waiting room saw it */
+
+    if (appt->arrived) {
+        p = ngx_cpymem(p, ",\"arrived\":\"", 12);
+        p = ngx_teleclinic_time_print(p, appt->arrived);
+        *p++ = '"';
+    }
+
+    if (appt->visit_start) {
+        p = ngx_cpymem(p, ",\"visit_start\":\"", 16);
+        p = ngx_teleclinic_time_print(p, appt->visit_start);
+        *p++ = '"';
+    }
+
+    if (appt->visit_end) {
+        p = ngx_cpymem(p, ",\"visit_end\":\"", 14);
+        p = ngx_teleclinic_time_print(p, appt->visit_end);
+        *p++ = '"';
+    }
+
     if (patient) {
         p = ngx_cpymem(p, ",\"patient\":{\"name\":", 19);
         p = ngx_teleclinic_json_string(p, last, appt->name.data,

@@ -54,9 +54,10 @@ typedef struct {
 
 /*
  * Parses untrusted bytes without nginx's runtime (the fuzz target links
- * it alone).  NGX_OK, or NGX_ERROR with code and message set; root is
- * kept in both cases when it parsed (an error answer echoes the id), and
- * ngx_teleclinic_ws_msg_free() releases it.
+ * it alone).  NGX_OK, or NGX_ERROR with code and message set, and type
+ * set when only the fields are wrong; root is kept in both cases when it
+ * parsed (an error answer echoes the id), and ngx_teleclinic_ws_msg_free()
+ * releases it.
  */
 ngx_int_t ngx_teleclinic_ws_msg_parse(const u_char *text, size_t len,
     ngx_teleclinic_ws_msg_t *msg);

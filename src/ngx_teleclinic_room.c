@@ -179,6 +179,15 @@ ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a)
         return "zone_full";
     }
 
+    /*
+     * arrived already: the patient left the queue (or their grace ran
+     * out) and comes back, at its end
+     */
+
+    if (appt->status == NGX_TELECLINIC_ARRIVED) {
+        w->back = ++room->backs;
+    }
+
     /* arrived, once; after a restart a call in progress is over */
 
     if (appt->status != NGX_TELECLINIC_ARRIVED
@@ -847,10 +856,13 @@ ngx_teleclinic_room_update(ngx_teleclinic_actor_t *a,
         w->told_busy = busy;
 
         o->serial = w->peer.serial;
+        /* "waiting" comes along but changes of it alone tell nobody */
         o->len = ngx_sprintf(o->text,
                              "{\"v\":1,\"type\":\"queue\",\"position\":%ui,"
-                             "\"estimated_wait\":%ui,\"doctor_busy\":%s}",
-                             position, wait, busy ? "true" : "false")
+                             "\"waiting\":%ui,\"estimated_wait\":%ui,"
+                             "\"doctor_busy\":%s}",
+                             position, room->nwaiting, wait,
+                             busy ? "true" : "false")
                  - o->text;
     }
 
@@ -1467,7 +1479,7 @@ ngx_teleclinic_call_announce(ngx_teleclinic_actor_t *a,
 
             if (listed == 0) {
                 p = ngx_cpymem(p, groups ? ",{\"urls\":[" : "{\"urls\":[",
-                               groups ? 11 : 10);
+                               groups ? 10 : 9);
             } else {
                 *p++ = ',';
             }

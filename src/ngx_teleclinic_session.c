@@ -180,8 +180,6 @@ ngx_teleclinic_session_close(ngx_teleclinic_ws_t *ws)
 
     ws->session = NULL;
 
-    ngx_rbtree_delete(&ngx_teleclinic_sessions, &s->node);
-
     if (s->syncing) {
         ngx_teleclinic_journal_cancel(&s->waiter);
         s->syncing = 0;
@@ -195,6 +193,9 @@ ngx_teleclinic_session_close(ngx_teleclinic_ws_t *ws)
                                     s->role == NGX_TELECLINIC_ROLE_DOCTOR);
         ngx_teleclinic_session_timer(&a);
     }
+
+    /* last: the tree's delete clears the serial in the node's key */
+    ngx_rbtree_delete(&ngx_teleclinic_sessions, &s->node);
 
     ngx_teleclinic_session_role(s, (ngx_uint_t) -1);
 }
@@ -214,7 +215,16 @@ ngx_teleclinic_session_message(ngx_teleclinic_ws_t *ws,
     s = ws->session;
 
     if (msg->type == NGX_TELECLINIC_WS_HELLO) {
-        ngx_teleclinic_session_hello(ws, s, msg);
+        if (s->role != NGX_TELECLINIC_ROLE_NONE) {
+            ngx_teleclinic_session_refuse(ws, msg->id, "already_joined");
+
+        } else if (msg->code) {
+            ngx_teleclinic_ws_send_error(ws, msg->id, msg->code,
+                                         msg->message);
+        } else {
+            ngx_teleclinic_session_hello(ws, s, msg);
+        }
+
         return;
     }
 
@@ -224,6 +234,37 @@ ngx_teleclinic_session_message(ngx_teleclinic_ws_t *ws,
     }
 
     doctor = (s->role == NGX_TELECLINIC_ROLE_DOCTOR);
+
+    /* each role has its own messages; the call's are both's */
+
+    switch (msg->type) {
+
+    case NGX_TELECLINIC_WS_ACCEPT:
+    case NGX_TELECLINIC_WS_DECLINE:
+    case NGX_TELECLINIC_WS_LEAVE:
+        if (doctor) {
+            ngx_teleclinic_session_refuse(ws, msg->id, "unknown_type");
+            return;
+        }
+
+        break;
+
+    case NGX_TELECLINIC_WS_CALL_NEXT:
+    case NGX_TELECLINIC_WS_CALL:
+    case NGX_TELECLINIC_WS_SKIP:
+    case NGX_TELECLINIC_WS_NOSHOW:
+        if (!doctor) {
+            ngx_teleclinic_session_refuse(ws, msg->id, "unknown_type");
+            return;
+        }
+
+        break;
+    }
+
+    if (msg->code) {
+        ngx_teleclinic_ws_send_error(ws, msg->id, msg->code, msg->message);
+        return;
+    }
 
     if (ngx_teleclinic_session_actor(s, &a, s->doctor, s->doctor_len)
         != NGX_OK)
@@ -236,32 +277,28 @@ ngx_teleclinic_session_message(ngx_teleclinic_ws_t *ws,
 
     case NGX_TELECLINIC_WS_ACCEPT:
     case NGX_TELECLINIC_WS_DECLINE:
-        rc = doctor ? "unknown_type"
-                    : ngx_teleclinic_room_answer(&a, msg->call,
-                                    msg->type == NGX_TELECLINIC_WS_ACCEPT);
+        rc = ngx_teleclinic_room_answer(&a, msg->call,
+                                        msg->type == NGX_TELECLINIC_WS_ACCEPT);
         break;
 
     case NGX_TELECLINIC_WS_LEAVE:
-        rc = doctor ? "unknown_type" : ngx_teleclinic_room_leave(&a);
+        rc = ngx_teleclinic_room_leave(&a);
         break;
 
     case NGX_TELECLINIC_WS_CALL_NEXT:
-        rc = doctor ? ngx_teleclinic_room_call(&a, 0) : "unknown_type";
+        rc = ngx_teleclinic_room_call(&a, 0);
         break;
 
     case NGX_TELECLINIC_WS_CALL:
-        rc = doctor ? ngx_teleclinic_room_call(&a, msg->appt)
-                    : "unknown_type";
+        rc = ngx_teleclinic_room_call(&a, msg->appt);
         break;
 
     case NGX_TELECLINIC_WS_SKIP:
-        rc = doctor ? ngx_teleclinic_room_skip(&a, msg->appt)
-                    : "unknown_type";
+        rc = ngx_teleclinic_room_skip(&a, msg->appt);
         break;
 
     case NGX_TELECLINIC_WS_NOSHOW:
-        rc = doctor ? ngx_teleclinic_room_noshow(&a, msg->appt)
-                    : "unknown_type";
+        rc = ngx_teleclinic_room_noshow(&a, msg->appt);
         break;
 
     case NGX_TELECLINIC_WS_SIGNAL:
@@ -320,11 +357,6 @@ ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
     ngx_teleclinic_actor_t            a;
     ngx_teleclinic_directory_t       *dir;
     ngx_http_teleclinic_main_conf_t  *tmcf;
-
-    if (s->role != NGX_TELECLINIC_ROLE_NONE) {
-        ngx_teleclinic_session_refuse(ws, msg->id, "already_joined");
-        return;
-    }
 
     tmcf = ngx_teleclinic_session_conf;
 

@@ -1163,7 +1163,14 @@ ngx_teleclinic_ws_message(ngx_teleclinic_ws_t *ws, const u_char *text,
     json_t                   *reply;
     ngx_teleclinic_ws_msg_t   msg;
 
-    if (ngx_teleclinic_ws_msg_parse(text, len, &msg) != NGX_OK) {
+    /*
+     * a known type with bad fields goes on: who may send it is answered
+     * first (not_joined, unknown_type), then what is wrong with it
+     */
+
+    if (ngx_teleclinic_ws_msg_parse(text, len, &msg) != NGX_OK
+        && (msg.type == 0 || msg.type == NGX_TELECLINIC_WS_ECHO))
+    {
         ngx_teleclinic_ws_send_error(ws, msg.id, msg.code, msg.message);
         ngx_teleclinic_ws_msg_free(&msg);
         return;
