@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 #include "ngx_teleclinic_booking.h"
 #include "ngx_teleclinic_metrics.h"
+#include "ngx_teleclinic_turn.h"
 
 
 /*
@@ -186,6 +187,9 @@ ngx_teleclinic_metrics_handler(ngx_http_request_t *r)
                          "%uA\n",
                          ngx_teleclinic_role_names[i], m.sockets[i]);
     }
+
+    /* the stream side's relay, when this nginx has one */
+    p = ngx_teleclinic_turn_metrics((ngx_cycle_t *) ngx_cycle, p, last);
 
     b->last = p;
     b->last_buf = (r == r->main) ? 1 : 0;
