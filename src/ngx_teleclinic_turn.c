@@ -7,6 +7,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_event.h>
+#include <openssl/rand.h>
 #include "ngx_teleclinic_turn.h"
 
 
@@ -25,6 +26,15 @@
 #define NGX_TELECLINIC_TURN_BIND_TRIES       64
 
 #define NGX_TELECLINIC_TURN_ZONE_SIZE        (1024 * 1024)
+
+/*
+ * EVEN-PORT with R: the next port is kept for a RESERVATION-TOKEN, which
+ * may come to another worker, so the reservation is in the zone; the
+ * port itself is left unbound (RFC 8656 14.9 lets it be taken by chance)
+ */
+#define NGX_TELECLINIC_TURN_RESERVATIONS     64
+#define NGX_TELECLINIC_TURN_TOKEN_LEN        8
+#define NGX_TELECLINIC_TURN_TOKEN_LIFETIME   30
 
 /*
  * The relay socket is read in batches of datagrams (recvmmsg) into
@@ -105,6 +115,7 @@ struct ngx_teleclinic_turn_alloc_s {
 
     ngx_str_t                       username;
     u_char                          tid[NGX_TELECLINIC_STUN_TID_LEN];
+    u_char                          token[NGX_TELECLINIC_TURN_TOKEN_LEN];
 
     ngx_msec_t                      expires;
 
@@ -118,12 +129,22 @@ struct ngx_teleclinic_turn_alloc_s {
     ngx_teleclinic_turn_channel_t   channels[NGX_TELECLINIC_TURN_CHANNELS];
 
     unsigned                        user_counted:1;
+    unsigned                        has_token:1;
 };
+
+
+typedef struct {
+    u_char                          token[NGX_TELECLINIC_TURN_TOKEN_LEN];
+    ngx_uint_t                      port;
+    time_t                          expires;
+} ngx_teleclinic_turn_reservation_t;
 
 
 typedef struct {
     ngx_rbtree_t                    rbtree;
     ngx_rbtree_node_t               sentinel;
+    ngx_teleclinic_turn_reservation_t  reservations[
+                                        NGX_TELECLINIC_TURN_RESERVATIONS];
     ngx_atomic_t                    allocations;
     ngx_atomic_t                    counters[NGX_TELECLINIC_TURN_NCOUNTERS];
 } ngx_teleclinic_turn_shctx_t;
@@ -182,7 +203,13 @@ static time_t ngx_teleclinic_turn_lifetime(ngx_teleclinic_turn_conf_t *conf,
     ngx_teleclinic_stun_msg_t *msg);
 static ngx_int_t ngx_teleclinic_turn_relay_open(
     ngx_teleclinic_turn_session_t *ts, ngx_teleclinic_turn_alloc_t *a,
-    ngx_teleclinic_stun_msg_t *msg);
+    ngx_teleclinic_stun_msg_t *msg, ngx_uint_t want);
+static ngx_uint_t ngx_teleclinic_turn_port_free(ngx_sockaddr_t *local,
+    socklen_t socklen, ngx_uint_t port);
+static ngx_int_t ngx_teleclinic_turn_reserve(ngx_teleclinic_turn_conf_t *conf,
+    ngx_teleclinic_turn_alloc_t *a, ngx_uint_t port);
+static ngx_uint_t ngx_teleclinic_turn_reservation(
+    ngx_teleclinic_turn_conf_t *conf, u_char *token);
 static void ngx_teleclinic_turn_relay_handler(ngx_event_t *rev);
 static void ngx_teleclinic_turn_to_client(ngx_teleclinic_turn_session_t *ts,
     struct mmsghdr *out, ngx_uint_t n);
@@ -724,7 +751,7 @@ ngx_teleclinic_turn_allocate(ngx_teleclinic_turn_session_t *ts,
     ngx_teleclinic_stun_msg_t *msg, ngx_buf_t *b, u_char *key)
 {
     int                           family;
-    ngx_uint_t                    code;
+    ngx_uint_t                    code, want;
     ngx_pool_t                   *pool;
     ngx_connection_t             *c;
     ngx_teleclinic_turn_conf_t   *conf;
@@ -782,12 +809,26 @@ ngx_teleclinic_turn_allocate(ngx_teleclinic_turn_session_t *ts,
                                           key);
     }
 
-    /* no port pairs are kept back for a later request */
+    /* a reserved port comes with its token alone (RFC 8656 7.2) */
 
-    if (msg->reservation_token.data || msg->even_port_reserve) {
-        return ngx_teleclinic_turn_answer(ts, msg, b, 508,
-                                          NGX_TELECLINIC_TURN_R_CAPACITY,
+    want = 0;
+
+    if (msg->reservation_token.data) {
+
+        if (msg->has_even_port || msg->has_requested_family) {
+            return ngx_teleclinic_turn_answer(ts, msg, b, 400,
+                                          NGX_TELECLINIC_TURN_R_BAD_REQUEST,
                                           key);
+        }
+
+        want = ngx_teleclinic_turn_reservation(conf,
+                                               msg->reservation_token.data);
+
+        if (want == 0) {
+            return ngx_teleclinic_turn_answer(ts, msg, b, 508,
+                                              NGX_TELECLINIC_TURN_R_CAPACITY,
+                                              key);
+        }
     }
 
     pool = ngx_create_pool(1024, c->log);
@@ -823,7 +864,7 @@ ngx_teleclinic_turn_allocate(ngx_teleclinic_turn_session_t *ts,
                                           key);
     }
 
-    if (ngx_teleclinic_turn_relay_open(ts, a, msg) != NGX_OK) {
+    if (ngx_teleclinic_turn_relay_open(ts, a, msg, want) != NGX_OK) {
         ngx_teleclinic_turn_quota_release(conf, a);
         ngx_destroy_pool(pool);
 
@@ -875,6 +916,15 @@ ngx_teleclinic_turn_allocate_answer(ngx_teleclinic_turn_session_t *ts,
         || ngx_teleclinic_stun_add_xor_address(b,
                                  NGX_TELECLINIC_STUN_ATTR_XOR_MAPPED_ADDRESS,
                                  ts->connection->sockaddr)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (a->has_token
+        && ngx_teleclinic_stun_add_attr(b,
+                                   NGX_TELECLINIC_STUN_ATTR_RESERVATION_TOKEN,
+                                   a->token, NGX_TELECLINIC_TURN_TOKEN_LEN)
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -1404,7 +1454,8 @@ ngx_teleclinic_turn_channel_data(ngx_teleclinic_turn_session_t *ts,
 
 static ngx_int_t
 ngx_teleclinic_turn_relay_open(ngx_teleclinic_turn_session_t *ts,
-    ngx_teleclinic_turn_alloc_t *a, ngx_teleclinic_stun_msg_t *msg)
+    ngx_teleclinic_turn_alloc_t *a, ngx_teleclinic_stun_msg_t *msg,
+    ngx_uint_t want)
 {
     int                          value;
     socklen_t                    socklen;
@@ -1446,10 +1497,20 @@ ngx_teleclinic_turn_relay_open(ngx_teleclinic_turn_session_t *ts,
     for (i = 0; i < NGX_TELECLINIC_TURN_BIND_TRIES; i++) {
         port = conf->port_min + (ngx_uint_t) ngx_random() % range;
 
-        if (msg->has_even_port && (port & 1)) {
-            port = (port > conf->port_min) ? port - 1 : port + 1;
+        if (want) {
+            /* the port a RESERVATION-TOKEN kept, or nothing */
+            port = want;
+            i = NGX_TELECLINIC_TURN_BIND_TRIES - 1;
 
-            if (port > conf->port_max || (port & 1)) {
+        } else if (msg->has_even_port) {
+            port &= ~((ngx_uint_t) 1);
+
+            if (port < conf->port_min
+                || (msg->even_port_reserve
+                    && (port + 1 > conf->port_max
+                        || !ngx_teleclinic_turn_port_free(&local, socklen,
+                                                          port + 1))))
+            {
                 continue;
             }
         }
@@ -1473,6 +1534,12 @@ ngx_teleclinic_turn_relay_open(ngx_teleclinic_turn_session_t *ts,
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "turn: no free relay port in %ui-%ui",
                       conf->port_min, conf->port_max);
+        goto failed;
+    }
+
+    if (msg->even_port_reserve
+        && ngx_teleclinic_turn_reserve(conf, a, port + 1) != NGX_OK)
+    {
         goto failed;
     }
 
@@ -1904,6 +1971,114 @@ ngx_teleclinic_turn_write(ngx_teleclinic_turn_session_t *ts)
     b->last = b->start;
 
     return NGX_OK;
+}
+
+
+/* the next port is free when a socket can bind it now */
+
+static ngx_uint_t
+ngx_teleclinic_turn_port_free(ngx_sockaddr_t *local, socklen_t socklen,
+    ngx_uint_t port)
+{
+    ngx_uint_t      ok;
+    ngx_socket_t    s;
+    ngx_sockaddr_t  sa;
+
+    s = ngx_socket(local->sockaddr.sa_family, SOCK_DGRAM, 0);
+    if (s == (ngx_socket_t) -1) {
+        return 0;
+    }
+
+    ngx_memcpy(&sa, local, socklen);
+    ngx_inet_set_port(&sa.sockaddr, (in_port_t) port);
+
+    ok = (bind(s, &sa.sockaddr, socklen) == 0);
+
+    (void) ngx_close_socket(s);
+
+    return ok;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_turn_reserve(ngx_teleclinic_turn_conf_t *conf,
+    ngx_teleclinic_turn_alloc_t *a, ngx_uint_t port)
+{
+    time_t                              now;
+    ngx_uint_t                          i;
+    ngx_slab_pool_t                    *shpool;
+    ngx_teleclinic_turn_shctx_t        *sh;
+    ngx_teleclinic_turn_reservation_t  *r;
+
+    shpool = (ngx_slab_pool_t *) conf->zone->shm.addr;
+    sh = conf->zone->data;
+    now = ngx_time();
+
+    if (RAND_bytes(a->token, NGX_TELECLINIC_TURN_TOKEN_LEN) != 1) {
+        return NGX_ERROR;
+    }
+
+    r = NULL;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < NGX_TELECLINIC_TURN_RESERVATIONS; i++) {
+        if (sh->reservations[i].expires < now) {
+            r = &sh->reservations[i];
+            ngx_memcpy(r->token, a->token, NGX_TELECLINIC_TURN_TOKEN_LEN);
+            r->port = port;
+            r->expires = now + NGX_TELECLINIC_TURN_TOKEN_LIFETIME;
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (r == NULL) {
+        return NGX_ERROR;
+    }
+
+    a->has_token = 1;
+
+    return NGX_OK;
+}
+
+
+/* the port a token kept, 0 for a token unknown or expired; used once */
+
+static ngx_uint_t
+ngx_teleclinic_turn_reservation(ngx_teleclinic_turn_conf_t *conf,
+    u_char *token)
+{
+    time_t                              now;
+    ngx_uint_t                          i, port;
+    ngx_slab_pool_t                    *shpool;
+    ngx_teleclinic_turn_shctx_t        *sh;
+    ngx_teleclinic_turn_reservation_t  *r;
+
+    shpool = (ngx_slab_pool_t *) conf->zone->shm.addr;
+    sh = conf->zone->data;
+    now = ngx_time();
+    port = 0;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < NGX_TELECLINIC_TURN_RESERVATIONS; i++) {
+        r = &sh->reservations[i];
+
+        if (r->expires >= now
+            && ngx_memcmp(r->token, token, NGX_TELECLINIC_TURN_TOKEN_LEN)
+               == 0)
+        {
+            port = r->port;
+            r->expires = 0;
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return port;
 }
 
 

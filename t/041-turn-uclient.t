@@ -7,7 +7,8 @@
 # TLS with a certificate the test makes), with no packet lost.  Two
 # workers: a UDP client and its relay stay with the worker that holds
 # its session (reuseport).  The same again with Send indications
-# instead of channels (-c -s).
+# instead of channels (-s); with and without -c (RTCP relays on port
+# pairs reserved with EVEN-PORT and RESERVATION-TOKEN).
 
 use strict;
 use warnings;
@@ -93,12 +94,18 @@ sub check {
 }
 
 check('udp, channels', '-y', '-c', '-n', 50, '-m', 2, '-l', 200, '-p', $port);
+# without -c each client also allocates an RTCP relay: EVEN-PORT with
+# R for the RTP one, the RESERVATION-TOKEN for the next port
+check('udp, channels, RTP and RTCP relays', '-y', '-n', 50, '-m', 2,
+      '-l', 200, '-p', $port);
 check('udp, Send and Data indications', '-y', '-c', '-s', '-n', 50,
       '-m', 2, '-l', 200, '-p', $port);
 check('tcp, channels', '-t', '-y', '-c', '-n', 50, '-m', 2, '-l', 200,
       '-p', $port);
 check('tcp, channels, odd length (padding)', '-t', '-y', '-c', '-n', 50,
       '-m', 2, '-l', 171, '-p', $port);
+check('tcp, channels, RTP and RTCP relays', '-t', '-y', '-n', 50, '-m', 2,
+      '-l', 200, '-p', $port);
 check('tcp, Send and Data indications', '-t', '-y', '-c', '-s', '-n', 50,
       '-m', 2, '-l', 200, '-p', $port);
 

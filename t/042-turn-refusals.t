@@ -9,7 +9,9 @@
 # get 403 and Send indications to them are dropped; the user quota gets
 # 486, the total quota 508; an allocation that expired, or was deleted
 # with LIFETIME 0, gets 437 and relays nothing; bad requests get 400,
-# unknown comprehension-required attributes 420, TCP relays 442, a
+# unknown comprehension-required attributes 420, TCP relays 442,
+# unknown or reused RESERVATION-TOKENs 508 (a fresh one gets the port
+# kept by EVEN-PORT), a
 # second Allocate on the same 5-tuple 437 (and its retransmission the
 # same success again), another user's Refresh 441.  Refused requests
 # never allocate.
@@ -287,6 +289,35 @@ is($m && $m->{code}, 400, 'no REQUESTED-TRANSPORT: 400');
 $m = $c->request(0x003, attr(0x0019, pack 'Cx3', 17),
                  attr(0x0017, pack 'Cx3', 2));
 is($m && $m->{code}, 440, 'an IPv6 relay from an IPv4 server: 440');
+
+###############################################################################
+
+# port pairs: EVEN-PORT with R reserves the next port for a token, which
+# a client of another 5-tuple (maybe at another worker) uses once
+
+$c = client();
+$m = $c->allocate(attr(0x0018, "\x80"));
+is($m && $m->{code}, 0, 'EVEN-PORT with R: allocated');
+my ($even) = ($c->relayed // '') =~ /:(\d+)$/;
+ok(defined $even && $even % 2 == 0, 'EVEN-PORT: an even port');
+my $token = $m && $m->{attrs}{0x0022}[0];
+is(length($token // ''), 8, 'EVEN-PORT with R: a RESERVATION-TOKEN');
+
+my $c2 = client();
+$m = $c2->allocate(attr(0x0022, $token), attr(0x0018, "\0"));
+is($m && $m->{code}, 400, 'RESERVATION-TOKEN with EVEN-PORT: 400');
+$m = $c2->request(0x003, attr(0x0019, pack 'Cx3', 17), attr(0x0022, $token));
+is($m && $m->{code}, 0, 'RESERVATION-TOKEN: allocated');
+is($c2 && Teleclinic::Turn::xor_addr($m->{attrs}{0x0016}[0]),
+   '127.0.0.1:' . (($even // 0) + 1), 'RESERVATION-TOKEN: the next port');
+
+my $c3 = client();
+$m = $c3->allocate(attr(0x0022, $token));
+is($m && $m->{code}, 508, 'a RESERVATION-TOKEN used twice: 508');
+$m = client()->allocate(attr(0x0022, 'abcdefgh'));
+is($m && $m->{code}, 508, 'an unknown RESERVATION-TOKEN: 508');
+
+$_->refresh(0) for $c, $c2;
 
 ###############################################################################
 
