@@ -64,6 +64,7 @@ bench: deps $(MODULE)
 	./bench/booking.sh
 	./bench/restart.sh
 	./bench/turn.sh
+	./bench/room.sh
 
 bench-turn: deps $(MODULE)
 	./bench/turn.sh

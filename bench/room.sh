@@ -38,34 +38,29 @@
 # phases), WINDOW (8), SIZE (200, bytes of padding in each signal's data,
 # an ICE candidate's size; an SDP is some KiB), ZONE (256m), NGINX,
 # TELECLINIC_MODULE, KEEP=1 keeps the temp prefix, PIN=0 runs without
-# taskset.
+# taskset, SERVER_CONF (more directives for the server{} block, to try
+# e.g. request_pool_size).
 
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+
+. "$repo"/bench/lib/nginx.sh
 
 PATIENTS=${PATIENTS:-10000}
 ROUNDS=${ROUNDS:-5}
 CALLS=${CALLS:-64}
 DURATION=${DURATION:-3}
 RATE=${RATE:-2000}
-WINDOW=${WINDOW:-8}
+WINDOW=${WINDOW:-1}
 SIZE=${SIZE:-200}
 ZONE=${ZONE:-256m}
-NGINX=${NGINX:-/usr/sbin/nginx}
-MODULE=${TELECLINIC_MODULE:-$repo/build/ngx_http_teleclinic_module.so}
-STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 
 PASSWORD=bench-doctor-password
 TARGET_KIB=16
 TARGET_P99_MS=5
 
-for tool in cc perl python3 curl taskset; do
-    command -v $tool >/dev/null || { echo "room.sh: $tool is missing" >&2
-                                     exit 1; }
-done
-
-[ -f "$MODULE" ] || { echo "room.sh: no $MODULE (run make)" >&2; exit 1; }
+bench_require cc perl python3 curl taskset
 
 if [ $((CALLS % 2)) != 0 ] || [ "$CALLS" -lt 2 ]; then
     echo "room.sh: CALLS must be even" >&2
@@ -83,13 +78,9 @@ if [ "$(ulimit -n)" -lt "$nofile" ]; then
     }
 fi
 
-prefix=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/teleclinic-room.XXXXXX")
-master=""
 client=""
 
 cleanup() {
-    local pid i workers
-
     exec 3>&- 2>/dev/null || true
 
     if [ -n "$client" ] && kill -0 "$client" 2>/dev/null; then
@@ -97,38 +88,17 @@ cleanup() {
         wait "$client" 2>/dev/null || true
     fi
 
-    if [ -n "$master" ] && kill -0 "$master" 2>/dev/null; then
-        workers=$(cat /proc/"$master"/task/*/children 2>/dev/null || true)
-        kill -QUIT "$master" 2>/dev/null || true
-
-        for i in $(seq 1 100); do
-            kill -0 "$master" 2>/dev/null || break
-            sleep 0.1
-        done
-
-        if kill -0 "$master" 2>/dev/null; then
-            for pid in $master $workers; do
-                kill -KILL "$pid" 2>/dev/null || true
-            done
-        fi
-
-        wait "$master" 2>/dev/null || true
-    fi
-
-    if [ "${KEEP:-0}" = 1 ]; then
-        echo "prefix kept: $prefix"
-    else
-        rm -rf "$prefix"
-    fi
+    nginx_stop "$nginx_master"
+    nginx_remove_prefix
 }
 
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cc -O2 -Wall -o "$prefix"/roomload "$repo"/bench/room/roomload.c -lcrypto
+nginx_prefix room
+port=$(free_port)
 
-port=$(perl -MIO::Socket::IP -e 'print IO::Socket::IP->new(Listen => 1,
-           LocalHost => "127.0.0.1", LocalPort => 0)->sockport')
+cc -O2 -Wall -o "$prefix"/roomload "$repo"/bench/room/roomload.c -lcrypto
 
 if [ "$(nproc)" -ge 2 ] && [ "${PIN:-1}" = 1 ]; then
     pin_nginx="taskset -c 0"
@@ -139,8 +109,6 @@ else
     pin_client=""
     setup_cpus="no pinning"
 fi
-
-mkdir -p "$prefix"/logs "$prefix"/tmp "$prefix"/state
 
 # the directory: "room" works round the clock (the 10,000 patients),
 # c000.. too, one call each; all with the same password
@@ -162,35 +130,7 @@ print(json.dumps({'departments': [{'id': 'bench', 'name': 'Bench'}],
                   'doctors': doctors}))
 EOF
 
-user=""
-if [ "$(id -u)" = 0 ]; then
-    # workers would otherwise run as nobody and could not write the prefix
-    user="user $(id -un) $(id -gn);"
-fi
-
-cat > "$prefix"/nginx.conf <<EOF
-load_module $STREAM_MODULE;
-load_module $MODULE;
-
-$user
-worker_processes 2;
-worker_rlimit_nofile $nofile;
-pid $prefix/logs/nginx.pid;
-error_log $prefix/logs/error.log notice;
-
-events {
-    worker_connections $((PATIENTS + 512));
-}
-
-http {
-    client_body_temp_path $prefix/tmp/body;
-    proxy_temp_path $prefix/tmp/proxy;
-    fastcgi_temp_path $prefix/tmp/fastcgi;
-    uwsgi_temp_path $prefix/tmp/uwsgi;
-    scgi_temp_path $prefix/tmp/scgi;
-
-    access_log off;
-
+nginx_write_conf 2 $((PATIENTS + 512)) <<EOF
     teleclinic_zone bench $ZONE;
     teleclinic_journal $prefix/state/journal fsync=off;
     teleclinic_directory $prefix/directory.json;
@@ -201,6 +141,7 @@ http {
 
     server {
         listen 127.0.0.1:$port reuseport;
+        ${SERVER_CONF:-}
 
         location /api/v1/ {
             teleclinic_api;
@@ -212,28 +153,18 @@ http {
             teleclinic_websocket_send_buffer 64m;
         }
     }
-}
 EOF
 
-$pin_nginx "$NGINX" -p "$prefix/" -c "$prefix/nginx.conf" \
-    -e "$prefix/logs/error.log" -g 'daemon off;' &
-master=$!
+# a worker holds up to PATIENTS sockets
+sed -i "s/^worker_processes .*/&\nworker_rlimit_nofile $nofile;/" \
+    "$prefix"/nginx.conf
 
+# shellcheck disable=SC2086
+nginx_start $pin_nginx
 base=http://127.0.0.1:$port
+nginx_wait_up "$base/api/v1/departments"
 
-for i in $(seq 1 100); do
-    curl -sf -o /dev/null "$base/api/v1/departments" && break
-    kill -0 "$master" 2>/dev/null || break
-    sleep 0.1
-done
-
-if ! curl -sf -o /dev/null "$base/api/v1/departments"; then
-    echo "room.sh: nginx did not come up" >&2
-    cat "$prefix"/logs/error.log >&2
-    exit 1
-fi
-
-workers=$(cat /proc/"$master"/task/*/children)
+workers=$(nginx_workers "$nginx_master")
 w0=$(awk '{print $1}' <<< "$workers")
 w1=$(awk '{print $2}' <<< "$workers")
 
@@ -321,7 +252,7 @@ b_rss=$M_RSS b_anon=$M_ANON b_shmem=$M_SHMEM b_zone=$M_ZONE b_tcp=$M_TCP
 mkfifo "$prefix"/ctl
 $pin_client "$prefix"/roomload room -p "$port" -u /ws \
     -t "$prefix"/patients.txt -D "$(cat "$prefix"/doctor.txt)" \
-    -R "$ROUNDS" < "$prefix"/ctl > "$prefix"/room.out 2>&1 &
+    -R "$ROUNDS" -W "$w0,$w1" < "$prefix"/ctl > "$prefix"/room.out 2>&1 &
 client=$!
 exec 3> "$prefix"/ctl
 
@@ -413,11 +344,10 @@ ratio() {
 printf '\nsignaling, %d calls of each kind, %d-byte padding;' "$((CALLS / 2))" \
     "$SIZE"
 printf ' paced: %d msg/s; load: %d in flight per side\n' "$RATE" "$WINDOW"
-printf '%-22s %10s %10s %10s %10s %10s\n' "" "across" "one worker" \
-    "ratio" "" ""
-for f in paced_p50_ms paced_p99_ms paced_p999_ms paced_max_ms load_rate \
-         load_p50_ms load_p99_ms worker_us_per_msg workers_cpu_pct \
-         client_cpu_pct
+printf '%-22s %10s %10s %10s\n' "" "across" "one worker" "ratio"
+for f in paced_n paced_p50_ms paced_p99_ms paced_p999_ms paced_max_ms \
+         load_n load_rate load_p50_ms load_p99_ms worker_us_per_msg \
+         workers_cpu_pct client_cpu_pct others_cpu_pct
 do
     printf '%-22s %10s %10s %10s\n' "$f" "$(sig cross $f)" "$(sig same $f)" \
         "$(ratio "$(sig cross $f)" "$(sig same $f)")"
@@ -428,13 +358,31 @@ echo "SUMMARY"
 echo "  memory per waiting patient: $total_per KiB (workers' private RSS" \
      "$anon_per + zone $zone_per; VmRSS $rss_per) for $connected" \
      "connections (target < $TARGET_KIB KiB)"
-echo "  fan-out: $fanout"
+fan() {
+    sed -n "s/.*\b$1=\([0-9.]*\).*/\1/p" <<< "$fanout"
+}
+
+echo "  fan-out to $(fan patients) waiting patients: all have their new" \
+     "position $(fan last_median_ms) ms after call_next (median of" \
+     "$ROUNDS rounds, worst $(fan last_worst_ms) ms; the median patient" \
+     "$(fan p50_median_ms) ms); the doctor_busy update of the ring" \
+     "reached all in $(fan busy_last_median_ms) ms"
 echo "  signaling across workers: $(sig cross load_rate) msg/s" \
      "($(ratio "$(sig cross load_rate)" "$(sig same load_rate)") of one" \
      "worker's $(sig same load_rate)); p99 $(sig cross paced_p99_ms) ms" \
      "at $RATE msg/s (one worker: $(sig same paced_p99_ms) ms)," \
      "$(sig cross load_p99_ms) ms at full load (target p99 <" \
      "$TARGET_P99_MS ms)"
+
+disturbed=$( (sig cross others_cpu_pct; sig same others_cpu_pct
+              sed -n "s/.*other processes' \([0-9]*\)%.*/\1/p" \
+                  "$prefix"/room.out) | sort -n | tail -1)
+
+if [ "${disturbed:-0}" -gt 10 ]; then
+    echo "  WARNING: other processes took up to $disturbed% of a core during" \
+         "the measurements: the delays are overstated and the rates" \
+         "understated; worker_us_per_msg less so"
+fi
 
 status=0
 

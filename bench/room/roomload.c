@@ -117,6 +117,7 @@ struct conn_s {
     long           queue_msgs;
     int            rung;           /* was called in a round */
     int            round_seen;     /* got a new position this round */
+    int            round_any;      /* got any queue message this round */
 
     /* signal */
     conn_t        *peer;
@@ -261,6 +262,43 @@ self_cpu(void)
 
     return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6
            + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+
+/* busy ticks of all CPUs, and what processes other than nginx's workers
+ * and this one took of them since `since` (ticks) */
+
+static long
+all_busy_ticks(void)
+{
+    long   v[8];
+    FILE  *f;
+    int    n;
+
+    f = fopen("/proc/stat", "r");
+    if (f == NULL) {
+        return 0;
+    }
+
+    n = fscanf(f, "cpu %ld %ld %ld %ld %ld %ld %ld %ld", &v[0], &v[1], &v[2],
+               &v[3], &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+
+    if (n != 8) {
+        return 0;
+    }
+
+    return v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+}
+
+
+static int  worker_pid[2];
+
+static long
+others_ticks(void)
+{
+    return all_busy_ticks() - proc_ticks(worker_pid[0])
+           - proc_ticks(worker_pid[1]) - proc_ticks(getpid());
 }
 
 
@@ -846,7 +884,7 @@ static void
 loop(int ms, int (*done)(void))
 {
     struct epoll_event  evs[1024];
-    uint64_t            end;
+    uint64_t            end, t;
     int                 n, i, wait;
     char                buf[256];
     ssize_t             r;
@@ -858,14 +896,14 @@ loop(int ms, int (*done)(void))
             return;
         }
 
-        if (now_ns() >= end) {
+        t = now_ns();
+
+        if (t >= end) {
             return;
         }
 
-        wait = (int) ((end - now_ns()) / 1000000);
-        if (wait > 10) {
-            wait = 10;
-        }
+        /* at most 10 ms, so that done() is asked again */
+        wait = (end - t) / 1000000 > 10 ? 10 : (int) ((end - t) / 1000000);
 
         n = epoll_wait(ep, evs, 1024, wait);
 
@@ -1003,8 +1041,11 @@ static int       round_on;
 static uint64_t  round_t0;
 static uint64_t *round_times;
 static int       round_seen;
+static uint64_t *round_any_times;
+static int       round_any;
 static int       round_expect;
 static int       round_rung;
+static uint64_t  round_ring;         /* when the ring came */
 static char      doctor_call[64];
 static int       doctor_in_call;
 static int       doctor_ended;
@@ -1071,6 +1112,11 @@ room_message(conn_t *c, char *m, size_t len)
             return;
         }
 
+        if (round_on && !c->rung && !c->round_any) {
+            c->round_any = 1;
+            round_any_times[round_any++] = now_ns() - round_t0;
+        }
+
         if (round_on && !c->rung && !c->round_seen && pos != c->position) {
             c->round_seen = 1;
             round_times[round_seen++] = now_ns() - round_t0;
@@ -1089,6 +1135,7 @@ room_message(conn_t *c, char *m, size_t len)
         if (json_str(m, len, "call", call, sizeof(call)) == 0) {
             c->rung = 1;
             round_rung++;
+            round_ring = now_ns() - round_t0;
             ws_text(c, "{\"v\":1,\"type\":\"accept\",\"call\":\"%s\"}", call);
         }
 
@@ -1193,20 +1240,24 @@ static int
 cmd_room(const char *tokens_file, const char *doctor_token, int rounds)
 {
     int        i, r, waiting, got_all;
-    uint64_t   t0, t1, *maxes, *p50s, *firsts, *all;
-    long       q0;
+    uint64_t   t0, t1, *maxes, *p50s, *firsts, *all, *anymax;
+    long       q0, o0, w0;
     int        nall;
-    double     cpu0;
+    double     cpu0, clk, secs;
 
     npatients = read_lines(tokens_file, &ptokens);
     patients = calloc(npatients, sizeof(conn_t *));
     round_times = calloc(npatients, sizeof(uint64_t));
+    round_any_times = calloc(npatients, sizeof(uint64_t));
+    anymax = calloc(rounds, sizeof(uint64_t));
     maxes = calloc(rounds, sizeof(uint64_t));
     p50s = calloc(rounds, sizeof(uint64_t));
     firsts = calloc(rounds, sizeof(uint64_t));
     all = calloc((size_t) npatients * rounds, sizeof(uint64_t));
 
-    if (!patients || !round_times || !maxes || !p50s || !firsts || !all) {
+    if (!patients || !round_times || !round_any_times || !anymax || !maxes
+        || !p50s || !firsts || !all)
+    {
         die("out of memory");
     }
 
@@ -1270,11 +1321,16 @@ cmd_room(const char *tokens_file, const char *doctor_token, int rounds)
     printf("doctor: console connected in %.2f s; its queue message is "
            "%zu bytes\n", (now_ns() - t0) / 1e9, doctor_queue_bytes);
 
+    o0 = others_ticks();
+    w0 = proc_ticks(worker_pid[0]) + proc_ticks(worker_pid[1]);
+    t1 = now_ns();
+
     for (r = 0; r < rounds; r++) {
         waiting = 0;
 
         for (i = 0; i < npatients; i++) {
             patients[i]->round_seen = 0;
+            patients[i]->round_any = 0;
 
             if (patients[i]->state == C_OPEN && patients[i]->welcomed == 1
                 && !patients[i]->rung && patients[i]->position > 0)
@@ -1284,6 +1340,7 @@ cmd_room(const char *tokens_file, const char *doctor_token, int rounds)
         }
 
         round_seen = 0;
+        round_any = 0;
         round_rung = 0;
         round_expect = waiting - 1;
         doctor_in_call = 0;
@@ -1304,15 +1361,27 @@ cmd_room(const char *tokens_file, const char *doctor_token, int rounds)
         }
 
         qsort(round_times, round_seen, sizeof(uint64_t), cmp_u64);
+        qsort(round_any_times, round_any, sizeof(uint64_t), cmp_u64);
+
+        if (round_any) {
+            printf("round %d: %d patients heard of the call (queue message "
+                   "with doctor_busy): first %.2f ms, p50 %.2f ms, last "
+                   "%.2f ms\n", r + 1, round_any, round_any_times[0] / 1e6,
+                   round_any_times[round_any / 2] / 1e6,
+                   round_any_times[round_any - 1] / 1e6);
+            anymax[r] = round_any_times[round_any - 1];
+        }
 
         maxes[r] = round_seen ? round_times[round_seen - 1] : 0;
         p50s[r] = round_seen ? round_times[round_seen / 2] : 0;
         firsts[r] = round_seen ? round_times[0] : 0;
 
-        printf("round %d: %d of %d waiting patients got their new position; "
-               "first %.2f ms, p50 %.2f ms, last %.2f ms%s\n", r + 1,
-               round_seen, round_expect, firsts[r] / 1e6, p50s[r] / 1e6,
-               maxes[r] / 1e6, got_all ? "" : " (TIMEOUT after 10 s)");
+        printf("round %d: the ring reached the first patient after %.2f ms; "
+               "%d of %d waiting patients got their new position (after "
+               "the accept): first %.2f ms, p50 %.2f ms, last %.2f ms%s\n",
+               r + 1, round_ring / 1e6, round_seen, round_expect,
+               firsts[r] / 1e6, p50s[r] / 1e6, maxes[r] / 1e6,
+               got_all ? "" : " (TIMEOUT after 10 s)");
 
         loop(10000, doctor_call_up);
 
@@ -1338,6 +1407,18 @@ cmd_room(const char *tokens_file, const char *doctor_token, int rounds)
         }
     }
 
+    clk = sysconf(_SC_CLK_TCK);
+    secs = (now_ns() - t1) / 1e9;
+
+    if (worker_pid[0]) {
+        printf("rounds: %.1f s; nginx workers' CPU %.0f%%, other processes' "
+               "%.0f%% of a core (above a few %% the delays are "
+               "overstated)\n", secs,
+               100 * (proc_ticks(worker_pid[0]) + proc_ticks(worker_pid[1])
+                      - w0) / clk / secs,
+               100 * (others_ticks() - o0) / clk / secs);
+    }
+
     nall = 0;
     for (r = 0; r < rounds; r++) {
         for (i = 0; i < npatients; i++) {
@@ -1349,11 +1430,16 @@ cmd_room(const char *tokens_file, const char *doctor_token, int rounds)
 
     qsort(maxes, rounds, sizeof(uint64_t), cmp_u64);
     qsort(p50s, rounds, sizeof(uint64_t), cmp_u64);
+    qsort(anymax, rounds, sizeof(uint64_t), cmp_u64);
 
-    printf("FANOUT rounds=%d patients=%d last_p50_ms=%.2f last_max_ms=%.2f "
-           "median_p50_ms=%.2f\n", rounds, round_expect + 1,
+    /* over the rounds: the median and the worst of each round's last
+     * patient, and the median of each round's median patient */
+    printf("FANOUT rounds=%d patients=%d last_median_ms=%.2f "
+           "last_worst_ms=%.2f p50_median_ms=%.2f busy_last_median_ms=%.2f "
+           "busy_last_worst_ms=%.2f\n", rounds, round_expect + 1,
            maxes[rounds / 2] / 1e6, maxes[rounds - 1] / 1e6,
-           p50s[rounds / 2] / 1e6);
+           p50s[rounds / 2] / 1e6, anymax[rounds / 2] / 1e6,
+           anymax[rounds - 1] / 1e6);
     pct_line("fan-out, every patient's delay over all rounds", all, nall);
 
     if (first_error[0]) {
@@ -1384,7 +1470,6 @@ typedef struct {
 
 static call_t   *calls;
 static int       ncalls;
-static int       worker_pid[2];
 static int       calls_up;
 static int       phase_on;           /* 0 idle, 1 paced, 2 load */
 static int       phase_cross;
@@ -1687,6 +1772,8 @@ typedef struct {
     long      load_ticks;          /* workers' CPU in the load phases */
     long      paced_ticks;
     double    client_cpu;          /* in the load phases */
+    long      others;              /* other processes, all phases */
+    double    secs;
 } result_t;
 
 
@@ -1694,7 +1781,7 @@ static void
 run_phase(int cross, int kind, double secs, double rate, result_t *res)
 {
     uint64_t  t0, t, end, due, sent;
-    long      w0;
+    long      w0, o0;
     double    c0;
     int       i, j, sides;
     conn_t   *c;
@@ -1705,6 +1792,7 @@ run_phase(int cross, int kind, double secs, double rate, result_t *res)
     phase_msgs = 0;
 
     w0 = proc_ticks(worker_pid[0]) + proc_ticks(worker_pid[1]);
+    o0 = others_ticks();
     c0 = self_cpu();
     t0 = now_ns();
     end = t0 + (uint64_t) (secs * 1e9);
@@ -1755,6 +1843,9 @@ run_phase(int cross, int kind, double secs, double rate, result_t *res)
 
     t = now_ns();
 
+    res->others += others_ticks() - o0;
+    res->secs += (t - t0) / 1e9;
+
     if (kind == 2) {
         res->load_secs += (t - t0) / 1e9;
         res->load_ticks += proc_ticks(worker_pid[0])
@@ -1781,17 +1872,20 @@ static void
 print_result(const char *name, result_t *r, double clk)
 {
     printf("SIGNAL %s paced_rate=%.0f paced_p50_ms=%.3f paced_p99_ms=%.3f "
-           "paced_p999_ms=%.3f paced_max_ms=%.3f load_rate=%.0f "
-           "load_p50_ms=%.3f load_p99_ms=%.3f load_max_ms=%.3f "
-           "worker_us_per_msg=%.2f workers_cpu_pct=%.0f client_cpu_pct=%.0f\n",
+           "paced_p999_ms=%.3f paced_max_ms=%.3f paced_n=%llu load_rate=%.0f "
+           "load_p50_ms=%.3f load_p99_ms=%.3f load_max_ms=%.3f load_n=%llu "
+           "worker_us_per_msg=%.2f workers_cpu_pct=%.0f client_cpu_pct=%.0f "
+           "others_cpu_pct=%.0f\n",
            name, r->paced_msgs / r->paced_secs, lat_pct(&r->paced, 0.5),
            lat_pct(&r->paced, 0.99), lat_pct(&r->paced, 0.999),
-           r->paced.max_ns / 1e6, r->load_msgs / r->load_secs,
+           r->paced.max_ns / 1e6, (unsigned long long) r->paced.count,
+           r->load_msgs / r->load_secs,
            lat_pct(&r->load, 0.5), lat_pct(&r->load, 0.99),
-           r->load.max_ns / 1e6,
+           r->load.max_ns / 1e6, (unsigned long long) r->load.count,
            r->load_msgs ? 1e6 * r->load_ticks / clk / r->load_msgs : 0,
            100 * r->load_ticks / clk / r->load_secs,
-           100 * r->client_cpu / r->load_secs);
+           100 * r->client_cpu / r->load_secs,
+           r->secs > 0 ? 100 * r->others / clk / r->secs : 0);
 }
 
 
@@ -1973,7 +2067,7 @@ usage(void)
 {
     fprintf(stderr,
         "usage: roomload room -p PORT -t TOKENS -D DOCTOR_TOKEN [-R rounds]"
-        " [-c concurrency]\n"
+        " [-c concurrency] [-W PID,PID]\n"
         "       roomload signal -p PORT -f PAIRS -W PID,PID [-d secs]"
         " [-w window] [-r rate] [-s size] [-k rounds]\n"
         "       common: [-H host] [-u path]\n");
@@ -2038,7 +2132,11 @@ main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     if (strcmp(cmd, "room") == 0) {
-        if (tokens == NULL || doctor_token == NULL || rounds < 1) {
+        if (tokens == NULL || doctor_token == NULL || rounds < 1
+            || (workers
+                && sscanf(workers, "%d,%d", &worker_pid[0], &worker_pid[1])
+                   != 2))
+        {
             usage();
         }
         return cmd_room(tokens, doctor_token, rounds);
