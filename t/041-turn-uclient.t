@@ -8,12 +8,15 @@
 # workers: a UDP client and its relay stay with the worker that holds
 # its session (reuseport).  The same again with Send indications
 # instead of channels (-s); with and without -c (RTCP relays on port
-# pairs reserved with EVEN-PORT and RESERVATION-TOKEN).
+# pairs reserved with EVEN-PORT and RESERVATION-TOKEN); over IPv6 too
+# when the loopback has it.
 
 use strict;
 use warnings;
 
 use Test::More;
+
+use IO::Socket::IP;
 
 use lib 't/lib';
 use Teleclinic::Test;
@@ -35,6 +38,18 @@ my $have_tls = system('openssl req -x509 -newkey rsa:2048 -nodes -days 2 '
                       . '-out ' . $t->prefix . '/turn.crt '
                       . '>/dev/null 2>&1') == 0;
 
+# IPv6 when the loopback has it
+my $have_v6 = IO::Socket::IP->new(LocalHost => '::1', LocalPort => 0,
+                                  Proto => 'udp') ? 1 : 0;
+my $v6 = !$have_v6 ? '' : <<'V6';
+    server {
+        listen [::1]:%%PORT3%% udp reuseport;
+        listen [::1]:%%PORT3%%;
+        teleclinic_turn;
+        teleclinic_turn_allow_peer ::1/128;
+    }
+V6
+
 my $lo = 40000 + int rand 20000;
 my $ports = $lo . '-' . ($lo + 999);
 
@@ -53,6 +68,7 @@ stream {
         teleclinic_turn;
     }
 
+$v6
     server {
         listen 127.0.0.1:%%PORT2%% ssl;
         ssl_certificate %%PREFIX%%/turn.crt;
@@ -67,13 +83,20 @@ my $tls_port = $t->port('PORT2');
 
 ###############################################################################
 
-# runs turnutils_uclient; returns (sent, received, lost, output)
+# runs turnutils_uclient; returns (sent, received, lost, output);
+# ('-6', ...) talks to ::1 instead of 127.0.0.1
 sub uclient {
     my (@args) = @_;
 
+    my $host = '127.0.0.1';
+    if (@args && $args[0] eq '-6') {
+        shift @args;
+        $host = '::1';
+    }
+
     my $cmd = join ' ', 'timeout 60', $uclient, '-W', $SECRET,
-                        '-u', 'uclient', '-e', '127.0.0.1', @args,
-                        '127.0.0.1', '2>&1';
+                        '-u', 'uclient', '-e', $host, @args,
+                        $host, '2>&1';
     my $out = `$cmd`;
 
     my ($sent, $recv) = $out =~ /tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$/m;
@@ -114,6 +137,16 @@ SKIP: {
 
     check('tls, channels', '-t', '-S', '-y', '-c', '-n', 50, '-m', 2, '-l', 200,
           '-p', $tls_port);
+}
+
+SKIP: {
+    skip 'no IPv6 on the loopback', 2 unless $have_v6;
+
+    my $p6 = $t->port('PORT3');
+    check('ipv6 udp, channels', '-6', '-x', '-y', '-n', 50, '-m', 2,
+          '-l', 200, '-p', $p6);
+    check('ipv6 tcp, channels', '-6', '-t', '-x', '-y', '-n', 50, '-m', 2,
+          '-l', 200, '-p', $p6);
 }
 
 # a wrong secret: no allocation, nothing relayed
