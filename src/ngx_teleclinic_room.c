@@ -946,6 +946,81 @@ done:
 }
 
 
+/*
+ * The day is over: its appointments nobody came to, or whose patient
+ * waited without being seen, become no-shows.  Every worker runs it at
+ * midnight and at start; under the lock, the first one does the work.
+ */
+
+void
+ngx_teleclinic_room_day_end(ngx_teleclinic_actor_t *a)
+{
+    time_t                  from, to;
+    ngx_uint_t              n;
+    ngx_rbtree_node_t      *node, *next, *root, *sentinel;
+    ngx_teleclinic_appt_t  *appt;
+    ngx_teleclinic_wait_t  *w;
+    ngx_teleclinic_room_t  *room;
+    ngx_teleclinic_date_t   date;
+
+    ngx_teleclinic_date_of(a->now, &date);
+    ngx_teleclinic_day_bounds(&date, &from, &to);
+
+    n = 0;
+
+    ngx_teleclinic_zone_lock(a->zone);
+
+    root = a->zone->sh->appts.root;
+    sentinel = a->zone->sh->appts.sentinel;
+
+    for (node = (root == sentinel) ? NULL : ngx_rbtree_min(root, sentinel);
+         node;
+         node = next)
+    {
+        next = ngx_rbtree_next(&a->zone->sh->appts, node);
+        appt = (ngx_teleclinic_appt_t *) node;
+
+        if ((appt->status != NGX_TELECLINIC_BOOKED
+             && appt->status != NGX_TELECLINIC_ARRIVED)
+            || appt->start >= from)
+        {
+            continue;
+        }
+
+        w = ngx_teleclinic_wait_find(a->zone, appt->id);
+
+        if (w && w->state != NGX_TELECLINIC_WAITING) {
+            /* rung or in a call across midnight: theirs to finish */
+            continue;
+        }
+
+        if (ngx_teleclinic_room_status(a, appt->id, NGX_TELECLINIC_NOSHOW)
+            != NGX_OK)
+        {
+            break;
+        }
+
+        if (w) {
+            room = w->room;
+            ngx_teleclinic_wait_free(a->zone, w);
+            ngx_teleclinic_post_changed(a, room);
+        }
+
+        n++;
+    }
+
+    ngx_teleclinic_unlock(a);
+
+    if (n) {
+        ngx_log_error(NGX_LOG_NOTICE, a->log, 0,
+                      "teleclinic: %ui appointments of past days became "
+                      "no-shows", n);
+    }
+
+    a->timer = to;
+}
+
+
 void
 ngx_teleclinic_room_visit_locked(ngx_teleclinic_zone_t *zone, u_char *doctor,
     size_t len, time_t duration)

@@ -175,6 +175,12 @@ const char *ngx_teleclinic_room_hangup(ngx_teleclinic_actor_t *a,
 void ngx_teleclinic_room_sweep(ngx_teleclinic_actor_t *a);
 
 /*
+ * At midnight: what nobody came to on past days is a no-show; a->timer
+ * is set to the next midnight.
+ */
+void ngx_teleclinic_room_day_end(ngx_teleclinic_actor_t *a);
+
+/*
  * A room's queue changed: the texts for this worker's connections in it
  * (a patient's "queue" when their figures changed, the doctor's "queue"),
  * handed to send() one by one after the zone is unlocked.

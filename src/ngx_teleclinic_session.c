@@ -70,12 +70,15 @@ static ngx_teleclinic_session_t *ngx_teleclinic_session_find(
     ngx_uint_t serial);
 static void ngx_teleclinic_session_timer(ngx_teleclinic_actor_t *a);
 static void ngx_teleclinic_session_sweep(ngx_event_t *ev);
+static void ngx_teleclinic_session_day_end(ngx_event_t *ev);
 
 
 static ngx_http_teleclinic_main_conf_t  *ngx_teleclinic_session_conf;
 static ngx_rbtree_t                      ngx_teleclinic_sessions;
 static ngx_rbtree_node_t                 ngx_teleclinic_sessions_sentinel;
 static ngx_uint_t                        ngx_teleclinic_session_serial;
+
+static ngx_event_t                      ngx_teleclinic_midnight;
 
 static ngx_teleclinic_changed_t   ngx_teleclinic_changed[
                                       NGX_TELECLINIC_CHANGED_MAX];
@@ -122,9 +125,22 @@ ngx_teleclinic_session_init_process(ngx_cycle_t *cycle)
 
     ngx_teleclinic_session_conf = tmcf;
 
-    return ngx_teleclinic_bus_init_process(cycle,
-                                           ngx_http_teleclinic_zone(tmcf),
-                                           ngx_teleclinic_session_mail);
+    if (ngx_teleclinic_bus_init_process(cycle, ngx_http_teleclinic_zone(tmcf),
+                                        ngx_teleclinic_session_mail)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* past days first, then every midnight */
+
+    ngx_teleclinic_midnight.handler = ngx_teleclinic_session_day_end;
+    ngx_teleclinic_midnight.log = cycle->log;
+    ngx_teleclinic_midnight.cancelable = 1;
+
+    ngx_add_timer(&ngx_teleclinic_midnight, 1000);
+
+    return NGX_OK;
 }
 
 
@@ -758,6 +774,26 @@ ngx_teleclinic_session_timer(ngx_teleclinic_actor_t *a)
     ngx_add_timer(&sw->event, ms);
 
     a->timer = 0;
+}
+
+
+static void
+ngx_teleclinic_session_day_end(ngx_event_t *ev)
+{
+    ngx_msec_t              ms;
+    ngx_teleclinic_actor_t  a;
+
+    if (ngx_teleclinic_session_actor(NULL, &a, NULL, 0) != NGX_OK) {
+        return;
+    }
+
+    ngx_teleclinic_room_day_end(&a);
+
+    /* a second past midnight, the day's last appointments included */
+    ms = (a.timer > a.now ? (ngx_msec_t) (a.timer - a.now) * 1000 : 0)
+         + 1000;
+
+    ngx_add_timer(ev, ms);
 }
 
 
