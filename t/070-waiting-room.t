@@ -184,8 +184,9 @@ expect_doctor_queue($doc, [ map { $p[$_]{id} } 0, 2, 5 ],
 
 ($pws{1}, $w) = patient($t, $p[1]);
 expect_queue($pws{1}, { position => 2, waiting => 4 }, 'patient 2: 2 of 4');
-expect_queue($pws{0}, { position => 1, waiting => 4 },
-             'patient 1: still first, 4 waiting');
+# patient 1's own figures did not change: no message for "waiting" alone
+is(scalar($pws{0}->quiet(0.5, type => 'queue')), 0,
+   'patient 1: still first, not told of the new arrival behind');
 expect_queue($pws{2}, { position => 3, waiting => 4 }, 'patient 3: 3 of 4');
 $q = expect_queue($pws{5}, { position => 4, waiting => 4 },
                   'patient 6: 4 of 4');
