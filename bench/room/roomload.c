@@ -1241,9 +1241,9 @@ cmd_room(const char *tokens_file, const char *doctor_token, int rounds)
 {
     int        i, r, waiting, got_all;
     uint64_t   t0, t1, *maxes, *p50s, *firsts, *all, *anymax;
-    long       q0, o0, w0;
+    long       q0, o0, w0, fw0, fan_workers = 0;
     int        nall;
-    double     cpu0, clk, secs;
+    double     cpu0, clk, secs, fc0, fan_secs = 0, fan_client = 0;
 
     npatients = read_lines(tokens_file, &ptokens);
     patients = calloc(npatients, sizeof(conn_t *));
@@ -1347,12 +1347,21 @@ cmd_room(const char *tokens_file, const char *doctor_token, int rounds)
         doctor_ended = 0;
         q0 = queue_msgs_total;
 
+        fw0 = proc_ticks(worker_pid[0]) + proc_ticks(worker_pid[1]);
+        fc0 = self_cpu();
+
         round_on = 1;
         round_t0 = now_ns();
         ws_text(doctor, "{\"v\":1,\"type\":\"call_next\"}");
 
         loop(10000, round_done);
         round_on = 0;
+
+        /* who was busy while the updates went out */
+        fan_secs += (now_ns() - round_t0) / 1e9;
+        fan_client += self_cpu() - fc0;
+        fan_workers += proc_ticks(worker_pid[0]) + proc_ticks(worker_pid[1])
+                       - fw0;
 
         got_all = round_seen >= round_expect;
 
@@ -1417,6 +1426,10 @@ cmd_room(const char *tokens_file, const char *doctor_token, int rounds)
                100 * (proc_ticks(worker_pid[0]) + proc_ticks(worker_pid[1])
                       - w0) / clk / secs,
                100 * (others_ticks() - o0) / clk / secs);
+        printf("rounds: from call_next until all had their new position: "
+               "nginx workers busy %.0f%% of a core, the client %.0f%%\n",
+               100 * fan_workers / clk / fan_secs,
+               100 * fan_client / fan_secs);
     }
 
     nall = 0;
@@ -1921,12 +1934,18 @@ cmd_signal(const char *pairs_file, double secs, double rate, int rounds)
     on_message = signal_message;
 
     /*
-     * each worker holds one side of every cross call (doctor of the even
-     * ones, patient of the odd ones) and both sides of half the same-worker
-     * calls: ncalls connections each; open more until both have enough
+     * call i has its doctor on worker i % 2; the first half (the cross
+     * calls) has the patient on the other worker, the second half on the
+     * same one.  Open connections until both workers hold enough.
      */
 
-    need[0] = need[1] = ncalls;
+    need[0] = need[1] = 0;
+
+    for (i = 0; i < ncalls; i++) {
+        need[i % 2]++;                                  /* the doctor */
+        need[i < ncalls / 2 ? 1 - i % 2 : i % 2]++;     /* the patient */
+    }
+
     extra = 0;
 
     for ( ;; ) {
@@ -1979,7 +1998,7 @@ cmd_signal(const char *pairs_file, double secs, double rate, int rounds)
         call_t  *k = &calls[i];
         int      home = i % 2;
 
-        k->cross = i < ncalls / 2;
+        k->cross = i < ncalls / 2;     /* the same rule as need[] above */
 
         sp = strchr(lines[i], ' ');
         if (sp == NULL) {
