@@ -115,6 +115,35 @@ Mojo::IOLoop->start;
 Mojo::IOLoop->remove($timer);
 is($echo && $echo->{data}, 'hello', 'the WebSocket at /ws answers');
 
+# a demo doctor's console: the demo password logs in, the hello answers
+my $login = $ua->post("$base/doctor/login" => json => {
+    doctor => $doctors->[0]{id}, password => 'demo-password',
+})->result;
+is($login->code, 200, 'a demo doctor logs in with the demo password');
+
+my $welcome;
+$ua->websocket("ws://127.0.0.1:$port/ws" => sub {
+    ($ua, $tx) = @_;
+    return Mojo::IOLoop->stop unless $tx->is_websocket;
+    $tx->on(json => sub {
+        $welcome //= $_[1];
+        $tx->finish;
+        Mojo::IOLoop->stop;
+    });
+    $tx->send({ json => { v => 1, type => 'hello',
+                          token => $login->json->{token} } });
+});
+$timer = Mojo::IOLoop->timer(10 => sub { Mojo::IOLoop->stop });
+Mojo::IOLoop->start;
+Mojo::IOLoop->remove($timer);
+is($welcome && $welcome->{type} . ' ' . $welcome->{role}, 'welcome doctor',
+   'the doctor\'s console connects to the waiting room');
+
+my $metrics = $ua->get("http://127.0.0.1:$port/metrics")->result;
+like($metrics->body, qr/^teleclinic_calls_started_total \d+$/m,
+     'metrics at /metrics');
+like($metrics->body, qr/^teleclinic_turn_/m, 'with the TURN relay\'s');
+
 my $stun = `timeout 20 turnutils_stunclient -p $turn_port 127.0.0.1 2>&1`;
 like($stun, qr/reflexive addr: 127\.0\.0\.1:\d+/,
      'STUN answers on the TURN port');
