@@ -68,6 +68,8 @@ static void ngx_teleclinic_call_announce(ngx_teleclinic_actor_t *a,
     ngx_teleclinic_room_t *room, ngx_uint_t doctor, ngx_uint_t rejoin);
 static void ngx_teleclinic_post_peer(ngx_teleclinic_actor_t *a,
     ngx_teleclinic_room_t *room, ngx_uint_t doctor, const char *state);
+static void ngx_teleclinic_peer_take(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_peer_t *peer);
 static void ngx_teleclinic_post(ngx_teleclinic_actor_t *a,
     ngx_teleclinic_peer_t *peer, u_char *text, size_t len);
 static void ngx_teleclinic_post_changed(ngx_teleclinic_actor_t *a,
@@ -141,19 +143,8 @@ ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a)
     w = ngx_teleclinic_wait_find(a->zone, a->appt);
 
     if (w) {
-        /* back, on a new connection: the old one, if any, gives way */
-
-        if (w->peer.pid
-            && (w->peer.pid != ngx_pid || w->peer.serial != a->serial))
-        {
-            (void) ngx_teleclinic_bus_post_locked(a->zone, w->peer.pid,
-                                         NGX_TELECLINIC_MAIL_CLOSE,
-                                         w->peer.serial, NULL, 0);
-        }
-
-        w->peer.pid = ngx_pid;
-        w->peer.serial = a->serial;
-        w->peer.left = 0;
+        /* back, on a new connection */
+        ngx_teleclinic_peer_take(a, &w->peer);
         w->told_position = 0;
 
         a->status = appt->status;
@@ -238,18 +229,7 @@ ngx_teleclinic_room_console(ngx_teleclinic_actor_t *a)
         return "zone_full";
     }
 
-    if (room->console.pid
-        && (room->console.pid != ngx_pid
-            || room->console.serial != a->serial))
-    {
-        (void) ngx_teleclinic_bus_post_locked(a->zone, room->console.pid,
-                                              NGX_TELECLINIC_MAIL_CLOSE,
-                                              room->console.serial, NULL, 0);
-    }
-
-    room->console.pid = ngx_pid;
-    room->console.serial = a->serial;
-    room->console.left = 0;
+    ngx_teleclinic_peer_take(a, &room->console);
 
     ngx_teleclinic_room_sweep_locked(a, room);
 
@@ -1614,6 +1594,24 @@ ngx_teleclinic_post_peer(ngx_teleclinic_actor_t *a,
                      "\"state\":\"%s\"}", room->call, state);
     ngx_teleclinic_post(a, doctor ? &room->console : &room->callee->peer,
                         text, p - text);
+}
+
+
+/* the actor's connection becomes the peer; the one before gives way */
+
+static void
+ngx_teleclinic_peer_take(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_peer_t *peer)
+{
+    if (peer->pid && (peer->pid != ngx_pid || peer->serial != a->serial)) {
+        (void) ngx_teleclinic_bus_post_locked(a->zone, peer->pid,
+                                              NGX_TELECLINIC_MAIL_CLOSE,
+                                              peer->serial, NULL, 0);
+    }
+
+    peer->pid = ngx_pid;
+    peer->serial = a->serial;
+    peer->left = 0;
 }
 
 
