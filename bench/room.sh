@@ -12,7 +12,7 @@
 #    different workers, half with both on one worker (the baseline, in the
 #    same run); `signal` messages relayed between the two sides, paced at
 #    RATE messages/s (latency at a moderate load) and then as fast as they
-#    go with WINDOW messages in flight from each side (messages/s), each
+#    go with WINDOW messages in flight per side (messages/s), each
 #    kind in turn, twice.  One-way latency from a send time carried in the
 #    message (one clock: the client sends and receives).  Target: p99 <
 #    5 ms across workers.
@@ -22,8 +22,9 @@
 # the HTTP API (bench/room/setup.py) with the journal at fsync=off: this
 # bench is not about the disk.  Booking: one doctor working round the
 # clock in 5-minute slots has 288 slots a day, so PATIENTS appointments
-# span PATIENTS/288 days from tomorrow on; teleclinic_checkin_open is set
-# to 60d so that every one of them may check in now.  The signaling
+# span PATIENTS/288 days from tomorrow on (the booking horizon of 60 days
+# allows up to about 17,000); teleclinic_checkin_open is set to 60d so
+# that every one of them may check in now.  The signaling
 # calls have one doctor each (c000...), each with one appointment.
 #
 # nginx (master and both workers) runs on CPU 0 and the client on CPU 1
@@ -35,7 +36,7 @@
 #
 # Environment: PATIENTS (10000), ROUNDS (5), CALLS (64, even), DURATION
 # (3, seconds per signaling phase), RATE (2000, messages/s of the paced
-# phases), WINDOW (8), SIZE (200, bytes of padding in each signal's data,
+# phases), WINDOW (1), SIZE (200, bytes of padding in each signal's data,
 # an ICE candidate's size; an SDP is some KiB), ZONE (256m), NGINX,
 # TELECLINIC_MODULE, KEEP=1 keeps the temp prefix, PIN=0 runs without
 # taskset, SERVER_CONF (more directives for the server{} block, to try
