@@ -294,7 +294,8 @@ tcp_per=$(per_conn "$b_tcp" "$M_TCP")
 total_per=$(awk -v a="$anon_per" -v z="$zone_per" \
             'BEGIN {printf "%.2f", a + z}')
 
-printf '\nmemory, kB (sum of both workers)    before      after   per connection\n'
+printf '\n%-31s %10s %10s   %s\n' "memory, kB (both workers)" \
+    before after "per connection"
 printf '  workers VmRSS                 %10d %10d   %6s KiB\n' \
     "$b_rss" "$M_RSS" "$rss_per"
 printf '  workers RssAnon (private)     %10d %10d   %6s KiB\n' \

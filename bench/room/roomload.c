@@ -2071,7 +2071,8 @@ cmd_signal(const char *pairs_file, double secs, double rate, int rounds)
     print_closes("signal");
 
     for (i = 0; i < ncalls; i++) {
-        ws_text(calls[i].doctor, "{\"v\":1,\"type\":\"hangup\",\"call\":\"%s\"}",
+        ws_text(calls[i].doctor,
+                "{\"v\":1,\"type\":\"hangup\",\"call\":\"%s\"}",
                 calls[i].doctor->call);
     }
 
