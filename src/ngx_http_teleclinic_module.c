@@ -10,6 +10,7 @@
 #include "ngx_teleclinic_booking.h"
 #include "ngx_teleclinic_notify.h"
 #include "ngx_teleclinic_session.h"
+#include "ngx_teleclinic_token.h"
 #include "ngx_teleclinic_metrics.h"
 
 
@@ -729,76 +730,24 @@ ngx_http_teleclinic_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* a secret from its file, whitespace at the end left out */
+/* a secret given directly or in its file, not both */
 
 static char *
 ngx_http_teleclinic_read_secret(ngx_conf_t *cf, ngx_str_t *file,
     ngx_str_t *secret, const char *directive)
 {
-    u_char           *p;
-    size_t            len;
-    ssize_t           n;
-    ngx_fd_t          fd;
-    ngx_str_t         name;
-    ngx_file_info_t   fi;
-
-    if (file->len) {
-        if (secret->len) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "both \"%s\" and \"%s_file\" are set",
-                               directive, directive);
-            return NGX_CONF_ERROR;
-        }
-
-        name = *file;
-
-        if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
-            return NGX_CONF_ERROR;
-        }
-
-        fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-        if (fd == NGX_INVALID_FILE) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                               ngx_open_file_n " \"%s\" failed", name.data);
-            return NGX_CONF_ERROR;
-        }
-
-        if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
-            || ngx_file_size(&fi) > 4096)
-        {
-            ngx_close_file(fd);
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"%s\" is not a secret file", name.data);
-            return NGX_CONF_ERROR;
-        }
-
-        len = ngx_file_size(&fi);
-        p = ngx_pnalloc(cf->pool, len + 1);
-        if (p == NULL) {
-            ngx_close_file(fd);
-            return NGX_CONF_ERROR;
-        }
-
-        n = read(fd, p, len);
-        ngx_close_file(fd);
-
-        if (n != (ssize_t) len) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                               "reading \"%s\" failed", name.data);
-            return NGX_CONF_ERROR;
-        }
-
-        while (len && (p[len - 1] == '\n' || p[len - 1] == '\r'
-                       || p[len - 1] == ' '))
-        {
-            len--;
-        }
-
-        secret->data = p;
-        secret->len = len;
+    if (file->len == 0) {
+        return NGX_CONF_OK;
     }
 
-    return NGX_CONF_OK;
+    if (secret->len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "both \"%s\" and \"%s_file\" are set",
+                           directive, directive);
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_teleclinic_secret_file(cf, file, secret);
 }
 
 

@@ -9,6 +9,7 @@
 #include <ngx_stream.h>
 #include <openssl/rand.h>
 #include "ngx_teleclinic_stun.h"
+#include "ngx_teleclinic_token.h"
 #include "ngx_teleclinic_turn.h"
 
 
@@ -910,75 +911,15 @@ ngx_stream_teleclinic_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_teleclinic_turn_conf_t *tscf = conf;
 
-    u_char           *p;
-    size_t            len;
-    ssize_t           n;
-    ngx_fd_t          fd;
-    ngx_str_t        *value, name;
-    ngx_file_info_t   fi;
+    ngx_str_t  *value;
 
     if (tscf->secret.data) {
         return "is duplicate, or follows \"teleclinic_turn_secret\"";
     }
 
     value = cf->args->elts;
-    name = value[1];
 
-    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%s\" failed", name.data);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
-        || ngx_file_size(&fi) > 4096)
-    {
-        ngx_close_file(fd);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%s\" is not a secret file", name.data);
-        return NGX_CONF_ERROR;
-    }
-
-    len = ngx_file_size(&fi);
-
-    p = ngx_pnalloc(cf->pool, len + 1);
-    if (p == NULL) {
-        ngx_close_file(fd);
-        return NGX_CONF_ERROR;
-    }
-
-    n = read(fd, p, len);
-    ngx_close_file(fd);
-
-    if (n != (ssize_t) len) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "reading \"%s\" failed", name.data);
-        return NGX_CONF_ERROR;
-    }
-
-    /* the file's last line break is not part of the secret */
-
-    while (len && (p[len - 1] == '\n' || p[len - 1] == '\r'
-                   || p[len - 1] == ' '))
-    {
-        len--;
-    }
-
-    if (len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%s\" holds no secret", name.data);
-        return NGX_CONF_ERROR;
-    }
-
-    tscf->secret.data = p;
-    tscf->secret.len = len;
-
-    return NGX_CONF_OK;
+    return ngx_teleclinic_secret_file(cf, &value[1], &tscf->secret);
 }
 
 

@@ -6,14 +6,13 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include "ngx_teleclinic_zone.h"
 #include "ngx_teleclinic_room.h"
 #include "ngx_teleclinic_directory.h"
 #include "ngx_teleclinic_request.h"
 #include "ngx_teleclinic_message.h"
+#include "ngx_teleclinic_stun.h"
 
 
 /*
@@ -1085,12 +1084,9 @@ ngx_teleclinic_turn_credentials(ngx_str_t *secret, time_t expires,
     uint64_t call, const char *role, ngx_str_t *username,
     ngx_str_t *password, ngx_pool_t *pool)
 {
-    u_char        md[EVP_MAX_MD_SIZE];
-    unsigned int  mdlen;
-    ngx_str_t     raw;
-
     username->data = ngx_pnalloc(pool, NGX_TIME_T_LEN + 1 + 16 + 1 + 16);
-    password->data = ngx_pnalloc(pool, ngx_base64_encoded_length(20));
+    password->data = ngx_pnalloc(pool,
+                                 NGX_TELECLINIC_STUN_REST_PASSWORD_LEN);
 
     if (username->data == NULL || password->data == NULL) {
         return NGX_ERROR;
@@ -1100,19 +1096,8 @@ ngx_teleclinic_turn_credentials(ngx_str_t *secret, time_t expires,
                                 call, role)
                     - username->data;
 
-    if (HMAC(EVP_sha1(), secret->data, (int) secret->len, username->data,
-             username->len, md, &mdlen)
-        == NULL)
-    {
-        return NGX_ERROR;
-    }
-
-    raw.data = md;
-    raw.len = mdlen;
-
-    ngx_encode_base64(password, &raw);
-
-    return NGX_OK;
+    /* what the stream side checks them with */
+    return ngx_teleclinic_stun_rest_password(secret, username, password);
 }
 
 

@@ -958,12 +958,10 @@ ngx_teleclinic_stun_rest_expiry(ngx_str_t *username, time_t *expiry)
 
 
 ngx_int_t
-ngx_teleclinic_stun_rest_key(ngx_str_t *secret, ngx_str_t *username,
-    ngx_str_t *realm, u_char *key)
+ngx_teleclinic_stun_rest_password(ngx_str_t *secret, ngx_str_t *username,
+    ngx_str_t *password)
 {
     u_char        md[EVP_MAX_MD_SIZE];
-    u_char        b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
-    ngx_str_t     password;
     unsigned int  md_len;
 
     if (HMAC(EVP_sha1(), secret->data, (int) secret->len, username->data,
@@ -973,8 +971,26 @@ ngx_teleclinic_stun_rest_key(ngx_str_t *secret, ngx_str_t *username,
         return NGX_ERROR;
     }
 
+    password->len = EVP_EncodeBlock(password->data, md, md_len);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_teleclinic_stun_rest_key(ngx_str_t *secret, ngx_str_t *username,
+    ngx_str_t *realm, u_char *key)
+{
+    u_char     b64[NGX_TELECLINIC_STUN_REST_PASSWORD_LEN];
+    ngx_str_t  password;
+
     password.data = b64;
-    password.len = EVP_EncodeBlock(b64, md, md_len);
+
+    if (ngx_teleclinic_stun_rest_password(secret, username, &password)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     return ngx_teleclinic_stun_long_term_key(username, realm, &password,
                                              key);

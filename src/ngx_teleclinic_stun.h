@@ -252,6 +252,16 @@ ngx_int_t ngx_teleclinic_stun_rest_expiry(ngx_str_t *username,
     time_t *expiry);
 
 /*
+ * The password of a REST-style username: base64(HMAC-SHA1(secret,
+ * username)), written at password->data, which has room for
+ * NGX_TELECLINIC_STUN_REST_PASSWORD_LEN bytes.
+ */
+#define NGX_TELECLINIC_STUN_REST_PASSWORD_LEN  32
+
+ngx_int_t ngx_teleclinic_stun_rest_password(ngx_str_t *secret,
+    ngx_str_t *username, ngx_str_t *password);
+
+/*
  * The long-term key of a REST-style username: the password is
  * base64(HMAC-SHA1(secret, username)), the key MD5(username ":" realm
  * ":" password), NGX_TELECLINIC_STUN_KEY_LEN bytes.

@@ -285,3 +285,74 @@ ngx_teleclinic_hmac_sha256(ngx_str_t *key, u_char *data, size_t len,
     n = 32;
     HMAC(EVP_sha256(), key->data, (int) key->len, data, len, md, &n);
 }
+
+
+char *
+ngx_teleclinic_secret_file(ngx_conf_t *cf, ngx_str_t *path,
+    ngx_str_t *secret)
+{
+    u_char           *p;
+    size_t            len;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t         name;
+    ngx_file_info_t   fi;
+
+    name = *path;
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%s\" failed", name.data);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > 4096)
+    {
+        ngx_close_file(fd);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" is not a secret file", name.data);
+        return NGX_CONF_ERROR;
+    }
+
+    len = ngx_file_size(&fi);
+
+    p = ngx_pnalloc(cf->pool, len + 1);
+    if (p == NULL) {
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = read(fd, p, len);
+    ngx_close_file(fd);
+
+    if (n != (ssize_t) len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "reading \"%s\" failed", name.data);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the file's last line break is not part of the secret */
+
+    while (len && (p[len - 1] == '\n' || p[len - 1] == '\r'
+                   || p[len - 1] == ' '))
+    {
+        len--;
+    }
+
+    if (len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" holds no secret", name.data);
+        return NGX_CONF_ERROR;
+    }
+
+    secret->data = p;
+    secret->len = len;
+
+    return NGX_CONF_OK;
+}

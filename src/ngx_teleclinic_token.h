@@ -47,6 +47,14 @@ void ngx_teleclinic_token_appt_subject(uint64_t id, u_char *buf,
     ngx_str_t *subject);
 ngx_int_t ngx_teleclinic_token_appt(ngx_teleclinic_token_t *t, uint64_t *id);
 
+/*
+ * A secret kept in a file, for the *_secret_file directives: read at
+ * start and reload, its trailing line break and spaces left out; an
+ * empty or oversized file is an error.
+ */
+char *ngx_teleclinic_secret_file(ngx_conf_t *cf, ngx_str_t *path,
+    ngx_str_t *secret);
+
 /* HMAC-SHA256 of data, for the notification signature */
 void ngx_teleclinic_hmac_sha256(ngx_str_t *key, u_char *data, size_t len,
     u_char *md);
