@@ -287,8 +287,10 @@ level() {
     L_PPS=$pps
 }
 
+# the ticks CPU N was busy or, in a virtual machine, taken by the host
 cpu_busy() {
-    awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8}' /proc/stat
+    awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' \
+        /proc/stat
 }
 
 proc_ticks() {
@@ -296,7 +298,8 @@ proc_ticks() {
 }
 
 # run SERVER PORT PID ARGS...: one turnload run; R_* from its RESULT line,
-# R_OTHERS: what other processes took of the server's CPU, in %
+# R_OTHERS: what other processes (and the host's steal) took of the
+# server's CPU, in %
 run() {
     local server=$1 port=$2 pid=$3 out b0 b1 p0 p1 t0 t1
     shift 3
@@ -479,8 +482,9 @@ cat <<EOF
   way, client to peer through the relay, from the send time to the
   kernel's receive time at the peer; cpu %: the server's share of one
   core; gen %: turnload's share of its core; others: what other
-  processes took of the server's core (above a few % the figures are
-  disturbed); direct: the same streams client to peer without a relay.
+  processes, and the host of this virtual machine (steal), took of the
+  server's core (above a few % the figures are disturbed); direct: the
+  same streams client to peer without a relay.
 EOF
 
 if [ "$worst_gen" -gt 90 ]; then
