@@ -789,7 +789,11 @@ ngx_teleclinic_room_update(ngx_teleclinic_actor_t *a,
         }
     }
 
-    busy = room->call ? 1 : 0;
+    /*
+     * ringing someone is not busy yet: a ring would otherwise message
+     * every patient in the queue, and the answer again
+     */
+    busy = (room->call && room->answered) ? 1 : 0;
     position = 0;
 
     /* the patients of this worker whose figures changed */

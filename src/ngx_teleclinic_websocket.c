@@ -51,6 +51,23 @@ static ngx_int_t ngx_teleclinic_ws_rate_ok(ngx_teleclinic_ws_t *ws);
 static void ngx_teleclinic_ws_message(ngx_teleclinic_ws_t *ws,
     const u_char *msg, size_t len);
 static ngx_int_t ngx_teleclinic_ws_utf8_valid(const u_char *p, size_t len);
+static void ngx_teleclinic_ws_on_frame_start(wslay_event_context_ptr ctx,
+    const struct wslay_event_on_frame_recv_start_arg *arg, void *user_data);
+static void ngx_teleclinic_ws_on_frame_end(wslay_event_context_ptr ctx,
+    void *user_data);
+static ngx_int_t ngx_teleclinic_ws_wake(ngx_teleclinic_ws_t *ws);
+static void ngx_teleclinic_ws_sleep(ngx_teleclinic_ws_t *ws);
+
+
+static struct wslay_event_callbacks  ngx_teleclinic_ws_callbacks = {
+    ngx_teleclinic_ws_recv,
+    ngx_teleclinic_ws_send,
+    NULL,
+    ngx_teleclinic_ws_on_frame_start,
+    NULL,
+    ngx_teleclinic_ws_on_frame_end,
+    ngx_teleclinic_ws_on_msg
+};
 
 
 void
@@ -209,16 +226,6 @@ ngx_teleclinic_ws_handler(ngx_http_request_t *r)
     ngx_teleclinic_ws_conf_t        *wcf;
     ngx_http_teleclinic_loc_conf_t  *tlcf;
 
-    static struct wslay_event_callbacks  callbacks = {
-        ngx_teleclinic_ws_recv,
-        ngx_teleclinic_ws_send,
-        NULL,
-        NULL,
-        NULL,
-        NULL,
-        ngx_teleclinic_ws_on_msg
-    };
-
     c = r->connection;
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_teleclinic_module);
     wcf = &tlcf->ws;
@@ -311,19 +318,18 @@ ngx_teleclinic_ws_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (wslay_event_context_server_init(&ws->ctx, &callbacks, ws) != 0) {
+    ws->request = r;
+    ws->conf = wcf;
+
+    if (ngx_teleclinic_ws_wake(ws) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     cln->handler = ngx_teleclinic_ws_cleanup;
     cln->data = ws;
 
-    wslay_event_config_set_max_recv_msg_length(ws->ctx, wcf->max_message);
-
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    ws->request = r;
-    ws->conf = wcf;
     ws->linger = clcf->lingering_timeout;
     ws->last = ngx_current_msec;
     ws->tokens = wcf->burst * 1000;
@@ -704,11 +710,17 @@ ngx_teleclinic_ws_event_handler(ngx_event_t *ev)
     r = c->data;
     ws = ngx_teleclinic_ws_from(r);
 
-    if (ws == NULL || ws->ctx == NULL) {
+    if (ws == NULL || ws->done) {
         return;
     }
 
     ngx_http_set_log_request(c->log, r);
+
+    if (ngx_teleclinic_ws_wake(ws) != NGX_OK) {
+        ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
 
     if (ev->write) {
         ngx_teleclinic_ws_flush(ws);
@@ -818,6 +830,11 @@ ngx_teleclinic_ws_tick(ngx_teleclinic_ws_t *ws)
         return;
     }
 
+    if (ngx_teleclinic_ws_wake(ws) != NGX_OK) {
+        ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
+        return;
+    }
+
     {
         struct wslay_event_msg  msg = { WSLAY_PING, NULL, 0 };
 
@@ -917,6 +934,8 @@ ngx_teleclinic_ws_flush(ngx_teleclinic_ws_t *ws)
         ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
         return;
     }
+
+    ngx_teleclinic_ws_sleep(ws);
 }
 
 
@@ -941,7 +960,10 @@ ngx_teleclinic_ws_finalize(ngx_teleclinic_ws_t *ws, ngx_int_t rc)
         ngx_del_timer(&ws->timer);
     }
 
-    if (rc == NGX_DONE && !wslay_event_get_close_received(ws->ctx)) {
+    /* asleep, it has received nothing, a close frame neither */
+    if (rc == NGX_DONE
+        && (ws->ctx == NULL || !wslay_event_get_close_received(ws->ctx)))
+    {
         r->lingering_close = 1;
     }
 
@@ -949,6 +971,8 @@ ngx_teleclinic_ws_finalize(ngx_teleclinic_ws_t *ws, ngx_int_t rc)
         wslay_event_context_free(ws->ctx);
         ws->ctx = NULL;
     }
+
+    ws->done = 1;
 
     ngx_http_finalize_request(r, rc);
 }
@@ -1005,6 +1029,7 @@ ngx_teleclinic_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
         n = ngx_min((size_t) (b->last - b->pos), len);
         ngx_memcpy(buf, b->pos, n);
         b->pos += n;
+        ws->fed += n;
         return n;
     }
 
@@ -1029,6 +1054,8 @@ ngx_teleclinic_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
+
+    ws->fed += n;
 
     return n;
 }
@@ -1244,7 +1271,13 @@ ngx_teleclinic_ws_send_text(ngx_teleclinic_ws_t *ws, u_char *text,
     ngx_connection_t        *c;
     struct wslay_event_msg   msg;
 
-    if (ws->ctx == NULL || ws->closing) {
+    if (ws->done || ws->closing) {
+        return;
+    }
+
+    if (ngx_teleclinic_ws_wake(ws) != NGX_OK) {
+        ngx_teleclinic_ws_close(ws, WSLAY_CODE_INTERNAL_SERVER_ERROR,
+                                "out of memory");
         return;
     }
 
@@ -1269,7 +1302,7 @@ ngx_teleclinic_ws_close(ngx_teleclinic_ws_t *ws, uint16_t code,
 {
     ngx_connection_t  *c;
 
-    if (ws->ctx == NULL) {
+    if (ws->done) {
         return;
     }
 
@@ -1280,6 +1313,95 @@ ngx_teleclinic_ws_close(ngx_teleclinic_ws_t *ws, uint16_t code,
     if (!c->write->posted) {
         ngx_post_event(c->write, &ngx_posted_events);
     }
+}
+
+
+/*
+ * wslay's context is 9 KiB (a 4 KiB buffer each way): most of what a
+ * waiting patient's connection would cost, though it sits idle between
+ * a ping every half minute and a queue update now and then.  So an idle
+ * connection gives it back and makes a new one when something comes or
+ * goes.  Idle means wslay holds nothing: every byte it read belongs to a
+ * frame that ended, no message is half received (fragments), nothing
+ * waits to be sent, and no close is under way.
+ */
+
+static ngx_int_t
+ngx_teleclinic_ws_wake(ngx_teleclinic_ws_t *ws)
+{
+    if (ws->ctx) {
+        return NGX_OK;
+    }
+
+    if (wslay_event_context_server_init(&ws->ctx,
+                                        &ngx_teleclinic_ws_callbacks, ws)
+        != 0)
+    {
+        ws->ctx = NULL;
+        return NGX_ERROR;
+    }
+
+    wslay_event_config_set_max_recv_msg_length(ws->ctx,
+                                               ws->conf->max_message);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_teleclinic_ws_sleep(ngx_teleclinic_ws_t *ws)
+{
+    ngx_connection_t  *c;
+
+    c = ws->request->connection;
+
+    if (ws->ctx == NULL
+        || ws->closing || ws->close_code || ws->overflow
+        || ws->in_frame || ws->fragmented || ws->fed != ws->framed
+        || (c->buffered & NGX_HTTP_WRITE_BUFFERED)
+        || wslay_event_want_write(ws->ctx)
+        || wslay_event_get_queued_msg_count(ws->ctx)
+        || wslay_event_get_close_received(ws->ctx)
+        || wslay_event_get_close_sent(ws->ctx))
+    {
+        return;
+    }
+
+    wslay_event_context_free(ws->ctx);
+    ws->ctx = NULL;
+    ws->fed = 0;
+    ws->framed = 0;
+}
+
+
+/* what a frame's header took: the rest of the bytes wslay read are its */
+
+static void
+ngx_teleclinic_ws_on_frame_start(wslay_event_context_ptr ctx,
+    const struct wslay_event_on_frame_recv_start_arg *arg, void *user_data)
+{
+    ngx_teleclinic_ws_t  *ws = user_data;
+
+    /* a client's frame is masked; the length in its shortest form */
+    ws->framed += 2 + 4 + arg->payload_length
+                  + (arg->payload_length < 126 ? 0
+                     : arg->payload_length < 65536 ? 2 : 8);
+
+    ws->in_frame = 1;
+
+    if (!wslay_is_ctrl_frame(arg->opcode)) {
+        /* a data frame without fin leaves a message half received */
+        ws->fragmented = !arg->fin;
+    }
+}
+
+
+static void
+ngx_teleclinic_ws_on_frame_end(wslay_event_context_ptr ctx, void *user_data)
+{
+    ngx_teleclinic_ws_t  *ws = user_data;
+
+    ws->in_frame = 0;
 }
 
 

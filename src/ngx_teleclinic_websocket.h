@@ -32,7 +32,8 @@ typedef struct ngx_teleclinic_ws_s  ngx_teleclinic_ws_t;
 /*
  * One upgraded connection.  It lives in the request's pool: the request
  * stays open (its count holds it) until the WebSocket ends, and the pool
- * cleanup frees wslay's context and the timer on every way out.
+ * cleanup frees wslay's context and the timer on every way out.  ctx is
+ * NULL while the connection is idle (ngx_teleclinic_ws_sleep()).
  */
 struct ngx_teleclinic_ws_s {
     ngx_http_request_t           *request;
@@ -54,6 +55,10 @@ struct ngx_teleclinic_ws_s {
     /* calls of the recv callback in one wslay_event_recv() */
     ngx_uint_t                    reads;
 
+    /* bytes given to wslay, and those of the frames it started */
+    uint64_t                      fed;
+    uint64_t                      framed;
+
     /* our close frame, queued once the answers before it are sent */
     uint16_t                      close_code;
     const char                   *close_reason;
@@ -64,6 +69,9 @@ struct ngx_teleclinic_ws_s {
     unsigned                      again:1;
     unsigned                      eof:1;
     unsigned                      io_error:1;
+    unsigned                      in_frame:1;
+    unsigned                      fragmented:1;
+    unsigned                      done:1;
 };
 
 

@@ -412,6 +412,66 @@ is_deeply(ref $f ? decode_json($f->{payload}) : $f,
           'fragmented message reassembled');
 close $h->{sock};
 
+# An idle connection gives wslay's context back and makes a new one when
+# bytes come: never while a message or a frame is half received.  The
+# same messages, slowly: fragments apart, and frames byte by byte.
+$h = handshake();
+send_frame($h->{sock}, 1, '{"v":1,"ty', fin => 0);
+sleep 0.3;
+send_frame($h->{sock}, 0, 'pe":"echo","data":"sl', fin => 0);
+sleep 0.3;
+send_frame($h->{sock}, 9, 'idle?');
+sleep 0.3;
+send_frame($h->{sock}, 0, 'ow"}', fin => 1);
+$f = read_frame($h->{sock});
+is(ref $f && $f->{payload}, 'idle?', 'slow fragments: the ping answered');
+$f = read_frame($h->{sock});
+is_deeply(ref $f ? decode_json($f->{payload}) : $f,
+          { v => 1, type => 'echo', data => 'slow' },
+          'slow fragments: the message reassembled');
+
+# the next data frame; the server's pings on the way are answered
+sub read_data {
+    my ($s) = @_;
+
+    for (1 .. 10) {
+        my $f = read_frame($s, 3);
+        return $f unless ref $f && $f->{opcode} == 9;
+        send_frame($s, 10, $f->{payload});
+    }
+
+    return 'only pings';
+}
+
+for my $len (10, 300) {
+    my $data = 'b' x $len;
+    my $bytes = frame(1, qq{{"v":1,"type":"echo","data":"$data"}});
+
+    for my $byte (split //, $bytes) {
+        syswrite($h->{sock}, $byte);
+        sleep 0.002;
+    }
+
+    $f = read_data($h->{sock});
+    is(ref $f && $f->{opcode} == 1 ? decode_json($f->{payload})->{data} : $f,
+       $data, "a frame byte by byte, $len bytes of data: echoed");
+}
+
+close $h->{sock};
+
+# a length in a longer form than needed breaks RFC 6455 (5.2): the
+# connection is failed (7.1.7: a close frame is optional)
+$h = handshake();
+my $long = '{"v":1,"type":"echo","data":"long"}';
+my $mask = "\x01\x02\x03\x04";
+syswrite($h->{sock}, "\x81" . chr(0x80 | 126) . pack('n', length $long)
+                     . $mask . ($long ^ substr($mask x 16, 0, length $long)));
+$f = read_data($h->{sock});
+like(ref $f ? $f->{opcode} . ' ' . unpack('n', $f->{payload}) : $f,
+     qr/^(8 1002|eof)$/,
+     'a length in a longer form than needed: the connection is failed');
+close $h->{sock};
+
 # flood: 20 messages a second, 40 at once
 $r = talk(send => [map { encode_json({ v => 1, type => 'echo', data => $_ }) }
                    1 .. 150]);
