@@ -38,6 +38,9 @@
 #   RELOAD     1: measure the reload (default), 0: skip it
 #   RELOAD_STREAMS (20), PROBE_MS (200)
 #   NICE       the servers' and turnload's nice value (-10; 0: as is)
+#   PERF=1     records the server with perf during each run and prints its
+#              hottest symbols and its share of kernel and user time (the
+#              figures of such a run are a little lower); PERF_LINES (15)
 #   NGINX, TELECLINIC_MODULE, BENCH_TMPDIR, KEEP=1 (bench/lib/nginx.sh;
 #   the prefix also holds coturn's log), VERBOSE=1 shows turnload's whole
 #   output.
@@ -304,12 +307,32 @@ run() {
     local server=$1 port=$2 pid=$3 out b0 b1 p0 p1 t0 t1
     shift 3
 
+    if [ "${PERF:-0}" = 1 ]; then
+        perf_n=$(( ${perf_n:-0} + 1 ))
+        perf_data=$prefix/perf.$perf_n.$server.data
+        perf record -q -g -p "$pid" -o "$perf_data" 2>/dev/null &
+        perf_pid=$!
+        sleep 0.2
+    fi
+
     b0=$(cpu_busy 0)
     p0=$(proc_ticks "$pid")
     t0=$(date +%s%N)
 
     out=$($pin_load "$turnload" -s 127.0.0.1:"$port" -k "$SECRET" \
               -c "$pid" "$@" 2>&1) || true
+
+    if [ "${PERF:-0}" = 1 ]; then
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+        echo "  perf, $server, $*:"
+        # head closes the pipe early: not an error here
+        perf report -q -i "$perf_data" --no-children -g none \
+            --sort dso,sym 2>/dev/null | head -"${PERF_LINES:-15}" \
+            | sed 's/^/  /' || true
+        perf report -q -i "$perf_data" --no-children -g none --sort dso \
+            2>/dev/null | head -4 | sed 's/^/  /' || true
+    fi
 
     t1=$(date +%s%N)
     p1=$(proc_ticks "$pid")
