@@ -222,6 +222,8 @@ error_log $prefix/logs/error.log notice;
 
 events {
     worker_connections 16384;
+    # all waiting datagrams in one wakeup (as the README advises for TURN)
+    multi_accept on;
 }
 
 stream {
