@@ -8,7 +8,13 @@
 #    patient accepts at once, the doctor hangs up after); the time from
 #    call_next until every other waiting patient has a queue message with
 #    their new position.
-# 3. Signaling: CALLS calls, half with the doctor and the patient on
+# 3. Fan-out as a clinic has it: those connections closed, PATIENTS other
+#    patients spread evenly over DOCTORS (50) doctors q00.. (200 each),
+#    all connected at once; ROUNDS rounds of call_next by q00 as in 2,
+#    timed until q00's other waiting patients have their new position
+#    (target: within 100 ms), and every message to the patients of the
+#    other doctors during a round counted (there should be none).
+# 4. Signaling: CALLS calls, half with the doctor and the patient on
 #    different workers, half with both on one worker (the baseline, in the
 #    same run); `signal` messages relayed between the two sides, paced at
 #    RATE messages/s (latency at a moderate load) and then as fast as they
@@ -24,7 +30,9 @@
 # clock in 5-minute slots has 288 slots a day, so PATIENTS appointments
 # span PATIENTS/288 days from tomorrow on (the booking horizon of 60 days
 # allows up to about 17,000); teleclinic_checkin_open is set to 60d so
-# that every one of them may check in now.  The signaling
+# that every one of them may check in now.  The doctors q00.. work the
+# same hours; each has PATIENTS/DOCTORS appointments from tomorrow on
+# (booked after part 2, so that part's state is as it was).  The signaling
 # calls have one doctor each (c000...), each with one appointment.
 #
 # nginx (master and both workers) runs on CPU 0 and the client on CPU 1
@@ -34,7 +42,8 @@
 # raises its own ulimit -n for the client and sets worker_rlimit_nofile
 # and worker_connections for nginx.
 #
-# Environment: PATIENTS (10000), ROUNDS (5), CALLS (64, even), DURATION
+# Environment: PATIENTS (10000), ROUNDS (5), DOCTORS (50, of part 3; 0
+# leaves part 3 out), CALLS (64, even), DURATION
 # (3, seconds per signaling phase), RATE (2000, messages/s of the paced
 # phases), WINDOW (1), SIZE (200, bytes of padding in each signal's data,
 # an ICE candidate's size; an SDP is some KiB), ZONE (256m), NGINX,
@@ -50,6 +59,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 
 PATIENTS=${PATIENTS:-10000}
 ROUNDS=${ROUNDS:-5}
+DOCTORS=${DOCTORS:-50}
 CALLS=${CALLS:-64}
 DURATION=${DURATION:-3}
 RATE=${RATE:-2000}
@@ -60,11 +70,17 @@ ZONE=${ZONE:-256m}
 PASSWORD=bench-doctor-password
 TARGET_KIB=16
 TARGET_P99_MS=5
+TARGET_FANOUT_MS=100
 
 bench_require cc perl python3 curl taskset
 
 if [ $((CALLS % 2)) != 0 ] || [ "$CALLS" -lt 2 ]; then
     echo "room.sh: CALLS must be even" >&2
+    exit 1
+fi
+
+if [ "$DOCTORS" -lt 0 ] || [ "$DOCTORS" -gt "$PATIENTS" ]; then
+    echo "room.sh: DOCTORS must be 0 to PATIENTS" >&2
     exit 1
 fi
 
@@ -112,18 +128,27 @@ else
 fi
 
 # the directory: "room" works round the clock (the 10,000 patients),
-# c000.. too, one call each; all with the same password
+# q00.. too (the spread queues), c000.. too, one call each; all with the
+# same password
 hash=$(echo "$PASSWORD" | python3 "$repo"/bin/teleclinic-passwd)
 
-python3 - "$CALLS" "$hash" > "$prefix"/directory.json <<'EOF'
+# q00..q49: two digits or as many as DOCTORS needs
+qwidth=$(( ${#DOCTORS} > 2 ? ${#DOCTORS} : 2 ))
+qdoctors=$(for i in $(seq 0 $((DOCTORS - 1))); do
+               printf "q%0${qwidth}d " "$i"
+           done)
+
+python3 - "$CALLS" "$hash" $qdoctors > "$prefix"/directory.json <<'EOF'
 import json, sys
 
-calls, pw = int(sys.argv[1]), sys.argv[2]
+calls, pw, queues = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 days = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']
 sched = {'slot_minutes': 5, 'hours': {d: [['00:00', '24:00']] for d in days},
          'days_off': []}
 doctors = [{'id': 'room', 'name': 'Dr. Room', 'department': 'bench',
             'password': pw, 'schedule': sched}]
+doctors += [{'id': q, 'name': 'Dr. Queue %s' % q[1:], 'department': 'bench',
+             'password': pw, 'schedule': sched} for q in queues]
 doctors += [{'id': 'c%03d' % i, 'name': 'Dr. Call %d' % i,
              'department': 'bench', 'password': pw, 'schedule': sched}
             for i in range(calls)]
@@ -245,42 +270,74 @@ mem_snapshot() {
 }
 
 
-# 1. the waiting room: 10,000 patients, then the fan-out rounds
-
-mem_snapshot
-b_rss=$M_RSS b_anon=$M_ANON b_shmem=$M_SHMEM b_zone=$M_ZONE b_tcp=$M_TCP
-
-mkfifo "$prefix"/ctl
-$pin_client "$prefix"/roomload room -p "$port" -u /ws \
-    -t "$prefix"/patients.txt -D "$(cat "$prefix"/doctor.txt)" \
-    -R "$ROUNDS" -W "$w0,$w1" < "$prefix"/ctl > "$prefix"/room.out 2>&1 &
-client=$!
-exec 3> "$prefix"/ctl
+# room_start NAME TOKENS DOCTOR_TOKEN: the room client in the background,
+# its stdin the fifo $prefix/NAME.ctl (fd 3), its output $prefix/NAME.out
+room_start() {
+    out=$prefix/$1.out
+    mkfifo "$prefix/$1.ctl"
+    $pin_client "$prefix"/roomload room -p "$port" -u /ws -t "$2" -D "$3" \
+        -R "$ROUNDS" -W "$w0,$w1" < "$prefix/$1.ctl" > "$out" 2>&1 &
+    client=$!
+    exec 3> "$prefix/$1.ctl"
+}
 
 # wait_for WORD SECONDS: until the client prints WORD or ends
 wait_for() {
     local i
 
     for i in $(seq 1 $(($2 * 10))); do
-        grep -q "^$1" "$prefix"/room.out && return 0
+        grep -q "^$1" "$out" && return 0
         kill -0 "$client" 2>/dev/null || break
         sleep 0.1
     done
 
     echo "room.sh: the client did not reach $1:" >&2
-    cat "$prefix"/room.out >&2
+    cat "$out" >&2
     exit 1
 }
 
+# room_rounds: the client's rounds, then it closes every connection
+room_rounds() {
+    echo go >&3
+    wait_for DONE 600
+    exec 3>&-
+    wait "$client" || true
+    client=""
+
+    sed -n '/^doctor:/,/^DONE/p' "$out" | grep -v '^DONE'
+}
+
+# workers_idle: until the workers take under 10% of a core for 0.5 s (the
+# closed connections of a run are settled), at most 60 s
+workers_idle() {
+    local i a b
+
+    for i in $(seq 1 120); do
+        a=$(cat /proc/"$w0"/stat /proc/"$w1"/stat | awk '
+            {sub(/.*\) /, ""); t += $12 + $13} END {print t}')
+        sleep 0.5
+        b=$(cat /proc/"$w0"/stat /proc/"$w1"/stat | awk '
+            {sub(/.*\) /, ""); t += $12 + $13} END {print t}')
+        [ $((b - a)) -lt $(($(getconf CLK_TCK) / 20)) ] && return 0
+    done
+}
+
+
+# 1. the waiting room: 10,000 patients, then the fan-out rounds
+
+mem_snapshot
+b_rss=$M_RSS b_anon=$M_ANON b_shmem=$M_SHMEM b_zone=$M_ZONE b_tcp=$M_TCP
+
+room_start room "$prefix"/patients.txt "$(cat "$prefix"/doctor.txt)"
 wait_for READY 900
 
-connected=$(awk '$1 == "READY" {print $2}' "$prefix"/room.out)
+connected=$(awk '$1 == "READY" {print $2}' "$out")
 
 # a moment for the workers to finish what the last updates left
 sleep 1
 mem_snapshot
 
-grep -v -e '^READY' "$prefix"/room.out
+grep -v -e '^READY' "$out"
 
 per_conn() {
     awk -v a="$1" -v b="$2" -v n="$connected" \
@@ -309,18 +366,47 @@ printf '  %d connections: RssAnon + zone = %s KiB per connection' \
     "$connected" "$total_per"
 printf ' (target < %d KiB)\n\n' "$TARGET_KIB"
 
-echo go >&3
-wait_for DONE 600
-exec 3>&-
-wait "$client" || true
-client=""
-
-sed -n '/^doctor:/,/^DONE/p' "$prefix"/room.out | grep -v '^DONE'
+room_rounds
 
 fanout=$(grep '^FANOUT' "$prefix"/room.out || true)
 
 
-# 2. signaling between workers, the same-worker relay as the baseline
+# 3. the same number of patients over DOCTORS queues, one doctor calls
+
+spread=""
+spread_connected=0
+
+if [ "$DOCTORS" -gt 0 ]; then
+    # q00's share is the largest when PATIENTS is not a multiple
+    qcaller=${qdoctors%% *}
+
+    # shellcheck disable=SC2086
+    python3 "$repo"/bench/room/setup.py "$port" spread "$PATIENTS" \
+        $qdoctors > "$prefix"/spread-patients.txt
+    python3 "$repo"/bench/room/setup.py "$port" login "$PASSWORD" \
+        "$qcaller" > "$prefix"/spread-doctor.txt
+
+    workers_idle
+
+    printf '\n%s patients over %d doctors (%s each), all connected;' \
+        "$PATIENTS" "$DOCTORS" "$((PATIENTS / DOCTORS))"
+    printf ' %s calls\n' "$qcaller"
+
+    room_start spread "$prefix"/spread-patients.txt \
+        "$(cat "$prefix"/spread-doctor.txt)"
+    wait_for READY 900
+
+    spread_connected=$(awk '$1 == "READY" {print $2}' "$out")
+    grep -v -e '^READY' "$out"
+    echo
+
+    room_rounds
+
+    spread=$(grep '^FANOUT' "$prefix"/spread.out || true)
+fi
+
+
+# 4. signaling between workers, the same-worker relay as the baseline
 
 echo
 $pin_client "$prefix"/roomload signal -p "$port" -u /ws \
@@ -360,8 +446,14 @@ echo "SUMMARY"
 echo "  memory per waiting patient: $total_per KiB (workers' private RSS" \
      "$anon_per + zone $zone_per; VmRSS $rss_per) for $connected" \
      "connections (target < $TARGET_KIB KiB)"
+# fan FIELD [LINE]: a field of a FANOUT line (the one-queue run's)
 fan() {
-    sed -n "s/.*\b$1=\([0-9.]*\).*/\1/p" <<< "$fanout"
+    sed -n "s/.*\b$1=\([0-9.]*\).*/\1/p" <<< "${2-$fanout}"
+}
+
+# 10000 -> 10,000
+thousands() {
+    sed ':a; s/\B[0-9]\{3\}\>/,&/; ta' <<< "$1"
 }
 
 echo "  fan-out to $(fan patients) waiting patients: all have their new" \
@@ -369,6 +461,17 @@ echo "  fan-out to $(fan patients) waiting patients: all have their new" \
      "$ROUNDS rounds, worst $(fan last_worst_ms) ms; the median patient" \
      "$(fan p50_median_ms) ms); the doctor_busy update of the ring" \
      "reached all in $(fan busy_last_median_ms) ms"
+
+if [ -n "$spread" ]; then
+    echo "  fan-out with $spread_connected connected over $DOCTORS doctors:" \
+         "$(fan patients "$spread") waiting patients of $qcaller have" \
+         "their new position $(fan last_median_ms "$spread") ms after" \
+         "call_next (median of $ROUNDS rounds, worst" \
+         "$(fan last_worst_ms "$spread") ms; target $TARGET_FANOUT_MS ms);" \
+         "the $(fan others "$spread") patients of the other doctors got" \
+         "$(fan others_msgs "$spread") messages in the rounds" \
+         "($(fan others_queue_msgs "$spread") queue)"
+fi
 echo "  signaling across workers: $(sig cross load_rate) msg/s" \
      "($(ratio "$(sig cross load_rate)" "$(sig same load_rate)") of one" \
      "worker's $(sig same load_rate)); p99 $(sig cross paced_p99_ms) ms" \
@@ -376,9 +479,29 @@ echo "  signaling across workers: $(sig cross load_rate) msg/s" \
      "$(sig cross load_p99_ms) ms at full load (target p99 <" \
      "$TARGET_P99_MS ms)"
 
+# the two fan-outs side by side; p50 and max over the rounds of the time
+# until the last of the doctor's other waiting patients had their new
+# position
+printf '\nfan-out: call_next until all the doctor'"'"'s other waiting'
+printf ' patients have their new position, %d rounds\n' "$ROUNDS"
+printf '  %-36s %8s %9s %9s %9s %9s\n' "" waiting "p50, ms" "max, ms" \
+    target "others got"
+printf '  %-36s %8s %9s %9s %9s %9s\n' \
+    "$(thousands "$connected") in one queue" "$(fan patients)" \
+    "$(fan last_median_ms)" "$(fan last_worst_ms)" - -
+if [ -n "$spread" ]; then
+    label="$(thousands "$spread_connected") connected,"
+    label="$label $((PATIENTS / DOCTORS)) per doctor"
+    printf '  %-36s %8s %9s %9s %9s %9s\n' "$label" \
+        "$(fan patients "$spread")" "$(fan last_median_ms "$spread")" \
+        "$(fan last_worst_ms "$spread")" "< $TARGET_FANOUT_MS ms" \
+        "$(fan others_msgs "$spread") msgs"
+fi
+
 disturbed=$( (sig cross others_cpu_pct; sig same others_cpu_pct
               sed -n "s/.*other processes' \([0-9]*\)%.*/\1/p" \
-                  "$prefix"/room.out) | sort -n | tail -1)
+                  "$prefix"/room.out "$prefix"/spread.out 2>/dev/null) \
+            | sort -n | tail -1)
 
 if [ "${disturbed:-0}" -gt 10 ]; then
     echo "  WARNING: other processes took up to $disturbed% of a core during" \
@@ -395,6 +518,18 @@ fi
 
 if [ "$connected" -lt "$PATIENTS" ]; then
     echo "INVALID: only $connected of $PATIENTS patients were connected" >&2
+    status=1
+fi
+
+if [ "$DOCTORS" -gt 0 ] && [ "$spread_connected" -lt "$PATIENTS" ]; then
+    echo "INVALID: only $spread_connected of $PATIENTS patients over" \
+         "$DOCTORS doctors were connected" >&2
+    status=1
+fi
+
+if [ -n "$spread" ] && [ "$(fan others_msgs "$spread")" != 0 ]; then
+    echo "FAIL: a call of $qcaller sent messages to patients of other" \
+         "doctors" >&2
     status=1
 fi
 

@@ -15,9 +15,12 @@
  *       (the script measures memory meanwhile).  Then the doctor's
  *       console connects and, each round, sends call_next; the patient
  *       who rings accepts at once; the round's figure is the time from
- *       call_next until every other waiting patient has received a queue
- *       message with a new position.  The doctor then hangs up.  Prints
- *       "DONE" and waits for EOF on stdin before closing everything.
+ *       call_next until every other waiting patient of that doctor has
+ *       received a queue message with a new position.  The doctor then
+ *       hangs up.  The patients may wait for several doctors (each
+ *       welcome names the doctor): those of the others must get nothing
+ *       in a round, and what they get is counted.  Prints "DONE" and
+ *       waits for EOF on stdin before closing everything.
  *
  *   roomload signal -p PORT -f PAIRS -W PID,PID [-d secs] [-w window]
  *                   [-r rate] [-s size] [-k rounds]
@@ -108,6 +111,7 @@ struct conn_s {
     int            want_out;
 
     const char    *token;
+    char           doctor[32];     /* whose queue, from the welcome */
     int            welcomed;
     int            errors;
     int            close_code;
@@ -1051,6 +1055,13 @@ static int       doctor_in_call;
 static int       doctor_ended;
 static int       doctor_queue_msgs;
 static size_t    doctor_queue_bytes;
+static char      doctor_id[32];
+
+/* the patients of other doctors, during a round (they must get nothing) */
+static int       round_watch;
+static long      others_msgs;
+static long      others_queue_msgs;
+static int       others_reached;
 
 
 static void
@@ -1084,6 +1095,7 @@ room_message(conn_t *c, char *m, size_t len)
 
         } else if (strcmp(type, "welcome") == 0) {
             c->welcomed = 1;
+            (void) json_str(m, len, "doctor", doctor_id, sizeof(doctor_id));
 
         } else if (strcmp(type, "call") == 0) {
             if (json_str(m, len, "call", doctor_call, sizeof(doctor_call))
@@ -1098,6 +1110,21 @@ room_message(conn_t *c, char *m, size_t len)
 
         } else if (strcmp(type, "error") == 0) {
             note_error(c, m, len);
+        }
+
+        return;
+    }
+
+    if (round_watch && strcmp(c->doctor, doctor_id) != 0) {
+        /* not this doctor's patient: a message to count, nothing more */
+        others_msgs++;
+        others_queue_msgs += strcmp(type, "queue") == 0;
+        others_reached += c->round_any == 0;
+        c->round_any = 1;
+
+        if (strcmp(type, "queue") == 0) {
+            c->queue_msgs++;
+            queue_msgs_total++;
         }
 
         return;
@@ -1126,6 +1153,7 @@ room_message(conn_t *c, char *m, size_t len)
 
     } else if (strcmp(type, "welcome") == 0) {
         if (!c->welcomed) {
+            (void) json_str(m, len, "doctor", c->doctor, sizeof(c->doctor));
             c->welcomed = 1;
             welcomed++;
             welcomed_ok++;
@@ -1239,9 +1267,9 @@ pct_line(const char *what, uint64_t *v, int n)
 static int
 cmd_room(const char *tokens_file, const char *doctor_token, int rounds)
 {
-    int        i, r, waiting, got_all;
+    int        i, r, waiting, others = 0, got_all;
     uint64_t   t0, t1, *maxes, *p50s, *firsts, *all, *anymax;
-    long       q0, o0, w0, fw0, fan_workers = 0;
+    long       q0, o0, w0, fw0, fan_workers = 0, om0, oq0;
     int        nall;
     double     cpu0, clk, secs, fc0, fan_secs = 0, fan_client = 0;
 
@@ -1318,8 +1346,9 @@ cmd_room(const char *tokens_file, const char *doctor_token, int rounds)
 
     loop(30000, quiet_for_500ms);
 
-    printf("doctor: console connected in %.2f s; its queue message is "
-           "%zu bytes\n", (now_ns() - t0) / 1e9, doctor_queue_bytes);
+    printf("doctor: console of %s connected in %.2f s; its queue message "
+           "is %zu bytes\n", doctor_id, (now_ns() - t0) / 1e9,
+           doctor_queue_bytes);
 
     o0 = others_ticks();
     w0 = proc_ticks(worker_pid[0]) + proc_ticks(worker_pid[1]);
@@ -1327,17 +1356,27 @@ cmd_room(const char *tokens_file, const char *doctor_token, int rounds)
 
     for (r = 0; r < rounds; r++) {
         waiting = 0;
+        others = 0;
 
         for (i = 0; i < npatients; i++) {
             patients[i]->round_seen = 0;
             patients[i]->round_any = 0;
 
-            if (patients[i]->state == C_OPEN && patients[i]->welcomed == 1
-                && !patients[i]->rung && patients[i]->position > 0)
-            {
+            if (patients[i]->state != C_OPEN || patients[i]->welcomed != 1) {
+                continue;
+            }
+
+            if (strcmp(patients[i]->doctor, doctor_id) != 0) {
+                others++;
+
+            } else if (!patients[i]->rung && patients[i]->position > 0) {
                 waiting++;
             }
         }
+
+        om0 = others_msgs;
+        oq0 = others_queue_msgs;
+        others_reached = 0;
 
         round_seen = 0;
         round_any = 0;
@@ -1351,6 +1390,7 @@ cmd_room(const char *tokens_file, const char *doctor_token, int rounds)
         fc0 = self_cpu();
 
         round_on = 1;
+        round_watch = 1;
         round_t0 = now_ns();
         ws_text(doctor, "{\"v\":1,\"type\":\"call_next\"}");
 
@@ -1405,9 +1445,18 @@ cmd_room(const char *tokens_file, const char *doctor_token, int rounds)
 
         loop(10000, doctor_call_over);
         loop(10000, quiet_for_500ms);
+        round_watch = 0;
 
         printf("round %d: %ld queue messages to patients in the round\n",
                r + 1, queue_msgs_total - q0);
+
+        if (others) {
+            printf("round %d: the %d connected patients of other doctors "
+                   "got %ld messages (%ld queue) from call_next until "
+                   "quiet after the hangup; %d of them got any\n", r + 1,
+                   others, others_msgs - om0, others_queue_msgs - oq0,
+                   others_reached);
+        }
 
         if (doctor->state == C_CLOSED) {
             printf("doctor: closed by the server (code %d)\n",
@@ -1449,10 +1498,12 @@ cmd_room(const char *tokens_file, const char *doctor_token, int rounds)
      * patient, and the median of each round's median patient */
     printf("FANOUT rounds=%d patients=%d last_median_ms=%.2f "
            "last_worst_ms=%.2f p50_median_ms=%.2f busy_last_median_ms=%.2f "
-           "busy_last_worst_ms=%.2f\n", rounds, round_expect + 1,
+           "busy_last_worst_ms=%.2f others=%d others_msgs=%ld "
+           "others_queue_msgs=%ld\n", rounds, round_expect + 1,
            maxes[rounds / 2] / 1e6, maxes[rounds - 1] / 1e6,
            p50s[rounds / 2] / 1e6, anymax[rounds / 2] / 1e6,
-           anymax[rounds - 1] / 1e6);
+           anymax[rounds - 1] / 1e6, others, others_msgs,
+           others_queue_msgs);
     pct_line("fan-out, every patient's delay over all rounds", all, nall);
 
     if (first_error[0]) {
