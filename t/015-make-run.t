@@ -148,6 +148,18 @@ my $stun = `timeout 20 turnutils_stunclient -p $turn_port 127.0.0.1 2>&1`;
 like($stun, qr/reflexive addr: 127\.0\.0\.1:\d+/,
      'STUN answers on the TURN port');
 
+# the README's turnutils_uclient command, relayed with the demo secret
+my $secret = do {
+    open(my $fh, '<', 'conf/turn.secret') or die "turn.secret: $!";
+    local $/;
+    <$fh> =~ s/\s+$//r;
+};
+my $relayed = `timeout 60 turnutils_uclient -W $secret -u demo \\
+                -e 127.0.0.1 -y -n 50 -m 2 -l 200 -p $turn_port 127.0.0.1 2>&1`;
+like($relayed, qr/Total lost packets 0\b/,
+     'TURN relays with the demo secret (the README\'s command)')
+    or diag $relayed =~ s/.*\n(.{0,800})$/$1/sr;
+
 kill 'QUIT', $pid;
 
 my $gone = 0;
