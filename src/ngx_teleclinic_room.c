@@ -1381,12 +1381,15 @@ ngx_teleclinic_call_end(ngx_teleclinic_actor_t *a,
     ngx_teleclinic_wait_t  *w;
     ngx_teleclinic_peer_t   peer;
 
+    static u_char  fulfilled[] =
+        "{\"v\":1,\"type\":\"visit\",\"status\":\"fulfilled\"}";
+
     w = room->callee;
 
     ngx_teleclinic_post_ended(a, room, &room->console, reason);
     ngx_teleclinic_post_ended(a, room, &w->peer, reason);
 
-    if (reason[0] == 'd') {
+    if (ngx_strcmp(reason, "dropped") == 0) {
         a->zone->sh->metrics.failed[NGX_TELECLINIC_FAIL_DROPPED]++;
 
     } else if (!room->media) {
@@ -1399,14 +1402,7 @@ ngx_teleclinic_call_end(ngx_teleclinic_actor_t *a,
     peer = w->peer;
     ngx_teleclinic_wait_free(a->zone, w);
 
-    {
-        u_char  text[64], *p;
-
-        p = ngx_snprintf(text, sizeof(text),
-                         "{\"v\":1,\"type\":\"visit\",\"status\":"
-                         "\"fulfilled\"}");
-        ngx_teleclinic_post(a, &peer, text, p - text);
-    }
+    ngx_teleclinic_post(a, &peer, fulfilled, sizeof(fulfilled) - 1);
 }
 
 

@@ -365,6 +365,7 @@ ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
     ngx_teleclinic_session_t *s, ngx_teleclinic_ws_msg_t *msg)
 {
     u_char                            buf[NGX_TELECLINIC_TIME_LEN];
+    u_char                            hex[NGX_TELECLINIC_APPT_ID_LEN];
     json_t                           *reply;
     uint64_t                          id;
     ngx_int_t                         rc;
@@ -471,22 +472,18 @@ ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
         ngx_memcpy(s->doctor, a.doctor.data, a.doctor.len);
         ngx_teleclinic_session_role(s, NGX_TELECLINIC_ROLE_PATIENT);
 
-        {
-            u_char  hex[NGX_TELECLINIC_APPT_ID_LEN];
+        (void) ngx_teleclinic_appt_id_print(hex, id);
 
-            (void) ngx_teleclinic_appt_id_print(hex, id);
-
-            reply = json_pack("{s:i, s:s, s:s, s:s%, s:s%, s:s%, s:s%}",
-                              "v", 1, "type", "welcome", "role", "patient",
-                              "appointment", hex, sizeof(hex),
-                              "doctor", s->doctor, s->doctor_len,
-                              "start", buf,
-                              (size_t) (ngx_teleclinic_time_print(buf,
-                                                        a.start) - buf),
-                              "status",
-                              ngx_teleclinic_status_names[a.status].data,
-                              ngx_teleclinic_status_names[a.status].len);
-        }
+        reply = json_pack("{s:i, s:s, s:s, s:s%, s:s%, s:s%, s:s%}",
+                          "v", 1, "type", "welcome", "role", "patient",
+                          "appointment", hex, sizeof(hex),
+                          "doctor", s->doctor, s->doctor_len,
+                          "start", buf,
+                          (size_t) (ngx_teleclinic_time_print(buf, a.start)
+                                    - buf),
+                          "status",
+                          ngx_teleclinic_status_names[a.status].data,
+                          ngx_teleclinic_status_names[a.status].len);
     }
 
     if (reply && msg->id) {
