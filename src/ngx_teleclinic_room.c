@@ -860,7 +860,8 @@ ngx_teleclinic_room_update(ngx_teleclinic_actor_t *a,
         goto done;
     }
 
-    size = 128 + NGX_TELECLINIC_QUEUE_LIST
+    /* a name escaped takes at most 6 bytes a byte ("\u00XX") */
+    size = 128 + ngx_min(room->nwaiting + 1, NGX_TELECLINIC_QUEUE_LIST)
                  * (128 + 2 * NGX_TELECLINIC_TIME_LEN
                     + 6 * NGX_TELECLINIC_NAME_MAX);
 
