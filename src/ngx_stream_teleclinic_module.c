@@ -27,8 +27,10 @@
  * A session without an allocation waits 30 s for its client; with one,
  * until the allocation expires.  UDP sessions and TCP connections are
  * always idle for nginx: a worker that shuts down (reload, stop) closes
- * them with their allocations, and clients allocate again at the new
- * workers (see README, "TURN and reload").
+ * them.  On a reload a UDP allocation goes on at the new worker of the
+ * same number, and the session that the client's next datagram opens
+ * there claims it; a TCP or TLS allocation ends with its connection
+ * (see README, "TURN and reload").
  */
 
 
@@ -72,6 +74,8 @@ static ngx_int_t ngx_stream_teleclinic_answer(ngx_stream_session_t *s,
     u_char *p, size_t len, ngx_buf_t *b);
 static void ngx_stream_teleclinic_empty_handler(ngx_event_t *ev);
 static ngx_int_t ngx_stream_teleclinic_init_process(ngx_cycle_t *cycle);
+static ngx_teleclinic_turn_conf_t *ngx_stream_teleclinic_find_conf(
+    ngx_listening_t *ls, struct sockaddr *local);
 static void ngx_stream_teleclinic_exit_process(ngx_cycle_t *cycle);
 static void *ngx_stream_teleclinic_create_main_conf(ngx_conf_t *cf);
 static void *ngx_stream_teleclinic_create_srv_conf(ngx_conf_t *cf);
@@ -405,11 +409,17 @@ ngx_stream_teleclinic_udp_message(ngx_stream_session_t *s, u_char *p,
     u_char                        answer[NGX_STREAM_TELECLINIC_ANSWER_MAX];
 
     c = s->connection;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_teleclinic_module);
+
+    /* after a reload, the allocation the old worker handed over */
+
+    if (ctx->turn.alloc == NULL) {
+        ngx_teleclinic_turn_claim(&ctx->turn);
+    }
 
     /* ChannelData: the relay's hot path */
 
     if (len && (p[0] & 0xc0) == 0x40) {
-        ctx = ngx_stream_get_module_ctx(s, ngx_stream_teleclinic_module);
 
         if (ngx_teleclinic_stun_channel_len(p, len, 0) > 0) {
             ngx_teleclinic_turn_channel_data(&ctx->turn, p, len);
@@ -741,7 +751,74 @@ ngx_stream_teleclinic_empty_handler(ngx_event_t *ev)
 static ngx_int_t
 ngx_stream_teleclinic_init_process(ngx_cycle_t *cycle)
 {
-    return ngx_teleclinic_turn_init_worker(cycle);
+    return ngx_teleclinic_turn_init_worker(cycle,
+                                           ngx_stream_teleclinic_find_conf);
+}
+
+
+/*
+ * The server of a UDP listening socket and a local address, found as
+ * ngx_stream_init_connection() finds it: for an allocation that the
+ * old worker of a reload handed over before its client wrote again.
+ */
+
+static ngx_teleclinic_turn_conf_t *
+ngx_stream_teleclinic_find_conf(ngx_listening_t *ls, struct sockaddr *local)
+{
+    ngx_uint_t                   i;
+    struct sockaddr_in          *sin;
+    ngx_stream_port_t           *port;
+    ngx_stream_in_addr_t        *addr;
+    ngx_stream_addr_conf_t      *addr_conf;
+    ngx_teleclinic_turn_conf_t  *conf;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6         *sin6;
+    ngx_stream_in6_addr_t       *addr6;
+#endif
+
+    port = ls->servers;
+
+    if (port == NULL || ls->handler != ngx_stream_init_connection) {
+        return NULL;
+    }
+
+    switch (local->sa_family) {
+
+#if (NGX_HAVE_INET6)
+    case AF_INET6:
+        sin6 = (struct sockaddr_in6 *) local;
+        addr6 = port->addrs;
+
+        for (i = 0; i < port->naddrs - 1; i++) {
+            if (ngx_memcmp(&addr6[i].addr6, &sin6->sin6_addr, 16) == 0) {
+                break;
+            }
+        }
+
+        addr_conf = &addr6[i].conf;
+        break;
+#endif
+
+    case AF_INET:
+        sin = (struct sockaddr_in *) local;
+        addr = port->addrs;
+
+        for (i = 0; i < port->naddrs - 1; i++) {
+            if (addr[i].addr == sin->sin_addr.s_addr) {
+                break;
+            }
+        }
+
+        addr_conf = &addr[i].conf;
+        break;
+
+    default:
+        return NULL;
+    }
+
+    conf = addr_conf->ctx->srv_conf[ngx_stream_teleclinic_module.ctx_index];
+
+    return conf->enable == 1 ? conf : NULL;
 }
 
 

@@ -54,6 +54,16 @@
 /* how often a worker adds its counters to the zone's */
 #define NGX_TELECLINIC_TURN_FLUSH            1000
 
+/*
+ * Reload: a UDP allocation goes from the old worker to the new worker
+ * of the same number, which reads the same reuseport socket; the new
+ * worker may not be up yet when the old one is told to quit
+ */
+#define NGX_TELECLINIC_TURN_WORKERS          64
+#define NGX_TELECLINIC_TURN_HANDOFF_RETRY    10
+#define NGX_TELECLINIC_TURN_HANDOFF_TIME     2000
+#define NGX_TELECLINIC_TURN_USERNAME_MAX     513
+
 
 /* the zone's counters */
 enum {
@@ -107,7 +117,22 @@ typedef struct {
 struct ngx_teleclinic_turn_alloc_s {
     ngx_pool_t                     *pool;
     ngx_teleclinic_turn_session_t  *session;
+    ngx_teleclinic_turn_conf_t     *conf;
     ngx_connection_t               *relay;
+
+    /*
+     * reload: an allocation without a session, on its way to the new
+     * worker or adopted from the old one, is in a queue and keeps the
+     * addresses of its client's 5-tuple
+     */
+    ngx_queue_t                     queue;
+    ngx_sockaddr_t                  client;
+    socklen_t                       client_len;
+    ngx_sockaddr_t                  local;
+    socklen_t                       local_len;
+    ngx_sockaddr_t                  listen;
+    socklen_t                       listen_len;
+    ngx_socket_t                    listen_fd;     /* -1: unknown */
 
     /* the address in XOR-RELAYED-ADDRESS */
     ngx_sockaddr_t                  relayed;
@@ -133,6 +158,39 @@ struct ngx_teleclinic_turn_alloc_s {
 };
 
 
+/* an allocation as it goes to the new worker, with its relay socket */
+
+typedef struct {
+    ngx_sockaddr_t                  client;
+    ngx_sockaddr_t                  local;
+    ngx_sockaddr_t                  listen;
+    ngx_sockaddr_t                  relayed;
+    socklen_t                       client_len;
+    socklen_t                       local_len;
+    socklen_t                       listen_len;
+    socklen_t                       relayed_len;
+
+    u_char                          tid[NGX_TELECLINIC_STUN_TID_LEN];
+    u_char                          token[NGX_TELECLINIC_TURN_TOKEN_LEN];
+
+    ngx_msec_t                      expires;
+    ngx_msec_t                      bw_last;
+    size_t                          bw_tokens;
+
+    ngx_uint_t                      user_counted;
+    ngx_uint_t                      has_token;
+
+    ngx_uint_t                      nperms;
+    ngx_uint_t                      nchannels;
+    ngx_teleclinic_turn_perm_t      perms[NGX_TELECLINIC_TURN_PERMISSIONS];
+    ngx_teleclinic_turn_channel_t   channels[NGX_TELECLINIC_TURN_CHANNELS];
+
+    size_t                          username_len;
+    u_char                          username[
+                                        NGX_TELECLINIC_TURN_USERNAME_MAX];
+} ngx_teleclinic_turn_handoff_t;
+
+
 typedef struct {
     u_char                          token[NGX_TELECLINIC_TURN_TOKEN_LEN];
     ngx_uint_t                      port;
@@ -147,6 +205,12 @@ typedef struct {
                                         NGX_TELECLINIC_TURN_RESERVATIONS];
     ngx_atomic_t                    allocations;
     ngx_atomic_t                    counters[NGX_TELECLINIC_TURN_NCOUNTERS];
+
+    /* the pid of the newest worker of each number, ready for handoffs */
+    ngx_atomic_t                    workers[NGX_TELECLINIC_TURN_WORKERS];
+
+    /* configurations so far: a worker told to quit sees a reload by it */
+    ngx_atomic_t                    generation;
 } ngx_teleclinic_turn_shctx_t;
 
 
@@ -162,8 +226,7 @@ typedef struct {
 
 static ngx_int_t ngx_teleclinic_turn_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
-static ngx_teleclinic_turn_shctx_t *ngx_teleclinic_turn_shctx(
-    ngx_cycle_t *cycle);
+static ngx_shm_zone_t *ngx_teleclinic_turn_zone(ngx_cycle_t *cycle);
 static void ngx_teleclinic_turn_flush_handler(ngx_event_t *ev);
 static void ngx_teleclinic_turn_flush(void);
 static ngx_int_t ngx_teleclinic_turn_answer(ngx_teleclinic_turn_session_t *ts,
@@ -216,13 +279,25 @@ static void ngx_teleclinic_turn_to_client(ngx_teleclinic_turn_session_t *ts,
 static ngx_uint_t ngx_teleclinic_turn_quota_take(
     ngx_teleclinic_turn_conf_t *conf, ngx_teleclinic_turn_alloc_t *a,
     ngx_log_t *log);
-static void ngx_teleclinic_turn_quota_release(
-    ngx_teleclinic_turn_conf_t *conf, ngx_teleclinic_turn_alloc_t *a);
+static void ngx_teleclinic_turn_quota_release(ngx_shm_zone_t *shm_zone,
+    ngx_teleclinic_turn_alloc_t *a);
 static ngx_teleclinic_turn_user_t *ngx_teleclinic_turn_user_lookup(
     ngx_teleclinic_turn_shctx_t *sh, ngx_str_t *name, uint32_t hash,
     ngx_rbtree_node_t **found);
 static void ngx_teleclinic_turn_user_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_int_t ngx_teleclinic_turn_inbox_open(ngx_cycle_t *cycle);
+static ngx_int_t ngx_teleclinic_turn_leave(ngx_teleclinic_turn_session_t *ts,
+    ngx_teleclinic_turn_alloc_t *a);
+static void ngx_teleclinic_turn_handoff_handler(ngx_event_t *ev);
+static ngx_int_t ngx_teleclinic_turn_handoff(ngx_teleclinic_turn_alloc_t *a,
+    ngx_pid_t pid);
+static void ngx_teleclinic_turn_inbox_handler(ngx_event_t *rev);
+static void ngx_teleclinic_turn_adopt(ngx_teleclinic_turn_handoff_t *h,
+    ngx_socket_t fd);
+static void ngx_teleclinic_turn_orphan_free(ngx_teleclinic_turn_alloc_t *a);
+static void ngx_teleclinic_turn_to_orphan(ngx_teleclinic_turn_alloc_t *a,
+    struct mmsghdr *out, ngx_uint_t n);
 
 
 static ngx_str_t  ngx_teleclinic_turn_zone_name =
@@ -254,7 +329,22 @@ static ngx_str_t  ngx_teleclinic_turn_reasons[] = {
 static ngx_atomic_uint_t   ngx_teleclinic_turn_local[
                                NGX_TELECLINIC_TURN_NCOUNTERS];
 static ngx_teleclinic_turn_shctx_t  *ngx_teleclinic_turn_sh;
+static ngx_shm_zone_t     *ngx_teleclinic_turn_shm;
 static ngx_event_t         ngx_teleclinic_turn_flush_event;
+
+/*
+ * reload: allocations on their way to the new worker, and those adopted
+ * from the old one that no session has claimed yet; the inbox is the
+ * worker's AF_UNIX socket for both ways
+ */
+static ngx_queue_t         ngx_teleclinic_turn_leaving;
+static ngx_queue_t         ngx_teleclinic_turn_orphans;
+static ngx_event_t         ngx_teleclinic_turn_handoff_event;
+static ngx_connection_t   *ngx_teleclinic_turn_inbox;
+static ngx_msec_t          ngx_teleclinic_turn_handoff_until;
+static ngx_atomic_uint_t   ngx_teleclinic_turn_generation;
+static ngx_teleclinic_turn_find_conf_pt  ngx_teleclinic_turn_find_conf;
+static ngx_teleclinic_turn_handoff_t     ngx_teleclinic_turn_msg;
 
 /* the relay's batches: one worker, one handler at a time */
 static struct mmsghdr      ngx_teleclinic_turn_in[NGX_TELECLINIC_TURN_BATCH];
@@ -314,6 +404,7 @@ ngx_teleclinic_turn_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     if (data) {
         shm_zone->data = data;
+        ((ngx_teleclinic_turn_shctx_t *) data)->generation++;
         return NGX_OK;
     }
 
@@ -337,8 +428,8 @@ ngx_teleclinic_turn_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
-static ngx_teleclinic_turn_shctx_t *
-ngx_teleclinic_turn_shctx(ngx_cycle_t *cycle)
+static ngx_shm_zone_t *
+ngx_teleclinic_turn_zone(ngx_cycle_t *cycle)
 {
     ngx_uint_t        i;
     ngx_list_part_t  *part;
@@ -360,22 +451,32 @@ ngx_teleclinic_turn_shctx(ngx_cycle_t *cycle)
         }
 
         if (zone[i].tag == &ngx_teleclinic_turn_zone_tag) {
-            return zone[i].data;
+            return &zone[i];
         }
     }
 }
 
 
 ngx_int_t
-ngx_teleclinic_turn_init_worker(ngx_cycle_t *cycle)
+ngx_teleclinic_turn_init_worker(ngx_cycle_t *cycle,
+    ngx_teleclinic_turn_find_conf_pt find_conf)
 {
-    ngx_event_t  *ev;
+    ngx_event_t     *ev;
+    ngx_shm_zone_t  *shm_zone;
 
-    ngx_teleclinic_turn_sh = ngx_teleclinic_turn_shctx(cycle);
+    ngx_queue_init(&ngx_teleclinic_turn_leaving);
+    ngx_queue_init(&ngx_teleclinic_turn_orphans);
 
-    if (ngx_teleclinic_turn_sh == NULL) {
+    shm_zone = ngx_teleclinic_turn_zone(cycle);
+
+    if (shm_zone == NULL) {
         return NGX_OK;
     }
+
+    ngx_teleclinic_turn_shm = shm_zone;
+    ngx_teleclinic_turn_sh = shm_zone->data;
+    ngx_teleclinic_turn_find_conf = find_conf;
+    ngx_teleclinic_turn_generation = ngx_teleclinic_turn_sh->generation;
 
     ngx_teleclinic_turn_tid[0] = (uint32_t) ngx_random();
     ngx_teleclinic_turn_tid[1] = (uint32_t) ngx_random();
@@ -392,6 +493,23 @@ ngx_teleclinic_turn_init_worker(ngx_cycle_t *cycle)
 
     ngx_add_timer(ev, NGX_TELECLINIC_TURN_FLUSH);
 
+    ev = &ngx_teleclinic_turn_handoff_event;
+
+    ev->handler = ngx_teleclinic_turn_handoff_handler;
+    ev->log = cycle->log;
+    ev->data = cycle;
+
+    /* without a socket, a reload ends the allocations, as it did before */
+
+    if (ngx_teleclinic_turn_inbox_open(cycle) != NGX_OK) {
+        return NGX_OK;
+    }
+
+    if (ngx_worker < NGX_TELECLINIC_TURN_WORKERS) {
+        ngx_teleclinic_turn_sh->workers[ngx_worker] =
+                                               (ngx_atomic_uint_t) ngx_pid;
+    }
+
     return NGX_OK;
 }
 
@@ -399,6 +517,28 @@ ngx_teleclinic_turn_init_worker(ngx_cycle_t *cycle)
 void
 ngx_teleclinic_turn_exit_worker(ngx_cycle_t *cycle)
 {
+    ngx_queue_t                  *q;
+    ngx_teleclinic_turn_alloc_t  *a;
+
+    /* a stop, or the end of the handoff time: the allocations end */
+
+    while (!ngx_queue_empty(&ngx_teleclinic_turn_leaving)) {
+        q = ngx_queue_head(&ngx_teleclinic_turn_leaving);
+        a = ngx_queue_data(q, ngx_teleclinic_turn_alloc_t, queue);
+        ngx_teleclinic_turn_orphan_free(a);
+    }
+
+    while (!ngx_queue_empty(&ngx_teleclinic_turn_orphans)) {
+        q = ngx_queue_head(&ngx_teleclinic_turn_orphans);
+        a = ngx_queue_data(q, ngx_teleclinic_turn_alloc_t, queue);
+        ngx_teleclinic_turn_orphan_free(a);
+    }
+
+    if (ngx_teleclinic_turn_inbox) {
+        ngx_close_connection(ngx_teleclinic_turn_inbox);
+        ngx_teleclinic_turn_inbox = NULL;
+    }
+
     ngx_teleclinic_turn_flush();
 }
 
@@ -406,7 +546,26 @@ ngx_teleclinic_turn_exit_worker(ngx_cycle_t *cycle)
 static void
 ngx_teleclinic_turn_flush_handler(ngx_event_t *ev)
 {
+    ngx_queue_t                  *q, *next;
+    ngx_teleclinic_turn_alloc_t  *a;
+
     ngx_teleclinic_turn_flush();
+
+    /* adopted allocations that no client came back for */
+
+    for (q = ngx_queue_head(&ngx_teleclinic_turn_orphans);
+         q != ngx_queue_sentinel(&ngx_teleclinic_turn_orphans);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        a = ngx_queue_data(q, ngx_teleclinic_turn_alloc_t, queue);
+
+        if ((ngx_msec_int_t) (a->expires - ngx_current_msec) <= 0) {
+            ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+                          "turn: adopted allocation expired");
+            ngx_teleclinic_turn_orphan_free(a);
+        }
+    }
 
     if (!ngx_exiting) {
         ngx_add_timer(ev, NGX_TELECLINIC_TURN_FLUSH);
@@ -446,14 +605,17 @@ u_char *
 ngx_teleclinic_turn_metrics(ngx_cycle_t *cycle, u_char *p, u_char *last)
 {
     ngx_uint_t                    i;
+    ngx_shm_zone_t               *shm_zone;
     ngx_atomic_uint_t            *c;
     ngx_teleclinic_turn_shctx_t  *sh;
 
-    sh = ngx_teleclinic_turn_shctx(cycle);
+    shm_zone = ngx_teleclinic_turn_zone(cycle);
 
-    if (sh == NULL) {
+    if (shm_zone == NULL) {
         return p;
     }
+
+    sh = shm_zone->data;
 
     /* what this worker counted since its last flush is shown too */
     ngx_teleclinic_turn_flush();
@@ -844,6 +1006,8 @@ ngx_teleclinic_turn_allocate(ngx_teleclinic_turn_session_t *ts,
 
     a->pool = pool;
     a->session = ts;
+    a->conf = conf;
+    a->listen_fd = (ngx_socket_t) -1;
 
     a->username.len = msg->username.len;
     a->username.data = ngx_pstrdup(pool, &msg->username);
@@ -865,7 +1029,7 @@ ngx_teleclinic_turn_allocate(ngx_teleclinic_turn_session_t *ts,
     }
 
     if (ngx_teleclinic_turn_relay_open(ts, a, msg, want) != NGX_OK) {
-        ngx_teleclinic_turn_quota_release(conf, a);
+        ngx_teleclinic_turn_quota_release(conf->zone, a);
         ngx_destroy_pool(pool);
 
         return ngx_teleclinic_turn_answer(ts, msg, b, 508,
@@ -1243,7 +1407,7 @@ ngx_teleclinic_turn_bandwidth(ngx_teleclinic_turn_alloc_t *a, size_t len,
     size_t                       rate;
     ngx_msec_t                   elapsed;
 
-    rate = a->session->conf->bandwidth;
+    rate = a->conf->bandwidth;
 
     if (rate == 0) {
         return 1;
@@ -1331,11 +1495,22 @@ ngx_teleclinic_turn_free(ngx_teleclinic_turn_session_t *ts)
 
     ts->alloc = NULL;
 
+    /* a reload: the new worker of this number goes on with it */
+
+    if (ngx_exiting
+        && !ts->stream
+        && a->relay
+        && (ngx_msec_int_t) (a->expires - ngx_current_msec) > 0
+        && ngx_teleclinic_turn_leave(ts, a) == NGX_OK)
+    {
+        return;
+    }
+
     if (a->relay) {
         ngx_close_connection(a->relay);
     }
 
-    ngx_teleclinic_turn_quota_release(ts->conf, a);
+    ngx_teleclinic_turn_quota_release(ts->conf->zone, a);
 
     ngx_destroy_pool(a->pool);
 }
@@ -1649,7 +1824,7 @@ ngx_teleclinic_turn_relay_handler(ngx_event_t *rev)
     c = rev->data;
     a = c->data;
     ts = a->session;
-    stream = ts->stream;
+    stream = ts ? ts->stream : 0;
 
     in = ngx_teleclinic_turn_in;
     out = ngx_teleclinic_turn_out;
@@ -1779,8 +1954,11 @@ ngx_teleclinic_turn_relay_handler(ngx_event_t *rev)
             k++;
         }
 
-        if (k) {
+        if (k && ts) {
             ngx_teleclinic_turn_to_client(ts, out, k);
+
+        } else if (k) {
+            ngx_teleclinic_turn_to_orphan(a, out, k);
         }
 
         if (n < NGX_TELECLINIC_TURN_BATCH) {
@@ -1792,7 +1970,7 @@ ngx_teleclinic_turn_relay_handler(ngx_event_t *rev)
 
 done:
 
-    if (ts->stream && ts->out->pos != ts->out->last) {
+    if (stream && ts->out->pos != ts->out->last) {
         switch (ngx_teleclinic_turn_write(ts)) {
 
         case NGX_ERROR:
@@ -2159,7 +2337,7 @@ done:
 
 
 static void
-ngx_teleclinic_turn_quota_release(ngx_teleclinic_turn_conf_t *conf,
+ngx_teleclinic_turn_quota_release(ngx_shm_zone_t *shm_zone,
     ngx_teleclinic_turn_alloc_t *a)
 {
     uint32_t                      hash;
@@ -2168,8 +2346,8 @@ ngx_teleclinic_turn_quota_release(ngx_teleclinic_turn_conf_t *conf,
     ngx_teleclinic_turn_user_t   *user;
     ngx_teleclinic_turn_shctx_t  *sh;
 
-    shpool = (ngx_slab_pool_t *) conf->zone->shm.addr;
-    sh = conf->zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    sh = shm_zone->data;
 
     ngx_shmtx_lock(&shpool->mutex);
 
@@ -2270,4 +2448,673 @@ ngx_teleclinic_turn_user_insert(ngx_rbtree_node_t *temp,
     node->left = sentinel;
     node->right = sentinel;
     ngx_rbt_red(node);
+}
+
+
+/*
+ * Reload.  With "listen ... udp reuseport" the new worker number k reads
+ * the very socket that the old worker k read (nginx matches the cloned
+ * listening sockets of the two cycles in order, and the master keeps
+ * them open), so the kernel goes on sending a client's datagrams to
+ * slot k.  The old worker hands each UDP allocation over to the new
+ * worker k: the relay socket with SCM_RIGHTS, its state in the same
+ * datagram, to the new worker's inbox, an abstract AF_UNIX name with
+ * its pid, which the zone lists by worker number.  Until the new worker
+ * is up, the old one tries again every few milliseconds, for 2 s; what
+ * it cannot hand over ends as before a reload could carry it.
+ */
+
+static ngx_int_t
+ngx_teleclinic_turn_inbox_open(ngx_cycle_t *cycle)
+{
+    socklen_t            len;
+    ngx_socket_t         s;
+    ngx_connection_t    *c;
+    struct sockaddr_un   sun;
+
+    s = ngx_socket(AF_UNIX, SOCK_DGRAM, 0);
+
+    if (s == (ngx_socket_t) -1) {
+        ngx_log_error(NGX_LOG_ERR, cycle->log, ngx_socket_errno,
+                      "turn: inbox socket() failed");
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&sun, sizeof(struct sockaddr_un));
+    sun.sun_family = AF_UNIX;
+
+    len = offsetof(struct sockaddr_un, sun_path) + 1
+          + (ngx_sprintf((u_char *) sun.sun_path + 1, "teleclinic_turn:%P",
+                         ngx_pid)
+             - (u_char *) sun.sun_path - 1);
+
+    if (bind(s, (struct sockaddr *) &sun, len) == -1) {
+        ngx_log_error(NGX_LOG_ERR, cycle->log, ngx_socket_errno,
+                      "turn: inbox bind() failed");
+        goto failed;
+    }
+
+    if (ngx_nonblocking(s) == -1) {
+        ngx_log_error(NGX_LOG_ERR, cycle->log, ngx_socket_errno,
+                      ngx_nonblocking_n " failed");
+        goto failed;
+    }
+
+    c = ngx_get_connection(s, cycle->log);
+
+    if (c == NULL) {
+        goto failed;
+    }
+
+    c->type = SOCK_DGRAM;
+    c->read->handler = ngx_teleclinic_turn_inbox_handler;
+    c->read->log = cycle->log;
+    c->write->log = cycle->log;
+    c->write->ready = 1;
+
+    /* worker shutdown calls the read handler with c->close: the hook */
+    c->idle = 1;
+
+    if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
+        ngx_close_connection(c);
+        return NGX_ERROR;
+    }
+
+    ngx_teleclinic_turn_inbox = c;
+
+    return NGX_OK;
+
+failed:
+
+    if (ngx_close_socket(s) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_socket_errno,
+                      ngx_close_socket_n " failed");
+    }
+
+    return NGX_ERROR;
+}
+
+
+/* the allocation stops relaying and waits for the new worker */
+
+static ngx_int_t
+ngx_teleclinic_turn_leave(ngx_teleclinic_turn_session_t *ts,
+    ngx_teleclinic_turn_alloc_t *a)
+{
+    ngx_connection_t  *c;
+
+    c = ts->connection;
+
+    /* a stop, not a reload: no new worker comes */
+
+    if (ngx_teleclinic_turn_inbox == NULL
+        || ngx_teleclinic_turn_sh->generation == ngx_teleclinic_turn_generation
+        || ngx_worker >= NGX_TELECLINIC_TURN_WORKERS
+        || a->username.len > NGX_TELECLINIC_TURN_USERNAME_MAX
+        || c->listening == NULL
+        || ngx_connection_local_sockaddr(c, NULL, 0) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    a->client_len = c->socklen;
+    ngx_memcpy(&a->client, c->sockaddr, c->socklen);
+    a->local_len = c->local_socklen;
+    ngx_memcpy(&a->local, c->local_sockaddr, c->local_socklen);
+    a->listen_len = c->listening->socklen;
+    ngx_memcpy(&a->listen, c->listening->sockaddr, c->listening->socklen);
+
+    a->session = NULL;
+    a->pool->log = ngx_cycle->log;
+
+    /*
+     * what peers send waits in the relay socket for the new worker;
+     * the event is deleted from epoll here, for the socket outlives
+     * this worker's descriptor
+     */
+
+    if (a->relay->read->active
+        && ngx_del_event(a->relay->read, NGX_READ_EVENT, 0) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    a->relay->log = ngx_cycle->log;
+    a->relay->read->log = ngx_cycle->log;
+    a->relay->write->log = ngx_cycle->log;
+
+    ngx_queue_insert_tail(&ngx_teleclinic_turn_leaving, &a->queue);
+
+    /*
+     * a timer, not a posted event: a worker that shuts down exits as
+     * soon as no timer holds it, before it runs posted events
+     */
+
+    if (!ngx_teleclinic_turn_handoff_event.timer_set) {
+        ngx_teleclinic_turn_handoff_until = ngx_current_msec
+                                        + NGX_TELECLINIC_TURN_HANDOFF_TIME;
+        ngx_add_timer(&ngx_teleclinic_turn_handoff_event, 1);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_teleclinic_turn_handoff_handler(ngx_event_t *ev)
+{
+    ngx_int_t                     rc;
+    ngx_pid_t                     pid;
+    ngx_queue_t                  *q;
+    ngx_teleclinic_turn_alloc_t  *a;
+
+    pid = (ngx_pid_t) ngx_teleclinic_turn_sh->workers[ngx_worker];
+
+    while (!ngx_queue_empty(&ngx_teleclinic_turn_leaving)) {
+
+        if ((ngx_msec_int_t) (ngx_teleclinic_turn_handoff_until
+                              - ngx_current_msec) <= 0)
+        {
+            ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
+                          "turn: no new worker %ui took the allocations",
+                          ngx_worker);
+            ngx_teleclinic_turn_exit_worker((ngx_cycle_t *) ngx_cycle);
+            return;
+        }
+
+        /* the new worker is not up yet */
+
+        if (pid == 0 || pid == ngx_pid) {
+            break;
+        }
+
+        q = ngx_queue_head(&ngx_teleclinic_turn_leaving);
+        a = ngx_queue_data(q, ngx_teleclinic_turn_alloc_t, queue);
+
+        rc = ngx_teleclinic_turn_handoff(a, pid);
+
+        if (rc == NGX_AGAIN) {
+            break;
+        }
+
+        if (rc == NGX_ERROR) {
+            ngx_teleclinic_turn_orphan_free(a);
+            continue;
+        }
+
+        /* the new worker holds the socket and the counts now */
+
+        ngx_queue_remove(&a->queue);
+        ngx_close_connection(a->relay);
+        ngx_destroy_pool(a->pool);
+    }
+
+    if (!ngx_queue_empty(&ngx_teleclinic_turn_leaving)) {
+        ngx_add_timer(ev, NGX_TELECLINIC_TURN_HANDOFF_RETRY);
+    }
+}
+
+
+static ngx_int_t
+ngx_teleclinic_turn_handoff(ngx_teleclinic_turn_alloc_t *a, ngx_pid_t pid)
+{
+    ssize_t                         n;
+    ngx_err_t                       err;
+    socklen_t                       len;
+    struct iovec                    iov;
+    struct msghdr                   msg;
+    struct cmsghdr                 *cmsg;
+    struct sockaddr_un              sun;
+    ngx_teleclinic_turn_handoff_t  *h;
+
+    union {
+        struct cmsghdr              cm;
+        char                        space[CMSG_SPACE(sizeof(int))];
+    } cmsgbuf;
+
+    h = &ngx_teleclinic_turn_msg;
+
+    ngx_memzero(h, sizeof(ngx_teleclinic_turn_handoff_t));
+
+    ngx_memcpy(&h->client, &a->client, a->client_len);
+    ngx_memcpy(&h->local, &a->local, a->local_len);
+    ngx_memcpy(&h->listen, &a->listen, a->listen_len);
+    ngx_memcpy(&h->relayed, &a->relayed, a->relayed_len);
+    h->client_len = a->client_len;
+    h->local_len = a->local_len;
+    h->listen_len = a->listen_len;
+    h->relayed_len = a->relayed_len;
+
+    ngx_memcpy(h->tid, a->tid, NGX_TELECLINIC_STUN_TID_LEN);
+    ngx_memcpy(h->token, a->token, NGX_TELECLINIC_TURN_TOKEN_LEN);
+
+    h->expires = a->expires;
+    h->bw_last = a->bw_last;
+    h->bw_tokens = a->bw_tokens;
+    h->user_counted = a->user_counted;
+    h->has_token = a->has_token;
+
+    h->nperms = a->nperms;
+    h->nchannels = a->nchannels;
+    ngx_memcpy(h->perms, a->perms, sizeof(a->perms));
+    ngx_memcpy(h->channels, a->channels, sizeof(a->channels));
+
+    h->username_len = a->username.len;
+    ngx_memcpy(h->username, a->username.data, a->username.len);
+
+    ngx_memzero(&sun, sizeof(struct sockaddr_un));
+    sun.sun_family = AF_UNIX;
+
+    len = offsetof(struct sockaddr_un, sun_path) + 1
+          + (ngx_sprintf((u_char *) sun.sun_path + 1, "teleclinic_turn:%P",
+                         pid)
+             - (u_char *) sun.sun_path - 1);
+
+    iov.iov_base = h;
+    iov.iov_len = sizeof(ngx_teleclinic_turn_handoff_t);
+
+    ngx_memzero(&cmsgbuf, sizeof(cmsgbuf));
+    ngx_memzero(&msg, sizeof(struct msghdr));
+
+    msg.msg_name = &sun;
+    msg.msg_namelen = len;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = &cmsgbuf;
+    msg.msg_controllen = sizeof(cmsgbuf);
+
+    cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    ngx_memcpy(CMSG_DATA(cmsg), &a->relay->fd, sizeof(int));
+
+    n = sendmsg(ngx_teleclinic_turn_inbox->fd, &msg, 0);
+
+    if (n == (ssize_t) sizeof(ngx_teleclinic_turn_handoff_t)) {
+        return NGX_OK;
+    }
+
+    err = ngx_socket_errno;
+
+    /* a full inbox, or a new worker that is gone: the next may come */
+
+    if (n == -1
+        && (err == NGX_EAGAIN || err == ENOBUFS || err == NGX_ECONNREFUSED
+            || err == NGX_ENOENT))
+    {
+        return NGX_AGAIN;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, err,
+                  "turn: sendmsg() of an allocation to worker %P failed",
+                  pid);
+
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_teleclinic_turn_inbox_handler(ngx_event_t *rev)
+{
+    int                   fd;
+    ssize_t               n;
+    ngx_queue_t          *q;
+    struct iovec          iov;
+    struct msghdr         msg;
+    struct cmsghdr       *cmsg;
+    ngx_connection_t     *c;
+    ngx_teleclinic_turn_alloc_t  *a;
+
+    union {
+        struct cmsghdr    cm;
+        char              space[CMSG_SPACE(sizeof(int))];
+    } cmsgbuf;
+
+    c = rev->data;
+
+    if (c->close) {
+
+        /*
+         * this worker shuts down: what it adopted and no client claimed
+         * goes on to the next worker; the socket stays for sending
+         */
+
+        c->close = 0;
+        c->idle = 0;
+
+        if (ngx_del_event(rev, NGX_READ_EVENT, 0) != NGX_OK
+            || ngx_teleclinic_turn_sh->generation
+               == ngx_teleclinic_turn_generation)
+        {
+            /* a stop: exit_worker ends them */
+            return;
+        }
+
+        while (!ngx_queue_empty(&ngx_teleclinic_turn_orphans)) {
+            q = ngx_queue_head(&ngx_teleclinic_turn_orphans);
+            a = ngx_queue_data(q, ngx_teleclinic_turn_alloc_t, queue);
+            ngx_queue_remove(q);
+
+            if (ngx_worker >= NGX_TELECLINIC_TURN_WORKERS
+                || (a->relay->read->active
+                    && ngx_del_event(a->relay->read, NGX_READ_EVENT, 0)
+                       != NGX_OK))
+            {
+                ngx_queue_insert_tail(&ngx_teleclinic_turn_orphans, q);
+                ngx_teleclinic_turn_orphan_free(a);
+                continue;
+            }
+
+            ngx_queue_insert_tail(&ngx_teleclinic_turn_leaving, q);
+        }
+
+        if (!ngx_queue_empty(&ngx_teleclinic_turn_leaving)
+            && !ngx_teleclinic_turn_handoff_event.timer_set)
+        {
+            ngx_teleclinic_turn_handoff_until = ngx_current_msec
+                                        + NGX_TELECLINIC_TURN_HANDOFF_TIME;
+            ngx_add_timer(&ngx_teleclinic_turn_handoff_event, 1);
+        }
+
+        return;
+    }
+
+    for ( ;; ) {
+        iov.iov_base = &ngx_teleclinic_turn_msg;
+        iov.iov_len = sizeof(ngx_teleclinic_turn_handoff_t);
+
+        ngx_memzero(&msg, sizeof(struct msghdr));
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = &cmsgbuf;
+        msg.msg_controllen = sizeof(cmsgbuf);
+
+        n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC);
+
+        if (n == -1) {
+            if (ngx_socket_errno == NGX_EINTR) {
+                continue;
+            }
+
+            if (ngx_socket_errno != NGX_EAGAIN) {
+                ngx_log_error(NGX_LOG_ERR, c->log, ngx_socket_errno,
+                              "turn: inbox recvmsg() failed");
+            }
+
+            return;
+        }
+
+        fd = -1;
+
+        for (cmsg = CMSG_FIRSTHDR(&msg);
+             cmsg;
+             cmsg = CMSG_NXTHDR(&msg, cmsg))
+        {
+            if (cmsg->cmsg_level == SOL_SOCKET
+                && cmsg->cmsg_type == SCM_RIGHTS
+                && cmsg->cmsg_len == CMSG_LEN(sizeof(int)))
+            {
+                ngx_memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
+            }
+        }
+
+        if (fd == -1) {
+            continue;
+        }
+
+        if (n != (ssize_t) sizeof(ngx_teleclinic_turn_handoff_t)
+            || (msg.msg_flags & (MSG_TRUNC|MSG_CTRUNC)))
+        {
+            ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                          "turn: a handed over allocation is malformed");
+            (void) ngx_close_socket(fd);
+            continue;
+        }
+
+        ngx_teleclinic_turn_adopt(&ngx_teleclinic_turn_msg, fd);
+    }
+}
+
+
+static void
+ngx_teleclinic_turn_adopt(ngx_teleclinic_turn_handoff_t *h, ngx_socket_t fd)
+{
+    ngx_uint_t                    i;
+    ngx_pool_t                   *pool;
+    ngx_listening_t              *ls;
+    ngx_connection_t             *rc;
+    ngx_teleclinic_turn_conf_t   *conf;
+    ngx_teleclinic_turn_alloc_t  *a, tmp;
+
+    /* this worker's copy of the listening socket the client writes to */
+
+    ls = ngx_cycle->listening.elts;
+    conf = NULL;
+
+    for (i = 0; i < ngx_cycle->listening.nelts; i++) {
+
+        if (ls[i].type != SOCK_DGRAM
+            || (ls[i].reuseport && ls[i].worker != ngx_worker)
+            || ls[i].fd == (ngx_socket_t) -1
+            || ngx_cmp_sockaddr(ls[i].sockaddr, ls[i].socklen,
+                                &h->listen.sockaddr, h->listen_len, 1)
+               != NGX_OK)
+        {
+            continue;
+        }
+
+        conf = ngx_teleclinic_turn_find_conf(&ls[i], &h->local.sockaddr);
+        break;
+    }
+
+    pool = NULL;
+
+    if (conf == NULL || h->username_len > NGX_TELECLINIC_TURN_USERNAME_MAX) {
+        goto failed;
+    }
+
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        goto failed;
+    }
+
+    a = ngx_pcalloc(pool, sizeof(ngx_teleclinic_turn_alloc_t));
+    if (a == NULL) {
+        goto failed;
+    }
+
+    a->pool = pool;
+    a->conf = conf;
+    a->listen_fd = ls[i].wildcard ? (ngx_socket_t) -1 : ls[i].fd;
+
+    ngx_memcpy(&a->client, &h->client, h->client_len);
+    ngx_memcpy(&a->local, &h->local, h->local_len);
+    ngx_memcpy(&a->listen, &h->listen, h->listen_len);
+    ngx_memcpy(&a->relayed, &h->relayed, h->relayed_len);
+    a->client_len = h->client_len;
+    a->local_len = h->local_len;
+    a->listen_len = h->listen_len;
+    a->relayed_len = h->relayed_len;
+
+    ngx_memcpy(a->tid, h->tid, NGX_TELECLINIC_STUN_TID_LEN);
+    ngx_memcpy(a->token, h->token, NGX_TELECLINIC_TURN_TOKEN_LEN);
+
+    a->expires = h->expires;
+    a->bw_last = h->bw_last;
+    a->bw_tokens = h->bw_tokens;
+    a->user_counted = h->user_counted ? 1 : 0;
+    a->has_token = h->has_token ? 1 : 0;
+
+    a->nperms = ngx_min(h->nperms, NGX_TELECLINIC_TURN_PERMISSIONS);
+    a->nchannels = ngx_min(h->nchannels, NGX_TELECLINIC_TURN_CHANNELS);
+    ngx_memcpy(a->perms, h->perms, sizeof(a->perms));
+    ngx_memcpy(a->channels, h->channels, sizeof(a->channels));
+
+    a->username.len = h->username_len;
+    a->username.data = ngx_pnalloc(pool, h->username_len + 1);
+    if (a->username.data == NULL) {
+        goto failed;
+    }
+
+    ngx_memcpy(a->username.data, h->username, h->username_len);
+
+    rc = ngx_get_connection(fd, ngx_cycle->log);
+    if (rc == NULL) {
+        goto failed;
+    }
+
+    rc->data = a;
+    rc->type = SOCK_DGRAM;
+    rc->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
+    rc->start_time = ngx_current_msec;
+
+    rc->read->handler = ngx_teleclinic_turn_relay_handler;
+    rc->read->log = ngx_cycle->log;
+    rc->write->log = ngx_cycle->log;
+    rc->write->ready = 1;
+
+    if (ngx_add_event(rc->read, NGX_READ_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
+        ngx_close_connection(rc);
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    a->relay = rc;
+
+    ngx_queue_insert_tail(&ngx_teleclinic_turn_orphans, &a->queue);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_STREAM, ngx_cycle->log, 0,
+                   "turn: adopted an allocation, relay fd:%d", fd);
+
+    return;
+
+failed:
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                  "turn: a handed over allocation cannot be adopted");
+
+    (void) ngx_close_socket(fd);
+
+    /* its counts go */
+
+    ngx_memzero(&tmp, sizeof(ngx_teleclinic_turn_alloc_t));
+    tmp.user_counted = h->user_counted ? 1 : 0;
+    tmp.username.len = ngx_min(h->username_len,
+                               NGX_TELECLINIC_TURN_USERNAME_MAX);
+    tmp.username.data = h->username;
+
+    ngx_teleclinic_turn_quota_release(ngx_teleclinic_turn_shm, &tmp);
+
+    if (pool) {
+        ngx_destroy_pool(pool);
+    }
+}
+
+
+/* an allocation without a session ends */
+
+static void
+ngx_teleclinic_turn_orphan_free(ngx_teleclinic_turn_alloc_t *a)
+{
+    ngx_queue_remove(&a->queue);
+
+    if (a->relay) {
+        ngx_close_connection(a->relay);
+    }
+
+    ngx_teleclinic_turn_quota_release(ngx_teleclinic_turn_shm, a);
+
+    ngx_destroy_pool(a->pool);
+}
+
+
+void
+ngx_teleclinic_turn_claim(ngx_teleclinic_turn_session_t *ts)
+{
+    ngx_queue_t                  *q;
+    ngx_connection_t             *c;
+    ngx_teleclinic_turn_alloc_t  *a;
+
+    if (ngx_queue_empty(&ngx_teleclinic_turn_orphans)) {
+        return;
+    }
+
+    c = ts->connection;
+
+    if (ngx_connection_local_sockaddr(c, NULL, 0) != NGX_OK) {
+        return;
+    }
+
+    for (q = ngx_queue_head(&ngx_teleclinic_turn_orphans);
+         q != ngx_queue_sentinel(&ngx_teleclinic_turn_orphans);
+         q = ngx_queue_next(q))
+    {
+        a = ngx_queue_data(q, ngx_teleclinic_turn_alloc_t, queue);
+
+        if (ngx_cmp_sockaddr(c->sockaddr, c->socklen,
+                             &a->client.sockaddr, a->client_len, 1)
+            != NGX_OK
+            || ngx_cmp_sockaddr(c->local_sockaddr, c->local_socklen,
+                                &a->local.sockaddr, a->local_len, 1)
+               != NGX_OK)
+        {
+            continue;
+        }
+
+        ngx_queue_remove(q);
+
+        a->session = ts;
+        a->conf = ts->conf;
+        ts->alloc = a;
+
+        ngx_log_debug0(NGX_LOG_DEBUG_STREAM, c->log, 0,
+                       "turn: adopted allocation claimed");
+        return;
+    }
+}
+
+
+/*
+ * Datagrams from peers for an adopted allocation whose client has not
+ * written to this worker yet: they leave from this worker's listening
+ * socket.  On a wildcard address the source address could be wrong, so
+ * they wait for the client's session there.
+ */
+
+static void
+ngx_teleclinic_turn_to_orphan(ngx_teleclinic_turn_alloc_t *a,
+    struct mmsghdr *out, ngx_uint_t n)
+{
+    int         i, sent;
+    size_t      bytes;
+
+    if (a->listen_fd == (ngx_socket_t) -1) {
+        return;
+    }
+
+    for (i = 0; i < (int) n; i++) {
+        out[i].msg_hdr.msg_name = &a->client;
+        out[i].msg_hdr.msg_namelen = a->client_len;
+        out[i].msg_hdr.msg_iov = &ngx_teleclinic_turn_out_iov[i];
+        out[i].msg_hdr.msg_iovlen = 1;
+        out[i].msg_hdr.msg_control = NULL;
+        out[i].msg_hdr.msg_controllen = 0;
+        out[i].msg_hdr.msg_flags = 0;
+    }
+
+    sent = sendmmsg(a->listen_fd, out, n, 0);
+
+    if (sent == -1) {
+        sent = 0;
+    }
+
+    bytes = 0;
+
+    for (i = 0; i < sent; i++) {
+        bytes += ngx_teleclinic_turn_out_len[i];
+    }
+
+    ngx_teleclinic_turn_count(NGX_TELECLINIC_TURN_PACKETS_TO_CLIENT, sent);
+    ngx_teleclinic_turn_count(NGX_TELECLINIC_TURN_BYTES_TO_CLIENT, bytes);
 }

@@ -71,9 +71,27 @@ typedef struct {
 /* the zone of counters and per-username allocation counts */
 ngx_shm_zone_t *ngx_teleclinic_turn_add_zone(ngx_conf_t *cf);
 
-/* a worker's periodic flush of its counters into the zone */
-ngx_int_t ngx_teleclinic_turn_init_worker(ngx_cycle_t *cycle);
+/*
+ * The configuration of the server that a UDP listening socket and a
+ * local address lead to, NULL if none has teleclinic_turn: an
+ * allocation adopted from the old worker of a reload needs it.
+ */
+typedef ngx_teleclinic_turn_conf_t *(*ngx_teleclinic_turn_find_conf_pt)(
+    ngx_listening_t *ls, struct sockaddr *local);
+
+/*
+ * A worker's periodic flush of its counters into the zone, and its
+ * socket for the UDP allocations that a reload hands to the new worker.
+ */
+ngx_int_t ngx_teleclinic_turn_init_worker(ngx_cycle_t *cycle,
+    ngx_teleclinic_turn_find_conf_pt find_conf);
 void ngx_teleclinic_turn_exit_worker(ngx_cycle_t *cycle);
+
+/*
+ * UDP: gives a session without an allocation the one that the old
+ * worker of a reload handed over for its client's 5-tuple, if any.
+ */
+void ngx_teleclinic_turn_claim(ngx_teleclinic_turn_session_t *ts);
 
 /*
  * Answers an Allocate, Refresh, CreatePermission or ChannelBind request
