@@ -7,6 +7,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_event.h>
+#include <poll.h>
 #include <openssl/rand.h>
 #include "ngx_teleclinic_turn.h"
 
@@ -63,6 +64,10 @@
 #define NGX_TELECLINIC_TURN_HANDOFF_RETRY    10
 #define NGX_TELECLINIC_TURN_HANDOFF_TIME     2000
 #define NGX_TELECLINIC_TURN_USERNAME_MAX     513
+
+/* a new worker waits this long (ms) at most for the old one's answer */
+#define NGX_TELECLINIC_TURN_WAIT             50
+#define NGX_TELECLINIC_TURN_WAIT_ROUNDS      4096
 
 
 /* the zone's counters */
@@ -134,6 +139,9 @@ struct ngx_teleclinic_turn_alloc_s {
     socklen_t                       listen_len;
     ngx_socket_t                    listen_fd;     /* -1: unknown */
 
+    /* a UDP allocation with a session, in the worker's list of them */
+    ngx_queue_t                     active;
+
     /* the address in XOR-RELAYED-ADDRESS */
     ngx_sockaddr_t                  relayed;
     socklen_t                       relayed_len;
@@ -155,6 +163,13 @@ struct ngx_teleclinic_turn_alloc_s {
 
     unsigned                        user_counted:1;
     unsigned                        has_token:1;
+    unsigned                        in_active:1;
+
+    /*
+     * handed over early, while this worker still reads the client:
+     * the relay socket only sends, requests wait for the new worker
+     */
+    unsigned                        handed:1;
 };
 
 
@@ -296,6 +311,13 @@ static void ngx_teleclinic_turn_inbox_handler(ngx_event_t *rev);
 static void ngx_teleclinic_turn_adopt(ngx_teleclinic_turn_handoff_t *h,
     ngx_socket_t fd);
 static void ngx_teleclinic_turn_orphan_free(ngx_teleclinic_turn_alloc_t *a);
+static ngx_int_t ngx_teleclinic_turn_detach(ngx_teleclinic_turn_session_t *ts,
+    ngx_teleclinic_turn_alloc_t *a);
+static ngx_int_t ngx_teleclinic_turn_hand_early(ngx_pid_t pid);
+static void ngx_teleclinic_turn_early_handler(ngx_event_t *ev);
+static ngx_int_t ngx_teleclinic_turn_inbox_send(ngx_pid_t pid, void *data,
+    size_t len);
+static ngx_int_t ngx_teleclinic_turn_inbox_read(ngx_connection_t *c);
 static void ngx_teleclinic_turn_to_orphan(ngx_teleclinic_turn_alloc_t *a,
     struct mmsghdr *out, ngx_uint_t n);
 
@@ -339,10 +361,14 @@ static ngx_event_t         ngx_teleclinic_turn_flush_event;
  */
 static ngx_queue_t         ngx_teleclinic_turn_leaving;
 static ngx_queue_t         ngx_teleclinic_turn_orphans;
+static ngx_queue_t         ngx_teleclinic_turn_active;
 static ngx_event_t         ngx_teleclinic_turn_handoff_event;
 static ngx_connection_t   *ngx_teleclinic_turn_inbox;
 static ngx_msec_t          ngx_teleclinic_turn_handoff_until;
 static ngx_atomic_uint_t   ngx_teleclinic_turn_generation;
+static ngx_event_t         ngx_teleclinic_turn_early_event;
+static ngx_pid_t           ngx_teleclinic_turn_early_pid;
+static ngx_uint_t          ngx_teleclinic_turn_early_tries;
 static ngx_teleclinic_turn_find_conf_pt  ngx_teleclinic_turn_find_conf;
 static ngx_teleclinic_turn_handoff_t     ngx_teleclinic_turn_msg;
 
@@ -461,11 +487,15 @@ ngx_int_t
 ngx_teleclinic_turn_init_worker(ngx_cycle_t *cycle,
     ngx_teleclinic_turn_find_conf_pt find_conf)
 {
+    ngx_uint_t       i;
+    ngx_pid_t        prev;
     ngx_event_t     *ev;
     ngx_shm_zone_t  *shm_zone;
+    struct pollfd    pfd;
 
     ngx_queue_init(&ngx_teleclinic_turn_leaving);
     ngx_queue_init(&ngx_teleclinic_turn_orphans);
+    ngx_queue_init(&ngx_teleclinic_turn_active);
 
     shm_zone = ngx_teleclinic_turn_zone(cycle);
 
@@ -493,6 +523,13 @@ ngx_teleclinic_turn_init_worker(ngx_cycle_t *cycle,
 
     ngx_add_timer(ev, NGX_TELECLINIC_TURN_FLUSH);
 
+    ev = &ngx_teleclinic_turn_early_event;
+
+    ev->handler = ngx_teleclinic_turn_early_handler;
+    ev->log = cycle->log;
+    ev->data = cycle;
+    ev->cancelable = 1;
+
     ev = &ngx_teleclinic_turn_handoff_event;
 
     ev->handler = ngx_teleclinic_turn_handoff_handler;
@@ -506,8 +543,40 @@ ngx_teleclinic_turn_init_worker(ngx_cycle_t *cycle,
     }
 
     if (ngx_worker < NGX_TELECLINIC_TURN_WORKERS) {
+        prev = (ngx_pid_t) ngx_teleclinic_turn_sh->workers[ngx_worker];
         ngx_teleclinic_turn_sh->workers[ngx_worker] =
                                                (ngx_atomic_uint_t) ngx_pid;
+
+        /*
+         * a reload: the old worker of this number hands its allocations
+         * over now, not when it is told to quit (the master waits 100 ms
+         * between the two, while both workers read the socket); one
+         * byte says so
+         */
+
+        if (prev && prev != ngx_pid
+            && ngx_teleclinic_turn_inbox_send(prev, "h", 1) == NGX_OK)
+        {
+            /*
+             * this worker reads the clients only after it has their
+             * allocations: a datagram read before would be dropped
+             */
+
+            pfd.fd = ngx_teleclinic_turn_inbox->fd;
+            pfd.events = POLLIN;
+
+            for (i = 0; i < NGX_TELECLINIC_TURN_WAIT_ROUNDS; i++) {
+                pfd.revents = 0;
+
+                if (poll(&pfd, 1, NGX_TELECLINIC_TURN_WAIT) <= 0
+                    || ngx_teleclinic_turn_inbox_read(
+                                               ngx_teleclinic_turn_inbox)
+                       == NGX_DONE)
+                {
+                    break;
+                }
+            }
+        }
     }
 
     return NGX_OK;
@@ -673,6 +742,12 @@ ngx_teleclinic_turn_request(ngx_teleclinic_turn_session_t *ts,
 
     conf = ts->conf;
     c = ts->connection;
+
+    /* handed over to the new worker: the retransmission will find it */
+
+    if (ts->alloc && ts->alloc->handed) {
+        return NGX_DECLINED;
+    }
 
     if (conf->secret.len == 0) {
 
@@ -1045,6 +1120,11 @@ ngx_teleclinic_turn_allocate(ngx_teleclinic_turn_session_t *ts,
     a->bw_tokens = conf->bandwidth;
 
     ts->alloc = a;
+
+    if (!ts->stream) {
+        ngx_queue_insert_tail(&ngx_teleclinic_turn_active, &a->active);
+        a->in_active = 1;
+    }
 
     ngx_teleclinic_turn_count(NGX_TELECLINIC_TURN_ALLOCATIONS_TOTAL, 1);
 
@@ -1494,6 +1574,19 @@ ngx_teleclinic_turn_free(ngx_teleclinic_turn_session_t *ts)
     }
 
     ts->alloc = NULL;
+
+    if (a->in_active) {
+        ngx_queue_remove(&a->active);
+        a->in_active = 0;
+    }
+
+    /* the new worker holds the socket and the counts already */
+
+    if (a->handed) {
+        ngx_close_connection(a->relay);
+        ngx_destroy_pool(a->pool);
+        return;
+    }
 
     /* a reload: the new worker of this number goes on with it */
 
@@ -2541,28 +2634,9 @@ static ngx_int_t
 ngx_teleclinic_turn_leave(ngx_teleclinic_turn_session_t *ts,
     ngx_teleclinic_turn_alloc_t *a)
 {
-    ngx_connection_t  *c;
-
-    c = ts->connection;
-
-    /* a stop, not a reload: no new worker comes */
-
-    if (ngx_teleclinic_turn_inbox == NULL
-        || ngx_teleclinic_turn_sh->generation == ngx_teleclinic_turn_generation
-        || ngx_worker >= NGX_TELECLINIC_TURN_WORKERS
-        || a->username.len > NGX_TELECLINIC_TURN_USERNAME_MAX
-        || c->listening == NULL
-        || ngx_connection_local_sockaddr(c, NULL, 0) != NGX_OK)
-    {
+    if (ngx_teleclinic_turn_detach(ts, a) != NGX_OK) {
         return NGX_DECLINED;
     }
-
-    a->client_len = c->socklen;
-    ngx_memcpy(&a->client, c->sockaddr, c->socklen);
-    a->local_len = c->local_socklen;
-    ngx_memcpy(&a->local, c->local_sockaddr, c->local_socklen);
-    a->listen_len = c->listening->socklen;
-    ngx_memcpy(&a->listen, c->listening->sockaddr, c->listening->socklen);
 
     a->session = NULL;
     a->pool->log = ngx_cycle->log;
@@ -2757,19 +2831,9 @@ ngx_teleclinic_turn_handoff(ngx_teleclinic_turn_alloc_t *a, ngx_pid_t pid)
 static void
 ngx_teleclinic_turn_inbox_handler(ngx_event_t *rev)
 {
-    int                   fd;
-    ssize_t               n;
-    ngx_queue_t          *q;
-    struct iovec          iov;
-    struct msghdr         msg;
-    struct cmsghdr       *cmsg;
-    ngx_connection_t     *c;
+    ngx_queue_t                  *q;
+    ngx_connection_t             *c;
     ngx_teleclinic_turn_alloc_t  *a;
-
-    union {
-        struct cmsghdr    cm;
-        char              space[CMSG_SPACE(sizeof(int))];
-    } cmsgbuf;
 
     c = rev->data;
 
@@ -2820,6 +2884,30 @@ ngx_teleclinic_turn_inbox_handler(ngx_event_t *rev)
         return;
     }
 
+    (void) ngx_teleclinic_turn_inbox_read(c);
+}
+
+
+/*
+ * Reads what waits in the inbox: allocations, the new worker's one
+ * byte "h", the old worker's "d" after its allocations (NGX_DONE)
+ */
+
+static ngx_int_t
+ngx_teleclinic_turn_inbox_read(ngx_connection_t *c)
+{
+    int                   fd;
+    ssize_t               n;
+    ngx_pid_t             pid;
+    struct iovec          iov;
+    struct msghdr         msg;
+    struct cmsghdr       *cmsg;
+
+    union {
+        struct cmsghdr    cm;
+        char              space[CMSG_SPACE(sizeof(int))];
+    } cmsgbuf;
+
     for ( ;; ) {
         iov.iov_base = &ngx_teleclinic_turn_msg;
         iov.iov_len = sizeof(ngx_teleclinic_turn_handoff_t);
@@ -2842,7 +2930,7 @@ ngx_teleclinic_turn_inbox_handler(ngx_event_t *rev)
                               "turn: inbox recvmsg() failed");
             }
 
-            return;
+            return NGX_OK;
         }
 
         fd = -1;
@@ -2860,6 +2948,26 @@ ngx_teleclinic_turn_inbox_handler(ngx_event_t *rev)
         }
 
         if (fd == -1) {
+
+            if (n != 1 || ngx_worker >= NGX_TELECLINIC_TURN_WORKERS) {
+                continue;
+            }
+
+            if (*(u_char *) &ngx_teleclinic_turn_msg == 'd') {
+                return NGX_DONE;
+            }
+
+            /* the new worker of this number is up, and waits */
+
+            pid = (ngx_pid_t) ngx_teleclinic_turn_sh->workers[ngx_worker];
+
+            if (pid != ngx_pid) {
+                ngx_teleclinic_turn_early_pid = pid;
+                ngx_teleclinic_turn_early_tries = 0;
+                ngx_teleclinic_turn_early_handler(
+                                            &ngx_teleclinic_turn_early_event);
+            }
+
             continue;
         }
 
@@ -3068,6 +3176,9 @@ ngx_teleclinic_turn_claim(ngx_teleclinic_turn_session_t *ts)
         a->conf = ts->conf;
         ts->alloc = a;
 
+        ngx_queue_insert_tail(&ngx_teleclinic_turn_active, &a->active);
+        a->in_active = 1;
+
         ngx_log_debug0(NGX_LOG_DEBUG_STREAM, c->log, 0,
                        "turn: adopted allocation claimed");
         return;
@@ -3117,4 +3228,190 @@ ngx_teleclinic_turn_to_orphan(ngx_teleclinic_turn_alloc_t *a,
 
     ngx_teleclinic_turn_count(NGX_TELECLINIC_TURN_PACKETS_TO_CLIENT, sent);
     ngx_teleclinic_turn_count(NGX_TELECLINIC_TURN_BYTES_TO_CLIENT, bytes);
+}
+
+
+/* the addresses of the client's 5-tuple, kept for the new worker */
+
+static ngx_int_t
+ngx_teleclinic_turn_detach(ngx_teleclinic_turn_session_t *ts,
+    ngx_teleclinic_turn_alloc_t *a)
+{
+    ngx_connection_t  *c;
+
+    c = ts->connection;
+
+    /* a stop, not a reload: no new worker comes */
+
+    if (ngx_teleclinic_turn_inbox == NULL
+        || ngx_teleclinic_turn_sh->generation == ngx_teleclinic_turn_generation
+        || ngx_worker >= NGX_TELECLINIC_TURN_WORKERS
+        || a->username.len > NGX_TELECLINIC_TURN_USERNAME_MAX
+        || c->listening == NULL
+        || ngx_connection_local_sockaddr(c, NULL, 0) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    a->client_len = c->socklen;
+    ngx_memcpy(&a->client, c->sockaddr, c->socklen);
+    a->local_len = c->local_socklen;
+    ngx_memcpy(&a->local, c->local_sockaddr, c->local_socklen);
+    a->listen_len = c->listening->socklen;
+    ngx_memcpy(&a->listen, c->listening->sockaddr, c->listening->socklen);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The new worker is up while this one still reads the client: each UDP
+ * allocation goes over now.  This worker keeps its descriptor to send
+ * what the client relays; the new worker reads the peers and answers
+ * the requests (this one drops them: the client sends them again).
+ */
+
+static void
+ngx_teleclinic_turn_early_handler(ngx_event_t *ev)
+{
+    ngx_pid_t  pid;
+
+    pid = ngx_teleclinic_turn_early_pid;
+
+    /*
+     * the new worker's inbox holds a few datagrams (net.unix.
+     * max_dgram_qlen) until it reads them: the rest go a moment later;
+     * "d" tells it that all went
+     */
+
+    if ((ngx_teleclinic_turn_hand_early(pid) == NGX_AGAIN
+         || ngx_teleclinic_turn_inbox_send(pid, "d", 1) != NGX_OK)
+        && ngx_teleclinic_turn_early_tries++ < 1000
+        && !ngx_exiting)
+    {
+        ngx_add_timer(ev, 1);
+    }
+}
+
+
+static ngx_int_t
+ngx_teleclinic_turn_hand_early(ngx_pid_t pid)
+{
+    ngx_int_t                     rc;
+    ngx_uint_t                    n;
+    ngx_queue_t                  *q;
+    ngx_teleclinic_turn_alloc_t  *a;
+
+    if (pid == 0 || pid == ngx_pid) {
+        return NGX_OK;
+    }
+
+    n = 0;
+
+    for (q = ngx_queue_head(&ngx_teleclinic_turn_active);
+         q != ngx_queue_sentinel(&ngx_teleclinic_turn_active);
+         q = ngx_queue_next(q))
+    {
+        a = ngx_queue_data(q, ngx_teleclinic_turn_alloc_t, active);
+
+        if (a->handed
+            || (ngx_msec_int_t) (a->expires - ngx_current_msec) <= 0
+            || ngx_teleclinic_turn_detach(a->session, a) != NGX_OK)
+        {
+            continue;
+        }
+
+        /* what does not go now goes when this worker quits */
+
+        rc = ngx_teleclinic_turn_handoff(a, pid);
+
+        if (rc == NGX_AGAIN) {
+            break;
+        }
+
+        if (rc != NGX_OK) {
+            continue;
+        }
+
+        /* both may read a datagram or two meanwhile: either relays it */
+
+        if (a->relay->read->active
+            && ngx_del_event(a->relay->read, NGX_READ_EVENT, 0) != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                          "turn: relay socket event not deleted");
+        }
+
+        a->handed = 1;
+        n++;
+    }
+
+    rc = (q == ngx_queue_sentinel(&ngx_teleclinic_turn_active))
+         ? NGX_OK : NGX_AGAIN;
+
+    /* those adopted at the last reload that no client claimed go whole */
+
+    while (rc == NGX_OK && !ngx_queue_empty(&ngx_teleclinic_turn_orphans)) {
+        q = ngx_queue_head(&ngx_teleclinic_turn_orphans);
+        a = ngx_queue_data(q, ngx_teleclinic_turn_alloc_t, queue);
+
+        rc = ngx_teleclinic_turn_handoff(a, pid);
+
+        if (rc == NGX_AGAIN) {
+            break;
+        }
+
+        if (rc == NGX_OK) {
+            if (a->relay->read->active) {
+                (void) ngx_del_event(a->relay->read, NGX_READ_EVENT, 0);
+            }
+
+            ngx_queue_remove(q);
+            ngx_close_connection(a->relay);
+            ngx_destroy_pool(a->pool);
+            n++;
+            continue;
+        }
+
+        /* it stays, for the handoff when this worker quits */
+
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&ngx_teleclinic_turn_orphans, q);
+        rc = NGX_OK;
+        break;
+    }
+
+    if (n) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "turn: %ui allocations handed to worker %P", n, pid);
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_turn_inbox_send(ngx_pid_t pid, void *data, size_t len)
+{
+    socklen_t           slen;
+    struct sockaddr_un  sun;
+
+    ngx_memzero(&sun, sizeof(struct sockaddr_un));
+    sun.sun_family = AF_UNIX;
+
+    slen = offsetof(struct sockaddr_un, sun_path) + 1
+           + (ngx_sprintf((u_char *) sun.sun_path + 1, "teleclinic_turn:%P",
+                          pid)
+              - (u_char *) sun.sun_path - 1);
+
+    /* a worker that is gone, or busy: the handoff at its exit remains */
+
+    if (sendto(ngx_teleclinic_turn_inbox->fd, data, len, 0,
+               (struct sockaddr *) &sun, slen)
+        != (ssize_t) len)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
