@@ -22,7 +22,7 @@
  */
 
 
-static ngx_int_t ngx_teleclinic_bus_name(ngx_teleclinic_zone_t *zone,
+static void ngx_teleclinic_bus_name(ngx_teleclinic_zone_t *zone,
     ngx_pid_t pid, struct sockaddr_un *sun, socklen_t *len);
 static void ngx_teleclinic_bus_read(ngx_event_t *rev);
 static void ngx_teleclinic_bus_empty_locked(ngx_teleclinic_zone_t *zone,
@@ -115,7 +115,7 @@ ngx_teleclinic_bus_init_process(ngx_cycle_t *cycle,
     size = 65536;
     (void) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(int));
 
-    (void) ngx_teleclinic_bus_name(zone, ngx_pid, &sun, &len);
+    ngx_teleclinic_bus_name(zone, ngx_pid, &sun, &len);
 
     if (bind(fd, (struct sockaddr *) &sun, len) == -1) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_socket_errno,
@@ -263,7 +263,7 @@ ngx_teleclinic_bus_ring(ngx_teleclinic_zone_t *zone)
                 continue;
             }
 
-            (void) ngx_teleclinic_bus_name(zone, pid, &sun, &len);
+            ngx_teleclinic_bus_name(zone, pid, &sun, &len);
 
             if (sendto(ngx_teleclinic_bus_conn->fd, &bell, 1, MSG_DONTWAIT,
                        (struct sockaddr *) &sun, len)
@@ -300,7 +300,7 @@ ngx_teleclinic_bus_ring(ngx_teleclinic_zone_t *zone)
 }
 
 
-static ngx_int_t
+static void
 ngx_teleclinic_bus_name(ngx_teleclinic_zone_t *zone, ngx_pid_t pid,
     struct sockaddr_un *sun, socklen_t *len)
 {
@@ -315,8 +315,6 @@ ngx_teleclinic_bus_name(ngx_teleclinic_zone_t *zone, ngx_pid_t pid,
                     (size_t) 16, zone->sh->bus.instance, pid);
 
     *len = (socklen_t) (p - (u_char *) sun);
-
-    return NGX_OK;
 }
 
 

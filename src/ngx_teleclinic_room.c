@@ -420,7 +420,6 @@ ngx_teleclinic_room_call(ngx_teleclinic_actor_t *a, uint64_t appt)
     room->deadline = a->now + a->conf->ring_timeout;
     room->answered = 0;
     room->media = 0;
-    room->media_failed = 0;
 
     w->state = NGX_TELECLINIC_RINGING;
 
@@ -663,14 +662,14 @@ ngx_teleclinic_room_media(ngx_teleclinic_actor_t *a, ngx_uint_t doctor,
         return "not_in_call";
     }
 
-    if (state == NGX_TELECLINIC_MEDIA_CONNECTED) {
-        if (!room->media) {
-            room->media = 1;
-            a->zone->sh->metrics.connected++;
-        }
+    /*
+     * "failed" changes nothing: a call that never connected counts as
+     * failed, no_media, when it ends
+     */
 
-    } else {
-        room->media_failed = 1;
+    if (state == NGX_TELECLINIC_MEDIA_CONNECTED && !room->media) {
+        room->media = 1;
+        a->zone->sh->metrics.connected++;
     }
 
     ngx_teleclinic_unlock(a);

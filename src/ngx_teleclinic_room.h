@@ -83,7 +83,6 @@ struct ngx_teleclinic_room_s {
     time_t                        deadline;  /* of the ring */
     time_t                        answered;  /* 0 while it rings */
     unsigned                      media:1;
-    unsigned                      media_failed:1;
 };
 
 
@@ -93,7 +92,6 @@ typedef struct {
     ngx_rbtree_t                  waits;
     ngx_rbtree_node_t             waits_sentinel;
     ngx_uint_t                    arrivals;
-    ngx_uint_t                    ready;
 } ngx_teleclinic_rooms_t;
 
 

@@ -55,6 +55,8 @@ static void ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
     ngx_teleclinic_session_t *s, ngx_teleclinic_ws_msg_t *msg);
 static ngx_int_t ngx_teleclinic_session_actor(ngx_teleclinic_session_t *s,
     ngx_teleclinic_actor_t *a, u_char *doctor, size_t len);
+static void ngx_teleclinic_session_slot(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_doctor_t *d);
 static void ngx_teleclinic_session_done(ngx_teleclinic_session_t *s,
     ngx_teleclinic_actor_t *a);
 static void ngx_teleclinic_session_synced(void *data, ngx_int_t rc);
@@ -372,6 +374,7 @@ ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
     const char                       *err;
     ngx_teleclinic_token_t            t;
     ngx_teleclinic_actor_t            a;
+    ngx_teleclinic_doctor_t          *d;
     ngx_teleclinic_directory_t       *dir;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
@@ -400,10 +403,9 @@ ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
         /* a doctor taken out of the directory has no console */
 
         dir = ngx_http_teleclinic_directory(tmcf, ws->request->connection->log);
+        d = dir ? ngx_teleclinic_doctor_find(dir, &t.subject) : NULL;
 
-        if (dir == NULL
-            || ngx_teleclinic_doctor_find(dir, &t.subject) == NULL)
-        {
+        if (d == NULL) {
             ngx_teleclinic_session_refuse(ws, msg->id, "unauthorized");
             ngx_teleclinic_ws_close(ws, WSLAY_CODE_POLICY_VIOLATION,
                                     "not authorized");
@@ -417,6 +419,8 @@ ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
             ngx_teleclinic_session_refuse(ws, msg->id, "unavailable");
             return;
         }
+
+        ngx_teleclinic_session_slot(&a, d);
 
         err = ngx_teleclinic_room_console(&a);
 
@@ -500,8 +504,6 @@ static ngx_int_t
 ngx_teleclinic_session_actor(ngx_teleclinic_session_t *s,
     ngx_teleclinic_actor_t *a, u_char *doctor, size_t len)
 {
-    ngx_teleclinic_doctor_t          *d;
-    ngx_teleclinic_directory_t       *dir;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_teleclinic_session_conf;
@@ -523,21 +525,29 @@ ngx_teleclinic_session_actor(ngx_teleclinic_session_t *s,
     a->doctor.len = len;
     ngx_memcpy(a->doctor_buf, doctor, len);
 
-    /* before a doctor's first visit, the slot length stands for it */
+    return NGX_OK;
+}
 
-    a->slot_seconds = 1800;
 
-    dir = ngx_http_teleclinic_directory(tmcf, a->log);
+/*
+ * The doctor's slot length, which stands for the average visit before
+ * the doctor's first: only what shows the average needs it.
+ */
 
-    if (dir && len) {
-        d = ngx_teleclinic_doctor_find(dir, &a->doctor);
+static void
+ngx_teleclinic_session_slot(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_doctor_t *d)
+{
+    ngx_teleclinic_directory_t  *dir;
 
-        if (d) {
-            a->slot_seconds = d->slot_minutes * 60;
-        }
+    if (d == NULL) {
+        dir = ngx_http_teleclinic_directory(ngx_teleclinic_session_conf,
+                                            a->log);
+
+        d = dir ? ngx_teleclinic_doctor_find(dir, &a->doctor) : NULL;
     }
 
-    return NGX_OK;
+    a->slot_seconds = d ? d->slot_minutes * 60 : 1800;
 }
 
 
@@ -695,6 +705,7 @@ ngx_teleclinic_session_room_changed(u_char *doctor, size_t len)
         return;
     }
 
+    ngx_teleclinic_session_slot(&a, NULL);
     ngx_teleclinic_room_update(&a, ngx_teleclinic_session_send);
 }
 

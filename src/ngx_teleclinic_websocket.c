@@ -22,6 +22,8 @@
 static ngx_int_t ngx_teleclinic_ws_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_teleclinic_ws_refuse(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
+static ngx_table_elt_t *ngx_teleclinic_ws_add_header(
+    ngx_http_request_t *r, const char *key, const char *value);
 static ngx_table_elt_t *ngx_teleclinic_ws_header(ngx_http_request_t *r,
     const char *name, size_t len);
 static ngx_int_t ngx_teleclinic_ws_has_token(ngx_http_request_t *r,
@@ -348,22 +350,15 @@ ngx_teleclinic_ws_handler(ngx_http_request_t *r)
     r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
     ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
 
-    h = ngx_list_push(&r->headers_out.headers);
+    if (ngx_teleclinic_ws_add_header(r, "Upgrade", "websocket") == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h = ngx_teleclinic_ws_add_header(r, "Sec-WebSocket-Accept", "");
     if (h == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    h->hash = 1;
-    ngx_str_set(&h->key, "Upgrade");
-    ngx_str_set(&h->value, "websocket");
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Sec-WebSocket-Accept");
     h->value = accept;
 
     rc = ngx_http_send_header(r);
@@ -411,46 +406,51 @@ static ngx_int_t
 ngx_teleclinic_ws_refuse(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message)
 {
-    ngx_table_elt_t  *h;
-
     if (ngx_http_discard_request_body(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (status == NGX_HTTP_NOT_ALLOWED) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Allow");
-        ngx_str_set(&h->value, "GET");
+    if (status == NGX_HTTP_NOT_ALLOWED
+        && ngx_teleclinic_ws_add_header(r, "Allow", "GET") == NULL)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (status == 426) {
         ngx_str_set(&r->headers_out.status_line, "426 Upgrade Required");
 
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
+        if (ngx_teleclinic_ws_add_header(r, "Upgrade", "websocket") == NULL
+            || ngx_teleclinic_ws_add_header(r, "Sec-WebSocket-Version", "13")
+               == NULL)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Upgrade");
-        ngx_str_set(&h->value, "websocket");
-
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Sec-WebSocket-Version");
-        ngx_str_set(&h->value, "13");
     }
 
     return ngx_http_teleclinic_error(r, status, code, message, NULL);
+}
+
+
+/* a response header of static strings; the caller may set another value */
+
+static ngx_table_elt_t *
+ngx_teleclinic_ws_add_header(ngx_http_request_t *r, const char *key,
+    const char *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NULL;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) key;
+    h->key.len = ngx_strlen(key);
+    h->value.data = (u_char *) value;
+    h->value.len = ngx_strlen(value);
+
+    return h;
 }
 
 

@@ -25,6 +25,7 @@ use Socket qw(inet_ntoa);
 
 use lib 't/lib';
 use Teleclinic::Test;
+use Teleclinic::Turn qw(attr message tid);
 
 ###############################################################################
 
@@ -48,21 +49,7 @@ my @workers = $t->worker_pids;
 
 ###############################################################################
 
-# STUN messages, built and taken apart here
-
-sub tid { pack 'N3', map { int rand 2**32 } 1 .. 3 }
-
-sub attr {
-    my ($type, $value) = @_;
-    my $pad = (4 - length($value) % 4) % 4;
-    return pack('nn', $type, length $value) . $value . "\0" x $pad;
-}
-
-sub message {
-    my ($type, $tid, @attrs) = @_;
-    my $body = join '', @attrs;
-    return pack('nnN', $type, length $body, $COOKIE) . $tid . $body;
-}
+# STUN messages: Teleclinic::Turn builds them, a Binding's parts are here
 
 # appends FINGERPRINT: CRC-32 of all before it, the length counting it
 sub with_fingerprint {

@@ -22,11 +22,10 @@ use warnings;
 use Test::More;
 
 use IO::Select;
-use IO::Socket::IP;
 
 use lib 't/lib';
 use Teleclinic::Test;
-use Teleclinic::Turn qw(attr peer_attr rest_username);
+use Teleclinic::Turn qw(attr peer_attr rest_username peer_socket);
 
 ###############################################################################
 
@@ -69,13 +68,6 @@ my $port2 = $t->port('PORT2');
 sub client {
     my (%o) = @_;
     return Teleclinic::Turn->new(port => $port, secret => $SECRET, %o);
-}
-
-sub peer_socket {
-    my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                                Proto => 'udp')
-        or die "peer socket: $@";
-    return $s;
 }
 
 my $peer = peer_socket();

@@ -23,7 +23,7 @@ use Time::HiRes qw(sleep);
 
 use lib 't/lib';
 use Teleclinic::Test;
-use Teleclinic::Turn qw(attr);
+use Teleclinic::Turn qw(attr peer_socket);
 
 ###############################################################################
 
@@ -83,13 +83,6 @@ EOF
 
 my %port = (udp => $t->port('PORT'), tcp => $t->port('PORT'),
             tls => $t->port('PORT2'));
-
-sub peer_socket {
-    my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                                Proto => 'udp')
-        or die "peer socket: $@";
-    return $s;
-}
 
 # (data, "ip:port" of the sender) or ()
 sub peer_recv {

@@ -15,12 +15,11 @@ use warnings;
 use Test::More;
 
 use IO::Select;
-use IO::Socket::IP;
 use Time::HiRes qw(sleep);
 
 use lib 't/lib';
 use Teleclinic::Test;
-use Teleclinic::Turn;
+use Teleclinic::Turn qw(peer_socket);
 
 ###############################################################################
 
@@ -47,13 +46,6 @@ stream {
 EOF
 
 my $port = $t->port('PORT');
-
-sub peer_socket {
-    my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                                Proto => 'udp')
-        or die "peer socket: $@";
-    return $s;
-}
 
 # what arrives at the peer: { "ip:port" of the sender => [data] }
 sub peer_drain {

@@ -13,7 +13,9 @@ package Teleclinic::Turn;
 #   $c->send_channel(0x4000, 'data');
 #   my ($ch, $data) = $c->recv_channel;
 #
-# Functions: attr, peer_attr, lifetime_attr, rest_username, parse.
+# Functions: attr, peer_attr, lifetime_attr, rest_username, parse,
+# message, tid, and peer_socket (a UDP socket on 127.0.0.1 for a test's
+# own peer).
 
 use strict;
 use warnings;
@@ -28,7 +30,7 @@ use MIME::Base64 qw(encode_base64);
 use Socket qw(inet_aton inet_ntoa);
 
 our @EXPORT_OK = qw(attr peer_attr lifetime_attr rest_username parse
-                    message tid);
+                    message tid peer_socket);
 
 our $COOKIE = 0x2112A442;
 our $WAIT = 3;
@@ -58,6 +60,13 @@ sub peer_attr {
 }
 
 sub lifetime_attr { attr(0x000D, pack 'N', $_[0]) }
+
+sub peer_socket {
+    my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
+                                Proto => 'udp')
+        or die "peer socket: $@";
+    return $s;
+}
 
 sub rest_username {
     my ($expiry, $name) = @_;
