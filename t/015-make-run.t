@@ -3,7 +3,10 @@
 # What `make run` starts: bin/teleclinic-run with conf/nginx.conf and the
 # demo directory serves the API, with at least 3 departments (dermatology
 # and endocrinology among them), at least 6 doctors, and free slots on
-# each of the next 7 days.
+# each of the next 7 days.  The demo's on-call doctor in 5-minute slots
+# gives a queue of two at any hour; a favicon is there; the log is at
+# notice (no token of a duplicate header line in it); and the limits per
+# client address of conf/nginx.conf answer 429 with a JSON error.
 
 use strict;
 use warnings;
@@ -15,10 +18,12 @@ use POSIX qw(strftime WNOHANG);
 use Time::HiRes qw(sleep);
 use Mojo::UserAgent;
 use Mojo::URL;
+use Mojo::Date;
 use Mojo::IOLoop;
 
 use lib 't/lib';
 use Teleclinic::Test;
+use Teleclinic::WS;
 
 ###############################################################################
 
@@ -160,6 +165,121 @@ like($relayed, qr/Total lost packets 0\b/,
      'TURN relays with the demo secret (the README\'s command)')
     or diag $relayed =~ s/.*\n(.{0,800})$/$1/sr;
 
+# a queue of two at any hour: the on-call doctor in 5-minute slots has
+# at least two free slots within the 15 minutes of check-in
+
+{
+    my @soon;
+
+    for my $n (0, 1) {
+        my $day = strftime('%Y-%m-%d', localtime(time + $n * 86400));
+        my $slots = $ua->get("$base/doctors/jonas-weber/slots?date=$day")
+            ->result->json;
+
+        push @soon, grep {
+            $_->{status} eq 'free'
+            && Mojo::Date->new($_->{start})->epoch - time <= 15 * 60
+            && Mojo::Date->new($_->{start})->epoch > time
+        } @$slots;
+    }
+
+    ok(@soon >= 2, 'jonas-weber has two free slots within check-in');
+
+    my @ws;
+
+    for my $i (0, 1) {
+        my $b = $ua->post("$base/appointments" => json => {
+            slot => $soon[$i]{id},
+            patient => { name => "Queue Patient $i", phone => '+4930123456' },
+        })->result;
+        is($b->code, 201, "queue patient $i booked");
+
+        my $ws = Teleclinic::WS->connect("ws://127.0.0.1:$port/ws");
+        my $w = $ws->hello($b->json->{token});
+        is($w->{type}, 'welcome', "queue patient $i checked in");
+        push @ws, $ws;
+    }
+
+    my $q = $ws[1]->recv_json(type => 'queue',
+                              match => sub { $_[0]{position} == 2 });
+    ok($q, 'the second patient waits in place 2 of 2');
+    $_->close(1000) for @ws;
+}
+
+# the favicon is there (no open() error for it in the log)
+
+my $icon = $ua->get("http://127.0.0.1:$port/favicon.ico")->result;
+is($icon->code, 200, 'favicon.ico is served');
+is($ua->get("http://127.0.0.1:$port/favicon.svg")->result->code, 200,
+   'favicon.svg is served');
+
+# two Authorization headers: nginx refuses them; at notice it does not log
+# the header line with the tokens
+
+{
+    my $s = IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $port)
+        or die "connect: $!";
+    print $s "GET /api/v1/appointments/0123456789abcdef HTTP/1.0\r\n"
+           . "Host: 127.0.0.1\r\n"
+           . "Authorization: Bearer DUPLICATE-TOKEN-ONE\r\n"
+           . "Authorization: Bearer DUPLICATE-TOKEN-TWO\r\n\r\n";
+    my $answer = do { local $/; <$s> } // '';
+    like($answer, qr{^HTTP/1\.1 400}, 'two Authorization headers: 400');
+}
+
+# limit_req on the booking POST: past the burst, 429 with a JSON error
+
+{
+    my %seen;
+    my $limited;
+
+    for (1 .. 40) {
+        my $r = $ua->post("$base/appointments" => json => {})->result;
+        $seen{ $r->code }++;
+        $limited //= $r if $r->code == 429;
+    }
+
+    ok($seen{429}, 'a burst of bookings from one address gets 429')
+        or diag explain \%seen;
+    is($limited && $limited->json->{error}{code}, 'rate_limited',
+       '429 rate_limited, a JSON error');
+    ok($limited && $limited->headers->header('Retry-After'),
+       'with Retry-After');
+    is($ua->get("$base/departments")->result->code, 200,
+       'reading is not limited');
+}
+
+# limit_conn on /ws: one address holds at most 100 WebSockets
+
+{
+    my ($open, $refused, $done) = (0, 0, 0);
+    my @tx;
+    my $wua = Mojo::UserAgent->new(request_timeout => 10,
+                                   inactivity_timeout => 30);
+
+    for (1 .. 110) {
+        $wua->websocket("ws://127.0.0.1:$port/ws" => sub {
+            my (undef, $tx) = @_;
+            $done++;
+
+            if ($tx->is_websocket) {
+                $open++;
+                push @tx, $tx;
+            } elsif (($tx->res->code // 0) == 429) {
+                $refused++;
+            }
+        });
+    }
+
+    my $end = time + 15;
+    Mojo::IOLoop->one_tick while $done < 110 && time < $end;
+
+    is($open, 100, '100 WebSockets from one address are open');
+    is($refused, 10, 'the 10 more are refused with 429');
+    $_->finish for @tx;
+    Mojo::IOLoop->one_tick for 1 .. 20;
+}
+
 kill 'QUIT', $pid;
 
 my $gone = 0;
@@ -182,5 +302,8 @@ ok($gone, 'nginx stops on QUIT');
 
 my $log = do { local (@ARGV, $/) = "$var/run.log"; <> } // '';
 unlike($log, qr/\[(alert|emerg)\]/, 'no alert or emerg in the log');
+unlike($log, qr/DUPLICATE-TOKEN/, 'no token of a header line in the log');
+unlike($log, qr/\[info\]/, 'the log is at notice');
+unlike($log, qr/favicon/, 'no favicon error in the log');
 
 done_testing();

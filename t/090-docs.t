@@ -84,4 +84,25 @@ for my $r (@routes) {
 is(scalar(keys %table), scalar(@routes),
    'the API table has no route the code lacks');
 
+# what make run sets up is named where a newcomer reads: the metrics URL
+# of conf/nginx.conf, where the state is kept, and the limits it sets
+my $conf = slurp("$repo/conf/nginx.conf");
+my $run = slurp("$repo/bin/teleclinic-run");
+
+my ($metrics) = $conf =~ /location\s*=\s*(\S+)\s*\{[^}]*teleclinic_metrics;/;
+ok($metrics, 'conf/nginx.conf has a metrics location');
+like($readme, qr{http://127\.0\.0\.1:8080\Q$metrics\E\b},
+     "the README names make run's metrics URL");
+
+my ($var) = $run =~ /\$\{(TELECLINIC_[A-Z]+):-/;
+ok($var, 'bin/teleclinic-run takes its state directory from the env');
+like($readme, qr/`\Q$var\E`/, "the README names $var");
+
+for my $limit ($conf =~ /^\s*(limit_(?:req|conn)\s+[^;]*);/mg) {
+    (my $re = quotemeta $limit) =~ s/\\\s+/\\s+/g;
+    like($readme, qr/$re/, "the README's example shows $limit");
+}
+
+like($conf, qr/^error_log\s+\S+\s+notice;/m, "the demo logs at notice");
+
 done_testing();
