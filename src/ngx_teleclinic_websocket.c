@@ -1173,7 +1173,15 @@ ngx_teleclinic_ws_on_msg(wslay_event_context_ptr ctx,
             ws->ping_sent = 0;
         }
 
-        /* wslay answers pings and close frames itself */
+        /*
+         * wslay answers pings and close frames itself; a ping costs a
+         * pong as a message costs an answer, so pings and pongs count
+         * toward the rate as messages do
+         */
+        if (arg->opcode != WSLAY_CONNECTION_CLOSE && !ws->closing) {
+            (void) ngx_teleclinic_ws_rate_ok(ws);
+        }
+
         return;
     }
 
@@ -1207,9 +1215,10 @@ ngx_teleclinic_ws_on_msg(wslay_event_context_ptr ctx,
 
 
 /*
- * A token bucket: rate messages a second, burst at once.  The first
- * message over the limit gets an error; a peer that goes on sending while
- * the bucket is empty for another burst is closed with 1008.
+ * A token bucket: rate messages a second, burst at once; pings and
+ * pongs count as messages.  The first message over the limit gets an
+ * error; a peer that goes on sending while the bucket is empty for
+ * another burst is closed with 1008.
  */
 
 static ngx_int_t
@@ -1248,6 +1257,12 @@ ngx_teleclinic_ws_rate_ok(ngx_teleclinic_ws_t *ws)
                       "WebSocket peer floods, closed");
         ngx_teleclinic_ws_fail(ws, WSLAY_CODE_POLICY_VIOLATION,
                                "too many messages");
+
+        /*
+         * nothing more of it is read: wslay would answer every ping
+         * still to come with a pong, until the peer's close
+         */
+        wslay_event_shutdown_read(ws->ctx);
     }
 
     return NGX_DECLINED;

@@ -481,6 +481,19 @@ ok(@echo >= 40 && @echo < 150, 'flood: the burst answered, not all');
 is(scalar(@limited), 1, 'flood: one rate_limited error');
 is($r->{code}, 1008, 'flood: close 1008');
 
+# pings count toward the same limit: each costs a pong
+$h = handshake();
+syswrite($h->{sock}, join '', map { frame(9, "p$_") } 1 .. 150);
+my @frames = read_until_close($h->{sock});
+my @pongs = grep { ref $_ && $_->{opcode} == 10 } @frames;
+ok(@pongs >= 40 && @pongs < 150, 'ping flood: the burst answered, not all');
+is(scalar(grep { ref $_ && $_->{opcode} == 1
+                 && (eval { decode_json($_->{payload})->{code} } // '')
+                    eq 'rate_limited' } @frames),
+   1, 'ping flood: one rate_limited error');
+is(close_code($frames[-1]), 1008, 'ping flood: close 1008');
+close $h->{sock};
+
 ###############################################################################
 
 # Pings (interval 1s here).
@@ -495,7 +508,7 @@ is($r->{messages}[0]{data}, 'alive',
    'a client that answers pings stays connected');
 
 $h = handshake();
-my @frames = read_until_close($h->{sock});
+@frames = read_until_close($h->{sock});
 ok((grep { ref $_ && $_->{opcode} == 9 } @frames), 'server pings');
 is($frames[-1], 'eof', 'a client that does not answer pings is dropped');
 
