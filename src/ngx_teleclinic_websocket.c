@@ -1470,6 +1470,19 @@ ngx_teleclinic_ws_on_frame_start(wslay_event_context_ptr ctx,
 {
     ngx_teleclinic_ws_t  *ws = user_data;
 
+    /*
+     * RFC 6455, 5.5.1: a close frame's body is empty or begins with a
+     * 2-byte code.  wslay would answer one of 1 byte with an empty close;
+     * our 1002 queued first, it queues none of its own.
+     */
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1) {
+        ngx_teleclinic_ws_fail(ws, WSLAY_CODE_PROTOCOL_ERROR,
+                               "invalid close frame");
+        (void) wslay_event_queue_close(ctx, WSLAY_CODE_PROTOCOL_ERROR,
+                                       (const uint8_t *) "invalid close frame",
+                                       sizeof("invalid close frame") - 1);
+    }
+
     /* a client's frame is masked; the length in its shortest form */
     ws->framed += 2 + 4 + arg->payload_length
                   + (arg->payload_length < 126 ? 0

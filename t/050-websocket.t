@@ -2,9 +2,10 @@
 
 # The WebSocket endpoint (teleclinic_websocket): the handshake and each
 # way it is refused, the versioned JSON protocol (echo, errors), the
-# close codes a bad peer gets (1007 bad UTF-8, 1009 too big, 1003 binary,
-# 1008 flood), fragmented messages, pings, a peer that never reads, and
-# the 1001 every open WebSocket gets when nginx reloads.
+# close codes a bad peer gets (1002 bad close frame, 1007 bad UTF-8, 1009
+# too big, 1003 binary, 1008 flood of messages or pings), fragmented
+# messages, pings, a peer that never reads, and the 1001 every open
+# WebSocket gets when nginx reloads.
 
 use strict;
 use warnings;
@@ -291,6 +292,38 @@ send_frame($h->{sock}, 8, pack('n', 1000));
 $f = read_frame($h->{sock});
 is(close_code($f), 1000, 'close answered with 1000');
 is(read_frame($h->{sock}), 'eof', 'server closes the TCP connection');
+
+# RFC 6455, 5.5.1 and 7.4: a close body is empty or a code (and a reason);
+# a body of 1 byte, or a code not valid on the wire, is a protocol error
+$h = handshake();
+send_frame($h->{sock}, 8, "\x03");
+$f = read_frame($h->{sock});
+is(close_code($f), 1002, 'close frame of 1 byte: close 1002');
+is(read_frame($h->{sock}), 'eof', 'close frame of 1 byte: TCP closed');
+
+for my $code (0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999,
+              5000) {
+    $h = handshake();
+    send_frame($h->{sock}, 8, pack('n', $code) . 'bye');
+    $f = read_frame($h->{sock});
+    is(close_code($f), 1002, "close code $code: close 1002");
+    close $h->{sock};
+}
+
+for my $code (1001, 3000, 4999) {
+    $h = handshake();
+    send_frame($h->{sock}, 8, pack('n', $code));
+    $f = read_frame($h->{sock});
+    is(close_code($f), $code, "close code $code: answered with $code");
+    close $h->{sock};
+}
+
+$h = handshake();
+send_frame($h->{sock}, 8, '');
+$f = read_frame($h->{sock});
+ok(ref $f && $f->{opcode} == 8 && $f->{payload} eq '',
+   'empty close frame: answered with an empty one');
+close $h->{sock};
 
 # a frame sent right behind the handshake, in the same packet
 $h = handshake(extra => frame(1, '{"v":1,"type":"echo","data":1}'));
