@@ -185,6 +185,13 @@ static ngx_command_t  ngx_http_teleclinic_commands[] = {
       offsetof(ngx_http_teleclinic_loc_conf_t, ws.ping),
       NULL },
 
+    { ngx_string("teleclinic_websocket_hello_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_loc_conf_t, ws.hello_timeout),
+      NULL },
+
     { ngx_string("teleclinic_websocket_max_message"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,

@@ -85,6 +85,8 @@ static void ngx_teleclinic_histogram(ngx_uint_t *counts,
     ngx_uint_t *buckets, ngx_uint_t *sum, ngx_uint_t *count,
     ngx_uint_t value);
 static ngx_rbtree_key_t ngx_teleclinic_room_key(u_char *doctor, size_t len);
+static u_char *ngx_teleclinic_console_entry(ngx_teleclinic_actor_t *a,
+    u_char *p, u_char *last, ngx_teleclinic_wait_t *w, ngx_uint_t *listed);
 
 
 const char *
@@ -743,16 +745,14 @@ ngx_teleclinic_room_update(ngx_teleclinic_actor_t *a,
     u_char                     *p, *last;
     size_t                      size;
     time_t                      remaining;
-    ngx_uint_t                  i, position, average, wait, busy, listed;
+    ngx_uint_t                  i, position, average, wait, busy, listed,
+                                max;
     ngx_pool_t                 *pool;
     ngx_array_t                 out;
     ngx_queue_t                *q;
-    ngx_teleclinic_appt_t      *ap;
     ngx_teleclinic_room_t      *room;
     ngx_teleclinic_wait_t      *w;
     ngx_teleclinic_outgoing_t  *o;
-
-    static const char  *states[] = { "waiting", "ringing", "in-call" };
 
     pool = ngx_create_pool(16384, a->log);
     if (pool == NULL) {
@@ -859,8 +859,11 @@ ngx_teleclinic_room_update(ngx_teleclinic_actor_t *a,
         goto done;
     }
 
-    /* a name escaped takes at most 6 bytes a byte ("\u00XX") */
-    size = 128 + ngx_min(room->nwaiting + 1, NGX_TELECLINIC_QUEUE_LIST)
+    /*
+     * the patient in the call and up to QUEUE_LIST of those waiting; a
+     * name escaped takes at most 6 bytes a byte ("\u00XX")
+     */
+    size = 128 + (ngx_min(room->nwaiting, NGX_TELECLINIC_QUEUE_LIST) + 1)
                  * (128 + 2 * NGX_TELECLINIC_TIME_LEN
                     + 6 * NGX_TELECLINIC_NAME_MAX);
 
@@ -879,37 +882,43 @@ ngx_teleclinic_room_update(ngx_teleclinic_actor_t *a,
                     room->nwaiting, average);
     listed = 0;
 
-    for (q = ngx_queue_head(&room->queue);
-         q != ngx_queue_sentinel(&room->queue)
-         && listed < NGX_TELECLINIC_QUEUE_LIST;
-         q = ngx_queue_next(q))
-    {
-        w = ngx_queue_data(q, ngx_teleclinic_wait_t, queue);
-        ap = ngx_teleclinic_appt_lookup(a->zone, w->appt);
+    /*
+     * The patient in the call first: no longer waiting, not counted in
+     * "waiting", and where the queue's order puts them (the doctor may
+     * have called anyone by name) they could be past the list's end.
+     * Those waiting follow in queue order, so that each one's place in
+     * the list is the position they are told.
+     */
 
-        if (ap == NULL) {
-            continue;
-        }
+    w = room->callee;
 
-        if (listed++) {
-            *p++ = ',';
-        }
-
-        p = ngx_sprintf(p, "{\"appointment\":\"%016uxL\",\"name\":",
-                        w->appt);
-        p = ngx_teleclinic_json_string(p, last, ap->name.data, ap->name.len);
+    if (w && w->state == NGX_TELECLINIC_IN_CALL) {
+        p = ngx_teleclinic_console_entry(a, p, last, w, &listed);
 
         if (p == NULL) {
             out.nelts--;
             goto done;
         }
+    }
 
-        p = ngx_cpymem(p, ",\"start\":\"", 10);
-        p = ngx_teleclinic_time_print(p, w->start);
-        p = ngx_cpymem(p, "\",\"arrived\":\"", 13);
-        p = ngx_teleclinic_time_print(p, w->arrived);
-        p = ngx_sprintf(p, "\",\"connected\":%s,\"state\":\"%s\"}",
-                        w->peer.pid ? "true" : "false", states[w->state]);
+    max = listed + NGX_TELECLINIC_QUEUE_LIST;
+
+    for (q = ngx_queue_head(&room->queue);
+         q != ngx_queue_sentinel(&room->queue) && listed < max;
+         q = ngx_queue_next(q))
+    {
+        w = ngx_queue_data(q, ngx_teleclinic_wait_t, queue);
+
+        if (w->state == NGX_TELECLINIC_IN_CALL) {
+            continue;
+        }
+
+        p = ngx_teleclinic_console_entry(a, p, last, w, &listed);
+
+        if (p == NULL) {
+            out.nelts--;
+            goto done;
+        }
     }
 
     p = ngx_cpymem(p, "]}", 2);
@@ -926,6 +935,43 @@ done:
     }
 
     ngx_destroy_pool(pool);
+}
+
+
+/* one patient of the console's list; NULL: the buffer is too short */
+
+static u_char *
+ngx_teleclinic_console_entry(ngx_teleclinic_actor_t *a, u_char *p,
+    u_char *last, ngx_teleclinic_wait_t *w, ngx_uint_t *listed)
+{
+    ngx_teleclinic_appt_t  *ap;
+
+    static const char  *states[] = { "waiting", "ringing", "in-call" };
+
+    ap = ngx_teleclinic_appt_lookup(a->zone, w->appt);
+
+    if (ap == NULL) {
+        return p;
+    }
+
+    if ((*listed)++) {
+        *p++ = ',';
+    }
+
+    p = ngx_sprintf(p, "{\"appointment\":\"%016uxL\",\"name\":", w->appt);
+    p = ngx_teleclinic_json_string(p, last, ap->name.data, ap->name.len);
+
+    if (p == NULL) {
+        return NULL;
+    }
+
+    p = ngx_cpymem(p, ",\"start\":\"", 10);
+    p = ngx_teleclinic_time_print(p, w->start);
+    p = ngx_cpymem(p, "\",\"arrived\":\"", 13);
+    p = ngx_teleclinic_time_print(p, w->arrived);
+
+    return ngx_sprintf(p, "\",\"connected\":%s,\"state\":\"%s\"}",
+                       w->peer.pid ? "true" : "false", states[w->state]);
 }
 
 

@@ -490,6 +490,8 @@ ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
                           ngx_teleclinic_status_names[a.status].len);
     }
 
+    ngx_teleclinic_ws_joined(ws);
+
     if (reply && msg->id) {
         json_object_set(reply, "id", msg->id);
     }

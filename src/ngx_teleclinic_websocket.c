@@ -18,6 +18,9 @@
 
 #define NGX_TELECLINIC_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
+/* in the private range, after HTTP's 408 as 4409 is after 409 */
+#define NGX_TELECLINIC_WS_HELLO_TIMEOUT  4408
+
 
 static ngx_int_t ngx_teleclinic_ws_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_teleclinic_ws_refuse(ngx_http_request_t *r,
@@ -38,6 +41,7 @@ static void ngx_teleclinic_ws_event_handler(ngx_event_t *ev);
 static void ngx_teleclinic_ws_read(ngx_teleclinic_ws_t *ws);
 static void ngx_teleclinic_ws_timer_handler(ngx_event_t *ev);
 static void ngx_teleclinic_ws_tick(ngx_teleclinic_ws_t *ws);
+static void ngx_teleclinic_ws_arm(ngx_teleclinic_ws_t *ws);
 static void ngx_teleclinic_ws_flush(ngx_teleclinic_ws_t *ws);
 static void ngx_teleclinic_ws_finalize(ngx_teleclinic_ws_t *ws,
     ngx_int_t rc);
@@ -78,6 +82,7 @@ ngx_teleclinic_ws_conf_init(ngx_teleclinic_ws_conf_t *conf)
     conf->enable = NGX_CONF_UNSET;
     conf->origins = NGX_CONF_UNSET_PTR;
     conf->ping = NGX_CONF_UNSET_MSEC;
+    conf->hello_timeout = NGX_CONF_UNSET_MSEC;
     conf->max_message = NGX_CONF_UNSET_SIZE;
     conf->send_buffer = NGX_CONF_UNSET_SIZE;
     conf->rate = NGX_CONF_UNSET_UINT;
@@ -92,6 +97,8 @@ ngx_teleclinic_ws_conf_merge(ngx_teleclinic_ws_conf_t *conf,
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_ptr_value(conf->origins, prev->origins, NULL);
     ngx_conf_merge_msec_value(conf->ping, prev->ping, 30000);
+    ngx_conf_merge_msec_value(conf->hello_timeout, prev->hello_timeout,
+                              10000);
     ngx_conf_merge_size_value(conf->max_message, prev->max_message,
                               64 * 1024);
     ngx_conf_merge_size_value(conf->send_buffer, prev->send_buffer,
@@ -333,6 +340,7 @@ ngx_teleclinic_ws_handler(ngx_http_request_t *r)
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
     ws->linger = clcf->lingering_timeout;
+    ws->hello_by = ngx_current_msec + wcf->hello_timeout;
     ws->last = ngx_current_msec;
     ws->tokens = wcf->burst * 1000;
 
@@ -390,7 +398,7 @@ ngx_teleclinic_ws_handler(ngx_http_request_t *r)
     /* a graceful shutdown calls the read handler with c->close set */
     c->idle = 1;
 
-    ngx_add_timer(&ws->timer, wcf->ping);
+    ngx_teleclinic_ws_arm(ws);
 
     /*
      * frames that came with the handshake wait in r->header_in; posted, not
@@ -823,6 +831,27 @@ ngx_teleclinic_ws_tick(ngx_teleclinic_ws_t *ws)
         return;
     }
 
+    if (!ws->joined
+        && (ngx_msec_int_t) (ngx_current_msec - ws->hello_by) >= 0)
+    {
+        /*
+         * a connection nobody has been welcomed on holds a worker
+         * connection for anyone who can open a socket
+         */
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "WebSocket peer said no hello in time, closed");
+
+        if (ngx_teleclinic_ws_wake(ws) != NGX_OK) {
+            ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
+            return;
+        }
+
+        ngx_teleclinic_ws_fail(ws, NGX_TELECLINIC_WS_HELLO_TIMEOUT,
+                               "hello timeout");
+        ngx_teleclinic_ws_flush(ws);
+        return;
+    }
+
     if (ws->ping_sent) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "WebSocket peer did not answer a ping, dropped");
@@ -843,9 +872,53 @@ ngx_teleclinic_ws_tick(ngx_teleclinic_ws_t *ws)
         }
     }
 
-    ngx_add_timer(&ws->timer, ws->conf->ping);
+    ngx_teleclinic_ws_arm(ws);
 
     ngx_teleclinic_ws_flush(ws);
+}
+
+
+/* the next ping, or the hello deadline if it comes first */
+
+static void
+ngx_teleclinic_ws_arm(ngx_teleclinic_ws_t *ws)
+{
+    ngx_msec_t      timer;
+    ngx_msec_int_t  left;
+
+    timer = ws->conf->ping;
+
+    if (!ws->joined) {
+        left = (ngx_msec_int_t) (ws->hello_by - ngx_current_msec);
+
+        if (left < 0) {
+            left = 0;
+        }
+
+        if ((ngx_msec_t) left < timer) {
+            timer = (ngx_msec_t) left;
+        }
+    }
+
+    ngx_add_timer(&ws->timer, timer);
+}
+
+
+void
+ngx_teleclinic_ws_joined(ngx_teleclinic_ws_t *ws)
+{
+    if (ws->joined) {
+        return;
+    }
+
+    ws->joined = 1;
+
+    if (ws->done || ws->closing) {
+        return;
+    }
+
+    /* the timer may stand at the deadline: the pings' interval from now */
+    ngx_add_timer(&ws->timer, ws->conf->ping);
 }
 
 
@@ -1100,7 +1173,15 @@ ngx_teleclinic_ws_on_msg(wslay_event_context_ptr ctx,
             ws->ping_sent = 0;
         }
 
-        /* wslay answers pings and close frames itself */
+        /*
+         * wslay answers pings and close frames itself; a ping costs a
+         * pong as a message costs an answer, so pings and pongs count
+         * toward the rate as messages do
+         */
+        if (arg->opcode != WSLAY_CONNECTION_CLOSE && !ws->closing) {
+            (void) ngx_teleclinic_ws_rate_ok(ws);
+        }
+
         return;
     }
 
@@ -1134,9 +1215,10 @@ ngx_teleclinic_ws_on_msg(wslay_event_context_ptr ctx,
 
 
 /*
- * A token bucket: rate messages a second, burst at once.  The first
- * message over the limit gets an error; a peer that goes on sending while
- * the bucket is empty for another burst is closed with 1008.
+ * A token bucket: rate messages a second, burst at once; pings and
+ * pongs count as messages.  The first message over the limit gets an
+ * error; a peer that goes on sending while the bucket is empty for
+ * another burst is closed with 1008.
  */
 
 static ngx_int_t
@@ -1175,6 +1257,12 @@ ngx_teleclinic_ws_rate_ok(ngx_teleclinic_ws_t *ws)
                       "WebSocket peer floods, closed");
         ngx_teleclinic_ws_fail(ws, WSLAY_CODE_POLICY_VIOLATION,
                                "too many messages");
+
+        /*
+         * nothing more of it is read: wslay would answer every ping
+         * still to come with a pong, until the peer's close
+         */
+        wslay_event_shutdown_read(ws->ctx);
     }
 
     return NGX_DECLINED;
@@ -1381,6 +1469,19 @@ ngx_teleclinic_ws_on_frame_start(wslay_event_context_ptr ctx,
     const struct wslay_event_on_frame_recv_start_arg *arg, void *user_data)
 {
     ngx_teleclinic_ws_t  *ws = user_data;
+
+    /*
+     * RFC 6455, 5.5.1: a close frame's body is empty or begins with a
+     * 2-byte code.  wslay would answer one of 1 byte with an empty close;
+     * our 1002 queued first, it queues none of its own.
+     */
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1) {
+        ngx_teleclinic_ws_fail(ws, WSLAY_CODE_PROTOCOL_ERROR,
+                               "invalid close frame");
+        (void) wslay_event_queue_close(ctx, WSLAY_CODE_PROTOCOL_ERROR,
+                                       (const uint8_t *) "invalid close frame",
+                                       sizeof("invalid close frame") - 1);
+    }
 
     /* a client's frame is masked; the length in its shortest form */
     ws->framed += 2 + 4 + arg->payload_length

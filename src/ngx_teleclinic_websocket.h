@@ -20,6 +20,7 @@ typedef struct {
     ngx_flag_t                    enable;
     ngx_array_t                  *origins;      /* of ngx_str_t */
     ngx_msec_t                    ping;
+    ngx_msec_t                    hello_timeout;
     size_t                        max_message;
     size_t                        send_buffer;
     ngx_uint_t                    rate;         /* messages per second */
@@ -40,9 +41,13 @@ struct ngx_teleclinic_ws_s {
     ngx_teleclinic_ws_conf_t     *conf;
     wslay_event_context_ptr       ctx;
 
-    /* pings; once a close is under way, the wait for the peer's close */
+    /*
+     * pings and the hello deadline; once a close is under way, the wait
+     * for the peer's close
+     */
     ngx_event_t                   timer;
     ngx_msec_t                    linger;
+    ngx_msec_t                    hello_by;
 
     /* the message rate: tokens in thousandths of a message */
     ngx_msec_t                    last;
@@ -64,6 +69,7 @@ struct ngx_teleclinic_ws_s {
     const char                   *close_reason;
 
     unsigned                      ping_sent:1;
+    unsigned                      joined:1;
     unsigned                      closing:1;
     unsigned                      overflow:1;
     unsigned                      again:1;
@@ -99,6 +105,9 @@ void ngx_teleclinic_ws_send_error(ngx_teleclinic_ws_t *ws, json_t *id,
     const char *code, const char *message);
 void ngx_teleclinic_ws_close(ngx_teleclinic_ws_t *ws, uint16_t code,
     const char *reason);
+
+/* the connection said a hello that was welcomed: no deadline any more */
+void ngx_teleclinic_ws_joined(ngx_teleclinic_ws_t *ws);
 
 
 #endif /* _NGX_TELECLINIC_WEBSOCKET_H_INCLUDED_ */

@@ -2,9 +2,10 @@
 
 # The WebSocket endpoint (teleclinic_websocket): the handshake and each
 # way it is refused, the versioned JSON protocol (echo, errors), the
-# close codes a bad peer gets (1007 bad UTF-8, 1009 too big, 1003 binary,
-# 1008 flood), fragmented messages, pings, a peer that never reads, and
-# the 1001 every open WebSocket gets when nginx reloads.
+# close codes a bad peer gets (1002 bad close frame, 1007 bad UTF-8, 1009
+# too big, 1003 binary, 1008 flood of messages or pings), fragmented
+# messages, pings, a peer that never reads, and the 1001 every open
+# WebSocket gets when nginx reloads.
 
 use strict;
 use warnings;
@@ -292,6 +293,38 @@ $f = read_frame($h->{sock});
 is(close_code($f), 1000, 'close answered with 1000');
 is(read_frame($h->{sock}), 'eof', 'server closes the TCP connection');
 
+# RFC 6455, 5.5.1 and 7.4: a close body is empty or a code (and a reason);
+# a body of 1 byte, or a code not valid on the wire, is a protocol error
+$h = handshake();
+send_frame($h->{sock}, 8, "\x03");
+$f = read_frame($h->{sock});
+is(close_code($f), 1002, 'close frame of 1 byte: close 1002');
+is(read_frame($h->{sock}), 'eof', 'close frame of 1 byte: TCP closed');
+
+for my $code (0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999,
+              5000) {
+    $h = handshake();
+    send_frame($h->{sock}, 8, pack('n', $code) . 'bye');
+    $f = read_frame($h->{sock});
+    is(close_code($f), 1002, "close code $code: close 1002");
+    close $h->{sock};
+}
+
+for my $code (1001, 3000, 4999) {
+    $h = handshake();
+    send_frame($h->{sock}, 8, pack('n', $code));
+    $f = read_frame($h->{sock});
+    is(close_code($f), $code, "close code $code: answered with $code");
+    close $h->{sock};
+}
+
+$h = handshake();
+send_frame($h->{sock}, 8, '');
+$f = read_frame($h->{sock});
+ok(ref $f && $f->{opcode} == 8 && $f->{payload} eq '',
+   'empty close frame: answered with an empty one');
+close $h->{sock};
+
 # a frame sent right behind the handshake, in the same packet
 $h = handshake(extra => frame(1, '{"v":1,"type":"echo","data":1}'));
 is($h->{status}, 101, 'handshake with a frame behind it');
@@ -481,6 +514,19 @@ ok(@echo >= 40 && @echo < 150, 'flood: the burst answered, not all');
 is(scalar(@limited), 1, 'flood: one rate_limited error');
 is($r->{code}, 1008, 'flood: close 1008');
 
+# pings count toward the same limit: each costs a pong
+$h = handshake();
+syswrite($h->{sock}, join '', map { frame(9, "p$_") } 1 .. 150);
+my @frames = read_until_close($h->{sock});
+my @pongs = grep { ref $_ && $_->{opcode} == 10 } @frames;
+ok(@pongs >= 40 && @pongs < 150, 'ping flood: the burst answered, not all');
+is(scalar(grep { ref $_ && $_->{opcode} == 1
+                 && (eval { decode_json($_->{payload})->{code} } // '')
+                    eq 'rate_limited' } @frames),
+   1, 'ping flood: one rate_limited error');
+is(close_code($frames[-1]), 1008, 'ping flood: close 1008');
+close $h->{sock};
+
 ###############################################################################
 
 # Pings (interval 1s here).
@@ -495,7 +541,7 @@ is($r->{messages}[0]{data}, 'alive',
    'a client that answers pings stays connected');
 
 $h = handshake();
-my @frames = read_until_close($h->{sock});
+@frames = read_until_close($h->{sock});
 ok((grep { ref $_ && $_->{opcode} == 9 } @frames), 'server pings');
 is($frames[-1], 'eof', 'a client that does not answer pings is dropped');
 

@@ -6,7 +6,8 @@
 # arrival; sent-back patients behind the others), the position and
 # estimated wait pushed to every waiting patient on each change, the
 # doctor's console with names, skip, noshow, leave, a second connection
-# of a patient, and a doctor who cannot act on another doctor's queue.
+# of a patient, a doctor who cannot act on another doctor's queue, and
+# the deadline for hello.
 
 use strict;
 use warnings;
@@ -21,7 +22,12 @@ use Teleclinic::WS;
 
 ###############################################################################
 
-my $t = room(checkin => '2h');
+my $t = room(checkin => '2h', server => <<'EOF');
+location = /ws-hello {
+    teleclinic_websocket;
+    teleclinic_websocket_hello_timeout 2s;
+}
+EOF
 
 my $AVG = $SLOT_MINUTES * 60;       # the running average starts here
 
@@ -347,8 +353,34 @@ is(scalar(grep { grep { $_->{appointment} eq $other->{id} }
    'doctor a is not told of doctor b\'s patient');
 
 ###############################################################################
+# hello has a deadline (teleclinic_websocket_hello_timeout, 2s here): a
+# connection without a welcome is closed with 4408, a welcomed one stays
 
-$_->close for grep { !$_->closed } values %pws, $doc, $docb, $ows, $ws;
+my $silent = Teleclinic::WS->connect($t->url('/ws-hello'));
+my $early = Teleclinic::WS->connect($t->url('/ws-hello'));
+my $ee = $early->hello($late->{token});
+is($ee && $ee->{code}, 'too_early', 'hello deadline: a too_early hello');
+
+my ($timely) = book_soon($t, 'doc-b', 1);
+my $joined = Teleclinic::WS->connect($t->url('/ws-hello'));
+my $jw = $joined->hello($timely->{token});
+is($jw && $jw->{type}, 'welcome', 'hello deadline: a hello in time welcomed');
+
+is($silent->wait_closed(10), 4408, 'no hello within the deadline: close 4408');
+is($silent->close_reason, 'hello timeout', 'close 4408 says hello timeout');
+is($early->wait_closed(10), 4408,
+   'a refused hello does not stop the clock: close 4408');
+
+Teleclinic::WS::pump(1);
+$joined->send_json({ type => 'echo', data => 'later' });
+is(($joined->recv_json(type => 'echo') // {})->{data}, 'later',
+   'a welcomed connection stays open past the deadline');
+ok(!defined $joined->closed, 'the welcomed connection is not closed');
+
+###############################################################################
+
+$_->close for grep { !$_->closed } values %pws, $doc, $docb, $ows, $ws,
+                                   $joined;
 
 ok($t->stop, 'no alerts in the log');
 

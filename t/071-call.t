@@ -163,6 +163,8 @@ $dq = $doc->recv_json(type => 'queue', match => sub {
 });
 is($dq && $dq->{patients}[0]{appointment}, $p[0]{id},
    'doctor queue: the patient in the call shows in-call');
+is($dq && $dq->{waiting}, 2,
+   'doctor queue: waiting counts the two waiting, not the one in the call');
 my $q = expect_queue($p1, { doctor_busy => 1 },
                      'patient 2 is told the doctor is busy');
 if ($q) {
@@ -342,10 +344,33 @@ is($cs && $cs->{appointment}, $p[2]{id},
 $ring = $p2->recv_json(type => 'ring');
 is(scalar($p1->quiet(0.3, type => 'ring')), 0, 'the first one does not ring');
 
+$dq = expect_doctor_queue($doc, [ map { $_->{id} } @p[1, 2] ],
+                          'call by name: the rung patient keeps their place');
+is(join(',', map { $_->{state} } @{ $dq ? $dq->{patients} : [] }),
+   'waiting,ringing', 'call by name: the second one is ringing');
+
 $call = $ring ? $ring->{call} : 'x';
 $p2->send_json({ type => 'accept', call => $call });
 ok($p2->recv_json(type => 'call') && $doc->recv_json(type => 'call'),
    'accepted: both get call');
+
+# the README: "waiting" counts the patients waiting (state waiting or
+# ringing), "patients" lists the one in the call first, then those
+# waiting in queue order (each one's position)
+$dq = $doc->recv_json(type => 'queue', match => sub {
+    grep { ($_->{state} // '') eq 'in-call' } @{ $_[0]{patients} // [] }
+});
+is(join(',', map { "$_->{appointment}:$_->{state}" }
+             @{ $dq ? $dq->{patients} : [] }),
+   "$p[2]{id}:in-call,$p[1]{id}:waiting",
+   'in a call with the second: the console lists the one in the call first');
+is($dq && $dq->{waiting}, 1,
+   'in a call with the second: waiting is 1, the one in the call not counted');
+is($dq && $dq->{waiting},
+   scalar(grep { $_->{state} ne 'in-call' } @{ $dq ? $dq->{patients} : [] }),
+   'waiting = the patients listed who are not in the call');
+expect_queue($p1, { position => 1, waiting => 1, doctor_busy => 1 },
+             'the one waiting: position 1 of 1, the doctor busy');
 
 $p2->send_json({ type => 'hangup', call => $call });
 $end_d = $doc->recv_json(type => 'ended', call => $call);
