@@ -41,7 +41,9 @@
 #define NGX_TELECLINIC_EV_MSG         8
 /* a past cancelled appointment leaves a full zone */
 #define NGX_TELECLINIC_EV_EXPIRE      9
-#define NGX_TELECLINIC_EV_LAST        NGX_TELECLINIC_EV_EXPIRE
+/* snapshot: a doctor's running average, which the visits made */
+#define NGX_TELECLINIC_EV_ROOM        10
+#define NGX_TELECLINIC_EV_LAST        NGX_TELECLINIC_EV_ROOM
 
 
 typedef struct {
@@ -153,6 +155,8 @@ typedef struct {
     ngx_uint_t                    msg;         /* message id */
     ngx_uint_t                    kind;        /* message kind */
     time_t                        due;
+    ngx_uint_t                    visits;      /* of the doctor, and */
+    ngx_uint_t                    average;     /* their average visit */
     ngx_str_t                     directory;   /* JSON text */
     u_char                        hash[32];    /* of the directory file */
 } ngx_teleclinic_event_t;
@@ -167,6 +171,7 @@ struct ngx_teleclinic_zone_s {
     ngx_str_t                     directory_file;
     time_t                        reminder_before;
     ngx_uint_t                    fresh;      /* no state before start */
+    ngx_uint_t                    replay;     /* the journal is replayed */
     ngx_uint_t                    notify;     /* a gateway is configured */
 };
 
