@@ -388,7 +388,11 @@ ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
     rc = ngx_teleclinic_token_verify(&tmcf->token_secret, &msg->token,
                                      ngx_time(), &t);
 
+    /* a token of any other kind, however well signed, opens nothing */
+
     if (rc != NGX_OK
+        || (t.kind != NGX_TELECLINIC_TOKEN_PATIENT
+            && t.kind != NGX_TELECLINIC_TOKEN_DOCTOR)
         || (t.kind == NGX_TELECLINIC_TOKEN_PATIENT
             && ngx_teleclinic_token_appt(&t, &id) != NGX_OK))
     {
