@@ -140,6 +140,7 @@ fuzz_same(ngx_teleclinic_event_t *a, ngx_teleclinic_event_t *b)
             fuzz_assert(a->arrived == b->arrived);
             fuzz_assert(a->visit_start == b->visit_start);
             fuzz_assert(a->visit_end == b->visit_end);
+            fuzz_assert(a->version == b->version);
         }
 
         /* fall through */

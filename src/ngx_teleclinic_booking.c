@@ -59,7 +59,9 @@ static ngx_int_t ngx_http_teleclinic_bearer(ngx_http_request_t *r,
     ngx_str_t *token);
 static ngx_int_t ngx_http_teleclinic_is_admin(ngx_http_request_t *r);
 static ngx_int_t ngx_http_teleclinic_authorize(ngx_http_request_t *r,
-    uint64_t id);
+    uint64_t id, int64_t *version);
+static ngx_int_t ngx_http_teleclinic_current(int64_t version,
+    ngx_teleclinic_appt_t *appt);
 static ngx_int_t ngx_http_teleclinic_wait(ngx_http_request_t *r,
     ngx_teleclinic_zone_t *zone, ngx_uint_t status, ngx_str_t *response);
 static ngx_int_t ngx_http_teleclinic_unavailable(ngx_http_request_t *r,
@@ -750,17 +752,24 @@ ngx_http_teleclinic_is_admin(ngx_http_request_t *r)
 }
 
 
-/* NGX_OK, or the HTTP status that refuses the caller */
+/*
+ * NGX_OK, or the HTTP status that refuses the caller.  *version is the
+ * version of the appointment the patient's token names, -1 for the admin.
+ */
 
 static ngx_int_t
-ngx_http_teleclinic_authorize(ngx_http_request_t *r, uint64_t id)
+ngx_http_teleclinic_authorize(ngx_http_request_t *r, uint64_t id,
+    int64_t *version)
 {
+    uint32_t                          v;
     uint64_t                          subject;
     ngx_int_t                         rc;
     ngx_str_t                         token;
     ngx_teleclinic_token_t            t;
     ngx_http_teleclinic_ctx_t        *ctx;
     ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    *version = -1;
 
     if (ngx_http_teleclinic_is_admin(r) == NGX_OK) {
         return NGX_OK;
@@ -775,7 +784,9 @@ ngx_http_teleclinic_authorize(ngx_http_request_t *r, uint64_t id)
     rc = ngx_teleclinic_token_verify(&tmcf->token_secret, &token, ngx_time(),
                                      &t);
 
-    if (rc != NGX_OK || ngx_teleclinic_token_appt(&t, &subject) != NGX_OK) {
+    if (rc != NGX_OK
+        || ngx_teleclinic_token_appt(&t, &subject, &v) != NGX_OK)
+    {
         return NGX_HTTP_UNAUTHORIZED;
     }
 
@@ -786,7 +797,22 @@ ngx_http_teleclinic_authorize(ngx_http_request_t *r, uint64_t id)
         return NGX_HTTP_FORBIDDEN;
     }
 
+    *version = v;
+
     return NGX_OK;
+}
+
+
+/*
+ * A patient's token opens the appointment as it was when the token was
+ * given: a cancellation or a reschedule since makes it one more bad
+ * token.  With the zone locked.
+ */
+
+static ngx_int_t
+ngx_http_teleclinic_current(int64_t version, ngx_teleclinic_appt_t *appt)
+{
+    return version < 0 || (uint32_t) version == appt->version;
 }
 
 
@@ -984,7 +1010,8 @@ ngx_http_teleclinic_appt_text(ngx_http_request_t *r, u_char *p, u_char *last,
     ngx_teleclinic_appt_t *appt, ngx_uint_t patient, ngx_uint_t access)
 {
     u_char                            token[NGX_TELECLINIC_TOKEN_MAX], *t;
-    u_char                            subj[8], *url, *u;
+    u_char                            subj[NGX_TELECLINIC_APPT_SUBJECT];
+    u_char                           *url, *u;
     ngx_tm_t                          tm;
     ngx_str_t                         doctor, subject, base, *status;
     ngx_teleclinic_date_t             date;
@@ -1052,7 +1079,8 @@ ngx_http_teleclinic_appt_text(ngx_http_request_t *r, u_char *p, u_char *last,
     if (access) {
         tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
 
-        ngx_teleclinic_token_appt_subject(appt->id, subj, &subject);
+        ngx_teleclinic_token_appt_subject(appt->id, appt->version, subj,
+                                          &subject);
 
         t = ngx_teleclinic_token_issue(&tmcf->token_secret,
                                        NGX_TELECLINIC_TOKEN_PATIENT, &subject,
@@ -1482,11 +1510,14 @@ ngx_http_teleclinic_book(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_teleclinic_appt_id(ngx_http_request_t *r,
-    ngx_http_teleclinic_call_t *call, uint64_t *id,
+    ngx_http_teleclinic_call_t *call, uint64_t *id, int64_t *version,
     ngx_teleclinic_error_t *err)
 {
-    ngx_int_t                   rc;
-    ngx_http_teleclinic_ctx_t  *ctx;
+    ngx_int_t                         rc;
+    ngx_teleclinic_zone_t            *zone;
+    ngx_teleclinic_appt_t            *appt;
+    ngx_http_teleclinic_ctx_t        *ctx;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
 
@@ -1500,7 +1531,27 @@ ngx_http_teleclinic_appt_id(ngx_http_request_t *r,
 
     ctx->appt = *id;
 
-    rc = ngx_http_teleclinic_authorize(r, *id);
+    rc = ngx_http_teleclinic_authorize(r, *id, version);
+
+    if (rc != NGX_OK) {
+        return ngx_http_teleclinic_refuse(err, rc);
+    }
+
+    /*
+     * an outdated token is refused before the request's body is looked
+     * at; the handlers check again with the zone locked for their change
+     */
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
+    zone = ngx_http_teleclinic_zone(tmcf);
+
+    ngx_teleclinic_zone_lock(zone);
+
+    appt = ngx_teleclinic_appt_lookup(zone, *id);
+    rc = (appt == NULL || ngx_http_teleclinic_current(*version, appt))
+         ? NGX_OK : NGX_HTTP_UNAUTHORIZED;
+
+    ngx_teleclinic_zone_unlock(zone);
 
     if (rc != NGX_OK) {
         return ngx_http_teleclinic_refuse(err, rc);
@@ -1514,6 +1565,7 @@ static ngx_int_t
 ngx_http_teleclinic_get(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call)
 {
+    int64_t                           version;
     uint64_t                          id;
     ngx_int_t                         rc;
     ngx_str_t                         text;
@@ -1529,13 +1581,22 @@ ngx_http_teleclinic_get(ngx_http_request_t *r,
 
     ngx_str_set(&ctx->action, "read");
 
-    if (ngx_http_teleclinic_appt_id(r, call, &id, &err) != NGX_OK) {
+    if (ngx_http_teleclinic_appt_id(r, call, &id, &version, &err)
+        != NGX_OK)
+    {
         return ngx_http_teleclinic_fail(r, &err);
     }
 
     ngx_teleclinic_zone_lock(zone);
 
     appt = ngx_teleclinic_appt_lookup(zone, id);
+
+    if (appt && !ngx_http_teleclinic_current(version, appt)) {
+        ngx_teleclinic_zone_unlock(zone);
+        (void) ngx_http_teleclinic_refuse(&err, NGX_HTTP_UNAUTHORIZED);
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
     rc = appt ? ngx_http_teleclinic_appt_answer(r, appt, 1, 0, &text)
               : NGX_DECLINED;
 
@@ -1561,6 +1622,7 @@ ngx_http_teleclinic_cancel(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call)
 {
     ngx_str_t                         text;
+    int64_t                           version;
     uint64_t                          id;
     ngx_int_t                         rc;
     ngx_teleclinic_zone_t            *zone;
@@ -1576,7 +1638,9 @@ ngx_http_teleclinic_cancel(ngx_http_request_t *r,
 
     ngx_str_set(&ctx->action, "cancel");
 
-    if (ngx_http_teleclinic_appt_id(r, call, &id, &err) != NGX_OK) {
+    if (ngx_http_teleclinic_appt_id(r, call, &id, &version, &err)
+        != NGX_OK)
+    {
         return ngx_http_teleclinic_fail(r, &err);
     }
 
@@ -1589,6 +1653,12 @@ ngx_http_teleclinic_cancel(ngx_http_request_t *r,
         return ngx_http_teleclinic_error(r, NGX_HTTP_NOT_FOUND,
                                          "unknown_appointment",
                                          "no such appointment", NULL);
+    }
+
+    if (!ngx_http_teleclinic_current(version, appt)) {
+        ngx_teleclinic_zone_unlock(zone);
+        (void) ngx_http_teleclinic_refuse(&err, NGX_HTTP_UNAUTHORIZED);
+        return ngx_http_teleclinic_fail(r, &err);
     }
 
     if (appt->status != NGX_TELECLINIC_BOOKED) {
@@ -1629,6 +1699,7 @@ ngx_http_teleclinic_reschedule(ngx_http_request_t *r,
 {
     json_t                           *root;
     ngx_str_t                         text;
+    int64_t                           version;
     uint64_t                          id;
     ngx_int_t                         rc;
     ngx_str_t                         slot_id, doctor;
@@ -1646,7 +1717,9 @@ ngx_http_teleclinic_reschedule(ngx_http_request_t *r,
 
     ngx_str_set(&ctx->action, "reschedule");
 
-    if (ngx_http_teleclinic_appt_id(r, call, &id, &err) != NGX_OK) {
+    if (ngx_http_teleclinic_appt_id(r, call, &id, &version, &err)
+        != NGX_OK)
+    {
         return ngx_http_teleclinic_fail(r, &err);
     }
 
@@ -1682,6 +1755,13 @@ ngx_http_teleclinic_reschedule(ngx_http_request_t *r,
         return ngx_http_teleclinic_error(r, NGX_HTTP_NOT_FOUND,
                                          "unknown_appointment",
                                          "no such appointment", NULL);
+    }
+
+    if (!ngx_http_teleclinic_current(version, appt)) {
+        ngx_teleclinic_zone_unlock(zone);
+        json_decref(root);
+        (void) ngx_http_teleclinic_refuse(&err, NGX_HTTP_UNAUTHORIZED);
+        return ngx_http_teleclinic_fail(r, &err);
     }
 
     if (appt->status != NGX_TELECLINIC_BOOKED) {

@@ -442,6 +442,7 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
             ev.arrived = appt->arrived;
             ev.visit_start = appt->visit_start;
             ev.visit_end = appt->visit_end;
+            ev.version = appt->version;
 
             if ((size_t) (buf + size - p) < NGX_TELECLINIC_RECORD_MAX) {
                 if (ngx_teleclinic_journal_write(fd, buf, p - buf,
@@ -729,6 +730,10 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev, u_char *buf,
             if (p && ev->visit_end) {
                 p = ngx_slprintf(p, last, ",\"vend\":%T", ev->visit_end);
             }
+
+            if (p && ev->version) {
+                p = ngx_slprintf(p, last, ",\"ver\":%uD", ev->version);
+            }
         }
 
         /* fall through */
@@ -905,7 +910,7 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
     uint32_t       crc, want;
     ngx_int_t      rc;
     ngx_str_t      s;
-    ngx_uint_t     i;
+    ngx_uint_t     i, version;
     json_error_t   jerr;
 
     if (len < 11 || line[8] != ' ') {
@@ -991,10 +996,14 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
         || ngx_teleclinic_journal_uint(o, "visits", NGX_MAX_INT_T_VALUE,
                                        &ev->visits) != NGX_OK
         || ngx_teleclinic_journal_uint(o, "average", NGX_MAX_INT32_VALUE,
-                                       &ev->average) != NGX_OK)
+                                       &ev->average) != NGX_OK
+        || ngx_teleclinic_journal_uint(o, "ver", NGX_MAX_UINT32_VALUE,
+                                       &version) != NGX_OK)
     {
         goto done;
     }
+
+    ev->version = (uint32_t) version;
 
     switch (ev->op) {
 

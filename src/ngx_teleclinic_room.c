@@ -103,6 +103,12 @@ ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a)
 
     appt = ngx_teleclinic_appt_lookup(a->zone, a->appt);
 
+    /* the token was given before a cancellation or a reschedule */
+    if (appt && appt->version != a->version) {
+        ngx_teleclinic_unlock(a);
+        return "unauthorized";
+    }
+
     if (appt == NULL
         || appt->status == NGX_TELECLINIC_CANCELLED
         || appt->status == NGX_TELECLINIC_FULFILLED

@@ -134,6 +134,7 @@ typedef struct {
     ngx_str_t                     doctor;        /* in doctor_buf */
     u_char                        doctor_buf[NGX_TELECLINIC_ID_MAX];
     uint64_t                      appt;          /* a patient's */
+    uint32_t                      version;       /* named by their token */
 
     time_t                        start;         /* of the appointment */
     ngx_uint_t                    status;

@@ -543,6 +543,12 @@ ngx_teleclinic_apply_change(ngx_teleclinic_zone_t *zone,
     appt->reminder = reminder;
     appt->updated = ev->at;
 
+    /*
+     * the patient's token names the version: after a cancellation or a
+     * reschedule the tokens given out before open nothing
+     */
+    appt->version++;
+
     if (ev->op == NGX_TELECLINIC_EV_CANCEL) {
         ngx_teleclinic_status_set(zone, appt, NGX_TELECLINIC_CANCELLED);
         return NGX_OK;
@@ -610,6 +616,7 @@ ngx_teleclinic_apply_appt(ngx_teleclinic_zone_t *zone,
     appt->arrived = ev->arrived;
     appt->visit_start = ev->visit_start;
     appt->visit_end = ev->visit_end;
+    appt->version = ev->version;
     appt->reminder = reminder;
     appt->doctor_len = ngx_min(ev->doctor.len, NGX_TELECLINIC_ID_MAX);
     ngx_memcpy(appt->doctor, ev->doctor.data, appt->doctor_len);

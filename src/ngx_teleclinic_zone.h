@@ -59,6 +59,7 @@ typedef struct {
     time_t                        visit_start;
     time_t                        visit_end;
     ngx_uint_t                    status;
+    uint32_t                      version;   /* of its patient's token */
     struct ngx_teleclinic_msg_s  *reminder;
     size_t                        doctor_len;
     u_char                        doctor[NGX_TELECLINIC_ID_MAX];
@@ -148,6 +149,7 @@ typedef struct {
     time_t                        arrived;     /* snapshots keep the */
     time_t                        visit_start; /* visit's times */
     time_t                        visit_end;
+    uint32_t                      version;     /* snapshots: the token's */
     ngx_str_t                     name;
     ngx_str_t                     phone;
     ngx_str_t                     reason;
