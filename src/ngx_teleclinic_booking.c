@@ -64,6 +64,9 @@ static ngx_int_t ngx_http_teleclinic_current(int64_t version,
     ngx_teleclinic_appt_t *appt);
 static ngx_int_t ngx_http_teleclinic_wait(ngx_http_request_t *r,
     ngx_teleclinic_zone_t *zone, ngx_uint_t status, ngx_str_t *response);
+static u_char *ngx_http_teleclinic_base_url(ngx_http_request_t *r,
+    ngx_str_t *base);
+static ngx_int_t ngx_http_teleclinic_plain_host(ngx_str_t *host);
 static ngx_int_t ngx_http_teleclinic_unavailable(ngx_http_request_t *r,
     ngx_int_t rc);
 static void ngx_http_teleclinic_synced(void *data, ngx_int_t rc);
@@ -944,10 +947,23 @@ ngx_http_teleclinic_waiter_cleanup(void *data)
 }
 
 
+/*
+ * The base of the links given to patients.  Without teleclinic_public_url
+ * it is made from what nginx knows, never from the request's Host, which
+ * the client writes: the first server_name of the server that took the
+ * request when it is a plain host name, else the address the connection
+ * came to; the port the connection came to, unless it is the scheme's.
+ */
+
 static u_char *
 ngx_http_teleclinic_base_url(ngx_http_request_t *r, ngx_str_t *base)
 {
+    u_char                           *p;
+    u_char                            addr[NGX_SOCKADDR_STRLEN];
     ngx_str_t                         host;
+    ngx_uint_t                        port, ssl, ipv6;
+    ngx_connection_t                 *c;
+    ngx_http_core_srv_conf_t         *cscf;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
@@ -957,30 +973,101 @@ ngx_http_teleclinic_base_url(ngx_http_request_t *r, ngx_str_t *base)
         return base->data;
     }
 
-    /* the Host header as sent, with its port; nginx has validated it */
+    c = r->connection;
+    cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
 
-    if (r->headers_in.host) {
-        host = r->headers_in.host->value;
+    ssl = 0;
+#if (NGX_HTTP_SSL)
+    ssl = (c->ssl != NULL);
+#endif
 
-    } else {
-        ngx_str_set(&host, "localhost");
+    ipv6 = 0;
+    host = cscf->server_name;
+
+    if (ngx_http_teleclinic_plain_host(&host) != NGX_OK) {
+
+        if (c->local_sockaddr == NULL
+            || c->local_sockaddr->sa_family == AF_UNIX)
+        {
+            ngx_str_set(&host, "localhost");
+
+        } else {
+            host.len = NGX_SOCKADDR_STRLEN;
+            host.data = addr;
+
+            if (ngx_connection_local_sockaddr(c, &host, 0) != NGX_OK) {
+                return NULL;
+            }
+
+            ipv6 = (c->local_sockaddr->sa_family == AF_INET6);
+        }
     }
 
-    base->data = ngx_pnalloc(r->pool, sizeof("https://") - 1 + host.len);
+    port = 0;
+
+    if (c->local_sockaddr && c->local_sockaddr->sa_family != AF_UNIX) {
+        port = ngx_inet_get_port(c->local_sockaddr);
+
+        if (port == (ssl ? 443 : 80)) {
+            port = 0;
+        }
+    }
+
+    base->data = ngx_pnalloc(r->pool, sizeof("https://[]:65535") + host.len);
     if (base->data == NULL) {
         return NULL;
     }
 
-    base->len = ngx_sprintf(base->data, "%s://%V",
-#if (NGX_HTTP_SSL)
-                            r->connection->ssl ? "https" : "http",
-#else
-                            "http",
-#endif
-                            &host)
-                - base->data;
+    p = ngx_sprintf(base->data, "%s://%s%V%s", ssl ? "https" : "http",
+                    ipv6 ? "[" : "", &host, ipv6 ? "]" : "");
+
+    if (port) {
+        p = ngx_sprintf(p, ":%ui", port);
+    }
+
+    base->len = p - base->data;
 
     return base->data;
+}
+
+
+/* a DNS name: labels of letters, digits and dashes, split by dots */
+
+static ngx_int_t
+ngx_http_teleclinic_plain_host(ngx_str_t *host)
+{
+    u_char  c, prev;
+    size_t  i;
+
+    if (host->len == 0 || host->len > 253) {
+        return NGX_DECLINED;
+    }
+
+    prev = '.';
+
+    for (i = 0; i < host->len; i++) {
+        c = host->data[i];
+
+        if (c == '.') {
+            if (prev == '.' || prev == '-') {
+                return NGX_DECLINED;
+            }
+
+        } else if (c == '-') {
+            if (prev == '.') {
+                return NGX_DECLINED;
+            }
+
+        } else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+                     || (c >= '0' && c <= '9')))
+        {
+            return NGX_DECLINED;
+        }
+
+        prev = c;
+    }
+
+    return (prev == '.' || prev == '-') ? NGX_DECLINED : NGX_OK;
 }
 
 
