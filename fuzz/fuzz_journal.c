@@ -137,6 +137,10 @@ fuzz_same(ngx_teleclinic_event_t *a, ngx_teleclinic_event_t *b)
         if (a->op == NGX_TELECLINIC_EV_APPT) {
             fuzz_assert(a->status == b->status);
             fuzz_assert(a->created == b->created);
+            fuzz_assert(a->arrived == b->arrived);
+            fuzz_assert(a->visit_start == b->visit_start);
+            fuzz_assert(a->visit_end == b->visit_end);
+            fuzz_assert(a->version == b->version);
         }
 
         /* fall through */
@@ -172,6 +176,12 @@ fuzz_same(ngx_teleclinic_event_t *a, ngx_teleclinic_event_t *b)
 
     case NGX_TELECLINIC_EV_SENT:
         fuzz_assert(a->msg == b->msg);
+        break;
+
+    case NGX_TELECLINIC_EV_ROOM:
+        fuzz_same_str(&a->doctor, &b->doctor);
+        fuzz_assert(a->visits == b->visits);
+        fuzz_assert(a->average == b->average);
         break;
     }
 }

@@ -29,6 +29,7 @@
 
 
 static size_t fuzz_utf8_chars(ngx_str_t *s);
+static void fuzz_name(ngx_str_t *s);
 static void fuzz_string(ngx_str_t *s, size_t min, size_t max);
 static void fuzz_error(ngx_teleclinic_error_t *err);
 static ngx_int_t fuzz_slot(u_char *p, size_t len);
@@ -110,6 +111,7 @@ fuzz_booking(u_char *data, size_t size)
     fuzz_assert(fuzz_slot(req.slot.data, req.slot.len) == NGX_OK);
 
     fuzz_string(&req.name, 1, NGX_TELECLINIC_NAME_MAX);
+    fuzz_name(&req.name);
     fuzz_string(&req.phone, 1, NGX_TELECLINIC_PHONE_MAX);
     fuzz_assert(req.phone.data[0] == '+');
 
@@ -187,7 +189,42 @@ fuzz_string(ngx_str_t *s, size_t min, size_t max)
 
     for (i = 0; i < s->len; i++) {
         fuzz_assert(s->data[i] >= 0x20 && s->data[i] != 0x7f);
+
+        /* nor C1, U+0080 to U+009F */
+        fuzz_assert(!(s->data[i] == 0xc2 && i + 1 < s->len
+                      && s->data[i + 1] >= 0x80 && s->data[i + 1] <= 0x9f));
     }
+}
+
+
+/* an accepted name: no direction controls, not only spaces */
+
+static void
+fuzz_name(ngx_str_t *s)
+{
+    u_char  *p, *last;
+    size_t   spaces;
+
+    last = s->data + s->len;
+    spaces = 0;
+
+    for (p = s->data; p < last; p++) {
+        if (*p == ' ') {
+            spaces++;
+        }
+
+        if (p + 2 < last && p[0] == 0xe2
+            && ((p[1] == 0x80 && ((p[2] >= 0xaa && p[2] <= 0xae)
+                                  || p[2] == 0x8e || p[2] == 0x8f))
+                || (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9)))
+        {
+            fuzz_assert(0);
+        }
+
+        fuzz_assert(!(p + 1 < last && p[0] == 0xd8 && p[1] == 0x9c));
+    }
+
+    fuzz_assert(spaces < s->len);
 }
 
 

@@ -14,7 +14,8 @@
  * (kind, expiry, subject, secret): the issued token must verify to the
  * same parts, and a token altered at a place the input picks, cut short,
  * or checked with another secret, must be refused: a token has one
- * spelling.
+ * spelling.  A patient's token that names an appointment names it in
+ * one way: the subject made again from its id and version is the same.
  *
  * ngx_encode_base64url() and ngx_decode_base64url() come from nginx's
  * own ngx_string.c, which the Makefile compiles from Debian's source.
@@ -77,8 +78,11 @@ static void
 fuzz_verify(ngx_str_t *secret, u_char *data, size_t size)
 {
     u_char                  out[NGX_TELECLINIC_TOKEN_MAX], *end;
+    u_char                  subj[NGX_TELECLINIC_APPT_SUBJECT];
+    uint32_t                version;
+    uint64_t                id;
     ngx_int_t               rc;
-    ngx_str_t               token;
+    ngx_str_t               token, subject;
     ngx_teleclinic_token_t  t;
 
     token.data = data;
@@ -111,6 +115,16 @@ fuzz_verify(ngx_str_t *secret, u_char *data, size_t size)
 
     fuzz_assert((size_t) (end - out) == size);
     fuzz_assert(ngx_memcmp(out, data, size) == 0);
+
+    /* a patient's subject, appointment and version, has one spelling */
+
+    if (ngx_teleclinic_token_appt(&t, &id, &version) == NGX_OK) {
+        ngx_teleclinic_token_appt_subject(id, version, subj, &subject);
+
+        fuzz_assert(subject.len == t.subject.len);
+        fuzz_assert(ngx_memcmp(subject.data, t.subject.data, subject.len)
+                    == 0);
+    }
 }
 
 
@@ -185,6 +199,7 @@ fuzz_roundtrip(ngx_str_t *secret, ngx_uint_t kind, ngx_str_t *subject,
 {
     u_char                  *out, *end, *other, save;
     size_t                   len, pos;
+    uint32_t                 version;
     uint64_t                 id;
     ngx_int_t                rc;
     ngx_str_t                token, secret2;
@@ -209,11 +224,19 @@ fuzz_roundtrip(ngx_str_t *secret, ngx_uint_t kind, ngx_str_t *subject,
     fuzz_assert(rc == (expires < FUZZ_NOW ? NGX_DECLINED : NGX_OK));
     fuzz_same(&t, kind, subject, expires);
 
-    if (kind == NGX_TELECLINIC_TOKEN_PATIENT && subject->len == 8) {
-        fuzz_assert(ngx_teleclinic_token_appt(&t, &id) == NGX_OK);
+    /* 8 bytes of id, then a version of 4 bytes other than 0 */
+
+    if (kind == NGX_TELECLINIC_TOKEN_PATIENT
+        && (subject->len == 8
+            || (subject->len == 12
+                && (subject->data[8] | subject->data[9] | subject->data[10]
+                    | subject->data[11]) != 0)))
+    {
+        fuzz_assert(ngx_teleclinic_token_appt(&t, &id, &version) == NGX_OK);
 
     } else {
-        fuzz_assert(ngx_teleclinic_token_appt(&t, &id) == NGX_ERROR);
+        fuzz_assert(ngx_teleclinic_token_appt(&t, &id, &version)
+                    == NGX_ERROR);
     }
 
     if (tampered == NULL) {

@@ -59,9 +59,14 @@ static ngx_int_t ngx_http_teleclinic_bearer(ngx_http_request_t *r,
     ngx_str_t *token);
 static ngx_int_t ngx_http_teleclinic_is_admin(ngx_http_request_t *r);
 static ngx_int_t ngx_http_teleclinic_authorize(ngx_http_request_t *r,
-    uint64_t id);
+    uint64_t id, int64_t *version);
+static ngx_int_t ngx_http_teleclinic_current(int64_t version,
+    ngx_teleclinic_appt_t *appt);
 static ngx_int_t ngx_http_teleclinic_wait(ngx_http_request_t *r,
     ngx_teleclinic_zone_t *zone, ngx_uint_t status, ngx_str_t *response);
+static u_char *ngx_http_teleclinic_base_url(ngx_http_request_t *r,
+    ngx_str_t *base);
+static ngx_int_t ngx_http_teleclinic_plain_host(ngx_str_t *host);
 static ngx_int_t ngx_http_teleclinic_unavailable(ngx_http_request_t *r,
     ngx_int_t rc);
 static void ngx_http_teleclinic_synced(void *data, ngx_int_t rc);
@@ -750,17 +755,24 @@ ngx_http_teleclinic_is_admin(ngx_http_request_t *r)
 }
 
 
-/* NGX_OK, or the HTTP status that refuses the caller */
+/*
+ * NGX_OK, or the HTTP status that refuses the caller.  *version is the
+ * version of the appointment the patient's token names, -1 for the admin.
+ */
 
 static ngx_int_t
-ngx_http_teleclinic_authorize(ngx_http_request_t *r, uint64_t id)
+ngx_http_teleclinic_authorize(ngx_http_request_t *r, uint64_t id,
+    int64_t *version)
 {
+    uint32_t                          v;
     uint64_t                          subject;
     ngx_int_t                         rc;
     ngx_str_t                         token;
     ngx_teleclinic_token_t            t;
     ngx_http_teleclinic_ctx_t        *ctx;
     ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    *version = -1;
 
     if (ngx_http_teleclinic_is_admin(r) == NGX_OK) {
         return NGX_OK;
@@ -775,7 +787,9 @@ ngx_http_teleclinic_authorize(ngx_http_request_t *r, uint64_t id)
     rc = ngx_teleclinic_token_verify(&tmcf->token_secret, &token, ngx_time(),
                                      &t);
 
-    if (rc != NGX_OK || ngx_teleclinic_token_appt(&t, &subject) != NGX_OK) {
+    if (rc != NGX_OK
+        || ngx_teleclinic_token_appt(&t, &subject, &v) != NGX_OK)
+    {
         return NGX_HTTP_UNAUTHORIZED;
     }
 
@@ -786,7 +800,22 @@ ngx_http_teleclinic_authorize(ngx_http_request_t *r, uint64_t id)
         return NGX_HTTP_FORBIDDEN;
     }
 
+    *version = v;
+
     return NGX_OK;
+}
+
+
+/*
+ * A patient's token opens the appointment as it was when the token was
+ * given: a cancellation or a reschedule since makes it one more bad
+ * token.  With the zone locked.
+ */
+
+static ngx_int_t
+ngx_http_teleclinic_current(int64_t version, ngx_teleclinic_appt_t *appt)
+{
+    return version < 0 || (uint32_t) version == appt->version;
 }
 
 
@@ -918,10 +947,23 @@ ngx_http_teleclinic_waiter_cleanup(void *data)
 }
 
 
+/*
+ * The base of the links given to patients.  Without teleclinic_public_url
+ * it is made from what nginx knows, never from the request's Host, which
+ * the client writes: the first server_name of the server that took the
+ * request when it is a plain host name, else the address the connection
+ * came to; the port the connection came to, unless it is the scheme's.
+ */
+
 static u_char *
 ngx_http_teleclinic_base_url(ngx_http_request_t *r, ngx_str_t *base)
 {
+    u_char                           *p;
+    u_char                            addr[NGX_SOCKADDR_STRLEN];
     ngx_str_t                         host;
+    ngx_uint_t                        port, ssl, ipv6;
+    ngx_connection_t                 *c;
+    ngx_http_core_srv_conf_t         *cscf;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
@@ -931,30 +973,101 @@ ngx_http_teleclinic_base_url(ngx_http_request_t *r, ngx_str_t *base)
         return base->data;
     }
 
-    /* the Host header as sent, with its port; nginx has validated it */
+    c = r->connection;
+    cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
 
-    if (r->headers_in.host) {
-        host = r->headers_in.host->value;
+    ssl = 0;
+#if (NGX_HTTP_SSL)
+    ssl = (c->ssl != NULL);
+#endif
 
-    } else {
-        ngx_str_set(&host, "localhost");
+    ipv6 = 0;
+    host = cscf->server_name;
+
+    if (ngx_http_teleclinic_plain_host(&host) != NGX_OK) {
+
+        if (c->local_sockaddr == NULL
+            || c->local_sockaddr->sa_family == AF_UNIX)
+        {
+            ngx_str_set(&host, "localhost");
+
+        } else {
+            host.len = NGX_SOCKADDR_STRLEN;
+            host.data = addr;
+
+            if (ngx_connection_local_sockaddr(c, &host, 0) != NGX_OK) {
+                return NULL;
+            }
+
+            ipv6 = (c->local_sockaddr->sa_family == AF_INET6);
+        }
     }
 
-    base->data = ngx_pnalloc(r->pool, sizeof("https://") - 1 + host.len);
+    port = 0;
+
+    if (c->local_sockaddr && c->local_sockaddr->sa_family != AF_UNIX) {
+        port = ngx_inet_get_port(c->local_sockaddr);
+
+        if (port == (ssl ? 443 : 80)) {
+            port = 0;
+        }
+    }
+
+    base->data = ngx_pnalloc(r->pool, sizeof("https://[]:65535") + host.len);
     if (base->data == NULL) {
         return NULL;
     }
 
-    base->len = ngx_sprintf(base->data, "%s://%V",
-#if (NGX_HTTP_SSL)
-                            r->connection->ssl ? "https" : "http",
-#else
-                            "http",
-#endif
-                            &host)
-                - base->data;
+    p = ngx_sprintf(base->data, "%s://%s%V%s", ssl ? "https" : "http",
+                    ipv6 ? "[" : "", &host, ipv6 ? "]" : "");
+
+    if (port) {
+        p = ngx_sprintf(p, ":%ui", port);
+    }
+
+    base->len = p - base->data;
 
     return base->data;
+}
+
+
+/* a DNS name: labels of letters, digits and dashes, split by dots */
+
+static ngx_int_t
+ngx_http_teleclinic_plain_host(ngx_str_t *host)
+{
+    u_char  c, prev;
+    size_t  i;
+
+    if (host->len == 0 || host->len > 253) {
+        return NGX_DECLINED;
+    }
+
+    prev = '.';
+
+    for (i = 0; i < host->len; i++) {
+        c = host->data[i];
+
+        if (c == '.') {
+            if (prev == '.' || prev == '-') {
+                return NGX_DECLINED;
+            }
+
+        } else if (c == '-') {
+            if (prev == '.') {
+                return NGX_DECLINED;
+            }
+
+        } else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+                     || (c >= '0' && c <= '9')))
+        {
+            return NGX_DECLINED;
+        }
+
+        prev = c;
+    }
+
+    return (prev == '.' || prev == '-') ? NGX_DECLINED : NGX_OK;
 }
 
 
@@ -984,7 +1097,8 @@ ngx_http_teleclinic_appt_text(ngx_http_request_t *r, u_char *p, u_char *last,
     ngx_teleclinic_appt_t *appt, ngx_uint_t patient, ngx_uint_t access)
 {
     u_char                            token[NGX_TELECLINIC_TOKEN_MAX], *t;
-    u_char                            subj[8], *url, *u;
+    u_char                            subj[NGX_TELECLINIC_APPT_SUBJECT];
+    u_char                           *url, *u;
     ngx_tm_t                          tm;
     ngx_str_t                         doctor, subject, base, *status;
     ngx_teleclinic_date_t             date;
@@ -1052,7 +1166,8 @@ ngx_http_teleclinic_appt_text(ngx_http_request_t *r, u_char *p, u_char *last,
     if (access) {
         tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
 
-        ngx_teleclinic_token_appt_subject(appt->id, subj, &subject);
+        ngx_teleclinic_token_appt_subject(appt->id, appt->version, subj,
+                                          &subject);
 
         t = ngx_teleclinic_token_issue(&tmcf->token_secret,
                                        NGX_TELECLINIC_TOKEN_PATIENT, &subject,
@@ -1482,11 +1597,14 @@ ngx_http_teleclinic_book(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_teleclinic_appt_id(ngx_http_request_t *r,
-    ngx_http_teleclinic_call_t *call, uint64_t *id,
+    ngx_http_teleclinic_call_t *call, uint64_t *id, int64_t *version,
     ngx_teleclinic_error_t *err)
 {
-    ngx_int_t                   rc;
-    ngx_http_teleclinic_ctx_t  *ctx;
+    ngx_int_t                         rc;
+    ngx_teleclinic_zone_t            *zone;
+    ngx_teleclinic_appt_t            *appt;
+    ngx_http_teleclinic_ctx_t        *ctx;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
 
@@ -1500,7 +1618,27 @@ ngx_http_teleclinic_appt_id(ngx_http_request_t *r,
 
     ctx->appt = *id;
 
-    rc = ngx_http_teleclinic_authorize(r, *id);
+    rc = ngx_http_teleclinic_authorize(r, *id, version);
+
+    if (rc != NGX_OK) {
+        return ngx_http_teleclinic_refuse(err, rc);
+    }
+
+    /*
+     * an outdated token is refused before the request's body is looked
+     * at; the handlers check again with the zone locked for their change
+     */
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
+    zone = ngx_http_teleclinic_zone(tmcf);
+
+    ngx_teleclinic_zone_lock(zone);
+
+    appt = ngx_teleclinic_appt_lookup(zone, *id);
+    rc = (appt == NULL || ngx_http_teleclinic_current(*version, appt))
+         ? NGX_OK : NGX_HTTP_UNAUTHORIZED;
+
+    ngx_teleclinic_zone_unlock(zone);
 
     if (rc != NGX_OK) {
         return ngx_http_teleclinic_refuse(err, rc);
@@ -1514,6 +1652,7 @@ static ngx_int_t
 ngx_http_teleclinic_get(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call)
 {
+    int64_t                           version;
     uint64_t                          id;
     ngx_int_t                         rc;
     ngx_str_t                         text;
@@ -1529,13 +1668,22 @@ ngx_http_teleclinic_get(ngx_http_request_t *r,
 
     ngx_str_set(&ctx->action, "read");
 
-    if (ngx_http_teleclinic_appt_id(r, call, &id, &err) != NGX_OK) {
+    if (ngx_http_teleclinic_appt_id(r, call, &id, &version, &err)
+        != NGX_OK)
+    {
         return ngx_http_teleclinic_fail(r, &err);
     }
 
     ngx_teleclinic_zone_lock(zone);
 
     appt = ngx_teleclinic_appt_lookup(zone, id);
+
+    if (appt && !ngx_http_teleclinic_current(version, appt)) {
+        ngx_teleclinic_zone_unlock(zone);
+        (void) ngx_http_teleclinic_refuse(&err, NGX_HTTP_UNAUTHORIZED);
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
     rc = appt ? ngx_http_teleclinic_appt_answer(r, appt, 1, 0, &text)
               : NGX_DECLINED;
 
@@ -1561,6 +1709,7 @@ ngx_http_teleclinic_cancel(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call)
 {
     ngx_str_t                         text;
+    int64_t                           version;
     uint64_t                          id;
     ngx_int_t                         rc;
     ngx_teleclinic_zone_t            *zone;
@@ -1576,7 +1725,9 @@ ngx_http_teleclinic_cancel(ngx_http_request_t *r,
 
     ngx_str_set(&ctx->action, "cancel");
 
-    if (ngx_http_teleclinic_appt_id(r, call, &id, &err) != NGX_OK) {
+    if (ngx_http_teleclinic_appt_id(r, call, &id, &version, &err)
+        != NGX_OK)
+    {
         return ngx_http_teleclinic_fail(r, &err);
     }
 
@@ -1589,6 +1740,12 @@ ngx_http_teleclinic_cancel(ngx_http_request_t *r,
         return ngx_http_teleclinic_error(r, NGX_HTTP_NOT_FOUND,
                                          "unknown_appointment",
                                          "no such appointment", NULL);
+    }
+
+    if (!ngx_http_teleclinic_current(version, appt)) {
+        ngx_teleclinic_zone_unlock(zone);
+        (void) ngx_http_teleclinic_refuse(&err, NGX_HTTP_UNAUTHORIZED);
+        return ngx_http_teleclinic_fail(r, &err);
     }
 
     if (appt->status != NGX_TELECLINIC_BOOKED) {
@@ -1629,6 +1786,7 @@ ngx_http_teleclinic_reschedule(ngx_http_request_t *r,
 {
     json_t                           *root;
     ngx_str_t                         text;
+    int64_t                           version;
     uint64_t                          id;
     ngx_int_t                         rc;
     ngx_str_t                         slot_id, doctor;
@@ -1646,7 +1804,9 @@ ngx_http_teleclinic_reschedule(ngx_http_request_t *r,
 
     ngx_str_set(&ctx->action, "reschedule");
 
-    if (ngx_http_teleclinic_appt_id(r, call, &id, &err) != NGX_OK) {
+    if (ngx_http_teleclinic_appt_id(r, call, &id, &version, &err)
+        != NGX_OK)
+    {
         return ngx_http_teleclinic_fail(r, &err);
     }
 
@@ -1682,6 +1842,13 @@ ngx_http_teleclinic_reschedule(ngx_http_request_t *r,
         return ngx_http_teleclinic_error(r, NGX_HTTP_NOT_FOUND,
                                          "unknown_appointment",
                                          "no such appointment", NULL);
+    }
+
+    if (!ngx_http_teleclinic_current(version, appt)) {
+        ngx_teleclinic_zone_unlock(zone);
+        json_decref(root);
+        (void) ngx_http_teleclinic_refuse(&err, NGX_HTTP_UNAUTHORIZED);
+        return ngx_http_teleclinic_fail(r, &err);
     }
 
     if (appt->status != NGX_TELECLINIC_BOOKED) {

@@ -42,7 +42,7 @@ static void ngx_teleclinic_journal_sync_event(ngx_event_t *ev);
 
 static const char  *ngx_teleclinic_ops[] = {
     NULL, "book", "cancel", "reschedule", "status", "directory", "sent",
-    "appt", "msg", "expire"
+    "appt", "msg", "expire", "room"
 };
 
 
@@ -272,6 +272,7 @@ ngx_teleclinic_journal_replay(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone,
 
     records = 0;
     good = 0;
+    zone->replay = 1;
 
     for (p = buf; p < last; p = nl + 1) {
         nl = ngx_strlchr(p, last, '\n');
@@ -328,6 +329,8 @@ ngx_teleclinic_journal_replay(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone,
 
 done:
 
+    zone->replay = 0;
+
     ngx_destroy_pool(pool);
     ngx_free(buf);
 
@@ -358,6 +361,7 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
     ngx_rbtree_node_t       *node, *root, *sentinel;
     ngx_teleclinic_sh_t     *sh;
     ngx_teleclinic_msg_t    *msg;
+    ngx_teleclinic_room_t   *room;
     ngx_teleclinic_appt_t   *appt;
     ngx_teleclinic_event_t   ev;
 
@@ -438,6 +442,53 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
             ev.arrived = appt->arrived;
             ev.visit_start = appt->visit_start;
             ev.visit_end = appt->visit_end;
+            ev.version = appt->version;
+
+            if ((size_t) (buf + size - p) < NGX_TELECLINIC_RECORD_MAX) {
+                if (ngx_teleclinic_journal_write(fd, buf, p - buf,
+                                                 cycle->log)
+                    != NGX_OK)
+                {
+                    goto failed;
+                }
+
+                p = buf;
+            }
+
+            n = ngx_teleclinic_journal_encode(&ev, p, buf + size - p);
+            if (n < 0) {
+                goto failed;
+            }
+
+            p += n;
+            records++;
+        }
+    }
+
+    /* the doctors' running averages, which the visits' events made */
+
+    root = sh->rooms.rooms.root;
+    sentinel = sh->rooms.rooms.sentinel;
+
+    if (root != sentinel) {
+        for (node = ngx_rbtree_min(root, sentinel);
+             node;
+             node = ngx_rbtree_next(&sh->rooms.rooms, node))
+        {
+            room = (ngx_teleclinic_room_t *) node;
+
+            if (room->visits == 0) {
+                continue;
+            }
+
+            ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+            ev.op = NGX_TELECLINIC_EV_ROOM;
+            ev.seq = sh->seq;
+            ev.at = ngx_time();
+            ev.doctor.data = room->doctor;
+            ev.doctor.len = room->doctor_len;
+            ev.visits = room->visits;
+            ev.average = room->average;
 
             if ((size_t) (buf + size - p) < NGX_TELECLINIC_RECORD_MAX) {
                 if (ngx_teleclinic_journal_write(fd, buf, p - buf,
@@ -665,10 +716,23 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev, u_char *buf,
             p = ngx_slprintf(p, last, ",\"status\":%ui,\"created\":%T",
                              ev->status, ev->created);
 
+            /* each time on its own: any of them may be unset (0) */
+
             if (p && ev->arrived) {
-                p = ngx_slprintf(p, last, ",\"arrived\":%T,\"vstart\":%T,"
-                                 "\"vend\":%T", ev->arrived,
-                                 ev->visit_start, ev->visit_end);
+                p = ngx_slprintf(p, last, ",\"arrived\":%T", ev->arrived);
+            }
+
+            if (p && ev->visit_start) {
+                p = ngx_slprintf(p, last, ",\"vstart\":%T",
+                                 ev->visit_start);
+            }
+
+            if (p && ev->visit_end) {
+                p = ngx_slprintf(p, last, ",\"vend\":%T", ev->visit_end);
+            }
+
+            if (p && ev->version) {
+                p = ngx_slprintf(p, last, ",\"ver\":%uD", ev->version);
             }
         }
 
@@ -720,6 +784,16 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev, u_char *buf,
 
     case NGX_TELECLINIC_EV_SENT:
         p = ngx_slprintf(p, last, ",\"msg\":%ui", ev->msg);
+        break;
+
+    case NGX_TELECLINIC_EV_ROOM:
+        p = ngx_teleclinic_json_field(p, last, "doctor", &ev->doctor);
+
+        if (p) {
+            p = ngx_slprintf(p, last, ",\"visits\":%ui,\"average\":%ui",
+                             ev->visits, ev->average);
+        }
+
         break;
     }
 
@@ -817,13 +891,13 @@ ngx_teleclinic_journal_uint(json_t *o, const char *key, ngx_uint_t max,
 
 
 static time_t
-ngx_teleclinic_journal_int(json_t *o, const char *key)
+ngx_teleclinic_journal_int(json_t *o, const char *key, time_t none)
 {
     json_t  *v;
 
     v = json_object_get(o, key);
 
-    return json_is_integer(v) ? (time_t) json_integer_value(v) : -1;
+    return json_is_integer(v) ? (time_t) json_integer_value(v) : none;
 }
 
 
@@ -836,7 +910,7 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
     uint32_t       crc, want;
     ngx_int_t      rc;
     ngx_str_t      s;
-    ngx_uint_t     i;
+    ngx_uint_t     i, version;
     json_error_t   jerr;
 
     if (len < 11 || line[8] != ' ') {
@@ -892,14 +966,20 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
         goto done;
     }
 
-    ev->at = ngx_teleclinic_journal_int(o, "at");
-    ev->start = ngx_teleclinic_journal_int(o, "start");
-    ev->end = ngx_teleclinic_journal_int(o, "end");
-    ev->created = ngx_teleclinic_journal_int(o, "created");
-    ev->due = ngx_teleclinic_journal_int(o, "due");
-    ev->arrived = ngx_teleclinic_journal_int(o, "arrived");
-    ev->visit_start = ngx_teleclinic_journal_int(o, "vstart");
-    ev->visit_end = ngx_teleclinic_journal_int(o, "vend");
+    ev->at = ngx_teleclinic_journal_int(o, "at", -1);
+    ev->start = ngx_teleclinic_journal_int(o, "start", -1);
+    ev->end = ngx_teleclinic_journal_int(o, "end", -1);
+    ev->created = ngx_teleclinic_journal_int(o, "created", -1);
+    ev->due = ngx_teleclinic_journal_int(o, "due", -1);
+
+    /*
+     * The visit's times are left out of a record while they are unset,
+     * and unset is 0 in the zone: the appointment's answer shows only
+     * the times that are set.
+     */
+    ev->arrived = ngx_teleclinic_journal_int(o, "arrived", 0);
+    ev->visit_start = ngx_teleclinic_journal_int(o, "vstart", 0);
+    ev->visit_end = ngx_teleclinic_journal_int(o, "vend", 0);
 
     /* counters and codes are checked: they index arrays and trees */
 
@@ -912,10 +992,18 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
                                        &ev->status) != NGX_OK
         || ngx_teleclinic_journal_uint(o, "kind",
                                        NGX_TELECLINIC_MSG_REMINDER,
-                                       &ev->kind) != NGX_OK)
+                                       &ev->kind) != NGX_OK
+        || ngx_teleclinic_journal_uint(o, "visits", NGX_MAX_INT_T_VALUE,
+                                       &ev->visits) != NGX_OK
+        || ngx_teleclinic_journal_uint(o, "average", NGX_MAX_INT32_VALUE,
+                                       &ev->average) != NGX_OK
+        || ngx_teleclinic_journal_uint(o, "ver", NGX_MAX_UINT32_VALUE,
+                                       &version) != NGX_OK)
     {
         goto done;
     }
+
+    ev->version = (uint32_t) version;
 
     switch (ev->op) {
 
@@ -959,6 +1047,17 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
             || ngx_teleclinic_journal_str(o, "hash", &s, pool) != NGX_OK
             || s.len != 64
             || ngx_teleclinic_journal_hex(ev->hash, s.data, 32) != NGX_OK)
+        {
+            goto done;
+        }
+
+        break;
+
+    case NGX_TELECLINIC_EV_ROOM:
+        if (ngx_teleclinic_journal_str(o, "doctor", &ev->doctor, pool)
+            != NGX_OK
+            || ngx_teleclinic_id_valid(ev->doctor.data, ev->doctor.len)
+               != NGX_OK)
         {
             goto done;
         }

@@ -225,7 +225,8 @@ ngx_teleclinic_notify_message(ngx_teleclinic_zone_t *zone,
     u_char                            id[NGX_TELECLINIC_APPT_ID_LEN];
     u_char                            token[NGX_TELECLINIC_TOKEN_MAX], *t;
     u_char                            time[NGX_TELECLINIC_TIME_LEN];
-    u_char                            subj[8], md[32], hex[64], *p;
+    u_char                            subj[NGX_TELECLINIC_APPT_SUBJECT];
+    u_char                            md[32], hex[64], *p;
     u_char                            port[sizeof(":65535")];
     u_char                           *body, *url;
     size_t                            len;
@@ -268,7 +269,8 @@ ngx_teleclinic_notify_message(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_appt_id_print(id, appt->id);
     ngx_teleclinic_time_print(time, appt->start);
 
-    ngx_teleclinic_token_appt_subject(appt->id, subj, &subject);
+    ngx_teleclinic_token_appt_subject(appt->id, appt->version, subj,
+                                      &subject);
     t = ngx_teleclinic_token_issue(&tmcf->token_secret,
                                    NGX_TELECLINIC_TOKEN_PATIENT, &subject,
                                    appt->end + tmcf->token_ttl, token);

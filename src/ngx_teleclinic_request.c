@@ -14,6 +14,8 @@ static ngx_int_t ngx_teleclinic_request_string(json_t *obj, const char *key,
     size_t min, size_t max, ngx_str_t *value, ngx_teleclinic_error_t *err);
 static size_t ngx_teleclinic_utf8_chars(u_char *p, size_t len);
 static ngx_int_t ngx_teleclinic_has_control(ngx_str_t *s);
+static ngx_int_t ngx_teleclinic_name_valid(ngx_str_t *s);
+static uint32_t ngx_teleclinic_utf8_next(u_char **p, u_char *last);
 static ngx_int_t ngx_teleclinic_phone_valid(ngx_str_t *s);
 static ngx_int_t ngx_teleclinic_digits(u_char *p, size_t n, ngx_uint_t *v);
 
@@ -109,6 +111,13 @@ ngx_teleclinic_request_booking(u_char *body, size_t len,
         != NGX_OK)
     {
         err->field = "patient.name";
+        goto failed;
+    }
+
+    if (ngx_teleclinic_name_valid(&req->name) != NGX_OK) {
+        ngx_teleclinic_error(err, 422, "invalid_characters",
+                             "the name has direction controls or no visible "
+                             "character", "patient.name");
         goto failed;
     }
 
@@ -247,7 +256,11 @@ ngx_teleclinic_utf8_chars(u_char *p, size_t len)
 }
 
 
-/* NGX_OK when the string holds a control character (NUL included) */
+/*
+ * NGX_OK when the string holds a control character (NUL included): C0,
+ * DEL, and C1 (U+0080 to U+009F, which UTF-8 spells 0xc2 0x80-0x9f; the
+ * text is valid UTF-8, jansson has checked it)
+ */
 
 static ngx_int_t
 ngx_teleclinic_has_control(ngx_str_t *s)
@@ -258,9 +271,125 @@ ngx_teleclinic_has_control(ngx_str_t *s)
         if (s->data[i] < 0x20 || s->data[i] == 0x7f) {
             return NGX_OK;
         }
+
+        if (s->data[i] == 0xc2 && i + 1 < s->len
+            && s->data[i + 1] >= 0x80 && s->data[i + 1] <= 0x9f)
+        {
+            return NGX_OK;
+        }
     }
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * A name is shown to the doctor, in lists and in messages: it may not
+ * turn the direction of the text around it (the embeddings, overrides
+ * and isolates, and the invisible marks, which a name shown in its own
+ * element does not need), and it must show at least one character that
+ * is not a space or an invisible format character.  Joiners stay allowed
+ * within a name (Persian and Indic names need them).
+ */
+
+static ngx_int_t
+ngx_teleclinic_name_valid(ngx_str_t *s)
+{
+    u_char      *p, *last;
+    uint32_t     c;
+    ngx_uint_t   visible;
+
+    p = s->data;
+    last = s->data + s->len;
+    visible = 0;
+
+    while (p < last) {
+        c = ngx_teleclinic_utf8_next(&p, last);
+
+        if ((c >= 0x202a && c <= 0x202e)         /* LRE RLE PDF LRO RLO */
+            || (c >= 0x2066 && c <= 0x2069)      /* LRI RLI FSI PDI */
+            || c == 0x200e || c == 0x200f        /* LRM RLM */
+            || c == 0x061c                       /* ALM */
+            || (c >= 0x80 && c <= 0x9f)          /* C1 */
+            || c == 0xffffffff)
+        {
+            return NGX_ERROR;
+        }
+
+        if (c == 0x20 || c == 0xa0 || c == 0x1680      /* spaces */
+            || (c >= 0x2000 && c <= 0x200a)
+            || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f
+            || c == 0x3000
+            || c == 0xad || c == 0x34f                 /* invisible */
+            || c == 0x115f || c == 0x1160 || c == 0x3164 || c == 0xffa0
+            || c == 0x17b4 || c == 0x17b5
+            || (c >= 0x180b && c <= 0x180f)
+            || (c >= 0x200b && c <= 0x200d)
+            || (c >= 0x2060 && c <= 0x2064)
+            || (c >= 0x206a && c <= 0x206f)
+            || (c >= 0xfe00 && c <= 0xfe0f)
+            || c == 0xfeff
+            || (c >= 0xfff9 && c <= 0xfffb)
+            || (c >= 0x1bca0 && c <= 0x1bca3)
+            || (c >= 0x1d173 && c <= 0x1d17a)
+            || (c >= 0xe0000 && c <= 0xe0fff))         /* tags, VS */
+        {
+            continue;
+        }
+
+        visible = 1;
+    }
+
+    return visible ? NGX_OK : NGX_ERROR;
+}
+
+
+/* the next code point of valid UTF-8; 0xffffffff for a broken sequence */
+
+static uint32_t
+ngx_teleclinic_utf8_next(u_char **p, u_char *last)
+{
+    u_char     *s;
+    size_t      n, i;
+    uint32_t    c;
+
+    s = *p;
+    c = *s++;
+
+    if (c < 0x80) {
+        *p = s;
+        return c;
+    }
+
+    if (c >= 0xf0) {
+        n = 3;
+        c &= 0x07;
+
+    } else if (c >= 0xe0) {
+        n = 2;
+        c &= 0x0f;
+
+    } else if (c >= 0xc0) {
+        n = 1;
+        c &= 0x1f;
+
+    } else {
+        *p = s;
+        return 0xffffffff;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (s == last || (*s & 0xc0) != 0x80) {
+            *p = s;
+            return 0xffffffff;
+        }
+
+        c = (c << 6) | (*s++ & 0x3f);
+    }
+
+    *p = s;
+
+    return c;
 }
 
 

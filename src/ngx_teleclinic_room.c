@@ -105,6 +105,12 @@ ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a)
 
     appt = ngx_teleclinic_appt_lookup(a->zone, a->appt);
 
+    /* the token was given before a cancellation or a reschedule */
+    if (appt && appt->version != a->version) {
+        ngx_teleclinic_unlock(a);
+        return "unauthorized";
+    }
+
     if (appt == NULL
         || appt->status == NGX_TELECLINIC_CANCELLED
         || appt->status == NGX_TELECLINIC_FULFILLED
@@ -1052,7 +1058,7 @@ ngx_teleclinic_room_day_end(ngx_teleclinic_actor_t *a)
 
 void
 ngx_teleclinic_room_visit_locked(ngx_teleclinic_zone_t *zone, u_char *doctor,
-    size_t len, time_t duration)
+    size_t len, time_t duration, ngx_uint_t metrics)
 {
     ngx_teleclinic_room_t  *room;
 
@@ -1076,10 +1082,32 @@ ngx_teleclinic_room_visit_locked(ngx_teleclinic_zone_t *zone, u_char *doctor,
                           / 10;
     }
 
-    ngx_teleclinic_histogram(zone->sh->metrics.visit,
-                             ngx_teleclinic_visit_buckets,
-                             &zone->sh->metrics.visit_sum,
-                             &zone->sh->metrics.visit_count, duration);
+    if (metrics) {
+        ngx_teleclinic_histogram(zone->sh->metrics.visit,
+                                 ngx_teleclinic_visit_buckets,
+                                 &zone->sh->metrics.visit_sum,
+                                 &zone->sh->metrics.visit_count, duration);
+    }
+}
+
+
+/* NGX_DECLINED when the zone has no room for the doctor's room */
+
+ngx_int_t
+ngx_teleclinic_room_average_locked(ngx_teleclinic_zone_t *zone,
+    u_char *doctor, size_t len, ngx_uint_t visits, ngx_uint_t average)
+{
+    ngx_teleclinic_room_t  *room;
+
+    room = ngx_teleclinic_room_get(zone, doctor, len);
+    if (room == NULL) {
+        return NGX_DECLINED;
+    }
+
+    room->visits = visits;
+    room->average = average;
+
+    return NGX_OK;
 }
 
 

@@ -134,6 +134,7 @@ typedef struct {
     ngx_str_t                     doctor;        /* in doctor_buf */
     u_char                        doctor_buf[NGX_TELECLINIC_ID_MAX];
     uint64_t                      appt;          /* a patient's */
+    uint32_t                      version;       /* named by their token */
 
     time_t                        start;         /* of the appointment */
     ngx_uint_t                    status;
@@ -189,9 +190,15 @@ typedef void (*ngx_teleclinic_room_send_pt)(ngx_uint_t serial, u_char *text,
 void ngx_teleclinic_room_update(ngx_teleclinic_actor_t *a,
     ngx_teleclinic_room_send_pt send);
 
-/* with the zone locked, from the journal's events and from the bus */
+/*
+ * With the zone locked, from the journal's events and from the bus.  A
+ * visit moves the doctor's average, and the metrics when "metrics" is
+ * set (not in a replay); a snapshot sets the average.
+ */
 void ngx_teleclinic_room_visit_locked(ngx_teleclinic_zone_t *zone,
-    u_char *doctor, size_t len, time_t duration);
+    u_char *doctor, size_t len, time_t duration, ngx_uint_t metrics);
+ngx_int_t ngx_teleclinic_room_average_locked(ngx_teleclinic_zone_t *zone,
+    u_char *doctor, size_t len, ngx_uint_t visits, ngx_uint_t average);
 void ngx_teleclinic_room_worker_gone_locked(ngx_teleclinic_zone_t *zone,
     ngx_pid_t pid);
 

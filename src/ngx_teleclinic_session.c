@@ -369,6 +369,7 @@ ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
     u_char                            buf[NGX_TELECLINIC_TIME_LEN];
     u_char                            hex[NGX_TELECLINIC_APPT_ID_LEN];
     json_t                           *reply;
+    uint32_t                          version;
     uint64_t                          id;
     ngx_int_t                         rc;
     const char                       *err;
@@ -388,9 +389,13 @@ ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
     rc = ngx_teleclinic_token_verify(&tmcf->token_secret, &msg->token,
                                      ngx_time(), &t);
 
+    /* a token of any other kind, however well signed, opens nothing */
+
     if (rc != NGX_OK
+        || (t.kind != NGX_TELECLINIC_TOKEN_PATIENT
+            && t.kind != NGX_TELECLINIC_TOKEN_DOCTOR)
         || (t.kind == NGX_TELECLINIC_TOKEN_PATIENT
-            && ngx_teleclinic_token_appt(&t, &id) != NGX_OK))
+            && ngx_teleclinic_token_appt(&t, &id, &version) != NGX_OK))
     {
         ngx_teleclinic_session_refuse(ws, msg->id, "unauthorized");
         ngx_teleclinic_ws_close(ws, WSLAY_CODE_POLICY_VIOLATION,
@@ -446,10 +451,19 @@ ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
         }
 
         a.appt = id;
+        a.version = version;
 
         err = ngx_teleclinic_room_checkin(&a);
 
         ngx_teleclinic_session_done(s, &a);
+
+        if (err && ngx_strcmp(err, "unauthorized") == 0) {
+            /* a token given before a cancellation or a reschedule */
+            ngx_teleclinic_session_refuse(ws, msg->id, err);
+            ngx_teleclinic_ws_close(ws, WSLAY_CODE_POLICY_VIOLATION,
+                                    "not authorized");
+            return;
+        }
 
         if (err && a.opens_at) {
             reply = json_pack("{s:i, s:s, s:s, s:s, s:s%}", "v", 1,

@@ -243,7 +243,7 @@ ngx_teleclinic_token_verify(ngx_str_t *secret, ngx_str_t *token, time_t now,
 
 
 void
-ngx_teleclinic_token_appt_subject(uint64_t id, u_char *buf,
+ngx_teleclinic_token_appt_subject(uint64_t id, uint32_t version, u_char *buf,
     ngx_str_t *subject)
 {
     ngx_uint_t  i;
@@ -254,15 +254,26 @@ ngx_teleclinic_token_appt_subject(uint64_t id, u_char *buf,
 
     subject->data = buf;
     subject->len = 8;
+
+    if (version) {
+        for (i = 0; i < 4; i++) {
+            buf[8 + i] = (u_char) (version >> (24 - 8 * i));
+        }
+
+        subject->len = 12;
+    }
 }
 
 
 ngx_int_t
-ngx_teleclinic_token_appt(ngx_teleclinic_token_t *t, uint64_t *id)
+ngx_teleclinic_token_appt(ngx_teleclinic_token_t *t, uint64_t *id,
+    uint32_t *version)
 {
     ngx_uint_t  i;
 
-    if (t->kind != NGX_TELECLINIC_TOKEN_PATIENT || t->subject.len != 8) {
+    if (t->kind != NGX_TELECLINIC_TOKEN_PATIENT
+        || (t->subject.len != 8 && t->subject.len != 12))
+    {
         return NGX_ERROR;
     }
 
@@ -270,6 +281,19 @@ ngx_teleclinic_token_appt(ngx_teleclinic_token_t *t, uint64_t *id)
 
     for (i = 0; i < 8; i++) {
         *id = (*id << 8) | t->subject.data[i];
+    }
+
+    *version = 0;
+
+    if (t->subject.len == 12) {
+        for (i = 0; i < 4; i++) {
+            *version = (*version << 8) | t->subject.data[8 + i];
+        }
+
+        /* version 0 has one spelling: without the 4 bytes */
+        if (*version == 0) {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;

@@ -42,10 +42,18 @@ u_char *ngx_teleclinic_token_issue(ngx_str_t *secret, ngx_uint_t kind,
 ngx_int_t ngx_teleclinic_token_verify(ngx_str_t *secret, ngx_str_t *token,
     time_t now, ngx_teleclinic_token_t *t);
 
-/* a patient's token names the appointment: its id as 8 bytes */
-void ngx_teleclinic_token_appt_subject(uint64_t id, u_char *buf,
-    ngx_str_t *subject);
-ngx_int_t ngx_teleclinic_token_appt(ngx_teleclinic_token_t *t, uint64_t *id);
+/*
+ * A patient's token names the appointment and its version: the id as 8
+ * bytes, then the version as 4 when it is not 0, so that a token of an
+ * appointment never changed has the form it had before versions.  buf
+ * holds NGX_TELECLINIC_APPT_SUBJECT bytes.
+ */
+#define NGX_TELECLINIC_APPT_SUBJECT    12
+
+void ngx_teleclinic_token_appt_subject(uint64_t id, uint32_t version,
+    u_char *buf, ngx_str_t *subject);
+ngx_int_t ngx_teleclinic_token_appt(ngx_teleclinic_token_t *t, uint64_t *id,
+    uint32_t *version);
 
 /*
  * A secret kept in a file, for the *_secret_file directives: read at

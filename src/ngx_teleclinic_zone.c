@@ -378,6 +378,12 @@ ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
         rc = NGX_OK;
         break;
 
+    case NGX_TELECLINIC_EV_ROOM:
+        rc = ngx_teleclinic_room_average_locked(zone, ev->doctor.data,
+                                                ev->doctor.len, ev->visits,
+                                                ev->average);
+        break;
+
     case NGX_TELECLINIC_EV_MSG:
         rc = NGX_OK;
 
@@ -483,9 +489,15 @@ ngx_teleclinic_apply_change(ngx_teleclinic_zone_t *zone,
         case NGX_TELECLINIC_FULFILLED:
             if (appt->visit_start) {
                 appt->visit_end = ev->at;
+
+                /*
+                 * the doctor's average is state, made again by a
+                 * replay; the metrics count what this start saw
+                 */
                 ngx_teleclinic_room_visit_locked(zone, appt->doctor,
                                                  appt->doctor_len,
-                                                 ev->at - appt->visit_start);
+                                                 ev->at - appt->visit_start,
+                                                 !zone->replay);
             }
             break;
         }
@@ -530,6 +542,12 @@ ngx_teleclinic_apply_change(ngx_teleclinic_zone_t *zone,
 
     appt->reminder = reminder;
     appt->updated = ev->at;
+
+    /*
+     * the patient's token names the version: after a cancellation or a
+     * reschedule the tokens given out before open nothing
+     */
+    appt->version++;
 
     if (ev->op == NGX_TELECLINIC_EV_CANCEL) {
         ngx_teleclinic_status_set(zone, appt, NGX_TELECLINIC_CANCELLED);
@@ -598,6 +616,7 @@ ngx_teleclinic_apply_appt(ngx_teleclinic_zone_t *zone,
     appt->arrived = ev->arrived;
     appt->visit_start = ev->visit_start;
     appt->visit_end = ev->visit_end;
+    appt->version = ev->version;
     appt->reminder = reminder;
     appt->doctor_len = ngx_min(ev->doctor.len, NGX_TELECLINIC_ID_MAX);
     ngx_memcpy(appt->doctor, ev->doctor.data, appt->doctor_len);

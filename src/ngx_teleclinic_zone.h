@@ -41,7 +41,9 @@
 #define NGX_TELECLINIC_EV_MSG         8
 /* a past cancelled appointment leaves a full zone */
 #define NGX_TELECLINIC_EV_EXPIRE      9
-#define NGX_TELECLINIC_EV_LAST        NGX_TELECLINIC_EV_EXPIRE
+/* snapshot: a doctor's running average, which the visits made */
+#define NGX_TELECLINIC_EV_ROOM        10
+#define NGX_TELECLINIC_EV_LAST        NGX_TELECLINIC_EV_ROOM
 
 
 typedef struct {
@@ -57,6 +59,7 @@ typedef struct {
     time_t                        visit_start;
     time_t                        visit_end;
     ngx_uint_t                    status;
+    uint32_t                      version;   /* of its patient's token */
     struct ngx_teleclinic_msg_s  *reminder;
     size_t                        doctor_len;
     u_char                        doctor[NGX_TELECLINIC_ID_MAX];
@@ -146,6 +149,7 @@ typedef struct {
     time_t                        arrived;     /* snapshots keep the */
     time_t                        visit_start; /* visit's times */
     time_t                        visit_end;
+    uint32_t                      version;     /* snapshots: the token's */
     ngx_str_t                     name;
     ngx_str_t                     phone;
     ngx_str_t                     reason;
@@ -153,6 +157,8 @@ typedef struct {
     ngx_uint_t                    msg;         /* message id */
     ngx_uint_t                    kind;        /* message kind */
     time_t                        due;
+    ngx_uint_t                    visits;      /* of the doctor, and */
+    ngx_uint_t                    average;     /* their average visit */
     ngx_str_t                     directory;   /* JSON text */
     u_char                        hash[32];    /* of the directory file */
 } ngx_teleclinic_event_t;
@@ -167,6 +173,7 @@ struct ngx_teleclinic_zone_s {
     ngx_str_t                     directory_file;
     time_t                        reminder_before;
     ngx_uint_t                    fresh;      /* no state before start */
+    ngx_uint_t                    replay;     /* the journal is replayed */
     ngx_uint_t                    notify;     /* a gateway is configured */
 };
 

@@ -202,16 +202,24 @@ is($r->{json}{slot}, $s1->{id}, 'cancel: slot');
 
 is(slot_status('gp-one', $s1->{id}), 'free', 'cancelled slot is free again');
 
+# the cancel outdates the patient's token; the admin still sees it all
 $r = appointment($t, $a->{id}, $a->{token});
-is($r->{status}, 200, 'read a cancelled appointment: 200');
+is($r->{status}, 401, 'read a cancelled appointment with its token: 401');
+ok(!exists(($r->{json} // {})->{patient}), 'read: no patient data');
+
+$r = appointment($t, $a->{id}, $ADMIN_KEY);
+is($r->{status}, 200, 'the admin reads a cancelled appointment: 200');
 is($r->{json}{status}, 'cancelled', 'read: status cancelled');
 
 $r = cancel($t, $a->{id}, $a->{token});
+is($r->{status}, 401, 'cancel twice with the token: 401');
+
+$r = cancel($t, $a->{id}, $ADMIN_KEY);
 is($r->{status}, 409, 'cancel twice: 409');
 ok($r->{json}{error}{code} && $r->{json}{error}{message},
    'cancel twice: error code and message');
 
-$r = reschedule($t, $a->{id}, $a->{token}, $s2->{id});
+$r = reschedule($t, $a->{id}, $ADMIN_KEY, $s2->{id});
 is($r->{status}, 409, 'reschedule a cancelled appointment: 409');
 is(slot_status('gp-one', $s2->{id}), 'free',
    'a refused reschedule takes no slot');
@@ -229,7 +237,7 @@ $r = appointment($t, $b->{id}, $b->{token});
 is($r->{json}{patient}{name}, 'Max Mustermann', 'rebooking: new patient');
 is($r->{json}{reason}, 'test visit', 'rebooking: new reason');
 
-$r = appointment($t, $a->{id}, $a->{token});
+$r = appointment($t, $a->{id}, $ADMIN_KEY);
 is($r->{json}{status}, 'cancelled', 'the old appointment stays cancelled');
 
 ###############################################################################
@@ -245,7 +253,7 @@ is($c->{slot}, $s2->{id}, 'reschedule: new slot');
 is($c->{start}, $s2->{start}, 'reschedule: new start');
 is($c->{end}, $s2->{end}, 'reschedule: new end');
 isnt($c->{token}, $b->{token}, 'reschedule: new token');
-check_token($c, 'reschedule');
+check_token($c, 'reschedule', 1);
 is($c->{join_url}, "$PUBLIC/visit.html?appointment=$b->{id}"
                    . "#token=$c->{token}",
    'reschedule: join_url with the new token');
@@ -295,7 +303,7 @@ sub slot_status {
 
 # the token's payload names the appointment and lasts past the visit
 sub check_token {
-    my ($appt, $what) = @_;
+    my ($appt, $what, $version) = @_;
 
     my ($payload, $mac) = ($appt->{token} // '')
         =~ /^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$/;
@@ -303,12 +311,16 @@ sub check_token {
     ok(defined $payload, "$what: token is base64url.base64url")
         or return;
 
+    # the version follows the id once it is not 0
     my $bytes = decode_base64url($payload);
-    is(length $bytes, 17, "$what: token payload of 17 bytes");
+    is(length $bytes, $version ? 21 : 17,
+       "$what: token payload of " . ($version ? 21 : 17) . ' bytes');
 
-    my ($kind, $exp, $id) = unpack 'C Q> a8', $bytes;
+    my ($kind, $exp, $id, $v) = unpack 'C Q> a8 a*', $bytes;
     is($kind, 1, "$what: token of a patient");
     is(unpack('H16', $id), $appt->{id}, "$what: token names the appointment");
+    is($version ? unpack('N', $v) : length $v, $version // 0,
+       "$what: token names version " . ($version // 0));
     is($exp, rfc3339_epoch($appt->{end}) + $TTL,
        "$what: token valid until 7 days after the visit");
     is(length decode_base64url($mac), 32, "$what: HMAC-SHA256");

@@ -140,6 +140,60 @@ post_raw('NUL in name',
          . '"Erika\u0000Mustermann","phone":"+49 30 1234567"}}',
          422, 'invalid_characters', 'patient.name');
 
+# C1 controls anywhere, direction controls in a name, and names that show
+# nothing: the same invalid_characters as other control characters
+for my $case (['NEL (U+0085) in a name', "Erika\x{85}Mustermann"],
+              ['a name of NEL alone', "\x{85}"],
+              ['CSI (U+009B) in a name', "Erika\x{9b}31m"],
+              ['RLO (U+202E) in a name', "Erika \x{202e}nnamretsuM"],
+              ['a name of RLO alone', "\x{202e}"],
+              ['LRE (U+202A) in a name', "\x{202a}Erika"],
+              ['PDF (U+202C) in a name', "Erika\x{202c}"],
+              ['RLI (U+2067) in a name', "\x{2067}Erika\x{2069}"],
+              ['FSI (U+2068) in a name', "Erika \x{2068}M"],
+              ['RLM (U+200F) in a name', "Erika\x{200f}"],
+              ['LRM (U+200E) in a name', "\x{200e}Erika"],
+              ['ALM (U+061C) in a name', "Erika\x{61c}"],
+              ['a name of ZWSP (U+200B) alone', "\x{200b}"],
+              ['a name of spaces', '   '],
+              ['a name of no-break spaces and ZWSP', "\x{a0}\x{200b}\x{a0}"],
+              ['a name of joiners and word joiners',
+               "\x{200c}\x{200d}\x{2060}"],
+              ['a name of BOM, soft hyphen, ideographic space',
+               "\x{feff}\x{ad}\x{3000}"],
+              ['a name of a Hangul filler', "\x{3164}"],
+              ['a name of tag characters', "\x{e0041}\x{e0042}"])
+{
+    my ($what, $name) = @$case;
+
+    post($what, { slot => "gp-one.$ymd.0830",
+                  patient => { %$patient, name => $name } },
+         422, 'invalid_characters', 'patient.name');
+}
+
+post('C1 (U+0085) in the reason',
+     { slot => "gp-one.$ymd.0830", patient => $patient,
+       reason => "rash\x{85}" },
+     422, 'invalid_characters', 'reason');
+
+# names of every script, with the joiners they need, are fine
+for my $name ("J\x{f6}rg M\x{fc}ller", "\x{410}\x{43d}\x{43d}\x{430}",
+              "\x{5f0}\x{627}\x{62f}\x{631}",
+              "\x{645}\x{647}\x{200c}\x{631}\x{62f}\x{627}\x{62f}",
+              "\x{938}\x{94d}\x{200d}\x{930}", "\x{738b}\x{82b3}",
+              " Erika\x{a0}Mustermann ")
+{
+    my $free = free_slot($t, 'gp-two', $date);
+    my $b = book($t, $free->{id}, name => $name);
+
+    is($b->{status}, 201, "a name of " . length($name) . ' characters, '
+                          . sprintf('U+%04X first', ord $name) . ': 201');
+    is(appointment($t, $b->{json}{id}, $ADMIN_KEY)->{json}{patient}{name},
+       $name, 'the name is kept as it was sent');
+    is(cancel($t, $b->{json}{id}, $ADMIN_KEY)->{status}, 200,
+       'and cancelled again');
+}
+
 # phone numbers
 for my $phone ('030 1234567', '+49 30 abc4567', '+12 345', '+', '+49/30/123',
                '+1234567890123456', "+49 30 1234567\x{0660}")

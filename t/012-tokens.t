@@ -190,8 +190,96 @@ is($r->{status}, 200, 'admin key cancels');
 is($r->{json}{status}, 'cancelled', 'admin cancel: cancelled');
 
 $r = get_appt($b->{id}, "Bearer $b->{token}");
-is($r->{status}, 200, "B's token still reads B after the cancel");
+refused($r, 401, "B's token after the admin's cancel");
+ok(!exists(($r->{json} // {})->{patient}), 'no patient data for it');
+
+$r = get_appt($b->{id}, "Bearer $ADMIN");
 is($r->{json}{status}, 'cancelled', 'B is cancelled');
+
+###############################################################################
+# a token names the appointment's version: a reschedule or a cancel
+# outdates the tokens given before it
+
+$r = book($t, free_slot($t, 'gp-one', $date)->{id}, name => 'Dora D',
+          phone => '+49 30 7654321');
+is($r->{status}, 201, 'book D') or BAIL_OUT('cannot book');
+my $d = $r->{json};
+my $d_exp = token_expiry($d->{token});
+
+is(length(decode_base64url((split /\./, $d->{token})[0])), 1 + 8 + 8,
+   'a new booking: the subject is the id alone (version 0)');
+
+my $s2 = free_slot($t, 'gp-two', $date, 1)->{id};
+$r = $t->http(POST => "$API/appointments/$d->{id}/reschedule",
+              body => { slot => $s2 }, headers => auth_of($d->{token}));
+is($r->{status}, 200, 'D rescheduled');
+my $d1 = $r->{json}{token};
+my $d1_exp = token_expiry($d1);
+
+isnt($d1, $d->{token}, 'the reschedule gives a new token');
+is(craft_raw($SECRET, pack('C Q> H16 N', 1, $d1_exp, $d->{id}, 1)), $d1,
+   'the new token names version 1: the id, then 4 bytes');
+like($r->{json}{join_url}, qr/#token=\Q$d1\E$/,
+     'the new join_url carries the new token');
+
+refused(get_appt($d->{id}, "Bearer $d->{token}"), 401,
+        'the old token after the reschedule reads nothing');
+refused($t->http(POST => "$API/appointments/$d->{id}/reschedule",
+                 body => { slot => free_slot($t, 'gp-two', $date, 2)->{id} },
+                 headers => auth_of($d->{token})), 401,
+        'the old token does not reschedule');
+refused($t->http(POST => "$API/appointments/$d->{id}/reschedule",
+                 body => { slot => 'not a slot' },
+                 headers => auth_of($d->{token})), 401,
+        'the old token with a bad body: 401 first');
+refused($t->http(POST => "$API/appointments/$d->{id}/cancel",
+                 headers => auth_of($d->{token})), 401,
+        'the old token does not cancel');
+
+for my $case (['version 0 spelt with 4 bytes',
+               pack('C Q> H16 N', 1, $d1_exp, $d->{id}, 0)],
+              ['version 2, not yet there',
+               pack('C Q> H16 N', 1, $d1_exp, $d->{id}, 2)],
+              ['a version of 2 bytes',
+               pack('C Q> H16 n', 1, $d1_exp, $d->{id}, 1)])
+{
+    refused(get_appt($d->{id}, 'Bearer ' . craft_raw($SECRET, $case->[1])),
+            401, "a crafted token of $case->[0]");
+}
+
+$r = get_appt($d->{id}, "Bearer $d1");
+is($r->{status}, 200, 'the new token reads D');
+is($r->{json}{slot}, $s2, 'D is in the new slot');
+is($r->{json}{patient}{name}, 'Dora D', 'the new token: the patient');
+
+# the versions are in the journal
+$t->kill9;
+$t->start;
+
+refused(get_appt($d->{id}, "Bearer $d->{token}"), 401,
+        'after kill -9: the old token still reads nothing');
+is(get_appt($d->{id}, "Bearer $d1")->{status}, 200,
+   'after kill -9: the new token reads D');
+is(get_appt($a->{id}, "Bearer $a->{token}")->{status}, 200,
+   'after kill -9: a token of an appointment never changed reads it');
+
+$r = $t->http(POST => "$API/appointments/$d->{id}/cancel",
+              headers => auth_of($d1));
+is($r->{status}, 200, 'D cancelled with the new token');
+is($r->{json}{status}, 'cancelled', 'the answer: cancelled');
+ok(!exists $r->{json}{patient}, 'the answer: no patient data');
+
+$r = get_appt($d->{id}, "Bearer $d1");
+refused($r, 401, 'the token after the cancel reads nothing');
+ok(!exists(($r->{json} // {})->{patient}), 'no name or phone for it');
+
+refused($t->http(POST => "$API/appointments/$d->{id}/cancel",
+                 headers => auth_of($d1)), 401,
+        'the token after the cancel does not cancel again');
+
+$r = get_appt($d->{id}, "Bearer $ADMIN");
+is($r->{status}, 200, 'the admin still reads D');
+is($r->{json}{patient}{phone}, '+49 30 7654321', 'the admin: the phone');
 
 $t->stop;
 undef $t;
@@ -272,6 +360,11 @@ sub flip {
     substr($s, $i, 1) = $c eq 'A' ? 'B' : 'A';
 
     return $s;
+}
+
+sub auth_of {
+    my ($token) = @_;
+    return { Authorization => "Bearer $token" };
 }
 
 sub get_appt {

@@ -458,7 +458,8 @@ sub snapshot {
     return { listed => listed(), appointments => \%all };
 }
 
-# each acked appointment, read by its patient with the token
+# each acked appointment, read by its patient with the token; the token
+# of a cancelled one was outdated by the cancel (401), the admin reads it
 sub check_known {
     my ($what) = @_;
 
@@ -469,6 +470,11 @@ sub check_known {
         next unless $k->{token};
 
         my $r = appointment($t, $id, $k->{token});
+
+        if ($k->{status} eq 'cancelled') {
+            push(@bad, $id), next unless ($r->{status} // 0) == 401;
+            $r = appointment($t, $id, $ADMIN_KEY);
+        }
 
         push @bad, $id
             unless ($r->{status} // 0) == 200

@@ -184,7 +184,8 @@ ok(signature_ok($m->{headers}{'x-teleclinic-signature'}, $m->{body}),
 
 }
 
-$r = cancel($appt);
+# with the token of the reschedule: it outdated the booking's
+$r = cancel($moved);
 is($r->{status}, 200, 'cancel rescheduled: 200');
 
 $m = wait_message('cancellation', $appt->{id});

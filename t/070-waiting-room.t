@@ -2,8 +2,9 @@
 
 # The waiting room with real WebSocket clients on two workers: what a
 # connection may do before hello, each refusal of a hello (bad token,
-# too early, visit over), the queue's order (by appointment start, then
-# arrival; sent-back patients behind the others), the position and
+# outdated by a cancel or a reschedule, too early, visit over), the
+# queue's order (by appointment start, then arrival; sent-back patients
+# behind the others), the position and
 # estimated wait pushed to every waiting patient on each change, the
 # doctor's console with names, skip, noshow, leave, a second connection
 # of a patient, a doctor who cannot act on another doctor's queue, and
@@ -13,10 +14,12 @@ use strict;
 use warnings;
 
 use Test::More;
+use Digest::SHA qw(hmac_sha256);
+use MIME::Base64 qw(encode_base64url);
 
 use lib 't/lib';
 use Teleclinic::Test;
-use Teleclinic::Clinic qw(appointment cancel);
+use Teleclinic::Clinic qw(appointment cancel reschedule $TOKEN_SECRET);
 use Teleclinic::Room qw(:all);
 use Teleclinic::WS;
 
@@ -141,8 +144,29 @@ is($c->wait_closed, 1008, 'altered token: close 1008');
 $c = refused('not-a-token', 'unauthorized', 'garbage token: unauthorized');
 is($c->wait_closed, 1008, 'garbage token: close 1008');
 
-$c = refused($gone->{token}, 'visit_over',
-             'cancelled appointment: visit_over');
+# a cancel outdates the tokens given before it
+$c = refused($gone->{token}, 'unauthorized',
+             'the token of a cancelled appointment: unauthorized');
+is($c->wait_closed, 1008, 'the token of a cancelled appointment: close 1008');
+
+# one of its present version (as in a cancellation message) is told why
+$c = refused(craft(1, time + 86400, pack('H16 N', $gone->{id}, 1)),
+             'visit_over', 'cancelled appointment, current token: visit_over');
+
+# so does a reschedule; the new token is the one that checks in
+my $far = book_at($t, 'doc-b', 4 * 3600, name => 'Far Patient');
+my $far2 = book_at($t, 'doc-b', 5 * 3600, name => 'Farther Patient');
+
+is(cancel($t, $far2->{id}, $far2->{token})->{status}, 200,
+   'a far slot freed');
+my $moved = reschedule($t, $far->{id}, $far->{token}, $far2->{slot});
+is($moved->{status}, 200, 'a far appointment rescheduled');
+
+$c = refused($far->{token}, 'unauthorized',
+             'the token from before the reschedule: unauthorized');
+is($c->wait_closed, 1008, 'the token from before the reschedule: close 1008');
+refused($moved->{json}{token}, 'too_early',
+        'the token of the reschedule: accepted (too_early, 5 h ahead)');
 
 ###############################################################################
 # the queue's order: appointment start, not arrival
@@ -385,3 +409,16 @@ $_->close for grep { !$_->closed } values %pws, $doc, $docb, $ows, $ws,
 ok($t->stop, 'no alerts in the log');
 
 done_testing;
+
+###############################################################################
+
+# a token as the server makes one (see t/012-tokens.t)
+sub craft {
+    my ($kind, $exp, $subject) = @_;
+
+    my $payload = pack('C Q>', $kind, $exp) . $subject;
+
+    return encode_base64url($payload) . '.'
+           . encode_base64url(hmac_sha256("ngx_teleclinic token v1\0"
+                                          . $payload, $TOKEN_SECRET));
+}

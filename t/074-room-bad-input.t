@@ -5,17 +5,21 @@
 # patient close that patient's connection with the right code (1003,
 # 1007, 1009, 1008), and messages for a call the sender is not in get
 # not_in_call; after each, the others still get their queue updates
-# and the call between two others goes on.
+# and the call between two others goes on.  A hello with a validly
+# signed token of a kind the server does not issue is unauthorized.
 
 use strict;
 use warnings;
 
 use Test::More;
 
+use Digest::SHA qw(hmac_sha256);
+use MIME::Base64 qw(encode_base64url);
 use Mojo::JSON qw(encode_json);
 
 use lib 't/lib';
 use Teleclinic::Test;
+use Teleclinic::Clinic qw($TOKEN_SECRET);
 use Teleclinic::Room qw(:all);
 use Teleclinic::WS;
 
@@ -134,9 +138,52 @@ is($ws{4}->wait_closed, 1008, 'a flood: close 1008');
 others_still_served('a flood', 5);
 
 ###############################################################################
+# validly signed tokens of kinds the server never issues open nothing;
+# the same crafting with kind 1 checks the patient in, which proves it
+
+my $appt = pack 'H16', $p[8]{id};
+my $exp = time + 86400;
+
+for my $case ([0, $appt], [3, $appt], [255, $appt], [3, 'doc-a'],
+              [0, 'doc-a'])
+{
+    my ($kind, $subject) = @$case;
+    my $what = "a signed token of kind $kind for "
+               . ($subject eq 'doc-a' ? 'a doctor' : 'an appointment');
+
+    my $c = Teleclinic::WS->connect($t->url('/ws'));
+    my $m = $c->hello(craft($kind, $exp, $subject), id => 'k');
+
+    is($m && $m->{code}, 'unauthorized', "$what: unauthorized");
+    is($m && $m->{id}, 'k', "$what: the id comes back");
+    is($c->wait_closed, 1008, "$what: close 1008");
+}
+
+{
+    my $c = Teleclinic::WS->connect($t->url('/ws'));
+    my $m = $c->hello(craft(1, $exp, $appt));
+
+    is($m && $m->{type}, 'welcome', 'the crafting with kind 1: welcome');
+    $ws{8} = $c;
+}
+
+###############################################################################
 
 $_->close for grep { !$_->closed } $doc, values %ws;
 
 ok($t->stop, 'no alerts in the log');
 
 done_testing;
+
+###############################################################################
+
+# a token as the server makes one (see t/012-tokens.t), of any kind
+sub craft {
+    my ($kind, $exp, $subject) = @_;
+
+    my $payload = pack('C Q>', $kind, $exp) . $subject;
+
+    return encode_base64url($payload) . '.'
+           . encode_base64url(hmac_sha256("ngx_teleclinic token v1\0"
+                                          . $payload, $TOKEN_SECRET));
+}
