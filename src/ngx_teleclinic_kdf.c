@@ -8,6 +8,9 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 #include "ngx_teleclinic_kdf.h"
+#if (__GLIBC__)
+#include <malloc.h>
+#endif
 
 
 /*
@@ -21,6 +24,9 @@
 
 
 #if (NGX_THREADS)
+
+
+#define NGX_TELECLINIC_KDF_MMAP  (1024 * 1024)
 
 
 typedef struct {
@@ -151,6 +157,17 @@ ngx_teleclinic_kdf_start(ngx_log_t *log)
     ngx_teleclinic_kdf_pool_t  *tp;
 
     tp = &ngx_teleclinic_kdf_pool;
+
+#if (__GLIBC__)
+    /*
+     * scrypt's buffer (16 MiB with teleclinic-passwd's costs) is malloc'ed
+     * by OpenSSL on the thread; glibc would keep it in the thread's arena
+     * after the first free, raising its mmap threshold to that size.  A
+     * fixed threshold (which stops the raising for the whole worker) has
+     * such buffers mmap'ed and given back at free.
+     */
+    (void) mallopt(M_MMAP_THRESHOLD, NGX_TELECLINIC_KDF_MMAP);
+#endif
 
     if (pipe2(fds, O_NONBLOCK|O_CLOEXEC) == -1) {
         ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,

@@ -5,7 +5,10 @@
 # doctor token; wrong password and unknown doctor get the same 401; the
 # sixth failure in a row gets 429; a malformed hash is refused with the
 # directory; an SSO variable names the doctor without a password; and the
-# worker keeps answering while logins are being verified.
+# worker keeps answering while logins are being verified.  The lockout
+# holds against concurrent attempts and against made-up ids; a flood of
+# logins gets 429 busy past the worker's KDF queue while bookings go on;
+# a client that goes away has its check dropped before the KDF runs.
 
 use strict;
 use warnings;
@@ -16,6 +19,7 @@ use MIME::Base64 qw(decode_base64url);
 use Mojo::JSON qw(encode_json);
 use Mojo::Promise;
 use IO::Socket::IP;
+use Time::HiRes qw(sleep);
 
 use lib 't/lib';
 use Teleclinic::Test;
@@ -47,6 +51,10 @@ http {
         location /api/v1/ {
             teleclinic_api;
         }
+
+        location = /metrics {
+            teleclinic_metrics;
+        }
     }
 
     # behind the hospital's SSO: its user name, when there is one
@@ -70,7 +78,10 @@ like($hash, qr{^scrypt\$16384\$8\$1\$[A-Za-z0-9+/]+=*\$[A-Za-z0-9+/]{43}=$},
      'teleclinic-passwd prints scrypt$N$r$p$salt$hash');
 isnt(passwd($t, $PASSWORD), $hash, 'teleclinic-passwd salts each hash');
 
-my $dir = directory();
+# gp-three and gp-four for the lockout's races, each alone
+my $dir = directory(doctors => ['gp-one', 'gp-two', 'derm-one',
+                                doctor('gp-three', 'gp'),
+                                doctor('gp-four', 'gp')]);
 $_->{password} = $hash for @{ $dir->{doctors} };
 write_directory($t, $dir);
 
@@ -283,6 +294,96 @@ $r = login('derm-one', $PASSWORD);
 is($r->{status}, 200, 'after clients went away mid-login: 200');
 
 ###############################################################################
+# 30 logins at once for one doctor, 29 wrong and the right one last: an
+# attempt counts from before its KDF, so no more than 5 are checked and
+# the right one is refused with the others
+
+{
+    my $checks = metric($t, 'teleclinic_doctor_login_checks_total');
+    my $ua = Mojo::UserAgent->new;
+    $ua->request_timeout(60);
+
+    my (@codes, $right, $sent, $send_right);
+    my $pending = 30;
+    my $done = sub { Mojo::IOLoop->stop unless --$pending };
+
+    # after the first answer (or 0.3 s): the wrong ones are all in by then
+    $send_right = sub {
+        return if $sent++;
+        $ua->post($t->url("$API/doctor/login"),
+                  json => { doctor => 'gp-three', password => $PASSWORD },
+                  sub { $right = $_[1]->res; $done->() });
+    };
+
+    for my $n (1 .. 29) {
+        $ua->post($t->url("$API/doctor/login"),
+                  json => { doctor => 'gp-three', password => "guess $n" },
+                  sub {
+                      push @codes, $_[1]->res->code // 0;
+                      $send_right->();
+                      $done->();
+                  });
+    }
+
+    my $timer = Mojo::IOLoop->timer(0.3 => $send_right);
+    Mojo::IOLoop->start;
+    Mojo::IOLoop->remove($timer);
+
+    my $checked = grep { $_ == 401 } @codes;
+    is(scalar @codes, 29, 'race: every wrong attempt answered');
+    ok($checked <= 5, "race: at most 5 wrong ones checked ($checked)");
+    is(scalar(grep { $_ == 429 } @codes), 29 - $checked,
+       'race: the others refused with 429');
+    is($right->code, 429, 'race: the right password, sent last, is refused');
+    is(eval { $right->json->{error}{code} }, 'too_many_attempts',
+       'race: too_many_attempts');
+    ok(defined $checks
+       && metric($t, 'teleclinic_doctor_login_checks_total') - $checks <= 5,
+       'race: no more than 5 KDFs ran');
+}
+
+###############################################################################
+# made-up ids cannot flush a doctor's count: 4 failures for gp-four, then
+# 76 failures for made-up ids (70 ids, the first of them 7 times: never
+# locked out, each with a KDF and the same answer as a wrong password),
+# and gp-four's fifth failure still locks it
+
+for my $n (1 .. 4) {
+    $r = login('gp-four', "guess $n");
+    is($r->{status}, 401, "gp-four: failure $n is 401");
+}
+
+{
+    my $checks = metric($t, 'teleclinic_doctor_login_checks_total');
+    my $ua = Mojo::UserAgent->new;
+    $ua->request_timeout(60);
+
+    my @ids = ((map { "made-up-$_" } 1 .. 70), ('made-up-1') x 6);
+    my @bodies;
+
+    Mojo::Promise->map({ concurrency => 4 }, sub {
+        $ua->post_p($t->url("$API/doctor/login"),
+                    json => { doctor => $_, password => 'guess' })
+           ->then(sub { push @bodies, $_[0]->res->code . ' '
+                                      . $_[0]->res->body });
+    }, @ids)->catch(sub { diag "made-up ids: @_" })->wait;
+
+    is(scalar @bodies, 76, 'made-up ids: 76 answers');
+    is(scalar(grep { $_ eq "401 $wrong->{body}" } @bodies), 76,
+       'made-up ids: each the 401 of a wrong password, never locked out');
+    is(metric($t, 'teleclinic_doctor_login_checks_total') - ($checks // 0),
+       76, 'made-up ids: each cost a KDF');
+}
+
+$r = login('gp-four', 'guess 5');
+is($r->{status}, 401, 'gp-four: failure 5 is 401');
+
+$r = login('gp-four', $PASSWORD);
+is($r->{status}, 429, 'gp-four: locked out after 5, made-up ids or not');
+is($r->{json}{error}{code}, 'too_many_attempts',
+   'gp-four: too_many_attempts');
+
+###############################################################################
 # a malformed hash in the directory file stops the start
 
 {
@@ -312,6 +413,15 @@ sub login {
 
     return $t->http(POST => "$API/doctor/login",
                     body => { doctor => $doctor, password => $password });
+}
+
+# the value of one sample of /metrics, undef without it
+sub metric {
+    my ($t, $name) = @_;
+
+    my $body = $t->http(GET => '/metrics')->{body} // '';
+
+    return $body =~ /^\Q$name\E (\d+)$/m ? $1 : undef;
 }
 
 sub passwd {
