@@ -644,6 +644,7 @@ ngx_http_teleclinic_login_begin(ngx_http_request_t *r,
 
     } else {
         e->inflight++;
+        e->started = now;
         rc = NGX_OK;
     }
 
@@ -732,8 +733,10 @@ ngx_http_teleclinic_login_end(ngx_http_request_t *r,
 
 /*
  * With the zone locked.  A window or a lock that is over starts the count
- * again; attempts in flight stay counted.  A new node first expires a
- * few idle ones, and all of them when the zone is full.
+ * again; attempts in flight stay counted, unless the last of them was
+ * queued a whole window ago: their worker died before it could tell.  A
+ * new node first expires a few idle ones, and all of them when the zone
+ * is full.
  */
 
 static ngx_teleclinic_login_t *
@@ -753,6 +756,10 @@ ngx_http_teleclinic_login_find(ngx_teleclinic_zone_t *zone, ngx_str_t *doctor,
 
     if (sn) {
         e = (ngx_teleclinic_login_t *) sn;
+
+        if (e->inflight && now - e->started >= NGX_TELECLINIC_LOGIN_WINDOW) {
+            e->inflight = 0;
+        }
 
         if (e->locked ? e->locked <= now
                       : now - e->since >= NGX_TELECLINIC_LOGIN_WINDOW)
@@ -794,6 +801,7 @@ ngx_http_teleclinic_login_find(ngx_teleclinic_zone_t *zone, ngx_str_t *doctor,
     e->sn.str.data = e->id;
     e->failures = 0;
     e->inflight = 0;
+    e->started = now;
     e->since = now;
     e->locked = 0;
 
@@ -809,7 +817,7 @@ ngx_http_teleclinic_login_find(ngx_teleclinic_zone_t *zone, ngx_str_t *doctor,
 static ngx_uint_t
 ngx_http_teleclinic_login_idle(ngx_teleclinic_login_t *e, time_t now)
 {
-    if (e->inflight) {
+    if (e->inflight && now - e->started < NGX_TELECLINIC_LOGIN_WINDOW) {
         return 0;
     }
 

@@ -26,7 +26,14 @@
 #if (NGX_THREADS)
 
 
-#define NGX_TELECLINIC_KDF_MMAP  (1024 * 1024)
+#define NGX_TELECLINIC_KDF_MMAP   (1024 * 1024)
+
+/*
+ * While tasks are pending, a timer on the pipe's connection: a worker
+ * that shuts down gracefully waits for timers, so its logins are still
+ * answered (and their lockout attempts released).
+ */
+#define NGX_TELECLINIC_KDF_TIMER  1000
 
 
 typedef struct {
@@ -45,6 +52,7 @@ typedef struct {
 static ngx_int_t ngx_teleclinic_kdf_start(ngx_log_t *log);
 static void *ngx_teleclinic_kdf_thread(void *data);
 static void ngx_teleclinic_kdf_read(ngx_event_t *rev);
+static void ngx_teleclinic_kdf_timer(void);
 
 
 static ngx_teleclinic_kdf_pool_t   ngx_teleclinic_kdf_pool;
@@ -86,6 +94,7 @@ ngx_teleclinic_kdf_post(ngx_teleclinic_kdf_task_t *task, ngx_uint_t max,
     (void) ngx_thread_mutex_unlock(&tp->mtx, log);
 
     ngx_teleclinic_kdf_npending++;
+    ngx_teleclinic_kdf_timer();
 
     return NGX_OK;
 }
@@ -135,6 +144,7 @@ ngx_teleclinic_kdf_cancel(ngx_teleclinic_kdf_task_t *task)
 
     if (rc == NGX_OK) {
         ngx_teleclinic_kdf_npending--;
+        ngx_teleclinic_kdf_timer();
     }
 
     return rc;
@@ -323,6 +333,9 @@ ngx_teleclinic_kdf_read(ngx_event_t *rev)
     c = rev->data;
     tp = &ngx_teleclinic_kdf_pool;
 
+    /* a timeout only keeps the timer going (see above) */
+    rev->timedout = 0;
+
     do {
         n = read(c->fd, buf, sizeof(buf));
     } while (n > 0);
@@ -346,6 +359,26 @@ ngx_teleclinic_kdf_read(ngx_event_t *rev)
         ngx_teleclinic_kdf_npending--;
 
         task->done(task);
+    }
+
+    ngx_teleclinic_kdf_timer();
+}
+
+
+static void
+ngx_teleclinic_kdf_timer(void)
+{
+    ngx_event_t  *rev;
+
+    rev = ngx_teleclinic_kdf_conn->read;
+
+    if (ngx_teleclinic_kdf_npending) {
+        if (!rev->timer_set) {
+            ngx_add_timer(rev, NGX_TELECLINIC_KDF_TIMER);
+        }
+
+    } else if (rev->timer_set) {
+        ngx_del_timer(rev);
     }
 }
 
@@ -371,6 +404,7 @@ ngx_teleclinic_kdf_exit_process(ngx_cycle_t *cycle)
         (void) pthread_join(ngx_teleclinic_kdf_tid, NULL);
     }
 
+    /* closing the connection deletes its timer */
     ngx_close_connection(ngx_teleclinic_kdf_conn);
     close(tp->bell);
 

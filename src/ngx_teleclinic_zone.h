@@ -88,6 +88,7 @@ typedef struct {
     ngx_queue_t                   queue;     /* most recently used first */
     ngx_uint_t                    failures;
     ngx_uint_t                    inflight;  /* KDFs queued or running */
+    time_t                        started;   /* the last one queued */
     time_t                        since;     /* first attempt counted */
     time_t                        locked;    /* refused until then */
     u_char                        id[1];

@@ -551,6 +551,22 @@ ok($f->stop, 'flood instance: no problems in the log');
                   body => { doctor => 'gp-one', password => $PASSWORD });
     is($r->{status}, 200, 'queue 1: then the next one is checked');
 
+    # a reload: the old worker answers its login before it goes
+    undef $slow;
+    $ua->post($q->url("$API/doctor/login"),
+              json => { doctor => 'slow-doc', password => 'guess' },
+              sub { $slow = $_[1]->res; Mojo::IOLoop->stop });
+
+    $timer = Mojo::IOLoop->timer(0.2 => sub { Mojo::IOLoop->stop });
+    Mojo::IOLoop->start;
+    Mojo::IOLoop->remove($timer);
+
+    eval { $q->reload };
+    is($@, '', 'reload with a login being checked');
+
+    Mojo::IOLoop->start unless $slow;
+    is($slow && $slow->code, 401, 'reload: the login is still answered');
+
     $q->allow_log(qr/teleclinic_doctor_login_queue/) if $@;
     ok($q->stop, 'queue 1: no problems in the log');
 }
