@@ -343,6 +343,9 @@ ngx_http_teleclinic_doctor_login(ngx_http_request_t *r, ngx_str_t *body)
                                              &lctx->pw);
     }
 
+    lctx->task.run = ngx_http_teleclinic_kdf;
+    lctx->task.data = lctx;
+
     rc = ngx_http_teleclinic_login_begin(r, lctx);
 
     if (rc != NGX_OK) {
@@ -360,9 +363,7 @@ ngx_http_teleclinic_doctor_login(ngx_http_request_t *r, ngx_str_t *body)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    lctx->task.run = ngx_http_teleclinic_kdf;
     lctx->task.done = ngx_http_teleclinic_login_done;
-    lctx->task.data = lctx;
 
     rc = ngx_teleclinic_kdf_post(&lctx->task, tmcf->login_queue,
                                  r->connection->log);
