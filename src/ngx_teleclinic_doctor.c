@@ -322,8 +322,9 @@ ngx_http_teleclinic_doctor_login(ngx_http_request_t *r, ngx_str_t *body)
 
     /*
      * Only ids in the directory are counted, so that made-up ones cannot
-     * crowd out a doctor's count; they are public (GET /api/v1/doctors)
-     * anyway.  An unknown doctor costs the same KDF as a known one.
+     * crowd out a doctor's count; that they are never locked out tells
+     * nothing, as doctor ids are public (GET /api/v1/doctors).  An
+     * unknown doctor costs the same KDF as a known one.
      */
 
     doctor = dir ? ngx_teleclinic_doctor_find(dir, &lctx->doctor) : NULL;
