@@ -12,6 +12,7 @@
 #include "ngx_teleclinic_session.h"
 #include "ngx_teleclinic_token.h"
 #include "ngx_teleclinic_metrics.h"
+#include "ngx_teleclinic_kdf.h"
 
 
 static ngx_int_t ngx_http_teleclinic_add_variables(ngx_conf_t *cf);
@@ -40,6 +41,10 @@ static void ngx_http_teleclinic_exit_process(ngx_cycle_t *cycle);
 
 static ngx_conf_num_bounds_t  ngx_http_teleclinic_body_bounds = {
     ngx_conf_check_num_bounds, 256, 1024 * 1024
+};
+
+static ngx_conf_num_bounds_t  ngx_http_teleclinic_login_queue_bounds = {
+    ngx_conf_check_num_bounds, 1, 1024
 };
 
 
@@ -128,6 +133,13 @@ static ngx_command_t  ngx_http_teleclinic_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_teleclinic_main_conf_t, doctor_session),
       NULL },
+
+    { ngx_string("teleclinic_doctor_login_queue"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, login_queue),
+      &ngx_http_teleclinic_login_queue_bounds },
 
     { ngx_string("teleclinic_doctor_identity"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -420,6 +432,7 @@ ngx_http_teleclinic_create_main_conf(ngx_conf_t *cf)
     tmcf->horizon = NGX_CONF_UNSET;
     tmcf->notify_timeout = NGX_CONF_UNSET_MSEC;
     tmcf->doctor_session = NGX_CONF_UNSET;
+    tmcf->login_queue = NGX_CONF_UNSET_UINT;
     tmcf->room.checkin_open = NGX_CONF_UNSET;
     tmcf->room.grace = NGX_CONF_UNSET;
     tmcf->room.ring_timeout = NGX_CONF_UNSET;
@@ -444,6 +457,7 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(tmcf->notify_timeout, 5000);
     ngx_conf_init_value(tmcf->journal.fsync, 1);
     ngx_conf_init_value(tmcf->doctor_session, 12 * 3600);
+    ngx_conf_init_uint_value(tmcf->login_queue, 8);
     ngx_conf_init_value(tmcf->room.checkin_open, 15 * 60);
     ngx_conf_init_value(tmcf->room.grace, 60);
     ngx_conf_init_value(tmcf->room.ring_timeout, 30);
@@ -472,13 +486,6 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
         if (tmcf->journal.thread_pool == NULL) {
             return NGX_CONF_ERROR;
         }
-    }
-
-    /* the password KDF of doctor logins runs there, fsync or not */
-    tmcf->login_pool = ngx_thread_pool_add(cf, tmcf->thread_pool.len
-                                               ? &tmcf->thread_pool : NULL);
-    if (tmcf->login_pool == NULL) {
-        return NGX_CONF_ERROR;
     }
 #endif
 
@@ -838,6 +845,9 @@ ngx_http_teleclinic_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_teleclinic_exit_process(ngx_cycle_t *cycle)
 {
+#if (NGX_THREADS)
+    ngx_teleclinic_kdf_exit_process(cycle);
+#endif
     ngx_teleclinic_session_exit_process(cycle);
     ngx_teleclinic_notify_exit_process(cycle);
 }

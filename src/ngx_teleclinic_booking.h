@@ -37,10 +37,8 @@ typedef struct {
     ngx_msec_t                    notify_timeout;
     ngx_str_t                     thread_pool;
     time_t                        doctor_session;
+    ngx_uint_t                    login_queue;  /* KDFs per worker */
     ngx_teleclinic_room_conf_t    room;
-#if (NGX_THREADS)
-    ngx_thread_pool_t            *login_pool;  /* doctor logins' KDF */
-#endif
 } ngx_http_teleclinic_main_conf_t;
 
 

@@ -13,9 +13,13 @@
 #include "ngx_teleclinic_booking.h"
 #include "ngx_teleclinic_token.h"
 #include "ngx_teleclinic_doctor.h"
+#include "ngx_teleclinic_kdf.h"
 
 
-/* the lockout: so many failures of one doctor id within the window */
+/*
+ * The lockout: so many attempts of one doctor id, failed or with their
+ * KDF still to come, within the window
+ */
 #define NGX_TELECLINIC_LOGIN_FAILURES  5
 #define NGX_TELECLINIC_LOGIN_WINDOW    300
 #define NGX_TELECLINIC_LOGIN_LOCK      300
@@ -27,13 +31,20 @@
 #define NGX_TELECLINIC_SCRYPT_NR_MAX   (1 << 19)
 #define NGX_TELECLINIC_SCRYPT_P_MAX    16
 
+/* how an attempt counted in the lockout ends */
+#define NGX_TELECLINIC_LOGIN_UNUSED    0    /* refused before its KDF */
+#define NGX_TELECLINIC_LOGIN_DROPPED   1    /* its client went away first */
+#define NGX_TELECLINIC_LOGIN_CHECKED   2    /* its KDF ran */
+
 
 typedef struct {
+    ngx_teleclinic_kdf_task_t     task;
     ngx_http_request_t           *request;
     ngx_str_t                     doctor;
     ngx_str_t                     password;
     ngx_teleclinic_password_t     pw;
-    ngx_uint_t                    known;
+    ngx_uint_t                    known;     /* the hash is the doctor's */
+    ngx_uint_t                    counted;   /* in the doctor's lockout */
     ngx_uint_t                    ok;
 } ngx_http_teleclinic_login_ctx_t;
 
@@ -42,20 +53,29 @@ static ngx_int_t ngx_teleclinic_password_number(ngx_str_t *s, uint64_t min,
     uint64_t max, uint64_t *v);
 static ngx_int_t ngx_teleclinic_password_base64(ngx_str_t *s, u_char *dst,
     size_t min, size_t max, size_t *len);
-static void ngx_http_teleclinic_kdf(void *data, ngx_log_t *log);
+static void ngx_http_teleclinic_kdf(ngx_teleclinic_kdf_task_t *task);
 #if (NGX_THREADS)
-static void ngx_http_teleclinic_login_done(ngx_event_t *ev);
+static void ngx_http_teleclinic_login_done(ngx_teleclinic_kdf_task_t *task);
+static void ngx_http_teleclinic_login_cleanup(void *data);
 #endif
 static ngx_int_t ngx_http_teleclinic_login_answer(ngx_http_request_t *r,
     ngx_str_t *doctor);
 static ngx_int_t ngx_http_teleclinic_bad_credentials(ngx_http_request_t *r);
-static ngx_int_t ngx_http_teleclinic_login_locked(ngx_http_request_t *r,
-    ngx_str_t *doctor);
-static void ngx_http_teleclinic_login_count(ngx_http_request_t *r,
-    ngx_str_t *doctor, ngx_uint_t ok);
+static ngx_int_t ngx_http_teleclinic_login_refused(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_teleclinic_login_begin(ngx_http_request_t *r,
+    ngx_http_teleclinic_login_ctx_t *lctx);
+static void ngx_http_teleclinic_login_end(ngx_http_request_t *r,
+    ngx_http_teleclinic_login_ctx_t *lctx, ngx_uint_t how);
 static ngx_teleclinic_login_t *ngx_http_teleclinic_login_find(
-    ngx_teleclinic_sh_t *sh, ngx_str_t *doctor, time_t now,
+    ngx_teleclinic_zone_t *zone, ngx_str_t *doctor, time_t now,
     ngx_uint_t create);
+static ngx_uint_t ngx_http_teleclinic_login_idle(ngx_teleclinic_login_t *e,
+    time_t now);
+static void ngx_http_teleclinic_login_free(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_login_t *e);
+static void ngx_http_teleclinic_login_expire(ngx_teleclinic_zone_t *zone,
+    time_t now, ngx_uint_t n);
 
 
 /*
@@ -193,13 +213,15 @@ ngx_teleclinic_password_base64(ngx_str_t *s, u_char *dst, size_t min,
 
 /*
  * POST /api/v1/doctor/login {"doctor": ID, "password": "..."}: the KDF
- * runs on the thread pool, and the answer goes out from its completion.
+ * runs on the worker's KDF thread, and the answer goes out from its
+ * completion.
  */
 
 ngx_int_t
 ngx_http_teleclinic_doctor_login(ngx_http_request_t *r, ngx_str_t *body)
 {
     json_t                           *root, *v;
+    ngx_int_t                         rc;
     ngx_str_t                         id;
     ngx_teleclinic_error_t            err;
     ngx_teleclinic_doctor_t          *doctor;
@@ -209,7 +231,7 @@ ngx_http_teleclinic_doctor_login(ngx_http_request_t *r, ngx_str_t *body)
     ngx_http_teleclinic_main_conf_t  *tmcf;
     ngx_http_teleclinic_login_ctx_t  *lctx;
 #if (NGX_THREADS)
-    ngx_thread_task_t                *task;
+    ngx_http_cleanup_t               *cln;
 #endif
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
@@ -245,24 +267,11 @@ ngx_http_teleclinic_doctor_login(ngx_http_request_t *r, ngx_str_t *body)
                                          err.message, err.field);
     }
 
-    lctx = NULL;
-
-#if (NGX_THREADS)
-    task = ngx_thread_task_alloc(r->pool,
-                                 sizeof(ngx_http_teleclinic_login_ctx_t));
-    if (task == NULL) {
-        json_decref(root);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    lctx = task->ctx;
-#else
     lctx = ngx_pcalloc(r->pool, sizeof(ngx_http_teleclinic_login_ctx_t));
     if (lctx == NULL) {
         json_decref(root);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-#endif
 
     v = json_object_get(root, "doctor");
 
@@ -309,18 +318,20 @@ ngx_http_teleclinic_doctor_login(ngx_http_request_t *r, ngx_str_t *body)
 
     json_decref(root);
 
-    if (ngx_http_teleclinic_login_locked(r, &lctx->doctor)) {
-        ngx_explicit_memzero(lctx->password.data, lctx->password.len);
+    lctx->request = r;
 
-        return ngx_http_teleclinic_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
-                                         "too_many_attempts",
-                                         "too many failed logins; try "
-                                         "again later", NULL);
-    }
-
-    /* an unknown doctor costs the same KDF as a known one */
+    /*
+     * Only ids in the directory are counted, so that made-up ones cannot
+     * crowd out a doctor's count; that they are never locked out tells
+     * nothing, as doctor ids are public (GET /api/v1/doctors).  An
+     * unknown doctor costs the same KDF as a known one.
+     */
 
     doctor = dir ? ngx_teleclinic_doctor_find(dir, &lctx->doctor) : NULL;
+
+    if (doctor) {
+        lctx->counted = 1;
+    }
 
     if (doctor && doctor->password.len
         && ngx_teleclinic_password_parse(&doctor->password, &lctx->pw)
@@ -333,31 +344,66 @@ ngx_http_teleclinic_doctor_login(ngx_http_request_t *r, ngx_str_t *body)
                                              &lctx->pw);
     }
 
-    lctx->request = r;
+    lctx->task.run = ngx_http_teleclinic_kdf;
+    lctx->task.data = lctx;
+
+    rc = ngx_http_teleclinic_login_begin(r, lctx);
+
+    if (rc != NGX_OK) {
+        ngx_explicit_memzero(lctx->password.data, lctx->password.len);
+        return ngx_http_teleclinic_login_refused(r, rc);
+    }
 
 #if (NGX_THREADS)
-    task->handler = ngx_http_teleclinic_kdf;
-    task->event.handler = ngx_http_teleclinic_login_done;
-    task->event.data = lctx;
 
-    if (ngx_thread_task_post(tmcf->login_pool, task) != NGX_OK) {
+    /* made before the task is queued, so that nothing fails after it */
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        ngx_http_teleclinic_login_end(r, lctx, NGX_TELECLINIC_LOGIN_UNUSED);
         ngx_explicit_memzero(lctx->password.data, lctx->password.len);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    lctx->task.done = ngx_http_teleclinic_login_done;
+
+    rc = ngx_teleclinic_kdf_post(&lctx->task, tmcf->login_queue,
+                                 r->connection->log);
+
+    if (rc != NGX_OK) {
+        ngx_http_teleclinic_login_end(r, lctx, NGX_TELECLINIC_LOGIN_UNUSED);
+        ngx_explicit_memzero(lctx->password.data, lctx->password.len);
+
+        return (rc == NGX_BUSY)
+               ? ngx_http_teleclinic_login_refused(r, NGX_AGAIN)
+               : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_teleclinic_login_cleanup;
+    cln->data = lctx;
+
     /*
-     * The count keeps the request until the completion finalizes it;
-     * "blocked" keeps a termination (a timeout, the client gone) from
-     * freeing it under the running task.
+     * The count keeps the request (and its pool, which holds the task)
+     * until the completion finalizes it; "blocked" keeps a termination
+     * (a timeout, the client gone) from freeing it under a running
+     * task.  The cleanup drops a task that has not started yet.
      */
     r->main->count++;
     r->main->blocked++;
 
+    /*
+     * Notice a client that goes away meanwhile; the event is posted once
+     * for a close that came in with the request itself.
+     */
+    r->read_event_handler = ngx_http_test_reading;
+    ngx_post_event(r->connection->read, &ngx_posted_events);
+
     return NGX_DONE;
+
 #else
+
     /* without threads the worker waits for the KDF */
-    ngx_http_teleclinic_kdf(lctx, r->connection->log);
-    ngx_http_teleclinic_login_count(r, &lctx->doctor, lctx->ok);
+    ngx_http_teleclinic_kdf(&lctx->task);
+    ngx_http_teleclinic_login_end(r, lctx, NGX_TELECLINIC_LOGIN_CHECKED);
 
     return lctx->ok ? ngx_http_teleclinic_login_answer(r, &lctx->doctor)
                     : ngx_http_teleclinic_bad_credentials(r);
@@ -365,12 +411,12 @@ ngx_http_teleclinic_doctor_login(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
-/* on a thread of the pool: only the context, never the request */
+/* on the KDF thread: only the context, never the request */
 
 static void
-ngx_http_teleclinic_kdf(void *data, ngx_log_t *log)
+ngx_http_teleclinic_kdf(ngx_teleclinic_kdf_task_t *task)
 {
-    ngx_http_teleclinic_login_ctx_t  *lctx = data;
+    ngx_http_teleclinic_login_ctx_t  *lctx = task->data;
 
     u_char                      md[NGX_TELECLINIC_KDF_LEN];
     uint64_t                    maxmem;
@@ -395,9 +441,9 @@ ngx_http_teleclinic_kdf(void *data, ngx_log_t *log)
 #if (NGX_THREADS)
 
 static void
-ngx_http_teleclinic_login_done(ngx_event_t *ev)
+ngx_http_teleclinic_login_done(ngx_teleclinic_kdf_task_t *task)
 {
-    ngx_http_teleclinic_login_ctx_t  *lctx = ev->data;
+    ngx_http_teleclinic_login_ctx_t  *lctx = task->data;
 
     ngx_int_t            rc;
     ngx_connection_t    *c;
@@ -408,9 +454,13 @@ ngx_http_teleclinic_login_done(ngx_event_t *ev)
 
     r->main->blocked--;
 
-    ngx_http_teleclinic_login_count(r, &lctx->doctor, lctx->ok);
+    ngx_http_teleclinic_login_end(r, lctx, NGX_TELECLINIC_LOGIN_CHECKED);
 
-    if (lctx->ok) {
+    if (c->error) {
+        /* the client went away while its KDF ran */
+        rc = NGX_ERROR;
+
+    } else if (lctx->ok) {
         rc = ngx_http_teleclinic_login_answer(r, &lctx->doctor);
 
     } else {
@@ -419,6 +469,34 @@ ngx_http_teleclinic_login_done(ngx_event_t *ev)
 
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * When the request ends before the completion (the client went away):
+ * a task still queued is taken out, and its KDF never runs.
+ */
+
+static void
+ngx_http_teleclinic_login_cleanup(void *data)
+{
+    ngx_http_teleclinic_login_ctx_t  *lctx = data;
+
+    ngx_http_request_t  *r;
+
+    if (ngx_teleclinic_kdf_cancel(&lctx->task) != NGX_OK) {
+        return;
+    }
+
+    r = lctx->request;
+
+    ngx_explicit_memzero(lctx->password.data, lctx->password.len);
+    ngx_http_teleclinic_login_end(r, lctx, NGX_TELECLINIC_LOGIN_DROPPED);
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "teleclinic: login dropped before its KDF");
+
+    r->main->blocked--;
 }
 
 #endif
@@ -480,18 +558,75 @@ ngx_http_teleclinic_bad_credentials(ngx_http_request_t *r)
 
 
 /*
- * The lockout table is in the shared zone, so that all workers count the
- * failures of one doctor id together.
+ * NGX_BUSY: the lockout, too_many_attempts; NGX_AGAIN: the worker's KDF
+ * queue is full, busy, to be tried again in a second; NGX_DECLINED: the
+ * zone is full.  None of them has run a KDF.
  */
 
 static ngx_int_t
-ngx_http_teleclinic_login_locked(ngx_http_request_t *r, ngx_str_t *doctor)
+ngx_http_teleclinic_login_refused(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_table_elt_t                  *h;
+    ngx_teleclinic_zone_t            *zone;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
+    zone = ngx_http_teleclinic_zone(tmcf);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_teleclinic_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "zone_full",
+                                         "the service is out of memory for "
+                                         "new records", NULL);
+    }
+
+    if (rc == NGX_BUSY) {
+        (void) ngx_atomic_fetch_add(&zone->sh->logins.locked, 1);
+
+        return ngx_http_teleclinic_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
+                                         "too_many_attempts",
+                                         "too many failed logins; try "
+                                         "again later", NULL);
+    }
+
+    (void) ngx_atomic_fetch_add(&zone->sh->logins.busy, 1);
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    ngx_str_set(&h->value, "1");
+
+    return ngx_http_teleclinic_error(r, NGX_HTTP_TOO_MANY_REQUESTS, "busy",
+                                     "too many logins are being checked; "
+                                     "try again in a moment", NULL);
+}
+
+
+/*
+ * The lockout is in the shared zone, so that all workers count the
+ * attempts of one doctor id together.  An attempt counts from before its
+ * KDF is queued: so many at once cannot all be checked before the first
+ * failure is known.  NGX_OK: go on (or an id not counted); NGX_BUSY: the
+ * id is locked out; NGX_DECLINED: the zone is full.
+ */
+
+static ngx_int_t
+ngx_http_teleclinic_login_begin(ngx_http_request_t *r,
+    ngx_http_teleclinic_login_ctx_t *lctx)
 {
     time_t                            now;
-    ngx_int_t                         locked;
+    ngx_int_t                         rc;
     ngx_teleclinic_zone_t            *zone;
     ngx_teleclinic_login_t           *e;
     ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    if (!lctx->counted) {
+        return NGX_OK;
+    }
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
     zone = ngx_http_teleclinic_zone(tmcf);
@@ -499,50 +634,99 @@ ngx_http_teleclinic_login_locked(ngx_http_request_t *r, ngx_str_t *doctor)
 
     ngx_teleclinic_zone_lock(zone);
 
-    e = ngx_http_teleclinic_login_find(zone->sh, doctor, now, 0);
-    locked = (e && e->locked > now);
+    e = ngx_http_teleclinic_login_find(zone, &lctx->doctor, now, 1);
+
+    if (e == NULL) {
+        rc = NGX_DECLINED;
+
+    } else if (e->locked
+               || e->failures + e->inflight >= NGX_TELECLINIC_LOGIN_FAILURES)
+    {
+        rc = NGX_BUSY;
+
+    } else {
+        e->inflight++;
+        e->started = now;
+        rc = NGX_OK;
+    }
 
     ngx_teleclinic_zone_unlock(zone);
 
-    return locked;
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "teleclinic zone \"%V\" is full",
+                      &zone->shm_zone->shm.name);
+    }
+
+    if (rc != NGX_OK) {
+        lctx->counted = 0;
+    }
+
+    return rc;
 }
 
 
 static void
-ngx_http_teleclinic_login_count(ngx_http_request_t *r, ngx_str_t *doctor,
-    ngx_uint_t ok)
+ngx_http_teleclinic_login_end(ngx_http_request_t *r,
+    ngx_http_teleclinic_login_ctx_t *lctx, ngx_uint_t how)
 {
     time_t                            now;
     ngx_teleclinic_zone_t            *zone;
     ngx_teleclinic_login_t           *e;
+    ngx_teleclinic_logins_t          *logins;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
     zone = ngx_http_teleclinic_zone(tmcf);
+    logins = &zone->sh->logins;
     now = ngx_time();
+
+    if (how == NGX_TELECLINIC_LOGIN_CHECKED) {
+        (void) ngx_atomic_fetch_add(&logins->checks, 1);
+
+    } else if (how == NGX_TELECLINIC_LOGIN_DROPPED) {
+        (void) ngx_atomic_fetch_add(&logins->dropped, 1);
+    }
+
+    if (!lctx->counted) {
+        return;
+    }
+
+    lctx->counted = 0;
 
     ngx_teleclinic_zone_lock(zone);
 
-    e = ngx_http_teleclinic_login_find(zone->sh, doctor, now, !ok);
+    e = ngx_http_teleclinic_login_find(zone, &lctx->doctor, now, 0);
 
-    if (e && ok) {
-        ngx_memzero(e, sizeof(ngx_teleclinic_login_t));
+    if (e == NULL) {
+        ngx_teleclinic_zone_unlock(zone);
+        return;
+    }
 
-    } else if (e) {
-        if (e->failures++ == 0) {
-            e->since = now;
-        }
+    if (e->inflight) {
+        e->inflight--;
+    }
 
-        if (e->failures >= NGX_TELECLINIC_LOGIN_FAILURES) {
-            e->locked = now + NGX_TELECLINIC_LOGIN_LOCK;
+    if (how == NGX_TELECLINIC_LOGIN_CHECKED && lctx->ok) {
+        /* attempts still in flight go on counting */
+        e->failures = 0;
+        e->locked = 0;
+        e->since = now;
 
-            /* the id comes from the client: logged only when it is one */
-            if (ngx_teleclinic_id_valid(doctor->data, doctor->len) == NGX_OK) {
-                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                              "teleclinic: doctor \"%V\" locked out after "
-                              "%ui failed logins", doctor, e->failures);
-            }
-        }
+    } else if (how == NGX_TELECLINIC_LOGIN_CHECKED
+               && ++e->failures >= NGX_TELECLINIC_LOGIN_FAILURES
+               && e->locked == 0)
+    {
+        e->locked = now + NGX_TELECLINIC_LOGIN_LOCK;
+
+        /* a directory id: never a client's made-up string */
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "teleclinic: doctor \"%V\" locked out after "
+                      "%ui failed logins", &lctx->doctor, e->failures);
+    }
+
+    if (ngx_http_teleclinic_login_idle(e, now)) {
+        ngx_http_teleclinic_login_free(zone, e);
     }
 
     ngx_teleclinic_zone_unlock(zone);
@@ -550,59 +734,145 @@ ngx_http_teleclinic_login_count(ngx_http_request_t *r, ngx_str_t *doctor,
 
 
 /*
- * With the zone locked.  An entry whose window or lock is over starts
- * again from nothing.  When the table is full, the entry with the oldest
- * first failure that is not locked makes room; if every entry is locked,
- * the failure is not counted.
+ * With the zone locked.  A window or a lock that is over starts the count
+ * again; attempts in flight stay counted, unless the last of them was
+ * queued a whole window ago: their worker died before it could tell.  A
+ * new node first expires a few idle ones, and all of them when the zone
+ * is full.
  */
 
 static ngx_teleclinic_login_t *
-ngx_http_teleclinic_login_find(ngx_teleclinic_sh_t *sh, ngx_str_t *doctor,
+ngx_http_teleclinic_login_find(ngx_teleclinic_zone_t *zone, ngx_str_t *doctor,
     time_t now, ngx_uint_t create)
 {
-    ngx_uint_t               i;
-    ngx_teleclinic_login_t  *e, *room;
+    size_t                    size;
+    uint32_t                  hash;
+    ngx_str_node_t           *sn;
+    ngx_teleclinic_login_t   *e;
+    ngx_teleclinic_logins_t  *logins;
 
-    room = NULL;
+    logins = &zone->sh->logins;
+    hash = ngx_crc32_short(doctor->data, doctor->len);
 
-    for (i = 0; i < NGX_TELECLINIC_LOGINS; i++) {
-        e = &sh->logins[i];
+    sn = ngx_str_rbtree_lookup(&logins->tree, doctor, hash);
 
-        if (e->id_len
-            && (e->locked ? e->locked <= now
-                          : now - e->since >= NGX_TELECLINIC_LOGIN_WINDOW))
+    if (sn) {
+        e = (ngx_teleclinic_login_t *) sn;
+
+        if (e->inflight && now - e->started >= NGX_TELECLINIC_LOGIN_WINDOW) {
+            e->inflight = 0;
+        }
+
+        if (e->locked ? e->locked <= now
+                      : now - e->since >= NGX_TELECLINIC_LOGIN_WINDOW)
         {
-            ngx_memzero(e, sizeof(ngx_teleclinic_login_t));
+            e->failures = 0;
+            e->locked = 0;
+            e->since = now;
         }
 
-        if (e->id_len == 0) {
-            if (room == NULL || room->id_len) {
-                room = e;
-            }
+        ngx_queue_remove(&e->queue);
+        ngx_queue_insert_head(&logins->lru, &e->queue);
 
-            continue;
-        }
-
-        if (e->id_len == doctor->len
-            && ngx_memcmp(e->id, doctor->data, doctor->len) == 0)
-        {
-            return e;
-        }
-
-        if (e->locked == 0 && (room == NULL
-                               || (room->id_len && e->since < room->since)))
-        {
-            room = e;
-        }
+        return e;
     }
 
-    if (!create || room == NULL || doctor->len > NGX_TELECLINIC_ID_MAX) {
+    if (!create) {
         return NULL;
     }
 
-    ngx_memzero(room, sizeof(ngx_teleclinic_login_t));
-    room->id_len = doctor->len;
-    ngx_memcpy(room->id, doctor->data, doctor->len);
+    ngx_http_teleclinic_login_expire(zone, now, 2);
 
-    return room;
+    size = offsetof(ngx_teleclinic_login_t, id) + doctor->len;
+
+    e = ngx_slab_alloc_locked(zone->shpool, size);
+
+    if (e == NULL) {
+        ngx_http_teleclinic_login_expire(zone, now, 0);
+
+        e = ngx_slab_alloc_locked(zone->shpool, size);
+        if (e == NULL) {
+            return NULL;
+        }
+    }
+
+    ngx_memcpy(e->id, doctor->data, doctor->len);
+
+    e->sn.node.key = hash;
+    e->sn.str.len = doctor->len;
+    e->sn.str.data = e->id;
+    e->failures = 0;
+    e->inflight = 0;
+    e->started = now;
+    e->since = now;
+    e->locked = 0;
+
+    ngx_rbtree_insert(&logins->tree, &e->sn.node);
+    ngx_queue_insert_head(&logins->lru, &e->queue);
+
+    return e;
+}
+
+
+/* nothing in flight, and nothing counted that still matters */
+
+static ngx_uint_t
+ngx_http_teleclinic_login_idle(ngx_teleclinic_login_t *e, time_t now)
+{
+    if (e->inflight && now - e->started < NGX_TELECLINIC_LOGIN_WINDOW) {
+        return 0;
+    }
+
+    if (e->locked) {
+        return e->locked <= now;
+    }
+
+    return e->failures == 0 || now - e->since >= NGX_TELECLINIC_LOGIN_WINDOW;
+}
+
+
+static void
+ngx_http_teleclinic_login_free(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_login_t *e)
+{
+    ngx_queue_remove(&e->queue);
+    ngx_rbtree_delete(&zone->sh->logins.tree, &e->sn.node);
+    ngx_slab_free_locked(zone->shpool, e);
+}
+
+
+/*
+ * Idle nodes from the least recently used end: up to n of the first 8 * n
+ * looked at, or with n 0 all of them.
+ */
+
+static void
+ngx_http_teleclinic_login_expire(ngx_teleclinic_zone_t *zone, time_t now,
+    ngx_uint_t n)
+{
+    ngx_uint_t               freed, seen;
+    ngx_queue_t             *q, *prev, *lru;
+    ngx_teleclinic_login_t  *e;
+
+    lru = &zone->sh->logins.lru;
+    freed = 0;
+    seen = 0;
+
+    for (q = ngx_queue_last(lru);
+         q != ngx_queue_sentinel(lru) && (n == 0 || seen++ < 8 * n);
+         q = prev)
+    {
+        prev = ngx_queue_prev(q);
+        e = ngx_queue_data(q, ngx_teleclinic_login_t, queue);
+
+        if (!ngx_http_teleclinic_login_idle(e, now)) {
+            continue;
+        }
+
+        ngx_http_teleclinic_login_free(zone, e);
+
+        if (++freed == n) {
+            return;
+        }
+    }
 }

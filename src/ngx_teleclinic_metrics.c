@@ -188,6 +188,24 @@ ngx_teleclinic_metrics_handler(ngx_http_request_t *r)
                          ngx_teleclinic_role_names[i], m.sockets[i]);
     }
 
+    p = ngx_slprintf(p, last,
+            "# HELP teleclinic_doctor_login_checks_total Doctor logins "
+            "whose password was checked (made-up doctor ids too).\n"
+            "# TYPE teleclinic_doctor_login_checks_total counter\n"
+            "teleclinic_doctor_login_checks_total %uA\n"
+            "# HELP teleclinic_doctor_login_refused_total Doctor logins "
+            "refused before a check, by reason.\n"
+            "# TYPE teleclinic_doctor_login_refused_total counter\n"
+            "teleclinic_doctor_login_refused_total"
+            "{reason=\"too_many_attempts\"} %uA\n"
+            "teleclinic_doctor_login_refused_total{reason=\"busy\"} %uA\n"
+            "# HELP teleclinic_doctor_login_dropped_total Doctor logins "
+            "dropped unchecked: the client went away first.\n"
+            "# TYPE teleclinic_doctor_login_dropped_total counter\n"
+            "teleclinic_doctor_login_dropped_total %uA\n",
+            sh->logins.checks, sh->logins.locked, sh->logins.busy,
+            sh->logins.dropped);
+
     /* the stream side's relay, when this nginx has one */
     p = ngx_teleclinic_turn_metrics((ngx_cycle_t *) ngx_cycle, p, last);
 

@@ -149,6 +149,9 @@ ngx_teleclinic_zone_init(ngx_shm_zone_t *shm_zone, void *data)
                     ngx_rbtree_insert_value);
     ngx_rbtree_init(&zone->sh->rooms.waits, &zone->sh->rooms.waits_sentinel,
                     ngx_rbtree_insert_value);
+    ngx_rbtree_init(&zone->sh->logins.tree, &zone->sh->logins.sentinel,
+                    ngx_str_rbtree_insert_value);
+    ngx_queue_init(&zone->sh->logins.lru);
 
     len = sizeof(" in teleclinic zone \"\"") + shm_zone->shm.name.len;
 

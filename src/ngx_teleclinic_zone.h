@@ -82,18 +82,32 @@ typedef struct ngx_teleclinic_msg_s {
 
 
 /*
- * Failed doctor logins of one doctor id, for the lockout; a small table
- * shared by the workers (see ngx_teleclinic_doctor.c).
+ * Doctor logins of one doctor id in the directory, for the lockout (see
+ * ngx_teleclinic_doctor.c): one node per id with attempts in the window,
+ * in the slab, so that no id can push another out.
  */
-#define NGX_TELECLINIC_LOGINS        64
+typedef struct {
+    ngx_str_node_t                sn;        /* key: crc32 of the id */
+    ngx_queue_t                   queue;     /* most recently used first */
+    ngx_uint_t                    failures;
+    ngx_uint_t                    inflight;  /* KDFs queued or running */
+    time_t                        started;   /* the last one queued */
+    time_t                        since;     /* first attempt counted */
+    time_t                        locked;    /* refused until then */
+    u_char                        id[1];
+} ngx_teleclinic_login_t;
+
 
 typedef struct {
-    size_t                        id_len;
-    u_char                        id[NGX_TELECLINIC_ID_MAX];
-    ngx_uint_t                    failures;
-    time_t                        since;     /* first failure counted */
-    time_t                        locked;    /* refused until then */
-} ngx_teleclinic_login_t;
+    ngx_rbtree_t                  tree;
+    ngx_rbtree_node_t             sentinel;
+    ngx_queue_t                   lru;
+    /* for /metrics */
+    ngx_atomic_t                  checks;    /* KDFs run */
+    ngx_atomic_t                  locked;    /* 429 too_many_attempts */
+    ngx_atomic_t                  busy;      /* 429 busy */
+    ngx_atomic_t                  dropped;   /* client gone before its KDF */
+} ngx_teleclinic_logins_t;
 
 
 #include "ngx_teleclinic_room.h"
@@ -123,7 +137,7 @@ typedef struct {
 
     ngx_uint_t                    journal_records;
 
-    ngx_teleclinic_login_t        logins[NGX_TELECLINIC_LOGINS];
+    ngx_teleclinic_logins_t       logins;
 
     /* the waiting rooms, the workers' mailboxes, the pilot's figures */
     ngx_teleclinic_rooms_t        rooms;
