@@ -48,11 +48,25 @@
 
 #define NGX_STREAM_TELECLINIC_SOFTWARE     "ngx_teleclinic"
 
+/*
+ * The quotas when none is set.  One username is one participant of one
+ * call: a browser allocates once per TURN URL and network interface,
+ * and again on an ICE restart before the old ones are deleted, well
+ * under 10.  In all, 1000 allocations is 500 relayed calls; each takes a
+ * relay port, a descriptor and one of its worker's connections, which
+ * HTTP and WebSocket clients need too; no more than the relay ports.
+ */
+#define NGX_STREAM_TELECLINIC_USER_QUOTA   10
+#define NGX_STREAM_TELECLINIC_TOTAL_QUOTA  1000
+
 
 typedef struct {
     ngx_shm_zone_t                 *zone;
     u_char                          nonce_key[
                                         NGX_TELECLINIC_STUN_NONCE_KEY_LEN];
+
+    /* of ngx_teleclinic_turn_conf_t *: the servers with teleclinic_turn */
+    ngx_array_t                     servers;
 } ngx_stream_teleclinic_main_conf_t;
 
 
@@ -87,6 +101,7 @@ static char *ngx_stream_teleclinic_secret_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_stream_teleclinic_relay_address(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static ngx_uint_t ngx_stream_teleclinic_wildcard(struct sockaddr *sa);
 static char *ngx_stream_teleclinic_relay_ports(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_stream_teleclinic_allow_peer(ngx_conf_t *cf,
@@ -849,6 +864,13 @@ ngx_stream_teleclinic_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    if (ngx_array_init(&tmcf->servers, cf->pool, 4,
+                       sizeof(ngx_teleclinic_turn_conf_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     return tmcf;
 }
 
@@ -873,6 +895,7 @@ ngx_stream_teleclinic_create_srv_conf(ngx_conf_t *cf)
      *     conf->public_addr = NULL;
      *     conf->allow_peers = NULL;
      *     conf->zone = NULL;
+     *     conf->servers = NULL;
      */
 
     conf->port_min = NGX_CONF_UNSET_UINT;
@@ -894,6 +917,8 @@ ngx_stream_teleclinic_merge_srv_conf(ngx_conf_t *cf, void *parent,
     ngx_teleclinic_turn_conf_t *prev = parent;
     ngx_teleclinic_turn_conf_t *conf = child;
 
+    ngx_uint_t                          ports;
+    ngx_teleclinic_turn_conf_t        **server;
     ngx_stream_teleclinic_main_conf_t  *tmcf;
 
     ngx_conf_merge_str_value(conf->secret, prev->secret, "");
@@ -915,8 +940,17 @@ ngx_stream_teleclinic_merge_srv_conf(ngx_conf_t *cf, void *parent,
         conf->allow_peers = prev->allow_peers;
     }
 
-    ngx_conf_merge_uint_value(conf->user_quota, prev->user_quota, 0);
-    ngx_conf_merge_uint_value(conf->total_quota, prev->total_quota, 0);
+    ngx_conf_merge_uint_value(conf->user_quota, prev->user_quota,
+                              NGX_STREAM_TELECLINIC_USER_QUOTA);
+
+    if (conf->total_quota == NGX_CONF_UNSET_UINT) {
+        conf->total_quota = prev->total_quota;
+    }
+
+    if (conf->total_quota == NGX_CONF_UNSET_UINT) {
+        ports = conf->port_max - conf->port_min + 1;
+        conf->total_quota = ngx_min(ports, NGX_STREAM_TELECLINIC_TOTAL_QUOTA);
+    }
     ngx_conf_merge_size_value(conf->bandwidth, prev->bandwidth, 0);
     ngx_conf_merge_sec_value(conf->max_lifetime, prev->max_lifetime, 3600);
     ngx_conf_merge_sec_value(conf->nonce_lifetime, prev->nonce_lifetime,
@@ -946,6 +980,16 @@ ngx_stream_teleclinic_merge_srv_conf(ngx_conf_t *cf, void *parent,
 
     conf->zone = tmcf->zone;
     conf->nonce_key = tmcf->nonce_key;
+    conf->servers = &tmcf->servers;
+
+    if (conf->enable) {
+        server = ngx_array_push(&tmcf->servers);
+        if (server == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *server = conf;
+    }
 
     return NGX_CONF_OK;
 }
@@ -1033,6 +1077,19 @@ ngx_stream_teleclinic_relay_address(ngx_conf_t *cf, ngx_command_t *cmd,
                                "invalid address \"%V\"", &value[i]);
             return NGX_CONF_ERROR;
         }
+
+        /*
+         * the relay refuses its own addresses as peers (but at relay
+         * ports), so it must know them: a wildcard would be every
+         * address of the host
+         */
+
+        if (ngx_stream_teleclinic_wildcard(addr[i - 1]->sockaddr)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "address \"%V\" is a wildcard, the relay "
+                               "needs the host's address", &value[i]);
+            return NGX_CONF_ERROR;
+        }
     }
 
     tscf->relay_addr = addr[0];
@@ -1049,6 +1106,32 @@ ngx_stream_teleclinic_relay_address(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     return NGX_CONF_OK;
+}
+
+
+static ngx_uint_t
+ngx_stream_teleclinic_wildcard(struct sockaddr *sa)
+{
+    struct sockaddr_in   *sin;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6  *sin6;
+#endif
+
+    switch (sa->sa_family) {
+
+#if (NGX_HAVE_INET6)
+    case AF_INET6:
+        sin6 = (struct sockaddr_in6 *) sa;
+        return IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
+#endif
+
+    case AF_INET:
+        sin = (struct sockaddr_in *) sa;
+        return sin->sin_addr.s_addr == INADDR_ANY;
+
+    default:
+        return 0;
+    }
 }
 
 

@@ -1163,15 +1163,16 @@ ngx_teleclinic_stun_reserved4(uint32_t a)
 ngx_uint_t
 ngx_teleclinic_stun_peer_reserved(struct sockaddr *sa)
 {
-    u_char               *p;
     struct sockaddr_in   *sin;
 #if (NGX_HAVE_INET6)
+    u_char               *p;
+    uint32_t              v4;
     struct sockaddr_in6  *sin6;
-    static u_char         v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0,
-                                           0, 0, 0xff, 0xff };
-    static u_char         nat64[12] = { 0, 0x64, 0xff, 0x9b, 0, 0, 0, 0,
-                                        0, 0, 0, 0 };
     static u_char         zero[12];
+    static u_char         siit[12] = { 0, 0, 0, 0, 0, 0, 0, 0,
+                                       0xff, 0xff, 0, 0 };
+    static u_char         nat64_local[6] = { 0, 0x64, 0xff, 0x9b, 0, 1 };
+    static u_char         teredo[4] = { 0x20, 0x01, 0, 0 };
 #endif
 
     switch (sa->sa_family) {
@@ -1185,18 +1186,49 @@ ngx_teleclinic_stun_peer_reserved(struct sockaddr *sa)
         sin6 = (struct sockaddr_in6 *) sa;
         p = sin6->sin6_addr.s6_addr;
 
-        /* an IPv4 address in an IPv6 form is judged as IPv4 */
+        /*
+         * An IPv4 address in an IPv6 form is judged as IPv4: the IPv4
+         * mapped form and the well-known NAT64 prefix
+         */
 
-        if (ngx_memcmp(p, v4mapped, 12) == 0
-            || ngx_memcmp(p, nat64, 12) == 0)
-        {
-            return ngx_teleclinic_stun_reserved4(ngx_teleclinic_stun_get32(
-                                                                     p + 12));
+        if (ngx_teleclinic_stun_peer_ipv4(sa, &v4)) {
+            return ngx_teleclinic_stun_reserved4(v4);
         }
 
         /* ::/96: unspecified, loopback, the old IPv4-compatible form */
         if (ngx_memcmp(p, zero, 12) == 0) {
             return 1;
+        }
+
+        /*
+         * never routed on the Internet, so a peer there is a way into
+         * translators on the relay's own network: SIIT's IPv4-translated
+         * ::ffff:0:0:0/96 (RFC 2765) and the NAT64 local-use
+         * 64:ff9b:1::/48 (RFC 8215)
+         */
+
+        if (ngx_memcmp(p, siit, 12) == 0
+            || ngx_memcmp(p, nat64_local, 6) == 0)
+        {
+            return 1;
+        }
+
+        /*
+         * 6to4, 2002:V4ADDR::/48 (RFC 3056), and Teredo, 2001:0::/32
+         * with the server's IPv4 and the client's inverted (RFC 4380):
+         * a host with such a tunnel sends to the embedded IPv4 address
+         */
+
+        if (p[0] == 0x20 && p[1] == 0x02) {
+            return ngx_teleclinic_stun_reserved4(ngx_teleclinic_stun_get32(
+                                                                      p + 2));
+        }
+
+        if (ngx_memcmp(p, teredo, 4) == 0) {
+            return ngx_teleclinic_stun_reserved4(ngx_teleclinic_stun_get32(
+                                                                      p + 4))
+                   || ngx_teleclinic_stun_reserved4(
+                                  ~ngx_teleclinic_stun_get32(p + 12));
         }
 
         return (p[0] & 0xfe) == 0xfc                     /* fc00::/7 */
@@ -1207,6 +1239,34 @@ ngx_teleclinic_stun_peer_reserved(struct sockaddr *sa)
     default:
         return 1;
     }
+}
+
+
+ngx_uint_t
+ngx_teleclinic_stun_peer_ipv4(struct sockaddr *sa, uint32_t *v4)
+{
+#if (NGX_HAVE_INET6)
+    u_char               *p;
+    struct sockaddr_in6  *sin6;
+    static u_char         v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0,
+                                           0, 0, 0xff, 0xff };
+    static u_char         nat64[12] = { 0, 0x64, 0xff, 0x9b, 0, 0, 0, 0,
+                                        0, 0, 0, 0 };
+
+    if (sa->sa_family != AF_INET6) {
+        return 0;
+    }
+
+    sin6 = (struct sockaddr_in6 *) sa;
+    p = sin6->sin6_addr.s6_addr;
+
+    if (ngx_memcmp(p, v4mapped, 12) == 0 || ngx_memcmp(p, nat64, 12) == 0) {
+        *v4 = ngx_teleclinic_stun_get32(p + 12);
+        return 1;
+    }
+#endif
+
+    return 0;
 }
 
 

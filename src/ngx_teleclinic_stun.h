@@ -285,10 +285,19 @@ ngx_int_t ngx_teleclinic_stun_nonce_check(u_char *key, ngx_str_t *nonce,
  * 1 when the peer address is one that a relay must not reach unless the
  * configuration allows it: loopback, private (RFC 1918, fc00::/7),
  * link-local, multicast, unspecified, shared (100.64.0.0/10), reserved,
- * broadcast, IPv4 addresses inside IPv6 forms, and the cloud metadata
- * addresses; 0 otherwise.
+ * broadcast, the cloud metadata addresses, IPv4 addresses inside IPv6
+ * forms (mapped, NAT64 64:ff9b::/96, 6to4, Teredo) by the IPv4 rules,
+ * and the translators' ranges never routed (SIIT ::ffff:0:0:0/96, NAT64
+ * local-use 64:ff9b:1::/48); 0 otherwise.
  */
 ngx_uint_t ngx_teleclinic_stun_peer_reserved(struct sockaddr *sa);
+
+/*
+ * 1 and the IPv4 address (in host order) when sa is an IPv6 form that
+ * reaches an IPv4 host as such: IPv4-mapped, or the well-known NAT64
+ * prefix 64:ff9b::/96; 0 otherwise.
+ */
+ngx_uint_t ngx_teleclinic_stun_peer_ipv4(struct sockaddr *sa, uint32_t *v4);
 
 /* the reason phrase of an error code, "" for a code it does not know */
 ngx_str_t *ngx_teleclinic_stun_reason(ngx_uint_t code);

@@ -267,6 +267,9 @@ static ngx_int_t ngx_teleclinic_turn_channel_bind(
 static ngx_uint_t ngx_teleclinic_turn_peer_code(
     ngx_teleclinic_turn_session_t *ts, ngx_teleclinic_stun_addr_t *peer,
     ngx_uint_t *reason);
+static ngx_uint_t ngx_teleclinic_turn_peer_self(
+    ngx_teleclinic_turn_session_t *ts, struct sockaddr *sa,
+    socklen_t socklen);
 static ngx_int_t ngx_teleclinic_turn_permit(ngx_teleclinic_turn_alloc_t *a,
     struct sockaddr *sa, socklen_t socklen, ngx_msec_t now);
 static ngx_teleclinic_turn_perm_t *ngx_teleclinic_turn_find_perm(
@@ -1382,6 +1385,17 @@ ngx_teleclinic_turn_peer_code(ngx_teleclinic_turn_session_t *ts,
         return 443;
     }
 
+    /* before teleclinic_turn_allow_peer: it never opens the relay's host */
+
+    if (ngx_teleclinic_turn_peer_self(ts, sa, peer->socklen)) {
+        ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                      "turn: peer is the relay's own address outside "
+                      "the relay ports");
+
+        *reason = NGX_TELECLINIC_TURN_R_PEER_DENIED;
+        return 403;
+    }
+
     if (conf->allow_peers
         && ngx_cidr_match(sa, conf->allow_peers) == NGX_OK)
     {
@@ -1397,6 +1411,99 @@ ngx_teleclinic_turn_peer_code(ngx_teleclinic_turn_session_t *ts,
     }
 
     return 0;
+}
+
+
+/*
+ * 1 when the peer is the relay's own host outside the relay ports: an
+ * address of this session's server or of any teleclinic_turn server's
+ * relays (bound or public), at a port no relay range has, or one that
+ * nginx listens on for UDP.  Two relayed clients of this nginx reach
+ * each other at relay ports, so those are peers; any other port there is
+ * a loop into the TURN port or the host's own UDP services.
+ */
+
+static ngx_uint_t
+ngx_teleclinic_turn_peer_self(ngx_teleclinic_turn_session_t *ts,
+    struct sockaddr *sa, socklen_t socklen)
+{
+    uint32_t                      v4;
+    in_port_t                     port;
+    ngx_uint_t                    i;
+    ngx_listening_t              *ls;
+    struct sockaddr_in            sin;
+    ngx_connection_t             *c;
+    ngx_teleclinic_turn_conf_t  **servers, *conf;
+
+    c = ts->connection;
+    servers = ts->conf->servers->elts;
+
+    /* the IPv4 host that a mapped or NAT64 form reaches */
+
+    if (ngx_teleclinic_stun_peer_ipv4(sa, &v4)) {
+        ngx_memzero(&sin, sizeof(struct sockaddr_in));
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons(ngx_inet_get_port(sa));
+        sin.sin_addr.s_addr = htonl(v4);
+
+        sa = (struct sockaddr *) &sin;
+        socklen = sizeof(struct sockaddr_in);
+    }
+
+    if (ngx_cmp_sockaddr(sa, socklen, &ts->alloc->relayed.sockaddr,
+                         ts->alloc->relayed_len, 0)
+        == NGX_OK)
+    {
+        goto self;
+    }
+
+    if (ngx_connection_local_sockaddr(c, NULL, 0) == NGX_OK
+        && ngx_cmp_sockaddr(sa, socklen, c->local_sockaddr,
+                            c->local_socklen, 0)
+           == NGX_OK)
+    {
+        goto self;
+    }
+
+    for (i = 0; i < ts->conf->servers->nelts; i++) {
+        conf = servers[i];
+
+        if ((conf->relay_addr
+             && ngx_cmp_sockaddr(sa, socklen, conf->relay_addr->sockaddr,
+                                 conf->relay_addr->socklen, 0)
+                == NGX_OK)
+            || (conf->public_addr
+                && ngx_cmp_sockaddr(sa, socklen, conf->public_addr->sockaddr,
+                                    conf->public_addr->socklen, 0)
+                   == NGX_OK))
+        {
+            goto self;
+        }
+    }
+
+    return 0;
+
+self:
+
+    port = ngx_inet_get_port(sa);
+
+    ls = ngx_cycle->listening.elts;
+
+    for (i = 0; i < ngx_cycle->listening.nelts; i++) {
+        if (ls[i].type == SOCK_DGRAM
+            && ngx_inet_get_port(ls[i].sockaddr) == port)
+        {
+            return 1;
+        }
+    }
+
+    for (i = 0; i < ts->conf->servers->nelts; i++) {
+        if (port >= servers[i]->port_min && port <= servers[i]->port_max) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 

@@ -51,6 +51,12 @@ typedef struct {
 
     ngx_shm_zone_t                 *zone;
     u_char                         *nonce_key;
+
+    /*
+     * of ngx_teleclinic_turn_conf_t *: every server with teleclinic_turn,
+     * whose relay addresses and ports a peer is checked against
+     */
+    ngx_array_t                    *servers;
 } ngx_teleclinic_turn_conf_t;
 
 

@@ -6,8 +6,15 @@
 # get 401; a nonce that expired or was not made here gets 438 with a
 # fresh one, and the request then goes through; denied peers (loopback
 # without teleclinic_turn_allow_peer, private and metadata addresses)
-# get 403 and Send indications to them are dropped; the user quota gets
-# 486, the total quota 508; an allocation that expired, or was deleted
+# get 403 and Send indications to them are dropped, and so are the
+# relay's own addresses (bound and public, of any teleclinic_turn server)
+# outside the relay ports, even where teleclinic_turn_allow_peer allows
+# them, while two relayed clients reach each other at relay ports; IPv6
+# forms of IPv4 (mapped, NAT64, 6to4, Teredo) are judged by the embedded
+# IPv4, SIIT and NAT64 local-use are denied; a wildcard relay address
+# does not start; the user quota gets 486 (10 when no directive sets
+# it), but only once authenticated: a stale nonce gets 438 and a wrong
+# password 401 first; the total quota 508; an allocation that expired, or was deleted
 # with LIFETIME 0, gets 437 and relays nothing; bad requests get 400,
 # unknown comprehension-required attributes 420, TCP relays 442,
 # unknown or reused RESERVATION-TOKENs 508 (a fresh one gets the port
@@ -22,6 +29,7 @@ use warnings;
 use Test::More;
 
 use IO::Select;
+use IO::Socket::IP;
 
 use lib 't/lib';
 use Teleclinic::Test;
@@ -32,6 +40,17 @@ use Teleclinic::Turn qw(attr peer_attr rest_username peer_socket);
 my $SECRET = 'refusals-secret';
 
 my $t = Teleclinic::Test->new(workers => 2, udp => 1);
+
+# IPv6 peers need an IPv6 relay: a server on ::1 when the loopback has it
+my $have_v6 = IO::Socket::IP->new(LocalHost => '::1', LocalPort => 0,
+                                  Proto => 'udp') ? 1 : 0;
+my $v6 = !$have_v6 ? '' : <<'V6';
+
+    server {
+        listen [::1]:%%PORT5%% udp reuseport;
+        teleclinic_turn;
+    }
+V6
 
 my $lo = 40000 + int rand 20000;
 my $ports = $lo . '-' . ($lo + 499);
@@ -59,7 +78,21 @@ stream {
         teleclinic_turn_max_lifetime 2s;
         teleclinic_turn_total_quota 1;
     }
-}
+
+    # behind NAT: relays bound on 127.0.0.1, given out as 203.0.113.5
+    server {
+        listen 127.0.0.1:%%PORT3%% udp reuseport;
+        teleclinic_turn;
+        teleclinic_turn_relay_address 127.0.0.1 203.0.113.5;
+        teleclinic_turn_allow_peer 127.0.0.0/8;
+    }
+
+    # no quota directive
+    server {
+        listen 127.0.0.1:%%PORT4%% udp reuseport;
+        teleclinic_turn;
+    }
+$v6}
 EOF
 
 my $port = $t->port('PORT');
@@ -94,12 +127,12 @@ is($m && $m->{code}, 0, 'default policy server: allocated');
 is($d->lifetime, 2, 'LIFETIME is the teleclinic_turn_max_lifetime');
 
 
-$m = $d->permission(['127.0.0.1', $pport]);
+$m = $d->permission(['127.0.0.2', $pport]);
 is($m && $m->{code}, 403, 'default policy: loopback peer 403');
-$m = $d->channel_bind(0x4000, '127.0.0.1', $pport);
+$m = $d->channel_bind(0x4000, '127.0.0.2', $pport);
 is($m && $m->{code}, 403, 'default policy: ChannelBind to loopback 403');
 
-$d->send_indication('127.0.0.1', $pport, 'to a denied peer');
+$d->send_indication('127.0.0.2', $pport, 'to a denied peer');
 ok(!defined peer_recv($peer, 1), 'Send indication to a denied peer: dropped');
 
 $m = Teleclinic::Turn->new(port => $port2, secret => $SECRET)->allocate;
@@ -215,7 +248,7 @@ is($m && $m->{code}, 437, 'a second Allocate on the 5-tuple: 437');
 ok($m && $c->integrity_ok($m), '437 has MESSAGE-INTEGRITY');
 
 $m = $c->request(0x008, attr(0x7ff0, 'what is this'),
-                 peer_attr('127.0.0.1', 9));
+                 peer_attr('127.0.0.2', 9));
 is($m && $m->{code}, 420, 'unknown comprehension-required attribute: 420');
 is($m && join(',', unpack 'n*', $m->{attrs}{0x000A}[0] // ''), 0x7ff0,
    '420 lists it in UNKNOWN-ATTRIBUTES');
@@ -224,16 +257,16 @@ $m = $c->request(0x008);
 is($m && $m->{code}, 400, 'CreatePermission without a peer: 400');
 
 $m = $c->request(0x009, attr(0x000C, pack 'nx2', 0x3000),
-                 peer_attr('127.0.0.1', 9));
+                 peer_attr('127.0.0.2', 9));
 is($m && $m->{code}, 400, 'ChannelBind with channel 0x3000: 400');
 
-$m = $c->request(0x009, peer_attr('127.0.0.1', 9));
+$m = $c->request(0x009, peer_attr('127.0.0.2', 9));
 is($m && $m->{code}, 400, 'ChannelBind without a channel: 400');
 
-is($c->channel_bind(0x4001, '127.0.0.1', 9)->{code}, 0, 'ChannelBind');
-is($c->channel_bind(0x4001, '127.0.0.1', 10)->{code}, 400,
+is($c->channel_bind(0x4001, '127.0.0.2', 9)->{code}, 0, 'ChannelBind');
+is($c->channel_bind(0x4001, '127.0.0.2', 10)->{code}, 400,
    'the channel bound again to another peer: 400');
-is($c->channel_bind(0x4002, '127.0.0.1', 9)->{code}, 400,
+is($c->channel_bind(0x4002, '127.0.0.2', 9)->{code}, 400,
    'the peer bound again to another channel: 400');
 
 # a malformed attribute value
@@ -256,10 +289,10 @@ for my $ip ('10.1.2.3', '192.168.1.1', '172.16.0.1', '169.254.169.254',
 $m = $c->channel_bind(0x4005, '10.0.0.1', 5000);
 is($m && $m->{code}, 403, 'ChannelBind to 10.0.0.1: 403');
 
-$m = $c->permission(['127.0.0.1', 5000], ['192.168.0.1', 5000]);
+$m = $c->permission(['127.0.0.2', 5000], ['192.168.0.1', 5000]);
 is($m && $m->{code}, 403, 'CreatePermission with one denied peer: 403');
 
-is($c->permission(['127.0.0.1', 5000])->{code}, 0,
+is($c->permission(['127.0.0.2', 5000])->{code}, 0,
    'CreatePermission to an allowed peer');
 
 # LIFETIME 0 deletes the allocation
@@ -268,7 +301,7 @@ is($m && $m->{code}, 0, 'Refresh with LIFETIME 0: success');
 is($m && unpack('N', $m->{attrs}{0x000D}[0] // ''), 0,
    'Refresh with LIFETIME 0: LIFETIME 0');
 is($c->refresh->{code}, 437, 'after LIFETIME 0: 437');
-is($c->permission(['127.0.0.1', 5000])->{code}, 437,
+is($c->permission(['127.0.0.2', 5000])->{code}, 437,
    'after LIFETIME 0: CreatePermission 437');
 
 # a TCP relay is not served
@@ -329,6 +362,196 @@ is($q[2]->allocate->{code}, 0, 'quota: room again after a deletion');
 
 ###############################################################################
 
+# authentication comes before the quota (RFC 8656 7.2, RFC 8489 9.2.4):
+# a user at the quota with a stale nonce gets 438, with a wrong password
+# 401, and only an authenticated Allocate 486
+
+$m = client(username => $name)->allocate;
+is($m && $m->{code}, 486, 'at the quota again');
+
+$c = client(username => $name);
+$c->request(0x003, attr(0x0019, pack 'Cx3', 17), { auth => 0 });
+$good = $c->{nonce};
+
+$m = $c->request(0x003, attr(0x0019, pack 'Cx3', 17),
+                 { nonce => 'ffffffff' . ('0' x 24) });
+is($m && $m->{code}, 438, 'at the quota, a nonce not ours: 438');
+
+select undef, undef, undef, 3.1;
+
+$m = $c->request(0x003, attr(0x0019, pack 'Cx3', 17), { nonce => $good });
+is($m && $m->{code}, 438, 'at the quota, a stale nonce: 438');
+$m = $c->request(0x003, attr(0x0019, pack 'Cx3', 17),
+                 { nonce => $good, secret => 'not-the-secret' });
+is($m && $m->{code}, 438, 'at the quota, a stale nonce, wrong password: 438');
+$m = $c->request(0x003, attr(0x0019, pack 'Cx3', 17),
+                 { secret => 'not-the-secret' });
+is($m && $m->{code}, 401, 'at the quota, a wrong password: 401');
+$m = $c->request(0x003, attr(0x0019, pack 'Cx3', 17));
+is($m && $m->{code}, 486, 'at the quota, authenticated: 486');
+ok($m && $c->integrity_ok($m), '486 has MESSAGE-INTEGRITY');
+
+$_->refresh(0) for @q[1, 2];
+
+###############################################################################
+
+# the default user quota: 10 allocations per username
+
+{
+    my $user = rest_username(time + 600, 'default-quota');
+    my @d = map { Teleclinic::Turn->new(port => $t->port('PORT4'),
+                                        secret => $SECRET,
+                                        username => $user) } 1 .. 11;
+
+    my $ok = grep { my $r = $_->allocate; $r && $r->{code} == 0 }
+             @d[0 .. 9];
+    is($ok, 10, 'no quota directive: 10 allocations of one username');
+
+    $m = $d[10]->allocate;
+    is($m && $m->{code}, 486, 'no quota directive: the 11th gets 486');
+
+    $_->refresh(0) for @d[0 .. 9];
+}
+
+###############################################################################
+
+# the relay's own addresses are no peers but at relay ports, even with
+# 127.0.0.0/8 allowed: here the relays are on 127.0.0.1, the address of
+# the TURN port too
+
+# a socket on the relay's address, at a port outside the relay ports
+my $own;
+for (1 .. 20) {
+    $own = peer_socket('127.0.0.1');
+    last if $own->sockport < $lo || $own->sockport > $lo + 499;
+}
+my $oport = $own->sockport;
+
+$c = client();
+is($c->allocate->{code}, 0, 'own address: allocated');
+
+$m = $c->permission(['127.0.0.1', $oport]);
+is($m && $m->{code}, 403, 'CreatePermission to the relay address: 403');
+$m = $c->channel_bind(0x4010, '127.0.0.1', $oport);
+is($m && $m->{code}, 403, 'ChannelBind to the relay address: 403');
+$m = $c->channel_bind(0x4010, '127.0.0.1', $port);
+is($m && $m->{code}, 403, 'ChannelBind to the TURN port: 403');
+$m = $c->permission(['203.0.113.5', 53]);
+is($m && $m->{code}, 403,
+   "CreatePermission to another server's public address: 403");
+
+# the permission for the IP at a relay port does not open other ports
+is($c->permission(['127.0.0.1', $lo])->{code}, 0,
+   'CreatePermission to the relay address at a relay port');
+$c->send_indication('127.0.0.1', $oport, 'to the relay host');
+ok(!defined peer_recv($own, 1),
+   'Send indication to the relay address outside the relay ports: dropped');
+
+# two relayed clients reach each other at their relayed addresses
+$c2 = client();
+is($c2->allocate->{code}, 0, 'own address: a second client');
+my ($ip1, $port1) = split /:/, $c->relayed;
+my ($ip2, $port2r) = split /:/, $c2->relayed;
+is($c2->permission([$ip1, $port1])->{code}, 0,
+   'CreatePermission to the other relayed address');
+is($c->channel_bind(0x4011, $ip2, $port2r)->{code}, 0,
+   'ChannelBind to the other relayed address');
+$c->send_channel(0x4011, 'relay to relay');
+my ($from, $data) = $c2->recv_data;
+is($data, 'relay to relay', 'relayed client to relayed client');
+is($from, $c->relayed, 'from the first relayed address');
+
+$_->refresh(0) for $c, $c2;
+
+# the bound address and the public one of a relay behind NAT
+
+$c = Teleclinic::Turn->new(port => $t->port('PORT3'), secret => $SECRET);
+is($c->allocate->{code}, 0, 'behind NAT: allocated');
+like($c->relayed, qr/^203\.0\.113\.5:\d+$/,
+     'behind NAT: the public address is given out');
+
+$m = $c->permission(['203.0.113.5', 53]);
+is($m && $m->{code}, 403, 'CreatePermission to the public address: 403');
+$m = $c->channel_bind(0x4000, '203.0.113.5', 3478);
+is($m && $m->{code}, 403, 'ChannelBind to the public address: 403');
+$m = $c->permission(['127.0.0.1', 5000]);
+is($m && $m->{code}, 403,
+   'CreatePermission to the bound address, though allowed: 403');
+is($c->permission(['203.0.113.5', $lo + 1])->{code}, 0,
+   'CreatePermission to the public address at a relay port');
+is($c->permission(['127.0.0.2', 5000])->{code}, 0,
+   'CreatePermission to another allowed loopback address');
+$c->refresh(0);
+
+###############################################################################
+
+# IPv6 peers: IPv4 in IPv6 forms judged by the embedded IPv4, SIIT and
+# NAT64 local-use denied, other global addresses allowed
+
+SKIP: {
+    skip 'no IPv6 on the loopback', 1 unless $have_v6;
+
+    $c = Teleclinic::Turn->new(host => '::1', port => $t->port('PORT5'),
+                               secret => $SECRET);
+    is($c->allocate->{code}, 0, 'IPv6: allocated');
+
+    my @denied = (
+        '::ffff:10.0.0.1',                  # IPv4-mapped
+        '::ffff:127.0.0.1',
+        '64:ff9b::7f00:1',                  # NAT64, 127.0.0.1
+        '64:ff9b::a9fe:a9fe',               # NAT64, 169.254.169.254
+        '64:ff9b::c0a8:101',                # NAT64, 192.168.1.1
+        '64:ff9b:1::808:808',               # NAT64 local-use
+        '64:ff9b:1:ffff::1',
+        '::ffff:0:808:808',                 # SIIT
+        '::ffff:0:a00:1',
+        '2002:a00:1::1',                    # 6to4 of 10.0.0.1
+        '2002:7f00:1::1',                   # 6to4 of 127.0.0.1
+        '2002:a9fe:a9fe::1',                # 6to4 of 169.254.169.254
+        '2001:0:a00:1::1',                  # Teredo, server 10.0.0.1
+        '2001:0:808:808:0:ffff:80ff:fffe',  # Teredo, client 127.0.0.1
+        'fd00::1', 'fe80::1', 'ff02::1', '::1', '::',
+    );
+
+    for my $ip (@denied) {
+        $m = $c->permission([$ip, 5000]);
+        is($m && $m->{code}, 403, "IPv6: CreatePermission to $ip: 403");
+    }
+
+    $m = $c->channel_bind(0x4000, '2002:a00:1::1', 5000);
+    is($m && $m->{code}, 403, 'IPv6: ChannelBind to 6to4 of 10.0.0.1: 403');
+
+    for my $ip ('2001:db8:1::1', '::ffff:8.8.8.8', '64:ff9b::808:808',
+                '2002:808:808::1', '2001:0:808:808:0:ffff:f7f7:f7f7')
+    {
+        $m = $c->permission([$ip, 5000]);
+        is($m && $m->{code}, 0, "IPv6: CreatePermission to $ip");
+    }
+
+    $c->refresh(0);
+}
+
+###############################################################################
+
+# a wildcard relay address: the relay would not know its own addresses
+
+for my $addr ('0.0.0.0', '::', '127.0.0.1 0.0.0.0') {
+    my $w = Teleclinic::Test->new(workers => 1, udp => 1);
+    eval { $w->run(<<"EOF") };
+stream {
+    teleclinic_turn_secret $SECRET;
+    server {
+        listen 127.0.0.1:%%PORT%% udp;
+        teleclinic_turn;
+        teleclinic_turn_relay_address $addr;
+    }
+}
+EOF
+    like($@, qr/\[emerg\].*is a wildcard/,
+         "teleclinic_turn_relay_address $addr: emerg");
+    $w->allow_log(qr/is a wildcard/);
+}
+
 ###############################################################################
 
 # an allocation that expires drops ChannelData (on the main server the
@@ -336,7 +559,7 @@ is($q[2]->allocate->{code}, 0, 'quota: room again after a deletion');
 
 $c = client();
 $c->allocate;
-is($c->channel_bind(0x4000, '127.0.0.1', $pport)->{code}, 0,
+is($c->channel_bind(0x4000, '127.0.0.2', $pport)->{code}, 0,
    'ChannelBind to the test peer');
 $c->send_channel(0x4000, 'before');
 is(peer_recv($peer), 'before', 'ChannelData relayed');

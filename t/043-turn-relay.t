@@ -133,14 +133,12 @@ for my $proto ('udp', 'tcp', 'tls') {
     my $peer = peer_socket();
     my $pport = $peer->sockport;
     my $other = peer_socket();
-    my $stranger = IO::Socket::IP->new(LocalHost => '127.0.0.2',
-                                       LocalPort => 0, Proto => 'udp')
-        or die "127.0.0.2: $@";
+    my $stranger = peer_socket('127.0.0.3');
 
-    is($c->permission(['127.0.0.1', $pport])->{code}, 0,
+    is($c->permission(['127.0.0.2', $pport])->{code}, 0,
        "$proto: CreatePermission");
 
-    $c->send_indication('127.0.0.1', $pport, 'hello peer');
+    $c->send_indication('127.0.0.2', $pport, 'hello peer');
     my ($data, $from) = peer_recv($peer);
     is($data, 'hello peer', "$proto: Send indication reaches the peer");
     is($from, $c->relayed, "$proto: from the relayed address");
@@ -148,10 +146,10 @@ for my $proto ('udp', 'tcp', 'tls') {
     peer_send($peer, $c->relayed, 'hello client');
     my ($who, $got) = $c->recv_data;
     is($got, 'hello client', "$proto: Data indication to the client");
-    is($who, "127.0.0.1:$pport", "$proto: XOR-PEER-ADDRESS names the peer");
+    is($who, "127.0.0.2:$pport", "$proto: XOR-PEER-ADDRESS names the peer");
 
     # another port of the peer's address has the permission (by IP),
-    # another address (127.0.0.2, loopback too) has none
+    # another address (127.0.0.3, loopback too) has none
     peer_send($stranger, $c->relayed, 'from a stranger');
     sleep 0.2;
     peer_send($other, $c->relayed, 'same ip, other port');
@@ -160,7 +158,7 @@ for my $proto ('udp', 'tcp', 'tls') {
     ($who, $got) = $c->recv_data(0.5);
     ok(!defined $got, "$proto: nothing from an address without permission");
 
-    is($c->channel_bind(0x4123, '127.0.0.1', $pport)->{code}, 0,
+    is($c->channel_bind(0x4123, '127.0.0.2', $pport)->{code}, 0,
        "$proto: ChannelBind");
 
     # odd lengths exercise the padding over streams
@@ -176,7 +174,7 @@ for my $proto ('udp', 'tcp', 'tls') {
     # the other port of the peer's address has no channel: indication
     peer_send($other, $c->relayed, 'no channel');
     ($who, $got) = $c->recv_data;
-    is($who, '127.0.0.1:' . $other->sockport,
+    is($who, '127.0.0.2:' . $other->sockport,
        "$proto: a peer without a channel gets a Data indication");
 
     # several messages at once, and (over streams) one split in pieces
@@ -234,7 +232,7 @@ for my $proto ('udp', 'tcp', 'tls') {
     is($c->allocate->{code}, 0, 'bandwidth: allocated');
 
     my $peer = peer_socket();
-    is($c->channel_bind(0x4000, '127.0.0.1', $peer->sockport)->{code}, 0,
+    is($c->channel_bind(0x4000, '127.0.0.2', $peer->sockport)->{code}, 0,
        'bandwidth: ChannelBind');
 
     $c->send_channel(0x4000, 'x' x 1000) for 1 .. 60;
@@ -259,7 +257,7 @@ for my $proto ('udp', 'tcp', 'tls') {
     for my $i (1 .. 12) {
         my $c = Teleclinic::Turn->new(port => $port{udp}, secret => $SECRET);
         next unless $c->allocate->{code} == 0;
-        next unless $c->channel_bind(0x4000, '127.0.0.1',
+        next unless $c->channel_bind(0x4000, '127.0.0.2',
                                      $peer->sockport)->{code} == 0;
         push @c, $c;
     }
@@ -350,7 +348,7 @@ SKIP: {
 
     # allocations open at stop: no alert (stop checks the log)
     my $peer = peer_socket();
-    $c->channel_bind(0x4000, '127.0.0.1', $peer->sockport);
+    $c->channel_bind(0x4000, '127.0.0.2', $peer->sockport);
 }
 
 $t->stop;

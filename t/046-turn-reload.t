@@ -78,7 +78,7 @@ my @c;
 for my $i (0 .. 7) {
     my $c = Teleclinic::Turn->new(port => $port, secret => $SECRET);
     is($c->allocate->{code}, 0, "client $i: allocated");
-    is($c->channel_bind(0x4000, '127.0.0.1', $peer->sockport)->{code}, 0,
+    is($c->channel_bind(0x4000, '127.0.0.2', $peer->sockport)->{code}, 0,
        "client $i: channel bound");
     push @c, $c;
 }

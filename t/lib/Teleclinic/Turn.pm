@@ -14,8 +14,10 @@ package Teleclinic::Turn;
 #   my ($ch, $data) = $c->recv_channel;
 #
 # Functions: attr, peer_attr, lifetime_attr, rest_username, parse,
-# message, tid, and peer_socket (a UDP socket on 127.0.0.1 for a test's
-# own peer).
+# message, tid, and peer_socket (a UDP socket on 127.0.0.2 for a test's
+# own peer: the relay, on 127.0.0.1, refuses its own address as a peer
+# outside its relay ports).  Each client has its own username unless
+# given one, as each participant of a call has.
 
 use strict;
 use warnings;
@@ -27,13 +29,15 @@ use Digest::SHA qw(hmac_sha1);
 use IO::Select;
 use IO::Socket::IP;
 use MIME::Base64 qw(encode_base64);
-use Socket qw(inet_aton inet_ntoa);
+use Socket qw(inet_aton inet_ntoa inet_pton AF_INET6);
 
 our @EXPORT_OK = qw(attr peer_attr lifetime_attr rest_username parse
                     message tid peer_socket);
 
 our $COOKIE = 0x2112A442;
 our $WAIT = 3;
+
+my $clients = 0;
 
 our %METHOD = (allocate => 0x003, refresh => 0x004, send => 0x006,
                data => 0x007, permission => 0x008, channel_bind => 0x009);
@@ -52,9 +56,17 @@ sub message {
     return pack('nnN', $type, length $body, $COOKIE) . $tid . $body;
 }
 
-# XOR-PEER-ADDRESS of an IPv4 address
+# XOR-PEER-ADDRESS of an IPv4 address, or of an IPv6 one (which is
+# XORed with the transaction id too)
 sub peer_attr {
-    my ($ip, $port) = @_;
+    my ($ip, $port, $tid) = @_;
+
+    if ($ip =~ /:/) {
+        my $key = pack('N', $COOKIE) . ($tid // "\0" x 12);
+        return attr(0x0012, pack('xCn', 2, $port ^ ($COOKIE >> 16))
+                            . (inet_pton(AF_INET6, $ip) ^ $key));
+    }
+
     return attr(0x0012, pack('xCnN', 1, $port ^ ($COOKIE >> 16),
                              unpack('N', inet_aton($ip)) ^ $COOKIE));
 }
@@ -62,8 +74,9 @@ sub peer_attr {
 sub lifetime_attr { attr(0x000D, pack 'N', $_[0]) }
 
 sub peer_socket {
-    my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                                Proto => 'udp')
+    my ($ip) = @_;
+    my $s = IO::Socket::IP->new(LocalHost => $ip // '127.0.0.2',
+                                LocalPort => 0, Proto => 'udp')
         or die "peer socket: $@";
     return $s;
 }
@@ -127,7 +140,8 @@ sub new {
         port     => $o{port},
         proto    => $o{proto} // 'udp',
         secret   => $o{secret},
-        username => $o{username} // rest_username(time + 3600),
+        username => $o{username}
+                    // rest_username(time + 3600, 'test' . ++$clients),
         realm    => undef,
         nonce    => undef,
         buf      => '',
@@ -327,13 +341,16 @@ sub lifetime { $_[0]->{lifetime} }
 
 sub permission {
     my ($self, @peers) = @_;
-    return $self->request(0x008, map { peer_attr(@$_) } @peers);
+    my $tid = tid();
+    return $self->request(0x008, (map { peer_attr(@$_, $tid) } @peers),
+                          { tid => $tid });
 }
 
 sub channel_bind {
     my ($self, $channel, $ip, $port) = @_;
+    my $tid = tid();
     return $self->request(0x009, attr(0x000C, pack 'nx2', $channel),
-                          peer_attr($ip, $port));
+                          peer_attr($ip, $port, $tid), { tid => $tid });
 }
 
 sub refresh {
