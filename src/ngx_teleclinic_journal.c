@@ -14,7 +14,8 @@
 
 
 /* a directory of NGX_TELECLINIC_DIRECTORY_MAX, every byte escaped */
-#define NGX_TELECLINIC_RECORD_MAX  (6 * NGX_TELECLINIC_DIRECTORY_MAX + 4096)
+#define NGX_TELECLINIC_RECORD_MAX   (6 * NGX_TELECLINIC_DIRECTORY_MAX + 4096)
+#define NGX_TELECLINIC_COMPACT_BUF  (1024 * 1024)
 
 
 typedef struct {
@@ -23,10 +24,23 @@ typedef struct {
 } ngx_teleclinic_sync_ctx_t;
 
 
+/* the compacted journal being written, a buffer at a time */
+typedef struct {
+    ngx_fd_t                     fd;
+    ngx_log_t                   *log;
+    u_char                      *buf;
+    u_char                      *p;
+    u_char                      *end;
+    ngx_uint_t                   records;
+} ngx_teleclinic_compact_t;
+
+
 static ngx_int_t ngx_teleclinic_journal_replay(ngx_cycle_t *cycle,
     ngx_teleclinic_zone_t *zone, ngx_fd_t fd);
 static ngx_int_t ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
     ngx_teleclinic_zone_t *zone);
+static ngx_int_t ngx_teleclinic_compact_put(ngx_teleclinic_compact_t *w,
+    ngx_teleclinic_event_t *ev);
 static ngx_int_t ngx_teleclinic_journal_write(ngx_fd_t fd, u_char *buf,
     size_t len, ngx_log_t *log);
 static ngx_int_t ngx_teleclinic_journal_lock(ngx_cycle_t *cycle,
@@ -351,19 +365,16 @@ static ngx_int_t
 ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
     ngx_teleclinic_zone_t *zone)
 {
-    u_char                  *buf, *p;
-    size_t                   size;
-    ssize_t                  n;
     ngx_fd_t                 fd;
     ngx_int_t                rc;
     ngx_str_t                tmp;
-    ngx_uint_t               records;
     ngx_rbtree_node_t       *node, *root, *sentinel;
     ngx_teleclinic_sh_t     *sh;
     ngx_teleclinic_msg_t    *msg;
     ngx_teleclinic_room_t   *room;
     ngx_teleclinic_appt_t   *appt;
     ngx_teleclinic_event_t   ev;
+    ngx_teleclinic_compact_t  w;
 
     sh = zone->sh;
 
@@ -382,16 +393,18 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    size = 1024 * 1024;
-    buf = ngx_alloc(size, cycle->log);
-    if (buf == NULL) {
+    w.fd = fd;
+    w.log = cycle->log;
+    w.records = 0;
+    w.buf = ngx_alloc(NGX_TELECLINIC_COMPACT_BUF, cycle->log);
+    if (w.buf == NULL) {
         ngx_close_file(fd);
         return NGX_ERROR;
     }
 
+    w.p = w.buf;
+    w.end = w.buf + NGX_TELECLINIC_COMPACT_BUF;
     rc = NGX_ERROR;
-    p = buf;
-    records = 0;
 
     if (sh->directory) {
         ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
@@ -401,13 +414,9 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
         ev.directory.len = sh->directory_len;
         ngx_memcpy(ev.hash, sh->directory_file_hash, 32);
 
-        n = ngx_teleclinic_journal_encode(&ev, p, buf + size - p);
-        if (n < 0) {
+        if (ngx_teleclinic_compact_put(&w, &ev) != NGX_OK) {
             goto failed;
         }
-
-        p += n;
-        records++;
     }
 
     root = sh->appts.root;
@@ -444,24 +453,9 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
             ev.visit_end = appt->visit_end;
             ev.version = appt->version;
 
-            if ((size_t) (buf + size - p) < NGX_TELECLINIC_RECORD_MAX) {
-                if (ngx_teleclinic_journal_write(fd, buf, p - buf,
-                                                 cycle->log)
-                    != NGX_OK)
-                {
-                    goto failed;
-                }
-
-                p = buf;
-            }
-
-            n = ngx_teleclinic_journal_encode(&ev, p, buf + size - p);
-            if (n < 0) {
+            if (ngx_teleclinic_compact_put(&w, &ev) != NGX_OK) {
                 goto failed;
             }
-
-            p += n;
-            records++;
         }
     }
 
@@ -490,24 +484,9 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
             ev.visits = room->visits;
             ev.average = room->average;
 
-            if ((size_t) (buf + size - p) < NGX_TELECLINIC_RECORD_MAX) {
-                if (ngx_teleclinic_journal_write(fd, buf, p - buf,
-                                                 cycle->log)
-                    != NGX_OK)
-                {
-                    goto failed;
-                }
-
-                p = buf;
-            }
-
-            n = ngx_teleclinic_journal_encode(&ev, p, buf + size - p);
-            if (n < 0) {
+            if (ngx_teleclinic_compact_put(&w, &ev) != NGX_OK) {
                 goto failed;
             }
-
-            p += n;
-            records++;
         }
     }
 
@@ -536,28 +515,14 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
             ev.kind = msg->kind;
             ev.due = msg->due;
 
-            if ((size_t) (buf + size - p) < NGX_TELECLINIC_RECORD_MAX) {
-                if (ngx_teleclinic_journal_write(fd, buf, p - buf,
-                                                 cycle->log)
-                    != NGX_OK)
-                {
-                    goto failed;
-                }
-
-                p = buf;
-            }
-
-            n = ngx_teleclinic_journal_encode(&ev, p, buf + size - p);
-            if (n < 0) {
+            if (ngx_teleclinic_compact_put(&w, &ev) != NGX_OK) {
                 goto failed;
             }
-
-            p += n;
-            records++;
         }
     }
 
-    if (ngx_teleclinic_journal_write(fd, buf, p - buf, cycle->log) != NGX_OK
+    if (ngx_teleclinic_journal_write(fd, w.buf, w.p - w.buf, cycle->log)
+        != NGX_OK
         || fdatasync(fd) == -1)
     {
         goto failed;
@@ -571,9 +536,9 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
 
     ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
                   "teleclinic: compacted \"%s\" from %ui to %ui records",
-                  zone->journal->path.data, sh->journal_records, records);
+                  zone->journal->path.data, sh->journal_records, w.records);
 
-    sh->journal_records = records;
+    sh->journal_records = w.records;
     rc = NGX_OK;
 
 failed:
@@ -585,9 +550,40 @@ failed:
     }
 
     ngx_close_file(fd);
-    ngx_free(buf);
+    ngx_free(w.buf);
 
     return rc;
+}
+
+
+/* one record into the compacted journal, the buffer written out first
+ * when a record might not fit */
+
+static ngx_int_t
+ngx_teleclinic_compact_put(ngx_teleclinic_compact_t *w,
+    ngx_teleclinic_event_t *ev)
+{
+    ssize_t  n;
+
+    if ((size_t) (w->end - w->p) < NGX_TELECLINIC_RECORD_MAX) {
+        if (ngx_teleclinic_journal_write(w->fd, w->buf, w->p - w->buf, w->log)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        w->p = w->buf;
+    }
+
+    n = ngx_teleclinic_journal_encode(ev, w->p, w->end - w->p);
+    if (n < 0) {
+        return NGX_ERROR;
+    }
+
+    w->p += n;
+    w->records++;
+
+    return NGX_OK;
 }
 
 
