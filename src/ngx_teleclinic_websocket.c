@@ -21,6 +21,12 @@
 /* in the private range, after HTTP's 408 as 4409 is after 409 */
 #define NGX_TELECLINIC_WS_HELLO_TIMEOUT  4408
 
+/* a frame up to this size is built on the stack and sent in one call */
+#define NGX_TELECLINIC_WS_FRAME  4096
+
+/* the longest frame header, unmasked (RFC 6455, 5.2) */
+#define NGX_TELECLINIC_WS_HEADER  10
+
 
 static ngx_int_t ngx_teleclinic_ws_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_teleclinic_ws_refuse(ngx_http_request_t *r,
@@ -63,6 +69,16 @@ static void ngx_teleclinic_ws_on_frame_end(wslay_event_context_ptr ctx,
     void *user_data);
 static ngx_int_t ngx_teleclinic_ws_wake(ngx_teleclinic_ws_t *ws);
 static void ngx_teleclinic_ws_sleep(ngx_teleclinic_ws_t *ws);
+static void ngx_teleclinic_ws_ping(ngx_teleclinic_ws_t *ws);
+static size_t ngx_teleclinic_ws_frame_header(u_char *p, ngx_uint_t opcode,
+    size_t len);
+static ngx_int_t ngx_teleclinic_ws_output(ngx_teleclinic_ws_t *ws,
+    const u_char *hdr, size_t hlen, const u_char *data, size_t len);
+static ngx_int_t ngx_teleclinic_ws_pend(ngx_teleclinic_ws_t *ws,
+    const u_char *hdr, size_t hlen, const u_char *data, size_t len);
+static ngx_int_t ngx_teleclinic_ws_drain(ngx_teleclinic_ws_t *ws);
+static size_t ngx_teleclinic_ws_pending(ngx_teleclinic_ws_t *ws);
+static void ngx_teleclinic_ws_release_ssl(ngx_connection_t *c);
 
 
 static struct wslay_event_callbacks  ngx_teleclinic_ws_callbacks = {
@@ -74,6 +90,16 @@ static struct wslay_event_callbacks  ngx_teleclinic_ws_callbacks = {
     ngx_teleclinic_ws_on_frame_end,
     ngx_teleclinic_ws_on_msg
 };
+
+
+/*
+ * The header of the frame wslay is sending: it comes alone, flagged
+ * WSLAY_MSG_MORE, and its payload follows in the same wslay_event_send()
+ * (wslay_frame_send() goes on to the payload when the header is taken
+ * whole, as it always is here), so one buffer serves the worker.
+ */
+static u_char  ngx_teleclinic_ws_more[NGX_TELECLINIC_WS_HEADER + 4];
+static size_t  ngx_teleclinic_ws_more_len;
 
 
 void
@@ -379,6 +405,16 @@ ngx_teleclinic_ws_handler(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
+#if (NGX_HTTP_SSL)
+    if (c->ssl) {
+        /* what SSL_write() did not take is written again from ws->out */
+        SSL_set_mode(c->ssl->connection,
+                     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    }
+#endif
+
+    ngx_teleclinic_ws_release_ssl(c);
+
     /*
      * from here on the connection is ours, as an upgraded one is the
      * upstream module's: the request stays open until the WebSocket ends
@@ -682,6 +718,11 @@ ngx_teleclinic_ws_cleanup(void *data)
         wslay_event_context_free(ws->ctx);
         ws->ctx = NULL;
     }
+
+    if (ws->out) {
+        ngx_free(ws->out);
+        ws->out = NULL;
+    }
 }
 
 
@@ -724,7 +765,8 @@ ngx_teleclinic_ws_event_handler(ngx_event_t *ev)
 
     ngx_http_set_log_request(c->log, r);
 
-    if (ngx_teleclinic_ws_wake(ws) != NGX_OK) {
+    /* wslay is for reading: the output needs no context */
+    if (!ev->write && ngx_teleclinic_ws_wake(ws) != NGX_OK) {
         ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
         ngx_http_run_posted_requests(c);
         return;
@@ -859,18 +901,8 @@ ngx_teleclinic_ws_tick(ngx_teleclinic_ws_t *ws)
         return;
     }
 
-    if (ngx_teleclinic_ws_wake(ws) != NGX_OK) {
-        ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
-        return;
-    }
-
-    {
-        struct wslay_event_msg  msg = { WSLAY_PING, NULL, 0 };
-
-        if (wslay_event_queue_msg(ws->ctx, &msg) == 0) {
-            ws->ping_sent = 1;
-        }
-    }
+    /* written here: an idle connection makes no wslay context for it */
+    ngx_teleclinic_ws_ping(ws);
 
     ngx_teleclinic_ws_arm(ws);
 
@@ -927,6 +959,7 @@ ngx_teleclinic_ws_joined(ngx_teleclinic_ws_t *ws)
 static void
 ngx_teleclinic_ws_flush(ngx_teleclinic_ws_t *ws)
 {
+    size_t               pending;
     ngx_int_t            rc;
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
@@ -943,12 +976,17 @@ ngx_teleclinic_ws_flush(ngx_teleclinic_ws_t *ws)
             ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
             return;
         }
+
+        ngx_teleclinic_ws_release_ssl(c);
     }
 
-    if (!(c->buffered & NGX_HTTP_WRITE_BUFFERED)
-        && wslay_event_want_write(ws->ctx)
-        && c->write->ready)
-    {
+    /*
+     * wslay's own frames (pongs, the answer to a close) join the output;
+     * the send callback takes them whole, so wslay never holds half a
+     * frame between two calls
+     */
+
+    if (ws->ctx && wslay_event_want_write(ws->ctx)) {
         wslay_event_set_error(ws->ctx, 0);
 
         if (wslay_event_send(ws->ctx) != 0) {
@@ -957,21 +995,33 @@ ngx_teleclinic_ws_flush(ngx_teleclinic_ws_t *ws)
         }
     }
 
-    if (ws->close_code && wslay_event_get_close_sent(ws->ctx)) {
+    if (ws->close_code && ws->ctx && wslay_event_get_close_sent(ws->ctx)) {
         /* the peer closed first and wslay answered it */
         ws->close_code = 0;
     }
 
-    if (ws->close_code && wslay_event_get_queued_msg_count(ws->ctx) == 0) {
+    if (ws->close_code) {
+        /* the messages before it are in the output already, ahead of it */
+
+        if (ngx_teleclinic_ws_wake(ws) != NGX_OK) {
+            ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
+            return;
+        }
+
         (void) wslay_event_queue_close(ws->ctx, ws->close_code,
                                        (const uint8_t *) ws->close_reason,
                                        ngx_strlen(ws->close_reason));
         ws->close_code = 0;
 
-        if (c->write->ready && wslay_event_send(ws->ctx) != 0) {
+        if (wslay_event_send(ws->ctx) != 0) {
             ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
             return;
         }
+    }
+
+    if (ws->io_error || ngx_teleclinic_ws_drain(ws) != NGX_OK) {
+        ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
+        return;
     }
 
     /*
@@ -979,10 +1029,12 @@ ngx_teleclinic_ws_flush(ngx_teleclinic_ws_t *ws)
      * this worker without end
      */
 
-    if (wslay_event_get_queued_msg_length(ws->ctx) > ws->conf->send_buffer) {
+    pending = ngx_teleclinic_ws_pending(ws);
+
+    if (pending > ws->conf->send_buffer) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "WebSocket peer does not read, %uz bytes queued, "
-                      "dropped", wslay_event_get_queued_msg_length(ws->ctx));
+                      "dropped", pending);
         ngx_teleclinic_ws_finalize(ws, NGX_ERROR);
         return;
     }
@@ -993,8 +1045,9 @@ ngx_teleclinic_ws_flush(ngx_teleclinic_ws_t *ws)
         ngx_post_event(c->read, &ngx_posted_events);
     }
 
-    if (!wslay_event_want_read(ws->ctx) && !wslay_event_want_write(ws->ctx)
-        && ws->close_code == 0
+    if (ws->ctx
+        && !wslay_event_want_read(ws->ctx) && !wslay_event_want_write(ws->ctx)
+        && ws->close_code == 0 && pending == 0
         && !(c->buffered & NGX_HTTP_WRITE_BUFFERED))
     {
         ngx_teleclinic_ws_finalize(ws, NGX_DONE);
@@ -1043,6 +1096,11 @@ ngx_teleclinic_ws_finalize(ngx_teleclinic_ws_t *ws, ngx_int_t rc)
     if (ws->ctx) {
         wslay_event_context_free(ws->ctx);
         ws->ctx = NULL;
+    }
+
+    if (ws->out) {
+        ngx_free(ws->out);
+        ws->out = NULL;
     }
 
     ws->done = 1;
@@ -1140,25 +1198,35 @@ ngx_teleclinic_ws_send(wslay_event_context_ptr ctx, const uint8_t *data,
 {
     ngx_teleclinic_ws_t  *ws = user_data;
 
-    ssize_t            n;
-    ngx_connection_t  *c;
+    ngx_int_t  rc;
 
-    c = ws->request->connection;
+    if (flags & WSLAY_MSG_MORE) {
+        /* a header: it waits for its payload, to go out with it */
 
-    n = c->send(c, (u_char *) data, len);
+        if (len > sizeof(ngx_teleclinic_ws_more) - ngx_teleclinic_ws_more_len)
+        {
+            ngx_teleclinic_ws_more_len = 0;
+            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+            return -1;
+        }
 
-    if (n == NGX_AGAIN) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
+        ngx_memcpy(ngx_teleclinic_ws_more + ngx_teleclinic_ws_more_len,
+                   data, len);
+        ngx_teleclinic_ws_more_len += len;
+
+        return len;
     }
 
-    if (n == NGX_ERROR || n == 0) {
-        ws->io_error = 1;
+    rc = ngx_teleclinic_ws_output(ws, ngx_teleclinic_ws_more,
+                                  ngx_teleclinic_ws_more_len, data, len);
+    ngx_teleclinic_ws_more_len = 0;
+
+    if (rc != NGX_OK) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
 
-    return n;
+    return len;
 }
 
 
@@ -1208,7 +1276,7 @@ ngx_teleclinic_ws_on_msg(wslay_event_context_ptr ctx,
 
     ngx_teleclinic_ws_message(ws, arg->msg, arg->msg_length);
 
-    if (wslay_event_get_queued_msg_length(ctx) > ws->conf->send_buffer) {
+    if (ngx_teleclinic_ws_pending(ws) > ws->conf->send_buffer) {
         ws->overflow = 1;
     }
 }
@@ -1356,27 +1424,51 @@ void
 ngx_teleclinic_ws_send_text(ngx_teleclinic_ws_t *ws, u_char *text,
     size_t len)
 {
-    ngx_connection_t        *c;
-    struct wslay_event_msg   msg;
+    u_char             hdr[NGX_TELECLINIC_WS_HEADER];
+    size_t             hlen;
+    ngx_connection_t  *c;
 
-    if (ws->done || ws->closing) {
+    if (ws->done || ws->closing || ws->io_error) {
         return;
     }
-
-    if (ngx_teleclinic_ws_wake(ws) != NGX_OK) {
-        ngx_teleclinic_ws_close(ws, WSLAY_CODE_INTERNAL_SERVER_ERROR,
-                                "out of memory");
-        return;
-    }
-
-    msg.opcode = WSLAY_TEXT_FRAME;
-    msg.msg = (const uint8_t *) text;
-    msg.msg_length = len;
-
-    /* wslay copies the message */
-    (void) wslay_event_queue_msg(ws->ctx, &msg);
 
     c = ws->request->connection;
+
+    if (ws->ctx) {
+        /* what wslay queued before (a pong) goes first, as it read it */
+
+        if (wslay_event_want_write(ws->ctx)) {
+            wslay_event_set_error(ws->ctx, 0);
+
+            if (wslay_event_send(ws->ctx) != 0) {
+                ws->io_error = 1;
+                goto failed;
+            }
+        }
+
+        /* the peer closed and wslay answered: nothing goes after a close */
+        if (wslay_event_get_close_sent(ws->ctx)) {
+            return;
+        }
+    }
+
+    /*
+     * Server frames are unmasked and the module sends each message in one
+     * frame, so the frame is made here, not queued in wslay: no context
+     * for it on an idle connection, and no copy when the socket takes it.
+     */
+
+    hlen = ngx_teleclinic_ws_frame_header(hdr, WSLAY_TEXT_FRAME, len);
+
+    if (ngx_teleclinic_ws_output(ws, hdr, hlen, text, len) == NGX_OK
+        && ngx_teleclinic_ws_pending(ws) <= ws->conf->send_buffer)
+    {
+        return;
+    }
+
+failed:
+
+    /* the socket failed or the peer does not read: flush() ends it */
 
     if (!c->write->posted) {
         ngx_post_event(c->write, &ngx_posted_events);
@@ -1443,6 +1535,8 @@ ngx_teleclinic_ws_sleep(ngx_teleclinic_ws_t *ws)
 
     c = ws->request->connection;
 
+    /* frames waiting in ws->out are not wslay's: they keep no context */
+
     if (ws->ctx == NULL
         || ws->closing || ws->close_code || ws->overflow
         || ws->in_frame || ws->fragmented || ws->fed != ws->framed
@@ -1459,6 +1553,243 @@ ngx_teleclinic_ws_sleep(ngx_teleclinic_ws_t *ws)
     ws->ctx = NULL;
     ws->fed = 0;
     ws->framed = 0;
+}
+
+
+/*
+ * The output.  A frame goes to the socket in one send, its header and
+ * payload together: two sends would be two TCP segments (nodelay) or two
+ * TLS records, and on loopback each send costs the receiver's work too.
+ * What the socket does not take waits in ws->out, a buffer of its own
+ * that is freed when it drains, so an idle connection holds none.  It is
+ * from ngx_alloc(), not the request's pool: a pool keeps what it gives
+ * until the connection ends, and a slow reader's output comes and goes.
+ */
+
+static ngx_int_t
+ngx_teleclinic_ws_output(ngx_teleclinic_ws_t *ws, const u_char *hdr,
+    size_t hlen, const u_char *data, size_t len)
+{
+    u_char             frame[NGX_TELECLINIC_WS_FRAME], *p;
+    size_t             size;
+    ssize_t            n;
+    ngx_connection_t  *c;
+
+    if (ws->io_error) {
+        return NGX_ERROR;
+    }
+
+    c = ws->request->connection;
+    size = hlen + len;
+
+    if (ws->out == NULL && size <= NGX_TELECLINIC_WS_FRAME
+        && c->write->ready && !(c->buffered & NGX_HTTP_WRITE_BUFFERED))
+    {
+        p = ngx_cpymem(frame, hdr, hlen);
+
+        if (len) {
+            ngx_memcpy(p, data, len);
+        }
+
+        n = c->send(c, frame, size);
+
+        if (n == NGX_ERROR) {
+            ws->io_error = 1;
+            return NGX_ERROR;
+        }
+
+        if (n == NGX_AGAIN) {
+            n = 0;
+        }
+
+        if ((size_t) n == size) {
+            return NGX_OK;
+        }
+
+        return ngx_teleclinic_ws_pend(ws, frame + n, size - n, NULL, 0);
+    }
+
+    if (ngx_teleclinic_ws_pend(ws, hdr, hlen, data, len) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_teleclinic_ws_drain(ws);
+}
+
+
+/* bytes after those waiting in ws->out, which grows (doubling) to hold them */
+
+static ngx_int_t
+ngx_teleclinic_ws_pend(ngx_teleclinic_ws_t *ws, const u_char *hdr,
+    size_t hlen, const u_char *data, size_t len)
+{
+    size_t      have, need, size;
+    ngx_buf_t  *b;
+
+    b = ws->out;
+    have = b ? (size_t) (b->last - b->pos) : 0;
+    need = have + hlen + len;
+
+    if (b && (size_t) (b->end - b->last) < hlen + len
+        && (size_t) (b->end - b->start) >= need)
+    {
+        /* room enough once what was sent is dropped */
+        b->last = ngx_movemem(b->start, b->pos, have);
+        b->pos = b->start;
+
+    } else if (b == NULL || (size_t) (b->end - b->last) < hlen + len) {
+        size = b ? 2 * (size_t) (b->end - b->start) : 0;
+        size = ngx_max(size, ngx_max(need, 1024));
+
+        b = ngx_alloc(sizeof(ngx_buf_t) + size, ws->request->connection->log);
+
+        if (b == NULL) {
+            /* a frame may be half sent: the stream cannot go on */
+            ws->io_error = 1;
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(b, sizeof(ngx_buf_t));
+
+        b->temporary = 1;
+        b->start = (u_char *) (b + 1);
+        b->end = b->start + size;
+        b->pos = b->start;
+        b->last = b->start;
+
+        if (ws->out) {
+            b->last = ngx_cpymem(b->start, ws->out->pos, have);
+            ngx_free(ws->out);
+        }
+
+        ws->out = b;
+    }
+
+    b->last = ngx_cpymem(b->last, hdr, hlen);
+
+    if (len) {
+        b->last = ngx_cpymem(b->last, data, len);
+    }
+
+    return NGX_OK;
+}
+
+
+/* what waits, as far as the socket takes it */
+
+static ngx_int_t
+ngx_teleclinic_ws_drain(ngx_teleclinic_ws_t *ws)
+{
+    ssize_t            n;
+    ngx_buf_t         *b;
+    ngx_connection_t  *c;
+
+    c = ws->request->connection;
+
+    while (ws->out && c->write->ready
+           && !(c->buffered & NGX_HTTP_WRITE_BUFFERED))
+    {
+        b = ws->out;
+
+        n = c->send(c, b->pos, b->last - b->pos);
+
+        if (n == NGX_ERROR) {
+            ws->io_error = 1;
+            return NGX_ERROR;
+        }
+
+        if (n == NGX_AGAIN || n == 0) {
+            break;
+        }
+
+        b->pos += n;
+
+        if (b->pos == b->last) {
+            ngx_free(b);
+            ws->out = NULL;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static size_t
+ngx_teleclinic_ws_pending(ngx_teleclinic_ws_t *ws)
+{
+    return ws->out ? (size_t) (ws->out->last - ws->out->pos) : 0;
+}
+
+
+/* an unmasked frame's header, FIN set; its length */
+
+static size_t
+ngx_teleclinic_ws_frame_header(u_char *p, ngx_uint_t opcode, size_t len)
+{
+    ngx_uint_t  i;
+
+    p[0] = (u_char) (0x80 | opcode);
+
+    if (len < 126) {
+        p[1] = (u_char) len;
+        return 2;
+    }
+
+    if (len < 65536) {
+        p[1] = 126;
+        p[2] = (u_char) (len >> 8);
+        p[3] = (u_char) len;
+        return 4;
+    }
+
+    p[1] = 127;
+
+    for (i = 0; i < 8; i++) {
+        p[2 + i] = (u_char) ((uint64_t) len >> (56 - 8 * i));
+    }
+
+    return 10;
+}
+
+
+/*
+ * A ping, made here like a message; it counts as sent once a close is out
+ * too (nothing goes after it), so a peer that takes neither is dropped at
+ * the next tick.
+ */
+
+static void
+ngx_teleclinic_ws_ping(ngx_teleclinic_ws_t *ws)
+{
+    u_char  hdr[2];
+    size_t  hlen;
+
+    ws->ping_sent = 1;
+
+    if (ws->ctx && wslay_event_get_close_sent(ws->ctx)) {
+        return;
+    }
+
+    hlen = ngx_teleclinic_ws_frame_header(hdr, WSLAY_PING, 0);
+
+    (void) ngx_teleclinic_ws_output(ws, hdr, hlen, NULL, 0);
+}
+
+
+/*
+ * nginx's TLS layer keeps a 16 KiB buffer (ssl_buffer_size) for what
+ * goes through ngx_ssl_send_chain(): only the 101 response does here,
+ * and an idle keep-alive connection frees it too
+ */
+
+static void
+ngx_teleclinic_ws_release_ssl(ngx_connection_t *c)
+{
+#if (NGX_HTTP_SSL)
+    if (c->ssl && !(c->buffered & NGX_HTTP_WRITE_BUFFERED)) {
+        ngx_ssl_free_buffer(c);
+    }
+#endif
 }
 
 

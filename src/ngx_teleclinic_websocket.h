@@ -33,13 +33,17 @@ typedef struct ngx_teleclinic_ws_s  ngx_teleclinic_ws_t;
 /*
  * One upgraded connection.  It lives in the request's pool: the request
  * stays open (its count holds it) until the WebSocket ends, and the pool
- * cleanup frees wslay's context and the timer on every way out.  ctx is
- * NULL while the connection is idle (ngx_teleclinic_ws_sleep()).
+ * cleanup frees wslay's context, the output and the timer on every way
+ * out.  ctx is NULL while the connection is idle (ngx_teleclinic_ws_sleep())
+ * and out while the socket has taken everything.
  */
 struct ngx_teleclinic_ws_s {
     ngx_http_request_t           *request;
     ngx_teleclinic_ws_conf_t     *conf;
     wslay_event_context_ptr       ctx;
+
+    /* frames the socket did not take yet, in order */
+    ngx_buf_t                    *out;
 
     /*
      * pings and the hello deadline; once a close is under way, the wait
@@ -94,9 +98,10 @@ char *ngx_teleclinic_ws_rate_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 /*
- * Sending from anywhere in the worker: the message is queued and the
- * connection's write event posted, so it goes out in this turn of the
- * event loop.  send_json takes the reference.
+ * Sending from anywhere in the worker: the frame goes to the socket at
+ * once, or what it does not take waits in ws->out for the write event.
+ * A failed socket is finalized from a posted event, never in the caller's
+ * loop.  send_json takes the reference.
  */
 void ngx_teleclinic_ws_send_text(ngx_teleclinic_ws_t *ws, u_char *text,
     size_t len);
