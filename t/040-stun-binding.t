@@ -23,7 +23,8 @@ use IO::Select;
 use IO::Socket::IP;
 use Socket qw(inet_ntoa);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Turn qw(attr message tid);
 

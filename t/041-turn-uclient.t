@@ -18,7 +18,8 @@ use Test::More;
 
 use IO::Socket::IP;
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 
 ###############################################################################

@@ -31,7 +31,8 @@ use Test::More;
 use IO::Select;
 use IO::Socket::IP;
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Turn qw(attr peer_attr rest_username peer_socket);
 

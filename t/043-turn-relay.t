@@ -21,7 +21,8 @@ use IO::Select;
 use IO::Socket::IP;
 use Time::HiRes qw(sleep);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Turn qw(attr peer_socket);
 

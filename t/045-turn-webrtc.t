@@ -19,7 +19,8 @@ use Test::More;
 use IO::Socket::IP;
 use JSON::PP qw(decode_json);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 
 ###############################################################################

@@ -17,7 +17,8 @@ use Test::More;
 use IO::Select;
 use Time::HiRes qw(sleep);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Turn qw(peer_socket);
 
