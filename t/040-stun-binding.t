@@ -34,6 +34,7 @@ my $COOKIE = 0x2112A442;
 my $WAIT = 3;            # seconds to wait for an answer that must come
 
 my $t = Teleclinic::Test->new(workers => 2, udp => 1);
+$t->has(qw(stream));
 
 $t->run(<<'EOF');
 stream {

@@ -41,6 +41,7 @@ use Teleclinic::Turn qw(attr peer_attr rest_username peer_socket);
 my $SECRET = 'refusals-secret';
 
 my $t = Teleclinic::Test->new(workers => 2, udp => 1);
+$t->has(qw(stream));
 
 # IPv6 peers need an IPv6 relay: a server on ::1 when the loopback has it
 my $have_v6 = IO::Socket::IP->new(LocalHost => '::1', LocalPort => 0,

@@ -31,6 +31,7 @@ use Teleclinic::Turn qw(attr peer_socket);
 my $SECRET = 'relay-secret';
 
 my $t = Teleclinic::Test->new(workers => 2, udp => 1);
+$t->has(qw(stream));
 
 my $have_tls = system('openssl req -x509 -newkey rsa:2048 -nodes -days 2 '
                       . '-subj /CN=localhost '

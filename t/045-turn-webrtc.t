@@ -61,6 +61,7 @@ my $min = free_range(200);
 my $max = $min + 199;
 
 my $t = Teleclinic::Test->new(workers => 2, udp => 1);
+$t->has(qw(stream));
 
 $t->run(<<"EOF");
 stream {
