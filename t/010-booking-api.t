@@ -12,7 +12,8 @@ use MIME::Base64 qw(decode_base64url);
 use POSIX qw(mktime);
 use Time::Local qw(timegm);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Clinic qw(:all);
 

@@ -12,7 +12,8 @@ use Test::More;
 use IO::Socket::IP;
 use Mojo::JSON qw(encode_json decode_json);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Clinic qw(:all);
 

@@ -14,7 +14,8 @@ use MIME::Base64 qw(encode_base64url);
 use Mojo::JSON qw(encode_json);
 use Mojo::Util qw(url_escape);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Clinic qw(:all);
 

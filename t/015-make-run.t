@@ -21,7 +21,8 @@ use Mojo::URL;
 use Mojo::Date;
 use Mojo::IOLoop;
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::WS;
 
@@ -37,7 +38,7 @@ if ($pid == 0) {
     $ENV{TELECLINIC_VAR} = $var;
     open STDOUT, '>', "$var/run.log";
     open STDERR, '>&', \*STDOUT;
-    exec 'bin/teleclinic-run', $port, $turn_port or exit 127;
+    exec "$FindBin::Bin/../bin/teleclinic-run", $port, $turn_port or exit 127;
 }
 
 my $up = 0;
@@ -155,7 +156,8 @@ like($stun, qr/reflexive addr: 127\.0\.0\.1:\d+/,
 
 # the README's turnutils_uclient command, relayed with the demo secret
 my $secret = do {
-    open(my $fh, '<', 'conf/turn.secret') or die "turn.secret: $!";
+    open(my $fh, '<', "$FindBin::Bin/../conf/turn.secret")
+        or die "turn.secret: $!";
     local $/;
     <$fh> =~ s/\s+$//r;
 };

@@ -10,7 +10,8 @@ use warnings;
 use Test::More;
 use POSIX qw(strftime);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Clinic qw(:all);
 

@@ -16,7 +16,8 @@ use IO::Socket::IP;
 use Mojo::JSON qw(encode_json decode_json);
 use Mojo::URL;
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Clinic qw(:all);
 

@@ -12,7 +12,8 @@ use POSIX ();
 use Mojo::JSON qw(encode_json decode_json);
 use IO::Socket::IP;
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Clinic qw(:all);
 

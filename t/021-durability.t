@@ -17,7 +17,8 @@ use Mojo::Server::Daemon;
 use Mojo::UserAgent;
 use Time::HiRes qw(sleep time);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Clinic qw(:all !book);
 

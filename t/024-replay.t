@@ -18,7 +18,8 @@ use Compress::Zlib qw(crc32);
 use Data::Dumper ();
 use Time::HiRes qw(time);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Clinic qw(appointment cancel reschedule admin_day day_ahead
                           $ADMIN_KEY);

@@ -21,7 +21,8 @@ use POSIX qw(strftime mktime);
 use Time::HiRes qw(sleep);
 use Time::Local qw(timegm);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Clinic qw(conf directory doctor write_directory auth
                          reschedule ALL_DAY);

@@ -23,7 +23,8 @@ use IO::Select;
 use IO::Socket::IP;
 use Socket qw(inet_ntoa);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Turn qw(attr message tid);
 
@@ -33,6 +34,7 @@ my $COOKIE = 0x2112A442;
 my $WAIT = 3;            # seconds to wait for an answer that must come
 
 my $t = Teleclinic::Test->new(workers => 2, udp => 1);
+$t->has(qw(stream));
 
 $t->run(<<'EOF');
 stream {

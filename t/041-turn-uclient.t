@@ -18,7 +18,8 @@ use Test::More;
 
 use IO::Socket::IP;
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 
 ###############################################################################
@@ -31,6 +32,7 @@ plan(skip_all => 'turnutils_uclient not installed (apt-get install coturn)')
 my $SECRET = 'uclient-test-secret';
 
 my $t = Teleclinic::Test->new(workers => 2, udp => 1);
+$t->has(qw(stream));
 
 my $have_tls = system('openssl req -x509 -newkey rsa:2048 -nodes -days 2 '
                       . '-subj /CN=localhost '

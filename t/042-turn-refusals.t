@@ -31,7 +31,8 @@ use Test::More;
 use IO::Select;
 use IO::Socket::IP;
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Turn qw(attr peer_attr rest_username peer_socket);
 
@@ -40,6 +41,7 @@ use Teleclinic::Turn qw(attr peer_attr rest_username peer_socket);
 my $SECRET = 'refusals-secret';
 
 my $t = Teleclinic::Test->new(workers => 2, udp => 1);
+$t->has(qw(stream));
 
 # IPv6 peers need an IPv6 relay: a server on ::1 when the loopback has it
 my $have_v6 = IO::Socket::IP->new(LocalHost => '::1', LocalPort => 0,

@@ -21,7 +21,8 @@ use IO::Select;
 use IO::Socket::IP;
 use Time::HiRes qw(sleep);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Turn qw(attr peer_socket);
 
@@ -30,6 +31,7 @@ use Teleclinic::Turn qw(attr peer_socket);
 my $SECRET = 'relay-secret';
 
 my $t = Teleclinic::Test->new(workers => 2, udp => 1);
+$t->has(qw(stream));
 
 my $have_tls = system('openssl req -x509 -newkey rsa:2048 -nodes -days 2 '
                       . '-subj /CN=localhost '

@@ -19,7 +19,8 @@ use Test::More;
 use IO::Socket::IP;
 use JSON::PP qw(decode_json);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 
 ###############################################################################
@@ -60,6 +61,7 @@ my $min = free_range(200);
 my $max = $min + 199;
 
 my $t = Teleclinic::Test->new(workers => 2, udp => 1);
+$t->has(qw(stream));
 
 $t->run(<<"EOF");
 stream {

@@ -17,7 +17,8 @@ use Test::More;
 use IO::Select;
 use Time::HiRes qw(sleep);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Turn qw(peer_socket);
 
@@ -26,6 +27,7 @@ use Teleclinic::Turn qw(peer_socket);
 my $SECRET = 'reload-secret';
 
 my $t = Teleclinic::Test->new(workers => 2, udp => 1);
+$t->has(qw(stream));
 
 my $lo = 40000 + int rand 20000;
 my ($min, $max) = ($lo, $lo + 499);

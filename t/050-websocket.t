@@ -20,7 +20,8 @@ use Mojo::JSON qw(decode_json encode_json);
 use Socket qw(SOL_SOCKET SO_RCVBUF);
 use Time::HiRes qw(sleep time);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 
 $SIG{PIPE} = 'IGNORE';

@@ -10,7 +10,8 @@ use warnings;
 use Test::More;
 use File::Temp qw(tempdir);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Room qw(:all);
 use Teleclinic::WS;
 

@@ -21,7 +21,8 @@ use Mojo::Promise;
 use IO::Socket::IP;
 use Time::HiRes qw(sleep);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Clinic qw(:all);
 

@@ -18,7 +18,8 @@ use Test::More;
 use Mojo::JSON qw(true false);
 use Time::HiRes qw(time);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Clinic qw(appointment);
 use Teleclinic::Room qw(:all);

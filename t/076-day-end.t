@@ -13,7 +13,8 @@ use Time::HiRes qw(sleep);
 use Compress::Raw::Zlib ();
 use Mojo::JSON qw(encode_json);
 
-use lib 't/lib';
+use FindBin;
+use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Clinic qw(:all);
 

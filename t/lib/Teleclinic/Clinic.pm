@@ -5,7 +5,7 @@ package Teleclinic::Clinic;
 # depends on the weekday), the server's calendar dates, a free slot to
 # book, and the requests a patient or the admin makes.
 #
-#   use lib 't/lib';
+#   use FindBin; use lib "$FindBin::Bin/lib";
 #   use Teleclinic::Test;
 #   use Teleclinic::Clinic qw(:all);
 #

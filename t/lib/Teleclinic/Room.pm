@@ -6,7 +6,7 @@ package Teleclinic::Room;
 # WebSocket location, a metrics location and short room timers; the
 # appointments a test books for "now"; patient and doctor connections.
 #
-#   use lib 't/lib';
+#   use FindBin; use lib "$FindBin::Bin/lib";
 #   use Teleclinic::Room qw(:all);
 #
 #   my $t = room(grace => '2s', ring => '3s');     # nginx is running

@@ -3,7 +3,7 @@ package Teleclinic::Test;
 # Test harness for ngx_teleclinic: runs a private nginx instance per test
 # object and fails the test on [alert]/[emerg] or sanitizer reports.
 #
-#   use lib 't/lib';
+#   use FindBin; use lib "$FindBin::Bin/lib";
 #   use Teleclinic::Test;                  # exports free_port
 #
 #   my $t = Teleclinic::Test->new(workers => 2);
@@ -39,7 +39,7 @@ package Teleclinic::Test;
 #   %%PORT%%, %%PORT2%%, ...  free ports, allocated on first use and
 #                      stable for the object's lifetime
 #
-# Methods: new, write_file, read_file, run, start, stop, reload, kill9,
+# Methods: new, has(@features), try_run($conf), write_file, read_file, run, start, stop, reload, kill9,
 # port($name), url($path [, $port_name]), http, ua, error_log,
 # log_problems, allow_log, prefix, repo, master_pid, worker_pids,
 # is_running.  run/start/reload die with the error log when nginx does
@@ -231,7 +231,8 @@ sub conf_text {
     my ($self, $body) = @_;
 
     my $p = $self->{prefix};
-    my $head = "load_module $STREAM_MODULE;\n";
+    # a built-in stream module must not be loaded again
+    my $head = stream_dynamic() ? "load_module $STREAM_MODULE;\n" : '';
 
     if ($self->{module}) {
         my $so = $self->module_path;
@@ -269,6 +270,50 @@ sub conf_text {
     croak "unknown placeholder $1 in conf" if $body =~ /(%%\w+%%)/;
 
     return $head . $body;
+}
+
+# the configure arguments of nginx -V, read once
+my $nginx_v;
+
+sub nginx_v {
+    $nginx_v //= `$NGINX -V 2>&1` // '';
+    return $nginx_v;
+}
+
+sub stream_dynamic { nginx_v() =~ /--with-stream=dynamic\b/ }
+
+# has_feature('stream'), 'http_ssl', 'stream_ssl', 'threads', ...
+sub has_feature {
+    my ($f) = @_;
+    my $v = nginx_v();
+
+    return $v =~ /--with-stream(?:=dynamic)?(?:\s|$)/ if $f eq 'stream';
+    return $v =~ /--with-threads\b/ if $f eq 'threads';
+    return $v =~ /--with-\Q$f\E(?:_module)?(?:=dynamic)?(?:\s|$)/;
+}
+
+# $t->has(@features): skips the whole test file when one is missing
+sub has {
+    my ($self, @features) = @_;
+
+    for my $f (@features) {
+        next if has_feature($f);
+        Test::More::plan(skip_all => "nginx lacks $f");
+    }
+
+    return $self;
+}
+
+# like run, but skips the test file when nginx does not start (an
+# optional piece missing) instead of dying
+sub try_run {
+    my ($self, $body) = @_;
+
+    eval { $self->run($body); 1 } and return $self;
+
+    my ($why) = $@ =~ /(\[emerg\][^\n]*)/;
+    $why //= (split /\n/, $@)[0] // 'nginx did not start';
+    Test::More::plan(skip_all => "nginx did not start: $why");
 }
 
 sub run {

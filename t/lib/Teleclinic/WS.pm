@@ -6,7 +6,7 @@ package Teleclinic::WS;
 # client runs on Mojo::IOLoop's singleton, so waiting on one client also
 # delivers the messages of all the others.
 #
-#   use lib 't/lib';
+#   use FindBin; use lib "$FindBin::Bin/lib";
 #   use Teleclinic::WS;
 #
 #   my $ws = Teleclinic::WS->connect($t->url('/ws'));   # dies on failure
