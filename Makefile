@@ -29,7 +29,7 @@ CFLAGS_EXTRA += -fsanitize=address -fno-omit-frame-pointer -g
 LDFLAGS_EXTRA := -fsanitize=address
 endif
 
-SRCS := $(wildcard src/*.c src/*.h) config
+SRCS := $(wildcard src/*.c src/*.h src/*/*.c src/*/*.h) config
 
 .PHONY: all deps run test fuzz bench bench-turn clean
 

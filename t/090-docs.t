@@ -21,7 +21,7 @@ sub slurp {
 }
 
 my $readme = slurp("$repo/README.md");
-my $code = join '', map { slurp($_) } glob("$repo/src/*.c");
+my $code = join '', map { slurp($_) } glob("$repo/src/*.c $repo/src/*/*.c");
 
 # directives: the ngx_command_t tables
 my %directives;

@@ -7,11 +7,11 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include "ngx_teleclinic_booking.h"
-#include "ngx_teleclinic_notify.h"
-#include "ngx_teleclinic_session.h"
+#include "ngx_http_teleclinic_booking.h"
+#include "ngx_http_teleclinic_notify.h"
+#include "ngx_http_teleclinic_session.h"
 #include "ngx_teleclinic_token.h"
-#include "ngx_teleclinic_metrics.h"
+#include "ngx_http_teleclinic_metrics.h"
 #include "ngx_teleclinic_kdf.h"
 
 

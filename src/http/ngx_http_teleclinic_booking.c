@@ -10,10 +10,10 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <jansson.h>
-#include "ngx_teleclinic_booking.h"
+#include "ngx_http_teleclinic_booking.h"
 #include "ngx_teleclinic_token.h"
-#include "ngx_teleclinic_notify.h"
-#include "ngx_teleclinic_doctor.h"
+#include "ngx_http_teleclinic_notify.h"
+#include "ngx_http_teleclinic_doctor.h"
 
 
 #define NGX_HTTP_TELECLINIC_SEGMENTS  6

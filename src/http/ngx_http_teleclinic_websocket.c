@@ -10,10 +10,10 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <wslay/wslay.h>
-#include "ngx_teleclinic_booking.h"
-#include "ngx_teleclinic_websocket.h"
+#include "ngx_http_teleclinic_booking.h"
+#include "ngx_http_teleclinic_websocket.h"
 #include "ngx_teleclinic_message.h"
-#include "ngx_teleclinic_session.h"
+#include "ngx_http_teleclinic_session.h"
 
 
 #define NGX_TELECLINIC_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

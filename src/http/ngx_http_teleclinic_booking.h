@@ -16,7 +16,7 @@
 #include "ngx_teleclinic_journal.h"
 #include "ngx_teleclinic_directory.h"
 #include "ngx_teleclinic_request.h"
-#include "ngx_teleclinic_websocket.h"
+#include "ngx_http_teleclinic_websocket.h"
 #include "ngx_teleclinic_room.h"
 
 

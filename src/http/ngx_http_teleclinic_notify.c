@@ -9,7 +9,7 @@
 #include <ngx_event.h>
 #include <ngx_event_connect.h>
 #include <jansson.h>
-#include "ngx_teleclinic_notify.h"
+#include "ngx_http_teleclinic_notify.h"
 #include "ngx_teleclinic_token.h"
 
 
