@@ -16,13 +16,13 @@
 #include "ngx_teleclinic_session.h"
 
 
-#define NGX_TELECLINIC_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
 /* a frame up to this size is built on the stack and sent in one call */
 #define NGX_TELECLINIC_WS_FRAME  4096
 
 /* the longest frame header, unmasked (RFC 6455, 5.2) */
 #define NGX_TELECLINIC_WS_HEADER  10
+
+#define NGX_TELECLINIC_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 static ngx_int_t ngx_teleclinic_ws_handler(ngx_http_request_t *r);
@@ -1037,10 +1037,9 @@ ngx_teleclinic_ws_finalize(ngx_teleclinic_ws_t *ws, ngx_int_t rc)
 
 
 /*
- * Our close frame.  wslay sends control frames ahead of queued messages
- * and nothing after a close, so it is queued when the answers already
- * queued are out (ngx_teleclinic_ws_flush).  What else the peer sends is
- * read and dropped.
+ * Our close frame, queued in wslay by ngx_teleclinic_ws_flush(): the
+ * answers before it are in ws->out already, ahead of it, and nothing is
+ * sent after it.  What else the peer sends is read and dropped.
  */
 
 static void
