@@ -22,6 +22,17 @@
 #    kind in turn, twice.  One-way latency from a send time carried in the
 #    message (one clock: the client sends and receives).  Target: p99 <
 #    5 ms across workers.
+# 5. Fan-out beside nchan, the reference: two more nginx with one worker
+#    each, ours and one with Debian's nchan only; for each of SUBSCRIBERS
+#    (1,000 and 5,000), RUNS (3) times in turn: that many waiting
+#    patients of one doctor and FROUNDS (20) rounds of call_next as in 2,
+#    then as many subscribers of one nchan channel and 2 x FROUNDS
+#    publishes at the rounds' pace.  Messages delivered per worker
+#    CPU-second, the median of the runs and the ratio to nchan's (target:
+#    at least 1), and the worker's memory per idle connection.  Needs
+#    nchan: apt-get install --no-install-recommends libnginx-mod-nchan
+#    (the script says so and stops without it; SUBSCRIBERS= leaves the
+#    part out).  ONLY_NCHAN=1 runs this part alone.
 #
 # The load client is bench/room/roomload.c (C, epoll, compiled here into
 # the temp prefix).  The appointments and doctor logins are made through
@@ -49,7 +60,9 @@
 # an ICE candidate's size; an SDP is some KiB), ZONE (256m), NGINX,
 # TELECLINIC_MODULE, KEEP=1 keeps the temp prefix, PIN=0 runs without
 # taskset, SERVER_CONF (more directives for the server{} block, to try
-# e.g. request_pool_size).
+# e.g. request_pool_size); of part 5: SUBSCRIBERS ("1000 5000"), FROUNDS
+# (20), RUNS (3), ONLY_NCHAN=1, PERF=DIR (`perf record -g` of the worker
+# during each measurement into DIR).
 
 set -euo pipefail
 
@@ -66,6 +79,9 @@ RATE=${RATE:-2000}
 WINDOW=${WINDOW:-1}
 SIZE=${SIZE:-200}
 ZONE=${ZONE:-256m}
+SUBSCRIBERS=${SUBSCRIBERS-1000 5000}
+FROUNDS=${FROUNDS:-20}
+RUNS=${RUNS:-3}
 
 PASSWORD=bench-doctor-password
 TARGET_KIB=16
@@ -86,7 +102,11 @@ fi
 
 # the client holds PATIENTS sockets and a worker at most as many (the
 # limit is per process)
-nofile=$((PATIENTS + 1024))
+nofile=$PATIENTS
+for n in $SUBSCRIBERS; do
+    [ "$n" -gt "$nofile" ] && nofile=$n
+done
+nofile=$((nofile + 1024))
 if [ "$(ulimit -n)" -lt "$nofile" ]; then
     ulimit -n "$nofile" 2>/dev/null || {
         echo "room.sh: cannot raise ulimit -n to $nofile (hard limit" \
@@ -96,6 +116,9 @@ if [ "$(ulimit -n)" -lt "$nofile" ]; then
 fi
 
 client=""
+side_masters=""
+beside_ours=""
+beside_nchan=""
 
 cleanup() {
     exec 3>&- 2>/dev/null || true
@@ -106,6 +129,11 @@ cleanup() {
     fi
 
     nginx_stop "$nginx_master"
+
+    for m in $side_masters; do
+        nginx_stop "$m"
+    done
+
     nginx_remove_prefix
 }
 
@@ -125,6 +153,472 @@ else
     pin_nginx=""
     pin_client=""
     setup_cpus="no pinning"
+fi
+
+# memory: kB of a field of /proc/PID/status summed over the workers
+status_kb() {
+    local field=$1 pid sum=0 v
+
+    for pid in $w0 $w1; do
+        v=$(awk -v f="$field:" '$1 == f {print $2}' /proc/"$pid"/status)
+        sum=$((sum + ${v:-0}))
+    done
+
+    echo $sum
+}
+
+# kB of the zone's pages a worker has touched (the largest shared
+# anonymous mapping, the zone), the larger of the two workers' figures
+zone_kb() {
+    local pid v max=0
+
+    for pid in $w0 $w1; do
+        v=$(awk '/^[0-9a-f]+-[0-9a-f]+ / {cur = ($6 == "/dev/zero")}
+                 cur && $1 == "Size:" {size = $2}
+                 cur && $1 == "Rss:" {if (size > best) {best = size
+                                                        rss = $2}}
+                 END {print rss + 0}' /proc/"$pid"/smaps)
+        [ "$v" -gt "$max" ] && max=$v
+    done
+
+    echo $max
+}
+
+# kernel memory of all TCP sockets (both ends are on this machine), kB
+tcp_kb() {
+    awk -v pg="$(getconf PAGESIZE)" '$1 == "TCP:" {
+        for (i = 2; i < NF; i++) if ($i == "mem") print $(i + 1) * pg / 1024
+    }' /proc/net/sockstat
+}
+
+mem_snapshot() {
+    M_RSS=$(status_kb VmRSS)
+    M_ANON=$(status_kb RssAnon)
+    M_SHMEM=$(status_kb RssShmem)
+    M_ZONE=$(zone_kb)
+    M_TCP=$(tcp_kb)
+}
+
+
+# room_start NAME TOKENS DOCTOR_TOKEN [PORT ROUNDS PID,PID]: the room
+# client in the background, its stdin the fifo $prefix/NAME.ctl (fd 3),
+# its output $prefix/NAME.out
+room_start() {
+    client_start "$1" room -p "${4:-$port}" -u /ws -t "$2" -D "$3" \
+        -R "${5:-$ROUNDS}" -W "${6:-$w0,$w1}"
+}
+
+# client_start NAME ARGS...: roomload ARGS so, for any of its modes
+client_start() {
+    local name=$1
+
+    shift
+    out=$prefix/$name.out
+    mkfifo "$prefix/$name.ctl"
+    $pin_client "$prefix"/roomload "$@" < "$prefix/$name.ctl" > "$out" 2>&1 &
+    client=$!
+    exec 3> "$prefix/$name.ctl"
+}
+
+# wait_for WORD SECONDS: until the client prints WORD or ends
+wait_for() {
+    local i
+
+    for i in $(seq 1 $(($2 * 10))); do
+        grep -q "^$1" "$out" && return 0
+        kill -0 "$client" 2>/dev/null || break
+        sleep 0.1
+    done
+
+    echo "room.sh: the client did not reach $1:" >&2
+    cat "$out" >&2
+    exit 1
+}
+
+# room_rounds: the client's rounds, then it closes every connection
+room_rounds() {
+    client_go
+    sed -n '/^doctor:/,/^DONE/p' "$out" | grep -v '^DONE'
+}
+
+# client_go: the client goes on from READY, until it is DONE and ends
+client_go() {
+    echo go >&3
+    wait_for DONE 600
+    exec 3>&-
+    wait "$client" || true
+    client=""
+}
+
+# workers_idle [PID...]: until the workers (w0 and w1 by default) take
+# under 10% of a core for 0.5 s (the closed connections of a run are
+# settled), at most 60 s
+workers_idle() {
+    local i a b pid pids=()
+
+    for pid in "${@:-}"; do
+        [ -n "$pid" ] && pids+=(/proc/"$pid"/stat)
+    done
+
+    [ ${#pids[@]} -gt 0 ] || pids=(/proc/"$w0"/stat /proc/"$w1"/stat)
+
+    for i in $(seq 1 120); do
+        a=$(cat "${pids[@]}" | awk '{sub(/.*\) /, ""); t += $12 + $13}
+                             END {print t}')
+        sleep 0.5
+        b=$(cat "${pids[@]}" | awk '{sub(/.*\) /, ""); t += $12 + $13}
+                             END {print t}')
+        [ $((b - a)) -lt $(($(getconf CLK_TCK) / 20)) ] && return 0
+    done
+}
+
+
+# 5. Fan-out beside nchan, the reference.  Two more nginx, one worker
+#    each, pinned as the others: ours, and one with Debian's nchan
+#    (libnginx-mod-nchan) only.  For each of SUBSCRIBERS, RUNS times in
+#    turn: that many waiting patients of one doctor connected to ours,
+#    FROUNDS rounds of call_next as in 2 (each sends every waiting patient
+#    two queue messages); then as many WebSocket subscribers of one nchan
+#    channel, 2 x FROUNDS publishes of a message the size of a patient's
+#    queue message, one at a time, each once all have the one before,
+#    and 500 ms of quiet after every second one as after a round (on
+#    loopback the pace decides who pays for the ACKs: data after an idle
+#    longer than the RTO is ACKed at once, in the softirq of the sending
+#    CPU).  Each subscriber pings once after its handshake, as a patient
+#    says hello.  The figure: messages the patients or subscribers
+#    received per CPU-second of the worker (utime + stime, /proc/PID/stat,
+#    over the rounds or the publishes), the median of the runs; and the
+#    worker's memory per idle connection.  Both ping every 30 s (ours by
+#    default; nchan_websocket_ping_interval 30).
+
+nchan_module=/usr/lib/nginx/modules/ngx_nchan_module.so
+
+# side_conf DIR CONNECTIONS MODULE...: DIR/nginx.conf for one worker with
+# those modules, its http {} holding the temp paths and then stdin
+side_conf() {
+    local dir=$1 conns=$2 user="" m
+
+    shift 2
+    mkdir -p "$dir"/logs "$dir"/tmp "$dir"/state
+
+    [ "$(id -u)" = 0 ] && user="user $(id -un) $(id -gn);"
+
+    {
+        for m in "$@"; do
+            echo "load_module $m;"
+        done
+        cat <<CONF
+
+$user
+worker_processes 1;
+worker_rlimit_nofile $nofile;
+pid $dir/logs/nginx.pid;
+error_log $dir/logs/error.log notice;
+
+events {
+    worker_connections $conns;
+}
+
+http {
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+
+    access_log off;
+    keepalive_requests 10000000;
+
+CONF
+        cat
+        echo "}"
+    } > "$dir"/nginx.conf
+}
+
+# side_start DIR URL: that nginx in the background, pinned as the others,
+# until URL answers; side_worker is its worker's pid
+side_start() {
+    local master
+
+    # shellcheck disable=SC2086
+    $pin_nginx "$NGINX" -p "$1/" -c "$1/nginx.conf" -e "$1/logs/error.log" \
+        -g 'daemon off;' &
+    master=$!
+    side_masters="$side_masters $master"
+
+    for _ in $(seq 1 300); do
+        curl -s -o /dev/null "$2" && break
+        kill -0 "$master" 2>/dev/null || break
+        sleep 0.1
+    done
+
+    side_worker=$(nginx_workers "$master" | awk '{print $1}')
+
+    if [ -z "$side_worker" ]; then
+        echo "room.sh: the nginx in $1 did not come up:" >&2
+        tail -20 "$1"/logs/error.log >&2
+        exit 1
+    fi
+}
+
+# side_reload WORKER: a reload of that worker's nginx; prints the new
+# worker's pid once the old one is gone
+side_reload() {
+    local master new
+
+    master=$(awk '{print $4}' /proc/"$1"/stat)
+    kill -HUP "$master"
+
+    for _ in $(seq 1 300); do
+        new=$(nginx_workers "$master" | awk '{print $1}')
+        if [ -n "$new" ] && [ "$new" != "$1" ] && ! kill -0 "$1" 2>/dev/null
+        then
+            echo "$new"
+            return 0
+        fi
+        sleep 0.1
+    done
+
+    echo "room.sh: no new worker after a reload" >&2
+    exit 1
+}
+
+# perf_start PID NAME, perf_stop: with PERF=DIR, `perf record -g` of the
+# worker into DIR/NAME.data meanwhile
+perf_start() {
+    perf_pid=""
+    [ -n "${PERF:-}" ] || return 0
+    mkdir -p "$PERF"
+    perf record -q -g -p "$1" -o "$PERF/$2.data" 2>/dev/null 3>&- &
+    perf_pid=$!
+    sleep 0.5
+}
+
+perf_stop() {
+    [ -n "$perf_pid" ] || return 0
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+    perf_pid=""
+}
+
+# kb PID FIELD: a field of /proc/PID/status in kB
+kb() {
+    awk -v f="$2:" '$1 == f {print $2}' /proc/"$1"/status
+}
+
+# beside_measure NAME PID LINE -- CLIENT ARGS...: one client run against
+# one worker; prints the client's LINE (DELIVERIES or NCHAN) with the
+# worker's private and shared memory per connection (KiB) appended
+beside_measure() {
+    local name=$1 pid=$2 word=$3 n=$4 a_anon a_shm b_anon b_shm line
+
+    shift 5
+    workers_idle "$pid"
+    b_anon=$(kb "$pid" RssAnon) b_shm=$(kb "$pid" RssShmem)
+    client_start "$name" "$@"
+    wait_for READY 900
+    sleep 1
+    a_anon=$(kb "$pid" RssAnon) a_shm=$(kb "$pid" RssShmem)
+    perf_start "$pid" "$name"
+    client_go
+    perf_stop
+
+    line=$(grep "^$word" "$out" || true)
+    [ -n "$line" ] || { cat "$out" >&2; exit 1; }
+
+    awk -v l="$line" -v n="$n" -v a0="$b_anon" -v a1="$a_anon" \
+        -v s0="$b_shm" -v s1="$a_shm" 'BEGIN {
+            printf "%s anon_kib=%.2f shm_kib=%.2f\n", l, (a1 - a0) / n,
+                   (s1 - s0) / n
+        }'
+}
+
+beside_nchan() {
+    local n k max=0 fdir ndir fport nport fw nw qsize line doctors=""
+
+    for n in $SUBSCRIBERS; do
+        [ "$n" -gt "$max" ] && max=$n
+        for k in $(seq 1 "$RUNS"); do
+            doctors="$doctors f$n-$k"
+        done
+    done
+
+    fdir=$prefix/beside-ours
+    ndir=$prefix/beside-nchan
+    fport=$(free_port)
+    nport=$(free_port)
+    while [ "$nport" = "$fport" ] || [ "$nport" = "$port" ]; do
+        nport=$(free_port)
+    done
+
+    # a doctor of ours for each level and run
+    # shellcheck disable=SC2086
+    python3 - "$(echo "$PASSWORD" | python3 "$repo"/bin/teleclinic-passwd)" \
+        $doctors > "$prefix"/beside-directory.json <<'PY'
+import json, sys
+
+pw, ids = sys.argv[1], sys.argv[2:]
+days = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']
+sched = {'slot_minutes': 5, 'hours': {d: [['00:00', '24:00']] for d in days},
+         'days_off': []}
+print(json.dumps({'departments': [{'id': 'bench', 'name': 'Bench'}],
+                  'doctors': [{'id': i, 'name': 'Dr. Fan %s' % i,
+                               'department': 'bench', 'password': pw,
+                               'schedule': sched} for i in ids]}))
+PY
+
+    side_conf "$fdir" $((max + 512)) "$STREAM_MODULE" "$MODULE" <<CONF
+    teleclinic_zone beside $ZONE;
+    teleclinic_journal $fdir/state/journal fsync=off;
+    teleclinic_directory $prefix/beside-directory.json;
+    teleclinic_token_secret bench-token-secret-0123456789;
+    teleclinic_admin_key bench-admin-key-0123456789;
+    teleclinic_checkin_open 60d;
+    teleclinic_ring_timeout 60s;
+
+    server {
+        listen 127.0.0.1:$fport;
+
+        location /api/v1/ {
+            teleclinic_api;
+        }
+
+        location = /ws {
+            teleclinic_websocket;
+        }
+    }
+CONF
+
+    # a channel for each level and run (?id=), so that none gets
+    # another's messages
+    side_conf "$ndir" $((max + 512)) "$nchan_module" <<CONF
+    server {
+        listen 127.0.0.1:$nport;
+
+        location = /sub {
+            nchan_subscriber websocket;
+            nchan_channel_id \$arg_id;
+            nchan_websocket_ping_interval 30;
+        }
+
+        location = /pub {
+            nchan_publisher;
+            nchan_channel_id \$arg_id;
+        }
+    }
+CONF
+
+    side_start "$fdir" "http://127.0.0.1:$fport/api/v1/departments"
+    fw=$side_worker
+    side_start "$ndir" "http://127.0.0.1:$nport/"
+    nw=$side_worker
+
+    echo
+    echo "fan-out beside nchan $(dpkg-query -W -f='${Version}' \
+        libnginx-mod-nchan 2>/dev/null): one worker each ($fw, nchan $nw)," \
+         "${pin_nginx:+both on CPU 0, the client on CPU 1; }$FROUNDS" \
+         "rounds of call_next against 2 x $FROUNDS publishes, $RUNS runs" \
+         "in turn; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+    for n in $SUBSCRIBERS; do
+        for k in $(seq 1 "$RUNS"); do
+            python3 "$repo"/bench/room/setup.py "$fport" book "f$n-$k" "$n" \
+                > "$prefix"/beside-$n-$k.txt 2>/dev/null
+            python3 "$repo"/bench/room/setup.py "$fport" login "$PASSWORD" \
+                "f$n-$k" > "$prefix"/beside-$n-$k-doctor.txt
+        done
+
+        # new workers: the first run's memory is not what a run before
+        # freed
+        fw=$(side_reload "$fw")
+        nw=$(side_reload "$nw")
+
+        for k in $(seq 1 "$RUNS"); do
+            line=$(beside_measure "beside-ours-$n-$k" "$fw" DELIVERIES "$n" \
+                   -- room -p "$fport" -u /ws -t "$prefix"/beside-$n-$k.txt \
+                   -D "$(cat "$prefix"/beside-$n-$k-doctor.txt)" \
+                   -R "$FROUNDS" -W "$fw,0")
+            echo "  $n run $k ours:  ${line#DELIVERIES }"
+            beside_ours="$beside_ours
+$n $k $line"
+            qsize=$(sed -n 's/.*queue_bytes=\([0-9]*\).*/\1/p' <<< "$line")
+
+            line=$(beside_measure "beside-nchan-$n-$k" "$nw" NCHAN "$n" \
+                   -- nchan -p "$nport" -u "/sub?id=c$n-$k" \
+                   -x "/pub?id=c$n-$k" -n "$n" -P $((2 * FROUNDS)) \
+                   -s "${qsize:-96}" -W "$nw,0")
+            echo "  $n run $k nchan: ${line#NCHAN }"
+            beside_nchan="$beside_nchan
+$n $k $line"
+        done
+    done
+
+    beside_table
+}
+
+# beside_field NAME LEVEL LINES: the values of a field at that level,
+# one a line, in the order of the runs
+beside_field() {
+    awk -v n="$2" -v f="$1" '$1 == n {
+        for (i = 3; i <= NF; i++) if (index($i, f "=") == 1) {
+            print substr($i, length(f) + 2)
+        }
+    }' <<< "$3"
+}
+
+median() {
+    sort -n | awk '{v[NR] = $1} END {
+        if (NR % 2) printf "%s", v[(NR + 1) / 2]
+        else if (NR) printf "%.0f", (v[NR / 2] + v[NR / 2 + 1]) / 2
+    }'
+}
+
+beside_table() {
+    local n o c ratios
+
+    printf '\nfan-out beside nchan: messages delivered per worker'
+    printf ' CPU-second, one worker each, median of %d runs\n' "$RUNS"
+    printf '  %-11s %9s %9s %7s %13s %11s %11s\n' subscribers ours nchan \
+        ratio "ratio range" "ours KiB" "nchan KiB"
+
+    for n in $SUBSCRIBERS; do
+        o=$(beside_field per_cpu_s "$n" "$beside_ours" | median)
+        c=$(beside_field per_cpu_s "$n" "$beside_nchan" | median)
+        ratios=$(paste <(beside_field per_cpu_s "$n" "$beside_ours") \
+                       <(beside_field per_cpu_s "$n" "$beside_nchan") \
+                 | awk '$2 > 0 {print $1 / $2}' | sort -n \
+                 | awk 'NR == 1 {lo = $1} {hi = $1}
+                        END {printf "%.2f-%.2f", lo, hi}')
+        printf '  %-11s %9s %9s %7s %13s %11s %11s\n' "$n" "$o" "$c" \
+            "$(awk -v a="$o" -v b="$c" 'BEGIN {printf "%.2f", b ? a / b : 0}')" \
+            "$ratios" \
+            "$(beside_field anon_kib "$n" "$beside_ours" | head -1)" \
+            "$(beside_field anon_kib "$n" "$beside_nchan" | head -1)"
+    done
+
+    echo "  (KiB: the worker's private memory (RssAnon) per idle" \
+         "connection in the first run, a new worker's; ours has 0.25 KiB" \
+         "of zone besides, part 1)"
+}
+
+if [ -n "$SUBSCRIBERS" ] && [ ! -f "$nchan_module" ]; then
+    echo "room.sh: no $nchan_module for the fan-out beside nchan; install" \
+         "it with: apt-get install --no-install-recommends" \
+         "libnginx-mod-nchan (or SUBSCRIBERS= leaves it out)" >&2
+    exit 1
+fi
+
+if [ "${ONLY_NCHAN:-0}" = 1 ]; then
+    beside_nchan
+
+    if grep -E '\[(alert|crit|emerg)\]' "$prefix"/beside-*/logs/error.log \
+           >&2
+    then
+        echo "the error logs have the problems above" >&2
+        exit 1
+    fi
+
+    exit 0
 fi
 
 # the directory: "room" works round the clock (the 10,000 patients),
@@ -176,6 +670,8 @@ nginx_write_conf 2 $((PATIENTS + 512)) <<EOF
         location = /ws {
             teleclinic_websocket;
             teleclinic_websocket_rate 100000r/s burst=100000;
+            # the client connects every socket before the first hello
+            teleclinic_websocket_hello_timeout 10m;
             teleclinic_websocket_send_buffer 64m;
         }
     }
@@ -223,104 +719,6 @@ paste -d' ' "$prefix"/call-doctors.txt "$prefix"/call-patients.txt \
 
 [ "$(wc -l < "$prefix"/pairs.txt)" = "$CALLS" ] \
     || { echo "room.sh: could not book the calls' appointments" >&2; exit 1; }
-
-
-# memory: kB of a field of /proc/PID/status summed over the workers
-status_kb() {
-    local field=$1 pid sum=0 v
-
-    for pid in $w0 $w1; do
-        v=$(awk -v f="$field:" '$1 == f {print $2}' /proc/"$pid"/status)
-        sum=$((sum + ${v:-0}))
-    done
-
-    echo $sum
-}
-
-# kB of the zone's pages a worker has touched (the largest shared
-# anonymous mapping, the zone), the larger of the two workers' figures
-zone_kb() {
-    local pid v max=0
-
-    for pid in $w0 $w1; do
-        v=$(awk '/^[0-9a-f]+-[0-9a-f]+ / {cur = ($6 == "/dev/zero")}
-                 cur && $1 == "Size:" {size = $2}
-                 cur && $1 == "Rss:" {if (size > best) {best = size
-                                                        rss = $2}}
-                 END {print rss + 0}' /proc/"$pid"/smaps)
-        [ "$v" -gt "$max" ] && max=$v
-    done
-
-    echo $max
-}
-
-# kernel memory of all TCP sockets (both ends are on this machine), kB
-tcp_kb() {
-    awk -v pg="$(getconf PAGESIZE)" '$1 == "TCP:" {
-        for (i = 2; i < NF; i++) if ($i == "mem") print $(i + 1) * pg / 1024
-    }' /proc/net/sockstat
-}
-
-mem_snapshot() {
-    M_RSS=$(status_kb VmRSS)
-    M_ANON=$(status_kb RssAnon)
-    M_SHMEM=$(status_kb RssShmem)
-    M_ZONE=$(zone_kb)
-    M_TCP=$(tcp_kb)
-}
-
-
-# room_start NAME TOKENS DOCTOR_TOKEN: the room client in the background,
-# its stdin the fifo $prefix/NAME.ctl (fd 3), its output $prefix/NAME.out
-room_start() {
-    out=$prefix/$1.out
-    mkfifo "$prefix/$1.ctl"
-    $pin_client "$prefix"/roomload room -p "$port" -u /ws -t "$2" -D "$3" \
-        -R "$ROUNDS" -W "$w0,$w1" < "$prefix/$1.ctl" > "$out" 2>&1 &
-    client=$!
-    exec 3> "$prefix/$1.ctl"
-}
-
-# wait_for WORD SECONDS: until the client prints WORD or ends
-wait_for() {
-    local i
-
-    for i in $(seq 1 $(($2 * 10))); do
-        grep -q "^$1" "$out" && return 0
-        kill -0 "$client" 2>/dev/null || break
-        sleep 0.1
-    done
-
-    echo "room.sh: the client did not reach $1:" >&2
-    cat "$out" >&2
-    exit 1
-}
-
-# room_rounds: the client's rounds, then it closes every connection
-room_rounds() {
-    echo go >&3
-    wait_for DONE 600
-    exec 3>&-
-    wait "$client" || true
-    client=""
-
-    sed -n '/^doctor:/,/^DONE/p' "$out" | grep -v '^DONE'
-}
-
-# workers_idle: until the workers take under 10% of a core for 0.5 s (the
-# closed connections of a run are settled), at most 60 s
-workers_idle() {
-    local i a b
-
-    for i in $(seq 1 120); do
-        a=$(cat /proc/"$w0"/stat /proc/"$w1"/stat | awk '
-            {sub(/.*\) /, ""); t += $12 + $13} END {print t}')
-        sleep 0.5
-        b=$(cat /proc/"$w0"/stat /proc/"$w1"/stat | awk '
-            {sub(/.*\) /, ""); t += $12 + $13} END {print t}')
-        [ $((b - a)) -lt $(($(getconf CLK_TCK) / 20)) ] && return 0
-    done
-}
 
 
 # 1. the waiting room: 10,000 patients, then the fan-out rounds
@@ -498,6 +896,10 @@ if [ -n "$spread" ]; then
         "$(fan others_msgs "$spread") msgs"
 fi
 
+if [ -n "$SUBSCRIBERS" ]; then
+    beside_nchan
+fi
+
 disturbed=$( (sig cross others_cpu_pct; sig same others_cpu_pct
               sed -n "s/.*other processes' \([0-9]*\)%.*/\1/p" \
                   "$prefix"/room.out "$prefix"/spread.out 2>/dev/null) \
@@ -511,7 +913,9 @@ fi
 
 status=0
 
-if grep -E '\[(alert|crit|emerg)\]' "$prefix"/logs/error.log >&2; then
+if grep -E '\[(alert|crit|emerg)\]' "$prefix"/logs/error.log \
+       "$prefix"/beside-*/logs/error.log 2>/dev/null >&2
+then
     echo "the error log has the problems above" >&2
     status=1
 fi

@@ -35,6 +35,18 @@
  *       flight).  Each signal carries its send time; the receiver's clock
  *       is the same, so the one-way latency is exact.
  *
+ *   roomload nchan -p PORT -u SUB_PATH -x PUB_PATH -n SUBSCRIBERS
+ *                  [-P publishes] [-s size] [-W PID,PID]
+ *       The reference for the room's fan-out: SUBSCRIBERS WebSockets to
+ *       an nchan subscriber location (plain WebSocket, every data frame
+ *       counted), then `publishes` messages of `size` bytes POSTed one at
+ *       a time to PUB_PATH over one keep-alive connection, each once
+ *       every subscriber has the one before, and 500 ms of quiet after
+ *       every second one (the pace of the room's rounds).  Each
+ *       subscriber sends a ping after its handshake, as a patient its
+ *       hello.  Prints the deliveries and the workers' CPU meanwhile
+ *       (the NCHAN line).
+ *
  * Build: cc -O2 -o roomload roomload.c -lcrypto
  */
 
@@ -81,7 +93,8 @@ typedef enum {
 typedef enum {
     R_NONE = 0,
     R_PATIENT,
-    R_DOCTOR
+    R_DOCTOR,
+    R_PUBLISHER                    /* plain HTTP, nchan's publisher */
 } conn_role_e;
 
 
@@ -162,6 +175,8 @@ static uint32_t        rnd = 2463534242u;
 static void          (*on_message)(conn_t *c, char *m, size_t len);
 static void          (*on_open)(conn_t *c);
 static void          (*on_close)(conn_t *c);
+
+static void http_answers(conn_t *c);
 
 
 static void
@@ -254,6 +269,19 @@ proc_ticks(int pid)
     }
 
     return ut + st;
+}
+
+
+/* how often this process slept (waits in epoll_wait, mostly) */
+
+static long
+self_sleeps(void)
+{
+    struct rusage  ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+
+    return ru.ru_nvcsw;
 }
 
 
@@ -769,6 +797,11 @@ conn_read(conn_t *c)
 
         c->in_len += n;
 
+        if (c->role == R_PUBLISHER) {
+            http_answers(c);
+            continue;
+        }
+
         if (c->state == C_HANDSHAKE) {
             rc = handshake_check(c);
 
@@ -864,6 +897,12 @@ conn_event(conn_t *c, uint32_t events)
         }
 
         conn_want_out(c, 0);
+
+        if (c->role == R_PUBLISHER) {
+            c->state = C_OPEN;
+            return;
+        }
+
         handshake_send(c);
         return;
     }
@@ -1038,6 +1077,8 @@ static conn_t  **patients;
 static int       welcomed;          /* settled: welcome, error or close */
 static int       welcomed_ok;
 static long      queue_msgs_total;
+static long      patient_msgs;      /* every message to a patient */
+static size_t    patient_queue_bytes;
 static int       concurrency = 256;
 static int       started;
 
@@ -1115,6 +1156,8 @@ room_message(conn_t *c, char *m, size_t len)
         return;
     }
 
+    patient_msgs++;
+
     if (round_watch && strcmp(c->doctor, doctor_id) != 0) {
         /* not this doctor's patient: a message to count, nothing more */
         others_msgs++;
@@ -1133,6 +1176,7 @@ room_message(conn_t *c, char *m, size_t len)
     if (strcmp(type, "queue") == 0) {
         c->queue_msgs++;
         queue_msgs_total++;
+        patient_queue_bytes = len;
 
         if (json_num(m, len, "position", &pos) != 0) {
             note_error(c, m, len);
@@ -1269,7 +1313,7 @@ cmd_room(const char *tokens_file, const char *doctor_token, int rounds)
 {
     int        i, r, waiting, others = 0, got_all;
     uint64_t   t0, t1, *maxes, *p50s, *firsts, *all, *anymax;
-    long       q0, o0, w0, fw0, fan_workers = 0, om0, oq0;
+    long       q0, o0, w0, fw0, fan_workers = 0, om0, oq0, pm0, wt, sl0;
     int        nall;
     double     cpu0, clk, secs, fc0, fan_secs = 0, fan_client = 0;
 
@@ -1352,6 +1396,9 @@ cmd_room(const char *tokens_file, const char *doctor_token, int rounds)
 
     o0 = others_ticks();
     w0 = proc_ticks(worker_pid[0]) + proc_ticks(worker_pid[1]);
+    pm0 = patient_msgs;
+    sl0 = self_sleeps();
+    cpu0 = self_cpu();
     t1 = now_ns();
 
     for (r = 0; r < rounds; r++) {
@@ -1467,6 +1514,14 @@ cmd_room(const char *tokens_file, const char *doctor_token, int rounds)
 
     clk = sysconf(_SC_CLK_TCK);
     secs = (now_ns() - t1) / 1e9;
+    wt = proc_ticks(worker_pid[0]) + proc_ticks(worker_pid[1]) - w0;
+
+    /* what the rounds cost the workers per message a patient got */
+    printf("DELIVERIES patients=%d deliveries=%ld worker_cpu_s=%.2f "
+           "per_cpu_s=%.0f queue_bytes=%zu client_cpu_s=%.2f "
+           "client_sleeps=%ld\n", welcomed_ok, patient_msgs - pm0, wt / clk,
+           wt ? (patient_msgs - pm0) / (wt / clk) : 0, patient_queue_bytes,
+           self_cpu() - cpu0, self_sleeps() - sl0);
 
     if (worker_pid[0]) {
         printf("rounds: %.1f s; nginx workers' CPU %.0f%%, other processes' "
@@ -1511,6 +1566,249 @@ cmd_room(const char *tokens_file, const char *doctor_token, int rounds)
     }
 
     print_closes("end");
+
+    printf("DONE %d\n", open_conns);
+    fflush(stdout);
+
+    loop(INT_MAX, stdin_done);
+
+    return 0;
+}
+
+
+/*
+ * nchan
+ */
+
+static conn_t   *publisher;
+static long      pub_answers;
+static long      pub_refused;
+static int       nsubs;
+static int       subs_started;
+static int       subs_open;
+static int       subs_settled;
+static long      sub_frames;
+
+
+/* nchan's answers to the publishes: counted, 2xx or not, and dropped */
+
+static void
+http_answers(conn_t *c)
+{
+    char       *end, *cl;
+    size_t      hl, body;
+    long long   status;
+
+    for ( ;; ) {
+        end = memmem(c->in, c->in_len, "\r\n\r\n", 4);
+        if (end == NULL) {
+            return;
+        }
+
+        hl = end + 4 - c->in;
+        body = 0;
+
+        cl = memmem(c->in, hl, "Content-Length: ", 16);
+        if (cl) {
+            body = strtoul(cl + 16, NULL, 10);
+        }
+
+        if (c->in_len < hl + body) {
+            return;
+        }
+
+        status = (c->in_len > 12 && memcmp(c->in, "HTTP/1.1 ", 9) == 0)
+                 ? strtoll(c->in + 9, NULL, 10) : 0;
+
+        pub_answers++;
+
+        if (status < 200 || status > 299) {
+            pub_refused++;
+            note_error(c, c->in, hl);
+        }
+
+        memmove(c->in, c->in + hl + body, c->in_len - hl - body);
+        c->in_len -= hl + body;
+    }
+}
+
+
+static void
+nchan_open(conn_t *c)
+{
+    c->welcomed = 1;
+    subs_open++;
+    subs_settled++;
+
+    /* a word after the handshake, as a patient's hello */
+    ws_send(c, 0x9, "hello", 5);
+}
+
+
+static void
+nchan_close(conn_t *c)
+{
+    if (c->role != R_PATIENT) {
+        return;
+    }
+
+    if (c->welcomed == 1) {
+        subs_open--;
+
+    } else if (c->welcomed == 0) {
+        /* refused or closed before its handshake: settled too */
+        c->welcomed = -1;
+        subs_settled++;
+    }
+}
+
+
+static void
+nchan_message(conn_t *c, char *m, size_t len)
+{
+    if (c->role == R_PATIENT) {
+        c->received++;
+        sub_frames++;
+    }
+}
+
+
+static int
+subs_connected(void)
+{
+    while (subs_started < nsubs && subs_started - subs_settled < concurrency)
+    {
+        (void) conn_open(R_PATIENT, subs_started++);
+    }
+
+    return subs_settled >= nsubs;
+}
+
+
+static long  nchan_want;
+
+static int
+subs_have_all(void)
+{
+    return sub_frames >= nchan_want || publisher->state == C_CLOSED;
+}
+
+
+static int
+cmd_nchan(const char *pub_path, int publishes, int size)
+{
+    char      *msg, req[1024];
+    int        i, n, hl, late;
+    long       w0, w1, sl0;
+    double     c0, clk, wsecs;
+    uint64_t   t0, t1;
+
+    if (size < 16) {
+        size = 16;
+    }
+
+    msg = malloc(size + 1);
+    if (msg == NULL) {
+        die("out of memory");
+    }
+
+    on_open = nchan_open;
+    on_message = nchan_message;
+    on_close = nchan_close;
+
+    t0 = now_ns();
+    last_msg_ns = t0;
+    loop(600000, subs_connected);
+
+    printf("nchan: %d of %d subscribers connected in %.2f s, %ld errors, "
+           "%ld closed\n", subs_open, nsubs, (now_ns() - t0) / 1e9,
+           stat_errors, stat_closed);
+
+    loop(30000, quiet_for_500ms);
+
+    printf("READY %d\n", subs_open);
+    fflush(stdout);
+
+    /* the script reads the worker's memory meanwhile */
+    stdin_watch();
+    loop(INT_MAX, stdin_done);
+    stdin_line = 0;
+
+    if (stdin_eof) {
+        return 1;
+    }
+
+    publisher = conn_open(R_PUBLISHER, 0);
+    loop(500, NULL);
+
+    if (publisher->state != C_OPEN) {
+        die("cannot connect the publisher");
+    }
+
+    w0 = proc_ticks(worker_pid[0]) + proc_ticks(worker_pid[1]);
+    c0 = self_cpu();
+    sl0 = self_sleeps();
+    t1 = now_ns();
+    late = 0;
+
+    for (i = 0; i < publishes; i++) {
+        /* a message the size of the room's queue message */
+        n = snprintf(msg, size + 1, "{\"v\":1,\"type\":\"queue\","
+                     "\"position\":%d,\"waiting\":%d,\"pad\":\"", i + 1,
+                     nsubs);
+        if (n > size - 2) {
+            n = size - 2;
+        }
+        memset(msg + n, 'x', size - 2 - n);
+        memcpy(msg + size - 2, "\"}", 2);
+
+        hl = snprintf(req, sizeof(req),
+                      "POST %s HTTP/1.1\r\n"
+                      "Host: %s:%d\r\n"
+                      "Content-Type: application/json\r\n"
+                      "Content-Length: %d\r\n"
+                      "\r\n", pub_path, host, port, size);
+
+        conn_send_raw(publisher, req, hl);
+        conn_send_raw(publisher, msg, size);
+
+        nchan_want = sub_frames + subs_open;
+        loop(10000, subs_have_all);
+
+        late += sub_frames < nchan_want;
+
+        /*
+         * paced as the room's rounds: two messages to each, then the
+         * client waits for 500 ms of quiet.  The pace matters on
+         * loopback: data after an idle longer than the RTO makes the
+         * receiver ACK at once (quick ACK), in the softirq of the
+         * sender's CPU, so the server's
+         */
+        if (i % 2) {
+            loop(10000, quiet_for_500ms);
+        }
+    }
+
+    loop(10000, quiet_for_500ms);
+
+    w1 = proc_ticks(worker_pid[0]) + proc_ticks(worker_pid[1]);
+    clk = sysconf(_SC_CLK_TCK);
+    wsecs = (w1 - w0) / clk;
+
+    printf("nchan: %d publishes of %d bytes to %d subscribers: %ld "
+           "deliveries in %.2f s, %ld answers (%ld not 2xx), %d not "
+           "delivered to all within 10 s\n", publishes, size, subs_open,
+           sub_frames, (now_ns() - t1) / 1e9, pub_answers, pub_refused,
+           late);
+
+    if (first_error[0]) {
+        printf("nchan: first error: %s\n", first_error);
+    }
+
+    printf("NCHAN subscribers=%d deliveries=%ld worker_cpu_s=%.2f "
+           "per_cpu_s=%.0f client_cpu_s=%.2f client_sleeps=%ld\n",
+           subs_open, sub_frames, wsecs, wsecs > 0 ? sub_frames / wsecs : 0,
+           self_cpu() - c0, self_sleeps() - sl0);
 
     printf("DONE %d\n", open_conns);
     fflush(stdout);
@@ -2141,6 +2439,8 @@ usage(void)
         " [-c concurrency] [-W PID,PID]\n"
         "       roomload signal -p PORT -f PAIRS -W PID,PID [-d secs]"
         " [-w window] [-r rate] [-s size] [-k rounds]\n"
+        "       roomload nchan -p PORT -u SUB_PATH -x PUB_PATH -n SUBSCRIBERS"
+        " [-P publishes] [-s size] [-W PID,PID]\n"
         "       common: [-H host] [-u path]\n");
     exit(2);
 }
@@ -2150,8 +2450,8 @@ int
 main(int argc, char **argv)
 {
     const char  *cmd, *tokens = NULL, *doctor_token = NULL, *pairs = NULL;
-    const char  *workers = NULL;
-    int          opt, rounds = 5, krounds = 2;
+    const char  *workers = NULL, *pub_path = NULL;
+    int          opt, rounds = 5, krounds = 2, publishes = 10;
     double       secs = 3, rate = 2000;
 
     if (argc < 2) {
@@ -2161,7 +2461,9 @@ main(int argc, char **argv)
     cmd = argv[1];
     optind = 2;
 
-    while ((opt = getopt(argc, argv, "H:p:u:t:D:R:c:f:W:d:w:r:s:k:")) != -1) {
+    while ((opt = getopt(argc, argv, "H:p:u:t:D:R:c:f:W:d:w:r:s:k:x:n:P:"))
+           != -1)
+    {
         switch (opt) {
         case 'H': host = optarg; break;
         case 'p': port = atoi(optarg); break;
@@ -2177,6 +2479,9 @@ main(int argc, char **argv)
         case 'r': rate = atof(optarg); break;
         case 's': payload = atoi(optarg); break;
         case 'k': krounds = atoi(optarg); break;
+        case 'x': pub_path = optarg; break;
+        case 'n': nsubs = atoi(optarg); break;
+        case 'P': publishes = atoi(optarg); break;
         default: usage();
         }
     }
@@ -2221,6 +2526,17 @@ main(int argc, char **argv)
             usage();
         }
         return cmd_signal(pairs, secs, rate, krounds);
+    }
+
+    if (strcmp(cmd, "nchan") == 0) {
+        if (pub_path == NULL || nsubs < 1 || publishes < 1
+            || (workers
+                && sscanf(workers, "%d,%d", &worker_pid[0], &worker_pid[1])
+                   != 2))
+        {
+            usage();
+        }
+        return cmd_nchan(pub_path, publishes, payload);
     }
 
     usage();

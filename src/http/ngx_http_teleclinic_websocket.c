@@ -1110,10 +1110,9 @@ ngx_teleclinic_ws_finalize(ngx_teleclinic_ws_t *ws, ngx_int_t rc)
 
 
 /*
- * Our close frame.  wslay sends control frames ahead of queued messages
- * and nothing after a close, so it is queued when the answers already
- * queued are out (ngx_teleclinic_ws_flush).  What else the peer sends is
- * read and dropped.
+ * Our close frame, queued in wslay by ngx_teleclinic_ws_flush(): the
+ * answers before it are in ws->out already, ahead of it, and nothing is
+ * sent after it.  What else the peer sends is read and dropped.
  */
 
 static void

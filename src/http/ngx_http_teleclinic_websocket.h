@@ -42,9 +42,6 @@ struct ngx_teleclinic_ws_s {
     ngx_teleclinic_ws_conf_t     *conf;
     wslay_event_context_ptr       ctx;
 
-    /* frames the socket did not take yet, in order */
-    ngx_buf_t                    *out;
-
     /*
      * pings and the hello deadline; once a close is under way, the wait
      * for the peer's close
@@ -60,6 +57,9 @@ struct ngx_teleclinic_ws_s {
 
     /* the waiting room's side of it (ngx_teleclinic_session.c) */
     void                         *session;
+
+    /* frames the socket did not take yet, in order */
+    ngx_buf_t                    *out;
 
     /* calls of the recv callback in one wslay_event_recv() */
     ngx_uint_t                    reads;
