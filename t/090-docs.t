@@ -130,7 +130,10 @@ my ($var) = $run =~ /\$\{(TELECLINIC_[A-Z]+):-/;
 ok($var, 'bin/teleclinic-run takes its state directory from the env');
 like($readme, qr/`\Q$var\E`/, "the README names $var");
 
-for my $limit ($conf =~ /^\s*(limit_(?:req|conn)\s+[^;]*);/mg) {
+my @limits = $conf =~ /^\s*(limit_(?:req|conn)\s+[^;]*);/mg;
+ok(@limits >= 4, 'conf/nginx.conf sets limits per client address');
+
+for my $limit (@limits) {
     (my $re = quotemeta $limit) =~ s/\\\s+/\\s+/g;
     like($readme, qr/$re/, "the README's example shows $limit");
 }
