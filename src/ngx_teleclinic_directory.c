@@ -12,7 +12,7 @@
 #include "ngx_teleclinic_zone.h"
 #include "ngx_teleclinic_journal.h"
 #include "ngx_teleclinic_request.h"
-#include "ngx_http_teleclinic_doctor.h"
+#include "ngx_teleclinic_kdf.h"
 
 
 static ngx_int_t ngx_teleclinic_directory_string(ngx_pool_t *pool,

@@ -23,6 +23,141 @@
  */
 
 
+/* costs a hash may ask for: 128 * N * r bytes of memory per login */
+#define NGX_TELECLINIC_SCRYPT_N_MAX    (1 << 20)
+#define NGX_TELECLINIC_SCRYPT_NR_MAX   (1 << 19)
+#define NGX_TELECLINIC_SCRYPT_P_MAX    16
+
+
+static ngx_int_t ngx_teleclinic_password_number(ngx_str_t *s, uint64_t min,
+    uint64_t max, uint64_t *v);
+static ngx_int_t ngx_teleclinic_password_base64(ngx_str_t *s, u_char *dst,
+    size_t min, size_t max, size_t *len);
+
+ngx_int_t
+ngx_teleclinic_password_parse(ngx_str_t *text, ngx_teleclinic_password_t *pw)
+{
+    u_char                     *p, *last, *dollar;
+    size_t                      len;
+    ngx_str_t                   f[6];
+    ngx_uint_t                  i;
+    ngx_teleclinic_password_t   tmp;
+
+    if (pw == NULL) {
+        pw = &tmp;
+    }
+
+    p = text->data;
+    last = text->data + text->len;
+
+    for (i = 0; i < 6; i++) {
+        dollar = ngx_strlchr(p, last, '$');
+
+        if (i < 5 && dollar == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (i == 5) {
+            if (dollar != NULL) {
+                return NGX_ERROR;
+            }
+
+            dollar = last;
+        }
+
+        f[i].data = p;
+        f[i].len = dollar - p;
+        p = dollar + 1;
+    }
+
+    if (f[0].len != sizeof("scrypt") - 1
+        || ngx_strncmp(f[0].data, "scrypt", sizeof("scrypt") - 1) != 0
+        || ngx_teleclinic_password_number(&f[1], 2,
+                                          NGX_TELECLINIC_SCRYPT_N_MAX,
+                                          &pw->n) != NGX_OK
+        || (pw->n & (pw->n - 1)) != 0
+        || ngx_teleclinic_password_number(&f[2], 1, 32, &pw->r) != NGX_OK
+        || ngx_teleclinic_password_number(&f[3], 1,
+                                          NGX_TELECLINIC_SCRYPT_P_MAX,
+                                          &pw->p) != NGX_OK
+        || pw->n * pw->r > NGX_TELECLINIC_SCRYPT_NR_MAX
+        || ngx_teleclinic_password_base64(&f[4], pw->salt, 1,
+                                          NGX_TELECLINIC_SALT_MAX,
+                                          &pw->salt_len) != NGX_OK
+        || ngx_teleclinic_password_base64(&f[5], pw->hash,
+                                          NGX_TELECLINIC_KDF_LEN,
+                                          NGX_TELECLINIC_KDF_LEN, &len)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_password_number(ngx_str_t *s, uint64_t min, uint64_t max,
+    uint64_t *v)
+{
+    ngx_int_t  n;
+
+    if (s->len == 0 || s->len > 8 || s->data[0] == '0') {
+        return NGX_ERROR;
+    }
+
+    n = ngx_atoi(s->data, s->len);
+
+    if (n == NGX_ERROR || (uint64_t) n < min || (uint64_t) n > max) {
+        return NGX_ERROR;
+    }
+
+    *v = (uint64_t) n;
+
+    return NGX_OK;
+}
+
+
+/* standard base64, padded or not, decoding to min..max bytes */
+
+static ngx_int_t
+ngx_teleclinic_password_base64(ngx_str_t *s, u_char *dst, size_t min,
+    size_t max, size_t *len)
+{
+    u_char     buf[ngx_base64_decoded_length(ngx_base64_encoded_length(
+                   NGX_TELECLINIC_SALT_MAX))];
+    size_t     n, pad;
+    ngx_str_t  src, out;
+
+    for (n = s->len, pad = 0; n && s->data[n - 1] == '=' && pad < 2; n--) {
+        pad++;
+    }
+
+    if (n == 0
+        || (pad && (s->len % 4) != 0)
+        || ngx_base64_decoded_length(n) > sizeof(buf))
+    {
+        return NGX_ERROR;
+    }
+
+    src.data = s->data;
+    src.len = n;
+    out.data = buf;
+
+    /* it refuses '=' and any other character outside the alphabet */
+    if (ngx_decode_base64(&out, &src) != NGX_OK
+        || out.len < min || out.len > max)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst, buf, out.len);
+    *len = out.len;
+
+    return NGX_OK;
+}
+
+
 #if (NGX_THREADS)
 
 

@@ -12,6 +12,26 @@
 #include <ngx_core.h>
 
 
+#define NGX_TELECLINIC_SALT_MAX      64
+#define NGX_TELECLINIC_KDF_LEN       32
+
+
+/* a doctor's password hash: "scrypt$N$r$p$<base64 salt>$<base64 hash>" */
+typedef struct {
+    uint64_t                      n;
+    uint64_t                      r;
+    uint64_t                      p;
+    size_t                        salt_len;
+    u_char                        salt[NGX_TELECLINIC_SALT_MAX];
+    u_char                        hash[NGX_TELECLINIC_KDF_LEN];
+} ngx_teleclinic_password_t;
+
+
+/* NGX_OK for a well-formed hash with sane costs; pw may be NULL */
+ngx_int_t ngx_teleclinic_password_parse(ngx_str_t *text,
+    ngx_teleclinic_password_t *pw);
+
+
 #define NGX_TELECLINIC_KDF_IDLE      0
 #define NGX_TELECLINIC_KDF_QUEUED    1
 #define NGX_TELECLINIC_KDF_RUNNING   2
