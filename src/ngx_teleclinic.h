@@ -15,6 +15,9 @@
 /* identifiers of the directory: lowercase letters, digits, '-' */
 #define NGX_TELECLINIC_ID_MAX        32
 
+/* the directory's JSON text */
+#define NGX_TELECLINIC_DIRECTORY_MAX  (128 * 1024)
+
 /* an appointment id is a random 64-bit number shown as 16 hex digits */
 #define NGX_TELECLINIC_APPT_ID_LEN   16
 
@@ -22,6 +25,8 @@
 typedef struct ngx_teleclinic_zone_s       ngx_teleclinic_zone_t;
 typedef struct ngx_teleclinic_journal_s    ngx_teleclinic_journal_t;
 typedef struct ngx_teleclinic_directory_s  ngx_teleclinic_directory_t;
+typedef struct ngx_teleclinic_rooms_s      ngx_teleclinic_rooms_t;
+typedef struct ngx_teleclinic_bus_sh_s     ngx_teleclinic_bus_sh_t;
 
 
 /* RFC 3339 in the server's local time, with its offset */

@@ -27,6 +27,8 @@ static void ngx_teleclinic_bus_name(ngx_teleclinic_zone_t *zone,
 static void ngx_teleclinic_bus_read(ngx_event_t *rev);
 static void ngx_teleclinic_bus_empty_locked(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_mailbox_t *box);
+static void ngx_teleclinic_bus_free_locked(ngx_teleclinic_zone_t *zone,
+    ngx_queue_t *q);
 static void ngx_teleclinic_bus_gone_locked(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_mailbox_t *box);
 
@@ -35,14 +37,34 @@ static ngx_teleclinic_zone_t          *ngx_teleclinic_bus_zone;
 static ngx_connection_t               *ngx_teleclinic_bus_conn;
 static ngx_teleclinic_mailbox_t       *ngx_teleclinic_bus_box;
 static ngx_teleclinic_bus_handler_pt   ngx_teleclinic_bus_handler;
+static ngx_teleclinic_bus_gone_pt      ngx_teleclinic_bus_gone;
 
 /* the boxes this process put mail in since it last rang */
 static u_char  ngx_teleclinic_bus_rings[NGX_TELECLINIC_WORKERS];
 
 
 ngx_int_t
+ngx_teleclinic_bus_init_zone(ngx_teleclinic_zone_t *zone)
+{
+    ngx_teleclinic_bus_sh_t  *bus;
+
+    bus = ngx_slab_calloc(zone->shpool, sizeof(ngx_teleclinic_bus_sh_t));
+    if (bus == NULL) {
+        return NGX_ERROR;
+    }
+
+    bus->max = zone->shm_zone->shm.size / NGX_TELECLINIC_MAIL_SHARE;
+
+    zone->sh->bus = bus;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
 ngx_teleclinic_bus_init_process(ngx_cycle_t *cycle,
-    ngx_teleclinic_zone_t *zone, ngx_teleclinic_bus_handler_pt handler)
+    ngx_teleclinic_zone_t *zone, ngx_teleclinic_bus_handler_pt handler,
+    ngx_teleclinic_bus_gone_pt gone)
 {
     int                        fd, size;
     u_char                     rnd[8];
@@ -54,36 +76,37 @@ ngx_teleclinic_bus_init_process(ngx_cycle_t *cycle,
     ngx_teleclinic_mailbox_t  *box;
 
     sh = zone->sh;
+    ngx_teleclinic_bus_gone = gone;
 
     ngx_teleclinic_zone_lock(zone);
 
-    if (sh->bus.instance[0] == '\0') {
+    if (sh->bus->instance[0] == '\0') {
         /* names of this nginx's doorbells differ from other nginxes' */
         if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
             ngx_teleclinic_zone_unlock(zone);
             return NGX_ERROR;
         }
 
-        ngx_hex_dump(sh->bus.instance, rnd, sizeof(rnd));
+        ngx_hex_dump(sh->bus->instance, rnd, sizeof(rnd));
     }
 
     box = NULL;
 
     for (i = 0; i < NGX_TELECLINIC_WORKERS; i++) {
 
-        if (sh->bus.boxes[i].pid
-            && sh->bus.boxes[i].pid != ngx_pid
-            && kill(sh->bus.boxes[i].pid, 0) == -1 && ngx_errno == ESRCH)
+        if (sh->bus->boxes[i].pid
+            && sh->bus->boxes[i].pid != ngx_pid
+            && kill(sh->bus->boxes[i].pid, 0) == -1 && ngx_errno == ESRCH)
         {
             /* a worker that died without exiting */
-            ngx_teleclinic_bus_gone_locked(zone, &sh->bus.boxes[i]);
+            ngx_teleclinic_bus_gone_locked(zone, &sh->bus->boxes[i]);
         }
 
         if (box == NULL
-            && (sh->bus.boxes[i].pid == 0
-                || sh->bus.boxes[i].pid == ngx_pid))
+            && (sh->bus->boxes[i].pid == 0
+                || sh->bus->boxes[i].pid == ngx_pid))
         {
-            box = &sh->bus.boxes[i];
+            box = &sh->bus->boxes[i];
         }
     }
 
@@ -180,6 +203,7 @@ ngx_int_t
 ngx_teleclinic_bus_post_locked(ngx_teleclinic_zone_t *zone, ngx_pid_t pid,
     ngx_uint_t kind, ngx_uint_t serial, u_char *data, size_t len)
 {
+    size_t                     size;
     ngx_int_t                  rc;
     ngx_uint_t                 i;
     ngx_teleclinic_mail_t     *mail;
@@ -188,24 +212,28 @@ ngx_teleclinic_bus_post_locked(ngx_teleclinic_zone_t *zone, ngx_pid_t pid,
     rc = NGX_DECLINED;
 
     for (i = 0; i < NGX_TELECLINIC_WORKERS; i++) {
-        box = &zone->sh->bus.boxes[i];
+        box = &zone->sh->bus->boxes[i];
 
         if (box->pid == 0 || (pid && box->pid != pid)) {
             continue;
         }
 
-        if (box->count >= NGX_TELECLINIC_MAIL_MAX) {
+        size = offsetof(ngx_teleclinic_mail_t, data) + len;
+
+        if (box->count >= NGX_TELECLINIC_MAIL_MAX
+            || zone->sh->bus->bytes + size > zone->sh->bus->max)
+        {
             rc = NGX_ERROR;
             continue;
         }
 
-        mail = ngx_slab_alloc_locked(zone->shpool,
-                                     offsetof(ngx_teleclinic_mail_t, data)
-                                     + len);
+        mail = ngx_slab_alloc_locked(zone->shpool, size);
         if (mail == NULL) {
             rc = NGX_ERROR;
             continue;
         }
+
+        zone->sh->bus->bytes += size;
 
         mail->kind = kind;
         mail->serial = serial;
@@ -256,7 +284,7 @@ ngx_teleclinic_bus_ring(ngx_teleclinic_zone_t *zone)
 
             ngx_teleclinic_bus_rings[i] = 0;
 
-            box = &zone->sh->bus.boxes[i];
+            box = &zone->sh->bus->boxes[i];
             pid = box->pid;
 
             if (pid == 0) {
@@ -312,7 +340,7 @@ ngx_teleclinic_bus_name(ngx_teleclinic_zone_t *zone, ngx_pid_t pid,
     /* an abstract name: nothing in the file system to clean up */
     p = (u_char *) sun->sun_path + 1;
     p = ngx_sprintf(p, "ngx_teleclinic.%*s.%P",
-                    (size_t) 16, zone->sh->bus.instance, pid);
+                    (size_t) 16, zone->sh->bus->instance, pid);
 
     *len = (socklen_t) (p - (u_char *) sun);
 }
@@ -392,7 +420,7 @@ ngx_teleclinic_bus_read(ngx_event_t *rev)
     while (!ngx_queue_empty(&mail)) {
         q = ngx_queue_head(&mail);
         ngx_queue_remove(q);
-        ngx_slab_free_locked(zone->shpool, q);
+        ngx_teleclinic_bus_free_locked(zone, q);
     }
 
     ngx_teleclinic_zone_unlock(zone);
@@ -414,7 +442,7 @@ ngx_teleclinic_bus_empty_locked(ngx_teleclinic_zone_t *zone,
     while (!ngx_queue_empty(&box->mail)) {
         q = ngx_queue_head(&box->mail);
         ngx_queue_remove(q);
-        ngx_slab_free_locked(zone->shpool, q);
+        ngx_teleclinic_bus_free_locked(zone, q);
     }
 
     box->count = 0;
@@ -433,5 +461,18 @@ ngx_teleclinic_bus_gone_locked(ngx_teleclinic_zone_t *zone,
     box->pid = 0;
 
     /* its connections are gone with it */
-    ngx_teleclinic_room_worker_gone_locked(zone, pid);
+    ngx_teleclinic_bus_gone(zone, pid);
+}
+
+
+static void
+ngx_teleclinic_bus_free_locked(ngx_teleclinic_zone_t *zone, ngx_queue_t *q)
+{
+    ngx_teleclinic_mail_t  *m;
+
+    m = ngx_queue_data(q, ngx_teleclinic_mail_t, queue);
+
+    zone->sh->bus->bytes -= offsetof(ngx_teleclinic_mail_t, data) + m->len;
+
+    ngx_slab_free_locked(zone->shpool, m);
 }

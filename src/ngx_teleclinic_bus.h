@@ -27,8 +27,13 @@
 #define NGX_TELECLINIC_MAIL_CLOSE     2   /* close a connection */
 #define NGX_TELECLINIC_MAIL_ROOM      3   /* a doctor's queue changed */
 
-/* a worker that does not read its mailbox does not fill the zone */
+/*
+ * A worker that does not read its mailbox does not fill the zone: a box
+ * holds so many mails, and all the mail at most a share of the zone
+ * (1/NGX_TELECLINIC_MAIL_SHARE), so that bookings always find room.
+ */
 #define NGX_TELECLINIC_MAIL_MAX       65536
+#define NGX_TELECLINIC_MAIL_SHARE     8
 
 
 typedef struct {
@@ -38,10 +43,13 @@ typedef struct {
 } ngx_teleclinic_mailbox_t;
 
 
-typedef struct {
+/* in the zone, made by ngx_teleclinic_bus_init_zone() */
+struct ngx_teleclinic_bus_sh_s {
     u_char                        instance[16];  /* hex, in the names */
+    size_t                        bytes;         /* of all mail */
+    size_t                        max;           /* its share of the zone */
     ngx_teleclinic_mailbox_t      boxes[NGX_TELECLINIC_WORKERS];
-} ngx_teleclinic_bus_sh_t;
+};
 
 
 typedef struct {
@@ -56,9 +64,17 @@ typedef struct {
 /* what the receiving side does with its mail */
 typedef void (*ngx_teleclinic_bus_handler_pt)(ngx_teleclinic_mail_t *mail);
 
+/* with the zone locked: a worker died, and its connections with it */
+typedef void (*ngx_teleclinic_bus_gone_pt)(ngx_teleclinic_zone_t *zone,
+    ngx_pid_t pid);
+
+
+/* a new zone: the mailboxes */
+ngx_int_t ngx_teleclinic_bus_init_zone(ngx_teleclinic_zone_t *zone);
 
 ngx_int_t ngx_teleclinic_bus_init_process(ngx_cycle_t *cycle,
-    ngx_teleclinic_zone_t *zone, ngx_teleclinic_bus_handler_pt handler);
+    ngx_teleclinic_zone_t *zone, ngx_teleclinic_bus_handler_pt handler,
+    ngx_teleclinic_bus_gone_pt gone);
 void ngx_teleclinic_bus_exit_process(ngx_cycle_t *cycle);
 
 /*

@@ -748,7 +748,7 @@ ngx_teleclinic_clock_print(u_char *p, time_t sec)
  */
 
 ngx_int_t
-ngx_teleclinic_directory_seed(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone)
+ngx_teleclinic_directory_check(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone)
 {
     u_char                      *text, hash[32];
     size_t                       len;
@@ -757,8 +757,9 @@ ngx_teleclinic_directory_seed(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone)
     ngx_int_t                    rc;
     ngx_file_info_t              fi;
     const char                  *err;
-    ngx_teleclinic_event_t       ev;
     ngx_teleclinic_directory_t   dir;
+
+    zone->directory = NULL;
 
     if (zone->directory_file.len == 0) {
         return NGX_OK;
@@ -825,24 +826,51 @@ ngx_teleclinic_directory_seed(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone)
         return NGX_ERROR;
     }
 
+    zone->directory = text;
+    zone->directory_len = len;
+    ngx_memcpy(zone->directory_hash, hash, 32);
+
+    return NGX_OK;
+}
+
+
+/*
+ * From init_module, once the new cycle cannot fail any more: a reload
+ * whose configuration is then refused leaves the directory as it was.
+ */
+
+ngx_int_t
+ngx_teleclinic_directory_seed(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone)
+{
+    ngx_int_t                rc;
+    ngx_teleclinic_event_t   ev;
+
+    if (zone->directory == NULL) {
+        return NGX_OK;
+    }
+
     ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
     ev.op = NGX_TELECLINIC_EV_DIRECTORY;
     ev.at = ngx_time();
-    ev.directory.data = text;
-    ev.directory.len = len;
-    ngx_memcpy(ev.hash, hash, 32);
+    ev.directory.data = zone->directory;
+    ev.directory.len = zone->directory_len;
+    ngx_memcpy(ev.hash, zone->directory_hash, 32);
 
     ngx_teleclinic_zone_lock(zone);
-    rc = ngx_teleclinic_zone_commit(zone, &ev, cycle->log);
+    rc = ngx_teleclinic_journal_commit(zone, &ev, cycle->log);
     ngx_teleclinic_zone_unlock(zone);
+
+    zone->directory = NULL;
 
     if (rc != NGX_OK
         || (zone->journal->fsync && fdatasync(zone->journal->fd) == -1))
     {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
                       "teleclinic: storing the directory \"%s\" failed",
                       zone->directory_file.data);
-        return NGX_ERROR;
+
+        /* on a reload nginx goes on: the workers keep the directory */
+        return zone->fresh ? NGX_ERROR : NGX_OK;
     }
 
     ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,

@@ -14,7 +14,6 @@
 
 
 #define NGX_TELECLINIC_SLOTS_MAX      (24 * 60 / 5)
-#define NGX_TELECLINIC_DIRECTORY_MAX  (128 * 1024)
 
 
 typedef struct {
@@ -72,7 +71,13 @@ typedef struct {
 ngx_int_t ngx_teleclinic_directory_parse(ngx_teleclinic_directory_t *dir,
     u_char *text, size_t len, const char **err);
 
-/* at start and reload: a changed directory file replaces the directory */
+/*
+ * At start and reload, a changed directory file replaces the directory:
+ * checked in init_zone (NGX_ERROR refuses the configuration), stored by
+ * seed once the new cycle is accepted.
+ */
+ngx_int_t ngx_teleclinic_directory_check(ngx_cycle_t *cycle,
+    ngx_teleclinic_zone_t *zone);
 ngx_int_t ngx_teleclinic_directory_seed(ngx_cycle_t *cycle,
     ngx_teleclinic_zone_t *zone);
 

@@ -10,7 +10,6 @@
 #include <jansson.h>
 #include "ngx_teleclinic_journal.h"
 #include "ngx_teleclinic_request.h"
-#include "ngx_teleclinic_directory.h"
 
 
 /* a directory of NGX_TELECLINIC_DIRECTORY_MAX, every byte escaped */
@@ -27,6 +26,7 @@ typedef struct {
 /* the compacted journal being written, a buffer at a time */
 typedef struct {
     ngx_fd_t                     fd;
+    ngx_uint_t                   seq;         /* of the snapshot */
     ngx_log_t                   *log;
     u_char                      *buf;
     u_char                      *p;
@@ -41,6 +41,10 @@ static ngx_int_t ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
     ngx_teleclinic_zone_t *zone);
 static ngx_int_t ngx_teleclinic_compact_put(ngx_teleclinic_compact_t *w,
     ngx_teleclinic_event_t *ev);
+static ngx_int_t ngx_teleclinic_compact_event(ngx_teleclinic_event_t *ev,
+    void *data);
+static ngx_uint_t ngx_teleclinic_journal_expire(ngx_teleclinic_zone_t *zone,
+    time_t now, ngx_log_t *log);
 static ngx_int_t ngx_teleclinic_journal_write(ngx_fd_t fd, u_char *buf,
     size_t len, ngx_log_t *log);
 static ngx_int_t ngx_teleclinic_journal_lock(ngx_cycle_t *cycle,
@@ -371,7 +375,6 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
     ngx_rbtree_node_t       *node, *root, *sentinel;
     ngx_teleclinic_sh_t     *sh;
     ngx_teleclinic_msg_t    *msg;
-    ngx_teleclinic_room_t   *room;
     ngx_teleclinic_appt_t   *appt;
     ngx_teleclinic_event_t   ev;
     ngx_teleclinic_compact_t  w;
@@ -394,6 +397,7 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
     }
 
     w.fd = fd;
+    w.seq = sh->seq;
     w.log = cycle->log;
     w.records = 0;
     w.buf = ngx_alloc(NGX_TELECLINIC_COMPACT_BUF, cycle->log);
@@ -461,33 +465,10 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
 
     /* the doctors' running averages, which the visits' events made */
 
-    root = sh->rooms.rooms.root;
-    sentinel = sh->rooms.rooms.sentinel;
-
-    if (root != sentinel) {
-        for (node = ngx_rbtree_min(root, sentinel);
-             node;
-             node = ngx_rbtree_next(&sh->rooms.rooms, node))
-        {
-            room = (ngx_teleclinic_room_t *) node;
-
-            if (room->visits == 0) {
-                continue;
-            }
-
-            ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
-            ev.op = NGX_TELECLINIC_EV_ROOM;
-            ev.seq = sh->seq;
-            ev.at = ngx_time();
-            ev.doctor.data = room->doctor;
-            ev.doctor.len = room->doctor_len;
-            ev.visits = room->visits;
-            ev.average = room->average;
-
-            if (ngx_teleclinic_compact_put(&w, &ev) != NGX_OK) {
-                goto failed;
-            }
-        }
+    if (zone->handlers->snapshot(zone, ngx_teleclinic_compact_event, &w)
+        != NGX_OK)
+    {
+        goto failed;
     }
 
     root = sh->msgs.root;
@@ -587,6 +568,19 @@ ngx_teleclinic_compact_put(ngx_teleclinic_compact_t *w,
 }
 
 
+/* a snapshot record of the layers above: the snapshot's sequence number */
+
+static ngx_int_t
+ngx_teleclinic_compact_event(ngx_teleclinic_event_t *ev, void *data)
+{
+    ngx_teleclinic_compact_t  *w = data;
+
+    ev->seq = w->seq;
+
+    return ngx_teleclinic_compact_put(w, ev);
+}
+
+
 static ngx_int_t
 ngx_teleclinic_journal_write(ngx_fd_t fd, u_char *buf, size_t len,
     ngx_log_t *log)
@@ -618,6 +612,123 @@ ngx_teleclinic_journal_write(ngx_fd_t fd, u_char *buf, size_t len,
  * The record is made before the change is applied, so that a record that
  * cannot be made (too large) leaves the zone untouched.
  */
+
+ngx_int_t
+ngx_teleclinic_journal_commit(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_event_t *ev, ngx_log_t *log)
+{
+    ngx_int_t                rc;
+    ngx_teleclinic_record_t  rec;
+
+    ev->seq = zone->sh->seq + 1;
+
+    if (ngx_teleclinic_journal_record(&rec, ev, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_teleclinic_zone_apply(zone, ev, log);
+
+    if (rc == NGX_DECLINED && ngx_teleclinic_journal_expire(zone, ev->at, log)) {
+
+        /* the expiry took sequence numbers: the record is made anew */
+
+        ngx_teleclinic_journal_record_free(&rec);
+        ev->seq = zone->sh->seq + 1;
+
+        if (ngx_teleclinic_journal_record(&rec, ev, log) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_teleclinic_zone_apply(zone, ev, log);
+    }
+
+    if (rc != NGX_OK) {
+        ngx_teleclinic_journal_record_free(&rec);
+
+        if (rc == NGX_DECLINED) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "teleclinic zone \"%V\" is full",
+                          &zone->shm_zone->shm.name);
+        }
+
+        return rc;
+    }
+
+    /*
+     * the record is written while the zone is locked, so the order of
+     * the journal is the order in which the changes were applied
+     */
+    if (ngx_teleclinic_journal_append(zone->journal, &rec, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    zone->sh->journal_records++;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Makes room in a full zone: cancelled appointments whose time has passed
+ * hold nothing anyone needs.  Each goes through the journal, so a replay
+ * frees the same memory.  Returns how many went.
+ */
+
+static ngx_uint_t
+ngx_teleclinic_journal_expire(ngx_teleclinic_zone_t *zone, time_t now,
+    ngx_log_t *log)
+{
+    ngx_uint_t               n, tries;
+    ngx_queue_t             *q, *next;
+    ngx_teleclinic_appt_t   *appt;
+    ngx_teleclinic_event_t   ev;
+    ngx_teleclinic_record_t  rec;
+
+    n = 0;
+    tries = 0;
+
+    for (q = ngx_queue_head(&zone->sh->cancelled);
+         q != ngx_queue_sentinel(&zone->sh->cancelled) && tries < 256;
+         q = next, tries++)
+    {
+        next = ngx_queue_next(q);
+        appt = ngx_queue_data(q, ngx_teleclinic_appt_t, cancelled);
+
+        if (appt->end >= now) {
+            continue;
+        }
+
+        ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+        ev.op = NGX_TELECLINIC_EV_EXPIRE;
+        ev.seq = zone->sh->seq + 1;
+        ev.at = now;
+        ev.id = appt->id;
+
+        if (ngx_teleclinic_journal_record(&rec, &ev, log) != NGX_OK) {
+            break;
+        }
+
+        (void) ngx_teleclinic_zone_apply(zone, &ev, log);
+
+        if (ngx_teleclinic_journal_append(zone->journal, &rec, log)
+            != NGX_OK)
+        {
+            break;
+        }
+
+        zone->sh->journal_records++;
+        n++;
+    }
+
+    if (n) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "teleclinic zone \"%V\": %ui past cancelled "
+                      "appointments expired", &zone->shm_zone->shm.name, n);
+    }
+
+    return n;
+}
+
 
 ngx_int_t
 ngx_teleclinic_journal_record(ngx_teleclinic_record_t *rec,

@@ -51,6 +51,15 @@ typedef struct {
 ngx_int_t ngx_teleclinic_journal_open(ngx_cycle_t *cycle,
     ngx_teleclinic_zone_t *zone, ngx_uint_t fresh);
 
+/*
+ * With the zone locked: applies the event (expiring past cancelled
+ * appointments of a full zone, once) and appends its record, so the
+ * journal's order is the order of the changes.  NGX_DECLINED when the
+ * zone is full.
+ */
+ngx_int_t ngx_teleclinic_journal_commit(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_event_t *ev, ngx_log_t *log);
+
 ngx_int_t ngx_teleclinic_journal_record(ngx_teleclinic_record_t *rec,
     ngx_teleclinic_event_t *ev, ngx_log_t *log);
 void ngx_teleclinic_journal_record_free(ngx_teleclinic_record_t *rec);

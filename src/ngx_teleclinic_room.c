@@ -8,6 +8,7 @@
 #include <ngx_core.h>
 #include <openssl/rand.h>
 #include "ngx_teleclinic_zone.h"
+#include "ngx_teleclinic_journal.h"
 #include "ngx_teleclinic_room.h"
 #include "ngx_teleclinic_directory.h"
 #include "ngx_teleclinic_request.h"
@@ -205,12 +206,12 @@ ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a)
     w->appt = a->appt;
     w->start = appt->start;
     w->arrived = appt->arrived ? appt->arrived : a->now;
-    w->arrival = ++sh->rooms.arrivals;
+    w->arrival = ++sh->rooms->arrivals;
     w->state = NGX_TELECLINIC_WAITING;
     w->peer.pid = ngx_pid;
     w->peer.serial = a->serial;
 
-    ngx_rbtree_insert(&sh->rooms.waits, &w->node);
+    ngx_rbtree_insert(&sh->rooms->waits, &w->node);
     ngx_teleclinic_wait_place(room, w);
     room->nwaiting++;
 
@@ -431,7 +432,7 @@ ngx_teleclinic_room_call(ngx_teleclinic_actor_t *a, uint64_t appt)
 
     w->state = NGX_TELECLINIC_RINGING;
 
-    a->zone->sh->metrics.started++;
+    a->zone->sh->rooms->metrics.started++;
     a->timer = room->deadline;
 
     p = ngx_snprintf(text, sizeof(text),
@@ -613,11 +614,11 @@ ngx_teleclinic_room_answer(ngx_teleclinic_actor_t *a, uint64_t call,
     w->state = NGX_TELECLINIC_IN_CALL;
     room->nwaiting--;
 
-    a->zone->sh->metrics.answered++;
-    ngx_teleclinic_histogram(a->zone->sh->metrics.wait,
+    a->zone->sh->rooms->metrics.answered++;
+    ngx_teleclinic_histogram(a->zone->sh->rooms->metrics.wait,
                              ngx_teleclinic_wait_buckets,
-                             &a->zone->sh->metrics.wait_sum,
-                             &a->zone->sh->metrics.wait_count,
+                             &a->zone->sh->rooms->metrics.wait_sum,
+                             &a->zone->sh->rooms->metrics.wait_count,
                              a->now - w->arrived);
 
     ngx_teleclinic_call_announce(a, room, 1, 0);
@@ -677,7 +678,7 @@ ngx_teleclinic_room_media(ngx_teleclinic_actor_t *a, ngx_uint_t doctor,
 
     if (state == NGX_TELECLINIC_MEDIA_CONNECTED && !room->media) {
         room->media = 1;
-        a->zone->sh->metrics.connected++;
+        a->zone->sh->rooms->metrics.connected++;
     }
 
     ngx_teleclinic_unlock(a);
@@ -1056,6 +1057,27 @@ ngx_teleclinic_room_day_end(ngx_teleclinic_actor_t *a)
 }
 
 
+ngx_int_t
+ngx_teleclinic_room_init_zone(ngx_teleclinic_zone_t *zone)
+{
+    ngx_teleclinic_rooms_t  *rooms;
+
+    rooms = ngx_slab_calloc(zone->shpool, sizeof(ngx_teleclinic_rooms_t));
+    if (rooms == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_rbtree_init(&rooms->rooms, &rooms->rooms_sentinel,
+                    ngx_rbtree_insert_value);
+    ngx_rbtree_init(&rooms->waits, &rooms->waits_sentinel,
+                    ngx_rbtree_insert_value);
+
+    zone->sh->rooms = rooms;
+
+    return NGX_OK;
+}
+
+
 void
 ngx_teleclinic_room_visit_locked(ngx_teleclinic_zone_t *zone, u_char *doctor,
     size_t len, time_t duration, ngx_uint_t metrics)
@@ -1083,10 +1105,10 @@ ngx_teleclinic_room_visit_locked(ngx_teleclinic_zone_t *zone, u_char *doctor,
     }
 
     if (metrics) {
-        ngx_teleclinic_histogram(zone->sh->metrics.visit,
+        ngx_teleclinic_histogram(zone->sh->rooms->metrics.visit,
                                  ngx_teleclinic_visit_buckets,
-                                 &zone->sh->metrics.visit_sum,
-                                 &zone->sh->metrics.visit_count, duration);
+                                 &zone->sh->rooms->metrics.visit_sum,
+                                 &zone->sh->rooms->metrics.visit_count, duration);
     }
 }
 
@@ -1111,6 +1133,48 @@ ngx_teleclinic_room_average_locked(ngx_teleclinic_zone_t *zone,
 }
 
 
+ngx_int_t
+ngx_teleclinic_room_snapshot_locked(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_snapshot_pt write, void *data)
+{
+    ngx_rbtree_node_t       *node, *root, *sentinel;
+    ngx_teleclinic_room_t   *room;
+    ngx_teleclinic_event_t   ev;
+
+    root = zone->sh->rooms->rooms.root;
+    sentinel = zone->sh->rooms->rooms.sentinel;
+
+    if (root == sentinel) {
+        return NGX_OK;
+    }
+
+    for (node = ngx_rbtree_min(root, sentinel);
+         node;
+         node = ngx_rbtree_next(&zone->sh->rooms->rooms, node))
+    {
+        room = (ngx_teleclinic_room_t *) node;
+
+        if (room->visits == 0) {
+            continue;
+        }
+
+        ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+        ev.op = NGX_TELECLINIC_EV_ROOM;
+        ev.at = ngx_time();
+        ev.doctor.data = room->doctor;
+        ev.doctor.len = room->doctor_len;
+        ev.visits = room->visits;
+        ev.average = room->average;
+
+        if (write(&ev, data) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 void
 ngx_teleclinic_room_worker_gone_locked(ngx_teleclinic_zone_t *zone,
     ngx_pid_t pid)
@@ -1120,8 +1184,8 @@ ngx_teleclinic_room_worker_gone_locked(ngx_teleclinic_zone_t *zone,
     ngx_queue_t            *q;
     ngx_teleclinic_wait_t  *w;
 
-    root = zone->sh->rooms.rooms.root;
-    sentinel = zone->sh->rooms.rooms.sentinel;
+    root = zone->sh->rooms->rooms.root;
+    sentinel = zone->sh->rooms->rooms.sentinel;
 
     if (root == sentinel) {
         return;
@@ -1129,7 +1193,7 @@ ngx_teleclinic_room_worker_gone_locked(ngx_teleclinic_zone_t *zone,
 
     for (node = ngx_rbtree_min(root, sentinel);
          node;
-         node = ngx_rbtree_next(&zone->sh->rooms.rooms, node))
+         node = ngx_rbtree_next(&zone->sh->rooms->rooms, node))
     {
         room = (ngx_teleclinic_room_t *) node;
 
@@ -1191,8 +1255,8 @@ ngx_teleclinic_room_find(ngx_teleclinic_zone_t *zone, u_char *doctor,
 
     key = ngx_teleclinic_room_key(doctor, len);
 
-    node = zone->sh->rooms.rooms.root;
-    sentinel = zone->sh->rooms.rooms.sentinel;
+    node = zone->sh->rooms->rooms.root;
+    sentinel = zone->sh->rooms->rooms.sentinel;
 
     while (node != sentinel) {
 
@@ -1243,7 +1307,7 @@ ngx_teleclinic_room_get(ngx_teleclinic_zone_t *zone, u_char *doctor,
     ngx_memcpy(room->doctor, doctor, len);
     ngx_queue_init(&room->queue);
 
-    ngx_rbtree_insert(&zone->sh->rooms.rooms, &room->node);
+    ngx_rbtree_insert(&zone->sh->rooms->rooms, &room->node);
 
     return room;
 }
@@ -1257,8 +1321,8 @@ ngx_teleclinic_wait_find(ngx_teleclinic_zone_t *zone, uint64_t appt)
 
     key = (ngx_rbtree_key_t) appt;
 
-    node = zone->sh->rooms.waits.root;
-    sentinel = zone->sh->rooms.waits.sentinel;
+    node = zone->sh->rooms->waits.root;
+    sentinel = zone->sh->rooms->waits.sentinel;
 
     while (node != sentinel) {
 
@@ -1326,7 +1390,7 @@ ngx_teleclinic_wait_free(ngx_teleclinic_zone_t *zone,
     }
 
     ngx_queue_remove(&w->queue);
-    ngx_rbtree_delete(&zone->sh->rooms.waits, &w->node);
+    ngx_rbtree_delete(&zone->sh->rooms->waits, &w->node);
     ngx_slab_free_locked(zone->shpool, w);
 }
 
@@ -1346,7 +1410,7 @@ ngx_teleclinic_room_status(ngx_teleclinic_actor_t *a, uint64_t appt,
     ev.id = appt;
     ev.status = status;
 
-    if (ngx_teleclinic_zone_commit(a->zone, &ev, a->log) != NGX_OK) {
+    if (ngx_teleclinic_journal_commit(a->zone, &ev, a->log) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -1429,7 +1493,7 @@ ngx_teleclinic_ring_stop(ngx_teleclinic_actor_t *a,
 
     w = room->callee;
 
-    a->zone->sh->metrics.failed[reason]++;
+    a->zone->sh->rooms->metrics.failed[reason]++;
 
     ngx_teleclinic_post_call_state(a, room, why);
 
@@ -1464,10 +1528,10 @@ ngx_teleclinic_call_end(ngx_teleclinic_actor_t *a,
     ngx_teleclinic_post_ended(a, room, &w->peer, reason);
 
     if (ngx_strcmp(reason, "dropped") == 0) {
-        a->zone->sh->metrics.failed[NGX_TELECLINIC_FAIL_DROPPED]++;
+        a->zone->sh->rooms->metrics.failed[NGX_TELECLINIC_FAIL_DROPPED]++;
 
     } else if (!room->media) {
-        a->zone->sh->metrics.failed[NGX_TELECLINIC_FAIL_MEDIA]++;
+        a->zone->sh->rooms->metrics.failed[NGX_TELECLINIC_FAIL_MEDIA]++;
     }
 
     /* the visit took place: fulfilled, its length joins the average */

@@ -11,6 +11,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include "ngx_teleclinic.h"
+#include "ngx_teleclinic_zone.h"
 #include "ngx_teleclinic_bus.h"
 
 
@@ -86,15 +87,6 @@ struct ngx_teleclinic_room_s {
 };
 
 
-typedef struct {
-    ngx_rbtree_t                  rooms;
-    ngx_rbtree_node_t             rooms_sentinel;
-    ngx_rbtree_t                  waits;
-    ngx_rbtree_node_t             waits_sentinel;
-    ngx_uint_t                    arrivals;
-} ngx_teleclinic_rooms_t;
-
-
 /* for Prometheus; counters since the zone was made */
 typedef struct {
     ngx_uint_t                    started;
@@ -109,6 +101,17 @@ typedef struct {
     ngx_uint_t                    wait_count;
     ngx_atomic_t                  sockets[3];  /* by role */
 } ngx_teleclinic_metrics_t;
+
+
+/* in the zone, made by ngx_teleclinic_room_init_zone() */
+struct ngx_teleclinic_rooms_s {
+    ngx_rbtree_t                  rooms;
+    ngx_rbtree_node_t             rooms_sentinel;
+    ngx_rbtree_t                  waits;
+    ngx_rbtree_node_t             waits_sentinel;
+    ngx_uint_t                    arrivals;
+    ngx_teleclinic_metrics_t      metrics;
+};
 
 
 /* the settings a room works by, from the http{} level */
@@ -190,11 +193,17 @@ typedef void (*ngx_teleclinic_room_send_pt)(ngx_uint_t serial, u_char *text,
 void ngx_teleclinic_room_update(ngx_teleclinic_actor_t *a,
     ngx_teleclinic_room_send_pt send);
 
+/* a new zone: the rooms' state, with the zone locked or not yet shared */
+ngx_int_t ngx_teleclinic_room_init_zone(ngx_teleclinic_zone_t *zone);
+
 /*
- * With the zone locked, from the journal's events and from the bus.  A
- * visit moves the doctor's average, and the metrics when "metrics" is
- * set (not in a replay); a snapshot sets the average.
+ * The zone's handlers, with the zone locked, from the journal's events
+ * and from the bus.  A visit moves the doctor's average, and the metrics
+ * when "metrics" is set (not in a replay); a "room" record sets the
+ * average, and compaction writes one for each doctor with visits.
  */
+ngx_int_t ngx_teleclinic_room_snapshot_locked(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_snapshot_pt write, void *data);
 void ngx_teleclinic_room_visit_locked(ngx_teleclinic_zone_t *zone,
     u_char *doctor, size_t len, time_t duration, ngx_uint_t metrics);
 ngx_int_t ngx_teleclinic_room_average_locked(ngx_teleclinic_zone_t *zone,

@@ -8,8 +8,6 @@
 #include <ngx_core.h>
 #include <openssl/rand.h>
 #include "ngx_teleclinic_zone.h"
-#include "ngx_teleclinic_journal.h"
-#include "ngx_teleclinic_directory.h"
 
 
 #define ngx_teleclinic_slot_appt(n)                                           \
@@ -30,8 +28,6 @@ static ngx_rbtree_key_t ngx_teleclinic_slot_key(u_char *doctor, size_t len,
     time_t start);
 static void ngx_teleclinic_slot_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static ngx_uint_t ngx_teleclinic_zone_expire(ngx_teleclinic_zone_t *zone,
-    time_t now, ngx_log_t *log);
 static ngx_int_t ngx_teleclinic_apply_messages(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_event_t *ev, ngx_uint_t kind, ngx_teleclinic_msg_t **msg,
     ngx_teleclinic_msg_t **reminder);
@@ -145,10 +141,6 @@ ngx_teleclinic_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     ngx_rbtree_init(&zone->sh->msgs, &zone->sh->msgs_sentinel,
                     ngx_rbtree_insert_value);
     ngx_queue_init(&zone->sh->cancelled);
-    ngx_rbtree_init(&zone->sh->rooms.rooms, &zone->sh->rooms.rooms_sentinel,
-                    ngx_rbtree_insert_value);
-    ngx_rbtree_init(&zone->sh->rooms.waits, &zone->sh->rooms.waits_sentinel,
-                    ngx_rbtree_insert_value);
     ngx_rbtree_init(&zone->sh->logins.tree, &zone->sh->logins.sentinel,
                     ngx_str_rbtree_insert_value);
     ngx_queue_init(&zone->sh->logins.lru);
@@ -168,6 +160,10 @@ ngx_teleclinic_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 
     zone->fresh = 1;
 
+    if (zone->handlers->init(zone) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_teleclinic_zone_open(zone);
 }
 
@@ -185,13 +181,7 @@ ngx_teleclinic_zone_open(ngx_teleclinic_zone_t *zone)
         return NGX_OK;
     }
 
-    if (ngx_teleclinic_journal_open(zone->cycle, zone, zone->fresh)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return ngx_teleclinic_directory_seed(zone->cycle, zone);
+    return zone->handlers->open(zone);
 }
 
 
@@ -206,123 +196,6 @@ void
 ngx_teleclinic_zone_unlock(ngx_teleclinic_zone_t *zone)
 {
     ngx_shmtx_unlock(&zone->shpool->mutex);
-}
-
-
-ngx_int_t
-ngx_teleclinic_zone_commit(ngx_teleclinic_zone_t *zone,
-    ngx_teleclinic_event_t *ev, ngx_log_t *log)
-{
-    ngx_int_t                rc;
-    ngx_teleclinic_record_t  rec;
-
-    ev->seq = zone->sh->seq + 1;
-
-    if (ngx_teleclinic_journal_record(&rec, ev, log) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_teleclinic_zone_apply(zone, ev, log);
-
-    if (rc == NGX_DECLINED && ngx_teleclinic_zone_expire(zone, ev->at, log)) {
-
-        /* the expiry took sequence numbers: the record is made anew */
-
-        ngx_teleclinic_journal_record_free(&rec);
-        ev->seq = zone->sh->seq + 1;
-
-        if (ngx_teleclinic_journal_record(&rec, ev, log) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        rc = ngx_teleclinic_zone_apply(zone, ev, log);
-    }
-
-    if (rc != NGX_OK) {
-        ngx_teleclinic_journal_record_free(&rec);
-
-        if (rc == NGX_DECLINED) {
-            ngx_log_error(NGX_LOG_ERR, log, 0,
-                          "teleclinic zone \"%V\" is full",
-                          &zone->shm_zone->shm.name);
-        }
-
-        return rc;
-    }
-
-    /*
-     * the record is written while the zone is locked, so the order of
-     * the journal is the order in which the changes were applied
-     */
-    if (ngx_teleclinic_journal_append(zone->journal, &rec, log) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    zone->sh->journal_records++;
-
-    return NGX_OK;
-}
-
-
-/*
- * Makes room in a full zone: cancelled appointments whose time has passed
- * hold nothing anyone needs.  Each goes through the journal, so a replay
- * frees the same memory.  Returns how many went.
- */
-
-static ngx_uint_t
-ngx_teleclinic_zone_expire(ngx_teleclinic_zone_t *zone, time_t now,
-    ngx_log_t *log)
-{
-    ngx_uint_t               n, tries;
-    ngx_queue_t             *q, *next;
-    ngx_teleclinic_appt_t   *appt;
-    ngx_teleclinic_event_t   ev;
-    ngx_teleclinic_record_t  rec;
-
-    n = 0;
-    tries = 0;
-
-    for (q = ngx_queue_head(&zone->sh->cancelled);
-         q != ngx_queue_sentinel(&zone->sh->cancelled) && tries < 256;
-         q = next, tries++)
-    {
-        next = ngx_queue_next(q);
-        appt = ngx_queue_data(q, ngx_teleclinic_appt_t, cancelled);
-
-        if (appt->end >= now) {
-            continue;
-        }
-
-        ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
-        ev.op = NGX_TELECLINIC_EV_EXPIRE;
-        ev.seq = zone->sh->seq + 1;
-        ev.at = now;
-        ev.id = appt->id;
-
-        if (ngx_teleclinic_journal_record(&rec, &ev, log) != NGX_OK) {
-            break;
-        }
-
-        (void) ngx_teleclinic_zone_apply(zone, &ev, log);
-
-        if (ngx_teleclinic_journal_append(zone->journal, &rec, log)
-            != NGX_OK)
-        {
-            break;
-        }
-
-        zone->sh->journal_records++;
-        n++;
-    }
-
-    if (n) {
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "teleclinic zone \"%V\": %ui past cancelled "
-                      "appointments expired", &zone->shm_zone->shm.name, n);
-    }
-
-    return n;
 }
 
 
@@ -382,9 +255,8 @@ ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
         break;
 
     case NGX_TELECLINIC_EV_ROOM:
-        rc = ngx_teleclinic_room_average_locked(zone, ev->doctor.data,
-                                                ev->doctor.len, ev->visits,
-                                                ev->average);
+        rc = zone->handlers->average(zone, ev->doctor.data, ev->doctor.len,
+                                     ev->visits, ev->average);
         break;
 
     case NGX_TELECLINIC_EV_MSG:
@@ -497,10 +369,9 @@ ngx_teleclinic_apply_change(ngx_teleclinic_zone_t *zone,
                  * the doctor's average is state, made again by a
                  * replay; the metrics count what this start saw
                  */
-                ngx_teleclinic_room_visit_locked(zone, appt->doctor,
-                                                 appt->doctor_len,
-                                                 ev->at - appt->visit_start,
-                                                 !zone->replay);
+                zone->handlers->visit(zone, appt->doctor, appt->doctor_len,
+                                      ev->at - appt->visit_start,
+                                      !zone->replay);
             }
             break;
         }

@@ -110,9 +110,6 @@ typedef struct {
 } ngx_teleclinic_logins_t;
 
 
-#include "ngx_teleclinic_room.h"
-
-
 typedef struct {
     ngx_rbtree_t                  appts;
     ngx_rbtree_node_t             appts_sentinel;
@@ -139,10 +136,12 @@ typedef struct {
 
     ngx_teleclinic_logins_t       logins;
 
-    /* the waiting rooms, the workers' mailboxes, the pilot's figures */
-    ngx_teleclinic_rooms_t        rooms;
-    ngx_teleclinic_bus_sh_t       bus;
-    ngx_teleclinic_metrics_t      metrics;
+    /*
+     * the waiting rooms and the workers' mailboxes: made by the layers
+     * above, through the zone's init handler, when the zone is new
+     */
+    ngx_teleclinic_rooms_t       *rooms;
+    ngx_teleclinic_bus_sh_t      *bus;
 } ngx_teleclinic_sh_t;
 
 
@@ -178,6 +177,36 @@ typedef struct {
 } ngx_teleclinic_event_t;
 
 
+/* a snapshot record for each piece of state of the layers above */
+typedef ngx_int_t (*ngx_teleclinic_snapshot_pt)(ngx_teleclinic_event_t *ev,
+    void *data);
+
+
+/*
+ * The files above the zone that keep state in it are reached through
+ * these handlers, which the module sets, never by name: the zone is at
+ * the bottom of the data layer.  All but open run with the zone locked.
+ */
+typedef struct {
+    /* a new zone: the state of the rooms and the bus */
+    ngx_int_t                   (*init)(ngx_teleclinic_zone_t *zone);
+    /* init_zone, at start and on a reload: the journal, the directory */
+    ngx_int_t                   (*open)(ngx_teleclinic_zone_t *zone);
+    /* a visit ended: the doctor's average; the metrics unless replayed */
+    void                        (*visit)(ngx_teleclinic_zone_t *zone,
+                                    u_char *doctor, size_t len,
+                                    time_t duration, ngx_uint_t metrics);
+    /* a "room" record: NGX_DECLINED when the zone is full */
+    ngx_int_t                   (*average)(ngx_teleclinic_zone_t *zone,
+                                    u_char *doctor, size_t len,
+                                    ngx_uint_t visits, ngx_uint_t average);
+    /* compaction: the "room" records of the doctors' averages */
+    ngx_int_t                   (*snapshot)(ngx_teleclinic_zone_t *zone,
+                                    ngx_teleclinic_snapshot_pt write,
+                                    void *data);
+} ngx_teleclinic_zone_handlers_t;
+
+
 struct ngx_teleclinic_zone_s {
     ngx_cycle_t                  *cycle;      /* the one being configured */
     ngx_teleclinic_sh_t          *sh;
@@ -189,6 +218,10 @@ struct ngx_teleclinic_zone_s {
     ngx_uint_t                    fresh;      /* no state before start */
     ngx_uint_t                    replay;     /* the journal is replayed */
     ngx_uint_t                    notify;     /* a gateway is configured */
+    ngx_teleclinic_zone_handlers_t  *handlers;
+    u_char                       *directory;  /* changed, to be stored */
+    size_t                        directory_len;
+    u_char                        directory_hash[32];
 };
 
 
@@ -204,10 +237,6 @@ void ngx_teleclinic_zone_unlock(ngx_teleclinic_zone_t *zone);
 
 /* called with the zone locked; NGX_DECLINED when the zone is full */
 ngx_int_t ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
-    ngx_teleclinic_event_t *ev, ngx_log_t *log);
-
-/* apply, then append to the journal; with the zone locked */
-ngx_int_t ngx_teleclinic_zone_commit(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_event_t *ev, ngx_log_t *log);
 
 ngx_teleclinic_appt_t *ngx_teleclinic_appt_lookup(ngx_teleclinic_zone_t *zone,

@@ -1570,7 +1570,7 @@ ngx_http_teleclinic_book(ngx_http_request_t *r,
 
     ctx->appt = ev.id;
 
-    rc = ngx_teleclinic_zone_commit(zone, &ev, r->connection->log);
+    rc = ngx_teleclinic_journal_commit(zone, &ev, r->connection->log);
 
     json_decref(req.root);
 
@@ -1761,7 +1761,7 @@ ngx_http_teleclinic_cancel(ngx_http_request_t *r,
     ev.at = ngx_time();
     ev.id = id;
 
-    rc = ngx_teleclinic_zone_commit(zone, &ev, r->connection->log);
+    rc = ngx_teleclinic_journal_commit(zone, &ev, r->connection->log);
 
     if (rc != NGX_OK) {
         ngx_teleclinic_zone_unlock(zone);
@@ -1868,7 +1868,7 @@ ngx_http_teleclinic_reschedule(ngx_http_request_t *r,
                                          "slot");
     }
 
-    rc = ngx_teleclinic_zone_commit(zone, &ev, r->connection->log);
+    rc = ngx_teleclinic_journal_commit(zone, &ev, r->connection->log);
 
     json_decref(root);
 
@@ -1999,7 +1999,7 @@ ngx_http_teleclinic_directory_store(ngx_http_request_t *r, u_char *text,
     /* the file's hash stays: only a changed file replaces this */
     ngx_memcpy(ev.hash, zone->sh->directory_file_hash, 32);
 
-    rc = ngx_teleclinic_zone_commit(zone, &ev, r->connection->log);
+    rc = ngx_teleclinic_journal_commit(zone, &ev, r->connection->log);
 
     ngx_teleclinic_zone_unlock(zone);
 

@@ -105,7 +105,7 @@ ngx_teleclinic_metrics_handler(ngx_http_request_t *r)
 
     ngx_teleclinic_zone_lock(zone);
 
-    m = sh->metrics;
+    m = sh->rooms->metrics;
 
     p = ngx_slprintf(p, last,
             "# HELP teleclinic_calls_started_total Calls a doctor rang.\n"
@@ -145,14 +145,14 @@ ngx_teleclinic_metrics_handler(ngx_http_request_t *r)
             "queue, not yet in the call.\n"
             "# TYPE teleclinic_queue_length gauge\n");
 
-    root = sh->rooms.rooms.root;
-    sentinel = sh->rooms.rooms.sentinel;
+    root = sh->rooms->rooms.root;
+    sentinel = sh->rooms->rooms.sentinel;
     n = 0;
 
     if (root != sentinel) {
         for (node = ngx_rbtree_min(root, sentinel);
              node && n < 1000;
-             node = ngx_rbtree_next(&sh->rooms.rooms, node), n++)
+             node = ngx_rbtree_next(&sh->rooms->rooms, node), n++)
         {
             room = (ngx_teleclinic_room_t *) node;
 

@@ -35,6 +35,9 @@ static char *ngx_http_teleclinic_ice_servers(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_teleclinic_read_secret(ngx_conf_t *cf, ngx_str_t *file,
     ngx_str_t *secret, const char *directive);
+static ngx_int_t ngx_http_teleclinic_zone_init(ngx_teleclinic_zone_t *zone);
+static ngx_int_t ngx_http_teleclinic_zone_open(ngx_teleclinic_zone_t *zone);
+static ngx_int_t ngx_http_teleclinic_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_teleclinic_init_process(ngx_cycle_t *cycle);
 static void ngx_http_teleclinic_exit_process(ngx_cycle_t *cycle);
 
@@ -45,6 +48,16 @@ static ngx_conf_num_bounds_t  ngx_http_teleclinic_body_bounds = {
 
 static ngx_conf_num_bounds_t  ngx_http_teleclinic_login_queue_bounds = {
     ngx_conf_check_num_bounds, 1, 1024
+};
+
+
+/* the zone reaches the journal, the directory and the rooms through these */
+static ngx_teleclinic_zone_handlers_t  ngx_http_teleclinic_zone_handlers = {
+    ngx_http_teleclinic_zone_init,
+    ngx_http_teleclinic_zone_open,
+    ngx_teleclinic_room_visit_locked,
+    ngx_teleclinic_room_average_locked,
+    ngx_teleclinic_room_snapshot_locked
 };
 
 
@@ -306,7 +319,7 @@ ngx_module_t  ngx_http_teleclinic_module = {
     ngx_http_teleclinic_commands,          /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_teleclinic_init_module,       /* init module */
     ngx_http_teleclinic_init_process,      /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -496,6 +509,7 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     zone = tmcf->shm_zone->data;
+    zone->handlers = &ngx_http_teleclinic_zone_handlers;
     zone->journal = &tmcf->journal;
     zone->directory_file = tmcf->directory_file;
     zone->reminder_before = tmcf->reminder_before;
@@ -807,6 +821,56 @@ ngx_http_teleclinic_ice_servers(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* a new zone, in init_zone: the state of the rooms and of the bus */
+
+static ngx_int_t
+ngx_http_teleclinic_zone_init(ngx_teleclinic_zone_t *zone)
+{
+    if (ngx_teleclinic_room_init_zone(zone) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_teleclinic_bus_init_zone(zone);
+}
+
+
+/*
+ * In init_zone, at start and on a reload, so that a failure refuses the
+ * configuration and the old one goes on: the journal is opened (and, in
+ * a new zone, replayed) and a changed directory file checked.
+ */
+
+static ngx_int_t
+ngx_http_teleclinic_zone_open(ngx_teleclinic_zone_t *zone)
+{
+    if (ngx_teleclinic_journal_open(zone->cycle, zone, zone->fresh)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_teleclinic_directory_check(zone->cycle, zone);
+}
+
+
+/* the new cycle is accepted: what init_zone checked is applied */
+
+static ngx_int_t
+ngx_http_teleclinic_init_module(ngx_cycle_t *cycle)
+{
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_teleclinic_module);
+
+    if (tmcf == NULL || tmcf->shm_zone == NULL || ngx_test_config) {
+        return NGX_OK;
+    }
+
+    return ngx_teleclinic_directory_seed(cycle, tmcf->shm_zone->data);
 }
 
 

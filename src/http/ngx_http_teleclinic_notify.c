@@ -607,5 +607,5 @@ ngx_teleclinic_notify_sent_locked(ngx_teleclinic_zone_t *zone, ngx_uint_t id,
     ev.at = ngx_time();
     ev.msg = id;
 
-    (void) ngx_teleclinic_zone_commit(zone, &ev, log);
+    (void) ngx_teleclinic_journal_commit(zone, &ev, log);
 }

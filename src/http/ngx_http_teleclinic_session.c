@@ -128,7 +128,8 @@ ngx_teleclinic_session_init_process(ngx_cycle_t *cycle)
     ngx_teleclinic_session_conf = tmcf;
 
     if (ngx_teleclinic_bus_init_process(cycle, ngx_http_teleclinic_zone(tmcf),
-                                        ngx_teleclinic_session_mail)
+                                        ngx_teleclinic_session_mail,
+                                        ngx_teleclinic_room_worker_gone_locked)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -634,11 +635,11 @@ ngx_teleclinic_session_role(ngx_teleclinic_session_t *s, ngx_uint_t role)
     zone = ngx_http_teleclinic_zone(ngx_teleclinic_session_conf);
 
     if (role != NGX_TELECLINIC_ROLE_NONE) {
-        (void) ngx_atomic_fetch_add(&zone->sh->metrics.sockets[s->role], -1);
+        (void) ngx_atomic_fetch_add(&zone->sh->rooms->metrics.sockets[s->role], -1);
     }
 
     if (role != (ngx_uint_t) -1) {
-        (void) ngx_atomic_fetch_add(&zone->sh->metrics.sockets[role], 1);
+        (void) ngx_atomic_fetch_add(&zone->sh->rooms->metrics.sockets[role], 1);
         s->role = role;
     }
 }
