@@ -10,6 +10,8 @@ use warnings;
 
 use Test::More;
 use Mojo::JSON qw(encode_json);
+use IO::Socket::INET;
+use Time::HiRes qw(sleep);
 
 use FindBin;
 use lib "$FindBin::Bin/lib";
@@ -404,6 +406,48 @@ is_deeply(doctor_ids(), [qw(gp-one psy-one psy-two)], 'reload: doctors');
 
 $r = appointment($t, $appt{day_a}{id}, $ADMIN_KEY);
 is($r->{json}{status}, 'booked', 'restart and reload: bookings kept');
+
+###############################################################################
+# a changed directory file is stored only once the reload is accepted: a
+# reload refused after the zone was set up (a port it cannot bind) leaves
+# the directory as it was
+
+{
+    my $busy = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                     LocalPort => 0, Listen => 1,
+                                     Proto => 'tcp')
+        or die "listen: $!";
+    my $port = $busy->sockport;
+
+    $t->allow_log(qr/bind\(\) to 127\.0\.0\.1:$port failed/,
+                  qr/still could not bind/);
+
+    my $good = $t->read_file('nginx.conf');
+    (my $bad = $good) =~ s/(listen 127\.0\.0\.1:\d+)/listen 127.0.0.1:$port;\n        $1/
+        or die 'no listen line in the conf';
+
+    my $log_start = length $t->error_log;
+
+    write_directory($t, {
+        departments => [ { id => 'derm', name => 'Dermatology' } ],
+        doctors => [ doctor('refused-doc', 'derm', name => 'Dr. Refused') ],
+    });
+    $t->write_file('nginx.conf', $bad);
+    kill 'HUP', $t->master_pid;
+
+    my $deadline = time + 30;
+    sleep 0.1 until substr($t->error_log, $log_start) =~ /still could not bind/
+                    || time > $deadline;
+    like(substr($t->error_log, $log_start), qr/still could not bind/,
+         'the reload was refused after the zone was set up');
+
+    is_deeply(admin_directory(), $changed,
+              'refused reload: the directory file was not stored');
+    is_deeply(doctor_ids(), [qw(gp-one psy-one psy-two)],
+              'refused reload: the doctors as before');
+
+    $t->write_file('nginx.conf', $good);
+}
 
 ###############################################################################
 # a changed directory file wins at reload, and then stays
