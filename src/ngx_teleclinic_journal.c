@@ -628,7 +628,9 @@ ngx_teleclinic_journal_commit(ngx_teleclinic_zone_t *zone,
 
     rc = ngx_teleclinic_zone_apply(zone, ev, log);
 
-    if (rc == NGX_DECLINED && ngx_teleclinic_journal_expire(zone, ev->at, log)) {
+    if (rc == NGX_DECLINED
+        && ngx_teleclinic_journal_expire(zone, ev->at, log))
+    {
 
         /* the expiry took sequence numbers: the record is made anew */
 

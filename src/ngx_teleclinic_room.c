@@ -90,7 +90,23 @@ static u_char *ngx_teleclinic_console_entry(ngx_teleclinic_actor_t *a,
     u_char *p, u_char *last, ngx_teleclinic_wait_t *w, ngx_uint_t *listed);
 
 
-const char *
+/* a refused operation: NGX_ERROR when the zone is full, else NGX_DECLINED */
+
+static ngx_int_t
+ngx_teleclinic_room_refuse(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_error_e error)
+{
+    a->error = error;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_CORE, a->log, 0,
+                   "teleclinic room: refused, error %d", (int) error);
+
+    return (error == NGX_TELECLINIC_ROOM_ZONE_FULL) ? NGX_ERROR
+                                                    : NGX_DECLINED;
+}
+
+
+ngx_int_t
 ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a)
 {
     time_t                  from, to;
@@ -109,7 +125,7 @@ ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a)
     /* the token was given before a cancellation or a reschedule */
     if (appt && appt->version != a->version) {
         ngx_teleclinic_unlock(a);
-        return "unauthorized";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_UNAUTHORIZED);
     }
 
     if (appt == NULL
@@ -118,7 +134,7 @@ ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a)
         || appt->status == NGX_TELECLINIC_NOSHOW)
     {
         ngx_teleclinic_unlock(a);
-        return "visit_over";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_VISIT_OVER);
     }
 
     a->start = appt->start;
@@ -131,19 +147,19 @@ ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a)
 
     if (a->now >= to) {
         ngx_teleclinic_unlock(a);
-        return "visit_over";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_VISIT_OVER);
     }
 
     if (a->now < appt->start - a->conf->checkin_open) {
         a->opens_at = appt->start - a->conf->checkin_open;
         ngx_teleclinic_unlock(a);
-        return "too_early";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_TOO_EARLY);
     }
 
     room = ngx_teleclinic_room_get(a->zone, appt->doctor, appt->doctor_len);
     if (room == NULL) {
         ngx_teleclinic_unlock(a);
-        return "zone_full";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_ZONE_FULL);
     }
 
     ngx_teleclinic_room_sweep_locked(a, room);
@@ -168,14 +184,14 @@ ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a)
 
         ngx_teleclinic_post_changed(a, room);
         ngx_teleclinic_unlock(a);
-        return NULL;
+        return NGX_OK;
     }
 
     w = ngx_slab_calloc_locked(a->zone->shpool,
                                sizeof(ngx_teleclinic_wait_t));
     if (w == NULL) {
         ngx_teleclinic_unlock(a);
-        return "zone_full";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_ZONE_FULL);
     }
 
     /*
@@ -195,7 +211,7 @@ ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a)
     {
         ngx_slab_free_locked(a->zone->shpool, w);
         ngx_teleclinic_unlock(a);
-        return "zone_full";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_ZONE_FULL);
     }
 
     /* the lookup again: a full zone may have moved nothing, but be sure */
@@ -211,6 +227,9 @@ ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a)
     w->peer.pid = ngx_pid;
     w->peer.serial = a->serial;
 
+    ngx_log_debug1(NGX_LOG_DEBUG_CORE, a->log, 0,
+                   "teleclinic room: appointment %016xL waits", w->appt);
+
     ngx_rbtree_insert(&sh->rooms->waits, &w->node);
     ngx_teleclinic_wait_place(room, w);
     room->nwaiting++;
@@ -220,11 +239,11 @@ ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a)
     ngx_teleclinic_post_changed(a, room);
     ngx_teleclinic_unlock(a);
 
-    return NULL;
+    return NGX_OK;
 }
 
 
-const char *
+ngx_int_t
 ngx_teleclinic_room_console(ngx_teleclinic_actor_t *a)
 {
     ngx_teleclinic_room_t  *room;
@@ -234,7 +253,7 @@ ngx_teleclinic_room_console(ngx_teleclinic_actor_t *a)
     room = ngx_teleclinic_room_get(a->zone, a->doctor.data, a->doctor.len);
     if (room == NULL) {
         ngx_teleclinic_unlock(a);
-        return "zone_full";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_ZONE_FULL);
     }
 
     ngx_teleclinic_peer_take(a, &room->console);
@@ -255,11 +274,11 @@ ngx_teleclinic_room_console(ngx_teleclinic_actor_t *a)
     ngx_teleclinic_post_changed(a, room);
     ngx_teleclinic_unlock(a);
 
-    return NULL;
+    return NGX_OK;
 }
 
 
-const char *
+ngx_int_t
 ngx_teleclinic_room_leave(ngx_teleclinic_actor_t *a)
 {
     ngx_teleclinic_room_t  *room;
@@ -271,7 +290,7 @@ ngx_teleclinic_room_leave(ngx_teleclinic_actor_t *a)
 
     if (w == NULL || w->peer.pid != ngx_pid || w->peer.serial != a->serial) {
         ngx_teleclinic_unlock(a);
-        return "not_in_queue";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_NOT_IN_QUEUE);
     }
 
     room = w->room;
@@ -284,7 +303,7 @@ ngx_teleclinic_room_leave(ngx_teleclinic_actor_t *a)
         ngx_teleclinic_call_end(a, room, "hangup");
         ngx_teleclinic_post_changed(a, room);
         ngx_teleclinic_unlock(a);
-        return NULL;
+        return NGX_OK;
     }
 
     ngx_teleclinic_wait_free(a->zone, w);
@@ -292,7 +311,7 @@ ngx_teleclinic_room_leave(ngx_teleclinic_actor_t *a)
     ngx_teleclinic_post_changed(a, room);
     ngx_teleclinic_unlock(a);
 
-    return NULL;
+    return NGX_OK;
 }
 
 
@@ -355,7 +374,7 @@ ngx_teleclinic_room_dropped(ngx_teleclinic_actor_t *a, ngx_uint_t doctor)
 }
 
 
-const char *
+ngx_int_t
 ngx_teleclinic_room_call(ngx_teleclinic_actor_t *a, uint64_t appt)
 {
     u_char                  text[NGX_TELECLINIC_TEXT_MAX], *p;
@@ -373,14 +392,14 @@ ngx_teleclinic_room_call(ngx_teleclinic_actor_t *a, uint64_t appt)
         || room->console.serial != a->serial)
     {
         ngx_teleclinic_unlock(a);
-        return "not_in_queue";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_NOT_IN_QUEUE);
     }
 
     ngx_teleclinic_room_sweep_locked(a, room);
 
     if (room->call) {
         ngx_teleclinic_unlock(a);
-        return "busy";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_BUSY);
     }
 
     w = NULL;
@@ -401,7 +420,8 @@ ngx_teleclinic_room_call(ngx_teleclinic_actor_t *a, uint64_t appt)
 
         if (w == NULL) {
             ngx_teleclinic_unlock(a);
-            return "queue_empty";
+            return ngx_teleclinic_room_refuse(a,
+                                              NGX_TELECLINIC_ROOM_QUEUE_EMPTY);
         }
 
     } else {
@@ -409,18 +429,20 @@ ngx_teleclinic_room_call(ngx_teleclinic_actor_t *a, uint64_t appt)
 
         if (w == NULL || w->room != room) {
             ngx_teleclinic_unlock(a);
-            return "not_in_queue";
+            return ngx_teleclinic_room_refuse(a,
+                                              NGX_TELECLINIC_ROOM_NOT_IN_QUEUE);
         }
 
         if (w->peer.pid == 0) {
             ngx_teleclinic_unlock(a);
-            return "not_connected";
+            return ngx_teleclinic_room_refuse(a,
+                                             NGX_TELECLINIC_ROOM_NOT_CONNECTED);
         }
     }
 
     if (RAND_bytes((u_char *) &id, sizeof(uint64_t)) != 1 || id == 0) {
         ngx_teleclinic_unlock(a);
-        return "zone_full";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_ZONE_FULL);
     }
 
     room->call = id;
@@ -431,6 +453,10 @@ ngx_teleclinic_room_call(ngx_teleclinic_actor_t *a, uint64_t appt)
     room->media = 0;
 
     w->state = NGX_TELECLINIC_RINGING;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, a->log, 0,
+                   "teleclinic room: call %016xL rings appointment %016xL",
+                   id, w->appt);
 
     a->zone->sh->rooms->metrics.started++;
     a->timer = room->deadline;
@@ -444,11 +470,11 @@ ngx_teleclinic_room_call(ngx_teleclinic_actor_t *a, uint64_t appt)
     ngx_teleclinic_post_changed(a, room);
     ngx_teleclinic_unlock(a);
 
-    return NULL;
+    return NGX_OK;
 }
 
 
-const char *
+ngx_int_t
 ngx_teleclinic_room_skip(ngx_teleclinic_actor_t *a, uint64_t appt)
 {
     ngx_teleclinic_room_t  *room;
@@ -464,12 +490,12 @@ ngx_teleclinic_room_skip(ngx_teleclinic_actor_t *a, uint64_t appt)
         || room->console.serial != a->serial)
     {
         ngx_teleclinic_unlock(a);
-        return "not_in_queue";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_NOT_IN_QUEUE);
     }
 
     if (w->state != NGX_TELECLINIC_WAITING) {
         ngx_teleclinic_unlock(a);
-        return "busy";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_BUSY);
     }
 
     ngx_teleclinic_wait_back(room, w);
@@ -477,11 +503,11 @@ ngx_teleclinic_room_skip(ngx_teleclinic_actor_t *a, uint64_t appt)
     ngx_teleclinic_post_changed(a, room);
     ngx_teleclinic_unlock(a);
 
-    return NULL;
+    return NGX_OK;
 }
 
 
-const char *
+ngx_int_t
 ngx_teleclinic_room_noshow(ngx_teleclinic_actor_t *a, uint64_t appt)
 {
     u_char                  text[NGX_TELECLINIC_TEXT_MAX], *p;
@@ -501,7 +527,7 @@ ngx_teleclinic_room_noshow(ngx_teleclinic_actor_t *a, uint64_t appt)
         || room->console.serial != a->serial)
     {
         ngx_teleclinic_unlock(a);
-        return "not_in_queue";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_NOT_IN_QUEUE);
     }
 
     ap = ngx_teleclinic_appt_lookup(a->zone, appt);
@@ -511,7 +537,7 @@ ngx_teleclinic_room_noshow(ngx_teleclinic_actor_t *a, uint64_t appt)
         || ngx_memcmp(ap->doctor, a->doctor.data, a->doctor.len) != 0)
     {
         ngx_teleclinic_unlock(a);
-        return "not_in_queue";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_NOT_IN_QUEUE);
     }
 
     w = ngx_teleclinic_wait_find(a->zone, appt);
@@ -527,31 +553,34 @@ ngx_teleclinic_room_noshow(ngx_teleclinic_actor_t *a, uint64_t appt)
             || ap->start < from || ap->start >= to)
         {
             ngx_teleclinic_unlock(a);
-            return "not_in_queue";
+            return ngx_teleclinic_room_refuse(a,
+                                              NGX_TELECLINIC_ROOM_NOT_IN_QUEUE);
         }
 
         if (ngx_teleclinic_room_status(a, appt, NGX_TELECLINIC_NOSHOW)
             != NGX_OK)
         {
             ngx_teleclinic_unlock(a);
-            return "zone_full";
+            return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_ZONE_FULL);
         }
 
         ngx_teleclinic_post_changed(a, room);
         ngx_teleclinic_unlock(a);
-        return NULL;
+        return NGX_OK;
     }
 
     if (w->room != room || w->state != NGX_TELECLINIC_WAITING) {
         ngx_teleclinic_unlock(a);
-        return w->room != room ? "not_in_queue" : "busy";
+        return ngx_teleclinic_room_refuse(a, w->room != room
+                                             ? NGX_TELECLINIC_ROOM_NOT_IN_QUEUE
+                                             : NGX_TELECLINIC_ROOM_BUSY);
     }
 
     if (ngx_teleclinic_room_status(a, appt, NGX_TELECLINIC_NOSHOW)
         != NGX_OK)
     {
         ngx_teleclinic_unlock(a);
-        return "zone_full";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_ZONE_FULL);
     }
 
     peer = w->peer;
@@ -564,11 +593,11 @@ ngx_teleclinic_room_noshow(ngx_teleclinic_actor_t *a, uint64_t appt)
     ngx_teleclinic_post_changed(a, room);
     ngx_teleclinic_unlock(a);
 
-    return NULL;
+    return NGX_OK;
 }
 
 
-const char *
+ngx_int_t
 ngx_teleclinic_room_answer(ngx_teleclinic_actor_t *a, uint64_t call,
     ngx_uint_t accept)
 {
@@ -583,7 +612,7 @@ ngx_teleclinic_room_answer(ngx_teleclinic_actor_t *a, uint64_t call,
         || w->peer.pid != ngx_pid || w->peer.serial != a->serial)
     {
         ngx_teleclinic_unlock(a);
-        return "not_in_call";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_NOT_IN_CALL);
     }
 
     room = w->room;
@@ -592,7 +621,7 @@ ngx_teleclinic_room_answer(ngx_teleclinic_actor_t *a, uint64_t call,
 
     if (room->call != call || room->callee != w || room->answered) {
         ngx_teleclinic_unlock(a);
-        return "not_in_call";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_NOT_IN_CALL);
     }
 
     if (!accept) {
@@ -600,18 +629,21 @@ ngx_teleclinic_room_answer(ngx_teleclinic_actor_t *a, uint64_t call,
                                  "declined");
         ngx_teleclinic_post_changed(a, room);
         ngx_teleclinic_unlock(a);
-        return NULL;
+        return NGX_OK;
     }
 
     if (ngx_teleclinic_room_status(a, w->appt, NGX_TELECLINIC_INCALL)
         != NGX_OK)
     {
         ngx_teleclinic_unlock(a);
-        return "zone_full";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_ZONE_FULL);
     }
 
     room->answered = a->now;
     w->state = NGX_TELECLINIC_IN_CALL;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_CORE, a->log, 0,
+                   "teleclinic room: call %016xL answered", room->call);
     room->nwaiting--;
 
     a->zone->sh->rooms->metrics.answered++;
@@ -627,11 +659,11 @@ ngx_teleclinic_room_answer(ngx_teleclinic_actor_t *a, uint64_t call,
     ngx_teleclinic_post_changed(a, room);
     ngx_teleclinic_unlock(a);
 
-    return NULL;
+    return NGX_OK;
 }
 
 
-const char *
+ngx_int_t
 ngx_teleclinic_room_signal(ngx_teleclinic_actor_t *a, ngx_uint_t doctor,
     uint64_t call, u_char *text, size_t len)
 {
@@ -643,7 +675,7 @@ ngx_teleclinic_room_signal(ngx_teleclinic_actor_t *a, ngx_uint_t doctor,
         || !room->answered)
     {
         ngx_teleclinic_unlock(a);
-        return "not_in_call";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_NOT_IN_CALL);
     }
 
     /* while the other side is away, it gets an ICE restart instead */
@@ -652,11 +684,11 @@ ngx_teleclinic_room_signal(ngx_teleclinic_actor_t *a, ngx_uint_t doctor,
 
     ngx_teleclinic_unlock(a);
 
-    return NULL;
+    return NGX_OK;
 }
 
 
-const char *
+ngx_int_t
 ngx_teleclinic_room_media(ngx_teleclinic_actor_t *a, ngx_uint_t doctor,
     uint64_t call, ngx_uint_t state)
 {
@@ -668,7 +700,7 @@ ngx_teleclinic_room_media(ngx_teleclinic_actor_t *a, ngx_uint_t doctor,
         || !room->answered)
     {
         ngx_teleclinic_unlock(a);
-        return "not_in_call";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_NOT_IN_CALL);
     }
 
     /*
@@ -679,15 +711,19 @@ ngx_teleclinic_room_media(ngx_teleclinic_actor_t *a, ngx_uint_t doctor,
     if (state == NGX_TELECLINIC_MEDIA_CONNECTED && !room->media) {
         room->media = 1;
         a->zone->sh->rooms->metrics.connected++;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_CORE, a->log, 0,
+                       "teleclinic room: call %016xL media connected",
+                       room->call);
     }
 
     ngx_teleclinic_unlock(a);
 
-    return NULL;
+    return NGX_OK;
 }
 
 
-const char *
+ngx_int_t
 ngx_teleclinic_room_hangup(ngx_teleclinic_actor_t *a, ngx_uint_t doctor,
     uint64_t call)
 {
@@ -697,7 +733,7 @@ ngx_teleclinic_room_hangup(ngx_teleclinic_actor_t *a, ngx_uint_t doctor,
 
     if (ngx_teleclinic_call_member(a, &room, doctor, call) != NGX_OK) {
         ngx_teleclinic_unlock(a);
-        return "not_in_call";
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_NOT_IN_CALL);
     }
 
     if (!room->answered) {
@@ -716,7 +752,7 @@ ngx_teleclinic_room_hangup(ngx_teleclinic_actor_t *a, ngx_uint_t doctor,
     ngx_teleclinic_post_changed(a, room);
     ngx_teleclinic_unlock(a);
 
-    return NULL;
+    return NGX_OK;
 }
 
 
@@ -1082,7 +1118,8 @@ void
 ngx_teleclinic_room_visit_locked(ngx_teleclinic_zone_t *zone, u_char *doctor,
     size_t len, time_t duration, ngx_uint_t metrics)
 {
-    ngx_teleclinic_room_t  *room;
+    ngx_teleclinic_room_t     *room;
+    ngx_teleclinic_metrics_t  *m;
 
     if (duration < 0) {
         return;
@@ -1105,10 +1142,9 @@ ngx_teleclinic_room_visit_locked(ngx_teleclinic_zone_t *zone, u_char *doctor,
     }
 
     if (metrics) {
-        ngx_teleclinic_histogram(zone->sh->rooms->metrics.visit,
-                                 ngx_teleclinic_visit_buckets,
-                                 &zone->sh->rooms->metrics.visit_sum,
-                                 &zone->sh->rooms->metrics.visit_count, duration);
+        m = &zone->sh->rooms->metrics;
+        ngx_teleclinic_histogram(m->visit, ngx_teleclinic_visit_buckets,
+                                 &m->visit_sum, &m->visit_count, duration);
     }
 }
 
@@ -1493,6 +1529,10 @@ ngx_teleclinic_ring_stop(ngx_teleclinic_actor_t *a,
 
     w = room->callee;
 
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, a->log, 0,
+                   "teleclinic room: call %016xL stops ringing: %s",
+                   room->call, why);
+
     a->zone->sh->rooms->metrics.failed[reason]++;
 
     ngx_teleclinic_post_call_state(a, room, why);
@@ -1523,6 +1563,10 @@ ngx_teleclinic_call_end(ngx_teleclinic_actor_t *a,
         "{\"v\":1,\"type\":\"visit\",\"status\":\"fulfilled\"}";
 
     w = room->callee;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, a->log, 0,
+                   "teleclinic room: call %016xL ended: %s",
+                   room->call, reason);
 
     ngx_teleclinic_post_ended(a, room, &room->console, reason);
     ngx_teleclinic_post_ended(a, room, &w->peer, reason);

@@ -126,6 +126,24 @@ typedef struct {
 } ngx_teleclinic_room_conf_t;
 
 
+/*
+ * Why an operation was refused; the http side names them on the wire
+ * (docs/protocol.md's error codes).
+ */
+typedef enum {
+    NGX_TELECLINIC_ROOM_NONE = 0,
+    NGX_TELECLINIC_ROOM_BUSY,
+    NGX_TELECLINIC_ROOM_NOT_CONNECTED,
+    NGX_TELECLINIC_ROOM_NOT_IN_CALL,
+    NGX_TELECLINIC_ROOM_NOT_IN_QUEUE,
+    NGX_TELECLINIC_ROOM_QUEUE_EMPTY,
+    NGX_TELECLINIC_ROOM_TOO_EARLY,
+    NGX_TELECLINIC_ROOM_UNAUTHORIZED,
+    NGX_TELECLINIC_ROOM_VISIT_OVER,
+    NGX_TELECLINIC_ROOM_ZONE_FULL
+} ngx_teleclinic_room_error_e;
+
+
 /* who asks: a connection of this worker; the results come back here */
 typedef struct {
     ngx_teleclinic_zone_t        *zone;
@@ -145,32 +163,34 @@ typedef struct {
     ngx_uint_t                    average;
     ngx_uint_t                    committed;     /* the journal grew */
     time_t                        timer;         /* sweep then, or 0 */
+    ngx_teleclinic_room_error_e   error;         /* of a refusal */
 } ngx_teleclinic_actor_t;
 
 
 /*
  * The operations.  Each locks the zone, changes the room, posts what the
  * connections concerned must be told, unlocks and rings the doorbells.
- * They return NULL, or the error code the client gets.
+ * They return NGX_OK; NGX_DECLINED when refused, NGX_ERROR when the zone
+ * is full, with a->error saying why.
  */
-const char *ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a);
-const char *ngx_teleclinic_room_console(ngx_teleclinic_actor_t *a);
-const char *ngx_teleclinic_room_leave(ngx_teleclinic_actor_t *a);
+ngx_int_t ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a);
+ngx_int_t ngx_teleclinic_room_console(ngx_teleclinic_actor_t *a);
+ngx_int_t ngx_teleclinic_room_leave(ngx_teleclinic_actor_t *a);
 void ngx_teleclinic_room_dropped(ngx_teleclinic_actor_t *a,
     ngx_uint_t doctor);
-const char *ngx_teleclinic_room_call(ngx_teleclinic_actor_t *a,
+ngx_int_t ngx_teleclinic_room_call(ngx_teleclinic_actor_t *a,
     uint64_t appt);
-const char *ngx_teleclinic_room_skip(ngx_teleclinic_actor_t *a,
+ngx_int_t ngx_teleclinic_room_skip(ngx_teleclinic_actor_t *a,
     uint64_t appt);
-const char *ngx_teleclinic_room_noshow(ngx_teleclinic_actor_t *a,
+ngx_int_t ngx_teleclinic_room_noshow(ngx_teleclinic_actor_t *a,
     uint64_t appt);
-const char *ngx_teleclinic_room_answer(ngx_teleclinic_actor_t *a,
+ngx_int_t ngx_teleclinic_room_answer(ngx_teleclinic_actor_t *a,
     uint64_t call, ngx_uint_t accept);
-const char *ngx_teleclinic_room_signal(ngx_teleclinic_actor_t *a,
+ngx_int_t ngx_teleclinic_room_signal(ngx_teleclinic_actor_t *a,
     ngx_uint_t doctor, uint64_t call, u_char *text, size_t len);
-const char *ngx_teleclinic_room_media(ngx_teleclinic_actor_t *a,
+ngx_int_t ngx_teleclinic_room_media(ngx_teleclinic_actor_t *a,
     ngx_uint_t doctor, uint64_t call, ngx_uint_t state);
-const char *ngx_teleclinic_room_hangup(ngx_teleclinic_actor_t *a,
+ngx_int_t ngx_teleclinic_room_hangup(ngx_teleclinic_actor_t *a,
     ngx_uint_t doctor, uint64_t call);
 
 /* timers of this worker: a ring's timeout, a grace period's end */

@@ -75,6 +75,21 @@ static void ngx_teleclinic_session_sweep(ngx_event_t *ev);
 static void ngx_teleclinic_session_day_end(ngx_event_t *ev);
 
 
+/* the protocol's names of the room's refusals, by their error */
+static const char  *ngx_teleclinic_session_codes[] = {
+    NULL,
+    "busy",
+    "not_connected",
+    "not_in_call",
+    "not_in_queue",
+    "queue_empty",
+    "too_early",
+    "unauthorized",
+    "visit_over",
+    "zone_full"
+};
+
+
 static ngx_http_teleclinic_main_conf_t  *ngx_teleclinic_session_conf;
 static ngx_rbtree_t                      ngx_teleclinic_sessions;
 static ngx_rbtree_node_t                 ngx_teleclinic_sessions_sentinel;
@@ -227,7 +242,8 @@ ngx_teleclinic_session_message(ngx_teleclinic_ws_t *ws,
     char                      *data;
     json_t                    *signal;
     ngx_uint_t                 doctor;
-    const char                *rc;
+    ngx_int_t                  rc;
+    const char                *code;
     ngx_teleclinic_actor_t     a;
     ngx_teleclinic_session_t  *s;
 
@@ -334,7 +350,8 @@ ngx_teleclinic_session_message(ngx_teleclinic_ws_t *ws,
         json_decref(signal);
 
         if (data == NULL) {
-            rc = "zone_full";
+            a.error = NGX_TELECLINIC_ROOM_ZONE_FULL;
+            rc = NGX_ERROR;
             break;
         }
 
@@ -352,13 +369,15 @@ ngx_teleclinic_session_message(ngx_teleclinic_ws_t *ws,
         break;
 
     default:
-        rc = "unknown_type";
+        rc = NGX_DECLINED;
     }
 
     ngx_teleclinic_session_done(s, &a);
 
-    if (rc) {
-        ngx_teleclinic_session_refuse(ws, msg->id, rc);
+    if (rc != NGX_OK) {
+        code = (a.error == NGX_TELECLINIC_ROOM_NONE)
+               ? "unknown_type" : ngx_teleclinic_session_codes[a.error];
+        ngx_teleclinic_session_refuse(ws, msg->id, code);
     }
 }
 
@@ -428,9 +447,8 @@ ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
 
         ngx_teleclinic_session_slot(&a, d);
 
-        err = ngx_teleclinic_room_console(&a);
-
-        if (err) {
+        if (ngx_teleclinic_room_console(&a) != NGX_OK) {
+            err = ngx_teleclinic_session_codes[a.error];
             ngx_teleclinic_session_refuse(ws, msg->id, err);
             return;
         }
@@ -454,11 +472,12 @@ ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
         a.appt = id;
         a.version = version;
 
-        err = ngx_teleclinic_room_checkin(&a);
+        err = (ngx_teleclinic_room_checkin(&a) == NGX_OK)
+              ? NULL : ngx_teleclinic_session_codes[a.error];
 
         ngx_teleclinic_session_done(s, &a);
 
-        if (err && ngx_strcmp(err, "unauthorized") == 0) {
+        if (err && a.error == NGX_TELECLINIC_ROOM_UNAUTHORIZED) {
             /* a token given before a cancellation or a reschedule */
             ngx_teleclinic_session_refuse(ws, msg->id, err);
             ngx_teleclinic_ws_close(ws, WSLAY_CODE_POLICY_VIOLATION,
@@ -625,6 +644,7 @@ ngx_teleclinic_session_refuse(ngx_teleclinic_ws_t *ws, json_t *id,
 static void
 ngx_teleclinic_session_role(ngx_teleclinic_session_t *s, ngx_uint_t role)
 {
+    ngx_atomic_t           *sockets;
     ngx_teleclinic_zone_t  *zone;
 
     if (ngx_teleclinic_session_conf == NULL) {
@@ -633,13 +653,14 @@ ngx_teleclinic_session_role(ngx_teleclinic_session_t *s, ngx_uint_t role)
     }
 
     zone = ngx_http_teleclinic_zone(ngx_teleclinic_session_conf);
+    sockets = zone->sh->rooms->metrics.sockets;
 
     if (role != NGX_TELECLINIC_ROLE_NONE) {
-        (void) ngx_atomic_fetch_add(&zone->sh->rooms->metrics.sockets[s->role], -1);
+        (void) ngx_atomic_fetch_add(&sockets[s->role], -1);
     }
 
     if (role != (ngx_uint_t) -1) {
-        (void) ngx_atomic_fetch_add(&zone->sh->rooms->metrics.sockets[role], 1);
+        (void) ngx_atomic_fetch_add(&sockets[role], 1);
         s->role = role;
     }
 }
