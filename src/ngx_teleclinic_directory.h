@@ -11,6 +11,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include "ngx_teleclinic.h"
+#include "ngx_teleclinic_request.h"
 
 
 #define NGX_TELECLINIC_SLOTS_MAX      (24 * 60 / 5)
@@ -47,14 +48,6 @@ struct ngx_teleclinic_directory_s {
     ngx_array_t                   departments;
     ngx_array_t                   doctors;
 };
-
-
-/* a date as the patient and the schedule see it: local calendar day */
-typedef struct {
-    ngx_uint_t                    year;
-    ngx_uint_t                    month;
-    ngx_uint_t                    day;
-} ngx_teleclinic_date_t;
 
 
 typedef struct {

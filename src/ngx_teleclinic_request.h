@@ -12,12 +12,19 @@
 #include <ngx_core.h>
 #include <jansson.h>
 #include "ngx_teleclinic.h"
-#include "ngx_teleclinic_directory.h"
 
 
 #define NGX_TELECLINIC_NAME_MAX     200
 #define NGX_TELECLINIC_PHONE_MAX    32
 #define NGX_TELECLINIC_REASON_MAX   1000
+
+
+/* a date as the patient and the schedule see it: local calendar day */
+typedef struct {
+    ngx_uint_t                    year;
+    ngx_uint_t                    month;
+    ngx_uint_t                    day;
+} ngx_teleclinic_date_t;
 
 
 /*
