@@ -49,7 +49,7 @@ ok(scalar(keys %directives) >= 10, 'directives found in the code');
 
 for my $d (sort keys %directives) {
     my $kind = $directives{$d};
-    like($doc{$kind}, qr/^### \Q$d\E\n\n\*\*Syntax:\*\* `\Q$d\E[ ;]/m,
+    like($doc{$kind}, qr/^### \Q$d\E\n\n\*\*Syntax:\*\* <code>\Q$d\E[ ;]/m,
          "docs/$kind.md documents directive $d");
     # the repository hook greps the README for every directive's name
     like($readme, qr/\Q$d\E/, "README names directive $d");
@@ -70,6 +70,14 @@ for my $kind (qw(http stream)) {
     my @blocks = split /^### /m, $doc{$kind};
     for my $b (grep { /^teleclinic_/ } @blocks) {
         my ($name) = $b =~ /^(\S+)/;
+        # nginx.org's form: the parameters in italics, literals as they are
+        my ($syntax) = $b =~ /^\*\*Syntax:\*\* <code>(.*)<\/code>$/m;
+        ok(defined $syntax, "$name: Syntax in <code>");
+        (my $bare = $syntax // '') =~ s{<i>.*?</i>}{}g;
+        $bare =~ s/^\Q$name\E//;
+        my $literal = qr/(?:on|off|http|fsync|thread_pool|burst)\b/;
+        unlike($bare, qr/\b(?!$literal)[a-z_]{2,}\b(?!=)/,
+               "$name: every parameter of its Syntax is marked");
         like($b, qr/^\*\*Syntax:\*\*\ \S.*\n
                     \*\*Default:\*\*.*\n
                     \*\*Context:\*\*\ \S/mx,
