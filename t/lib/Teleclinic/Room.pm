@@ -22,7 +22,8 @@ package Teleclinic::Room;
 # room(%opts) starts nginx (2 workers, reuseport) and returns the
 #   Teleclinic::Test object.  opts: grace (2s), ring (3s), checkin (2h),
 #   ttl (1h), http (more http{} directives), server (more server{}
-#   lines), workers (2).
+#   lines), workers (2), zone (16m), ws_rate (the /ws location's
+#   teleclinic_websocket_rate, "200r/s burst=400").
 # book_soon($t, $doctor, $n, %opts) books the next $n free slots of the
 #   doctor starting from now on (skipping opts{skip} free ones); names
 #   "Patient 1".. or opts{names}; returns the 201 answers' JSON.
@@ -137,14 +138,16 @@ sub room {
 
     my $server = "location = /ws {\n"
                  . "    teleclinic_websocket;\n"
-                 . "    teleclinic_websocket_rate 200r/s burst=400;\n"
+                 . "    teleclinic_websocket_rate "
+                 . ($opts{ws_rate} // '200r/s burst=400') . ";\n"
                  . "}\n\n"
                  . "location = /metrics {\n"
                  . "    teleclinic_metrics;\n"
                  . "}\n"
                  . ($opts{server} // '');
 
-    $t->run(conf(main => "env TZ=$tz;", zone => '16m', listen => 'reuseport',
+    $t->run(conf(main => "env TZ=$tz;", zone => $opts{zone} // '16m',
+                 listen => 'reuseport',
                  http => $http, server => $server));
 
     return $t;
