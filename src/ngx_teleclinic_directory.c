@@ -777,30 +777,29 @@ ngx_teleclinic_directory_check(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone)
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
         || ngx_file_size(&fi) > NGX_TELECLINIC_DIRECTORY_MAX)
     {
-        ngx_close_file(fd);
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "teleclinic: the directory \"%s\" is not a file of "
                       "at most 128k", zone->directory_file.data);
-        return NGX_ERROR;
+        goto failed;
     }
 
     len = ngx_file_size(&fi);
 
     text = ngx_pnalloc(cycle->pool, len + 1);
     if (text == NULL) {
-        ngx_close_file(fd);
-        return NGX_ERROR;
+        goto failed;
     }
 
     n = read(fd, text, len);
-    ngx_close_file(fd);
 
     if (n != (ssize_t) len) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
                       "teleclinic: reading \"%s\" failed",
                       zone->directory_file.data);
-        return NGX_ERROR;
+        goto failed;
     }
+
+    ngx_close_file(fd);
 
     EVP_Digest(text, len, hash, NULL, EVP_sha256(), NULL);
 
@@ -831,6 +830,12 @@ ngx_teleclinic_directory_check(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone)
     ngx_memcpy(zone->directory_hash, hash, 32);
 
     return NGX_OK;
+
+failed:
+
+    ngx_close_file(fd);
+
+    return NGX_ERROR;
 }
 
 
@@ -870,7 +875,7 @@ ngx_teleclinic_directory_seed(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone)
                       zone->directory_file.data);
 
         /* on a reload nginx goes on: the workers keep the directory */
-        return zone->fresh ? NGX_ERROR : NGX_OK;
+        return zone->made ? NGX_ERROR : NGX_OK;
     }
 
     ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,

@@ -159,6 +159,7 @@ ngx_teleclinic_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     zone->shpool->log_nomem = 0;
 
     zone->fresh = 1;
+    zone->made = 1;
 
     if (zone->handlers->init(zone) != NGX_OK) {
         return NGX_ERROR;

@@ -216,6 +216,7 @@ struct ngx_teleclinic_zone_s {
     ngx_str_t                     directory_file;
     time_t                        reminder_before;
     ngx_uint_t                    fresh;      /* no state before start */
+    ngx_uint_t                    made;       /* by this cycle, not reused */
     ngx_uint_t                    replay;     /* the journal is replayed */
     ngx_uint_t                    notify;     /* a gateway is configured */
     ngx_teleclinic_zone_handlers_t  *handlers;
