@@ -10,7 +10,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <jansson.h>
-#include "ngx_http_teleclinic_booking.h"
+#include "ngx_http_teleclinic_util.h"
 #include "ngx_teleclinic_token.h"
 #include "ngx_http_teleclinic_doctor.h"
 #include "ngx_teleclinic_kdf.h"

@@ -7,7 +7,8 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include "ngx_http_teleclinic_booking.h"
+#include "ngx_http_teleclinic_util.h"
+#include "ngx_http_teleclinic_api.h"
 #include "ngx_http_teleclinic_notify.h"
 #include "ngx_http_teleclinic_session.h"
 #include "ngx_teleclinic_token.h"

@@ -10,7 +10,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <wslay/wslay.h>
-#include "ngx_http_teleclinic_booking.h"
+#include "ngx_http_teleclinic_util.h"
 #include "ngx_http_teleclinic_websocket.h"
 #include "ngx_teleclinic_message.h"
 #include "ngx_http_teleclinic_session.h"

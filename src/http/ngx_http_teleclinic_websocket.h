@@ -13,19 +13,7 @@
 #include <ngx_http.h>
 #include <jansson.h>
 #include <wslay/wslay.h>
-
-
-/* the location's WebSocket settings, part of the module's loc conf */
-typedef struct {
-    ngx_flag_t                    enable;
-    ngx_array_t                  *origins;      /* of ngx_str_t */
-    ngx_msec_t                    ping;
-    ngx_msec_t                    hello_timeout;
-    size_t                        max_message;
-    size_t                        send_buffer;
-    ngx_uint_t                    rate;         /* messages per second */
-    ngx_uint_t                    burst;
-} ngx_teleclinic_ws_conf_t;
+#include "ngx_http_teleclinic_util.h"
 
 
 typedef struct ngx_teleclinic_ws_s  ngx_teleclinic_ws_t;
