@@ -49,6 +49,14 @@ static ngx_conf_num_bounds_t  ngx_http_teleclinic_login_queue_bounds = {
 };
 
 
+/* the WebSocket transport hands its connections to the waiting room */
+static ngx_teleclinic_ws_handler_t  ngx_http_teleclinic_ws_session = {
+    ngx_teleclinic_session_open,
+    ngx_teleclinic_session_message,
+    ngx_teleclinic_session_close
+};
+
+
 static ngx_command_t  ngx_http_teleclinic_commands[] = {
 
     { ngx_string("teleclinic_directory"),
@@ -565,6 +573,7 @@ ngx_http_teleclinic_create_loc_conf(ngx_conf_t *cf)
     tlcf->api = NGX_CONF_UNSET;
     tlcf->doctor_identity = NGX_CONF_UNSET_PTR;
     ngx_teleclinic_ws_conf_init(&tlcf->ws);
+    tlcf->ws.handler = &ngx_http_teleclinic_ws_session;
 
     return tlcf;
 }

@@ -20,8 +20,12 @@
 #include "ngx_teleclinic_room.h"
 
 
+typedef struct ngx_teleclinic_ws_handler_s  ngx_teleclinic_ws_handler_t;
+
+
 /* the location's WebSocket settings, part of the module's loc conf */
 typedef struct {
+    ngx_teleclinic_ws_handler_t  *handler;      /* what the messages go to */
     ngx_flag_t                    enable;
     ngx_array_t                  *origins;      /* of ngx_str_t */
     ngx_msec_t                    ping;

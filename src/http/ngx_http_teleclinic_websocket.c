@@ -13,7 +13,6 @@
 #include "ngx_http_teleclinic_util.h"
 #include "ngx_http_teleclinic_websocket.h"
 #include "ngx_teleclinic_message.h"
-#include "ngx_http_teleclinic_session.h"
 
 
 #define NGX_TELECLINIC_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -374,7 +373,7 @@ ngx_teleclinic_ws_handler(ngx_http_request_t *r)
     ws->timer.data = ws;
     ws->timer.log = c->log;
 
-    if (ngx_teleclinic_session_open(ws) != NGX_OK) {
+    if (wcf->handler->open(ws) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -712,7 +711,7 @@ ngx_teleclinic_ws_cleanup(void *data)
         ngx_del_timer(&ws->timer);
     }
 
-    ngx_teleclinic_session_close(ws);
+    ws->conf->handler->close(ws);
 
     if (ws->ctx) {
         wslay_event_context_free(ws->ctx);
@@ -1369,7 +1368,7 @@ ngx_teleclinic_ws_message(ngx_teleclinic_ws_t *ws, const u_char *text,
         ngx_teleclinic_ws_send_json(ws, reply);
 
     } else {
-        ngx_teleclinic_session_message(ws, &msg);
+        ws->conf->handler->message(ws, &msg);
     }
 
     ngx_teleclinic_ws_msg_free(&msg);
