@@ -11,6 +11,11 @@
 #include "ngx_http_teleclinic_util.h"
 #include "ngx_http_teleclinic_booking.h"
 #include "ngx_http_teleclinic_admin.h"
+#include "ngx_http_teleclinic_notify.h"
+
+
+static ngx_int_t ngx_http_teleclinic_directory_answer(ngx_http_request_t *r,
+    ngx_http_teleclinic_change_t *change, ngx_str_t *text);
 
 
 static ngx_int_t
@@ -81,13 +86,12 @@ static ngx_int_t
 ngx_http_teleclinic_directory_store(ngx_http_request_t *r, u_char *text,
     size_t len)
 {
-    ngx_int_t                         rc;
-    ngx_str_t                         answer;
     const char                       *err;
     ngx_teleclinic_zone_t            *zone;
     ngx_teleclinic_event_t            ev;
     ngx_http_teleclinic_ctx_t        *ctx;
     ngx_teleclinic_directory_t        dir;
+    ngx_http_teleclinic_change_t      change;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
@@ -116,30 +120,43 @@ ngx_http_teleclinic_directory_store(ngx_http_request_t *r, u_char *text,
     ev.directory.data = text;
     ev.directory.len = len;
 
+    /* the answer counts the doctors of the document: nothing to copy */
+
+    change.event = &ev;
+    change.status = NGX_HTTP_OK;
+    change.copy = NULL;
+    change.format = ngx_http_teleclinic_directory_answer;
+    change.durable = ngx_teleclinic_notify_kick;
+    change.data = &dir;
+
     ngx_teleclinic_zone_lock(zone);
 
     /* the file's hash stays: only a changed file replaces this */
     ngx_memcpy(ev.hash, zone->sh->directory_file_hash, 32);
 
-    rc = ngx_teleclinic_zone_commit(zone, &ev, r->connection->log);
+    return ngx_http_teleclinic_commit(r, zone, &change);
+}
 
-    ngx_teleclinic_zone_unlock(zone);
 
-    if (rc != NGX_OK) {
-        return ngx_http_teleclinic_unavailable(r, rc);
+static ngx_int_t
+ngx_http_teleclinic_directory_answer(ngx_http_request_t *r,
+    ngx_http_teleclinic_change_t *change, ngx_str_t *text)
+{
+    ngx_teleclinic_directory_t  *dir;
+
+    dir = change->data;
+
+    text->data = ngx_pnalloc(r->pool, sizeof("{\"doctors\":}\n")
+                                      + NGX_INT_T_LEN);
+    if (text->data == NULL) {
+        return NGX_ERROR;
     }
 
-    answer.data = ngx_pnalloc(r->pool, sizeof("{\"doctors\":}\n")
-                                       + NGX_INT_T_LEN);
-    if (answer.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    text->len = ngx_sprintf(text->data, "{\"doctors\":%ui}\n",
+                            dir->doctors.nelts)
+                - text->data;
 
-    answer.len = ngx_sprintf(answer.data, "{\"doctors\":%ui}\n",
-                             dir.doctors.nelts)
-                 - answer.data;
-
-    return ngx_http_teleclinic_wait(r, zone, NGX_HTTP_OK, &answer);
+    return NGX_OK;
 }
 
 
@@ -170,6 +187,7 @@ ngx_http_teleclinic_admin_entry(ngx_http_request_t *r,
     u_char                           *text;
     size_t                            i, len;
     json_t                           *doc, *list, *item, *entry, *v;
+    ngx_int_t                         rc;
     json_error_t                      jerr;
     ngx_teleclinic_zone_t            *zone;
     ngx_teleclinic_error_t            err;
@@ -206,23 +224,35 @@ ngx_http_teleclinic_admin_entry(ngx_http_request_t *r,
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
     zone = ngx_http_teleclinic_zone(tmcf);
 
+    /* the text is copied under the lock and parsed after it */
+
     ngx_teleclinic_zone_lock(zone);
 
-    doc = zone->sh->directory_len
-          ? json_loadb((char *) zone->sh->directory, zone->sh->directory_len,
-                       0, &jerr)
-          : json_pack("{s:[], s:[]}", "departments", "doctors");
+    len = zone->sh->directory_len;
+    text = ngx_pnalloc(r->pool, len + 1);
+
+    if (text) {
+        ngx_memcpy(text, zone->sh->directory, len);
+    }
 
     ngx_teleclinic_zone_unlock(zone);
+
+    doc = NULL;
+    rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    if (text == NULL) {
+        goto failed;
+    }
+
+    doc = len ? json_loadb((char *) text, len, 0, &jerr)
+              : json_pack("{s:[], s:[]}", "departments", "doctors");
 
     list = doc ? json_object_get(doc, call->seg[1].len == 7
                                       ? "doctors" : "departments")
                : NULL;
 
     if (!json_is_array(list)) {
-        json_decref(doc);
-        json_decref(entry);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto failed;
     }
 
     json_array_foreach(list, i, item) {
@@ -249,19 +279,19 @@ ngx_http_teleclinic_admin_entry(ngx_http_request_t *r,
         json_array_remove(list, i);
 
     } else {
-        json_decref(doc);
-        return ngx_http_teleclinic_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                         "no such entry", NULL);
+        rc = ngx_http_teleclinic_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                       "no such entry", NULL);
+        goto failed;
     }
 
     json_decref(entry);
+    entry = NULL;
 
     len = json_dumpb(doc, NULL, 0, JSON_COMPACT);
     text = ngx_pnalloc(r->pool, len + 1);
 
     if (text == NULL) {
-        json_decref(doc);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto failed;
     }
 
     len = json_dumpb(doc, (char *) text, len, JSON_COMPACT);
@@ -272,6 +302,13 @@ ngx_http_teleclinic_admin_entry(ngx_http_request_t *r,
      * as with a PUT of the whole document
      */
     return ngx_http_teleclinic_directory_store(r, text, len);
+
+failed:
+
+    json_decref(doc);
+    json_decref(entry);
+
+    return rc;
 }
 
 
@@ -287,10 +324,10 @@ ngx_http_teleclinic_admin_day(ngx_http_request_t *r,
     ngx_int_t                         rc;
     ngx_str_t                         arg, text, *item;
     ngx_uint_t                        n;
-    ngx_array_t                       items;
+    ngx_array_t                       appts, items;
     ngx_teleclinic_zone_t            *zone;
     ngx_teleclinic_date_t             date;
-    ngx_teleclinic_appt_t            *appt;
+    ngx_teleclinic_appt_t            *appt, *copy;
     ngx_teleclinic_error_t            err;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
@@ -312,12 +349,15 @@ ngx_http_teleclinic_admin_day(ngx_http_request_t *r,
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
     zone = ngx_http_teleclinic_zone(tmcf);
 
-    if (ngx_array_init(&items, r->pool, 16, sizeof(ngx_str_t)) != NGX_OK) {
+    if (ngx_array_init(&appts, r->pool, 16, sizeof(ngx_teleclinic_appt_t))
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    len = sizeof("[]\n");
     rc = NGX_OK;
+
+    /* copies under the lock, the answers made after it */
 
     ngx_teleclinic_zone_lock(zone);
 
@@ -325,17 +365,36 @@ ngx_http_teleclinic_admin_day(ngx_http_request_t *r,
          appt && appt->start < to && rc == NGX_OK;
          appt = ngx_teleclinic_slot_next(zone, appt))
     {
+        copy = ngx_array_push(&appts);
+
+        rc = (copy == NULL) ? NGX_ERROR
+                            : ngx_http_teleclinic_appt_copy(r->pool, appt,
+                                                            copy);
+    }
+
+    ngx_teleclinic_zone_unlock(zone);
+
+    if (rc != NGX_OK
+        || ngx_array_init(&items, r->pool, appts.nelts + 1,
+                          sizeof(ngx_str_t))
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = sizeof("[]\n");
+    copy = appts.elts;
+
+    for (n = 0; n < appts.nelts && rc == NGX_OK; n++) {
         item = ngx_array_push(&items);
 
         rc = (item == NULL) ? NGX_ERROR
-                            : ngx_http_teleclinic_appt_answer(r, appt, 1, 0,
-                                                              item);
+                            : ngx_http_teleclinic_appt_answer(r, &copy[n], 1,
+                                                              0, item);
         if (rc == NGX_OK) {
             len += item->len;
         }
     }
-
-    ngx_teleclinic_zone_unlock(zone);
 
     p = (rc == NGX_OK) ? ngx_pnalloc(r->pool, len) : NULL;
 

@@ -11,7 +11,15 @@
 #include <jansson.h>
 #include "ngx_http_teleclinic_util.h"
 #include "ngx_http_teleclinic_booking.h"
+#include "ngx_http_teleclinic_notify.h"
 #include "ngx_teleclinic_token.h"
+
+
+/* the answer of a change: the appointment as the change left it */
+typedef struct {
+    ngx_teleclinic_appt_t         appt;
+    ngx_uint_t                    access;
+} ngx_http_teleclinic_changed_t;
 
 
 static ngx_int_t ngx_http_teleclinic_authorize(ngx_http_request_t *r,
@@ -23,6 +31,12 @@ static u_char *ngx_http_teleclinic_appt_text(ngx_http_request_t *r,
     ngx_uint_t access);
 static size_t ngx_http_teleclinic_appt_size(ngx_http_request_t *r,
     ngx_teleclinic_appt_t *appt);
+static ngx_int_t ngx_http_teleclinic_change_copy(ngx_http_request_t *r,
+    ngx_teleclinic_zone_t *zone, ngx_http_teleclinic_change_t *change);
+static ngx_int_t ngx_http_teleclinic_change_format(ngx_http_request_t *r,
+    ngx_http_teleclinic_change_t *change, ngx_str_t *text);
+static u_char *ngx_http_teleclinic_copy_str(u_char *p, ngx_str_t *dst,
+    ngx_str_t *src);
 static ngx_int_t ngx_http_teleclinic_find_slot(ngx_http_request_t *r,
     ngx_str_t *slot_id, ngx_teleclinic_slot_t *slot, ngx_str_t *doctor,
     ngx_teleclinic_error_t *err);
@@ -112,7 +126,9 @@ ngx_http_teleclinic_refuse(ngx_teleclinic_error_t *err, ngx_int_t status)
  * An appointment as JSON text.  Written directly: it is on the path of
  * every booking; ids and times need no escaping, and jansson escapes the
  * patient's strings and the links.  "access" adds the patient's token and
- * links.  The zone is locked.
+ * links.  It is made from a copy (ngx_http_teleclinic_appt_copy()), after
+ * the zone is unlocked: the token's HMAC and the escaping are the slow
+ * part of a booking.
  */
 
 static u_char *
@@ -252,7 +268,7 @@ ngx_http_teleclinic_appt_size(ngx_http_request_t *r,
 }
 
 
-/* the answer about one appointment, made while the zone is locked */
+/* the answer about one appointment, from a copy of it */
 
 ngx_int_t
 ngx_http_teleclinic_appt_answer(ngx_http_request_t *r,
@@ -281,6 +297,77 @@ ngx_http_teleclinic_appt_answer(ngx_http_request_t *r,
     text->len = p - text->data;
 
     return NGX_OK;
+}
+
+
+/*
+ * A copy of an appointment to answer from once the zone is unlocked: its
+ * fields and its strings.  Its tree links and its reminder stay the
+ * zone's and are not to be followed.  With the zone locked.
+ */
+
+ngx_int_t
+ngx_http_teleclinic_appt_copy(ngx_pool_t *pool, ngx_teleclinic_appt_t *appt,
+    ngx_teleclinic_appt_t *copy)
+{
+    u_char  *p;
+
+    *copy = *appt;
+
+    p = ngx_pnalloc(pool, appt->name.len + appt->phone.len
+                          + appt->reason.len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_http_teleclinic_copy_str(p, &copy->name, &appt->name);
+    p = ngx_http_teleclinic_copy_str(p, &copy->phone, &appt->phone);
+    (void) ngx_http_teleclinic_copy_str(p, &copy->reason, &appt->reason);
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_http_teleclinic_copy_str(u_char *p, ngx_str_t *dst, ngx_str_t *src)
+{
+    dst->data = p;
+    dst->len = src->len;
+
+    return src->len ? ngx_cpymem(p, src->data, src->len) : p;
+}
+
+
+/* ngx_http_teleclinic_commit()'s copy: the appointment the event changed */
+
+static ngx_int_t
+ngx_http_teleclinic_change_copy(ngx_http_request_t *r,
+    ngx_teleclinic_zone_t *zone, ngx_http_teleclinic_change_t *change)
+{
+    ngx_teleclinic_appt_t          *appt;
+    ngx_http_teleclinic_changed_t  *changed;
+
+    changed = change->data;
+
+    appt = ngx_teleclinic_appt_lookup(zone, change->event->id);
+    if (appt == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_teleclinic_appt_copy(r->pool, appt, &changed->appt);
+}
+
+
+static ngx_int_t
+ngx_http_teleclinic_change_format(ngx_http_request_t *r,
+    ngx_http_teleclinic_change_t *change, ngx_str_t *text)
+{
+    ngx_http_teleclinic_changed_t  *changed;
+
+    changed = change->data;
+
+    return ngx_http_teleclinic_appt_answer(r, &changed->appt, 0,
+                                           changed->access, text);
 }
 
 
@@ -527,7 +614,6 @@ ngx_int_t
 ngx_http_teleclinic_book(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call)
 {
-    ngx_str_t                         text;
     ngx_int_t                         rc;
     ngx_str_t                         doctor;
     ngx_teleclinic_zone_t            *zone;
@@ -536,6 +622,8 @@ ngx_http_teleclinic_book(ngx_http_request_t *r,
     ngx_teleclinic_error_t            err;
     ngx_http_teleclinic_ctx_t        *ctx;
     ngx_teleclinic_booking_req_t      req;
+    ngx_http_teleclinic_change_t      change;
+    ngx_http_teleclinic_changed_t     changed;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
@@ -554,8 +642,8 @@ ngx_http_teleclinic_book(ngx_http_request_t *r,
     if (ngx_http_teleclinic_find_slot(r, &req.slot, &slot, &doctor, &err)
         != NGX_OK)
     {
-        json_decref(req.root);
-        return ngx_http_teleclinic_fail(r, &err);
+        rc = ngx_http_teleclinic_fail(r, &err);
+        goto failed;
     }
 
     ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
@@ -570,49 +658,49 @@ ngx_http_teleclinic_book(ngx_http_request_t *r,
 
     /* drawn before the lock: the zone only checks it is unused */
     if (RAND_bytes((u_char *) &ev.id, sizeof(uint64_t)) != 1) {
-        json_decref(req.root);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto failed;
     }
 
     ngx_teleclinic_zone_lock(zone);
 
     if (ngx_teleclinic_slot_lookup(zone, &doctor, slot.start) != NULL) {
         ngx_teleclinic_zone_unlock(zone);
-        json_decref(req.root);
 
-        return ngx_http_teleclinic_error(r, NGX_HTTP_CONFLICT, "slot_taken",
-                                         "the slot is no longer free",
-                                         "slot");
+        rc = ngx_http_teleclinic_error(r, NGX_HTTP_CONFLICT, "slot_taken",
+                                       "the slot is no longer free", "slot");
+        goto failed;
     }
 
     if (ngx_teleclinic_appt_new_id(zone, &ev.id) != NGX_OK) {
         ngx_teleclinic_zone_unlock(zone);
-        json_decref(req.root);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto failed;
     }
 
     ctx->appt = ev.id;
 
-    rc = ngx_teleclinic_zone_commit(zone, &ev, r->connection->log);
+    changed.access = 1;
+
+    change.event = &ev;
+    change.status = NGX_HTTP_CREATED;
+    change.copy = ngx_http_teleclinic_change_copy;
+    change.format = ngx_http_teleclinic_change_format;
+    change.durable = ngx_teleclinic_notify_kick;
+    change.data = &changed;
+
+    rc = ngx_http_teleclinic_commit(r, zone, &change);
+
+    /* the event's strings are the request's document */
+    json_decref(req.root);
+
+    return rc;
+
+failed:
 
     json_decref(req.root);
 
-    if (rc != NGX_OK) {
-        ngx_teleclinic_zone_unlock(zone);
-        return ngx_http_teleclinic_unavailable(r, rc);
-    }
-
-    rc = ngx_http_teleclinic_appt_answer(r,
-                                     ngx_teleclinic_appt_lookup(zone, ev.id),
-                                     0, 1, &text);
-
-    ngx_teleclinic_zone_unlock(zone);
-
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_teleclinic_wait(r, zone, NGX_HTTP_CREATED, &text);
+    return rc;
 }
 
 
@@ -680,7 +768,7 @@ ngx_http_teleclinic_get(ngx_http_request_t *r,
     ngx_int_t                         rc;
     ngx_str_t                         text;
     ngx_teleclinic_zone_t            *zone;
-    ngx_teleclinic_appt_t            *appt;
+    ngx_teleclinic_appt_t            *appt, copy;
     ngx_teleclinic_error_t            err;
     ngx_http_teleclinic_ctx_t        *ctx;
     ngx_http_teleclinic_main_conf_t  *tmcf;
@@ -707,7 +795,7 @@ ngx_http_teleclinic_get(ngx_http_request_t *r,
         return ngx_http_teleclinic_fail(r, &err);
     }
 
-    rc = appt ? ngx_http_teleclinic_appt_answer(r, appt, 1, 0, &text)
+    rc = appt ? ngx_http_teleclinic_appt_copy(r->pool, appt, &copy)
               : NGX_DECLINED;
 
     ngx_teleclinic_zone_unlock(zone);
@@ -718,7 +806,9 @@ ngx_http_teleclinic_get(ngx_http_request_t *r,
                                          "no such appointment", NULL);
     }
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_OK
+        || ngx_http_teleclinic_appt_answer(r, &copy, 1, 0, &text) != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -731,15 +821,15 @@ ngx_int_t
 ngx_http_teleclinic_cancel(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call)
 {
-    ngx_str_t                         text;
     int64_t                           version;
     uint64_t                          id;
-    ngx_int_t                         rc;
     ngx_teleclinic_zone_t            *zone;
     ngx_teleclinic_appt_t            *appt;
     ngx_teleclinic_error_t            err;
     ngx_teleclinic_event_t            ev;
     ngx_http_teleclinic_ctx_t        *ctx;
+    ngx_http_teleclinic_change_t      change;
+    ngx_http_teleclinic_changed_t     changed;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
@@ -759,24 +849,23 @@ ngx_http_teleclinic_cancel(ngx_http_request_t *r,
     appt = ngx_teleclinic_appt_lookup(zone, id);
 
     if (appt == NULL) {
-        ngx_teleclinic_zone_unlock(zone);
-        return ngx_http_teleclinic_error(r, NGX_HTTP_NOT_FOUND,
-                                         "unknown_appointment",
-                                         "no such appointment", NULL);
+        (void) ngx_http_teleclinic_reject(&err, NGX_HTTP_NOT_FOUND,
+                                          "unknown_appointment",
+                                          "no such appointment", NULL);
+        goto failed;
     }
 
     if (!ngx_http_teleclinic_current(version, appt)) {
-        ngx_teleclinic_zone_unlock(zone);
         (void) ngx_http_teleclinic_refuse(&err, NGX_HTTP_UNAUTHORIZED);
-        return ngx_http_teleclinic_fail(r, &err);
+        goto failed;
     }
 
     if (appt->status != NGX_TELECLINIC_BOOKED) {
-        ngx_teleclinic_zone_unlock(zone);
-        return ngx_http_teleclinic_error(r, NGX_HTTP_CONFLICT,
-                                         "not_cancellable",
-                                         "only a booked appointment can be "
-                                         "cancelled", NULL);
+        (void) ngx_http_teleclinic_reject(&err, NGX_HTTP_CONFLICT,
+                                          "not_cancellable",
+                                          "only a booked appointment can "
+                                          "be cancelled", NULL);
+        goto failed;
     }
 
     ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
@@ -784,22 +873,22 @@ ngx_http_teleclinic_cancel(ngx_http_request_t *r,
     ev.at = ngx_time();
     ev.id = id;
 
-    rc = ngx_teleclinic_zone_commit(zone, &ev, r->connection->log);
+    changed.access = 0;
 
-    if (rc != NGX_OK) {
-        ngx_teleclinic_zone_unlock(zone);
-        return ngx_http_teleclinic_unavailable(r, rc);
-    }
+    change.event = &ev;
+    change.status = NGX_HTTP_OK;
+    change.copy = ngx_http_teleclinic_change_copy;
+    change.format = ngx_http_teleclinic_change_format;
+    change.durable = ngx_teleclinic_notify_kick;
+    change.data = &changed;
 
-    rc = ngx_http_teleclinic_appt_answer(r, appt, 0, 0, &text);
+    return ngx_http_teleclinic_commit(r, zone, &change);
+
+failed:
 
     ngx_teleclinic_zone_unlock(zone);
 
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_teleclinic_wait(r, zone, NGX_HTTP_OK, &text);
+    return ngx_http_teleclinic_fail(r, &err);
 }
 
 
@@ -808,7 +897,6 @@ ngx_http_teleclinic_reschedule(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call)
 {
     json_t                           *root;
-    ngx_str_t                         text;
     int64_t                           version;
     uint64_t                          id;
     ngx_int_t                         rc;
@@ -819,6 +907,8 @@ ngx_http_teleclinic_reschedule(ngx_http_request_t *r,
     ngx_teleclinic_error_t            err;
     ngx_teleclinic_event_t            ev;
     ngx_http_teleclinic_ctx_t        *ctx;
+    ngx_http_teleclinic_change_t      change;
+    ngx_http_teleclinic_changed_t     changed;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
@@ -843,8 +933,7 @@ ngx_http_teleclinic_reschedule(ngx_http_request_t *r,
     if (ngx_http_teleclinic_find_slot(r, &slot_id, &slot, &doctor, &err)
         != NGX_OK)
     {
-        json_decref(root);
-        return ngx_http_teleclinic_fail(r, &err);
+        goto refused;
     }
 
     ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
@@ -860,55 +949,56 @@ ngx_http_teleclinic_reschedule(ngx_http_request_t *r,
     appt = ngx_teleclinic_appt_lookup(zone, id);
 
     if (appt == NULL) {
-        ngx_teleclinic_zone_unlock(zone);
-        json_decref(root);
-        return ngx_http_teleclinic_error(r, NGX_HTTP_NOT_FOUND,
-                                         "unknown_appointment",
-                                         "no such appointment", NULL);
+        (void) ngx_http_teleclinic_reject(&err, NGX_HTTP_NOT_FOUND,
+                                          "unknown_appointment",
+                                          "no such appointment", NULL);
+        goto failed;
     }
 
     if (!ngx_http_teleclinic_current(version, appt)) {
-        ngx_teleclinic_zone_unlock(zone);
-        json_decref(root);
         (void) ngx_http_teleclinic_refuse(&err, NGX_HTTP_UNAUTHORIZED);
-        return ngx_http_teleclinic_fail(r, &err);
+        goto failed;
     }
 
     if (appt->status != NGX_TELECLINIC_BOOKED) {
-        ngx_teleclinic_zone_unlock(zone);
-        json_decref(root);
-        return ngx_http_teleclinic_error(r, NGX_HTTP_CONFLICT,
-                                         "not_reschedulable",
-                                         "only a booked appointment can be "
-                                         "rescheduled", NULL);
+        (void) ngx_http_teleclinic_reject(&err, NGX_HTTP_CONFLICT,
+                                          "not_reschedulable",
+                                          "only a booked appointment can "
+                                          "be rescheduled", NULL);
+        goto failed;
     }
 
     if (ngx_teleclinic_slot_lookup(zone, &doctor, slot.start) != NULL) {
-        ngx_teleclinic_zone_unlock(zone);
-        json_decref(root);
-        return ngx_http_teleclinic_error(r, NGX_HTTP_CONFLICT, "slot_taken",
-                                         "the slot is no longer free",
-                                         "slot");
-    }
-
-    rc = ngx_teleclinic_zone_commit(zone, &ev, r->connection->log);
-
-    json_decref(root);
-
-    if (rc != NGX_OK) {
-        ngx_teleclinic_zone_unlock(zone);
-        return ngx_http_teleclinic_unavailable(r, rc);
+        (void) ngx_http_teleclinic_reject(&err, NGX_HTTP_CONFLICT,
+                                          "slot_taken",
+                                          "the slot is no longer free",
+                                          "slot");
+        goto failed;
     }
 
     /* a later visit needs a token that lasts until then */
+    changed.access = 1;
 
-    rc = ngx_http_teleclinic_appt_answer(r, appt, 0, 1, &text);
+    change.event = &ev;
+    change.status = NGX_HTTP_OK;
+    change.copy = ngx_http_teleclinic_change_copy;
+    change.format = ngx_http_teleclinic_change_format;
+    change.durable = ngx_teleclinic_notify_kick;
+    change.data = &changed;
+
+    rc = ngx_http_teleclinic_commit(r, zone, &change);
+
+    json_decref(root);
+
+    return rc;
+
+failed:
 
     ngx_teleclinic_zone_unlock(zone);
 
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+refused:
 
-    return ngx_http_teleclinic_wait(r, zone, NGX_HTTP_OK, &text);
+    json_decref(root);
+
+    return ngx_http_teleclinic_fail(r, &err);
 }

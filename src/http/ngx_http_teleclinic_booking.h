@@ -14,7 +14,11 @@
 #include "ngx_http_teleclinic_util.h"
 
 
-/* the answer about one appointment, made while the zone is locked */
+/* a copy of an appointment to answer from, taken with the zone locked */
+ngx_int_t ngx_http_teleclinic_appt_copy(ngx_pool_t *pool,
+    ngx_teleclinic_appt_t *appt, ngx_teleclinic_appt_t *copy);
+
+/* the answer about one appointment, from a copy of it */
 ngx_int_t ngx_http_teleclinic_appt_answer(ngx_http_request_t *r,
     ngx_teleclinic_appt_t *appt, ngx_uint_t patient, ngx_uint_t access,
     ngx_str_t *text);

@@ -10,9 +10,11 @@
 #include <openssl/crypto.h>
 #include <jansson.h>
 #include "ngx_http_teleclinic_util.h"
-#include "ngx_http_teleclinic_notify.h"
 
 
+static ngx_int_t ngx_http_teleclinic_wait(ngx_http_request_t *r,
+    ngx_teleclinic_zone_t *zone, ngx_uint_t status, ngx_str_t *response,
+    void (*durable)(void));
 static void ngx_http_teleclinic_synced(void *data, ngx_int_t rc);
 static void ngx_http_teleclinic_waiter_cleanup(void *data);
 static ngx_int_t ngx_http_teleclinic_plain_host(ngx_str_t *host);
@@ -385,13 +387,61 @@ ngx_http_teleclinic_reject(ngx_teleclinic_error_t *err, ngx_uint_t status,
 
 
 /*
+ * The tail of every change to the zone, entered with the zone locked: the
+ * event is applied and journaled, change->copy takes what the answer
+ * shows while the zone is still locked, and the answer is formatted from
+ * that copy after the unlock, so no HMAC or JSON escaping holds the zone
+ * mutex.  The answer goes out once the journal is on disk.
+ */
+
+ngx_int_t
+ngx_http_teleclinic_commit(ngx_http_request_t *r, ngx_teleclinic_zone_t *zone,
+    ngx_http_teleclinic_change_t *change)
+{
+    ngx_int_t  rc;
+    ngx_str_t  text;
+
+    rc = ngx_teleclinic_zone_commit(zone, change->event, r->connection->log);
+
+    if (rc != NGX_OK) {
+        ngx_teleclinic_zone_unlock(zone);
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "teleclinic: event %ui not committed: %i",
+                       change->event->op, rc);
+
+        return ngx_http_teleclinic_unavailable(r, rc);
+    }
+
+    if (change->copy) {
+        rc = change->copy(r, zone, change);
+    }
+
+    ngx_teleclinic_zone_unlock(zone);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "teleclinic: event %ui committed, seq:%ui",
+                   change->event->op, change->event->seq);
+
+    if (rc != NGX_OK
+        || change->format(r, change, &text) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_teleclinic_wait(r, zone, change->status, &text,
+                                    change->durable);
+}
+
+
+/*
  * The change is in the zone and written to the journal; the answer goes
  * out once the journal is on disk.
  */
 
-ngx_int_t
+static ngx_int_t
 ngx_http_teleclinic_wait(ngx_http_request_t *r, ngx_teleclinic_zone_t *zone,
-    ngx_uint_t status, ngx_str_t *response)
+    ngx_uint_t status, ngx_str_t *response, void (*durable)(void))
 {
     ngx_pool_cleanup_t         *cln;
     ngx_http_teleclinic_ctx_t  *ctx;
@@ -399,6 +449,7 @@ ngx_http_teleclinic_wait(ngx_http_request_t *r, ngx_teleclinic_zone_t *zone,
     ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
 
     ctx->response = *response;
+    ctx->durable = durable;
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
@@ -415,6 +466,9 @@ ngx_http_teleclinic_wait(ngx_http_request_t *r, ngx_teleclinic_zone_t *zone,
     cln->data = &ctx->waiter;
 
     r->main->count++;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "teleclinic: waiting for the journal's sync");
 
     ngx_teleclinic_journal_sync(zone->journal, &ctx->waiter);
 
@@ -449,8 +503,15 @@ ngx_http_teleclinic_synced(void *data, ngx_int_t rc)
     c = r->connection;
     ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "teleclinic: journal synced: %i, answering %ui",
+                   rc, rc == NGX_OK ? ctx->status
+                                    : NGX_HTTP_SERVICE_UNAVAILABLE);
+
     if (rc == NGX_OK) {
-        ngx_teleclinic_notify_kick();
+        if (ctx->durable) {
+            ctx->durable();
+        }
 
         rc = ngx_http_teleclinic_send_text(r, ctx->status, ctx->response.data,
                                            ctx->response.len);

@@ -74,6 +74,7 @@ typedef struct {
     ngx_uint_t                    status;
     ngx_str_t                     response;
     ngx_teleclinic_journal_waiter_t  waiter;
+    void                        (*durable)(void);
 } ngx_http_teleclinic_ctx_t;
 
 
@@ -86,6 +87,28 @@ typedef struct {
     ngx_uint_t                    nseg;
     ngx_str_t                     body;
 } ngx_http_teleclinic_call_t;
+
+
+typedef struct ngx_http_teleclinic_change_s  ngx_http_teleclinic_change_t;
+
+/*
+ * One change to the zone and its answer, for ngx_http_teleclinic_commit():
+ * copy runs with the zone locked once the event is applied (it may be
+ * NULL), format after the unlock, durable once the change is on disk and
+ * before the answer goes out.  data is the handler's, for the copy.
+ */
+struct ngx_http_teleclinic_change_s {
+    ngx_teleclinic_event_t       *event;
+    ngx_uint_t                    status;
+    ngx_int_t                   (*copy)(ngx_http_request_t *r,
+                                        ngx_teleclinic_zone_t *zone,
+                                        ngx_http_teleclinic_change_t *change);
+    ngx_int_t                   (*format)(ngx_http_request_t *r,
+                                          ngx_http_teleclinic_change_t *change,
+                                          ngx_str_t *text);
+    void                        (*durable)(void);
+    void                         *data;
+};
 
 
 extern ngx_module_t  ngx_http_teleclinic_module;
@@ -137,9 +160,12 @@ ngx_int_t ngx_http_teleclinic_bearer(ngx_http_request_t *r, ngx_str_t *token);
 /* NGX_OK when the request carries the admin key */
 ngx_int_t ngx_http_teleclinic_is_admin(ngx_http_request_t *r);
 
-/* the response goes out once the journal is on disk; NGX_DONE */
-ngx_int_t ngx_http_teleclinic_wait(ngx_http_request_t *r,
-    ngx_teleclinic_zone_t *zone, ngx_uint_t status, ngx_str_t *response);
+/*
+ * Commits change->event with the zone locked, unlocks it, and answers
+ * once the journal is on disk (NGX_DONE) or at once with an error.
+ */
+ngx_int_t ngx_http_teleclinic_commit(ngx_http_request_t *r,
+    ngx_teleclinic_zone_t *zone, ngx_http_teleclinic_change_t *change);
 
 /* the base of the links given to patients */
 u_char *ngx_http_teleclinic_base_url(ngx_http_request_t *r, ngx_str_t *base);
