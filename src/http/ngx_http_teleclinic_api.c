@@ -115,6 +115,10 @@ ngx_http_teleclinic_api_handler(ngx_http_request_t *r)
         route = ngx_http_teleclinic_route(r, call, &allowed);
     }
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "teleclinic api: %V \"%V\" %s", &r->method_name, &r->uri,
+                   route ? "routed" : "not routed");
+
     if (route == NULL) {
         if (ngx_http_discard_request_body(r) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -187,6 +191,10 @@ ngx_http_teleclinic_body_handler(ngx_http_request_t *r)
     route = ngx_http_teleclinic_route(r, &call, &allowed);
 
     rc = ngx_http_teleclinic_body(r, &call.body);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "teleclinic api: body read: %i, %uz bytes",
+                   rc, call.body.len);
 
     if (rc == NGX_OK) {
         rc = route->handler(r, &call);

@@ -98,8 +98,7 @@ ngx_http_teleclinic_directory(ngx_http_teleclinic_main_conf_t *tmcf,
     dir = ngx_pcalloc(pool, sizeof(ngx_teleclinic_directory_t));
 
     if (text == NULL || dir == NULL) {
-        ngx_destroy_pool(pool);
-        return ngx_http_teleclinic_dir;
+        goto failed;
     }
 
     dir->pool = pool;
@@ -113,8 +112,7 @@ ngx_http_teleclinic_directory(ngx_http_teleclinic_main_conf_t *tmcf,
     if (ngx_teleclinic_directory_parse(dir, text, len, &err) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "teleclinic: stored directory is invalid: %s", err);
-        ngx_destroy_pool(pool);
-        return ngx_http_teleclinic_dir;
+        goto failed;
     }
 
     if (ngx_http_teleclinic_dir) {
@@ -123,7 +121,18 @@ ngx_http_teleclinic_directory(ngx_http_teleclinic_main_conf_t *tmcf,
 
     ngx_http_teleclinic_dir = dir;
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "teleclinic: directory version %ui parsed", version);
+
     return dir;
+
+failed:
+
+    /* the worker goes on with the copy it had */
+
+    ngx_destroy_pool(pool);
+
+    return ngx_http_teleclinic_dir;
 }
 
 
@@ -250,6 +259,9 @@ ngx_http_teleclinic_send_text(ngx_http_request_t *r, ngx_uint_t status,
     ngx_buf_t        *b;
     ngx_chain_t       out;
     ngx_table_elt_t  *h;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "teleclinic: answering %ui, %uz bytes", status, len);
 
     r->headers_out.status = status;
     r->headers_out.content_type = ngx_http_teleclinic_json_type;

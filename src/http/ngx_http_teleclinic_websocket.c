@@ -421,6 +421,8 @@ ngx_teleclinic_ws_handler(ngx_http_request_t *r)
 
     c->log->action = "serving WebSocket";
 
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0, "teleclinic ws: upgraded");
+
     if (clcf->tcp_nodelay && ngx_tcp_nodelay(c) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -944,6 +946,9 @@ ngx_teleclinic_ws_joined(ngx_teleclinic_ws_t *ws)
 
     ws->joined = 1;
 
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ws->request->connection->log, 0,
+                   "teleclinic ws: hello welcomed");
+
     if (ws->done || ws->closing) {
         return;
     }
@@ -1081,6 +1086,11 @@ ngx_teleclinic_ws_finalize(ngx_teleclinic_ws_t *ws, ngx_int_t rc)
 
     c->idle = 0;
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "teleclinic ws: closed: %i, peer's code %ui", rc,
+                   (ngx_uint_t) (ws->ctx
+                        ? wslay_event_get_status_code_received(ws->ctx) : 0));
+
     if (ws->timer.timer_set) {
         ngx_del_timer(&ws->timer);
     }
@@ -1125,6 +1135,9 @@ ngx_teleclinic_ws_fail(ngx_teleclinic_ws_t *ws, uint16_t code,
     ws->closing = 1;
     ws->close_code = code;
     ws->close_reason = reason;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ws->request->connection->log, 0,
+                   "teleclinic ws: closing with %ui", (ngx_uint_t) code);
 
     if (ws->timer.timer_set) {
         ngx_del_timer(&ws->timer);
