@@ -12,6 +12,10 @@
 #include "ngx_http_teleclinic_util.h"
 
 
+static ngx_int_t ngx_http_teleclinic_dump(ngx_pool_t *pool, json_t *json,
+    ngx_str_t *text);
+static ngx_int_t ngx_http_teleclinic_unavailable(ngx_http_request_t *r,
+    ngx_int_t rc);
 static ngx_int_t ngx_http_teleclinic_wait(ngx_http_request_t *r,
     ngx_teleclinic_zone_t *zone, ngx_uint_t status, ngx_str_t *response,
     void (*durable)(void));
@@ -198,7 +202,7 @@ ngx_http_teleclinic_body(ngx_http_request_t *r, ngx_str_t *body)
 
 /* the JSON text of a document, which it frees; one pass when it is small */
 
-ngx_int_t
+static ngx_int_t
 ngx_http_teleclinic_dump(ngx_pool_t *pool, json_t *json, ngx_str_t *text)
 {
     size_t   len, size;
@@ -488,7 +492,9 @@ ngx_http_teleclinic_wait(ngx_http_request_t *r, ngx_teleclinic_zone_t *zone,
 }
 
 
-ngx_int_t
+/* a 503 for what ngx_teleclinic_zone_commit() returned */
+
+static ngx_int_t
 ngx_http_teleclinic_unavailable(ngx_http_request_t *r, ngx_int_t rc)
 {
     if (rc == NGX_DECLINED) {

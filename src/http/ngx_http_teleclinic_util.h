@@ -125,10 +125,6 @@ ngx_teleclinic_directory_t *ngx_http_teleclinic_directory(
 /* the body as one piece of memory; NGX_DECLINED when it is over the limit */
 ngx_int_t ngx_http_teleclinic_body(ngx_http_request_t *r, ngx_str_t *body);
 
-/* the JSON text of a document, which it frees */
-ngx_int_t ngx_http_teleclinic_dump(ngx_pool_t *pool, json_t *json,
-    ngx_str_t *text);
-
 /* sends a document, which it frees, with the status */
 ngx_int_t ngx_http_teleclinic_send(ngx_http_request_t *r, ngx_uint_t status,
     json_t *json);
@@ -149,10 +145,6 @@ ngx_int_t ngx_http_teleclinic_fail(ngx_http_request_t *r,
 ngx_int_t ngx_http_teleclinic_reject(ngx_teleclinic_error_t *err,
     ngx_uint_t status, const char *code, const char *message,
     const char *field);
-
-/* a 503 for what ngx_teleclinic_zone_commit() returned */
-ngx_int_t ngx_http_teleclinic_unavailable(ngx_http_request_t *r,
-    ngx_int_t rc);
 
 /* the token of "Authorization: Bearer" */
 ngx_int_t ngx_http_teleclinic_bearer(ngx_http_request_t *r, ngx_str_t *token);
