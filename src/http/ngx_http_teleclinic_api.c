@@ -342,7 +342,7 @@ ngx_http_teleclinic_allow(ngx_http_request_t *r, ngx_uint_t allowed)
 }
 
 
-/* the doctor console lives in ngx_teleclinic_doctor.c */
+/* the doctor console lives in ngx_http_teleclinic_doctor.c */
 
 static ngx_int_t
 ngx_http_teleclinic_login(ngx_http_request_t *r,
