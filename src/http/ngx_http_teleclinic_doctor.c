@@ -10,7 +10,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <jansson.h>
-#include "ngx_http_teleclinic_booking.h"
+#include "ngx_http_teleclinic_util.h"
 #include "ngx_teleclinic_token.h"
 #include "ngx_http_teleclinic_doctor.h"
 #include "ngx_teleclinic_kdf.h"
@@ -136,8 +136,8 @@ ngx_http_teleclinic_doctor_login(ngx_http_request_t *r, ngx_str_t *body)
 
     lctx = ngx_pcalloc(r->pool, sizeof(ngx_http_teleclinic_login_ctx_t));
     if (lctx == NULL) {
-        json_decref(root);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto failed;
     }
 
     v = json_object_get(root, "doctor");
@@ -145,18 +145,18 @@ ngx_http_teleclinic_doctor_login(ngx_http_request_t *r, ngx_str_t *body)
     if (!json_is_string(v) || json_string_length(v) == 0
         || json_string_length(v) > NGX_TELECLINIC_ID_MAX)
     {
-        json_decref(root);
-        return ngx_http_teleclinic_error(r, 422, v ? "invalid_field"
-                                                   : "missing_field",
-                                         "\"doctor\" must be a doctor's id",
-                                         "doctor");
+        rc = ngx_http_teleclinic_error(r, 422, v ? "invalid_field"
+                                                 : "missing_field",
+                                       "\"doctor\" must be a doctor's id",
+                                       "doctor");
+        goto failed;
     }
 
     lctx->doctor.len = json_string_length(v);
     lctx->doctor.data = ngx_pnalloc(r->pool, lctx->doctor.len);
     if (lctx->doctor.data == NULL) {
-        json_decref(root);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto failed;
     }
 
     ngx_memcpy(lctx->doctor.data, json_string_value(v), lctx->doctor.len);
@@ -166,18 +166,18 @@ ngx_http_teleclinic_doctor_login(ngx_http_request_t *r, ngx_str_t *body)
     if (!json_is_string(v) || json_string_length(v) == 0
         || json_string_length(v) > NGX_TELECLINIC_PASSWORD_MAX)
     {
-        json_decref(root);
-        return ngx_http_teleclinic_error(r, 422, v ? "invalid_field"
-                                                   : "missing_field",
-                                         "\"password\" must be a non-empty "
-                                         "string", "password");
+        rc = ngx_http_teleclinic_error(r, 422, v ? "invalid_field"
+                                                 : "missing_field",
+                                       "\"password\" must be a non-empty "
+                                       "string", "password");
+        goto failed;
     }
 
     lctx->password.len = json_string_length(v);
     lctx->password.data = ngx_pnalloc(r->pool, lctx->password.len);
     if (lctx->password.data == NULL) {
-        json_decref(root);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto failed;
     }
 
     ngx_memcpy(lctx->password.data, json_string_value(v),
@@ -275,6 +275,12 @@ ngx_http_teleclinic_doctor_login(ngx_http_request_t *r, ngx_str_t *body)
     return lctx->ok ? ngx_http_teleclinic_login_answer(r, &lctx->doctor)
                     : ngx_http_teleclinic_bad_credentials(r);
 #endif
+
+failed:
+
+    json_decref(root);
+
+    return rc;
 }
 
 

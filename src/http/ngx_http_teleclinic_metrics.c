@@ -7,7 +7,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include "ngx_http_teleclinic_booking.h"
+#include "ngx_http_teleclinic_util.h"
 #include "ngx_http_teleclinic_metrics.h"
 #include "ngx_teleclinic_turn.h"
 
@@ -21,6 +21,15 @@
 
 
 #define NGX_TELECLINIC_METRICS_MAX   (64 * 1024)
+#define NGX_TELECLINIC_METRICS_ROOMS  1000
+
+
+/* a queue's line, copied under the zone lock and printed after it */
+typedef struct {
+    size_t                        doctor_len;
+    u_char                        doctor[NGX_TELECLINIC_ID_MAX];
+    ngx_uint_t                    nwaiting;
+} ngx_teleclinic_metrics_queue_t;
 
 
 static ngx_int_t ngx_teleclinic_metrics_handler(ngx_http_request_t *r);
@@ -75,11 +84,13 @@ ngx_teleclinic_metrics_handler(ngx_http_request_t *r)
     ngx_uint_t                        i, n;
     ngx_buf_t                        *b;
     ngx_chain_t                       out;
+    ngx_uint_t                        nstatus[NGX_TELECLINIC_NSTATUS];
     ngx_rbtree_node_t                *node, *root, *sentinel;
     ngx_teleclinic_sh_t              *sh;
     ngx_teleclinic_zone_t            *zone;
     ngx_teleclinic_room_t            *room;
     ngx_teleclinic_metrics_t          m;
+    ngx_teleclinic_metrics_queue_t   *queues;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
@@ -100,12 +111,41 @@ ngx_teleclinic_metrics_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = b->pos;
-    last = b->end;
+    queues = ngx_palloc(r->pool, NGX_TELECLINIC_METRICS_ROOMS
+                                 * sizeof(ngx_teleclinic_metrics_queue_t));
+    if (queues == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the numbers are copied under the lock, the page printed after it */
 
     ngx_teleclinic_zone_lock(zone);
 
     m = sh->rooms->metrics;
+
+    ngx_memcpy(nstatus, sh->nstatus, sizeof(nstatus));
+
+    root = sh->rooms->rooms.root;
+    sentinel = sh->rooms->rooms.sentinel;
+    n = 0;
+
+    if (root != sentinel) {
+        for (node = ngx_rbtree_min(root, sentinel);
+             node && n < NGX_TELECLINIC_METRICS_ROOMS;
+             node = ngx_rbtree_next(&sh->rooms->rooms, node), n++)
+        {
+            room = (ngx_teleclinic_room_t *) node;
+
+            queues[n].doctor_len = room->doctor_len;
+            ngx_memcpy(queues[n].doctor, room->doctor, room->doctor_len);
+            queues[n].nwaiting = room->nwaiting;
+        }
+    }
+
+    ngx_teleclinic_zone_unlock(zone);
+
+    p = b->pos;
+    last = b->end;
 
     p = ngx_slprintf(p, last,
             "# HELP teleclinic_calls_started_total Calls a doctor rang.\n"
@@ -145,22 +185,12 @@ ngx_teleclinic_metrics_handler(ngx_http_request_t *r)
             "queue, not yet in the call.\n"
             "# TYPE teleclinic_queue_length gauge\n");
 
-    root = sh->rooms->rooms.root;
-    sentinel = sh->rooms->rooms.sentinel;
-    n = 0;
-
-    if (root != sentinel) {
-        for (node = ngx_rbtree_min(root, sentinel);
-             node && n < 1000;
-             node = ngx_rbtree_next(&sh->rooms->rooms, node), n++)
-        {
-            room = (ngx_teleclinic_room_t *) node;
-
-            /* doctor ids are [a-z0-9-]: nothing to escape in a label */
-            p = ngx_slprintf(p, last,
-                             "teleclinic_queue_length{doctor=\"%*s\"} %ui\n",
-                             room->doctor_len, room->doctor, room->nwaiting);
-        }
+    for (i = 0; i < n; i++) {
+        /* doctor ids are [a-z0-9-]: nothing to escape in a label */
+        p = ngx_slprintf(p, last,
+                         "teleclinic_queue_length{doctor=\"%*s\"} %ui\n",
+                         queues[i].doctor_len, queues[i].doctor,
+                         queues[i].nwaiting);
     }
 
     p = ngx_slprintf(p, last,
@@ -171,10 +201,8 @@ ngx_teleclinic_metrics_handler(ngx_http_request_t *r)
     for (i = 0; i < NGX_TELECLINIC_NSTATUS; i++) {
         p = ngx_slprintf(p, last,
                          "teleclinic_appointments{status=\"%V\"} %ui\n",
-                         &ngx_teleclinic_status_names[i], sh->nstatus[i]);
+                         &ngx_teleclinic_status_names[i], nstatus[i]);
     }
-
-    ngx_teleclinic_zone_unlock(zone);
 
     p = ngx_slprintf(p, last,
             "# HELP teleclinic_websocket_connections Open WebSocket "

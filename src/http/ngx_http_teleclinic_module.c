@@ -7,7 +7,8 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include "ngx_http_teleclinic_booking.h"
+#include "ngx_http_teleclinic_util.h"
+#include "ngx_http_teleclinic_api.h"
 #include "ngx_http_teleclinic_notify.h"
 #include "ngx_http_teleclinic_session.h"
 #include "ngx_teleclinic_token.h"
@@ -58,6 +59,14 @@ static ngx_teleclinic_zone_handlers_t  ngx_http_teleclinic_zone_handlers = {
     ngx_teleclinic_room_visit_locked,
     ngx_teleclinic_room_average_locked,
     ngx_teleclinic_room_snapshot_locked
+};
+
+
+/* the WebSocket transport hands its connections to the waiting room */
+static ngx_teleclinic_ws_handler_t  ngx_http_teleclinic_ws_session = {
+    ngx_teleclinic_session_open,
+    ngx_teleclinic_session_message,
+    ngx_teleclinic_session_close
 };
 
 
@@ -578,6 +587,7 @@ ngx_http_teleclinic_create_loc_conf(ngx_conf_t *cf)
     tlcf->api = NGX_CONF_UNSET;
     tlcf->doctor_identity = NGX_CONF_UNSET_PTR;
     ngx_teleclinic_ws_conf_init(&tlcf->ws);
+    tlcf->ws.handler = &ngx_http_teleclinic_ws_session;
 
     return tlcf;
 }

@@ -10,7 +10,7 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
-#include "ngx_http_teleclinic_booking.h"
+#include "ngx_http_teleclinic_util.h"
 
 
 ngx_int_t ngx_teleclinic_notify_init_process(ngx_cycle_t *cycle,

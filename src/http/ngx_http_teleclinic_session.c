@@ -7,7 +7,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include "ngx_http_teleclinic_booking.h"
+#include "ngx_http_teleclinic_util.h"
 #include "ngx_teleclinic_token.h"
 #include "ngx_teleclinic_bus.h"
 #include "ngx_teleclinic_room.h"

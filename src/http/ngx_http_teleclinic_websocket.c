@@ -10,10 +10,9 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <wslay/wslay.h>
-#include "ngx_http_teleclinic_booking.h"
+#include "ngx_http_teleclinic_util.h"
 #include "ngx_http_teleclinic_websocket.h"
 #include "ngx_teleclinic_message.h"
-#include "ngx_http_teleclinic_session.h"
 
 
 #define NGX_TELECLINIC_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -374,7 +373,7 @@ ngx_teleclinic_ws_handler(ngx_http_request_t *r)
     ws->timer.data = ws;
     ws->timer.log = c->log;
 
-    if (ngx_teleclinic_session_open(ws) != NGX_OK) {
+    if (wcf->handler->open(ws) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -421,6 +420,8 @@ ngx_teleclinic_ws_handler(ngx_http_request_t *r)
      */
 
     c->log->action = "serving WebSocket";
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0, "teleclinic ws: upgraded");
 
     if (clcf->tcp_nodelay && ngx_tcp_nodelay(c) != NGX_OK) {
         return NGX_ERROR;
@@ -712,7 +713,7 @@ ngx_teleclinic_ws_cleanup(void *data)
         ngx_del_timer(&ws->timer);
     }
 
-    ngx_teleclinic_session_close(ws);
+    ws->conf->handler->close(ws);
 
     if (ws->ctx) {
         wslay_event_context_free(ws->ctx);
@@ -945,6 +946,9 @@ ngx_teleclinic_ws_joined(ngx_teleclinic_ws_t *ws)
 
     ws->joined = 1;
 
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ws->request->connection->log, 0,
+                   "teleclinic ws: hello welcomed");
+
     if (ws->done || ws->closing) {
         return;
     }
@@ -1082,6 +1086,11 @@ ngx_teleclinic_ws_finalize(ngx_teleclinic_ws_t *ws, ngx_int_t rc)
 
     c->idle = 0;
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "teleclinic ws: closed: %i, peer's code %ui", rc,
+                   (ngx_uint_t) (ws->ctx
+                        ? wslay_event_get_status_code_received(ws->ctx) : 0));
+
     if (ws->timer.timer_set) {
         ngx_del_timer(&ws->timer);
     }
@@ -1126,6 +1135,9 @@ ngx_teleclinic_ws_fail(ngx_teleclinic_ws_t *ws, uint16_t code,
     ws->closing = 1;
     ws->close_code = code;
     ws->close_reason = reason;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ws->request->connection->log, 0,
+                   "teleclinic ws: closing with %ui", (ngx_uint_t) code);
 
     if (ws->timer.timer_set) {
         ngx_del_timer(&ws->timer);
@@ -1369,7 +1381,7 @@ ngx_teleclinic_ws_message(ngx_teleclinic_ws_t *ws, const u_char *text,
         ngx_teleclinic_ws_send_json(ws, reply);
 
     } else {
-        ngx_teleclinic_session_message(ws, &msg);
+        ws->conf->handler->message(ws, &msg);
     }
 
     ngx_teleclinic_ws_msg_free(&msg);

@@ -13,22 +13,29 @@
 #include <ngx_http.h>
 #include <jansson.h>
 #include <wslay/wslay.h>
-
-
-/* the location's WebSocket settings, part of the module's loc conf */
-typedef struct {
-    ngx_flag_t                    enable;
-    ngx_array_t                  *origins;      /* of ngx_str_t */
-    ngx_msec_t                    ping;
-    ngx_msec_t                    hello_timeout;
-    size_t                        max_message;
-    size_t                        send_buffer;
-    ngx_uint_t                    rate;         /* messages per second */
-    ngx_uint_t                    burst;
-} ngx_teleclinic_ws_conf_t;
+#include "ngx_http_teleclinic_util.h"
+#include "ngx_teleclinic_message.h"
 
 
 typedef struct ngx_teleclinic_ws_s  ngx_teleclinic_ws_t;
+
+
+/*
+ * What the transport hands to the layer above it, as nginx's upstream
+ * calls its module: the module fills a table in at configuration, so the
+ * transport names no function of the waiting room.  open is called once
+ * the handshake is checked, before the 101 goes out (an error refuses the
+ * upgrade with a 500); message for every well-formed message but "echo",
+ * which the transport answers itself; close once, from the request's pool
+ * cleanup, whatever ended the connection, even one that open failed.
+ */
+struct ngx_teleclinic_ws_handler_s {
+    ngx_int_t                   (*open)(ngx_teleclinic_ws_t *ws);
+    void                        (*message)(ngx_teleclinic_ws_t *ws,
+                                           ngx_teleclinic_ws_msg_t *msg);
+    void                        (*close)(ngx_teleclinic_ws_t *ws);
+};
+
 
 /*
  * One upgraded connection.  It lives in the request's pool: the request
