@@ -9,7 +9,8 @@
  * ngx_teleclinic_journal.c: what replay reads back after a crash may be
  * any bytes.  Each input is decoded as a line, and again behind a
  * correct checksum, so that the fuzzer reaches the JSON part.  A record
- * that decodes must encode and decode again to the same event.
+ * that decodes must encode and decode again to the same event, both in
+ * plain text and with the patient's fields sealed under a data key.
  *
  * The pool, the CRC32 table and the string functions come from nginx's
  * own sources, which the Makefile compiles from Debian's source package;
@@ -38,7 +39,8 @@ static void fuzz_same_str(ngx_str_t *a, ngx_str_t *b);
 
 
 /* log_level 0: nothing is ever logged */
-static ngx_log_t  fuzz_log;
+static ngx_log_t              fuzz_log;
+static ngx_teleclinic_keys_t  fuzz_keys;
 
 
 int
@@ -48,8 +50,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint32_t     crc;
     ngx_pool_t  *pool;
 
+    const char  *err;
+
     pool = ngx_create_pool(4096, &fuzz_log);
     fuzz_assert(pool != NULL);
+
+    if (fuzz_keys.nkeys == 0) {
+        fuzz_assert(ngx_teleclinic_key_parse((u_char *)
+                        "000102030405060708090a0b0c0d0e0f"
+                        "101112131415161718191a1b1c1d1e1f", 64,
+                        &fuzz_keys.keys[0], &err) == NGX_OK);
+        fuzz_keys.nkeys = 1;
+    }
 
     /* as it is */
 
@@ -90,7 +102,10 @@ fuzz_decode(u_char *line, size_t len, ngx_pool_t *pool)
     ssize_t                  n;
     ngx_teleclinic_event_t   ev, ev2;
 
-    if (ngx_teleclinic_journal_decode(line, len, &ev, pool) != NGX_OK) {
+    /* a sealed field the fuzzer made up is refused, never opened */
+    if (ngx_teleclinic_journal_decode(line, len, &ev, &fuzz_keys, pool)
+        != NGX_OK)
+    {
         return;
     }
 
@@ -102,16 +117,35 @@ fuzz_decode(u_char *line, size_t len, ngx_pool_t *pool)
     buf = malloc(size);
     fuzz_assert(buf != NULL);
 
-    n = ngx_teleclinic_journal_encode(&ev, buf, size);
+    n = ngx_teleclinic_journal_encode(&ev, NULL, buf, size);
 
     fuzz_assert(n > 10 && (size_t) n <= size);
     fuzz_assert(buf[n - 1] == '\n');
     fuzz_assert(memchr(buf, '\n', n - 1) == NULL);
 
-    fuzz_assert(ngx_teleclinic_journal_decode(buf, n - 1, &ev2, pool)
+    fuzz_assert(ngx_teleclinic_journal_decode(buf, n - 1, &ev2, NULL, pool)
                 == NGX_OK);
 
     fuzz_same(&ev, &ev2);
+
+    /* sealed: base64 of the sealed bytes is at most twice a field's */
+    n = ngx_teleclinic_journal_encode(&ev, &fuzz_keys, buf, size);
+
+    if (n > 0) {
+        fuzz_assert(buf[n - 1] == '\n');
+        fuzz_assert(ngx_teleclinic_journal_decode(buf, n - 1, &ev2,
+                                                  &fuzz_keys, pool)
+                    == NGX_OK);
+        fuzz_same(&ev, &ev2);
+
+        /* without the key: refused as sealed, not read as damage */
+        if (ev.op == NGX_TELECLINIC_EV_BOOK || ev.op == NGX_TELECLINIC_EV_APPT)
+        {
+            fuzz_assert(ngx_teleclinic_journal_decode(buf, n - 1, &ev2, NULL,
+                                                      pool)
+                        == NGX_ABORT);
+        }
+    }
 
     free(buf);
 }

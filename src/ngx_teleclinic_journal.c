@@ -10,7 +10,14 @@
 #include <jansson.h>
 #include "ngx_teleclinic_journal.h"
 #include "ngx_teleclinic_request.h"
+#include "ngx_teleclinic_crypt.h"
 
+
+/* the largest patient field sealed, and its associated data */
+#define NGX_TELECLINIC_PRIVATE_MAX  4096
+#define NGX_TELECLINIC_AAD_LEN      (sizeof("reason:") + 16)
+#define NGX_TELECLINIC_SEALED_MAX                                            \
+    (NGX_TELECLINIC_PRIVATE_MAX + NGX_TELECLINIC_SEAL_OVERHEAD)
 
 /* a directory of NGX_TELECLINIC_DIRECTORY_MAX, every byte escaped */
 #define NGX_TELECLINIC_RECORD_MAX   (6 * NGX_TELECLINIC_DIRECTORY_MAX + 4096)
@@ -27,6 +34,7 @@ typedef struct {
 typedef struct {
     ngx_fd_t                     fd;
     ngx_uint_t                   seq;         /* of the snapshot */
+    ngx_teleclinic_keys_t       *keys;        /* seal with keys[0] */
     ngx_log_t                   *log;
     u_char                      *buf;
     u_char                      *p;
@@ -43,6 +51,16 @@ static ngx_int_t ngx_teleclinic_compact_put(ngx_teleclinic_compact_t *w,
     ngx_teleclinic_event_t *ev);
 static ngx_int_t ngx_teleclinic_compact_event(ngx_teleclinic_event_t *ev,
     void *data);
+static u_char *ngx_teleclinic_journal_private(u_char *p, u_char *last,
+    ngx_teleclinic_keys_t *keys, const char *key, ngx_str_t *value,
+    uint64_t id);
+static ngx_int_t ngx_teleclinic_journal_unseal(json_t *o, const char *key,
+    ngx_str_t *s, uint64_t id, ngx_teleclinic_keys_t *keys,
+    ngx_pool_t *pool);
+static size_t ngx_teleclinic_journal_aad(u_char *aad, const char *key,
+    uint64_t id);
+static ngx_int_t ngx_teleclinic_journal_str(json_t *o, const char *key,
+    ngx_str_t *s, ngx_pool_t *pool);
 static ngx_uint_t ngx_teleclinic_journal_expire(ngx_teleclinic_zone_t *zone,
     time_t now, ngx_log_t *log);
 static ngx_int_t ngx_teleclinic_journal_write(ngx_fd_t fd, u_char *buf,
@@ -147,8 +165,10 @@ ngx_teleclinic_journal_open(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone,
          * replaced: old workers of a reload keep writing to the one
          * they have open.
          */
-        if (zone->sh->journal_records
-            > 2 * (zone->sh->nappts + zone->sh->nmsgs) + 1024
+        /* an old data key given: everything is sealed with the new one */
+        if ((zone->sh->journal_records
+             > 2 * (zone->sh->nappts + zone->sh->nmsgs) + 1024
+             || (journal->keys && journal->keys->nkeys > 1))
             && ngx_teleclinic_journal_compact(cycle, zone) != NGX_OK)
         {
             return NGX_ERROR;
@@ -295,9 +315,25 @@ ngx_teleclinic_journal_replay(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone,
     for (p = buf; p < last; p = nl + 1) {
         nl = ngx_strlchr(p, last, '\n');
 
-        if (nl == NULL
-            || ngx_teleclinic_journal_decode(p, nl - p, &ev, pool) != NGX_OK)
-        {
+        if (nl == NULL) {
+            break;
+        }
+
+        rc = ngx_teleclinic_journal_decode(p, nl - p, &ev,
+                                           zone->journal->keys, pool);
+
+        if (rc == NGX_ABORT) {
+            /* not damage: cutting it off would lose acknowledged data */
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "teleclinic: record %ui of \"%s\" is sealed with "
+                          "a data key that teleclinic_data_key_file does not "
+                          "give, or was changed", records + 1,
+                          zone->journal->path.data);
+            rc = NGX_ERROR;
+            goto done;
+        }
+
+        if (rc != NGX_OK) {
             break;
         }
 
@@ -398,6 +434,7 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
 
     w.fd = fd;
     w.seq = sh->seq;
+    w.keys = zone->journal->keys;
     w.log = cycle->log;
     w.records = 0;
     w.buf = ngx_alloc(NGX_TELECLINIC_COMPACT_BUF, cycle->log);
@@ -556,7 +593,7 @@ ngx_teleclinic_compact_put(ngx_teleclinic_compact_t *w,
         w->p = w->buf;
     }
 
-    n = ngx_teleclinic_journal_encode(ev, w->p, w->end - w->p);
+    n = ngx_teleclinic_journal_encode(ev, w->keys, w->p, w->end - w->p);
     if (n < 0) {
         return NGX_ERROR;
     }
@@ -622,7 +659,9 @@ ngx_teleclinic_journal_commit(ngx_teleclinic_zone_t *zone,
 
     ev->seq = zone->sh->seq + 1;
 
-    if (ngx_teleclinic_journal_record(&rec, ev, log) != NGX_OK) {
+    if (ngx_teleclinic_journal_record(zone->journal, &rec, ev, log)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -637,7 +676,9 @@ ngx_teleclinic_journal_commit(ngx_teleclinic_zone_t *zone,
         ngx_teleclinic_journal_record_free(&rec);
         ev->seq = zone->sh->seq + 1;
 
-        if (ngx_teleclinic_journal_record(&rec, ev, log) != NGX_OK) {
+        if (ngx_teleclinic_journal_record(zone->journal, &rec, ev, log)
+        != NGX_OK)
+    {
             return NGX_ERROR;
         }
 
@@ -706,7 +747,9 @@ ngx_teleclinic_journal_expire(ngx_teleclinic_zone_t *zone, time_t now,
         ev.at = now;
         ev.id = appt->id;
 
-        if (ngx_teleclinic_journal_record(&rec, &ev, log) != NGX_OK) {
+        if (ngx_teleclinic_journal_record(zone->journal, &rec, &ev, log)
+            != NGX_OK)
+        {
             break;
         }
 
@@ -733,14 +776,15 @@ ngx_teleclinic_journal_expire(ngx_teleclinic_zone_t *zone, time_t now,
 
 
 ngx_int_t
-ngx_teleclinic_journal_record(ngx_teleclinic_record_t *rec,
-    ngx_teleclinic_event_t *ev, ngx_log_t *log)
+ngx_teleclinic_journal_record(ngx_teleclinic_journal_t *journal,
+    ngx_teleclinic_record_t *rec, ngx_teleclinic_event_t *ev, ngx_log_t *log)
 {
     ssize_t  n;
 
     rec->data = rec->buf;
 
-    n = ngx_teleclinic_journal_encode(ev, rec->buf, sizeof(rec->buf));
+    n = ngx_teleclinic_journal_encode(ev, journal->keys, rec->buf,
+                                      sizeof(rec->buf));
 
     if (n < 0) {
         /* a directory is larger than a booking */
@@ -750,7 +794,7 @@ ngx_teleclinic_journal_record(ngx_teleclinic_record_t *rec,
             return NGX_ERROR;
         }
 
-        n = ngx_teleclinic_journal_encode(ev, rec->data,
+        n = ngx_teleclinic_journal_encode(ev, journal->keys, rec->data,
                                           NGX_TELECLINIC_RECORD_MAX);
         if (n < 0) {
             ngx_teleclinic_journal_record_free(rec);
@@ -796,8 +840,8 @@ ngx_teleclinic_journal_append(ngx_teleclinic_journal_t *journal,
  */
 
 ssize_t
-ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev, u_char *buf,
-    size_t size)
+ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev,
+    ngx_teleclinic_keys_t *keys, u_char *buf, size_t size)
 {
     u_char    *p, *last;
     uint32_t   crc;
@@ -817,9 +861,12 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev, u_char *buf,
 
     case NGX_TELECLINIC_EV_BOOK:
     case NGX_TELECLINIC_EV_APPT:
-        p = ngx_teleclinic_json_field(p, last, "name", &ev->name);
-        p = ngx_teleclinic_json_field(p, last, "phone", &ev->phone);
-        p = ngx_teleclinic_json_field(p, last, "reason", &ev->reason);
+        p = ngx_teleclinic_journal_private(p, last, keys, "name", &ev->name,
+                                           ev->id);
+        p = ngx_teleclinic_journal_private(p, last, keys, "phone",
+                                           &ev->phone, ev->id);
+        p = ngx_teleclinic_journal_private(p, last, keys, "reason",
+                                           &ev->reason, ev->id);
 
         if (p && ev->op == NGX_TELECLINIC_EV_APPT) {
             p = ngx_slprintf(p, last, ",\"status\":%ui,\"created\":%T",
@@ -924,6 +971,126 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev, u_char *buf,
 }
 
 
+/*
+ * A patient's field: as "e<key>", sealed and in base64url, when a data
+ * key is configured, else as "<key>".  The associated data bind it to its
+ * field and its appointment.
+ */
+
+static u_char *
+ngx_teleclinic_journal_private(u_char *p, u_char *last,
+    ngx_teleclinic_keys_t *keys, const char *key, ngx_str_t *value,
+    uint64_t id)
+{
+    u_char     aad[NGX_TELECLINIC_AAD_LEN];
+    u_char     sealed[NGX_TELECLINIC_SEALED_MAX];
+    size_t     aad_len;
+    ngx_str_t  src, dst;
+
+    if (keys == NULL || keys->nkeys == 0) {
+        return ngx_teleclinic_json_field(p, last, key, value);
+    }
+
+    if (p == NULL || value->len > NGX_TELECLINIC_PRIVATE_MAX) {
+        return NULL;
+    }
+
+    aad_len = ngx_teleclinic_journal_aad(aad, key, id);
+
+    if (ngx_teleclinic_seal(keys, aad, aad_len, value->data, value->len,
+                            sealed)
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    src.data = sealed;
+    src.len = value->len + NGX_TELECLINIC_SEAL_OVERHEAD;
+
+    if ((size_t) (last - p) < ngx_strlen(key) + 6
+                              + ngx_base64_encoded_length(src.len))
+    {
+        return NULL;
+    }
+
+    p = ngx_sprintf(p, ",\"e%s\":\"", key);
+
+    dst.data = p;
+    ngx_encode_base64url(&dst, &src);
+    p += dst.len;
+    *p++ = '"';
+
+    return p;
+}
+
+
+/* NGX_ABORT: sealed with a key not configured, or not what was sealed */
+
+static ngx_int_t
+ngx_teleclinic_journal_unseal(json_t *o, const char *key, ngx_str_t *s,
+    uint64_t id, ngx_teleclinic_keys_t *keys, ngx_pool_t *pool)
+{
+    u_char      aad[NGX_TELECLINIC_AAD_LEN], name[16];
+    size_t      aad_len;
+    json_t     *v;
+    ngx_int_t   rc;
+    ngx_str_t   src, sealed;
+
+    ngx_sprintf(name, "e%s%Z", key);
+
+    v = json_object_get(o, (char *) name);
+
+    if (v == NULL) {
+        return ngx_teleclinic_journal_str(o, key, s, pool);
+    }
+
+    if (!json_is_string(v)) {
+        return NGX_ERROR;
+    }
+
+    src.data = (u_char *) json_string_value(v);
+    src.len = json_string_length(v);
+
+    sealed.data = ngx_pnalloc(pool, ngx_base64_decoded_length(src.len) + 1);
+    if (sealed.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_decode_base64url(&sealed, &src) != NGX_OK
+        || sealed.len < NGX_TELECLINIC_SEAL_OVERHEAD)
+    {
+        return NGX_ERROR;
+    }
+
+    s->len = sealed.len - NGX_TELECLINIC_SEAL_OVERHEAD;
+    s->data = ngx_pnalloc(pool, s->len + 1);
+    if (s->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    aad_len = ngx_teleclinic_journal_aad(aad, key, id);
+
+    rc = ngx_teleclinic_unseal(keys, aad, aad_len, sealed.data, sealed.len,
+                               s->data);
+
+    return (rc == NGX_OK) ? NGX_OK : NGX_ABORT;
+}
+
+
+/* "field:appointment id" */
+
+static size_t
+ngx_teleclinic_journal_aad(u_char *aad, const char *key, uint64_t id)
+{
+    u_char  *p;
+
+    p = ngx_sprintf(aad, "%s:", key);
+    p = ngx_teleclinic_appt_id_print(p, id);
+
+    return p - aad;
+}
+
+
 static ngx_int_t
 ngx_teleclinic_journal_str(json_t *o, const char *key, ngx_str_t *s,
     ngx_pool_t *pool)
@@ -1012,15 +1179,18 @@ ngx_teleclinic_journal_int(json_t *o, const char *key, time_t none)
 
 ngx_int_t
 ngx_teleclinic_journal_decode(u_char *line, size_t len,
-    ngx_teleclinic_event_t *ev, ngx_pool_t *pool)
+    ngx_teleclinic_event_t *ev, ngx_teleclinic_keys_t *keys,
+    ngx_pool_t *pool)
 {
     u_char        *p;
     json_t        *o, *v;
     uint32_t       crc, want;
     ngx_int_t      rc;
     ngx_str_t      s;
-    ngx_uint_t     i, version;
+    ngx_uint_t     i, version, private;
     json_error_t   jerr;
+
+    private = 0;
 
     if (len < 11 || line[8] != ' ') {
         return NGX_ERROR;
@@ -1118,14 +1288,8 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
 
     case NGX_TELECLINIC_EV_BOOK:
     case NGX_TELECLINIC_EV_APPT:
-        if (ngx_teleclinic_journal_str(o, "name", &ev->name, pool) != NGX_OK
-            || ngx_teleclinic_journal_str(o, "phone", &ev->phone, pool)
-               != NGX_OK
-            || ngx_teleclinic_journal_str(o, "reason", &ev->reason, pool)
-               != NGX_OK)
-        {
-            goto done;
-        }
+        /* the patient's fields, once the id they are bound to is known */
+        private = 1;
 
         /* fall through */
 
@@ -1172,6 +1336,24 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
         }
 
         break;
+    }
+
+    if (private) {
+        rc = ngx_teleclinic_journal_unseal(o, "name", &ev->name, ev->id,
+                                           keys, pool);
+        if (rc == NGX_OK) {
+            rc = ngx_teleclinic_journal_unseal(o, "phone", &ev->phone, ev->id,
+                                               keys, pool);
+        }
+
+        if (rc == NGX_OK) {
+            rc = ngx_teleclinic_journal_unseal(o, "reason", &ev->reason,
+                                               ev->id, keys, pool);
+        }
+
+        if (rc != NGX_OK) {
+            goto done;
+        }
     }
 
     rc = NGX_OK;

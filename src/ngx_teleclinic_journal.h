@@ -15,6 +15,7 @@
 #endif
 #include "ngx_teleclinic.h"
 #include "ngx_teleclinic_zone.h"
+#include "ngx_teleclinic_crypt.h"
 
 
 typedef void (*ngx_teleclinic_journal_handler_pt)(void *data, ngx_int_t rc);
@@ -24,6 +25,7 @@ struct ngx_teleclinic_journal_s {
     ngx_str_t                           path;
     ngx_fd_t                            fd;
     ngx_flag_t                          fsync;
+    ngx_teleclinic_keys_t              *keys;      /* NULL: plain text */
 #if (NGX_THREADS)
     ngx_thread_pool_t                  *thread_pool;
 #endif
@@ -60,8 +62,8 @@ ngx_int_t ngx_teleclinic_journal_open(ngx_cycle_t *cycle,
 ngx_int_t ngx_teleclinic_journal_commit(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_event_t *ev, ngx_log_t *log);
 
-ngx_int_t ngx_teleclinic_journal_record(ngx_teleclinic_record_t *rec,
-    ngx_teleclinic_event_t *ev, ngx_log_t *log);
+ngx_int_t ngx_teleclinic_journal_record(ngx_teleclinic_journal_t *journal,
+    ngx_teleclinic_record_t *rec, ngx_teleclinic_event_t *ev, ngx_log_t *log);
 void ngx_teleclinic_journal_record_free(ngx_teleclinic_record_t *rec);
 /* writes the record, then frees it */
 ngx_int_t ngx_teleclinic_journal_append(ngx_teleclinic_journal_t *journal,
@@ -75,11 +77,17 @@ void ngx_teleclinic_journal_cancel(ngx_teleclinic_journal_waiter_t *w);
 ngx_int_t ngx_teleclinic_journal_init_process(ngx_cycle_t *cycle,
     ngx_teleclinic_journal_t *journal);
 
-/* one record: "crc32 {json}\n"; NGX_DECLINED when it does not fit */
+/*
+ * One record: "crc32 {json}\n"; NGX_DECLINED when it does not fit.  With
+ * keys, the patient's fields are sealed with keys->keys[0]; decode opens
+ * them with any of the keys, and returns NGX_ABORT when none has the
+ * item's key id or the item is not what was sealed.
+ */
 ssize_t ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev,
-    u_char *buf, size_t size);
+    ngx_teleclinic_keys_t *keys, u_char *buf, size_t size);
 ngx_int_t ngx_teleclinic_journal_decode(u_char *line, size_t len,
-    ngx_teleclinic_event_t *ev, ngx_pool_t *pool);
+    ngx_teleclinic_event_t *ev, ngx_teleclinic_keys_t *keys,
+    ngx_pool_t *pool);
 
 
 #endif /* _NGX_TELECLINIC_JOURNAL_H_INCLUDED_ */

@@ -34,6 +34,8 @@ static char *ngx_http_teleclinic_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_teleclinic_ice_servers(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_teleclinic_data_key_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_teleclinic_read_secret(ngx_conf_t *cf, ngx_str_t *file,
     ngx_str_t *secret, const char *directive);
 static ngx_int_t ngx_http_teleclinic_zone_init(ngx_teleclinic_zone_t *zone);
@@ -84,6 +86,13 @@ static ngx_command_t  ngx_http_teleclinic_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_teleclinic_main_conf_t, token_secret),
+      NULL },
+
+    { ngx_string("teleclinic_data_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_teleclinic_data_key_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("teleclinic_token_secret_file"),
@@ -786,6 +795,73 @@ ngx_http_teleclinic_read_secret(ngx_conf_t *cf, ngx_str_t *file,
     }
 
     return ngx_teleclinic_secret_file(cf, file, secret);
+}
+
+
+/*
+ * teleclinic_data_key_file file [old_file ...]; the first seals, the
+ * others only open what they sealed, during a rotation
+ */
+
+static char *
+ngx_http_teleclinic_data_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_teleclinic_main_conf_t *tmcf = conf;
+
+    ngx_str_t              *value, text;
+    ngx_uint_t              i, j;
+    const char             *err;
+    ngx_teleclinic_key_t   *key;
+
+    if (tmcf->journal.keys) {
+        return "is duplicate";
+    }
+
+    if (cf->args->nelts - 1 > NGX_TELECLINIC_KEYS_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "at most %d key files", NGX_TELECLINIC_KEYS_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_teleclinic_secret_file(cf, &value[i], &text) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        key = &tmcf->keys.keys[i - 1];
+
+        if (ngx_teleclinic_key_parse(text.data, text.len, key, &err)
+            != NGX_OK)
+        {
+            ngx_explicit_memzero(text.data, text.len);
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "the data key \"%V\" is %s", &value[i], err);
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_explicit_memzero(text.data, text.len);
+
+        for (j = 0; j < i - 1; j++) {
+            if (ngx_memcmp(tmcf->keys.keys[j].kid, key->kid,
+                           NGX_TELECLINIC_KID_LEN)
+                == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "the data key \"%V\" is given twice",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+        }
+    }
+
+    tmcf->keys.nkeys = cf->args->nelts - 1;
+    tmcf->journal.keys = &tmcf->keys;
+
+    return NGX_CONF_OK;
 }
 
 

@@ -40,6 +40,7 @@ typedef struct {
 typedef struct {
     ngx_shm_zone_t               *shm_zone;
     ngx_teleclinic_journal_t      journal;
+    ngx_teleclinic_keys_t         keys;       /* patient data at rest */
     ngx_str_t                     directory_file;
     ngx_str_t                     token_secret;
     ngx_str_t                     token_secret_file;
