@@ -383,6 +383,58 @@ ngx_http_teleclinic_is_admin(ngx_http_request_t *r)
 
 
 /*
+ * A doctor's bearer token (from POST /api/v1/doctor/login): NGX_OK with
+ * the doctor's id in t->subject, who must still be in the directory;
+ * else NGX_ERROR with the 401 (no or a bad token) or 403 (a patient's
+ * token) in *err.
+ */
+
+ngx_int_t
+ngx_http_teleclinic_doctor_auth(ngx_http_request_t *r,
+    ngx_teleclinic_token_t *t, ngx_teleclinic_error_t *err)
+{
+    ngx_str_t                         token;
+    ngx_http_teleclinic_ctx_t        *ctx;
+    ngx_teleclinic_directory_t       *dir;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
+
+    if (ngx_http_teleclinic_bearer(r, &token) != NGX_OK
+        || ngx_teleclinic_token_verify(&tmcf->token_secret, &token,
+                                       ngx_time(), t)
+           != NGX_OK)
+    {
+        return ngx_http_teleclinic_reject(err, NGX_HTTP_UNAUTHORIZED,
+                                          "unauthorized",
+                                          "a doctor's token is required",
+                                          NULL);
+    }
+
+    if (t->kind != NGX_TELECLINIC_TOKEN_DOCTOR) {
+        return ngx_http_teleclinic_reject(err, NGX_HTTP_FORBIDDEN,
+                                          "forbidden",
+                                          "only doctors may do this", NULL);
+    }
+
+    dir = ngx_http_teleclinic_directory(tmcf, r->connection->log);
+
+    /* a doctor taken out of the directory has no more say */
+    if (dir == NULL || ngx_teleclinic_doctor_find(dir, &t->subject) == NULL) {
+        return ngx_http_teleclinic_reject(err, NGX_HTTP_UNAUTHORIZED,
+                                          "unauthorized",
+                                          "a doctor's token is required",
+                                          NULL);
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
+    ngx_str_set(&ctx->actor, "doctor");
+
+    return NGX_OK;
+}
+
+
+/*
  * Checks done before a handler acts do not send their refusal: what
  * ngx_http_teleclinic_error() returns once it has sent one is NGX_OK,
  * which a caller would take for "go on".  They fill *err and return

@@ -18,6 +18,7 @@
 #include "ngx_teleclinic_directory.h"
 #include "ngx_teleclinic_request.h"
 #include "ngx_teleclinic_room.h"
+#include "ngx_teleclinic_token.h"
 
 
 typedef struct ngx_teleclinic_ws_handler_s  ngx_teleclinic_ws_handler_t;
@@ -152,6 +153,8 @@ ngx_int_t ngx_http_teleclinic_bearer(ngx_http_request_t *r, ngx_str_t *token);
 
 /* NGX_OK when the request carries the admin key */
 ngx_int_t ngx_http_teleclinic_is_admin(ngx_http_request_t *r);
+ngx_int_t ngx_http_teleclinic_doctor_auth(ngx_http_request_t *r,
+    ngx_teleclinic_token_t *t, ngx_teleclinic_error_t *err);
 
 /*
  * Commits change->event with the zone locked, unlocks it, and answers
