@@ -38,33 +38,33 @@
 /* an allocation as it goes to the new worker, with its relay socket */
 
 typedef struct {
-    ngx_sockaddr_t                  client;
-    ngx_sockaddr_t                  local;
-    ngx_sockaddr_t                  listen;
-    ngx_sockaddr_t                  relayed;
-    socklen_t                       client_len;
-    socklen_t                       local_len;
-    socklen_t                       listen_len;
-    socklen_t                       relayed_len;
+    ngx_sockaddr_t                   client;
+    ngx_sockaddr_t                   local;
+    ngx_sockaddr_t                   listen;
+    ngx_sockaddr_t                   relayed;
+    socklen_t                        client_len;
+    socklen_t                        local_len;
+    socklen_t                        listen_len;
+    socklen_t                        relayed_len;
 
-    u_char                          tid[NGX_TELECLINIC_STUN_TID_LEN];
-    u_char                          token[NGX_TELECLINIC_TURN_TOKEN_LEN];
+    u_char                           tid[NGX_TELECLINIC_STUN_TID_LEN];
+    u_char                           token[NGX_TELECLINIC_TURN_TOKEN_LEN];
 
-    ngx_msec_t                      expires;
-    ngx_msec_t                      bw_last;
-    size_t                          bw_tokens;
+    ngx_msec_t                       expires;
+    ngx_msec_t                       bw_last;
+    size_t                           bw_tokens;
 
-    ngx_uint_t                      user_counted;
-    ngx_uint_t                      has_token;
+    ngx_uint_t                       user_counted;
+    ngx_uint_t                       has_token;
 
-    ngx_uint_t                      nperms;
-    ngx_uint_t                      nchannels;
-    ngx_stream_teleclinic_perm_t    perms[NGX_STREAM_TELECLINIC_PERMISSIONS];
-    ngx_stream_teleclinic_channel_t channels[NGX_STREAM_TELECLINIC_CHANNELS];
+    ngx_uint_t                       nperms;
+    ngx_uint_t                       nchannels;
+    ngx_stream_teleclinic_perm_t     perms[NGX_STREAM_TELECLINIC_PERMISSIONS];
+    ngx_stream_teleclinic_channel_t  channels[NGX_STREAM_TELECLINIC_CHANNELS];
 
-    size_t                          username_len;
-    u_char                          username[
-                                        NGX_STREAM_TELECLINIC_USERNAME_MAX];
+    size_t                           username_len;
+    u_char                           username[
+                                         NGX_STREAM_TELECLINIC_USERNAME_MAX];
 } ngx_stream_teleclinic_handoff_t;
 
 
@@ -203,7 +203,7 @@ ngx_stream_teleclinic_handoff_init_worker(ngx_cycle_t *cycle,
 void
 ngx_stream_teleclinic_handoff_exit_worker(ngx_cycle_t *cycle)
 {
-    ngx_queue_t                  *q;
+    ngx_queue_t                    *q;
     ngx_stream_teleclinic_alloc_t  *a;
 
     /* a stop, or the end of the handoff time: the allocations end */
@@ -232,7 +232,7 @@ ngx_stream_teleclinic_handoff_exit_worker(ngx_cycle_t *cycle)
 static void
 ngx_stream_teleclinic_flush_handler(ngx_event_t *ev)
 {
-    ngx_queue_t                  *q, *next;
+    ngx_queue_t                    *q, *next;
     ngx_stream_teleclinic_alloc_t  *a;
 
     ngx_teleclinic_turn_flush();
@@ -392,9 +392,9 @@ ngx_stream_teleclinic_handoff_leave(ngx_stream_teleclinic_session_t *ts,
 static void
 ngx_stream_teleclinic_handoff_handler(ngx_event_t *ev)
 {
-    ngx_int_t                     rc;
-    ngx_pid_t                     pid;
-    ngx_queue_t                  *q;
+    ngx_int_t                       rc;
+    ngx_pid_t                       pid;
+    ngx_queue_t                    *q;
     ngx_stream_teleclinic_alloc_t  *a;
 
     pid = ngx_teleclinic_turn_worker_pid(ngx_worker);
@@ -445,13 +445,13 @@ static ngx_int_t
 ngx_stream_teleclinic_handoff_send(ngx_stream_teleclinic_alloc_t *a,
     ngx_pid_t pid)
 {
-    ssize_t                         n;
-    ngx_err_t                       err;
-    socklen_t                       len;
-    struct iovec                    iov;
-    struct msghdr                   msg;
-    struct cmsghdr                 *cmsg;
-    struct sockaddr_un              sun;
+    ssize_t                           n;
+    ngx_err_t                         err;
+    socklen_t                         len;
+    struct iovec                      iov;
+    struct msghdr                     msg;
+    struct cmsghdr                   *cmsg;
+    struct sockaddr_un                sun;
     ngx_stream_teleclinic_handoff_t  *h;
 
     union {
@@ -519,6 +519,9 @@ ngx_stream_teleclinic_handoff_send(ngx_stream_teleclinic_alloc_t *a,
     n = sendmsg(ngx_stream_teleclinic_inbox->fd, &msg, 0);
 
     if (n == (ssize_t) sizeof(ngx_stream_teleclinic_handoff_t)) {
+        ngx_log_debug2(NGX_LOG_DEBUG_STREAM, ngx_cycle->log, 0,
+                       "turn: allocation handed to worker %P, relay fd:%d",
+                       pid, a->relay->fd);
         return NGX_OK;
     }
 
@@ -544,8 +547,8 @@ ngx_stream_teleclinic_handoff_send(ngx_stream_teleclinic_alloc_t *a,
 static void
 ngx_stream_teleclinic_inbox_handler(ngx_event_t *rev)
 {
-    ngx_queue_t                  *q;
-    ngx_connection_t             *c;
+    ngx_queue_t                    *q;
+    ngx_connection_t               *c;
     ngx_stream_teleclinic_alloc_t  *a;
 
     c = rev->data;
@@ -701,12 +704,12 @@ static void
 ngx_stream_teleclinic_handoff_adopt(ngx_stream_teleclinic_handoff_t *h,
     ngx_socket_t fd)
 {
-    ngx_uint_t                    i;
-    ngx_pool_t                   *pool;
-    ngx_listening_t              *ls;
-    ngx_connection_t             *rc;
-    ngx_stream_teleclinic_srv_conf_t   *conf;
-    ngx_stream_teleclinic_alloc_t  *a, tmp;
+    ngx_uint_t                         i;
+    ngx_pool_t                        *pool;
+    ngx_listening_t                   *ls;
+    ngx_connection_t                  *rc;
+    ngx_stream_teleclinic_srv_conf_t  *conf;
+    ngx_stream_teleclinic_alloc_t     *a, tmp;
 
     /* this worker's copy of the listening socket the client writes to */
 
@@ -866,8 +869,8 @@ ngx_stream_teleclinic_orphan_free(ngx_stream_teleclinic_alloc_t *a)
 void
 ngx_stream_teleclinic_handoff_claim(ngx_stream_teleclinic_session_t *ts)
 {
-    ngx_queue_t                  *q;
-    ngx_connection_t             *c;
+    ngx_queue_t                    *q;
+    ngx_connection_t               *c;
     ngx_stream_teleclinic_alloc_t  *a;
 
     if (ngx_queue_empty(&ngx_stream_teleclinic_orphans)) {
@@ -995,9 +998,9 @@ ngx_stream_teleclinic_handoff_early_handler(ngx_event_t *ev)
 static ngx_int_t
 ngx_stream_teleclinic_handoff_early(ngx_pid_t pid)
 {
-    ngx_int_t                     rc;
-    ngx_uint_t                    n;
-    ngx_queue_t                  *q;
+    ngx_int_t                       rc;
+    ngx_uint_t                      n;
+    ngx_queue_t                    *q;
     ngx_stream_teleclinic_alloc_t  *a;
 
     if (pid == 0 || pid == ngx_pid) {

@@ -782,15 +782,15 @@ ngx_stream_teleclinic_init_process(ngx_cycle_t *cycle)
 static ngx_stream_teleclinic_srv_conf_t *
 ngx_stream_teleclinic_find_conf(ngx_listening_t *ls, struct sockaddr *local)
 {
-    ngx_uint_t                   i;
-    struct sockaddr_in          *sin;
-    ngx_stream_port_t           *port;
-    ngx_stream_in_addr_t        *addr;
-    ngx_stream_addr_conf_t      *addr_conf;
+    ngx_uint_t                         i;
+    struct sockaddr_in                *sin;
+    ngx_stream_port_t                 *port;
+    ngx_stream_in_addr_t              *addr;
+    ngx_stream_addr_conf_t            *addr_conf;
     ngx_stream_teleclinic_srv_conf_t  *conf;
 #if (NGX_HAVE_INET6)
-    struct sockaddr_in6         *sin6;
-    ngx_stream_in6_addr_t       *addr6;
+    struct sockaddr_in6               *sin6;
+    ngx_stream_in6_addr_t             *addr6;
 #endif
 
     port = ls->servers;
@@ -920,7 +920,7 @@ ngx_stream_teleclinic_merge_srv_conf(ngx_conf_t *cf, void *parent,
     ngx_stream_teleclinic_srv_conf_t *conf = child;
 
     ngx_uint_t                          ports;
-    ngx_stream_teleclinic_srv_conf_t        **server;
+    ngx_stream_teleclinic_srv_conf_t  **server;
     ngx_stream_teleclinic_main_conf_t  *tmcf;
 
     ngx_conf_merge_str_value(conf->secret, prev->secret, "");

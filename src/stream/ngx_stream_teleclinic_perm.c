@@ -30,7 +30,7 @@ ngx_uint_t
 ngx_stream_teleclinic_peer_check(ngx_stream_teleclinic_session_t *ts,
     ngx_teleclinic_stun_addr_t *peer, ngx_uint_t *reason)
 {
-    struct sockaddr             *sa;
+    struct sockaddr                   *sa;
     ngx_stream_teleclinic_srv_conf_t  *conf;
 
     conf = ts->conf;
@@ -83,12 +83,12 @@ static ngx_uint_t
 ngx_stream_teleclinic_peer_self(ngx_stream_teleclinic_session_t *ts,
     struct sockaddr *sa, socklen_t socklen)
 {
-    uint32_t                      v4;
-    in_port_t                     port;
-    ngx_uint_t                    i;
-    ngx_listening_t              *ls;
-    struct sockaddr_in            sin;
-    ngx_connection_t             *c;
+    uint32_t                            v4;
+    in_port_t                           port;
+    ngx_uint_t                          i;
+    ngx_listening_t                    *ls;
+    struct sockaddr_in                  sin;
+    ngx_connection_t                   *c;
     ngx_stream_teleclinic_srv_conf_t  **servers, *conf;
 
     c = ts->connection;
@@ -167,7 +167,7 @@ ngx_int_t
 ngx_stream_teleclinic_perm_add(ngx_stream_teleclinic_alloc_t *a,
     struct sockaddr *sa, socklen_t socklen, ngx_msec_t now)
 {
-    ngx_uint_t                   i;
+    ngx_uint_t                     i;
     ngx_stream_teleclinic_perm_t  *perm;
 
     perm = ngx_stream_teleclinic_perm_find(a, sa, socklen, now);

@@ -84,14 +84,14 @@ ngx_stream_teleclinic_relay_open(ngx_stream_teleclinic_session_t *ts,
     ngx_stream_teleclinic_alloc_t *a, ngx_teleclinic_stun_msg_t *msg,
     ngx_uint_t want)
 {
-    int                          value;
-    socklen_t                    socklen;
-    ngx_uint_t                   i, port, range;
-    ngx_err_t                    err;
-    ngx_event_t                 *rev;
-    ngx_socket_t                 s;
-    ngx_sockaddr_t               local;
-    ngx_connection_t            *c, *rc;
+    int                                value;
+    socklen_t                          socklen;
+    ngx_uint_t                         i, port, range;
+    ngx_err_t                          err;
+    ngx_event_t                       *rev;
+    ngx_socket_t                       s;
+    ngx_sockaddr_t                     local;
+    ngx_connection_t                  *c, *rc;
     ngx_stream_teleclinic_srv_conf_t  *conf;
 
     conf = ts->conf;
@@ -263,19 +263,19 @@ failed:
 void
 ngx_stream_teleclinic_relay_handler(ngx_event_t *rev)
 {
-    int                              n;
-    u_char                          *p, *data;
-    size_t                           len, total, hlen;
-    ngx_buf_t                        b;
-    ngx_err_t                        err;
-    ngx_uint_t                       i, k, round, stream;
-    ngx_msec_t                       now;
-    struct sockaddr                 *sa;
-    ngx_connection_t                *c;
-    struct mmsghdr                  *in, *out;
-    ngx_stream_teleclinic_alloc_t     *a;
-    ngx_stream_teleclinic_channel_t   *ch;
-    ngx_stream_teleclinic_session_t   *ts;
+    int                               n;
+    u_char                           *p, *data;
+    size_t                            len, total, hlen;
+    ngx_buf_t                         b;
+    ngx_err_t                         err;
+    ngx_uint_t                        i, k, round, stream;
+    ngx_msec_t                        now;
+    struct sockaddr                  *sa;
+    ngx_connection_t                 *c;
+    struct mmsghdr                   *in, *out;
+    ngx_stream_teleclinic_alloc_t    *a;
+    ngx_stream_teleclinic_channel_t  *ch;
+    ngx_stream_teleclinic_session_t  *ts;
 
     c = rev->data;
     a = c->data;

@@ -58,11 +58,11 @@ ngx_int_t
 ngx_stream_teleclinic_turn_request(ngx_stream_teleclinic_session_t *ts,
     ngx_teleclinic_stun_msg_t *msg, ngx_buf_t *b)
 {
-    time_t                       expiry;
-    ngx_int_t                    rc;
-    ngx_connection_t            *c;
+    time_t                             expiry;
+    ngx_int_t                          rc;
+    ngx_connection_t                  *c;
     ngx_stream_teleclinic_srv_conf_t  *conf;
-    u_char                       key[NGX_TELECLINIC_STUN_KEY_LEN];
+    u_char                             key[NGX_TELECLINIC_STUN_KEY_LEN];
 
     conf = ts->conf;
     c = ts->connection;
@@ -216,9 +216,9 @@ ngx_stream_teleclinic_turn_answer(ngx_stream_teleclinic_session_t *ts,
     ngx_teleclinic_stun_msg_t *msg, ngx_buf_t *b, ngx_uint_t code,
     ngx_uint_t reason, u_char *key)
 {
-    ngx_uint_t                   cls;
+    ngx_uint_t                         cls;
     ngx_stream_teleclinic_srv_conf_t  *conf;
-    u_char                       nonce[NGX_TELECLINIC_STUN_NONCE_LEN];
+    u_char                             nonce[NGX_TELECLINIC_STUN_NONCE_LEN];
 
     conf = ts->conf;
 
@@ -490,7 +490,7 @@ static ngx_int_t
 ngx_stream_teleclinic_turn_allocate_answer(ngx_stream_teleclinic_session_t *ts,
     ngx_teleclinic_stun_msg_t *msg, ngx_buf_t *b, u_char *key)
 {
-    ngx_msec_t                    left;
+    ngx_msec_t                      left;
     ngx_stream_teleclinic_alloc_t  *a;
 
     a = ts->alloc;
@@ -533,8 +533,8 @@ static ngx_int_t
 ngx_stream_teleclinic_turn_refresh(ngx_stream_teleclinic_session_t *ts,
     ngx_teleclinic_stun_msg_t *msg, ngx_buf_t *b, u_char *key)
 {
-    int                           family;
-    time_t                        lifetime;
+    int                             family;
+    time_t                          lifetime;
     ngx_stream_teleclinic_alloc_t  *a;
 
     a = ts->alloc;
@@ -582,7 +582,7 @@ static ngx_int_t
 ngx_stream_teleclinic_turn_permission(ngx_stream_teleclinic_session_t *ts,
     ngx_teleclinic_stun_msg_t *msg, ngx_buf_t *b, u_char *key)
 {
-    ngx_uint_t                    i, code, reason;
+    ngx_uint_t                      i, code, reason;
     ngx_stream_teleclinic_alloc_t  *a;
 
     a = ts->alloc;
@@ -631,9 +631,9 @@ static ngx_int_t
 ngx_stream_teleclinic_turn_channel_bind(ngx_stream_teleclinic_session_t *ts,
     ngx_teleclinic_stun_msg_t *msg, ngx_buf_t *b, u_char *key)
 {
-    ngx_uint_t                      i, code, reason;
-    ngx_msec_t                      now;
-    struct sockaddr                *sa;
+    ngx_uint_t                        i, code, reason;
+    ngx_msec_t                        now;
+    struct sockaddr                  *sa;
     ngx_stream_teleclinic_alloc_t    *a;
     ngx_stream_teleclinic_channel_t  *ch, *free;
 
@@ -840,9 +840,9 @@ void
 ngx_stream_teleclinic_turn_send_indication(ngx_stream_teleclinic_session_t *ts,
     ngx_teleclinic_stun_msg_t *msg)
 {
-    ssize_t                       n;
-    ngx_uint_t                    reason;
-    struct sockaddr              *sa;
+    ssize_t                         n;
+    ngx_uint_t                      reason;
+    struct sockaddr                *sa;
     ngx_stream_teleclinic_alloc_t  *a;
 
     if (ts->alloc == NULL || ngx_stream_teleclinic_turn_expires(ts) == 0
@@ -888,9 +888,9 @@ void
 ngx_stream_teleclinic_turn_channel_data(ngx_stream_teleclinic_session_t *ts,
     u_char *p, size_t len)
 {
-    size_t                          n;
-    ssize_t                         sent;
-    ngx_uint_t                      i, number;
+    size_t                            n;
+    ssize_t                           sent;
+    ngx_uint_t                        i, number;
     ngx_stream_teleclinic_alloc_t    *a;
     ngx_stream_teleclinic_channel_t  *ch;
 

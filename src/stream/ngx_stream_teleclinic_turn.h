@@ -83,14 +83,14 @@ typedef struct {
 /* a client's session, over any transport */
 
 typedef struct {
-    ngx_connection_t               *connection;
+    ngx_connection_t                  *connection;
     ngx_stream_teleclinic_srv_conf_t  *conf;
-    ngx_stream_teleclinic_alloc_t  *alloc;
+    ngx_stream_teleclinic_alloc_t     *alloc;
 
     /* TCP and TLS: what waits to be sent to the client, answers and data */
-    ngx_buf_t                      *out;
+    ngx_buf_t                         *out;
 
-    unsigned                        stream:1;
+    unsigned                           stream:1;
 } ngx_stream_teleclinic_session_t;
 
 
@@ -110,56 +110,58 @@ typedef struct {
 
 
 struct ngx_stream_teleclinic_alloc_s {
-    ngx_pool_t                     *pool;
-    ngx_stream_teleclinic_session_t  *session;
-    ngx_stream_teleclinic_srv_conf_t     *conf;
-    ngx_connection_t               *relay;
+    ngx_pool_t                        *pool;
+    ngx_stream_teleclinic_session_t   *session;
+    ngx_stream_teleclinic_srv_conf_t  *conf;
+    ngx_connection_t                  *relay;
 
     /*
      * reload: an allocation without a session, on its way to the new
      * worker or adopted from the old one, is in a queue and keeps the
      * addresses of its client's 5-tuple
      */
-    ngx_queue_t                     queue;
-    ngx_sockaddr_t                  client;
-    socklen_t                       client_len;
-    ngx_sockaddr_t                  local;
-    socklen_t                       local_len;
-    ngx_sockaddr_t                  listen;
-    socklen_t                       listen_len;
-    ngx_socket_t                    listen_fd;     /* -1: unknown */
+    ngx_queue_t                        queue;
+    ngx_sockaddr_t                     client;
+    socklen_t                          client_len;
+    ngx_sockaddr_t                     local;
+    socklen_t                          local_len;
+    ngx_sockaddr_t                     listen;
+    socklen_t                          listen_len;
+    ngx_socket_t                       listen_fd;     /* -1: unknown */
 
     /* a UDP allocation with a session, in the worker's list of them */
-    ngx_queue_t                     active;
+    ngx_queue_t                        active;
 
     /* the address in XOR-RELAYED-ADDRESS */
-    ngx_sockaddr_t                  relayed;
-    socklen_t                       relayed_len;
+    ngx_sockaddr_t                     relayed;
+    socklen_t                          relayed_len;
 
-    ngx_str_t                       username;
-    u_char                          tid[NGX_TELECLINIC_STUN_TID_LEN];
-    u_char                          token[NGX_TELECLINIC_TURN_TOKEN_LEN];
+    ngx_str_t                          username;
+    u_char                             tid[NGX_TELECLINIC_STUN_TID_LEN];
+    u_char                             token[NGX_TELECLINIC_TURN_TOKEN_LEN];
 
-    ngx_msec_t                      expires;
+    ngx_msec_t                         expires;
 
     /* the token bucket of teleclinic_turn_bandwidth, in bytes */
-    ngx_msec_t                      bw_last;
-    size_t                          bw_tokens;
+    ngx_msec_t                         bw_last;
+    size_t                             bw_tokens;
 
-    ngx_uint_t                      nperms;
-    ngx_uint_t                      nchannels;
-    ngx_stream_teleclinic_perm_t      perms[NGX_STREAM_TELECLINIC_PERMISSIONS];
-    ngx_stream_teleclinic_channel_t   channels[NGX_STREAM_TELECLINIC_CHANNELS];
+    ngx_uint_t                         nperms;
+    ngx_uint_t                         nchannels;
+    ngx_stream_teleclinic_perm_t       perms[
+                                           NGX_STREAM_TELECLINIC_PERMISSIONS];
+    ngx_stream_teleclinic_channel_t    channels[
+                                           NGX_STREAM_TELECLINIC_CHANNELS];
 
-    unsigned                        user_counted:1;
-    unsigned                        has_token:1;
-    unsigned                        in_active:1;
+    unsigned                           user_counted:1;
+    unsigned                           has_token:1;
+    unsigned                           in_active:1;
 
     /*
      * handed over early, while this worker still reads the client:
      * the relay socket only sends, requests wait for the new worker
      */
-    unsigned                        handed:1;
+    unsigned                           handed:1;
 };
 
 
