@@ -106,7 +106,8 @@ static ngx_msec_t          ngx_stream_teleclinic_handoff_until;
 static ngx_event_t         ngx_stream_teleclinic_early_event;
 static ngx_pid_t           ngx_stream_teleclinic_early_pid;
 static ngx_uint_t          ngx_stream_teleclinic_early_tries;
-static ngx_stream_teleclinic_find_conf_pt  ngx_stream_teleclinic_find_conf;
+static ngx_stream_teleclinic_find_conf_pt
+                           ngx_stream_teleclinic_handoff_find_conf;
 static ngx_stream_teleclinic_handoff_t     ngx_stream_teleclinic_msg;
 
 
@@ -127,7 +128,7 @@ ngx_stream_teleclinic_handoff_init_worker(ngx_cycle_t *cycle,
         return NGX_OK;
     }
 
-    ngx_stream_teleclinic_find_conf = find_conf;
+    ngx_stream_teleclinic_handoff_find_conf = find_conf;
 
     ngx_stream_teleclinic_relay_init_worker();
 
@@ -728,7 +729,8 @@ ngx_stream_teleclinic_handoff_adopt(ngx_stream_teleclinic_handoff_t *h,
             continue;
         }
 
-        conf = ngx_stream_teleclinic_find_conf(&ls[i], &h->local.sockaddr);
+        conf = ngx_stream_teleclinic_handoff_find_conf(&ls[i],
+                                                       &h->local.sockaddr);
         break;
     }
 
@@ -853,6 +855,9 @@ ngx_stream_teleclinic_handoff_done(ngx_stream_teleclinic_alloc_t *a)
 static void
 ngx_stream_teleclinic_orphan_free(ngx_stream_teleclinic_alloc_t *a)
 {
+    ngx_log_debug0(NGX_LOG_DEBUG_STREAM, ngx_cycle->log, 0,
+                   "turn: allocation without a session freed");
+
     ngx_queue_remove(&a->queue);
 
     if (a->relay) {
