@@ -421,7 +421,7 @@ ngx_teleclinic_stun_attribute(ngx_teleclinic_stun_msg_t *msg,
 
     default:
 
-        if (type >= 0x8000) {
+        if (type >= NGX_TELECLINIC_STUN_ATTR_OPTIONAL) {
             /* comprehension-optional: ignored */
             break;
         }
@@ -639,7 +639,7 @@ ngx_teleclinic_stun_init(ngx_buf_t *b, ngx_uint_t type, u_char *tid)
 
     p = b->pos;
 
-    ngx_teleclinic_stun_set16(p, type & 0x3fff);
+    ngx_teleclinic_stun_set16(p, type & NGX_TELECLINIC_STUN_TYPE_MASK);
     ngx_teleclinic_stun_set16(p + 2, 0);
     ngx_teleclinic_stun_set32(p + 4, NGX_TELECLINIC_STUN_MAGIC_COOKIE);
     ngx_memmove(p + 8, tid, NGX_TELECLINIC_STUN_TID_LEN);
@@ -918,7 +918,7 @@ ngx_teleclinic_stun_channel_len(u_char *p, size_t len, ngx_uint_t stream)
     size_t      n;
     ngx_uint_t  channel;
 
-    if (len > 0 && (p[0] & 0xc0) != 0x40) {
+    if (len > 0 && !ngx_teleclinic_stun_is_channel_data(p)) {
         return 0;
     }
 

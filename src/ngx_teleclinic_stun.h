@@ -24,6 +24,9 @@
 #define NGX_TELECLINIC_STUN_MAGIC_COOKIE       0x2112A442
 #define NGX_TELECLINIC_STUN_FINGERPRINT_XOR    0x5354554e
 
+/* the 14 bits of the message type; the top two are 00 in STUN */
+#define NGX_TELECLINIC_STUN_TYPE_MASK          0x3fff
+
 /* what the length field allows */
 #define NGX_TELECLINIC_STUN_MAX_LEN            (20 + 65532)
 
@@ -71,6 +74,8 @@
 #define NGX_TELECLINIC_STUN_TRANSPORT_UDP      17
 
 /* attributes: comprehension-required below 0x8000 */
+#define NGX_TELECLINIC_STUN_ATTR_OPTIONAL                  0x8000
+
 #define NGX_TELECLINIC_STUN_ATTR_MAPPED_ADDRESS            0x0001
 #define NGX_TELECLINIC_STUN_ATTR_USERNAME                  0x0006
 #define NGX_TELECLINIC_STUN_ATTR_MESSAGE_INTEGRITY         0x0008
@@ -252,6 +257,9 @@ ngx_int_t ngx_teleclinic_stun_add_fingerprint(ngx_buf_t *b);
 #define NGX_TELECLINIC_STUN_CHANNEL_MIN        0x4000
 #define NGX_TELECLINIC_STUN_CHANNEL_MAX        0x7ffe
 #define NGX_TELECLINIC_STUN_CHANNEL_HEADER     4
+
+/* the first two bits of ChannelData are 01, those of STUN 00 */
+#define ngx_teleclinic_stun_is_channel_data(p)  (((p)[0] & 0xc0) == 0x40)
 
 /* a nonce: 8 hex digits of its expiry, then 24 of its HMAC */
 #define NGX_TELECLINIC_STUN_NONCE_LEN          32

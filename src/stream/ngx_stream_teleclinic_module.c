@@ -434,7 +434,7 @@ ngx_stream_teleclinic_udp_message(ngx_stream_session_t *s, u_char *p,
 
     /* ChannelData: the relay's hot path */
 
-    if (len && (p[0] & 0xc0) == 0x40) {
+    if (len && ngx_teleclinic_stun_is_channel_data(p)) {
 
         if (ngx_teleclinic_stun_channel_len(p, len, 0) > 0) {
             ngx_stream_teleclinic_turn_channel_data(&ctx->turn, p, len);
@@ -543,7 +543,7 @@ ngx_stream_teleclinic_tcp_process(ngx_stream_session_t *s)
 
         size = in->last - in->pos;
 
-        if (size && (in->pos[0] & 0xc0) == 0x40) {
+        if (size && ngx_teleclinic_stun_is_channel_data(in->pos)) {
             len = ngx_teleclinic_stun_channel_len(in->pos, size, 1);
 
         } else {
@@ -559,7 +559,7 @@ ngx_stream_teleclinic_tcp_process(ngx_stream_session_t *s)
 
         if (len > 0 && (size_t) len <= size) {
 
-            if ((in->pos[0] & 0xc0) == 0x40) {
+            if (ngx_teleclinic_stun_is_channel_data(in->pos)) {
                 ngx_stream_teleclinic_turn_channel_data(&ctx->turn, in->pos,
                                                         len);
                 in->pos += len;
