@@ -552,16 +552,19 @@ ngx_stream_teleclinic_turn_refresh(ngx_stream_teleclinic_session_t *ts,
     }
 
     if (msg->has_lifetime && msg->lifetime == 0) {
+        ngx_log_debug0(NGX_LOG_DEBUG_STREAM, ts->connection->log, 0,
+                       "turn: allocation deleted by a Refresh");
+
         ngx_stream_teleclinic_turn_free(ts);
         lifetime = 0;
 
     } else {
         lifetime = ngx_stream_teleclinic_turn_lifetime(ts->conf, msg);
         a->expires = ngx_current_msec + lifetime * 1000;
-    }
 
-    ngx_log_debug1(NGX_LOG_DEBUG_STREAM, ts->connection->log, 0,
-                   "turn: allocation refreshed, lifetime:%T", lifetime);
+        ngx_log_debug1(NGX_LOG_DEBUG_STREAM, ts->connection->log, 0,
+                       "turn: allocation refreshed, lifetime:%T", lifetime);
+    }
 
     if (ngx_teleclinic_stun_init(b, ngx_teleclinic_stun_type(msg->method,
                                               NGX_TELECLINIC_STUN_SUCCESS),
@@ -731,7 +734,7 @@ ngx_stream_teleclinic_turn_channel_bind(ngx_stream_teleclinic_session_t *ts,
 
     ngx_stream_teleclinic_turn_debug_peer(ts->connection->log,
                                           "turn: channel bound to %V, "
-                                          "number:%xi",
+                                          "number:0x%xi",
                                           sa, ch->socklen, ch->number);
 
     return ngx_stream_teleclinic_turn_answer(ts, msg, b, 0, 0, key);
