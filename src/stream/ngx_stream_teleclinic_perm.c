@@ -12,8 +12,9 @@
 
 /*
  * Whom an allocation may reach: the peer policy, and the permissions
- * and channels that the client asked for, each with its expiry; the
- * allocation's bandwidth bucket.  Nothing here does I/O.
+ * and channels that the client asked for, each with its expiry (their
+ * lookups are inline in ngx_stream_teleclinic_turn.h, for the relay's
+ * hot path); the allocation's bandwidth bucket.  Nothing here does I/O.
  */
 
 
@@ -196,48 +197,6 @@ ngx_stream_teleclinic_perm_add(ngx_stream_teleclinic_alloc_t *a,
     perm->expires = now + NGX_STREAM_TELECLINIC_PERM_LIFETIME * 1000;
 
     return NGX_OK;
-}
-
-
-/* permissions are by IP address alone, RFC 8656 9 */
-
-ngx_stream_teleclinic_perm_t *
-ngx_stream_teleclinic_perm_find(ngx_stream_teleclinic_alloc_t *a,
-    struct sockaddr *sa, socklen_t socklen, ngx_msec_t now)
-{
-    ngx_uint_t  i;
-
-    for (i = 0; i < a->nperms; i++) {
-        if (a->perms[i].expires > now
-            && ngx_cmp_sockaddr(&a->perms[i].sockaddr.sockaddr,
-                                a->perms[i].socklen, sa, socklen, 0)
-               == NGX_OK)
-        {
-            return &a->perms[i];
-        }
-    }
-
-    return NULL;
-}
-
-
-ngx_stream_teleclinic_channel_t *
-ngx_stream_teleclinic_channel_find(ngx_stream_teleclinic_alloc_t *a,
-    struct sockaddr *sa, socklen_t socklen, ngx_msec_t now)
-{
-    ngx_uint_t  i;
-
-    for (i = 0; i < a->nchannels; i++) {
-        if (a->channels[i].expires > now
-            && ngx_cmp_sockaddr(&a->channels[i].sockaddr.sockaddr,
-                                a->channels[i].socklen, sa, socklen, 1)
-               == NGX_OK)
-        {
-            return &a->channels[i];
-        }
-    }
-
-    return NULL;
 }
 
 

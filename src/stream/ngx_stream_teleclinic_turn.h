@@ -191,16 +191,55 @@ ngx_uint_t ngx_stream_teleclinic_peer_check(
 /* NGX_OK, NGX_DECLINED when the allocation has no room for another */
 ngx_int_t ngx_stream_teleclinic_perm_add(ngx_stream_teleclinic_alloc_t *a,
     struct sockaddr *sa, socklen_t socklen, ngx_msec_t now);
-ngx_stream_teleclinic_perm_t *ngx_stream_teleclinic_perm_find(
-    ngx_stream_teleclinic_alloc_t *a, struct sockaddr *sa,
-    socklen_t socklen, ngx_msec_t now);
-ngx_stream_teleclinic_channel_t *ngx_stream_teleclinic_channel_find(
-    ngx_stream_teleclinic_alloc_t *a, struct sockaddr *sa,
-    socklen_t socklen, ngx_msec_t now);
 
 /* 1 when len bytes fit the allocation's bandwidth, counted as sent */
 ngx_uint_t ngx_stream_teleclinic_bandwidth(ngx_stream_teleclinic_alloc_t *a,
     size_t len, ngx_msec_t now);
+
+/*
+ * A peer's permission (by IP address alone, RFC 8656 9) and channel,
+ * NULL when it has none in time; inline: the relay looks them up for
+ * every datagram.
+ */
+
+static ngx_inline ngx_stream_teleclinic_perm_t *
+ngx_stream_teleclinic_perm_find(ngx_stream_teleclinic_alloc_t *a,
+    struct sockaddr *sa, socklen_t socklen, ngx_msec_t now)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < a->nperms; i++) {
+        if (a->perms[i].expires > now
+            && ngx_cmp_sockaddr(&a->perms[i].sockaddr.sockaddr,
+                                a->perms[i].socklen, sa, socklen, 0)
+               == NGX_OK)
+        {
+            return &a->perms[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_inline ngx_stream_teleclinic_channel_t *
+ngx_stream_teleclinic_channel_find(ngx_stream_teleclinic_alloc_t *a,
+    struct sockaddr *sa, socklen_t socklen, ngx_msec_t now)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < a->nchannels; i++) {
+        if (a->channels[i].expires > now
+            && ngx_cmp_sockaddr(&a->channels[i].sockaddr.sockaddr,
+                                a->channels[i].socklen, sa, socklen, 1)
+               == NGX_OK)
+        {
+            return &a->channels[i];
+        }
+    }
+
+    return NULL;
+}
 
 
 /* ngx_stream_teleclinic_relay.c */
