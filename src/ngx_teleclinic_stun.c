@@ -67,8 +67,22 @@ static ngx_str_t  ngx_teleclinic_stun_reasons[] = {
 };
 
 static ngx_uint_t  ngx_teleclinic_stun_codes[] = {
-    300, 400, 401, 403, 405, 420, 437, 438, 440, 441, 442, 443, 486, 500,
-    508, 0
+    NGX_TELECLINIC_STUN_ERR_TRY_ALTERNATE,
+    NGX_TELECLINIC_STUN_ERR_BAD_REQUEST,
+    NGX_TELECLINIC_STUN_ERR_UNAUTHENTICATED,
+    NGX_TELECLINIC_STUN_ERR_FORBIDDEN,
+    NGX_TELECLINIC_STUN_ERR_MOBILITY_FORBIDDEN,
+    NGX_TELECLINIC_STUN_ERR_UNKNOWN_ATTRIBUTE,
+    NGX_TELECLINIC_STUN_ERR_ALLOCATION_MISMATCH,
+    NGX_TELECLINIC_STUN_ERR_STALE_NONCE,
+    NGX_TELECLINIC_STUN_ERR_ADDRESS_FAMILY,
+    NGX_TELECLINIC_STUN_ERR_WRONG_CREDENTIALS,
+    NGX_TELECLINIC_STUN_ERR_UNSUPPORTED_TRANSPORT,
+    NGX_TELECLINIC_STUN_ERR_PEER_FAMILY_MISMATCH,
+    NGX_TELECLINIC_STUN_ERR_ALLOCATION_QUOTA,
+    NGX_TELECLINIC_STUN_ERR_SERVER_ERROR,
+    NGX_TELECLINIC_STUN_ERR_INSUFFICIENT_CAPACITY,
+    0
 };
 
 
@@ -353,7 +367,10 @@ ngx_teleclinic_stun_attribute(ngx_teleclinic_stun_msg_t *msg,
 
         code = (value[2] & 0x07) * 100 + value[3];
 
-        if (code < 300 || code > 699 || value[3] > 99) {
+        if (code < NGX_TELECLINIC_STUN_ERR_MIN
+            || code > NGX_TELECLINIC_STUN_ERR_MAX
+            || value[3] > 99)
+        {
             rc = NGX_ERROR;
             break;
         }
@@ -404,7 +421,7 @@ ngx_teleclinic_stun_attribute(ngx_teleclinic_stun_msg_t *msg,
 
     default:
 
-        if (type >= 0x8000) {
+        if (type >= NGX_TELECLINIC_STUN_ATTR_OPTIONAL) {
             /* comprehension-optional: ignored */
             break;
         }
@@ -440,7 +457,7 @@ ngx_teleclinic_stun_get_address(ngx_teleclinic_stun_msg_t *msg,
 
     ngx_memzero(addr, sizeof(ngx_teleclinic_stun_addr_t));
 
-    if (len == 8 && value[1] == 0x01) {
+    if (len == 8 && value[1] == NGX_TELECLINIC_STUN_FAMILY_IPV4) {
         sin = &addr->sockaddr.sockaddr_in;
         sin->sin_family = AF_INET;
         sin->sin_port = htons(ngx_teleclinic_stun_xor_port(
@@ -454,7 +471,7 @@ ngx_teleclinic_stun_get_address(ngx_teleclinic_stun_msg_t *msg,
 
 #if (NGX_HAVE_INET6)
 
-    if (len == 20 && value[1] == 0x02) {
+    if (len == 20 && value[1] == NGX_TELECLINIC_STUN_FAMILY_IPV6) {
         sin6 = &addr->sockaddr.sockaddr_in6;
         sin6->sin6_family = AF_INET6;
         sin6->sin6_port = htons(ngx_teleclinic_stun_xor_port(
@@ -622,7 +639,7 @@ ngx_teleclinic_stun_init(ngx_buf_t *b, ngx_uint_t type, u_char *tid)
 
     p = b->pos;
 
-    ngx_teleclinic_stun_set16(p, type & 0x3fff);
+    ngx_teleclinic_stun_set16(p, type & NGX_TELECLINIC_STUN_TYPE_MASK);
     ngx_teleclinic_stun_set16(p + 2, 0);
     ngx_teleclinic_stun_set32(p + 4, NGX_TELECLINIC_STUN_MAGIC_COOKIE);
     ngx_memmove(p + 8, tid, NGX_TELECLINIC_STUN_TID_LEN);
@@ -730,7 +747,7 @@ ngx_teleclinic_stun_add_xor_address(ngx_buf_t *b, ngx_uint_t type,
         a = sin6->sin6_addr.s6_addr;
 
         p[0] = 0;
-        p[1] = 0x02;
+        p[1] = NGX_TELECLINIC_STUN_FAMILY_IPV6;
         ngx_teleclinic_stun_set16(p + 2, ngx_teleclinic_stun_xor_port(port));
 
         /* the magic cookie and the transaction id follow the type */
@@ -752,7 +769,7 @@ ngx_teleclinic_stun_add_xor_address(ngx_buf_t *b, ngx_uint_t type,
         port = ntohs(sin->sin_port);
 
         p[0] = 0;
-        p[1] = 0x01;
+        p[1] = NGX_TELECLINIC_STUN_FAMILY_IPV4;
         ngx_teleclinic_stun_set16(p + 2, ngx_teleclinic_stun_xor_port(port));
         ngx_teleclinic_stun_set32(p + 4, ntohl(sin->sin_addr.s_addr)
                                          ^ NGX_TELECLINIC_STUN_MAGIC_COOKIE);
@@ -771,7 +788,9 @@ ngx_teleclinic_stun_add_error_code(ngx_buf_t *b, ngx_uint_t code,
 {
     u_char  *p;
 
-    if (code < 300 || code > 699) {
+    if (code < NGX_TELECLINIC_STUN_ERR_MIN
+        || code > NGX_TELECLINIC_STUN_ERR_MAX)
+    {
         return NGX_ERROR;
     }
 
@@ -899,7 +918,7 @@ ngx_teleclinic_stun_channel_len(u_char *p, size_t len, ngx_uint_t stream)
     size_t      n;
     ngx_uint_t  channel;
 
-    if (len > 0 && (p[0] & 0xc0) != 0x40) {
+    if (len > 0 && !ngx_teleclinic_stun_is_channel_data(p)) {
         return 0;
     }
 

@@ -24,6 +24,9 @@
 #define NGX_TELECLINIC_STUN_MAGIC_COOKIE       0x2112A442
 #define NGX_TELECLINIC_STUN_FINGERPRINT_XOR    0x5354554e
 
+/* the 14 bits of the message type; the top two are 00 in STUN */
+#define NGX_TELECLINIC_STUN_TYPE_MASK          0x3fff
+
 /* what the length field allows */
 #define NGX_TELECLINIC_STUN_MAX_LEN            (20 + 65532)
 
@@ -42,7 +45,37 @@
 #define NGX_TELECLINIC_STUN_CREATE_PERMISSION  0x008
 #define NGX_TELECLINIC_STUN_CHANNEL_BIND       0x009
 
+/* error codes: RFC 8489 14.8, RFC 8656 19, RFC 8016 (405) */
+#define NGX_TELECLINIC_STUN_ERR_TRY_ALTERNATE          300
+#define NGX_TELECLINIC_STUN_ERR_BAD_REQUEST            400
+#define NGX_TELECLINIC_STUN_ERR_UNAUTHENTICATED        401
+#define NGX_TELECLINIC_STUN_ERR_FORBIDDEN              403
+#define NGX_TELECLINIC_STUN_ERR_MOBILITY_FORBIDDEN     405
+#define NGX_TELECLINIC_STUN_ERR_UNKNOWN_ATTRIBUTE      420
+#define NGX_TELECLINIC_STUN_ERR_ALLOCATION_MISMATCH    437
+#define NGX_TELECLINIC_STUN_ERR_STALE_NONCE            438
+#define NGX_TELECLINIC_STUN_ERR_ADDRESS_FAMILY         440
+#define NGX_TELECLINIC_STUN_ERR_WRONG_CREDENTIALS      441
+#define NGX_TELECLINIC_STUN_ERR_UNSUPPORTED_TRANSPORT  442
+#define NGX_TELECLINIC_STUN_ERR_PEER_FAMILY_MISMATCH   443
+#define NGX_TELECLINIC_STUN_ERR_ALLOCATION_QUOTA       486
+#define NGX_TELECLINIC_STUN_ERR_SERVER_ERROR           500
+#define NGX_TELECLINIC_STUN_ERR_INSUFFICIENT_CAPACITY  508
+
+/* the range of the ERROR-CODE attribute's class and number */
+#define NGX_TELECLINIC_STUN_ERR_MIN                    300
+#define NGX_TELECLINIC_STUN_ERR_MAX                    699
+
+/* address families of the address attributes, RFC 8489 14.1 */
+#define NGX_TELECLINIC_STUN_FAMILY_IPV4        0x01
+#define NGX_TELECLINIC_STUN_FAMILY_IPV6        0x02
+
+/* REQUESTED-TRANSPORT: the IANA protocol number of UDP, RFC 8656 18.7 */
+#define NGX_TELECLINIC_STUN_TRANSPORT_UDP      17
+
 /* attributes: comprehension-required below 0x8000 */
+#define NGX_TELECLINIC_STUN_ATTR_OPTIONAL                  0x8000
+
 #define NGX_TELECLINIC_STUN_ATTR_MAPPED_ADDRESS            0x0001
 #define NGX_TELECLINIC_STUN_ATTR_USERNAME                  0x0006
 #define NGX_TELECLINIC_STUN_ATTR_MESSAGE_INTEGRITY         0x0008
@@ -224,6 +257,9 @@ ngx_int_t ngx_teleclinic_stun_add_fingerprint(ngx_buf_t *b);
 #define NGX_TELECLINIC_STUN_CHANNEL_MIN        0x4000
 #define NGX_TELECLINIC_STUN_CHANNEL_MAX        0x7ffe
 #define NGX_TELECLINIC_STUN_CHANNEL_HEADER     4
+
+/* the first two bits of ChannelData are 01, those of STUN 00 */
+#define ngx_teleclinic_stun_is_channel_data(p)  (((p)[0] & 0xc0) == 0x40)
 
 /* a nonce: 8 hex digits of its expiry, then 24 of its HMAC */
 #define NGX_TELECLINIC_STUN_NONCE_LEN          32

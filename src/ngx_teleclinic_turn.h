@@ -10,122 +10,89 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
-#include <ngx_event.h>
-#include "ngx_teleclinic_stun.h"
 
 
 /*
- * The TURN relay (RFC 8656) of a "teleclinic_turn" stream server:
- * allocations with their UDP relay sockets, permissions and channels,
- * REST-style long-term credentials, the peer policy, the quotas and the
- * counters.  The stream module frames the client's messages (UDP, TCP,
- * TLS) and hands them here; each allocation belongs to the worker that
- * holds its client's session, and its relay socket is a connection of
- * that worker's event loop.
+ * What the TURN relay keeps in the "teleclinic_turn" shared zone, the
+ * part of it that both halves of the module see: the counters (bumped by
+ * the stream side, shown by the http side's teleclinic_metrics), the
+ * quotas' counts of allocations, the EVEN-PORT reservations, and the
+ * pids of the workers that a reload hands allocations to.  Nothing here
+ * knows of stream sessions or HTTP requests; the relay itself is in
+ * src/stream/.
  */
 
 
-typedef struct ngx_teleclinic_turn_alloc_s  ngx_teleclinic_turn_alloc_t;
+/*
+ * EVEN-PORT with R: the next port is kept for a RESERVATION-TOKEN, which
+ * may come to another worker, so the reservation is in the zone
+ */
+#define NGX_TELECLINIC_TURN_TOKEN_LEN        8
+
+/* the worker numbers whose pids the zone keeps for the reload handoff */
+#define NGX_TELECLINIC_TURN_WORKERS          64
 
 
-typedef struct {
-    ngx_flag_t                      enable;        /* teleclinic_turn */
+/* the zone's counters */
+enum {
+    NGX_TELECLINIC_TURN_ALLOCATIONS_TOTAL = 0,
+    NGX_TELECLINIC_TURN_PACKETS_TO_PEER,
+    NGX_TELECLINIC_TURN_BYTES_TO_PEER,
+    NGX_TELECLINIC_TURN_PACKETS_TO_CLIENT,
+    NGX_TELECLINIC_TURN_BYTES_TO_CLIENT,
+    NGX_TELECLINIC_TURN_REFUSALS
+};
 
-    ngx_str_t                       secret;
-    ngx_str_t                       realm;
+/* refusals, by reason; their names are in ngx_teleclinic_turn_reasons */
+enum {
+    NGX_TELECLINIC_TURN_R_UNAUTHENTICATED = 0,
+    NGX_TELECLINIC_TURN_R_AUTH,
+    NGX_TELECLINIC_TURN_R_STALE_NONCE,
+    NGX_TELECLINIC_TURN_R_BAD_REQUEST,
+    NGX_TELECLINIC_TURN_R_UNKNOWN_ATTRIBUTE,
+    NGX_TELECLINIC_TURN_R_MISMATCH,
+    NGX_TELECLINIC_TURN_R_WRONG_CREDENTIALS,
+    NGX_TELECLINIC_TURN_R_UNSUPPORTED,
+    NGX_TELECLINIC_TURN_R_PEER_DENIED,
+    NGX_TELECLINIC_TURN_R_QUOTA,
+    NGX_TELECLINIC_TURN_R_CAPACITY,
+    NGX_TELECLINIC_TURN_R_BANDWIDTH,
+    NGX_TELECLINIC_TURN_R_NO_PERMISSION,
+    NGX_TELECLINIC_TURN_R_TOO_LARGE,
+    NGX_TELECLINIC_TURN_R_CONGESTION,
+    NGX_TELECLINIC_TURN_NREASONS
+};
 
-    ngx_addr_t                     *relay_addr;    /* NULL: the client's */
-    ngx_addr_t                     *public_addr;   /* NULL: relay_addr */
-
-    ngx_uint_t                      port_min;
-    ngx_uint_t                      port_max;
-
-    ngx_array_t                    *allow_peers;   /* of ngx_cidr_t */
-
-    ngx_uint_t                      user_quota;
-    ngx_uint_t                      total_quota;
-    size_t                          bandwidth;     /* bytes per second */
-
-    time_t                          max_lifetime;
-    time_t                          nonce_lifetime;
-
-    ngx_shm_zone_t                 *zone;
-    u_char                         *nonce_key;
-
-    /*
-     * of ngx_teleclinic_turn_conf_t *: every server with teleclinic_turn,
-     * whose relay addresses and ports a peer is checked against
-     */
-    ngx_array_t                    *servers;
-} ngx_teleclinic_turn_conf_t;
+#define NGX_TELECLINIC_TURN_NCOUNTERS                                         \
+    (NGX_TELECLINIC_TURN_REFUSALS + NGX_TELECLINIC_TURN_NREASONS)
 
 
-/* a client's session, over any transport */
+/*
+ * This worker's counts, added to the zone's every second: the relay's
+ * hot path counts in its own memory, without atomics.
+ */
+extern ngx_atomic_uint_t  ngx_teleclinic_turn_local[];
 
-typedef struct {
-    ngx_connection_t               *connection;
-    ngx_teleclinic_turn_conf_t     *conf;
-    ngx_teleclinic_turn_alloc_t    *alloc;
+#define ngx_teleclinic_turn_count(i, n)  ngx_teleclinic_turn_local[i] += (n)
 
-    /* TCP and TLS: what waits to be sent to the client, answers and data */
-    ngx_buf_t                      *out;
-
-    unsigned                        stream:1;
-} ngx_teleclinic_turn_session_t;
+#define ngx_teleclinic_turn_refuse(r)                                         \
+    ngx_teleclinic_turn_local[NGX_TELECLINIC_TURN_REFUSALS + (r)]++
 
 
 /* the zone of counters and per-username allocation counts */
 ngx_shm_zone_t *ngx_teleclinic_turn_add_zone(ngx_conf_t *cf);
 
 /*
- * The configuration of the server that a UDP listening socket and a
- * local address lead to, NULL if none has teleclinic_turn: an
- * allocation adopted from the old worker of a reload needs it.
+ * A worker finds the zone of its cycle: NGX_OK, or NGX_DECLINED when no
+ * stream server has teleclinic_turn.
  */
-typedef ngx_teleclinic_turn_conf_t *(*ngx_teleclinic_turn_find_conf_pt)(
-    ngx_listening_t *ls, struct sockaddr *local);
+ngx_int_t ngx_teleclinic_turn_init_worker(ngx_cycle_t *cycle);
 
-/*
- * A worker's periodic flush of its counters into the zone, and its
- * socket for the UDP allocations that a reload hands to the new worker.
- */
-ngx_int_t ngx_teleclinic_turn_init_worker(ngx_cycle_t *cycle,
-    ngx_teleclinic_turn_find_conf_pt find_conf);
-void ngx_teleclinic_turn_exit_worker(ngx_cycle_t *cycle);
+/* the zone that ngx_teleclinic_turn_init_worker() found, or NULL */
+ngx_shm_zone_t *ngx_teleclinic_turn_worker_zone(void);
 
-/*
- * UDP: gives a session without an allocation the one that the old
- * worker of a reload handed over for its client's 5-tuple, if any.
- */
-void ngx_teleclinic_turn_claim(ngx_teleclinic_turn_session_t *ts);
-
-/*
- * Answers an Allocate, Refresh, CreatePermission or ChannelBind request
- * into b: NGX_OK with an answer, NGX_ERROR when none could be built.
- */
-ngx_int_t ngx_teleclinic_turn_request(ngx_teleclinic_turn_session_t *ts,
-    ngx_teleclinic_stun_msg_t *msg, ngx_buf_t *b);
-
-/* a Send indication and a ChannelData message from the client */
-void ngx_teleclinic_turn_send_indication(ngx_teleclinic_turn_session_t *ts,
-    ngx_teleclinic_stun_msg_t *msg);
-void ngx_teleclinic_turn_channel_data(ngx_teleclinic_turn_session_t *ts,
-    u_char *p, size_t len);
-
-/*
- * The milliseconds until the session's allocation expires, 0 when it
- * has none; an allocation found expired is deleted first.
- */
-ngx_msec_t ngx_teleclinic_turn_expires(ngx_teleclinic_turn_session_t *ts);
-
-/* deletes the session's allocation, if any */
-void ngx_teleclinic_turn_free(ngx_teleclinic_turn_session_t *ts);
-
-/*
- * TCP and TLS: sends what ts->out holds; NGX_OK when all is sent,
- * NGX_AGAIN when the rest waits for the socket, NGX_ERROR.
- */
-ngx_int_t ngx_teleclinic_turn_write(ngx_teleclinic_turn_session_t *ts);
+/* adds this worker's counts to the zone's */
+void ngx_teleclinic_turn_flush(void);
 
 /* counts a request refused before it reached the relay (400, 420) */
 void ngx_teleclinic_turn_count_refusal(ngx_uint_t code);
@@ -137,6 +104,39 @@ void ngx_teleclinic_turn_count_refusal(ngx_uint_t code);
  */
 u_char *ngx_teleclinic_turn_metrics(ngx_cycle_t *cycle, u_char *p,
     u_char *last);
+
+/*
+ * The reload handoff's registry: this worker's pid under its number,
+ * returning the pid that was there (the old worker of a reload, 0 for
+ * none); the pid under a number now; and whether a configuration newer
+ * than this worker's has been loaded since it started (a reload, not a
+ * stop, tells it to quit).
+ */
+ngx_pid_t ngx_teleclinic_turn_register(ngx_uint_t worker, ngx_pid_t pid);
+ngx_pid_t ngx_teleclinic_turn_worker_pid(ngx_uint_t worker);
+ngx_uint_t ngx_teleclinic_turn_reloaded(void);
+
+/*
+ * EVEN-PORT with R: keeps port for a new random token written at token
+ * (NGX_OK), NGX_ERROR when all reservations are taken; and the port
+ * that a token kept, 0 for a token unknown or expired, used once.
+ */
+ngx_int_t ngx_teleclinic_turn_reserve(ngx_shm_zone_t *shm_zone,
+    u_char *token, ngx_uint_t port);
+ngx_uint_t ngx_teleclinic_turn_reservation(ngx_shm_zone_t *shm_zone,
+    u_char *token);
+
+/*
+ * The quotas: counts an allocation for username, 0 when it fits, the
+ * STUN error code when it does not (486 over user_quota, 508 over
+ * total_quota or in a full zone); *user_counted tells the release that
+ * the username was counted.  A quota of 0 is none.
+ */
+ngx_uint_t ngx_teleclinic_turn_quota_take(ngx_shm_zone_t *shm_zone,
+    ngx_str_t *username, ngx_uint_t user_quota, ngx_uint_t total_quota,
+    ngx_uint_t *user_counted, ngx_log_t *log);
+void ngx_teleclinic_turn_quota_release(ngx_shm_zone_t *shm_zone,
+    ngx_str_t *username, ngx_uint_t user_counted);
 
 
 #endif /* _NGX_TELECLINIC_TURN_H_INCLUDED_ */

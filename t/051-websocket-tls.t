@@ -13,17 +13,22 @@ use File::Temp qw(tempdir);
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Teleclinic::Room qw(:all);
+use Teleclinic::Test;
 use Teleclinic::WS;
 
 ###############################################################################
 
+plan(skip_all => 'nginx lacks http_ssl')
+    unless Teleclinic::Test::has_feature('http_ssl');
+
 # a self-signed certificate for the test's server, made here
 my $dir = tempdir(CLEANUP => 1);
 
-system('sh', '-c', 'exec "$@" 2>/dev/null', 'sh', 'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+system('sh', '-c', 'exec "$@" 2>/dev/null', 'sh', 'openssl', 'req', '-x509',
+       '-newkey', 'rsa:2048', '-nodes',
        '-days', '1', '-subj', '/CN=127.0.0.1', '-keyout', "$dir/key.pem",
        '-out', "$dir/cert.pem") == 0
-    or BAIL_OUT('openssl could not make a certificate');
+    or plan(skip_all => 'openssl could not make a certificate');
 
 my $t = room(server => "listen 127.0.0.1:%%PORT2%% ssl;\n"
                        . "ssl_certificate $dir/cert.pem;\n"

@@ -186,7 +186,15 @@ ok(keys %files > 10, 'src/ has the sources');
 
 my @bad = check(\%files, \@order);
 
-is(scalar @bad, 0, 'each file includes and calls only files below it')
+# header guards follow the file's name, as nginx's do
+for my $h (sort grep { /\.h$/ } keys %files) {
+    my $want = '_' . uc(basename($h, '.h')) . '_H_INCLUDED_';
+    push @bad, "$h: its guard is not $want"
+        unless $files{$h} =~ /^#ifndef \Q$want\E\n#define \Q$want\E\n/m;
+}
+
+is(scalar @bad, 0, 'each file includes and calls only files below it, '
+   . 'and its header guard follows its name')
     or diag(join "\n", @bad);
 
 done_testing;

@@ -4,8 +4,8 @@
  */
 
 
-#ifndef _NGX_TELECLINIC_DOCTOR_H_INCLUDED_
-#define _NGX_TELECLINIC_DOCTOR_H_INCLUDED_
+#ifndef _NGX_HTTP_TELECLINIC_DOCTOR_H_INCLUDED_
+#define _NGX_HTTP_TELECLINIC_DOCTOR_H_INCLUDED_
 
 
 #include <ngx_config.h>
@@ -19,4 +19,4 @@ ngx_int_t ngx_http_teleclinic_doctor_login(ngx_http_request_t *r,
     ngx_str_t *body);
 
 
-#endif /* _NGX_TELECLINIC_DOCTOR_H_INCLUDED_ */
+#endif /* _NGX_HTTP_TELECLINIC_DOCTOR_H_INCLUDED_ */

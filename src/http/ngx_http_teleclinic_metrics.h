@@ -4,8 +4,8 @@
  */
 
 
-#ifndef _NGX_TELECLINIC_METRICS_H_INCLUDED_
-#define _NGX_TELECLINIC_METRICS_H_INCLUDED_
+#ifndef _NGX_HTTP_TELECLINIC_METRICS_H_INCLUDED_
+#define _NGX_HTTP_TELECLINIC_METRICS_H_INCLUDED_
 
 
 #include <ngx_config.h>
@@ -18,4 +18,4 @@ char *ngx_teleclinic_metrics_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 
-#endif /* _NGX_TELECLINIC_METRICS_H_INCLUDED_ */
+#endif /* _NGX_HTTP_TELECLINIC_METRICS_H_INCLUDED_ */

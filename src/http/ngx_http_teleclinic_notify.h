@@ -4,8 +4,8 @@
  */
 
 
-#ifndef _NGX_TELECLINIC_NOTIFY_H_INCLUDED_
-#define _NGX_TELECLINIC_NOTIFY_H_INCLUDED_
+#ifndef _NGX_HTTP_TELECLINIC_NOTIFY_H_INCLUDED_
+#define _NGX_HTTP_TELECLINIC_NOTIFY_H_INCLUDED_
 
 
 #include <ngx_config.h>
@@ -21,4 +21,4 @@ void ngx_teleclinic_notify_exit_process(ngx_cycle_t *cycle);
 void ngx_teleclinic_notify_kick(void);
 
 
-#endif /* _NGX_TELECLINIC_NOTIFY_H_INCLUDED_ */
+#endif /* _NGX_HTTP_TELECLINIC_NOTIFY_H_INCLUDED_ */

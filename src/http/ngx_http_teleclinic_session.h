@@ -4,8 +4,8 @@
  */
 
 
-#ifndef _NGX_TELECLINIC_SESSION_H_INCLUDED_
-#define _NGX_TELECLINIC_SESSION_H_INCLUDED_
+#ifndef _NGX_HTTP_TELECLINIC_SESSION_H_INCLUDED_
+#define _NGX_HTTP_TELECLINIC_SESSION_H_INCLUDED_
 
 
 #include <ngx_config.h>
@@ -30,4 +30,4 @@ ngx_int_t ngx_teleclinic_session_init_process(ngx_cycle_t *cycle);
 void ngx_teleclinic_session_exit_process(ngx_cycle_t *cycle);
 
 
-#endif /* _NGX_TELECLINIC_SESSION_H_INCLUDED_ */
+#endif /* _NGX_HTTP_TELECLINIC_SESSION_H_INCLUDED_ */

@@ -4,8 +4,8 @@
  */
 
 
-#ifndef _NGX_TELECLINIC_WEBSOCKET_H_INCLUDED_
-#define _NGX_TELECLINIC_WEBSOCKET_H_INCLUDED_
+#ifndef _NGX_HTTP_TELECLINIC_WEBSOCKET_H_INCLUDED_
+#define _NGX_HTTP_TELECLINIC_WEBSOCKET_H_INCLUDED_
 
 
 #include <ngx_config.h>
@@ -122,4 +122,4 @@ void ngx_teleclinic_ws_close(ngx_teleclinic_ws_t *ws, uint16_t code,
 void ngx_teleclinic_ws_joined(ngx_teleclinic_ws_t *ws);
 
 
-#endif /* _NGX_TELECLINIC_WEBSOCKET_H_INCLUDED_ */
+#endif /* _NGX_HTTP_TELECLINIC_WEBSOCKET_H_INCLUDED_ */

@@ -11,6 +11,7 @@
 #include "ngx_teleclinic_stun.h"
 #include "ngx_teleclinic_token.h"
 #include "ngx_teleclinic_turn.h"
+#include "ngx_stream_teleclinic.h"
 
 
 /*
@@ -20,7 +21,8 @@
  *
  * It answers STUN Binding requests (RFC 8489) with the client's address
  * and hands the TURN requests, Send indications and ChannelData to the
- * relay (ngx_teleclinic_turn.c); other answers and indications are
+ * relay (ngx_stream_teleclinic_turn.c and the files below it, see
+ * ngx_stream_teleclinic.h); other answers and indications are
  * dropped.  Bytes that are neither STUN nor ChannelData are dropped
  * (UDP) or close the connection (TCP, TLS).
  *
@@ -46,8 +48,6 @@
 /* room for any answer this module builds */
 #define NGX_STREAM_TELECLINIC_ANSWER_MAX   2048
 
-#define NGX_STREAM_TELECLINIC_SOFTWARE     "ngx_teleclinic"
-
 /*
  * The quotas when none is set.  One username is one participant of one
  * call: a browser allocates once per TURN URL and network interface,
@@ -65,14 +65,14 @@ typedef struct {
     u_char                          nonce_key[
                                         NGX_TELECLINIC_STUN_NONCE_KEY_LEN];
 
-    /* of ngx_teleclinic_turn_conf_t *: the servers with teleclinic_turn */
+    /* of ngx_stream_teleclinic_srv_conf_t *: the teleclinic_turn servers */
     ngx_array_t                     servers;
 } ngx_stream_teleclinic_main_conf_t;
 
 
 typedef struct {
-    ngx_teleclinic_turn_session_t   turn;
-    ngx_buf_t                      *in;       /* TCP: unprocessed bytes */
+    ngx_stream_teleclinic_session_t   turn;
+    ngx_buf_t                        *in;     /* TCP: unprocessed bytes */
 } ngx_stream_teleclinic_ctx_t;
 
 
@@ -88,7 +88,7 @@ static ngx_int_t ngx_stream_teleclinic_answer(ngx_stream_session_t *s,
     u_char *p, size_t len, ngx_buf_t *b);
 static void ngx_stream_teleclinic_empty_handler(ngx_event_t *ev);
 static ngx_int_t ngx_stream_teleclinic_init_process(ngx_cycle_t *cycle);
-static ngx_teleclinic_turn_conf_t *ngx_stream_teleclinic_find_conf(
+static ngx_stream_teleclinic_srv_conf_t *ngx_stream_teleclinic_find_conf(
     ngx_listening_t *ls, struct sockaddr *local);
 static void ngx_stream_teleclinic_exit_process(ngx_cycle_t *cycle);
 static void *ngx_stream_teleclinic_create_main_conf(ngx_conf_t *cf);
@@ -121,7 +121,7 @@ static ngx_command_t  ngx_stream_teleclinic_commands[] = {
       NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
       NGX_STREAM_SRV_CONF_OFFSET,
-      offsetof(ngx_teleclinic_turn_conf_t, secret),
+      offsetof(ngx_stream_teleclinic_srv_conf_t, secret),
       NULL },
 
     { ngx_string("teleclinic_turn_secret_file"),
@@ -135,7 +135,7 @@ static ngx_command_t  ngx_stream_teleclinic_commands[] = {
       NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
       NGX_STREAM_SRV_CONF_OFFSET,
-      offsetof(ngx_teleclinic_turn_conf_t, realm),
+      offsetof(ngx_stream_teleclinic_srv_conf_t, realm),
       NULL },
 
     { ngx_string("teleclinic_turn_relay_address"),
@@ -163,35 +163,35 @@ static ngx_command_t  ngx_stream_teleclinic_commands[] = {
       NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
       NGX_STREAM_SRV_CONF_OFFSET,
-      offsetof(ngx_teleclinic_turn_conf_t, user_quota),
+      offsetof(ngx_stream_teleclinic_srv_conf_t, user_quota),
       NULL },
 
     { ngx_string("teleclinic_turn_total_quota"),
       NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
       NGX_STREAM_SRV_CONF_OFFSET,
-      offsetof(ngx_teleclinic_turn_conf_t, total_quota),
+      offsetof(ngx_stream_teleclinic_srv_conf_t, total_quota),
       NULL },
 
     { ngx_string("teleclinic_turn_bandwidth"),
       NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
       NGX_STREAM_SRV_CONF_OFFSET,
-      offsetof(ngx_teleclinic_turn_conf_t, bandwidth),
+      offsetof(ngx_stream_teleclinic_srv_conf_t, bandwidth),
       NULL },
 
     { ngx_string("teleclinic_turn_max_lifetime"),
       NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_sec_slot,
       NGX_STREAM_SRV_CONF_OFFSET,
-      offsetof(ngx_teleclinic_turn_conf_t, max_lifetime),
+      offsetof(ngx_stream_teleclinic_srv_conf_t, max_lifetime),
       NULL },
 
     { ngx_string("teleclinic_turn_nonce_lifetime"),
       NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_sec_slot,
       NGX_STREAM_SRV_CONF_OFFSET,
-      offsetof(ngx_teleclinic_turn_conf_t, nonce_lifetime),
+      offsetof(ngx_stream_teleclinic_srv_conf_t, nonce_lifetime),
       NULL },
 
       ngx_null_command
@@ -293,7 +293,7 @@ ngx_stream_teleclinic_handler(ngx_stream_session_t *s)
 
     /*
      * what waits for a TLS connection moves in its buffer, and a write
-     * may be retried from there (ngx_teleclinic_turn_write)
+     * may be retried from there (ngx_stream_teleclinic_relay_write)
      */
 
     if (c->ssl) {
@@ -335,9 +335,9 @@ ngx_stream_teleclinic_handler(ngx_stream_session_t *s)
 static void
 ngx_stream_teleclinic_cleanup(void *data)
 {
-    ngx_teleclinic_turn_session_t  *ts = data;
+    ngx_stream_teleclinic_session_t  *ts = data;
 
-    ngx_teleclinic_turn_free(ts);
+    ngx_stream_teleclinic_turn_free(ts);
 }
 
 
@@ -351,7 +351,7 @@ ngx_stream_teleclinic_set_timer(ngx_stream_session_t *s)
 
     ctx = ngx_stream_get_module_ctx(s, ngx_stream_teleclinic_module);
 
-    timer = ngx_teleclinic_turn_expires(&ctx->turn);
+    timer = ngx_stream_teleclinic_turn_expires(&ctx->turn);
 
     ngx_add_timer(s->connection->read,
                   timer ? timer : NGX_STREAM_TELECLINIC_TIMEOUT);
@@ -384,7 +384,7 @@ ngx_stream_teleclinic_udp_handler(ngx_event_t *rev)
 
         /* a Refresh may have moved the expiry on meanwhile */
 
-        if (ngx_teleclinic_turn_expires(&ctx->turn) == 0) {
+        if (ngx_stream_teleclinic_turn_expires(&ctx->turn) == 0) {
             ngx_stream_finalize_session(s, NGX_STREAM_OK);
             return;
         }
@@ -429,15 +429,15 @@ ngx_stream_teleclinic_udp_message(ngx_stream_session_t *s, u_char *p,
     /* after a reload, the allocation the old worker handed over */
 
     if (ctx->turn.alloc == NULL) {
-        ngx_teleclinic_turn_claim(&ctx->turn);
+        ngx_stream_teleclinic_handoff_claim(&ctx->turn);
     }
 
     /* ChannelData: the relay's hot path */
 
-    if (len && (p[0] & 0xc0) == 0x40) {
+    if (len && ngx_teleclinic_stun_is_channel_data(p)) {
 
         if (ngx_teleclinic_stun_channel_len(p, len, 0) > 0) {
-            ngx_teleclinic_turn_channel_data(&ctx->turn, p, len);
+            ngx_stream_teleclinic_turn_channel_data(&ctx->turn, p, len);
         }
 
         return NGX_OK;
@@ -497,7 +497,7 @@ ngx_stream_teleclinic_tcp_handler(ngx_event_t *ev)
 
         ctx = ngx_stream_get_module_ctx(s, ngx_stream_teleclinic_module);
 
-        if (ngx_teleclinic_turn_expires(&ctx->turn) == 0) {
+        if (ngx_stream_teleclinic_turn_expires(&ctx->turn) == 0) {
             ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
                           "client timed out");
             ngx_stream_finalize_session(s, NGX_STREAM_OK);
@@ -535,7 +535,7 @@ ngx_stream_teleclinic_tcp_process(ngx_stream_session_t *s)
     for ( ;; ) {
 
         if (out->pos != out->last && c->write->ready) {
-            if (ngx_teleclinic_turn_write(&ctx->turn) == NGX_ERROR) {
+            if (ngx_stream_teleclinic_relay_write(&ctx->turn) == NGX_ERROR) {
                 ngx_stream_finalize_session(s, NGX_STREAM_OK);
                 return;
             }
@@ -543,7 +543,7 @@ ngx_stream_teleclinic_tcp_process(ngx_stream_session_t *s)
 
         size = in->last - in->pos;
 
-        if (size && (in->pos[0] & 0xc0) == 0x40) {
+        if (size && ngx_teleclinic_stun_is_channel_data(in->pos)) {
             len = ngx_teleclinic_stun_channel_len(in->pos, size, 1);
 
         } else {
@@ -559,8 +559,9 @@ ngx_stream_teleclinic_tcp_process(ngx_stream_session_t *s)
 
         if (len > 0 && (size_t) len <= size) {
 
-            if ((in->pos[0] & 0xc0) == 0x40) {
-                ngx_teleclinic_turn_channel_data(&ctx->turn, in->pos, len);
+            if (ngx_teleclinic_stun_is_channel_data(in->pos)) {
+                ngx_stream_teleclinic_turn_channel_data(&ctx->turn, in->pos,
+                                                        len);
                 in->pos += len;
                 continue;
             }
@@ -671,7 +672,7 @@ ngx_stream_teleclinic_answer(ngx_stream_session_t *s, u_char *p, size_t len,
         && msg.method == NGX_TELECLINIC_STUN_SEND
         && rc == NGX_OK)
     {
-        ngx_teleclinic_turn_send_indication(&ctx->turn, &msg);
+        ngx_stream_teleclinic_turn_send_indication(&ctx->turn, &msg);
         return NGX_DECLINED;
     }
 
@@ -680,14 +681,15 @@ ngx_stream_teleclinic_answer(ngx_stream_session_t *s, u_char *p, size_t len,
     }
 
     if (rc == NGX_DECLINED) {
-        code = 400;
+        code = NGX_TELECLINIC_STUN_ERR_BAD_REQUEST;
 
     } else {
 
         switch (msg.method) {
 
         case NGX_TELECLINIC_STUN_BINDING:
-            code = msg.nunknown ? 420 : 0;
+            code = msg.nunknown ? NGX_TELECLINIC_STUN_ERR_UNKNOWN_ATTRIBUTE
+                                : 0;
             break;
 
         /* checked after authentication, as RFC 8489 orders it */
@@ -695,10 +697,10 @@ ngx_stream_teleclinic_answer(ngx_stream_session_t *s, u_char *p, size_t len,
         case NGX_TELECLINIC_STUN_REFRESH:
         case NGX_TELECLINIC_STUN_CREATE_PERMISSION:
         case NGX_TELECLINIC_STUN_CHANNEL_BIND:
-            return ngx_teleclinic_turn_request(&ctx->turn, &msg, b);
+            return ngx_stream_teleclinic_turn_request(&ctx->turn, &msg, b);
 
         default:
-            code = 400;
+            code = NGX_TELECLINIC_STUN_ERR_BAD_REQUEST;
             break;
         }
     }
@@ -728,7 +730,7 @@ ngx_stream_teleclinic_answer(ngx_stream_session_t *s, u_char *p, size_t len,
             return NGX_ERROR;
         }
 
-        if (code == 420
+        if (code == NGX_TELECLINIC_STUN_ERR_UNKNOWN_ATTRIBUTE
             && ngx_teleclinic_stun_add_unknown(b, msg.unknown, msg.nunknown)
                != NGX_OK)
         {
@@ -766,7 +768,7 @@ ngx_stream_teleclinic_empty_handler(ngx_event_t *ev)
 static ngx_int_t
 ngx_stream_teleclinic_init_process(ngx_cycle_t *cycle)
 {
-    return ngx_teleclinic_turn_init_worker(cycle,
+    return ngx_stream_teleclinic_handoff_init_worker(cycle,
                                            ngx_stream_teleclinic_find_conf);
 }
 
@@ -777,18 +779,18 @@ ngx_stream_teleclinic_init_process(ngx_cycle_t *cycle)
  * old worker of a reload handed over before its client wrote again.
  */
 
-static ngx_teleclinic_turn_conf_t *
+static ngx_stream_teleclinic_srv_conf_t *
 ngx_stream_teleclinic_find_conf(ngx_listening_t *ls, struct sockaddr *local)
 {
-    ngx_uint_t                   i;
-    struct sockaddr_in          *sin;
-    ngx_stream_port_t           *port;
-    ngx_stream_in_addr_t        *addr;
-    ngx_stream_addr_conf_t      *addr_conf;
-    ngx_teleclinic_turn_conf_t  *conf;
+    ngx_uint_t                         i;
+    struct sockaddr_in                *sin;
+    ngx_stream_port_t                 *port;
+    ngx_stream_in_addr_t              *addr;
+    ngx_stream_addr_conf_t            *addr_conf;
+    ngx_stream_teleclinic_srv_conf_t  *conf;
 #if (NGX_HAVE_INET6)
-    struct sockaddr_in6         *sin6;
-    ngx_stream_in6_addr_t       *addr6;
+    struct sockaddr_in6               *sin6;
+    ngx_stream_in6_addr_t             *addr6;
 #endif
 
     port = ls->servers;
@@ -840,7 +842,7 @@ ngx_stream_teleclinic_find_conf(ngx_listening_t *ls, struct sockaddr *local)
 static void
 ngx_stream_teleclinic_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_teleclinic_turn_exit_worker(cycle);
+    ngx_stream_teleclinic_handoff_exit_worker(cycle);
 }
 
 
@@ -865,7 +867,7 @@ ngx_stream_teleclinic_create_main_conf(ngx_conf_t *cf)
     }
 
     if (ngx_array_init(&tmcf->servers, cf->pool, 4,
-                       sizeof(ngx_teleclinic_turn_conf_t *))
+                       sizeof(ngx_stream_teleclinic_srv_conf_t *))
         != NGX_OK)
     {
         return NULL;
@@ -878,9 +880,9 @@ ngx_stream_teleclinic_create_main_conf(ngx_conf_t *cf)
 static void *
 ngx_stream_teleclinic_create_srv_conf(ngx_conf_t *cf)
 {
-    ngx_teleclinic_turn_conf_t  *conf;
+    ngx_stream_teleclinic_srv_conf_t  *conf;
 
-    conf = ngx_pcalloc(cf->pool, sizeof(ngx_teleclinic_turn_conf_t));
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_stream_teleclinic_srv_conf_t));
     if (conf == NULL) {
         return NULL;
     }
@@ -914,11 +916,11 @@ static char *
 ngx_stream_teleclinic_merge_srv_conf(ngx_conf_t *cf, void *parent,
     void *child)
 {
-    ngx_teleclinic_turn_conf_t *prev = parent;
-    ngx_teleclinic_turn_conf_t *conf = child;
+    ngx_stream_teleclinic_srv_conf_t *prev = parent;
+    ngx_stream_teleclinic_srv_conf_t *conf = child;
 
     ngx_uint_t                          ports;
-    ngx_teleclinic_turn_conf_t        **server;
+    ngx_stream_teleclinic_srv_conf_t  **server;
     ngx_stream_teleclinic_main_conf_t  *tmcf;
 
     ngx_conf_merge_str_value(conf->secret, prev->secret, "");
@@ -998,7 +1000,7 @@ ngx_stream_teleclinic_merge_srv_conf(ngx_conf_t *cf, void *parent,
 static char *
 ngx_stream_teleclinic_turn(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_teleclinic_turn_conf_t *tscf = conf;
+    ngx_stream_teleclinic_srv_conf_t *tscf = conf;
 
     ngx_stream_core_srv_conf_t         *cscf;
     ngx_stream_teleclinic_main_conf_t  *tmcf;
@@ -1030,7 +1032,7 @@ static char *
 ngx_stream_teleclinic_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    ngx_teleclinic_turn_conf_t *tscf = conf;
+    ngx_stream_teleclinic_srv_conf_t *tscf = conf;
 
     ngx_str_t  *value;
 
@@ -1048,7 +1050,7 @@ static char *
 ngx_stream_teleclinic_relay_address(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    ngx_teleclinic_turn_conf_t *tscf = conf;
+    ngx_stream_teleclinic_srv_conf_t *tscf = conf;
 
     ngx_int_t    rc;
     ngx_str_t   *value;
@@ -1139,7 +1141,7 @@ static char *
 ngx_stream_teleclinic_relay_ports(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    ngx_teleclinic_turn_conf_t *tscf = conf;
+    ngx_stream_teleclinic_srv_conf_t *tscf = conf;
 
     u_char     *dash;
     ngx_int_t   min, max;
@@ -1183,7 +1185,7 @@ static char *
 ngx_stream_teleclinic_allow_peer(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    ngx_teleclinic_turn_conf_t *tscf = conf;
+    ngx_stream_teleclinic_srv_conf_t *tscf = conf;
 
     ngx_int_t    rc;
     ngx_str_t   *value;
