@@ -27,6 +27,7 @@ typedef struct ngx_teleclinic_journal_s    ngx_teleclinic_journal_t;
 typedef struct ngx_teleclinic_directory_s  ngx_teleclinic_directory_t;
 typedef struct ngx_teleclinic_rooms_s      ngx_teleclinic_rooms_t;
 typedef struct ngx_teleclinic_bus_sh_s     ngx_teleclinic_bus_sh_t;
+typedef struct ngx_teleclinic_records_s    ngx_teleclinic_records_t;
 
 
 /* RFC 3339 in the server's local time, with its offset */

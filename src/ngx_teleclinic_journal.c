@@ -14,7 +14,7 @@
 
 
 /* the largest patient field sealed, and its associated data */
-#define NGX_TELECLINIC_PRIVATE_MAX  4096
+#define NGX_TELECLINIC_PRIVATE_MAX  16384
 #define NGX_TELECLINIC_AAD_LEN      (sizeof("reason:") + 16)
 #define NGX_TELECLINIC_SEALED_MAX                                            \
     (NGX_TELECLINIC_PRIVATE_MAX + NGX_TELECLINIC_SEAL_OVERHEAD)
@@ -61,6 +61,15 @@ static size_t ngx_teleclinic_journal_aad(u_char *aad, const char *key,
     uint64_t id);
 static ngx_int_t ngx_teleclinic_journal_str(json_t *o, const char *key,
     ngx_str_t *s, ngx_pool_t *pool);
+static ngx_int_t ngx_teleclinic_journal_uint(json_t *o, const char *key,
+    ngx_uint_t max, ngx_uint_t *value);
+static time_t ngx_teleclinic_journal_int(json_t *o, const char *key,
+    time_t none);
+static u_char *ngx_teleclinic_journal_put_record(u_char *p, u_char *last,
+    ngx_teleclinic_keys_t *keys, ngx_teleclinic_event_t *ev);
+static ngx_int_t ngx_teleclinic_journal_get_record(json_t *o,
+    ngx_teleclinic_event_t *ev, ngx_teleclinic_keys_t *keys,
+    ngx_pool_t *pool);
 static ngx_uint_t ngx_teleclinic_journal_expire(ngx_teleclinic_zone_t *zone,
     time_t now, ngx_log_t *log);
 static ngx_int_t ngx_teleclinic_journal_write(ngx_fd_t fd, u_char *buf,
@@ -78,7 +87,8 @@ static void ngx_teleclinic_journal_sync_event(ngx_event_t *ev);
 
 static const char  *ngx_teleclinic_ops[] = {
     NULL, "book", "cancel", "reschedule", "status", "directory", "sent",
-    "appt", "msg", "expire", "room"
+    "appt", "msg", "expire", "room", "note", "item", "drop", "close",
+    "rating"
 };
 
 
@@ -167,7 +177,8 @@ ngx_teleclinic_journal_open(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone,
          */
         /* an old data key given: everything is sealed with the new one */
         if ((zone->sh->journal_records
-             > 2 * (zone->sh->nappts + zone->sh->nmsgs) + 1024
+             > 2 * (zone->sh->nappts + zone->sh->nmsgs
+                    + zone->sh->nrecord_events) + 1024
              || (journal->keys && journal->keys->nkeys > 1))
             && ngx_teleclinic_journal_compact(cycle, zone) != NGX_OK)
         {
@@ -508,6 +519,14 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
         goto failed;
     }
 
+    /* the visit records, as the events that make them */
+
+    if (zone->handlers->records(zone, ngx_teleclinic_compact_event, &w)
+        != NGX_OK)
+    {
+        goto failed;
+    }
+
     root = sh->msgs.root;
     sentinel = sh->msgs.sentinel;
 
@@ -655,7 +674,7 @@ ngx_teleclinic_journal_commit(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_event_t *ev, ngx_log_t *log)
 {
     ngx_int_t                rc;
-    ngx_teleclinic_record_t  rec;
+    ngx_teleclinic_line_t  rec;
 
     ev->seq = zone->sh->seq + 1;
 
@@ -725,7 +744,7 @@ ngx_teleclinic_journal_expire(ngx_teleclinic_zone_t *zone, time_t now,
     ngx_queue_t             *q, *next;
     ngx_teleclinic_appt_t   *appt;
     ngx_teleclinic_event_t   ev;
-    ngx_teleclinic_record_t  rec;
+    ngx_teleclinic_line_t  rec;
 
     n = 0;
     tries = 0;
@@ -777,7 +796,7 @@ ngx_teleclinic_journal_expire(ngx_teleclinic_zone_t *zone, time_t now,
 
 ngx_int_t
 ngx_teleclinic_journal_record(ngx_teleclinic_journal_t *journal,
-    ngx_teleclinic_record_t *rec, ngx_teleclinic_event_t *ev, ngx_log_t *log)
+    ngx_teleclinic_line_t *rec, ngx_teleclinic_event_t *ev, ngx_log_t *log)
 {
     ssize_t  n;
 
@@ -811,7 +830,7 @@ ngx_teleclinic_journal_record(ngx_teleclinic_journal_t *journal,
 
 
 void
-ngx_teleclinic_journal_record_free(ngx_teleclinic_record_t *rec)
+ngx_teleclinic_journal_record_free(ngx_teleclinic_line_t *rec)
 {
     if (rec->data != rec->buf) {
         ngx_free(rec->data);
@@ -822,7 +841,7 @@ ngx_teleclinic_journal_record_free(ngx_teleclinic_record_t *rec)
 
 ngx_int_t
 ngx_teleclinic_journal_append(ngx_teleclinic_journal_t *journal,
-    ngx_teleclinic_record_t *rec, ngx_log_t *log)
+    ngx_teleclinic_line_t *rec, ngx_log_t *log)
 {
     ngx_int_t  rc;
 
@@ -951,6 +970,14 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev,
         }
 
         break;
+
+    case NGX_TELECLINIC_EV_NOTE:
+    case NGX_TELECLINIC_EV_ITEM:
+    case NGX_TELECLINIC_EV_DROP:
+    case NGX_TELECLINIC_EV_CLOSE:
+    case NGX_TELECLINIC_EV_RATING:
+        p = ngx_teleclinic_journal_put_record(p, last, keys, ev);
+        break;
     }
 
     if (p == NULL || p >= last) {
@@ -968,6 +995,120 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev,
     *p++ = '\n';
 
     return p - buf;
+}
+
+
+/*
+ * The fields of a record's event; its texts are the patient's as much as
+ * the name is, and sealed like it.  Numbers and texts only while set.
+ */
+
+static u_char *
+ngx_teleclinic_journal_put_record(u_char *p, u_char *last,
+    ngx_teleclinic_keys_t *keys, ngx_teleclinic_event_t *ev)
+{
+    ngx_uint_t   i;
+
+    static const char  *texts[] = { "t0", "t1", "t2", "t3", "t4" };
+
+    if (last - p < 128) {
+        return NULL;
+    }
+
+    p = ngx_cpymem(p, ",\"id\":\"", 7);
+    p = ngx_teleclinic_appt_id_print(p, ev->id);
+    *p++ = '"';
+
+    if (ev->item) {
+        p = ngx_slprintf(p, last, ",\"item\":%ui", ev->item);
+    }
+
+    if (ev->item_kind) {
+        p = ngx_slprintf(p, last, ",\"ikind\":%ui", ev->item_kind);
+    }
+
+    if (ev->created) {
+        p = ngx_slprintf(p, last, ",\"created\":%T", ev->created);
+    }
+
+    if (ev->due) {
+        p = ngx_slprintf(p, last, ",\"due\":%T", ev->due);
+    }
+
+    for (i = 0; i < 2; i++) {
+        if (ev->num[i]) {
+            p = ngx_slprintf(p, last, ",\"n%ui\":%ui", i, ev->num[i]);
+        }
+    }
+
+    if (ev->ref.len) {
+        p = ngx_teleclinic_json_field(p, last, "ref", &ev->ref);
+    }
+
+    for (i = 0; p && i < NGX_TELECLINIC_TEXTS; i++) {
+        if (ev->text[i].len) {
+            p = ngx_teleclinic_journal_private(p, last, keys, texts[i],
+                                               &ev->text[i], ev->id);
+        }
+    }
+
+    return p;
+}
+
+
+/* what ngx_teleclinic_journal_put_record() wrote */
+
+static ngx_int_t
+ngx_teleclinic_journal_get_record(json_t *o, ngx_teleclinic_event_t *ev,
+    ngx_teleclinic_keys_t *keys, ngx_pool_t *pool)
+{
+    u_char      name[8];
+    ngx_int_t   rc;
+    ngx_str_t   s;
+    ngx_uint_t  i;
+
+    static const char  *texts[] = { "t0", "t1", "t2", "t3", "t4" };
+
+    if (ngx_teleclinic_journal_str(o, "id", &s, pool) != NGX_OK
+        || ngx_teleclinic_appt_id_parse(s.data, s.len, &ev->id) != NGX_OK
+        || ngx_teleclinic_journal_uint(o, "item", NGX_MAX_INT32_VALUE,
+                                       &ev->item) != NGX_OK
+        || ngx_teleclinic_journal_uint(o, "ikind", 255, &ev->item_kind)
+           != NGX_OK
+        || ngx_teleclinic_journal_uint(o, "n0", NGX_MAX_INT32_VALUE,
+                                       &ev->num[0]) != NGX_OK
+        || ngx_teleclinic_journal_uint(o, "n1", NGX_MAX_INT32_VALUE,
+                                       &ev->num[1]) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ev->created = ngx_teleclinic_journal_int(o, "created", 0);
+    ev->due = ngx_teleclinic_journal_int(o, "due", 0);
+
+    if (json_object_get(o, "ref")
+        && ngx_teleclinic_journal_str(o, "ref", &ev->ref, pool) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < NGX_TELECLINIC_TEXTS; i++) {
+        ngx_sprintf(name, "e%s%Z", texts[i]);
+
+        if (json_object_get(o, texts[i]) == NULL
+            && json_object_get(o, (char *) name) == NULL)
+        {
+            continue;
+        }
+
+        rc = ngx_teleclinic_journal_unseal(o, texts[i], &ev->text[i], ev->id,
+                                           keys, pool);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1332,6 +1473,18 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
             || ngx_teleclinic_id_valid(ev->doctor.data, ev->doctor.len)
                != NGX_OK)
         {
+            goto done;
+        }
+
+        break;
+
+    case NGX_TELECLINIC_EV_NOTE:
+    case NGX_TELECLINIC_EV_ITEM:
+    case NGX_TELECLINIC_EV_DROP:
+    case NGX_TELECLINIC_EV_CLOSE:
+    case NGX_TELECLINIC_EV_RATING:
+        rc = ngx_teleclinic_journal_get_record(o, ev, keys, pool);
+        if (rc != NGX_OK) {
             goto done;
         }
 

@@ -32,12 +32,12 @@ struct ngx_teleclinic_journal_s {
 };
 
 
-/* one encoded event; most fit in buf */
+/* one encoded event, a line of the journal; most fit in buf */
 typedef struct {
     u_char                             *data;
     size_t                              len;
     u_char                              buf[8192];
-} ngx_teleclinic_record_t;
+} ngx_teleclinic_line_t;
 
 
 /* a request waiting for its events to reach the disk */
@@ -63,11 +63,11 @@ ngx_int_t ngx_teleclinic_journal_commit(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_event_t *ev, ngx_log_t *log);
 
 ngx_int_t ngx_teleclinic_journal_record(ngx_teleclinic_journal_t *journal,
-    ngx_teleclinic_record_t *rec, ngx_teleclinic_event_t *ev, ngx_log_t *log);
-void ngx_teleclinic_journal_record_free(ngx_teleclinic_record_t *rec);
+    ngx_teleclinic_line_t *rec, ngx_teleclinic_event_t *ev, ngx_log_t *log);
+void ngx_teleclinic_journal_record_free(ngx_teleclinic_line_t *rec);
 /* writes the record, then frees it */
 ngx_int_t ngx_teleclinic_journal_append(ngx_teleclinic_journal_t *journal,
-    ngx_teleclinic_record_t *rec, ngx_log_t *log);
+    ngx_teleclinic_line_t *rec, ngx_log_t *log);
 
 /* calls w->handler once every event appended so far is on disk */
 void ngx_teleclinic_journal_sync(ngx_teleclinic_journal_t *journal,

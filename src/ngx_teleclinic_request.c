@@ -14,6 +14,12 @@ static ngx_int_t ngx_teleclinic_request_string(json_t *obj, const char *key,
     size_t min, size_t max, ngx_str_t *value, ngx_teleclinic_error_t *err);
 static size_t ngx_teleclinic_utf8_chars(u_char *p, size_t len);
 static ngx_int_t ngx_teleclinic_has_control(ngx_str_t *s);
+static ngx_int_t ngx_teleclinic_request_text(json_t *obj, const char *key,
+    size_t max, ngx_uint_t required, ngx_str_t *value,
+    ngx_teleclinic_error_t *err);
+static ngx_int_t ngx_teleclinic_request_number(json_t *obj, const char *key,
+    ngx_uint_t min, ngx_uint_t max, ngx_uint_t required, ngx_uint_t *value,
+    ngx_teleclinic_error_t *err);
 static ngx_int_t ngx_teleclinic_name_valid(ngx_str_t *s);
 static uint32_t ngx_teleclinic_utf8_next(u_char **p, u_char *last);
 static ngx_int_t ngx_teleclinic_phone_valid(ngx_str_t *s);
@@ -193,6 +199,307 @@ failed:
     *root = NULL;
 
     return NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_teleclinic_request_record(u_char *body, size_t len, ngx_uint_t kind,
+    ngx_teleclinic_record_req_t *req, ngx_teleclinic_error_t *err)
+{
+    ngx_str_t    s;
+    ngx_uint_t   i;
+
+    static const char  *note[] = {
+        "complaint", "history", "findings", "diagnosis", "advice"
+    };
+
+    static const char  *followups[] = {
+        "payment", "pharmacy", "exam", "revisit", NULL
+    };
+
+    ngx_memzero(req, sizeof(ngx_teleclinic_record_req_t));
+
+    if (ngx_teleclinic_request_json(body, len, &req->root, err) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    switch (kind) {
+
+    case NGX_TELECLINIC_BODY_NOTE:
+        for (i = 0; i < NGX_TELECLINIC_RECORD_TEXTS; i++) {
+            if (ngx_teleclinic_request_text(req->root, note[i],
+                                            NGX_TELECLINIC_NOTE_MAX, 0,
+                                            &req->text[i], err)
+                != NGX_OK)
+            {
+                goto failed;
+            }
+        }
+
+        break;
+
+    case NGX_TELECLINIC_BODY_RX:
+        if (ngx_teleclinic_request_string(req->root, "drug", 1,
+                                          NGX_TELECLINIC_ID_MAX, &req->ref,
+                                          err)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+
+        if (ngx_teleclinic_id_valid(req->ref.data, req->ref.len) != NGX_OK) {
+            ngx_teleclinic_error(err, 422, "unknown_drug",
+                                 "drug is not in the formulary", "drug");
+            goto failed;
+        }
+
+        if (ngx_teleclinic_request_text(req->root, "dose",
+                                        NGX_TELECLINIC_DOSE_MAX, 1,
+                                        &req->text[0], err)
+               != NGX_OK
+            || ngx_teleclinic_request_text(req->root, "frequency",
+                                           NGX_TELECLINIC_DOSE_MAX, 1,
+                                           &req->text[1], err)
+               != NGX_OK
+            || ngx_teleclinic_request_text(req->root, "note",
+                                           NGX_TELECLINIC_ITEM_NOTE_MAX, 0,
+                                           &req->text[2], err)
+               != NGX_OK
+            || ngx_teleclinic_request_number(req->root, "days", 1, 366, 0,
+                                             &req->num[0], err)
+               != NGX_OK
+            || ngx_teleclinic_request_number(req->root, "quantity", 1, 10000,
+                                             0, &req->num[1], err)
+               != NGX_OK)
+        {
+            goto failed;
+        }
+
+        break;
+
+    case NGX_TELECLINIC_BODY_ORDER:
+        if (ngx_teleclinic_request_string(req->root, "exam", 1,
+                                          NGX_TELECLINIC_ID_MAX, &req->ref,
+                                          err)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+
+        if (ngx_teleclinic_id_valid(req->ref.data, req->ref.len) != NGX_OK) {
+            ngx_teleclinic_error(err, 422, "unknown_exam",
+                                 "exam is not in the catalogue", "exam");
+            goto failed;
+        }
+
+        if (ngx_teleclinic_request_text(req->root, "note",
+                                        NGX_TELECLINIC_ITEM_NOTE_MAX, 0,
+                                        &req->text[0], err)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+
+        break;
+
+    case NGX_TELECLINIC_BODY_FOLLOWUP:
+        if (ngx_teleclinic_request_string(req->root, "kind", 1, 16, &req->ref,
+                                          err)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+
+        for (i = 0; followups[i]; i++) {
+            if (req->ref.len == ngx_strlen(followups[i])
+                && ngx_strncmp(req->ref.data, followups[i], req->ref.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (followups[i] == NULL) {
+            ngx_teleclinic_error(err, 422, "invalid_field",
+                                 "kind must be payment, pharmacy, exam or "
+                                 "revisit", "kind");
+            goto failed;
+        }
+
+        if (ngx_teleclinic_request_text(req->root, "note",
+                                        NGX_TELECLINIC_ITEM_NOTE_MAX, 0,
+                                        &req->text[0], err)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+
+        if (json_object_get(req->root, "due") != NULL) {
+            if (ngx_teleclinic_request_string(req->root, "due", 10, 10, &s,
+                                              err)
+                != NGX_OK)
+            {
+                goto failed;
+            }
+
+            if (ngx_teleclinic_date_parse(s.data, s.len, &req->due)
+                != NGX_OK)
+            {
+                ngx_teleclinic_error(err, 422, "invalid_field",
+                                     "due must be a date, YYYY-MM-DD", "due");
+                goto failed;
+            }
+
+            req->has_due = 1;
+        }
+
+        break;
+
+    case NGX_TELECLINIC_BODY_ADDENDUM:
+        if (ngx_teleclinic_request_text(req->root, "text",
+                                        NGX_TELECLINIC_NOTE_MAX, 1,
+                                        &req->text[0], err)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+
+        break;
+
+    case NGX_TELECLINIC_BODY_RATING:
+        if (ngx_teleclinic_request_number(req->root, "score", 1, 5, 1,
+                                          &req->num[0], err)
+               != NGX_OK
+            || ngx_teleclinic_request_text(req->root, "comment",
+                                           NGX_TELECLINIC_ITEM_NOTE_MAX, 0,
+                                           &req->text[0], err)
+               != NGX_OK)
+        {
+            goto failed;
+        }
+
+        break;
+
+    default:
+        ngx_teleclinic_error(err, 422, "invalid_body", "unknown request",
+                             NULL);
+        goto failed;
+    }
+
+    return NGX_OK;
+
+failed:
+
+    json_decref(req->root);
+    req->root = NULL;
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * A text a doctor or a patient writes: optional unless required, up to
+ * max characters; line breaks and tabs are allowed, other control
+ * characters are not.
+ */
+
+static ngx_int_t
+ngx_teleclinic_request_text(json_t *obj, const char *key, size_t max,
+    ngx_uint_t required, ngx_str_t *value, ngx_teleclinic_error_t *err)
+{
+    size_t    i, n;
+    json_t   *v;
+    u_char    c;
+
+    value->len = 0;
+    value->data = NULL;
+
+    v = json_object_get(obj, key);
+
+    if (v == NULL || json_is_null(v)) {
+        if (required) {
+            ngx_teleclinic_error(err, 422, "missing_field",
+                                 "a required field is missing", key);
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    if (!json_is_string(v)) {
+        ngx_teleclinic_error(err, 422, "invalid_type",
+                             "the field must be a string", key);
+        return NGX_ERROR;
+    }
+
+    value->data = (u_char *) json_string_value(v);
+    value->len = json_string_length(v);
+
+    n = ngx_teleclinic_utf8_chars(value->data, value->len);
+
+    if ((required && n == 0) || n > max) {
+        ngx_teleclinic_error(err, 422, "invalid_length",
+                             "the field is empty or too long", key);
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < value->len; i++) {
+        c = value->data[i];
+
+        if ((c < 0x20 && c != '\n' && c != '\r' && c != '\t')
+            || c == 0x7f
+            || (c == 0xc2 && i + 1 < value->len
+                && value->data[i + 1] >= 0x80 && value->data[i + 1] <= 0x9f))
+        {
+            ngx_teleclinic_error(err, 422, "invalid_characters",
+                                 "the field contains control characters",
+                                 key);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_request_number(json_t *obj, const char *key, ngx_uint_t min,
+    ngx_uint_t max, ngx_uint_t required, ngx_uint_t *value,
+    ngx_teleclinic_error_t *err)
+{
+    json_t      *v;
+    json_int_t   n;
+
+    *value = 0;
+
+    v = json_object_get(obj, key);
+
+    if (v == NULL || json_is_null(v)) {
+        if (required) {
+            ngx_teleclinic_error(err, 422, "missing_field",
+                                 "a required field is missing", key);
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    if (!json_is_integer(v)) {
+        ngx_teleclinic_error(err, 422, "invalid_type",
+                             "the field must be an integer", key);
+        return NGX_ERROR;
+    }
+
+    n = json_integer_value(v);
+
+    if (n < (json_int_t) min || n > (json_int_t) max) {
+        ngx_teleclinic_error(err, 422, "invalid_field",
+                             "the number is out of range", key);
+        return NGX_ERROR;
+    }
+
+    *value = (ngx_uint_t) n;
+
+    return NGX_OK;
 }
 
 

@@ -50,6 +50,37 @@ typedef struct {
 } ngx_teleclinic_booking_req_t;
 
 
+/* the bodies of the visit record's requests */
+#define NGX_TELECLINIC_BODY_NOTE       0
+#define NGX_TELECLINIC_BODY_RX         1
+#define NGX_TELECLINIC_BODY_ORDER      2
+#define NGX_TELECLINIC_BODY_FOLLOWUP   3
+#define NGX_TELECLINIC_BODY_ADDENDUM   4
+#define NGX_TELECLINIC_BODY_RATING     5
+
+#define NGX_TELECLINIC_RECORD_TEXTS    5
+#define NGX_TELECLINIC_NOTE_MAX        4000    /* characters */
+#define NGX_TELECLINIC_ITEM_NOTE_MAX   1000
+#define NGX_TELECLINIC_DOSE_MAX        200
+
+
+/*
+ * A record's request, by kind: the note's five texts (complaint,
+ * history, findings, diagnosis, advice); a prescription's dose,
+ * frequency and note, drug in ref, days and quantity in num; an order's
+ * note, exam in ref; a follow-up's note, kind in ref, due; an addendum's
+ * text; a rating's comment, score in num[0].  Strings point into root.
+ */
+typedef struct {
+    json_t                       *root;
+    ngx_str_t                     text[NGX_TELECLINIC_RECORD_TEXTS];
+    ngx_str_t                     ref;
+    ngx_uint_t                    num[2];
+    ngx_uint_t                    has_due;
+    ngx_teleclinic_date_t         due;
+} ngx_teleclinic_record_req_t;
+
+
 /*
  * The parsers below take untrusted bytes and never use nginx's runtime,
  * so the fuzz targets link them alone.  They return NGX_OK, or NGX_ERROR
@@ -62,6 +93,9 @@ ngx_int_t ngx_teleclinic_request_booking(u_char *body, size_t len,
 ngx_int_t ngx_teleclinic_request_reschedule(u_char *body, size_t len,
     json_t **root, ngx_str_t *slot, ngx_teleclinic_error_t *err);
 
+ngx_int_t ngx_teleclinic_request_record(u_char *body, size_t len,
+    ngx_uint_t kind, ngx_teleclinic_record_req_t *req,
+    ngx_teleclinic_error_t *err);
 ngx_int_t ngx_teleclinic_id_valid(u_char *p, size_t len);
 ngx_int_t ngx_teleclinic_date_parse(u_char *p, size_t len,
     ngx_teleclinic_date_t *date);

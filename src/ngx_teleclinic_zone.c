@@ -260,6 +260,14 @@ ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
                                      ev->visits, ev->average);
         break;
 
+    case NGX_TELECLINIC_EV_NOTE:
+    case NGX_TELECLINIC_EV_ITEM:
+    case NGX_TELECLINIC_EV_DROP:
+    case NGX_TELECLINIC_EV_CLOSE:
+    case NGX_TELECLINIC_EV_RATING:
+        rc = zone->handlers->record(zone, ev);
+        break;
+
     case NGX_TELECLINIC_EV_MSG:
         rc = NGX_OK;
 

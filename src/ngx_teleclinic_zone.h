@@ -43,7 +43,19 @@
 #define NGX_TELECLINIC_EV_EXPIRE      9
 /* snapshot: a doctor's running average, which the visits made */
 #define NGX_TELECLINIC_EV_ROOM        10
-#define NGX_TELECLINIC_EV_LAST        NGX_TELECLINIC_EV_ROOM
+/* the visit record (ngx_teleclinic_record.c); compaction writes them too */
+#define NGX_TELECLINIC_EV_NOTE        11
+#define NGX_TELECLINIC_EV_ITEM        12
+#define NGX_TELECLINIC_EV_DROP        13
+#define NGX_TELECLINIC_EV_CLOSE       14
+#define NGX_TELECLINIC_EV_RATING      15
+#define NGX_TELECLINIC_EV_LAST        NGX_TELECLINIC_EV_RATING
+
+#define ngx_teleclinic_ev_record(op)                                         \
+    ((op) >= NGX_TELECLINIC_EV_NOTE && (op) <= NGX_TELECLINIC_EV_RATING)
+
+/* the texts an event of the record carries: the note has the most */
+#define NGX_TELECLINIC_TEXTS          5
 
 
 typedef struct {
@@ -133,6 +145,7 @@ typedef struct {
     u_char                        directory_file_hash[32];
 
     ngx_uint_t                    journal_records;
+    ngx_uint_t                    nrecord_events;  /* a compaction's */
 
     ngx_teleclinic_logins_t       logins;
 
@@ -142,6 +155,7 @@ typedef struct {
      */
     ngx_teleclinic_rooms_t       *rooms;
     ngx_teleclinic_bus_sh_t      *bus;
+    ngx_teleclinic_records_t     *records;
 } ngx_teleclinic_sh_t;
 
 
@@ -174,6 +188,13 @@ typedef struct {
     ngx_uint_t                    average;     /* their average visit */
     ngx_str_t                     directory;   /* JSON text */
     u_char                        hash[32];    /* of the directory file */
+
+    /* the record's: an item's id and kind, what it names, its texts */
+    ngx_uint_t                    item;
+    ngx_uint_t                    item_kind;
+    ngx_str_t                     ref;         /* drug, exam, follow-up */
+    ngx_str_t                     text[NGX_TELECLINIC_TEXTS];
+    ngx_uint_t                    num[2];      /* days, quantity; score */
 } ngx_teleclinic_event_t;
 
 
@@ -202,6 +223,13 @@ typedef struct {
                                     ngx_uint_t visits, ngx_uint_t average);
     /* compaction: the "room" records of the doctors' averages */
     ngx_int_t                   (*snapshot)(ngx_teleclinic_zone_t *zone,
+                                    ngx_teleclinic_snapshot_pt write,
+                                    void *data);
+    /* an event of a visit record: NGX_DECLINED when the zone is full */
+    ngx_int_t                   (*record)(ngx_teleclinic_zone_t *zone,
+                                    ngx_teleclinic_event_t *ev);
+    /* compaction: the events that make each record again */
+    ngx_int_t                   (*records)(ngx_teleclinic_zone_t *zone,
                                     ngx_teleclinic_snapshot_pt write,
                                     void *data);
 } ngx_teleclinic_zone_handlers_t;

@@ -12,6 +12,7 @@
 #include "ngx_http_teleclinic_booking.h"
 #include "ngx_http_teleclinic_admin.h"
 #include "ngx_http_teleclinic_doctor.h"
+#include "ngx_http_teleclinic_record.h"
 
 
 typedef ngx_int_t (*ngx_http_teleclinic_route_pt)(ngx_http_request_t *r,
@@ -59,6 +60,25 @@ static ngx_http_teleclinic_route_t  ngx_http_teleclinic_routes[] = {
 
     { NGX_HTTP_POST, { "appointments", "*", "reschedule" },
       ngx_http_teleclinic_reschedule },
+
+    { NGX_HTTP_GET, { "appointments", "*", "record" },
+      ngx_http_teleclinic_record_get },
+
+    { NGX_HTTP_PUT, { "appointments", "*", "record", "note" },
+      ngx_http_teleclinic_record_note },
+
+    { NGX_HTTP_POST, { "appointments", "*", "record", "close" },
+      ngx_http_teleclinic_record_close },
+
+    /* prescriptions, orders, followups, addenda */
+    { NGX_HTTP_POST, { "appointments", "*", "record", "*" },
+      ngx_http_teleclinic_record_add },
+
+    { NGX_HTTP_DELETE, { "appointments", "*", "record", "*", "*" },
+      ngx_http_teleclinic_record_drop },
+
+    { NGX_HTTP_POST, { "appointments", "*", "rating" },
+      ngx_http_teleclinic_rating },
 
     { NGX_HTTP_GET, { "admin", "directory" },
       ngx_http_teleclinic_admin_directory },

@@ -8,6 +8,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include "ngx_http_teleclinic_util.h"
+#include "ngx_teleclinic_record.h"
 #include "ngx_http_teleclinic_api.h"
 #include "ngx_http_teleclinic_notify.h"
 #include "ngx_http_teleclinic_session.h"
@@ -60,7 +61,9 @@ static ngx_teleclinic_zone_handlers_t  ngx_http_teleclinic_zone_handlers = {
     ngx_http_teleclinic_zone_open,
     ngx_teleclinic_room_visit_locked,
     ngx_teleclinic_room_average_locked,
-    ngx_teleclinic_room_snapshot_locked
+    ngx_teleclinic_room_snapshot_locked,
+    ngx_teleclinic_record_apply_locked,
+    ngx_teleclinic_record_snapshot_locked
 };
 
 
@@ -915,7 +918,9 @@ ngx_http_teleclinic_ice_servers(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t
 ngx_http_teleclinic_zone_init(ngx_teleclinic_zone_t *zone)
 {
-    if (ngx_teleclinic_room_init_zone(zone) != NGX_OK) {
+    if (ngx_teleclinic_room_init_zone(zone) != NGX_OK
+        || ngx_teleclinic_record_init_zone(zone) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

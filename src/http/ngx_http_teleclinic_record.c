@@ -1,0 +1,980 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <jansson.h>
+#include "ngx_http_teleclinic_util.h"
+#include "ngx_http_teleclinic_record.h"
+#include "ngx_teleclinic_record.h"
+#include "ngx_teleclinic_token.h"
+
+
+#define NGX_HTTP_TELECLINIC_ADMIN      1
+#define NGX_HTTP_TELECLINIC_DOCTOR     2
+#define NGX_HTTP_TELECLINIC_PATIENT    3
+
+/* what a change answers with */
+#define NGX_HTTP_TELECLINIC_RECORD     0   /* the whole record */
+#define NGX_HTTP_TELECLINIC_CREATED    1   /* {"id"} of the new item */
+#define NGX_HTTP_TELECLINIC_RATED      2   /* the rating */
+
+
+/* who asks, from the request's credentials */
+typedef struct {
+    ngx_uint_t                    who;
+    uint64_t                      appt;
+    int64_t                       version;   /* a patient's token's */
+    ngx_teleclinic_token_t        token;     /* a doctor's */
+} ngx_http_teleclinic_caller_t;
+
+
+/* the record as the answer shows it, copied under the zone's lock */
+typedef struct {
+    uint64_t                      appt;
+    ngx_teleclinic_record_t      *rec;       /* NULL: none yet */
+    ngx_uint_t                    answer;
+    ngx_uint_t                    item;
+} ngx_http_teleclinic_shown_t;
+
+
+static ngx_int_t ngx_http_teleclinic_caller(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call, ngx_http_teleclinic_caller_t *c,
+    ngx_teleclinic_error_t *err);
+static ngx_int_t ngx_http_teleclinic_may(ngx_http_teleclinic_caller_t *c,
+    ngx_teleclinic_appt_t *appt, ngx_teleclinic_error_t *err);
+static ngx_int_t ngx_http_teleclinic_writable(ngx_http_teleclinic_caller_t *c,
+    ngx_teleclinic_appt_t *appt, ngx_teleclinic_record_t *rec,
+    ngx_teleclinic_error_t *err);
+static ngx_int_t ngx_http_teleclinic_record_change(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call, ngx_uint_t kind, const char *action);
+static ngx_int_t ngx_http_teleclinic_record_commit(ngx_http_request_t *r,
+    ngx_teleclinic_zone_t *zone, ngx_teleclinic_event_t *ev,
+    ngx_uint_t status, ngx_uint_t answer);
+static ngx_int_t ngx_http_teleclinic_record_copy(ngx_http_request_t *r,
+    ngx_teleclinic_zone_t *zone, ngx_http_teleclinic_change_t *change);
+static ngx_int_t ngx_http_teleclinic_record_format(ngx_http_request_t *r,
+    ngx_http_teleclinic_change_t *change, ngx_str_t *text);
+static json_t *ngx_http_teleclinic_record_json(ngx_teleclinic_record_t *rec,
+    uint64_t appt);
+static json_t *ngx_http_teleclinic_rating_json(ngx_teleclinic_record_t *rec);
+static json_t *ngx_http_teleclinic_str_json(ngx_str_t *s);
+static json_t *ngx_http_teleclinic_time_json(time_t t);
+static json_t *ngx_http_teleclinic_date_json(time_t t);
+static ngx_int_t ngx_http_teleclinic_record_dump(ngx_http_request_t *r,
+    json_t *json, ngx_str_t *text);
+static ngx_uint_t ngx_http_teleclinic_item_kind(ngx_str_t *seg,
+    ngx_uint_t *body, const char **action);
+
+
+ngx_int_t
+ngx_http_teleclinic_record_get(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call)
+{
+    ngx_int_t                         rc;
+    ngx_str_t                         text;
+    ngx_teleclinic_zone_t            *zone;
+    ngx_teleclinic_appt_t            *appt;
+    ngx_teleclinic_error_t            err;
+    ngx_teleclinic_record_t          *rec, *copy;
+    ngx_http_teleclinic_ctx_t        *ctx;
+    ngx_http_teleclinic_caller_t      c;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
+    zone = ngx_http_teleclinic_zone(tmcf);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
+
+    ngx_str_set(&ctx->action, "record_read");
+
+    if (ngx_http_teleclinic_caller(r, call, &c, &err) != NGX_OK) {
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
+    copy = NULL;
+    rc = NGX_OK;
+
+    ngx_teleclinic_zone_lock(zone);
+
+    appt = ngx_teleclinic_appt_lookup(zone, c.appt);
+
+    if (ngx_http_teleclinic_may(&c, appt, &err) != NGX_OK) {
+        ngx_teleclinic_zone_unlock(zone);
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
+    rec = ngx_teleclinic_record_lookup(zone, c.appt);
+
+    /* the patient sees the record once the doctor has signed it */
+
+    if (c.who == NGX_HTTP_TELECLINIC_PATIENT
+        && (rec == NULL || rec->status != NGX_TELECLINIC_RECORD_FINAL))
+    {
+        rc = NGX_DECLINED;
+
+    } else if (rec) {
+        copy = ngx_teleclinic_record_copy(rec, r->pool);
+        rc = copy ? NGX_OK : NGX_ERROR;
+    }
+
+    ngx_teleclinic_zone_unlock(zone);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_teleclinic_error(r, NGX_HTTP_NOT_FOUND, "no_record",
+                                         "the visit's record is not final "
+                                         "yet", NULL);
+    }
+
+    if (rc != NGX_OK
+        || ngx_http_teleclinic_record_dump(r,
+                             ngx_http_teleclinic_record_json(copy, c.appt),
+                             &text)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_teleclinic_send_text(r, NGX_HTTP_OK, text.data, text.len);
+}
+
+
+ngx_int_t
+ngx_http_teleclinic_record_note(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call)
+{
+    return ngx_http_teleclinic_record_change(r, call,
+                                             NGX_TELECLINIC_BODY_NOTE,
+                                             "note");
+}
+
+
+ngx_int_t
+ngx_http_teleclinic_record_add(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call)
+{
+    ngx_uint_t   body;
+    const char  *action;
+
+    if (ngx_http_teleclinic_item_kind(&call->seg[3], &body, &action) == 0) {
+        return ngx_http_teleclinic_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                         "no such resource", NULL);
+    }
+
+    return ngx_http_teleclinic_record_change(r, call, body, action);
+}
+
+
+ngx_int_t
+ngx_http_teleclinic_record_drop(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call)
+{
+    ngx_int_t                         n;
+    ngx_uint_t                        kind, body;
+    const char                       *action;
+    ngx_teleclinic_zone_t            *zone;
+    ngx_teleclinic_item_t            *item;
+    ngx_teleclinic_appt_t            *appt;
+    ngx_teleclinic_error_t            err;
+    ngx_teleclinic_event_t            ev;
+    ngx_teleclinic_record_t          *rec;
+    ngx_http_teleclinic_ctx_t        *ctx;
+    ngx_http_teleclinic_caller_t      c;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
+    zone = ngx_http_teleclinic_zone(tmcf);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
+
+    kind = ngx_http_teleclinic_item_kind(&call->seg[3], &body, &action);
+
+    if (kind != NGX_TELECLINIC_ITEM_RX && kind != NGX_TELECLINIC_ITEM_ORDER) {
+        return ngx_http_teleclinic_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                         "no such resource", NULL);
+    }
+
+    ctx->action.data = (u_char *) action;
+    ctx->action.len = ngx_strlen(action);
+
+    if (ngx_http_teleclinic_caller(r, call, &c, &err) != NGX_OK) {
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
+    n = (call->seg[4].len <= 9) ? ngx_atoi(call->seg[4].data,
+                                           call->seg[4].len)
+                                : NGX_ERROR;
+
+    ngx_teleclinic_zone_lock(zone);
+
+    appt = ngx_teleclinic_appt_lookup(zone, c.appt);
+    rec = ngx_teleclinic_record_lookup(zone, c.appt);
+
+    if (ngx_http_teleclinic_writable(&c, appt, rec, &err) != NGX_OK) {
+        goto failed;
+    }
+
+    item = (rec && n > 0) ? ngx_teleclinic_item_lookup(rec, n) : NULL;
+
+    if (item == NULL || item->kind != kind) {
+        (void) ngx_http_teleclinic_reject(&err, NGX_HTTP_NOT_FOUND,
+                                          "not_found",
+                                          "no such item in the record",
+                                          NULL);
+        goto failed;
+    }
+
+    ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+    ev.op = NGX_TELECLINIC_EV_DROP;
+    ev.at = ngx_time();
+    ev.id = c.appt;
+    ev.item = n;
+
+    return ngx_http_teleclinic_record_commit(r, zone, &ev, NGX_HTTP_OK,
+                                             NGX_HTTP_TELECLINIC_RECORD);
+
+failed:
+
+    ngx_teleclinic_zone_unlock(zone);
+
+    return ngx_http_teleclinic_fail(r, &err);
+}
+
+
+ngx_int_t
+ngx_http_teleclinic_record_close(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call)
+{
+    ngx_teleclinic_zone_t            *zone;
+    ngx_teleclinic_appt_t            *appt;
+    ngx_teleclinic_error_t            err;
+    ngx_teleclinic_event_t            ev;
+    ngx_teleclinic_record_t          *rec;
+    ngx_http_teleclinic_ctx_t        *ctx;
+    ngx_http_teleclinic_caller_t      c;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
+    zone = ngx_http_teleclinic_zone(tmcf);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
+
+    ngx_str_set(&ctx->action, "close");
+
+    if (ngx_http_teleclinic_caller(r, call, &c, &err) != NGX_OK) {
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
+    ngx_teleclinic_zone_lock(zone);
+
+    appt = ngx_teleclinic_appt_lookup(zone, c.appt);
+    rec = ngx_teleclinic_record_lookup(zone, c.appt);
+
+    if (ngx_http_teleclinic_writable(&c, appt, rec, &err) != NGX_OK) {
+        goto failed;
+    }
+
+    /* a visit whose call ended; one that never took place has no record */
+
+    if (appt->visit_start == 0 || appt->status != NGX_TELECLINIC_FULFILLED) {
+        (void) ngx_http_teleclinic_reject(&err, NGX_HTTP_CONFLICT,
+                                          "visit_not_held",
+                                          "the visit's call has not taken "
+                                          "place", NULL);
+        goto failed;
+    }
+
+    ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+    ev.op = NGX_TELECLINIC_EV_CLOSE;
+    ev.at = ngx_time();
+    ev.id = c.appt;
+
+    return ngx_http_teleclinic_record_commit(r, zone, &ev, NGX_HTTP_OK,
+                                             NGX_HTTP_TELECLINIC_RECORD);
+
+failed:
+
+    ngx_teleclinic_zone_unlock(zone);
+
+    return ngx_http_teleclinic_fail(r, &err);
+}
+
+
+ngx_int_t
+ngx_http_teleclinic_rating(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call)
+{
+    ngx_int_t                         rc;
+    ngx_teleclinic_zone_t            *zone;
+    ngx_teleclinic_appt_t            *appt;
+    ngx_teleclinic_error_t            err;
+    ngx_teleclinic_event_t            ev;
+    ngx_teleclinic_record_t          *rec;
+    ngx_http_teleclinic_ctx_t        *ctx;
+    ngx_teleclinic_record_req_t       req;
+    ngx_http_teleclinic_caller_t      c;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
+    zone = ngx_http_teleclinic_zone(tmcf);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
+
+    ngx_str_set(&ctx->action, "rating");
+
+    if (ngx_http_teleclinic_caller(r, call, &c, &err) != NGX_OK) {
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
+    if (c.who != NGX_HTTP_TELECLINIC_PATIENT) {
+        (void) ngx_http_teleclinic_reject(&err, NGX_HTTP_FORBIDDEN,
+                                          "forbidden",
+                                          "only the patient rates the visit",
+                                          NULL);
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
+    if (ngx_teleclinic_request_record(call->body.data, call->body.len,
+                                      NGX_TELECLINIC_BODY_RATING, &req, &err)
+        != NGX_OK)
+    {
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
+    ngx_teleclinic_zone_lock(zone);
+
+    appt = ngx_teleclinic_appt_lookup(zone, c.appt);
+
+    if (ngx_http_teleclinic_may(&c, appt, &err) != NGX_OK) {
+        goto failed;
+    }
+
+    if (appt->visit_start == 0 || appt->status != NGX_TELECLINIC_FULFILLED) {
+        (void) ngx_http_teleclinic_reject(&err, NGX_HTTP_CONFLICT,
+                                          "visit_not_held",
+                                          "the visit has not taken place",
+                                          NULL);
+        goto failed;
+    }
+
+    rec = ngx_teleclinic_record_lookup(zone, c.appt);
+
+    if (rec && rec->score) {
+        (void) ngx_http_teleclinic_reject(&err, NGX_HTTP_CONFLICT,
+                                          "already_rated",
+                                          "the visit is rated already",
+                                          NULL);
+        goto failed;
+    }
+
+    ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+    ev.op = NGX_TELECLINIC_EV_RATING;
+    ev.at = ngx_time();
+    ev.id = c.appt;
+    ev.num[0] = req.num[0];
+    ev.text[0] = req.text[0];
+
+    /* the event's strings are the request's document until the commit */
+    rc = ngx_http_teleclinic_record_commit(r, zone, &ev, NGX_HTTP_CREATED,
+                                           NGX_HTTP_TELECLINIC_RATED);
+    json_decref(req.root);
+
+    return rc;
+
+failed:
+
+    ngx_teleclinic_zone_unlock(zone);
+    json_decref(req.root);
+
+    return ngx_http_teleclinic_fail(r, &err);
+}
+
+
+/*
+ * PUT .../record/note and POST .../record/{prescriptions, orders,
+ * followups, addenda}: the appointment's doctor, on an open record
+ * (addenda: on a final one too)
+ */
+
+static ngx_int_t
+ngx_http_teleclinic_record_change(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call, ngx_uint_t kind, const char *action)
+{
+    time_t                            from, to;
+    ngx_int_t                         rc;
+    ngx_uint_t                        i;
+    ngx_teleclinic_zone_t            *zone;
+    ngx_teleclinic_appt_t            *appt;
+    ngx_teleclinic_error_t            err;
+    ngx_teleclinic_event_t            ev;
+    ngx_teleclinic_record_t          *rec;
+    ngx_http_teleclinic_ctx_t        *ctx;
+    ngx_teleclinic_record_req_t       req;
+    ngx_http_teleclinic_caller_t      c;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    static ngx_uint_t  items[] = {
+        0, NGX_TELECLINIC_ITEM_RX, NGX_TELECLINIC_ITEM_ORDER,
+        NGX_TELECLINIC_ITEM_FOLLOWUP, NGX_TELECLINIC_ITEM_ADDENDUM
+    };
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
+    zone = ngx_http_teleclinic_zone(tmcf);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
+
+    ctx->action.data = (u_char *) action;
+    ctx->action.len = ngx_strlen(action);
+
+    if (ngx_http_teleclinic_caller(r, call, &c, &err) != NGX_OK) {
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
+    if (c.who != NGX_HTTP_TELECLINIC_DOCTOR) {
+        (void) ngx_http_teleclinic_reject(&err, NGX_HTTP_FORBIDDEN,
+                                          "forbidden",
+                                          "only the appointment's doctor "
+                                          "writes its record", NULL);
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
+    if (ngx_teleclinic_request_record(call->body.data, call->body.len, kind,
+                                      &req, &err)
+        != NGX_OK)
+    {
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
+    ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+    ev.at = ngx_time();
+    ev.id = c.appt;
+
+    for (i = 0; i < NGX_TELECLINIC_RECORD_TEXTS; i++) {
+        ev.text[i] = req.text[i];
+    }
+
+    ev.ref = req.ref;
+    ev.num[0] = req.num[0];
+    ev.num[1] = req.num[1];
+
+    if (req.has_due) {
+        ngx_teleclinic_day_bounds(&req.due, &from, &to);
+        ev.due = from;
+    }
+
+    ngx_teleclinic_zone_lock(zone);
+
+    appt = ngx_teleclinic_appt_lookup(zone, c.appt);
+    rec = ngx_teleclinic_record_lookup(zone, c.appt);
+
+    if (kind == NGX_TELECLINIC_BODY_ADDENDUM) {
+        /* a signed record is never edited, only amended */
+        rc = ngx_http_teleclinic_may(&c, appt, &err);
+
+    } else {
+        rc = ngx_http_teleclinic_writable(&c, appt, rec, &err);
+    }
+
+    if (rc != NGX_OK) {
+        goto failed;
+    }
+
+    if (kind == NGX_TELECLINIC_BODY_NOTE) {
+        ev.op = NGX_TELECLINIC_EV_NOTE;
+
+        rc = ngx_http_teleclinic_record_commit(r, zone, &ev, NGX_HTTP_OK,
+                                               NGX_HTTP_TELECLINIC_RECORD);
+        json_decref(req.root);
+        return rc;
+    }
+
+    if (rec && rec->nitems >= NGX_TELECLINIC_RECORD_ITEMS) {
+        (void) ngx_http_teleclinic_reject(&err, NGX_HTTP_CONFLICT,
+                                          "record_full",
+                                          "the record holds as many items "
+                                          "as it can", NULL);
+        goto failed;
+    }
+
+    ev.op = NGX_TELECLINIC_EV_ITEM;
+    ev.item = (rec ? rec->last_item : 0) + 1;
+    ev.item_kind = items[kind];
+
+    rc = ngx_http_teleclinic_record_commit(r, zone, &ev, NGX_HTTP_CREATED,
+                                           NGX_HTTP_TELECLINIC_CREATED);
+    json_decref(req.root);
+
+    return rc;
+
+failed:
+
+    ngx_teleclinic_zone_unlock(zone);
+    json_decref(req.root);
+
+    return ngx_http_teleclinic_fail(r, &err);
+}
+
+
+/* with the zone locked; it is unlocked on return */
+
+static ngx_int_t
+ngx_http_teleclinic_record_commit(ngx_http_request_t *r,
+    ngx_teleclinic_zone_t *zone, ngx_teleclinic_event_t *ev,
+    ngx_uint_t status, ngx_uint_t answer)
+{
+    ngx_http_teleclinic_shown_t   *shown;
+    ngx_http_teleclinic_change_t   change;
+
+    shown = ngx_pcalloc(r->pool, sizeof(ngx_http_teleclinic_shown_t));
+    if (shown == NULL) {
+        ngx_teleclinic_zone_unlock(zone);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    shown->appt = ev->id;
+    shown->answer = answer;
+    shown->item = ev->item;
+
+    ngx_memzero(&change, sizeof(ngx_http_teleclinic_change_t));
+    change.event = ev;
+    change.status = status;
+    change.copy = ngx_http_teleclinic_record_copy;
+    change.format = ngx_http_teleclinic_record_format;
+    change.data = shown;
+
+    return ngx_http_teleclinic_commit(r, zone, &change);
+}
+
+
+static ngx_int_t
+ngx_http_teleclinic_record_copy(ngx_http_request_t *r,
+    ngx_teleclinic_zone_t *zone, ngx_http_teleclinic_change_t *change)
+{
+    ngx_teleclinic_record_t      *rec;
+    ngx_http_teleclinic_shown_t  *shown;
+
+    shown = change->data;
+
+    rec = ngx_teleclinic_record_lookup(zone, shown->appt);
+    if (rec == NULL) {
+        return NGX_ERROR;
+    }
+
+    shown->rec = ngx_teleclinic_record_copy(rec, r->pool);
+
+    return shown->rec ? NGX_OK : NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_teleclinic_record_format(ngx_http_request_t *r,
+    ngx_http_teleclinic_change_t *change, ngx_str_t *text)
+{
+    json_t                       *json;
+    ngx_http_teleclinic_shown_t  *shown;
+
+    shown = change->data;
+
+    switch (shown->answer) {
+
+    case NGX_HTTP_TELECLINIC_CREATED:
+        json = json_pack("{s:I}", "id", (json_int_t) shown->item);
+        break;
+
+    case NGX_HTTP_TELECLINIC_RATED:
+        json = ngx_http_teleclinic_rating_json(shown->rec);
+        break;
+
+    default:
+        json = ngx_http_teleclinic_record_json(shown->rec, shown->appt);
+    }
+
+    return ngx_http_teleclinic_record_dump(r, json, text);
+}
+
+
+/*
+ * The admin key, the appointment's doctor or its patient; which of them
+ * may do what is for each handler.  The appointment is checked with the
+ * zone locked (ngx_http_teleclinic_may()).
+ */
+
+static ngx_int_t
+ngx_http_teleclinic_caller(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call, ngx_http_teleclinic_caller_t *c,
+    ngx_teleclinic_error_t *err)
+{
+    uint32_t                          version;
+    uint64_t                          subject;
+    ngx_str_t                         token;
+    ngx_http_teleclinic_ctx_t        *ctx;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    ngx_memzero(c, sizeof(ngx_http_teleclinic_caller_t));
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
+
+    if (ngx_teleclinic_appt_id_parse(call->seg[1].data, call->seg[1].len,
+                                     &c->appt)
+        != NGX_OK)
+    {
+        return ngx_http_teleclinic_reject(err, NGX_HTTP_NOT_FOUND,
+                                          "unknown_appointment",
+                                          "no such appointment", NULL);
+    }
+
+    ctx->appt = c->appt;
+
+    if (ngx_http_teleclinic_is_admin(r) == NGX_OK) {
+        c->who = NGX_HTTP_TELECLINIC_ADMIN;
+        return NGX_OK;
+    }
+
+    if (ngx_http_teleclinic_bearer(r, &token) != NGX_OK
+        || ngx_teleclinic_token_verify(&tmcf->token_secret, &token,
+                                       ngx_time(), &c->token)
+           != NGX_OK)
+    {
+        return ngx_http_teleclinic_reject(err, NGX_HTTP_UNAUTHORIZED,
+                                          "unauthorized",
+                                          "a valid, unexpired token is "
+                                          "required", NULL);
+    }
+
+    if (c->token.kind == NGX_TELECLINIC_TOKEN_DOCTOR) {
+        c->who = NGX_HTTP_TELECLINIC_DOCTOR;
+        ngx_str_set(&ctx->actor, "doctor");
+        return NGX_OK;
+    }
+
+    if (ngx_teleclinic_token_appt(&c->token, &subject, &version) != NGX_OK) {
+        return ngx_http_teleclinic_reject(err, NGX_HTTP_UNAUTHORIZED,
+                                          "unauthorized",
+                                          "a valid, unexpired token is "
+                                          "required", NULL);
+    }
+
+    ngx_str_set(&ctx->actor, "patient");
+
+    if (subject != c->appt) {
+        return ngx_http_teleclinic_reject(err, NGX_HTTP_FORBIDDEN,
+                                          "forbidden",
+                                          "the token is not for this "
+                                          "appointment", NULL);
+    }
+
+    c->who = NGX_HTTP_TELECLINIC_PATIENT;
+    c->version = version;
+
+    return NGX_OK;
+}
+
+
+/* with the zone locked: the appointment exists and the caller is its own */
+
+static ngx_int_t
+ngx_http_teleclinic_may(ngx_http_teleclinic_caller_t *c,
+    ngx_teleclinic_appt_t *appt, ngx_teleclinic_error_t *err)
+{
+    if (appt == NULL) {
+        return ngx_http_teleclinic_reject(err, NGX_HTTP_NOT_FOUND,
+                                          "unknown_appointment",
+                                          "no such appointment", NULL);
+    }
+
+    switch (c->who) {
+
+    case NGX_HTTP_TELECLINIC_DOCTOR:
+        if (c->token.subject.len != appt->doctor_len
+            || ngx_strncmp(c->token.subject.data, appt->doctor,
+                           appt->doctor_len) != 0)
+        {
+            return ngx_http_teleclinic_reject(err, NGX_HTTP_FORBIDDEN,
+                                              "forbidden",
+                                              "the appointment is another "
+                                              "doctor's", NULL);
+        }
+
+        break;
+
+    case NGX_HTTP_TELECLINIC_PATIENT:
+        /* a token given before a reschedule or a cancellation */
+        if (c->version != (int64_t) appt->version) {
+            return ngx_http_teleclinic_reject(err, NGX_HTTP_UNAUTHORIZED,
+                                              "unauthorized",
+                                              "a valid, unexpired token is "
+                                              "required", NULL);
+        }
+
+        break;
+    }
+
+    return NGX_OK;
+}
+
+
+/* with the zone locked: the doctor's, of an open record */
+
+static ngx_int_t
+ngx_http_teleclinic_writable(ngx_http_teleclinic_caller_t *c,
+    ngx_teleclinic_appt_t *appt, ngx_teleclinic_record_t *rec,
+    ngx_teleclinic_error_t *err)
+{
+    if (c->who != NGX_HTTP_TELECLINIC_DOCTOR) {
+        return ngx_http_teleclinic_reject(err, NGX_HTTP_FORBIDDEN,
+                                          "forbidden",
+                                          "only the appointment's doctor "
+                                          "writes its record", NULL);
+    }
+
+    if (ngx_http_teleclinic_may(c, appt, err) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (appt->status == NGX_TELECLINIC_CANCELLED) {
+        return ngx_http_teleclinic_reject(err, NGX_HTTP_CONFLICT,
+                                          "appointment_cancelled",
+                                          "the appointment was cancelled",
+                                          NULL);
+    }
+
+    if (rec && rec->status == NGX_TELECLINIC_RECORD_FINAL) {
+        return ngx_http_teleclinic_reject(err, NGX_HTTP_CONFLICT,
+                                          "record_final",
+                                          "the record is signed: add an "
+                                          "addendum instead", NULL);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the record's answer; rec NULL: none written yet, an empty open one */
+
+static json_t *
+ngx_http_teleclinic_record_json(ngx_teleclinic_record_t *rec, uint64_t appt)
+{
+    u_char                  hex[NGX_TELECLINIC_APPT_ID_LEN];
+    json_t                 *o, *note, *item;
+    json_t                 *list[NGX_TELECLINIC_ITEM_KINDS + 1];
+    ngx_uint_t              i;
+    ngx_queue_t            *q;
+    ngx_teleclinic_item_t  *it;
+
+    static ngx_str_t  empty = ngx_null_string;
+
+    ngx_teleclinic_appt_id_print(hex, appt);
+
+    o = json_object();
+    note = json_object();
+
+    if (o == NULL || note == NULL) {
+        json_decref(o);
+        json_decref(note);
+        return NULL;
+    }
+
+    for (i = 0; i <= NGX_TELECLINIC_ITEM_KINDS; i++) {
+        list[i] = json_array();
+    }
+
+    for (i = 0; i < NGX_TELECLINIC_NOTE_FIELDS; i++) {
+        json_object_set_new(note, (char *) ngx_teleclinic_note_fields[i].data,
+                            ngx_http_teleclinic_str_json(rec ? &rec->note[i]
+                                                             : &empty));
+    }
+
+    for (q = rec ? ngx_queue_head(&rec->items) : NULL;
+         q && q != ngx_queue_sentinel(&rec->items);
+         q = ngx_queue_next(q))
+    {
+        it = ngx_queue_data(q, ngx_teleclinic_item_t, queue);
+
+        item = json_pack("{s:I, s:o}", "id", (json_int_t) it->id,
+                         "at", ngx_http_teleclinic_time_json(it->at));
+        if (item == NULL) {
+            continue;
+        }
+
+        switch (it->kind) {
+
+        case NGX_TELECLINIC_ITEM_RX:
+            json_object_set_new(item, "drug",
+                                ngx_http_teleclinic_str_json(&it->ref));
+            json_object_set_new(item, "dose",
+                                ngx_http_teleclinic_str_json(&it->text[0]));
+            json_object_set_new(item, "frequency",
+                                ngx_http_teleclinic_str_json(&it->text[1]));
+            json_object_set_new(item, "days", it->num[0]
+                                ? json_integer(it->num[0]) : json_null());
+            json_object_set_new(item, "quantity", it->num[1]
+                                ? json_integer(it->num[1]) : json_null());
+            json_object_set_new(item, "note",
+                                ngx_http_teleclinic_str_json(&it->text[2]));
+            break;
+
+        case NGX_TELECLINIC_ITEM_ORDER:
+            json_object_set_new(item, "exam",
+                                ngx_http_teleclinic_str_json(&it->ref));
+            json_object_set_new(item, "note",
+                                ngx_http_teleclinic_str_json(&it->text[0]));
+            break;
+
+        case NGX_TELECLINIC_ITEM_FOLLOWUP:
+            json_object_set_new(item, "kind",
+                                ngx_http_teleclinic_str_json(&it->ref));
+            json_object_set_new(item, "note",
+                                ngx_http_teleclinic_str_json(&it->text[0]));
+            json_object_set_new(item, "due",
+                                ngx_http_teleclinic_date_json(it->due));
+            break;
+
+        case NGX_TELECLINIC_ITEM_ADDENDUM:
+            json_object_set_new(item, "text",
+                                ngx_http_teleclinic_str_json(&it->text[0]));
+            break;
+        }
+
+        json_array_append_new(list[it->kind], item);
+    }
+
+    json_object_set_new(o, "appointment", json_stringn((char *) hex,
+                                                       sizeof(hex)));
+    json_object_set_new(o, "status", json_string(
+                            rec && rec->status == NGX_TELECLINIC_RECORD_FINAL
+                            ? "final" : "open"));
+    json_object_set_new(o, "closed", ngx_http_teleclinic_time_json(
+                                         rec ? rec->closed : 0));
+    json_object_set_new(o, "note", note);
+    json_object_set_new(o, "prescriptions", list[NGX_TELECLINIC_ITEM_RX]);
+    json_object_set_new(o, "orders", list[NGX_TELECLINIC_ITEM_ORDER]);
+    json_object_set_new(o, "followups", list[NGX_TELECLINIC_ITEM_FOLLOWUP]);
+    json_object_set_new(o, "snapshots", list[0]);
+    json_object_set_new(o, "addenda", list[NGX_TELECLINIC_ITEM_ADDENDUM]);
+    json_object_set_new(o, "rating", ngx_http_teleclinic_rating_json(rec));
+
+    return o;
+}
+
+
+static json_t *
+ngx_http_teleclinic_rating_json(ngx_teleclinic_record_t *rec)
+{
+    if (rec == NULL || rec->score == 0) {
+        return json_null();
+    }
+
+    return json_pack("{s:I, s:o, s:o}", "score", (json_int_t) rec->score,
+                     "comment", ngx_http_teleclinic_str_json(&rec->comment),
+                     "at", ngx_http_teleclinic_time_json(rec->rated));
+}
+
+
+static json_t *
+ngx_http_teleclinic_str_json(ngx_str_t *s)
+{
+    return json_stringn(s->len ? (char *) s->data : "", s->len);
+}
+
+
+static json_t *
+ngx_http_teleclinic_time_json(time_t t)
+{
+    u_char  buf[NGX_TELECLINIC_TIME_LEN];
+
+    if (t == 0) {
+        return json_null();
+    }
+
+    return json_stringn((char *) buf,
+                        ngx_teleclinic_time_print(buf, t) - buf);
+}
+
+
+static json_t *
+ngx_http_teleclinic_date_json(time_t t)
+{
+    u_char                 buf[sizeof("2026-01-01")];
+    ngx_teleclinic_date_t  date;
+
+    if (t == 0) {
+        return json_null();
+    }
+
+    ngx_teleclinic_date_of(t, &date);
+
+    return json_stringn((char *) buf,
+                        ngx_sprintf(buf, "%04ui-%02ui-%02ui", date.year,
+                                    date.month, date.day)
+                        - buf);
+}
+
+
+static ngx_int_t
+ngx_http_teleclinic_record_dump(ngx_http_request_t *r, json_t *json,
+    ngx_str_t *text)
+{
+    char  *s;
+
+    if (json == NULL) {
+        return NGX_ERROR;
+    }
+
+    s = json_dumps(json, JSON_COMPACT);
+    json_decref(json);
+
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    text->len = ngx_strlen(s);
+    text->data = ngx_pnalloc(r->pool, text->len);
+
+    if (text->data == NULL) {
+        free(s);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(text->data, s, text->len);
+    free(s);
+
+    return NGX_OK;
+}
+
+
+/* prescriptions, orders, followups, addenda: the item kind, 0 for none */
+
+static ngx_uint_t
+ngx_http_teleclinic_item_kind(ngx_str_t *seg, ngx_uint_t *body,
+    const char **action)
+{
+    ngx_uint_t  i;
+
+    static struct {
+        ngx_str_t    name;
+        ngx_uint_t   kind;
+        ngx_uint_t   body;
+        const char  *action;
+    } kinds[] = {
+        { ngx_string("prescriptions"), NGX_TELECLINIC_ITEM_RX,
+          NGX_TELECLINIC_BODY_RX, "prescribe" },
+        { ngx_string("orders"), NGX_TELECLINIC_ITEM_ORDER,
+          NGX_TELECLINIC_BODY_ORDER, "order" },
+        { ngx_string("followups"), NGX_TELECLINIC_ITEM_FOLLOWUP,
+          NGX_TELECLINIC_BODY_FOLLOWUP, "followup" },
+        { ngx_string("addenda"), NGX_TELECLINIC_ITEM_ADDENDUM,
+          NGX_TELECLINIC_BODY_ADDENDUM, "addendum" },
+    };
+
+    for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (seg->len == kinds[i].name.len
+            && ngx_strncmp(seg->data, kinds[i].name.data, seg->len) == 0)
+        {
+            *body = kinds[i].body;
+            *action = kinds[i].action;
+            return kinds[i].kind;
+        }
+    }
+
+    return 0;
+}

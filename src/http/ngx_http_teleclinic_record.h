@@ -1,0 +1,32 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#ifndef _NGX_HTTP_TELECLINIC_RECORD_H_INCLUDED_
+#define _NGX_HTTP_TELECLINIC_RECORD_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include "ngx_http_teleclinic_util.h"
+
+
+/* /appointments/{id}/record... and /appointments/{id}/rating */
+ngx_int_t ngx_http_teleclinic_record_get(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call);
+ngx_int_t ngx_http_teleclinic_record_note(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call);
+ngx_int_t ngx_http_teleclinic_record_add(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call);
+ngx_int_t ngx_http_teleclinic_record_drop(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call);
+ngx_int_t ngx_http_teleclinic_record_close(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call);
+ngx_int_t ngx_http_teleclinic_rating(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call);
+
+
+#endif /* _NGX_HTTP_TELECLINIC_RECORD_H_INCLUDED_ */
