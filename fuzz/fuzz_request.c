@@ -39,6 +39,7 @@ static void fuzz_date(u_char *p, size_t len);
 static void fuzz_appt_id(u_char *p, size_t len);
 static void fuzz_id(u_char *p, size_t len);
 static void fuzz_arg(u_char *args, size_t len, char *name);
+static void fuzz_record(u_char *data, size_t size, ngx_uint_t kind);
 
 
 int
@@ -58,6 +59,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     fuzz_booking(buf, size);
     fuzz_reschedule(buf, size);
+
+    for (i = NGX_TELECLINIC_BODY_NOTE; i <= NGX_TELECLINIC_BODY_RATING; i++) {
+        fuzz_record(buf, size, i);
+    }
 
     fuzz_date(buf, size);
     (void) fuzz_slot(buf, size);
@@ -88,6 +93,60 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(buf);
 
     return 0;
+}
+
+
+/* the visit record's bodies: what is accepted is within its limits */
+
+static void
+fuzz_record(u_char *data, size_t size, ngx_uint_t kind)
+{
+    size_t                        j, k;
+    ngx_uint_t                    i;
+    ngx_teleclinic_error_t        err;
+    ngx_teleclinic_record_req_t   req;
+
+    ngx_memzero(&err, sizeof(ngx_teleclinic_error_t));
+
+    if (ngx_teleclinic_request_record(data, size, kind, &req, &err)
+        != NGX_OK)
+    {
+        fuzz_assert(req.root == NULL);
+        fuzz_error(&err);
+        return;
+    }
+
+    fuzz_assert(json_is_object(req.root));
+
+    for (i = 0; i < NGX_TELECLINIC_RECORD_TEXTS; i++) {
+        /* at most 4000 characters of at most 4 bytes each */
+        fuzz_assert(req.text[i].len <= 4 * NGX_TELECLINIC_NOTE_MAX);
+
+        for (j = 0, k = 0; j < req.text[i].len; j++) {
+            fuzz_assert(req.text[i].data[j] >= 0x20
+                        || req.text[i].data[j] == '\n'
+                        || req.text[i].data[j] == '\r'
+                        || req.text[i].data[j] == '\t');
+            k += ((req.text[i].data[j] & 0xc0) != 0x80);
+        }
+
+        fuzz_assert(k <= NGX_TELECLINIC_NOTE_MAX);
+    }
+
+    switch (kind) {
+
+    case NGX_TELECLINIC_BODY_RX:
+    case NGX_TELECLINIC_BODY_ORDER:
+        fuzz_assert(ngx_teleclinic_id_valid(req.ref.data, req.ref.len)
+                    == NGX_OK);
+        break;
+
+    case NGX_TELECLINIC_BODY_RATING:
+        fuzz_assert(req.num[0] >= 1 && req.num[0] <= 5);
+        break;
+    }
+
+    json_decref(req.root);
 }
 
 

@@ -252,6 +252,13 @@ code_is(req(POST => $rating, $p1->{token}, { score => 5 }), 409,
 code_is(req(POST => "$API/appointments/$p2->{id}/rating", $p2->{token},
             { score => 5 }), 409, 'visit_not_held', 'a visit not held');
 
+my $m0 = metrics($t);
+is($m0->{'teleclinic_records_closed_total'}, 1, 'metrics: one record closed');
+is($m0->{'teleclinic_rating_bucket{le="3"}'}, 0, 'metrics: no rating <= 3');
+is($m0->{'teleclinic_rating_bucket{le="4"}'}, 1, 'metrics: one rating <= 4');
+is($m0->{'teleclinic_rating_count'}, 1, 'metrics: one rating');
+is($m0->{'teleclinic_rating_sum'}, 4, 'metrics: the ratings\' sum');
+
 ###############################################################################
 # durable and sealed
 
@@ -269,6 +276,25 @@ for my $secret ('acute bronchitis', 'cough for two weeks', 'after meals',
                 'culture came back', 'in two weeks') {
     ok(index($journal, $secret) < 0, "the journal does not hold \"$secret\"");
 }
+
+# a start with an old data key after the new one compacts the journal:
+# the records come back from the events compaction wrote
+$t->stop;
+$t->write_file('new.key', join('', map { sprintf '%02x', int rand 256 }
+                                       1 .. 32) . "\n");
+my $conf = $t->read_file('nginx.conf');
+$conf =~ s{(teleclinic_data_key_file )(\S+);}{$1 . $t->prefix . "/new.key $2;"}e
+    or die 'no data key in the conf';
+$t->write_file('nginx.conf', $conf);
+$t->start;
+
+like($t->error_log, qr/compacted/, 'a compacting start');
+is_deeply(req(GET => rec_url($p1), $doc)->{json}, $before,
+          'after compaction: the same record');
+
+my $m = metrics($t);
+is($m->{'teleclinic_records_closed_total'}, 0,
+   'metrics: closing before this start is not counted again');
 
 ###############################################################################
 # the audit trail

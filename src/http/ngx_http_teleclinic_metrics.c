@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 #include "ngx_http_teleclinic_util.h"
 #include "ngx_http_teleclinic_metrics.h"
+#include "ngx_teleclinic_record.h"
 #include "ngx_teleclinic_turn.h"
 
 
@@ -20,7 +21,7 @@
  */
 
 
-#define NGX_TELECLINIC_METRICS_MAX   (64 * 1024)
+#define NGX_TELECLINIC_METRICS_MAX   (128 * 1024)
 #define NGX_TELECLINIC_METRICS_ROOMS  1000
 
 
@@ -89,6 +90,7 @@ ngx_teleclinic_metrics_handler(ngx_http_request_t *r)
     ngx_teleclinic_sh_t              *sh;
     ngx_teleclinic_zone_t            *zone;
     ngx_teleclinic_room_t            *room;
+    ngx_uint_t                        closed, ratings[5], rated, sum;
     ngx_teleclinic_metrics_t          m;
     ngx_teleclinic_metrics_queue_t   *queues;
     ngx_http_teleclinic_main_conf_t  *tmcf;
@@ -122,6 +124,8 @@ ngx_teleclinic_metrics_handler(ngx_http_request_t *r)
     ngx_teleclinic_zone_lock(zone);
 
     m = sh->rooms->metrics;
+    closed = sh->records->closed;
+    ngx_memcpy(ratings, sh->records->ratings, sizeof(ratings));
 
     ngx_memcpy(nstatus, sh->nstatus, sizeof(nstatus));
 
@@ -233,6 +237,28 @@ ngx_teleclinic_metrics_handler(ngx_http_request_t *r)
             "teleclinic_doctor_login_dropped_total %uA\n",
             sh->logins.checks, sh->logins.locked, sh->logins.busy,
             sh->logins.dropped);
+
+    p = ngx_slprintf(p, last,
+            "# HELP teleclinic_records_closed_total Visit records their "
+            "doctor closed.\n"
+            "# TYPE teleclinic_records_closed_total counter\n"
+            "teleclinic_records_closed_total %ui\n"
+            "# HELP teleclinic_rating Patients' ratings of their visits, "
+            "1 to 5.\n"
+            "# TYPE teleclinic_rating histogram\n", closed);
+
+    for (i = 0, rated = 0, sum = 0; i < 5; i++) {
+        rated += ratings[i];
+        sum += (i + 1) * ratings[i];
+
+        p = ngx_slprintf(p, last, "teleclinic_rating_bucket{le=\"%ui\"} %ui\n",
+                         i + 1, rated);
+    }
+
+    p = ngx_slprintf(p, last,
+                     "teleclinic_rating_bucket{le=\"+Inf\"} %ui\n"
+                     "teleclinic_rating_sum %ui\n"
+                     "teleclinic_rating_count %ui\n", rated, sum, rated);
 
     /* the stream side's relay, when this nginx has one */
     p = ngx_teleclinic_turn_metrics((ngx_cycle_t *) ngx_cycle, p, last);
