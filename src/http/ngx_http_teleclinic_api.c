@@ -70,12 +70,24 @@ static ngx_http_teleclinic_route_t  ngx_http_teleclinic_routes[] = {
     { NGX_HTTP_POST, { "appointments", "*", "record", "close" },
       ngx_http_teleclinic_record_close },
 
-    /* prescriptions, orders, followups, addenda */
-    { NGX_HTTP_POST, { "appointments", "*", "record", "*" },
+    { NGX_HTTP_POST, { "appointments", "*", "record", "prescriptions" },
       ngx_http_teleclinic_record_add },
 
-    { NGX_HTTP_DELETE, { "appointments", "*", "record", "*", "*" },
+    { NGX_HTTP_DELETE,
+      { "appointments", "*", "record", "prescriptions", "*" },
       ngx_http_teleclinic_record_drop },
+
+    { NGX_HTTP_POST, { "appointments", "*", "record", "orders" },
+      ngx_http_teleclinic_record_add },
+
+    { NGX_HTTP_DELETE, { "appointments", "*", "record", "orders", "*" },
+      ngx_http_teleclinic_record_drop },
+
+    { NGX_HTTP_POST, { "appointments", "*", "record", "followups" },
+      ngx_http_teleclinic_record_add },
+
+    { NGX_HTTP_POST, { "appointments", "*", "record", "addenda" },
+      ngx_http_teleclinic_record_add },
 
     { NGX_HTTP_POST, { "appointments", "*", "rating" },
       ngx_http_teleclinic_rating },
