@@ -1035,6 +1035,10 @@ ngx_teleclinic_journal_put_record(u_char *p, u_char *last,
         p = ngx_slprintf(p, last, ",\"due\":%T", ev->due);
     }
 
+    if (ev->quiet) {
+        p = ngx_slprintf(p, last, ",\"quiet\":1");
+    }
+
     for (i = 0; i < 2; i++) {
         if (ev->num[i]) {
             p = ngx_slprintf(p, last, ",\"n%ui\":%ui", i, ev->num[i]);
@@ -1078,7 +1082,8 @@ ngx_teleclinic_journal_get_record(json_t *o, ngx_teleclinic_event_t *ev,
         || ngx_teleclinic_journal_uint(o, "n0", NGX_MAX_INT32_VALUE,
                                        &ev->num[0]) != NGX_OK
         || ngx_teleclinic_journal_uint(o, "n1", NGX_MAX_INT32_VALUE,
-                                       &ev->num[1]) != NGX_OK)
+                                       &ev->num[1]) != NGX_OK
+        || ngx_teleclinic_journal_uint(o, "quiet", 1, &ev->quiet) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -1411,7 +1416,7 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
                                        NGX_TELECLINIC_NSTATUS - 1,
                                        &ev->status) != NGX_OK
         || ngx_teleclinic_journal_uint(o, "kind",
-                                       NGX_TELECLINIC_MSG_REMINDER,
+                                       NGX_TELECLINIC_MSG_LAST,
                                        &ev->kind) != NGX_OK
         || ngx_teleclinic_journal_uint(o, "visits", NGX_MAX_INT_T_VALUE,
                                        &ev->visits) != NGX_OK

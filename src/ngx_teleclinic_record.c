@@ -175,6 +175,15 @@ ngx_teleclinic_record_apply_locked(ngx_teleclinic_zone_t *zone,
 
     case NGX_TELECLINIC_EV_CLOSE:
         if (rec->status != NGX_TELECLINIC_RECORD_FINAL) {
+
+            /* the EMR gets the record (and compaction's again nothing) */
+            if (ngx_teleclinic_outbox_add(zone, ev, NGX_TELECLINIC_MSG_RECORD,
+                                          ev->at)
+                != NGX_OK)
+            {
+                return NGX_DECLINED;
+            }
+
             rec->status = NGX_TELECLINIC_RECORD_FINAL;
             rec->closed = ev->at;
 
@@ -191,6 +200,14 @@ ngx_teleclinic_record_apply_locked(ngx_teleclinic_zone_t *zone,
         }
 
         if (ngx_teleclinic_record_texts(zone, note, ev->text, 1) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        if (ngx_teleclinic_outbox_add(zone, ev, NGX_TELECLINIC_MSG_RATING,
+                                      ev->at)
+            != NGX_OK)
+        {
+            ngx_teleclinic_record_free_texts(zone, note, 1);
             return NGX_DECLINED;
         }
 
@@ -236,6 +253,7 @@ ngx_teleclinic_record_snapshot_locked(ngx_teleclinic_zone_t *zone,
         /* the note first: it makes the record, with its creation time */
         ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
         ev.op = NGX_TELECLINIC_EV_NOTE;
+        ev.quiet = 1;
         ev.id = rec->appt;
         ev.at = rec->updated ? rec->updated : rec->created;
         ev.created = rec->created;
@@ -254,6 +272,7 @@ ngx_teleclinic_record_snapshot_locked(ngx_teleclinic_zone_t *zone,
 
             ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
             ev.op = NGX_TELECLINIC_EV_ITEM;
+            ev.quiet = 1;
             ev.id = rec->appt;
             ev.at = item->at;
             ev.item = item->id;
@@ -272,6 +291,7 @@ ngx_teleclinic_record_snapshot_locked(ngx_teleclinic_zone_t *zone,
         if (rec->score) {
             ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
             ev.op = NGX_TELECLINIC_EV_RATING;
+            ev.quiet = 1;
             ev.id = rec->appt;
             ev.at = rec->rated;
             ev.num[0] = rec->score;
@@ -285,6 +305,7 @@ ngx_teleclinic_record_snapshot_locked(ngx_teleclinic_zone_t *zone,
         if (rec->status == NGX_TELECLINIC_RECORD_FINAL) {
             ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
             ev.op = NGX_TELECLINIC_EV_CLOSE;
+            ev.quiet = 1;
             ev.id = rec->appt;
             ev.at = rec->closed;
 
@@ -480,6 +501,19 @@ ngx_teleclinic_record_item(ngx_teleclinic_zone_t *zone,
     if (ngx_teleclinic_record_texts(zone, &item->ref, &ev->ref, 1)
         != NGX_OK)
     {
+        ngx_teleclinic_record_free_texts(zone, item->text,
+                                         NGX_TELECLINIC_ITEM_TEXTS);
+        ngx_slab_free_locked(zone->shpool, item);
+        return NGX_DECLINED;
+    }
+
+    /* a follow-up is also a message to the hospital's gateway */
+    if (ev->item_kind == NGX_TELECLINIC_ITEM_FOLLOWUP
+        && ngx_teleclinic_outbox_add(zone, ev, NGX_TELECLINIC_MSG_FOLLOWUP,
+                                     ev->at)
+           != NGX_OK)
+    {
+        ngx_teleclinic_record_free_texts(zone, &item->ref, 1);
         ngx_teleclinic_record_free_texts(zone, item->text,
                                          NGX_TELECLINIC_ITEM_TEXTS);
         ngx_slab_free_locked(zone->shpool, item);

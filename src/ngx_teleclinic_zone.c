@@ -66,7 +66,10 @@ ngx_str_t  ngx_teleclinic_msg_kinds[] = {
     ngx_string("confirmation"),
     ngx_string("cancellation"),
     ngx_string("reschedule"),
-    ngx_string("reminder")
+    ngx_string("reminder"),
+    ngx_string("followup"),
+    ngx_string("record"),
+    ngx_string("rating")
 };
 
 
@@ -271,7 +274,7 @@ ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
     case NGX_TELECLINIC_EV_MSG:
         rc = NGX_OK;
 
-        if (!zone->notify) {
+        if (ngx_teleclinic_msg_emr(ev->kind) ? !zone->emr : !zone->notify) {
             break;
         }
 
@@ -883,6 +886,27 @@ ngx_teleclinic_msg_delete(ngx_teleclinic_zone_t *zone,
     ngx_rbtree_delete(&zone->sh->msgs, &msg->id);
     ngx_slab_free_locked(zone->shpool, msg);
     zone->sh->nmsgs--;
+}
+
+
+ngx_int_t
+ngx_teleclinic_outbox_add(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_event_t *ev, ngx_uint_t kind, time_t due)
+{
+    if (ev->quiet
+        || (ngx_teleclinic_msg_emr(kind) ? !zone->emr : !zone->notify))
+    {
+        return NGX_OK;
+    }
+
+    if (ngx_teleclinic_msg_add(zone, ngx_teleclinic_msg_id(ev->seq, kind),
+                               ev->id, kind, due)
+        == NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -28,6 +28,14 @@
 #define NGX_TELECLINIC_MSG_CANCELLATION  1
 #define NGX_TELECLINIC_MSG_RESCHEDULE    2
 #define NGX_TELECLINIC_MSG_REMINDER      3
+/* of the visit record: a follow-up to the gateway; the EMR's Bundles */
+#define NGX_TELECLINIC_MSG_FOLLOWUP      4
+#define NGX_TELECLINIC_MSG_RECORD        5
+#define NGX_TELECLINIC_MSG_RATING        6
+#define NGX_TELECLINIC_MSG_LAST          NGX_TELECLINIC_MSG_RATING
+
+#define ngx_teleclinic_msg_emr(kind)                                         \
+    ((kind) == NGX_TELECLINIC_MSG_RECORD || (kind) == NGX_TELECLINIC_MSG_RATING)
 
 /* events: every change of the zone is one of these, journaled */
 #define NGX_TELECLINIC_EV_BOOK        1
@@ -195,6 +203,8 @@ typedef struct {
     ngx_str_t                     ref;         /* drug, exam, follow-up */
     ngx_str_t                     text[NGX_TELECLINIC_TEXTS];
     ngx_uint_t                    num[2];      /* days, quantity; score */
+    ngx_uint_t                    quiet;       /* compaction's: it sends
+                                                  nothing again */
 } ngx_teleclinic_event_t;
 
 
@@ -247,6 +257,7 @@ struct ngx_teleclinic_zone_s {
     ngx_uint_t                    made;       /* by this cycle, not reused */
     ngx_uint_t                    replay;     /* the journal is replayed */
     ngx_uint_t                    notify;     /* a gateway is configured */
+    ngx_uint_t                    emr;        /* and an EMR */
     ngx_teleclinic_zone_handlers_t  *handlers;
     u_char                       *directory;  /* changed, to be stored */
     size_t                        directory_len;
@@ -254,8 +265,14 @@ struct ngx_teleclinic_zone_s {
 };
 
 
-/* a message's id: the creating event's sequence number and its kind */
-#define ngx_teleclinic_msg_id(seq, kind)  ((seq) * 4 + (kind))
+/*
+ * A message's id: the creating event's sequence number and its kind; the
+ * record's kinds, added later, count apart (bit 62), so that the ids of
+ * journals written before them stay what they were.
+ */
+#define ngx_teleclinic_msg_id(seq, kind)                                     \
+    ((kind) < 4 ? (seq) * 4 + (kind)                                         \
+                : ((seq) * 4 + (kind) - 4) | ((ngx_uint_t) 1 << 62))
 
 
 ngx_shm_zone_t *ngx_teleclinic_zone_add(ngx_conf_t *cf, ngx_str_t *name,
@@ -286,6 +303,14 @@ ngx_teleclinic_msg_t *ngx_teleclinic_msg_lookup(ngx_teleclinic_zone_t *zone,
     ngx_uint_t id);
 void ngx_teleclinic_outbox_retry(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_msg_t *msg, time_t next);
+
+/*
+ * With the zone locked, from an event's apply: a message of the kind for
+ * the appointment, if its destination is configured.  NGX_DECLINED when
+ * the zone is full.
+ */
+ngx_int_t ngx_teleclinic_outbox_add(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_event_t *ev, ngx_uint_t kind, time_t due);
 
 extern ngx_str_t  ngx_teleclinic_status_names[];
 extern ngx_str_t  ngx_teleclinic_msg_kinds[];
