@@ -550,6 +550,7 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
             ev.msg = node->key;
             ev.id = msg->appt;
             ev.kind = msg->kind;
+            ev.item = msg->item;
             ev.due = msg->due;
 
             if (ngx_teleclinic_compact_put(&w, &ev) != NGX_OK) {
@@ -941,6 +942,10 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev,
         } else if (ev->op == NGX_TELECLINIC_EV_MSG) {
             p = ngx_slprintf(p, last, ",\"kind\":%ui,\"due\":%T,\"msg\":%ui",
                              ev->kind, ev->due, ev->msg);
+
+            if (p && ev->item) {
+                p = ngx_slprintf(p, last, ",\"item\":%ui", ev->item);
+            }
         }
 
         break;
@@ -1412,6 +1417,8 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
         != NGX_OK
         || ngx_teleclinic_journal_uint(o, "msg", NGX_MAX_INT_T_VALUE,
                                        &ev->msg) != NGX_OK
+        || ngx_teleclinic_journal_uint(o, "item", NGX_MAX_INT32_VALUE,
+                                       &ev->item) != NGX_OK
         || ngx_teleclinic_journal_uint(o, "status",
                                        NGX_TELECLINIC_NSTATUS - 1,
                                        &ev->status) != NGX_OK

@@ -47,7 +47,7 @@ static void ngx_teleclinic_status_set(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_appt_t *appt, ngx_uint_t status);
 static ngx_teleclinic_msg_t *ngx_teleclinic_msg_add(
     ngx_teleclinic_zone_t *zone, ngx_uint_t id, uint64_t appt,
-    ngx_uint_t kind, time_t due);
+    ngx_uint_t kind, ngx_uint_t item, time_t due);
 static void ngx_teleclinic_msg_delete(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_msg_t *msg);
 
@@ -279,7 +279,7 @@ ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
         }
 
         msg = ngx_teleclinic_msg_add(zone, ev->msg, ev->id, ev->kind,
-                                     ev->due);
+                                     ev->item, ev->due);
         if (msg == NULL) {
             rc = NGX_DECLINED;
             break;
@@ -323,7 +323,7 @@ ngx_teleclinic_apply_messages(ngx_teleclinic_zone_t *zone,
     }
 
     *msg = ngx_teleclinic_msg_add(zone, ngx_teleclinic_msg_id(ev->seq, kind),
-                                  ev->id, kind, ev->at);
+                                  ev->id, kind, 0, ev->at);
     if (*msg == NULL) {
         return NGX_DECLINED;
     }
@@ -334,7 +334,7 @@ ngx_teleclinic_apply_messages(ngx_teleclinic_zone_t *zone,
         *reminder = ngx_teleclinic_msg_add(zone,
                         ngx_teleclinic_msg_id(ev->seq,
                                               NGX_TELECLINIC_MSG_REMINDER),
-                        ev->id, NGX_TELECLINIC_MSG_REMINDER,
+                        ev->id, NGX_TELECLINIC_MSG_REMINDER, 0,
                         ev->start - zone->reminder_before);
 
         if (*reminder == NULL) {
@@ -848,7 +848,7 @@ ngx_teleclinic_appt_new_id(ngx_teleclinic_zone_t *zone, uint64_t *id)
 
 static ngx_teleclinic_msg_t *
 ngx_teleclinic_msg_add(ngx_teleclinic_zone_t *zone, ngx_uint_t id,
-    uint64_t appt, ngx_uint_t kind, time_t due)
+    uint64_t appt, ngx_uint_t kind, ngx_uint_t item, time_t due)
 {
     ngx_teleclinic_msg_t  *msg;
 
@@ -866,6 +866,7 @@ ngx_teleclinic_msg_add(ngx_teleclinic_zone_t *zone, ngx_uint_t id,
 
     msg->appt = appt;
     msg->kind = kind;
+    msg->item = item;
     msg->due = due;
     msg->node.key = (ngx_rbtree_key_t) due;
     msg->id.key = id;
@@ -900,7 +901,7 @@ ngx_teleclinic_outbox_add(ngx_teleclinic_zone_t *zone,
     }
 
     if (ngx_teleclinic_msg_add(zone, ngx_teleclinic_msg_id(ev->seq, kind),
-                               ev->id, kind, due)
+                               ev->id, kind, ev->item, due)
         == NULL)
     {
         return NGX_DECLINED;

@@ -98,6 +98,7 @@ typedef struct ngx_teleclinic_msg_s {
     time_t                        due;
     time_t                        lease;     /* a worker is sending it */
     ngx_uint_t                    attempts;
+    ngx_uint_t                    item;      /* a follow-up's, in the record */
 } ngx_teleclinic_msg_t;
 
 
