@@ -121,11 +121,18 @@ ngx_http_teleclinic_catalog_auth(ngx_http_request_t *r,
     ngx_teleclinic_formulary_t **f, ngx_teleclinic_error_t *err)
 {
     ngx_teleclinic_token_t            t;
+    ngx_http_teleclinic_ctx_t        *ctx;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     if (ngx_http_teleclinic_is_admin(r) != NGX_OK
         && ngx_http_teleclinic_doctor_auth(r, &t, err) != NGX_OK)
     {
+        /* a 403 is for a valid token of another kind: a patient's */
+        if (err->status == NGX_HTTP_FORBIDDEN) {
+            ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
+            ngx_str_set(&ctx->actor, "patient");
+        }
+
         return NGX_ERROR;
     }
 
