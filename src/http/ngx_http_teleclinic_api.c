@@ -13,6 +13,7 @@
 #include "ngx_http_teleclinic_admin.h"
 #include "ngx_http_teleclinic_doctor.h"
 #include "ngx_http_teleclinic_record.h"
+#include "ngx_http_teleclinic_catalog.h"
 
 
 typedef ngx_int_t (*ngx_http_teleclinic_route_pt)(ngx_http_request_t *r,
@@ -115,6 +116,12 @@ static ngx_http_teleclinic_route_t  ngx_http_teleclinic_routes[] = {
 
     { NGX_HTTP_POST, { "doctor", "login" },
       ngx_http_teleclinic_login },
+
+    { NGX_HTTP_GET, { "formulary" },
+      ngx_http_teleclinic_formulary },
+
+    { NGX_HTTP_GET, { "exams" },
+      ngx_http_teleclinic_exams },
 
     { 0, { NULL }, NULL }
 };

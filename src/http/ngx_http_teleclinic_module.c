@@ -10,6 +10,7 @@
 #include "ngx_http_teleclinic_util.h"
 #include "ngx_teleclinic_record.h"
 #include "ngx_http_teleclinic_api.h"
+#include "ngx_http_teleclinic_catalog.h"
 #include "ngx_http_teleclinic_notify.h"
 #include "ngx_http_teleclinic_session.h"
 #include "ngx_teleclinic_token.h"
@@ -82,6 +83,13 @@ static ngx_command_t  ngx_http_teleclinic_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_teleclinic_main_conf_t, directory_file),
+      NULL },
+
+    { ngx_string("teleclinic_formulary"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_teleclinic_formulary_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("teleclinic_token_secret"),

@@ -19,6 +19,7 @@
 #include "ngx_teleclinic_request.h"
 #include "ngx_teleclinic_room.h"
 #include "ngx_teleclinic_token.h"
+#include "ngx_teleclinic_formulary.h"
 
 
 typedef struct ngx_teleclinic_ws_handler_s  ngx_teleclinic_ws_handler_t;
@@ -58,6 +59,7 @@ typedef struct {
     time_t                        doctor_session;
     ngx_uint_t                    login_queue;  /* KDFs per worker */
     ngx_teleclinic_room_conf_t    room;
+    ngx_teleclinic_formulary_t   *formulary;  /* teleclinic_formulary */
 } ngx_http_teleclinic_main_conf_t;
 
 
