@@ -127,8 +127,12 @@ typedef struct {
 
 /*
  * The closed record as one transaction Bundle: Patient, Encounter,
- * Condition, MedicationRequest, ServiceRequest, Task, Media, Consent.
- * Returns a new reference, NULL when memory runs out.
+ * Condition, MedicationRequest, ServiceRequest, Task, Media, Consent
+ * (docs/fhir.md has the mapping).  The same visit gives the same Bundle,
+ * so that a retry does not duplicate.  Text that FHIR cannot carry
+ * (control characters, bytes that are not UTF-8) is replaced, not
+ * refused.  Returns a new reference, NULL when memory runs out or
+ * v->base is not UTF-8.
  */
 json_t *ngx_teleclinic_fhir_record(ngx_teleclinic_fhir_visit_t *v);
 
