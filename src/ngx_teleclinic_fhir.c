@@ -55,9 +55,11 @@ typedef struct {
 
     ngx_teleclinic_fhir_id_t      patient;
     ngx_teleclinic_fhir_id_t      practitioner;
+    ngx_teleclinic_fhir_id_t      appointment;
     ngx_teleclinic_fhir_id_t      encounter;
 
     ngx_uint_t                    has_practitioner;
+    ngx_uint_t                    has_appointment;
     ngx_uint_t                    error;      /* a value could not be made */
 } ngx_teleclinic_fhir_ctx_t;
 
@@ -105,6 +107,7 @@ static void ngx_teleclinic_fhir_free(void *p);
 
 static void ngx_teleclinic_fhir_patient(ngx_teleclinic_fhir_ctx_t *ctx);
 static void ngx_teleclinic_fhir_practitioner(ngx_teleclinic_fhir_ctx_t *ctx);
+static void ngx_teleclinic_fhir_appointment(ngx_teleclinic_fhir_ctx_t *ctx);
 static void ngx_teleclinic_fhir_encounter(ngx_teleclinic_fhir_ctx_t *ctx);
 static void ngx_teleclinic_fhir_condition(ngx_teleclinic_fhir_ctx_t *ctx);
 static void ngx_teleclinic_fhir_medication(ngx_teleclinic_fhir_ctx_t *ctx,
@@ -133,6 +136,7 @@ ngx_teleclinic_fhir_record(ngx_teleclinic_fhir_visit_t *v)
 
     ngx_teleclinic_fhir_patient(&ctx);
     ngx_teleclinic_fhir_practitioner(&ctx);
+    ngx_teleclinic_fhir_appointment(&ctx);
     ngx_teleclinic_fhir_encounter(&ctx);
     ngx_teleclinic_fhir_condition(&ctx);
 
@@ -269,7 +273,7 @@ ngx_teleclinic_fhir_init(ngx_teleclinic_fhir_ctx_t *ctx,
                            NGX_TELECLINIC_FHIR_PATIENT, 0, 0);
     ctx->patient.create = 1;
 
-    ngx_teleclinic_fhir_id(ctx, &ctx->encounter, "Encounter", "appointment",
+    ngx_teleclinic_fhir_id(ctx, &ctx->encounter, "Encounter", "encounter",
                            NGX_TELECLINIC_FHIR_ENCOUNTER, 0, 0);
 
     ctx->entries = json_array();
@@ -950,6 +954,55 @@ ngx_teleclinic_fhir_practitioner(ngx_teleclinic_fhir_ctx_t *ctx)
 }
 
 
+/*
+ * The booked slot, which the Encounter's period (the call) does not say:
+ * a fulfilled Appointment, which R4 wants with its start and end.
+ */
+
+static void
+ngx_teleclinic_fhir_appointment(ngx_teleclinic_fhir_ctx_t *ctx)
+{
+    json_t                       *appt, *doctor, *participants;
+    ngx_teleclinic_fhir_visit_t  *v;
+
+    v = ctx->visit;
+
+    if (v->start <= 0 || v->end < v->start
+        || (long long) v->end > NGX_TELECLINIC_FHIR_TIME_MAX)
+    {
+        return;
+    }
+
+    ngx_teleclinic_fhir_id(ctx, &ctx->appointment, "Appointment",
+                           "appointment", NGX_TELECLINIC_FHIR_APPOINTMENT,
+                           0, 0);
+    ctx->has_appointment = 1;
+
+    participants = json_pack("[{s:o, s:s}]",
+                             "actor", ngx_teleclinic_fhir_ref(&ctx->patient),
+                             "status", "accepted");
+
+    doctor = ngx_teleclinic_fhir_requester(ctx);
+
+    if (doctor != NULL) {
+        ngx_teleclinic_fhir_append(ctx, participants,
+                                   json_pack("{s:o, s:s}", "actor", doctor,
+                                             "status", "accepted"));
+    }
+
+    appt = json_pack("{s:s, s:[o], s:s, s:o, s:o, s:o}",
+                     "resourceType", "Appointment",
+                     "identifier",
+                     ngx_teleclinic_fhir_identifier(ctx, &ctx->appointment),
+                     "status", "fulfilled",
+                     "start", ngx_teleclinic_fhir_time(ctx, v->start),
+                     "end", ngx_teleclinic_fhir_time(ctx, v->end),
+                     "participant", participants);
+
+    ngx_teleclinic_fhir_entry(ctx, &ctx->appointment, appt);
+}
+
+
 static void
 ngx_teleclinic_fhir_encounter(ngx_teleclinic_fhir_ctx_t *ctx)
 {
@@ -977,6 +1030,12 @@ ngx_teleclinic_fhir_encounter(ngx_teleclinic_fhir_ctx_t *ctx)
                                     "v3-ParticipationType",
                                     "PPRF", "primary performer"),
                                 "individual", participant));
+    }
+
+    if (ctx->has_appointment) {
+        ngx_teleclinic_fhir_set(ctx, enc, "appointment",
+                                json_pack("[o]",
+                                ngx_teleclinic_fhir_ref(&ctx->appointment)));
     }
 
     period = json_object();
