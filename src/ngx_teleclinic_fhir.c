@@ -615,7 +615,14 @@ ngx_teleclinic_fhir_text(ngx_teleclinic_fhir_ctx_t *ctx, const char *label,
         start = p;
         u = ngx_utf8_decode(&p, last - p);
 
-        /* nginx's decoder checks the high bit of a continuation only */
+        /*
+         * nginx's decoder takes any lead byte from 0xf0 up and checks the
+         * high bit of a continuation only
+         */
+        if (*start > 0xf4) {
+            u = 0xffffffff;
+        }
+
         for (i = start + 1; u <= 0x10ffff && i < p; i++) {
             if ((*i & 0xc0) != 0x80) {
                 u = 0xffffffff;

@@ -19,7 +19,9 @@
  * Bundles built from a copy of the visit's record, taken under the zone's
  * lock and built after it.  Every string is UTF-8, not NUL-terminated; an
  * empty string (len 0) is left out of the resources.  Times are Unix
- * seconds, 0 for unset.
+ * seconds, 0 for unset.  The ids of the items (prescriptions, orders,
+ * follow-ups, snapshots, consent requests) are unique in their kind and
+ * below 2^48: they name the entries' fullUrls.
  */
 
 typedef struct {
