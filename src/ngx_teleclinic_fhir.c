@@ -1290,7 +1290,7 @@ ngx_teleclinic_fhir_task(ngx_teleclinic_fhir_ctx_t *ctx,
         ngx_teleclinic_fhir_set(ctx, task, "code",
                                 ngx_teleclinic_fhir_concept(ctx, &none, &none,
                                                             &fu->kind,
-                                                            "followup",
+                                                            "followup-kind",
                                                             &fu->kind));
     }
 

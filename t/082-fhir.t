@@ -427,6 +427,9 @@ my $encounter = full_url($b, 'Encounter');
     is_deeply([ map { $_->{restriction}{period}{end} // 'none' } @t ],
               [ qw(2026-03-03 2026-03-04 none 2026-03-06) ],
               'Task.restriction.period.end: the due day');
+    is_deeply($t[1]{code}{coding},
+              [ { system => "$base/followup-kind", code => 'pharmacy' } ],
+              'Task.code.coding: the kind in our code system');
     is($t[0]{description}, 'co-pay 20', 'Task.description: the note');
     ok(!exists $t[2]{description}, 'no note, no description');
     is($t[3]{description}, "in a week \x{1f4c5}", 'Task.description: emoji');
