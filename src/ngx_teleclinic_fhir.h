@@ -19,7 +19,9 @@
  * Bundles built from a copy of the visit's record, taken under the zone's
  * lock and built after it.  Every string is UTF-8, not NUL-terminated; an
  * empty string (len 0) is left out of the resources.  Times are Unix
- * seconds, 0 for unset.
+ * seconds, 0 for unset.  The ids of the items (prescriptions, orders,
+ * follow-ups, snapshots, consent requests) are unique in their kind and
+ * below 2^48: they name the entries' fullUrls.
  */
 
 typedef struct {
@@ -127,8 +129,12 @@ typedef struct {
 
 /*
  * The closed record as one transaction Bundle: Patient, Encounter,
- * Condition, MedicationRequest, ServiceRequest, Task, Media, Consent.
- * Returns a new reference, NULL when memory runs out.
+ * Condition, MedicationRequest, ServiceRequest, Task, Media, Consent
+ * (docs/fhir.md has the mapping).  The same visit gives the same Bundle,
+ * so that a retry does not duplicate.  Text that FHIR cannot carry
+ * (control characters, bytes that are not UTF-8) is replaced, not
+ * refused.  Returns a new reference, NULL when memory runs out or
+ * v->base is not UTF-8.
  */
 json_t *ngx_teleclinic_fhir_record(ngx_teleclinic_fhir_visit_t *v);
 
