@@ -208,7 +208,21 @@ static ngx_command_t  ngx_http_teleclinic_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_teleclinic_notify_url,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_teleclinic_main_conf_t, notify_url),
+      NULL },
+
+    { ngx_string("teleclinic_records_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_teleclinic_notify_url,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, records_url),
+      NULL },
+
+    { ngx_string("teleclinic_records_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, records_secret),
       NULL },
 
     { ngx_string("teleclinic_api"),
@@ -543,6 +557,7 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
     zone->directory_file = tmcf->directory_file;
     zone->reminder_before = tmcf->reminder_before;
     zone->notify = (tmcf->notify_url != NULL);
+    zone->emr = (tmcf->records_url != NULL);
 
     if (ngx_http_teleclinic_read_secret(cf, &tmcf->token_secret_file,
                                         &tmcf->token_secret,
@@ -582,6 +597,16 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
     if (tmcf->notify_url && tmcf->notify_secret.len < 16) {
         return "needs a \"teleclinic_notify_secret\" of at least 16 "
                "characters to sign notifications";
+    }
+
+    /* the EMR's identifiers are made under the public URL */
+    if (tmcf->records_url && tmcf->public_url.len == 0) {
+        return "needs \"teleclinic_public_url\" for \"teleclinic_records_url\"";
+    }
+
+    if (tmcf->records_url && tmcf->records_secret.len < 16) {
+        return "needs a \"teleclinic_records_secret\" of at least 16 "
+               "characters to sign the records";
     }
 
     while (tmcf->public_url.len
@@ -713,20 +738,21 @@ static char *
 ngx_http_teleclinic_notify_url(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    ngx_http_teleclinic_main_conf_t *tmcf = conf;
+    char  *p = conf;
 
-    ngx_str_t  *value;
-    ngx_url_t  *u;
+    ngx_str_t   *value;
+    ngx_url_t   *u, **field;
 
     value = cf->args->elts;
+    field = (ngx_url_t **) (p + cmd->offset);
 
-    if (tmcf->notify_url) {
+    if (*field) {
         return "is duplicate";
     }
 
     if (ngx_strncmp(value[1].data, "http://", 7) != 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "the gateway URL \"%V\" must start with http://",
+                           "the URL \"%V\" must start with http://",
                            &value[1]);
         return NGX_CONF_ERROR;
     }
@@ -755,7 +781,7 @@ ngx_http_teleclinic_notify_url(ngx_conf_t *cf, ngx_command_t *cmd,
         ngx_str_set(&u->uri, "/");
     }
 
-    tmcf->notify_url = u;
+    *field = u;
 
     return NGX_CONF_OK;
 }

@@ -11,6 +11,8 @@
 #include <jansson.h>
 #include "ngx_http_teleclinic_notify.h"
 #include "ngx_teleclinic_token.h"
+#include "ngx_teleclinic_record.h"
+#include "ngx_teleclinic_fhir.h"
 
 
 /*
@@ -29,9 +31,12 @@
 typedef struct {
     ngx_pool_t                       *pool;
     ngx_peer_connection_t             peer;
+    ngx_url_t                        *url;      /* the gateway or the EMR */
     ngx_buf_t                        *request;
     ngx_buf_t                        *response;
     ngx_uint_t                        msg;
+    ngx_uint_t                        kind;
+    ngx_teleclinic_fhir_visit_t      *visit;    /* the EMR's, copied */
 } ngx_teleclinic_delivery_t;
 
 
@@ -39,6 +44,15 @@ static void ngx_teleclinic_notify_sweep(ngx_event_t *ev);
 static ngx_int_t ngx_teleclinic_notify_message(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_directory_t *dir, ngx_teleclinic_msg_t *msg,
     ngx_pool_t *pool, ngx_buf_t **request);
+static ngx_int_t ngx_teleclinic_notify_visit(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_directory_t *dir, ngx_teleclinic_msg_t *msg,
+    ngx_pool_t *pool, ngx_teleclinic_fhir_visit_t **visit);
+static ngx_int_t ngx_teleclinic_notify_bundle(ngx_teleclinic_delivery_t *d);
+static ngx_int_t ngx_teleclinic_notify_request(ngx_pool_t *pool,
+    ngx_url_t *u, ngx_str_t *secret, ngx_uint_t id, json_t *o,
+    ngx_buf_t **request);
+static ngx_int_t ngx_teleclinic_notify_str(ngx_pool_t *pool, ngx_str_t *dst,
+    u_char *data, size_t len);
 static void ngx_teleclinic_notify_start(ngx_teleclinic_delivery_t *d);
 static void ngx_teleclinic_notify_write(ngx_event_t *wev);
 static void ngx_teleclinic_notify_read(ngx_event_t *rev);
@@ -59,7 +73,7 @@ ngx_int_t
 ngx_teleclinic_notify_init_process(ngx_cycle_t *cycle,
     ngx_http_teleclinic_main_conf_t *tmcf)
 {
-    if (tmcf->notify_url == NULL) {
+    if (tmcf->notify_url == NULL && tmcf->records_url == NULL) {
         return NGX_OK;
     }
 
@@ -109,8 +123,10 @@ ngx_teleclinic_notify_sweep(ngx_event_t *ev)
     ngx_msec_t                        delay;
     ngx_pool_t                       *pool;
     ngx_buf_t                        *request;
+    ngx_int_t                         rc;
     ngx_uint_t                        n, id;
     ngx_teleclinic_msg_t             *msg, *following;
+    ngx_teleclinic_fhir_visit_t      *visit;
     ngx_teleclinic_zone_t            *zone;
     ngx_teleclinic_directory_t       *dir;
     ngx_teleclinic_delivery_t        *d[NGX_TELECLINIC_NOTIFY_PARALLEL];
@@ -163,10 +179,18 @@ ngx_teleclinic_notify_sweep(ngx_event_t *ev)
         }
 
         id = msg->id.key;
+        visit = NULL;
+        request = NULL;
 
-        switch (ngx_teleclinic_notify_message(zone, dir, msg, pool,
-                                              &request))
-        {
+        /*
+         * the EMR's Bundles can be large: the visit is copied here and
+         * the Bundle made after the unlock
+         */
+        rc = ngx_teleclinic_msg_emr(msg->kind)
+             ? ngx_teleclinic_notify_visit(zone, dir, msg, pool, &visit)
+             : ngx_teleclinic_notify_message(zone, dir, msg, pool, &request);
+
+        switch (rc) {
 
         case NGX_OK:
             break;
@@ -190,7 +214,11 @@ ngx_teleclinic_notify_sweep(ngx_event_t *ev)
 
         d[n]->pool = pool;
         d[n]->request = request;
+        d[n]->visit = visit;
         d[n]->msg = id;
+        d[n]->kind = msg->kind;
+        d[n]->url = ngx_teleclinic_msg_emr(msg->kind) ? tmcf->records_url
+                                                       : tmcf->notify_url;
 
         msg->lease = now + tmcf->notify_timeout / 1000 + 2;
         msg->attempts++;
@@ -202,7 +230,15 @@ done:
     ngx_teleclinic_zone_unlock(zone);
 
     while (n) {
-        ngx_teleclinic_notify_start(d[--n]);
+        n--;
+
+        if (d[n]->visit && ngx_teleclinic_notify_bundle(d[n]) != NGX_OK) {
+            ngx_teleclinic_notify_busy++;
+            ngx_teleclinic_notify_finish(d[n], 0);
+            continue;
+        }
+
+        ngx_teleclinic_notify_start(d[n]);
     }
 
     delay = (next > now) ? (ngx_msec_t) (next - now) * 1000 : 1000;
@@ -226,20 +262,25 @@ ngx_teleclinic_notify_message(ngx_teleclinic_zone_t *zone,
     u_char                            token[NGX_TELECLINIC_TOKEN_MAX], *t;
     u_char                            time[NGX_TELECLINIC_TIME_LEN];
     u_char                            subj[NGX_TELECLINIC_APPT_SUBJECT];
-    u_char                            md[32], hex[64], *p;
-    u_char                            port[sizeof(":65535")];
-    u_char                           *body, *url;
-    size_t                            len;
+    u_char                            port[sizeof("2026-01-01")];
+    u_char                           *url, *p;
     json_t                           *o;
     ngx_str_t                         subject, doctor, name;
-    ngx_buf_t                        *b;
     ngx_url_t                        *u;
+    ngx_teleclinic_item_t            *item;
     ngx_teleclinic_appt_t            *appt;
+    ngx_teleclinic_date_t             date;
     ngx_teleclinic_doctor_t          *doc;
+    ngx_teleclinic_record_t          *rec;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_teleclinic_notify_conf;
     u = tmcf->notify_url;
+
+    if (u == NULL) {
+        /* the gateway left the configuration on a reload */
+        return NGX_DECLINED;
+    }
 
     appt = ngx_teleclinic_appt_lookup(zone, msg->appt);
 
@@ -310,6 +351,51 @@ ngx_teleclinic_notify_message(ngx_teleclinic_zone_t *zone,
     p = ngx_sprintf(url, "%V/guide.html", &tmcf->public_url);
     json_object_set_new(o, "guide_url", json_stringn((char *) url, p - url));
 
+    if (msg->kind == NGX_TELECLINIC_MSG_FOLLOWUP) {
+        rec = ngx_teleclinic_record_lookup(zone, msg->appt);
+        item = rec ? ngx_teleclinic_item_lookup(rec, msg->item) : NULL;
+
+        if (item == NULL) {
+            json_decref(o);
+            return NGX_DECLINED;
+        }
+
+        ngx_teleclinic_date_of(item->due, &date);
+
+        json_object_set_new(o, "followup",
+            json_pack("{s:s%, s:s%, s:o}",
+                      "kind", item->ref.len ? (char *) item->ref.data : "",
+                      item->ref.len,
+                      "note", item->text[0].len ? (char *) item->text[0].data
+                                                : "",
+                      item->text[0].len,
+                      "due", item->due
+                             ? json_stringn((char *) port,
+                                   ngx_sprintf(port, "%04ui-%02ui-%02ui",
+                                               date.year, date.month,
+                                               date.day) - port)
+                             : json_null()));
+    }
+
+    return ngx_teleclinic_notify_request(pool, u, &tmcf->notify_secret,
+                                         msg->id.key, o, request);
+}
+
+
+/*
+ * A message's request: the JSON body, signed with the secret over
+ * "timestamp." and the body, as X-Teleclinic-Signature: t=...,sha256=...
+ */
+
+static ngx_int_t
+ngx_teleclinic_notify_request(ngx_pool_t *pool, ngx_url_t *u,
+    ngx_str_t *secret, ngx_uint_t id, json_t *o, ngx_buf_t **request)
+{
+    u_char      md[32], hex[64], *p, *body;
+    u_char      port[sizeof(":65535")];
+    size_t      len;
+    ngx_buf_t  *b;
+
     len = json_dumpb(o, NULL, 0, JSON_COMPACT);
 
     b = ngx_create_temp_buf(pool, len + 512 + u->uri.len + u->host.len);
@@ -326,8 +412,7 @@ ngx_teleclinic_notify_message(ngx_teleclinic_zone_t *zone,
     p = ngx_sprintf(b->start, "%T.", ngx_time());
     ngx_memmove(p, body, len);
 
-    ngx_teleclinic_hmac_sha256(&tmcf->notify_secret, b->start,
-                               (p - b->start) + len, md);
+    ngx_teleclinic_hmac_sha256(secret, b->start, (p - b->start) + len, md);
     ngx_hex_dump(hex, md, 32);
 
     ngx_memmove(body, p, len);
@@ -347,12 +432,282 @@ ngx_teleclinic_notify_message(ngx_teleclinic_zone_t *zone,
                           "X-Teleclinic-Message-Id: %ui\r\n"
                           "X-Teleclinic-Signature: t=%T,sha256=%*s\r\n"
                           "Connection: close\r\n\r\n",
-                          &u->uri, &u->host, port, len, msg->id.key,
+                          &u->uri, &u->host, port, len, id,
                           ngx_time(), (size_t) 64, hex);
 
     b->last = ngx_movemem(b->last, body, len);
 
     *request = b;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The zone is locked: what the EMR's Bundle shows of the visit, copied
+ * into the delivery's pool (the formulary's names are the cycle's).
+ */
+
+static ngx_int_t
+ngx_teleclinic_notify_visit(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_directory_t *dir, ngx_teleclinic_msg_t *msg,
+    ngx_pool_t *pool, ngx_teleclinic_fhir_visit_t **visit)
+{
+    ngx_uint_t                        i;
+    ngx_str_t                         doctor, *note[NGX_TELECLINIC_NOTE_FIELDS];
+    ngx_queue_t                      *q;
+    ngx_teleclinic_item_t            *item;
+    ngx_teleclinic_appt_t            *appt;
+    ngx_teleclinic_drug_t            *drug;
+    ngx_teleclinic_exam_t            *exam;
+    ngx_teleclinic_doctor_t          *doc;
+    ngx_teleclinic_record_t          *rec;
+    ngx_teleclinic_fhir_rx_t         *rx;
+    ngx_teleclinic_fhir_visit_t      *v;
+    ngx_teleclinic_fhir_order_t      *order;
+    ngx_teleclinic_department_t      *dept;
+    ngx_teleclinic_fhir_addendum_t   *add;
+    ngx_teleclinic_fhir_followup_t   *fu;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_teleclinic_notify_conf;
+
+    if (tmcf->records_url == NULL) {
+        /* the EMR left the configuration on a reload */
+        return NGX_DECLINED;
+    }
+
+    appt = ngx_teleclinic_appt_lookup(zone, msg->appt);
+    rec = ngx_teleclinic_record_lookup(zone, msg->appt);
+
+    if (appt == NULL || rec == NULL
+        || (msg->kind == NGX_TELECLINIC_MSG_RATING && rec->score == 0))
+    {
+        return NGX_DECLINED;
+    }
+
+    v = ngx_pcalloc(pool, sizeof(ngx_teleclinic_fhir_visit_t));
+    if (v == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->appt = appt->id;
+    v->base = tmcf->public_url;
+    v->start = appt->start;
+    v->end = appt->end;
+    v->visit_start = appt->visit_start;
+    v->visit_end = appt->visit_end;
+    v->closed = rec->closed;
+    v->score = rec->score;
+    v->rated = rec->rated;
+
+    doctor.data = appt->doctor;
+    doctor.len = appt->doctor_len;
+
+    doc = dir ? ngx_teleclinic_doctor_find(dir, &doctor) : NULL;
+    dept = doc ? ngx_teleclinic_department_find(dir, &doc->department)
+               : NULL;
+
+    if (ngx_teleclinic_notify_str(pool, &v->patient_name, appt->name.data,
+                                  appt->name.len) != NGX_OK
+        || ngx_teleclinic_notify_str(pool, &v->patient_phone,
+                                     appt->phone.data, appt->phone.len)
+           != NGX_OK
+        || ngx_teleclinic_notify_str(pool, &v->reason, appt->reason.data,
+                                     appt->reason.len) != NGX_OK
+        || ngx_teleclinic_notify_str(pool, &v->doctor, doctor.data,
+                                     doctor.len) != NGX_OK
+        || ngx_teleclinic_notify_str(pool, &v->comment, rec->comment.data,
+                                     rec->comment.len) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    note[0] = &v->complaint;
+    note[1] = &v->history;
+    note[2] = &v->findings;
+    note[3] = &v->diagnosis;
+    note[4] = &v->advice;
+
+    for (i = 0; i < NGX_TELECLINIC_NOTE_FIELDS; i++) {
+        if (ngx_teleclinic_notify_str(pool, note[i], rec->note[i].data,
+                                      rec->note[i].len)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (doc) {
+        v->doctor_name = doc->name;
+    }
+
+    if (dept) {
+        v->department = dept->name;
+    }
+
+    /* room for every item in each list: a record holds at most 200 */
+    i = rec->nitems ? rec->nitems : 1;
+
+    v->rx = ngx_pcalloc(pool, i * sizeof(ngx_teleclinic_fhir_rx_t));
+    v->orders = ngx_pcalloc(pool, i * sizeof(ngx_teleclinic_fhir_order_t));
+    v->followups = ngx_pcalloc(pool,
+                               i * sizeof(ngx_teleclinic_fhir_followup_t));
+    v->addenda = ngx_pcalloc(pool,
+                             i * sizeof(ngx_teleclinic_fhir_addendum_t));
+
+    if (v->rx == NULL || v->orders == NULL || v->followups == NULL
+        || v->addenda == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    for (q = ngx_queue_head(&rec->items);
+         q != ngx_queue_sentinel(&rec->items);
+         q = ngx_queue_next(q))
+    {
+        item = ngx_queue_data(q, ngx_teleclinic_item_t, queue);
+
+        switch (item->kind) {
+
+        case NGX_TELECLINIC_ITEM_RX:
+            rx = &v->rx[v->nrx++];
+            rx->id = item->id;
+            rx->at = item->at;
+            rx->days = item->num[0];
+            rx->quantity = item->num[1];
+
+            if (ngx_teleclinic_notify_str(pool, &rx->drug, item->ref.data,
+                                          item->ref.len) != NGX_OK
+                || ngx_teleclinic_notify_str(pool, &rx->dose,
+                                             item->text[0].data,
+                                             item->text[0].len) != NGX_OK
+                || ngx_teleclinic_notify_str(pool, &rx->frequency,
+                                             item->text[1].data,
+                                             item->text[1].len) != NGX_OK
+                || ngx_teleclinic_notify_str(pool, &rx->note,
+                                             item->text[2].data,
+                                             item->text[2].len) != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            drug = tmcf->formulary
+                   ? ngx_teleclinic_drug_find(tmcf->formulary, &rx->drug)
+                   : NULL;
+            if (drug) {
+                rx->name = drug->name;
+                rx->code = drug->code;
+                rx->system = drug->system;
+            }
+
+            break;
+
+        case NGX_TELECLINIC_ITEM_ORDER:
+            order = &v->orders[v->norders++];
+            order->id = item->id;
+            order->at = item->at;
+
+            if (ngx_teleclinic_notify_str(pool, &order->exam, item->ref.data,
+                                          item->ref.len) != NGX_OK
+                || ngx_teleclinic_notify_str(pool, &order->note,
+                                             item->text[0].data,
+                                             item->text[0].len) != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            exam = tmcf->formulary
+                   ? ngx_teleclinic_exam_find(tmcf->formulary, &order->exam)
+                   : NULL;
+            if (exam) {
+                order->name = exam->name;
+                order->code = exam->code;
+                order->system = exam->system;
+            }
+
+            break;
+
+        case NGX_TELECLINIC_ITEM_FOLLOWUP:
+            fu = &v->followups[v->nfollowups++];
+            fu->id = item->id;
+            fu->at = item->at;
+            fu->due = item->due;
+
+            if (ngx_teleclinic_notify_str(pool, &fu->kind, item->ref.data,
+                                          item->ref.len) != NGX_OK
+                || ngx_teleclinic_notify_str(pool, &fu->note,
+                                             item->text[0].data,
+                                             item->text[0].len) != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            break;
+
+        case NGX_TELECLINIC_ITEM_ADDENDUM:
+            add = &v->addenda[v->naddenda++];
+            add->id = item->id;
+            add->at = item->at;
+
+            if (ngx_teleclinic_notify_str(pool, &add->text,
+                                          item->text[0].data,
+                                          item->text[0].len) != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            break;
+        }
+    }
+
+    *visit = v;
+
+    return NGX_OK;
+}
+
+
+/* after the unlock: the EMR's Bundle and its request */
+
+static ngx_int_t
+ngx_teleclinic_notify_bundle(ngx_teleclinic_delivery_t *d)
+{
+    json_t                           *o;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_teleclinic_notify_conf;
+
+    o = (d->kind == NGX_TELECLINIC_MSG_RATING)
+        ? ngx_teleclinic_fhir_rating(d->visit)
+        : ngx_teleclinic_fhir_record(d->visit);
+
+    if (o == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_teleclinic_notify_request(d->pool, tmcf->records_url,
+                                         &tmcf->records_secret, d->msg, o,
+                                         &d->request);
+}
+
+
+static ngx_int_t
+ngx_teleclinic_notify_str(ngx_pool_t *pool, ngx_str_t *dst, u_char *data,
+    size_t len)
+{
+    dst->len = len;
+    dst->data = NULL;
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    dst->data = ngx_pnalloc(pool, len);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, data, len);
 
     return NGX_OK;
 }
@@ -369,9 +724,9 @@ ngx_teleclinic_notify_start(ngx_teleclinic_delivery_t *d)
 
     ngx_teleclinic_notify_busy++;
 
-    d->peer.sockaddr = tmcf->notify_url->addrs[0].sockaddr;
-    d->peer.socklen = tmcf->notify_url->addrs[0].socklen;
-    d->peer.name = &tmcf->notify_url->addrs[0].name;
+    d->peer.sockaddr = d->url->addrs[0].sockaddr;
+    d->peer.socklen = d->url->addrs[0].socklen;
+    d->peer.name = &d->url->addrs[0].name;
     d->peer.get = ngx_event_get_peer;
     d->peer.log = ngx_cycle->log;
     d->peer.log_error = NGX_ERROR_ERR;

@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include "ngx_http_teleclinic_util.h"
 #include "ngx_http_teleclinic_record.h"
+#include "ngx_http_teleclinic_notify.h"
 #include "ngx_teleclinic_record.h"
 #include "ngx_teleclinic_token.h"
 
@@ -444,6 +445,28 @@ ngx_http_teleclinic_record_change(ngx_http_request_t *r,
         return ngx_http_teleclinic_fail(r, &err);
     }
 
+    /* with a formulary, what it does not list cannot be prescribed */
+
+    if (tmcf->formulary
+        && ((kind == NGX_TELECLINIC_BODY_RX
+             && ngx_teleclinic_drug_find(tmcf->formulary, &req.ref) == NULL)
+            || (kind == NGX_TELECLINIC_BODY_ORDER
+                && ngx_teleclinic_exam_find(tmcf->formulary, &req.ref)
+                   == NULL)))
+    {
+        json_decref(req.root);
+
+        if (kind == NGX_TELECLINIC_BODY_RX) {
+            return ngx_http_teleclinic_error(r, 422, "unknown_drug",
+                                             "drug is not in the formulary",
+                                             "drug");
+        }
+
+        return ngx_http_teleclinic_error(r, 422, "unknown_exam",
+                                         "exam is not in the catalogue",
+                                         "exam");
+    }
+
     ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
     ev.at = ngx_time();
     ev.id = c.appt;
@@ -540,6 +563,9 @@ ngx_http_teleclinic_record_commit(ngx_http_request_t *r,
     change.copy = ngx_http_teleclinic_record_copy;
     change.format = ngx_http_teleclinic_record_format;
     change.data = shown;
+
+    /* a follow-up, a closing and a rating have messages to send */
+    change.durable = ngx_teleclinic_notify_kick;
 
     return ngx_http_teleclinic_commit(r, zone, &change);
 }

@@ -54,6 +54,8 @@ typedef struct {
     time_t                        horizon;
     ngx_url_t                    *notify_url;
     ngx_str_t                     notify_secret;
+    ngx_url_t                    *records_url;  /* the EMR */
+    ngx_str_t                     records_secret;
     ngx_msec_t                    notify_timeout;
     ngx_str_t                     thread_pool;
     time_t                        doctor_session;
