@@ -17,13 +17,16 @@
 /*
  * A WebSocket connection as the waiting room sees it: nobody until its
  * "hello", then a patient (one appointment) or a doctor's console.  The
- * worker keeps its connections in a tree by serial number, which is how
- * mail from other workers finds them.
+ * worker keeps its connections in a table by serial number, which is how
+ * mail from other workers and the room's updates find them.
  */
 
 
-typedef struct {
-    ngx_rbtree_node_t                  node;     /* key: serial */
+typedef struct ngx_teleclinic_session_s  ngx_teleclinic_session_t;
+
+struct ngx_teleclinic_session_s {
+    ngx_uint_t                         serial;
+    ngx_teleclinic_session_t          *next;     /* in its bucket */
     ngx_teleclinic_ws_t               *ws;
     ngx_uint_t                         role;
     uint64_t                           appt;
@@ -31,7 +34,7 @@ typedef struct {
     u_char                             doctor[NGX_TELECLINIC_ID_MAX];
     ngx_teleclinic_journal_waiter_t    waiter;
     unsigned                           syncing:1;
-} ngx_teleclinic_session_t;
+};
 
 
 /* a sweep of one room at a time the room asked for */
@@ -76,8 +79,8 @@ static void ngx_teleclinic_session_day_end(ngx_event_t *ev);
 
 
 static ngx_http_teleclinic_main_conf_t  *ngx_teleclinic_session_conf;
-static ngx_rbtree_t                      ngx_teleclinic_sessions;
-static ngx_rbtree_node_t                 ngx_teleclinic_sessions_sentinel;
+static ngx_teleclinic_session_t        **ngx_teleclinic_sessions;
+static ngx_uint_t                        ngx_teleclinic_sessions_mask;
 static ngx_uint_t                        ngx_teleclinic_session_serial;
 
 static ngx_event_t                      ngx_teleclinic_midnight;
@@ -157,24 +160,43 @@ ngx_teleclinic_session_exit_process(ngx_cycle_t *cycle)
 ngx_int_t
 ngx_teleclinic_session_open(ngx_teleclinic_ws_t *ws)
 {
-    ngx_teleclinic_session_t  *s;
+    ngx_uint_t                  n;
+    ngx_teleclinic_session_t  **bucket, *s;
 
     s = ngx_pcalloc(ws->request->pool, sizeof(ngx_teleclinic_session_t));
     if (s == NULL) {
         return NGX_ERROR;
     }
 
-    if (ngx_teleclinic_sessions.root == NULL) {
-        /* the first connection of this worker */
-        ngx_rbtree_init(&ngx_teleclinic_sessions,
-                        &ngx_teleclinic_sessions_sentinel,
-                        ngx_rbtree_insert_value);
+    if (ngx_teleclinic_sessions == NULL) {
+
+        /*
+         * The first connection of this worker: a head for each connection
+         * it may have.  Serials are given in turn, so consecutive ones
+         * take consecutive heads and a chain rarely holds more than one:
+         * a fan-out finds each of thousands of patients with one look,
+         * where a tree walked a dozen nodes in as many request pools.
+         * It is the process's, not a cycle's: no reload frees it.
+         */
+
+        for (n = 64; n < ngx_cycle->connection_n; n <<= 1) { /* void */ }
+
+        ngx_teleclinic_sessions = ngx_calloc(n * sizeof(void *),
+                                             ngx_cycle->log);
+        if (ngx_teleclinic_sessions == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_teleclinic_sessions_mask = n - 1;
     }
 
     s->ws = ws;
-    s->node.key = ++ngx_teleclinic_session_serial;
+    s->serial = ++ngx_teleclinic_session_serial;
 
-    ngx_rbtree_insert(&ngx_teleclinic_sessions, &s->node);
+    bucket = &ngx_teleclinic_sessions[s->serial
+                                      & ngx_teleclinic_sessions_mask];
+    s->next = *bucket;
+    *bucket = s;
 
     ws->session = s;
 
@@ -187,8 +209,8 @@ ngx_teleclinic_session_open(ngx_teleclinic_ws_t *ws)
 void
 ngx_teleclinic_session_close(ngx_teleclinic_ws_t *ws)
 {
-    ngx_teleclinic_actor_t     a;
-    ngx_teleclinic_session_t  *s;
+    ngx_teleclinic_actor_t      a;
+    ngx_teleclinic_session_t  **sp, *s;
 
     s = ws->session;
 
@@ -212,8 +234,15 @@ ngx_teleclinic_session_close(ngx_teleclinic_ws_t *ws)
         ngx_teleclinic_session_timer(&a);
     }
 
-    /* last: the tree's delete clears the serial in the node's key */
-    ngx_rbtree_delete(&ngx_teleclinic_sessions, &s->node);
+    /* last: mail for it finds nothing from now on */
+
+    for (sp = &ngx_teleclinic_sessions[s->serial
+                                       & ngx_teleclinic_sessions_mask];
+         *sp != s;
+         sp = &(*sp)->next)
+    { /* void */ }
+
+    *sp = s->next;
 
     ngx_teleclinic_session_role(s, (ngx_uint_t) -1);
 }
@@ -533,7 +562,7 @@ ngx_teleclinic_session_actor(ngx_teleclinic_session_t *s,
     a->zone = ngx_http_teleclinic_zone(tmcf);
     a->conf = &tmcf->room;
     a->log = s ? s->ws->request->connection->log : ngx_cycle->log;
-    a->serial = s ? s->node.key : 0;
+    a->serial = s ? s->serial : 0;
     a->now = ngx_time();
     a->appt = s ? s->appt : 0;
 
@@ -742,18 +771,19 @@ ngx_teleclinic_session_send(ngx_uint_t serial, u_char *text, size_t len)
 static ngx_teleclinic_session_t *
 ngx_teleclinic_session_find(ngx_uint_t serial)
 {
-    ngx_rbtree_node_t  *node, *sentinel;
+    ngx_teleclinic_session_t  *s;
 
-    node = ngx_teleclinic_sessions.root;
-    sentinel = ngx_teleclinic_sessions.sentinel;
+    if (ngx_teleclinic_sessions == NULL) {
+        return NULL;
+    }
 
-    while (node != sentinel) {
-
-        if (serial == node->key) {
-            return (ngx_teleclinic_session_t *) node;
+    for (s = ngx_teleclinic_sessions[serial & ngx_teleclinic_sessions_mask];
+         s;
+         s = s->next)
+    {
+        if (s->serial == serial) {
+            return s;
         }
-
-        node = (serial < node->key) ? node->left : node->right;
     }
 
     return NULL;
