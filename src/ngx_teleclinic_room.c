@@ -757,14 +757,14 @@ typedef struct {
 
 void
 ngx_teleclinic_room_update(ngx_teleclinic_actor_t *a,
-    ngx_teleclinic_room_send_pt send)
+    ngx_teleclinic_room_send_pt send, ngx_teleclinic_room_ahead_pt ahead)
 {
     u_char                     *p, *last;
     u_char                      text[NGX_TELECLINIC_PATIENT_QUEUE_LEN];
     size_t                      size;
     time_t                      remaining;
-    ngx_uint_t                  i, position, average, wait, busy, listed,
-                                max, nwaiting;
+    ngx_uint_t                  i, k, position, average, wait, busy,
+                                listed, max, nwaiting;
     ngx_pool_t                 *pool;
     ngx_array_t                 out;
     ngx_queue_t                *q;
@@ -942,6 +942,12 @@ done:
     o = out.elts;
 
     for (i = 0; i < out.nelts; i++) {
+
+        for (k = 1; ahead && k <= NGX_TELECLINIC_AHEAD; k++) {
+            if (i + k < out.nelts) {
+                ahead(o[i + k].serial, k);
+            }
+        }
 
         if (o[i].text) {
             send(o[i].serial, o[i].text, o[i].len);

@@ -45,6 +45,14 @@ typedef struct {
 } ngx_teleclinic_sweep_t;
 
 
+/* a hint to the processor: the line at p is needed soon */
+#if (__GNUC__ || __clang__)
+#define ngx_teleclinic_prefetch(p)    __builtin_prefetch(p)
+#else
+#define ngx_teleclinic_prefetch(p)
+#endif
+
+
 /* rooms whose queues changed, gathered over one batch of mail */
 #define NGX_TELECLINIC_CHANGED_MAX    64
 
@@ -71,6 +79,8 @@ static void ngx_teleclinic_session_mail(ngx_teleclinic_mail_t *mail);
 static void ngx_teleclinic_session_room_changed(u_char *doctor, size_t len);
 static void ngx_teleclinic_session_send(ngx_uint_t serial, u_char *text,
     size_t len);
+static void ngx_teleclinic_session_ahead(ngx_uint_t serial,
+    ngx_uint_t distance);
 static ngx_teleclinic_session_t *ngx_teleclinic_session_find(
     ngx_uint_t serial);
 static void ngx_teleclinic_session_timer(ngx_teleclinic_actor_t *a);
@@ -751,7 +761,8 @@ ngx_teleclinic_session_room_changed(u_char *doctor, size_t len)
     }
 
     ngx_teleclinic_session_slot(&a, NULL);
-    ngx_teleclinic_room_update(&a, ngx_teleclinic_session_send);
+    ngx_teleclinic_room_update(&a, ngx_teleclinic_session_send,
+                               ngx_teleclinic_session_ahead);
 }
 
 
@@ -764,6 +775,67 @@ ngx_teleclinic_session_send(ngx_uint_t serial, u_char *text, size_t len)
 
     if (s) {
         ngx_teleclinic_ws_send_text(s->ws, text, len);
+    }
+}
+
+
+/*
+ * At thousands of patients nothing of theirs is in the caches any more,
+ * and a send waited for each of what it touches in turn: the session,
+ * the WebSocket, the request, the connection and its write event, each
+ * found through the one before.  So each of the sends ahead takes one
+ * step of that chain, the last first: the step before has brought its
+ * link in by then, and what the send needs is there when its turn comes.
+ */
+
+static void
+ngx_teleclinic_session_ahead(ngx_uint_t serial, ngx_uint_t distance)
+{
+    ngx_connection_t          *c;
+    ngx_teleclinic_ws_t       *ws;
+    ngx_teleclinic_session_t  *s;
+
+    if (ngx_teleclinic_sessions == NULL) {
+        return;
+    }
+
+    if (distance == NGX_TELECLINIC_AHEAD) {
+        ngx_teleclinic_prefetch(ngx_teleclinic_sessions[serial
+                                             & ngx_teleclinic_sessions_mask]);
+        return;
+    }
+
+    s = ngx_teleclinic_session_find(serial);
+
+    if (s == NULL) {
+        return;
+    }
+
+    ws = s->ws;
+
+    switch (distance) {
+
+    case 4:
+        /* its first line, the output's, and the last, with the flags */
+        ngx_teleclinic_prefetch(ws);
+        ngx_teleclinic_prefetch(&ws->out);
+        ngx_teleclinic_prefetch((u_char *) (ws + 1) - 1);
+        break;
+
+    case 3:
+        ngx_teleclinic_prefetch(ws->request);
+        break;
+
+    case 2:
+        c = ws->request->connection;
+        ngx_teleclinic_prefetch(c);
+        ngx_teleclinic_prefetch(&c->sent);
+        ngx_teleclinic_prefetch((u_char *) (c + 1) - 1);
+        break;
+
+    case 1:
+        ngx_teleclinic_prefetch(ws->request->connection->write);
+        break;
     }
 }
 
