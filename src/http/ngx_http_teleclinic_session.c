@@ -248,11 +248,13 @@ ngx_teleclinic_session_close(ngx_teleclinic_ws_t *ws)
 
     for (sp = &ngx_teleclinic_sessions[s->serial
                                        & ngx_teleclinic_sessions_mask];
-         *sp != s;
+         *sp && *sp != s;
          sp = &(*sp)->next)
     { /* void */ }
 
-    *sp = s->next;
+    if (*sp) {
+        *sp = s->next;
+    }
 
     ngx_teleclinic_session_role(s, (ngx_uint_t) -1);
 }
