@@ -22,6 +22,8 @@ static ngx_int_t ngx_teleclinic_copy_str(ngx_str_t *dst, ngx_str_t *src,
     ngx_pool_t *pool);
 static void ngx_teleclinic_record_free(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_record_t *rec);
+static ngx_int_t ngx_teleclinic_record_change(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_record_t *rec, ngx_teleclinic_event_t *ev);
 
 
 ngx_str_t  ngx_teleclinic_note_fields[] = {
@@ -109,12 +111,9 @@ ngx_int_t
 ngx_teleclinic_record_apply_locked(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_event_t *ev)
 {
-    ngx_str_t                  note[NGX_TELECLINIC_NOTE_FIELDS];
-    ngx_teleclinic_item_t     *item;
-    ngx_teleclinic_record_t   *rec;
-    ngx_teleclinic_records_t  *records;
-
-    records = zone->sh->records;
+    ngx_int_t                 rc;
+    ngx_uint_t                made;
+    ngx_teleclinic_record_t  *rec;
 
     if (ev->op == NGX_TELECLINIC_EV_FORGET) {
         rec = ngx_teleclinic_record_lookup(zone, ev->id);
@@ -126,10 +125,33 @@ ngx_teleclinic_record_apply_locked(ngx_teleclinic_zone_t *zone,
         return NGX_OK;
     }
 
+    /* a record made for a change that then fails goes again */
+    made = (ngx_teleclinic_record_lookup(zone, ev->id) == NULL);
+
     rec = ngx_teleclinic_record_get(zone, ev);
     if (rec == NULL) {
         return NGX_DECLINED;
     }
+
+    rc = ngx_teleclinic_record_change(zone, rec, ev);
+
+    if (rc != NGX_OK && made) {
+        ngx_teleclinic_record_free(zone, rec);
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_record_change(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_record_t *rec, ngx_teleclinic_event_t *ev)
+{
+    ngx_str_t                  note[NGX_TELECLINIC_NOTE_FIELDS];
+    ngx_teleclinic_item_t     *item;
+    ngx_teleclinic_records_t  *records;
+
+    records = zone->sh->records;
 
     switch (ev->op) {
 
