@@ -381,7 +381,8 @@ my $encounter = full_url($b, 'Encounter');
        'MedicationRequest.dispenseRequest.expectedSupplyDuration');
     is($m->{note}[0]{text}, 'after meals "with water"',
        'MedicationRequest.note');
-    is($m->{authoredOn}, '2026-03-02T09:10:00Z', 'MedicationRequest.authoredOn');
+    is($m->{authoredOn}, '2026-03-02T09:10:00Z',
+       'MedicationRequest.authoredOn');
     is($m->{requester}{reference}, $doctor, 'MedicationRequest.requester');
     is($m->{subject}{reference}, $patient, 'MedicationRequest.subject');
     is($m->{encounter}{reference}, $encounter, 'MedicationRequest.encounter');
