@@ -13,6 +13,21 @@
 
 
 static ngx_int_t ngx_teleclinic_hex_nibble(u_char c);
+static ngx_int_t ngx_teleclinic_nonce(u_char *nonce);
+
+
+/*
+ * Nonces come from a per-process stock, refilled from RAND_bytes() a
+ * few dozen at a time: one call per item was a tenth of a note's PUT.
+ * A process that finds the stock of another (a worker forked from the
+ * master) throws it away, so that no two processes use the same nonce.
+ */
+#define NGX_TELECLINIC_NONCES  32
+
+static u_char     ngx_teleclinic_nonces[NGX_TELECLINIC_NONCES
+                                        * NGX_TELECLINIC_NONCE_LEN];
+static ngx_uint_t ngx_teleclinic_nonces_left;
+static ngx_pid_t  ngx_teleclinic_nonces_pid;
 
 
 ngx_int_t
@@ -67,14 +82,29 @@ ngx_teleclinic_key_parse(u_char *data, size_t len, ngx_teleclinic_key_t *key,
 }
 
 
+void
+ngx_teleclinic_keys_cleanup(void *data)
+{
+    ngx_teleclinic_keys_t  *keys = data;
+
+    ngx_uint_t  i;
+
+    for (i = 0; i < keys->nkeys; i++) {
+        EVP_CIPHER_CTX_free(keys->keys[i].enc);
+        EVP_CIPHER_CTX_free(keys->keys[i].dec);
+        keys->keys[i].enc = NULL;
+        keys->keys[i].dec = NULL;
+        OPENSSL_cleanse(keys->keys[i].key, NGX_TELECLINIC_KEY_LEN);
+    }
+}
+
+
 ngx_int_t
 ngx_teleclinic_seal(ngx_teleclinic_keys_t *keys, u_char *aad, size_t aad_len,
     u_char *in, size_t len, u_char *out)
 {
     int                    n;
     u_char                *nonce, *ct;
-    ngx_int_t              rc;
-    EVP_CIPHER_CTX        *ctx;
     ngx_teleclinic_key_t  *key;
 
     if (keys == NULL || keys->nkeys == 0 || len > NGX_MAX_INT32_VALUE) {
@@ -88,48 +118,38 @@ ngx_teleclinic_seal(ngx_teleclinic_keys_t *keys, u_char *aad, size_t aad_len,
 
     ngx_memcpy(out, key->kid, NGX_TELECLINIC_KID_LEN);
 
-    if (RAND_bytes(nonce, NGX_TELECLINIC_NONCE_LEN) != 1) {
+    if (ngx_teleclinic_nonce(nonce) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ctx = EVP_CIPHER_CTX_new();
-    if (ctx == NULL) {
-        return NGX_ERROR;
+    if (key->enc == NULL) {
+        key->enc = EVP_CIPHER_CTX_new();
+
+        if (key->enc == NULL
+            || EVP_EncryptInit_ex(key->enc, EVP_aes_256_gcm(), NULL,
+                                  key->key, NULL)
+               != 1)
+        {
+            EVP_CIPHER_CTX_free(key->enc);
+            key->enc = NULL;
+            return NGX_ERROR;
+        }
     }
 
-    rc = NGX_ERROR;
-
-    if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key->key, nonce)
-        != 1)
-    {
-        goto done;
-    }
-
-    if (aad_len
-        && EVP_EncryptUpdate(ctx, NULL, &n, aad, (int) aad_len) != 1)
-    {
-        goto done;
-    }
-
-    if (len && EVP_EncryptUpdate(ctx, ct, &n, in, (int) len) != 1) {
-        goto done;
-    }
-
-    if (EVP_EncryptFinal_ex(ctx, ct + len, &n) != 1
-        || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG,
+    if (EVP_EncryptInit_ex(key->enc, NULL, NULL, NULL, nonce) != 1
+        || (aad_len
+            && EVP_EncryptUpdate(key->enc, NULL, &n, aad, (int) aad_len)
+               != 1)
+        || (len && EVP_EncryptUpdate(key->enc, ct, &n, in, (int) len) != 1)
+        || EVP_EncryptFinal_ex(key->enc, ct + len, &n) != 1
+        || EVP_CIPHER_CTX_ctrl(key->enc, EVP_CTRL_GCM_GET_TAG,
                                NGX_TELECLINIC_TAG_LEN, ct + len)
            != 1)
     {
-        goto done;
+        return NGX_ERROR;
     }
 
-    rc = NGX_OK;
-
-done:
-
-    EVP_CIPHER_CTX_free(ctx);
-
-    return rc;
+    return NGX_OK;
 }
 
 
@@ -140,9 +160,7 @@ ngx_teleclinic_unseal(ngx_teleclinic_keys_t *keys, u_char *aad,
     int                    n;
     u_char                *nonce, *ct;
     size_t                 ct_len;
-    ngx_int_t              rc;
     ngx_uint_t             i;
-    EVP_CIPHER_CTX        *ctx;
     ngx_teleclinic_key_t  *key;
 
     if (len < NGX_TELECLINIC_SEAL_OVERHEAD || len > NGX_MAX_INT32_VALUE) {
@@ -166,47 +184,68 @@ ngx_teleclinic_unseal(ngx_teleclinic_keys_t *keys, u_char *aad,
     ct = nonce + NGX_TELECLINIC_NONCE_LEN;
     ct_len = len - NGX_TELECLINIC_SEAL_OVERHEAD;
 
-    ctx = EVP_CIPHER_CTX_new();
-    if (ctx == NULL) {
-        return NGX_ERROR;
-    }
+    if (key->dec == NULL) {
+        key->dec = EVP_CIPHER_CTX_new();
 
-    rc = NGX_ERROR;
-
-    if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key->key, nonce)
-        != 1)
-    {
-        goto done;
-    }
-
-    if (aad_len
-        && EVP_DecryptUpdate(ctx, NULL, &n, aad, (int) aad_len) != 1)
-    {
-        goto done;
-    }
-
-    if (ct_len && EVP_DecryptUpdate(ctx, out, &n, ct, (int) ct_len) != 1) {
-        goto done;
+        if (key->dec == NULL
+            || EVP_DecryptInit_ex(key->dec, EVP_aes_256_gcm(), NULL,
+                                  key->key, NULL)
+               != 1)
+        {
+            EVP_CIPHER_CTX_free(key->dec);
+            key->dec = NULL;
+            return NGX_ERROR;
+        }
     }
 
     /* the tag is not const in OpenSSL's prototype */
-    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG,
-                            NGX_TELECLINIC_TAG_LEN, ct + ct_len)
-        != 1
-        || EVP_DecryptFinal_ex(ctx, out + ct_len, &n) != 1)
+    if (EVP_DecryptInit_ex(key->dec, NULL, NULL, NULL, nonce) != 1
+        || (aad_len
+            && EVP_DecryptUpdate(key->dec, NULL, &n, aad, (int) aad_len)
+               != 1)
+        || (ct_len
+            && EVP_DecryptUpdate(key->dec, out, &n, ct, (int) ct_len) != 1)
+        || EVP_CIPHER_CTX_ctrl(key->dec, EVP_CTRL_GCM_SET_TAG,
+                               NGX_TELECLINIC_TAG_LEN, ct + ct_len)
+           != 1
+        || EVP_DecryptFinal_ex(key->dec, out + ct_len, &n) != 1)
     {
         /* nothing of a forged item is left behind */
         OPENSSL_cleanse(out, ct_len);
-        goto done;
+        return NGX_ERROR;
     }
 
-    rc = NGX_OK;
+    return NGX_OK;
+}
 
-done:
 
-    EVP_CIPHER_CTX_free(ctx);
+static ngx_int_t
+ngx_teleclinic_nonce(u_char *nonce)
+{
+    if (ngx_teleclinic_nonces_left == 0
+        || ngx_teleclinic_nonces_pid != getpid())
+    {
+        if (RAND_bytes(ngx_teleclinic_nonces, sizeof(ngx_teleclinic_nonces))
+            != 1)
+        {
+            return NGX_ERROR;
+        }
 
-    return rc;
+        ngx_teleclinic_nonces_left = NGX_TELECLINIC_NONCES;
+        ngx_teleclinic_nonces_pid = getpid();
+    }
+
+    ngx_teleclinic_nonces_left--;
+
+    /* each nonce once: the used one is wiped from the stock */
+    ngx_memcpy(nonce, ngx_teleclinic_nonces
+                      + ngx_teleclinic_nonces_left * NGX_TELECLINIC_NONCE_LEN,
+               NGX_TELECLINIC_NONCE_LEN);
+    ngx_memzero(ngx_teleclinic_nonces
+                + ngx_teleclinic_nonces_left * NGX_TELECLINIC_NONCE_LEN,
+                NGX_TELECLINIC_NONCE_LEN);
+
+    return NGX_OK;
 }
 
 

@@ -10,6 +10,7 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <openssl/evp.h>
 
 
 /*
@@ -38,6 +39,9 @@
 typedef struct {
     u_char                        kid[NGX_TELECLINIC_KID_LEN];
     u_char                        key[NGX_TELECLINIC_KEY_LEN];
+    /* the key's schedule, made once per process: only nonces change */
+    EVP_CIPHER_CTX               *enc;
+    EVP_CIPHER_CTX               *dec;
 } ngx_teleclinic_key_t;
 
 
@@ -54,6 +58,9 @@ typedef struct {
  */
 ngx_int_t ngx_teleclinic_key_parse(u_char *data, size_t len,
     ngx_teleclinic_key_t *key, const char **err);
+
+/* a pool cleanup: the keys' cipher contexts go with the configuration */
+void ngx_teleclinic_keys_cleanup(void *data);
 
 /*
  * Seals len bytes of in into out (len + NGX_TELECLINIC_SEAL_OVERHEAD

@@ -859,6 +859,7 @@ ngx_http_teleclinic_data_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_str_t              *value, text;
     ngx_uint_t              i, j;
     const char             *err;
+    ngx_pool_cleanup_t     *cln;
     ngx_teleclinic_key_t   *key;
 
     if (tmcf->journal.keys) {
@@ -907,6 +908,14 @@ ngx_http_teleclinic_data_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
 
     tmcf->keys.nkeys = cf->args->nelts - 1;
     tmcf->journal.keys = &tmcf->keys;
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_teleclinic_keys_cleanup;
+    cln->data = &tmcf->keys;
 
     return NGX_CONF_OK;
 }
