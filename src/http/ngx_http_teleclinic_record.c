@@ -60,14 +60,14 @@ static ngx_int_t ngx_http_teleclinic_record_copy(ngx_http_request_t *r,
     ngx_teleclinic_zone_t *zone, ngx_http_teleclinic_change_t *change);
 static ngx_int_t ngx_http_teleclinic_record_format(ngx_http_request_t *r,
     ngx_http_teleclinic_change_t *change, ngx_str_t *text);
-static json_t *ngx_http_teleclinic_record_json(ngx_teleclinic_record_t *rec,
-    uint64_t appt);
-static json_t *ngx_http_teleclinic_rating_json(ngx_teleclinic_record_t *rec);
-static json_t *ngx_http_teleclinic_str_json(ngx_str_t *s);
-static json_t *ngx_http_teleclinic_time_json(time_t t);
-static json_t *ngx_http_teleclinic_date_json(time_t t);
-static ngx_int_t ngx_http_teleclinic_record_dump(ngx_http_request_t *r,
-    json_t *json, ngx_str_t *text);
+static ngx_int_t ngx_http_teleclinic_record_text(ngx_http_request_t *r,
+    ngx_teleclinic_record_t *rec, uint64_t appt, ngx_str_t *text);
+static u_char *ngx_http_teleclinic_rating_text(u_char *p, u_char *last,
+    ngx_teleclinic_record_t *rec);
+static u_char *ngx_http_teleclinic_time_text(u_char *p, time_t t);
+static u_char *ngx_http_teleclinic_date_text(u_char *p, time_t t);
+static u_char *ngx_http_teleclinic_number_text(u_char *p, const char *key,
+    ngx_uint_t n);
 static ngx_uint_t ngx_http_teleclinic_item_kind(ngx_str_t *seg,
     ngx_uint_t *body, const char **action);
 static void ngx_http_teleclinic_record_sweep(ngx_event_t *ev);
@@ -182,10 +182,7 @@ ngx_http_teleclinic_record_get(ngx_http_request_t *r,
     }
 
     if (rc != NGX_OK
-        || ngx_http_teleclinic_record_dump(r,
-                             ngx_http_teleclinic_record_json(copy, c.appt),
-                             &text)
-           != NGX_OK)
+        || ngx_http_teleclinic_record_text(r, copy, c.appt, &text) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -646,7 +643,7 @@ static ngx_int_t
 ngx_http_teleclinic_record_format(ngx_http_request_t *r,
     ngx_http_teleclinic_change_t *change, ngx_str_t *text)
 {
-    json_t                       *json;
+    u_char                       *p;
     ngx_http_teleclinic_shown_t  *shown;
 
     shown = change->data;
@@ -654,18 +651,34 @@ ngx_http_teleclinic_record_format(ngx_http_request_t *r,
     switch (shown->answer) {
 
     case NGX_HTTP_TELECLINIC_CREATED:
-        json = json_pack("{s:I}", "id", (json_int_t) shown->item);
-        break;
+        text->data = ngx_pnalloc(r->pool, sizeof("{\"id\":}") + NGX_INT_T_LEN);
+        if (text->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        text->len = ngx_sprintf(text->data, "{\"id\":%ui}", shown->item)
+                    - text->data;
+        return NGX_OK;
 
     case NGX_HTTP_TELECLINIC_RATED:
-        json = ngx_http_teleclinic_rating_json(shown->rec);
-        break;
+        p = ngx_pnalloc(r->pool, 256 + 6 * shown->rec->comment.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
 
-    default:
-        json = ngx_http_teleclinic_record_json(shown->rec, shown->appt);
+        text->data = p;
+        p = ngx_http_teleclinic_rating_text(p, p + 256
+                                               + 6 * shown->rec->comment.len,
+                                            shown->rec);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        text->len = p - text->data;
+        return NGX_OK;
     }
 
-    return ngx_http_teleclinic_record_dump(r, json, text);
+    return ngx_http_teleclinic_record_text(r, shown->rec, shown->appt, text);
 }
 
 
@@ -826,196 +839,241 @@ ngx_http_teleclinic_writable(ngx_http_teleclinic_caller_t *c,
 }
 
 
-/* the record's answer; rec NULL: none written yet, an empty open one */
+/*
+ * The record's answer, written directly as booking's answers are: it is on
+ * the path of every read and write of a record, and a jansson tree of it
+ * cost twice a whole "return 200".  jansson still escapes each text.  rec
+ * NULL: nothing written yet, an empty open record.
+ */
 
-static json_t *
-ngx_http_teleclinic_record_json(ngx_teleclinic_record_t *rec, uint64_t appt)
+static ngx_int_t
+ngx_http_teleclinic_record_text(ngx_http_request_t *r,
+    ngx_teleclinic_record_t *rec, uint64_t appt, ngx_str_t *text)
 {
-    u_char                  hex[NGX_TELECLINIC_APPT_ID_LEN];
-    json_t                 *o, *note, *item;
-    json_t                 *list[NGX_TELECLINIC_ITEM_KINDS + 1];
-    ngx_uint_t              i;
+    u_char                 *p, *last;
+    size_t                  size;
+    ngx_uint_t              i, k, n;
     ngx_queue_t            *q;
     ngx_teleclinic_item_t  *it;
 
-    static ngx_str_t  empty = ngx_null_string;
+    static struct {
+        ngx_uint_t   kind;
+        const char  *list;
+        const char  *time;
+    } lists[] = {
+        { NGX_TELECLINIC_ITEM_RX, "prescriptions", "at" },
+        { NGX_TELECLINIC_ITEM_ORDER, "orders", "at" },
+        { NGX_TELECLINIC_ITEM_FOLLOWUP, "followups", "at" },
+        { 0, "snapshots", "taken" },
+        { NGX_TELECLINIC_ITEM_ADDENDUM, "addenda", "at" },
+    };
 
-    ngx_teleclinic_appt_id_print(hex, appt);
+    /* JSON escapes a byte in at most 6 ("\u001f") */
 
-    o = json_object();
-    note = json_object();
+    size = 1024;
 
-    if (o == NULL || note == NULL) {
-        json_decref(o);
-        json_decref(note);
+    if (rec) {
+        for (i = 0; i < NGX_TELECLINIC_NOTE_FIELDS; i++) {
+            size += 6 * rec->note[i].len;
+        }
+
+        size += 6 * rec->comment.len;
+
+        for (q = ngx_queue_head(&rec->items);
+             q != ngx_queue_sentinel(&rec->items);
+             q = ngx_queue_next(q))
+        {
+            it = ngx_queue_data(q, ngx_teleclinic_item_t, queue);
+
+            size += 256 + 6 * it->ref.len;
+
+            for (k = 0; k < NGX_TELECLINIC_ITEM_TEXTS; k++) {
+                size += 6 * it->text[k].len;
+            }
+        }
+    }
+
+    p = ngx_pnalloc(r->pool, size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    text->data = p;
+    last = p + size;
+
+    p = ngx_cpymem(p, "{\"appointment\":\"", 16);
+    p = ngx_teleclinic_appt_id_print(p, appt);
+    p = ngx_sprintf(p, "\",\"status\":\"%s\",\"closed\":",
+                    rec && rec->status == NGX_TELECLINIC_RECORD_FINAL
+                    ? "final" : "open");
+    p = ngx_http_teleclinic_time_text(p, rec ? rec->closed : 0);
+    p = ngx_cpymem(p, ",\"note\":{", 9);
+
+    for (i = 0; p && i < NGX_TELECLINIC_NOTE_FIELDS; i++) {
+        p = ngx_sprintf(p, "%s\"%V\":", i ? "," : "",
+                        &ngx_teleclinic_note_fields[i]);
+        p = ngx_teleclinic_json_string(p, last,
+                                       rec ? rec->note[i].data : NULL,
+                                       rec ? rec->note[i].len : 0);
+    }
+
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    *p++ = '}';
+
+    for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        p = ngx_sprintf(p, ",\"%s\":[", lists[i].list);
+        n = 0;
+
+        for (q = rec ? ngx_queue_head(&rec->items) : NULL;
+             p && q && q != ngx_queue_sentinel(&rec->items);
+             q = ngx_queue_next(q))
+        {
+            it = ngx_queue_data(q, ngx_teleclinic_item_t, queue);
+
+            if (it->kind != lists[i].kind || lists[i].kind == 0) {
+                continue;
+            }
+
+            p = ngx_sprintf(p, "%s{\"id\":%ui,\"%s\":", n++ ? "," : "",
+                            it->id, lists[i].time);
+            p = ngx_http_teleclinic_time_text(p, it->at);
+
+            switch (it->kind) {
+
+            case NGX_TELECLINIC_ITEM_RX:
+                p = ngx_teleclinic_json_field(p, last, "drug", &it->ref);
+                p = ngx_teleclinic_json_field(p, last, "dose", &it->text[0]);
+                p = ngx_teleclinic_json_field(p, last, "frequency",
+                                              &it->text[1]);
+                if (p) {
+                    p = ngx_http_teleclinic_number_text(p, "days",
+                                                        it->num[0]);
+                    p = ngx_http_teleclinic_number_text(p, "quantity",
+                                                        it->num[1]);
+                }
+                p = ngx_teleclinic_json_field(p, last, "note", &it->text[2]);
+                break;
+
+            case NGX_TELECLINIC_ITEM_ORDER:
+                p = ngx_teleclinic_json_field(p, last, "exam", &it->ref);
+                p = ngx_teleclinic_json_field(p, last, "note", &it->text[0]);
+                break;
+
+            case NGX_TELECLINIC_ITEM_FOLLOWUP:
+                p = ngx_teleclinic_json_field(p, last, "kind", &it->ref);
+                p = ngx_teleclinic_json_field(p, last, "note", &it->text[0]);
+                if (p) {
+                    p = ngx_cpymem(p, ",\"due\":", 7);
+                    p = ngx_http_teleclinic_date_text(p, it->due);
+                }
+                break;
+
+            case NGX_TELECLINIC_ITEM_ADDENDUM:
+                p = ngx_teleclinic_json_field(p, last, "text", &it->text[0]);
+                break;
+            }
+
+            if (p) {
+                *p++ = '}';
+            }
+        }
+
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        *p++ = ']';
+    }
+
+    p = ngx_cpymem(p, ",\"rating\":", 10);
+    p = ngx_http_teleclinic_rating_text(p, last, rec);
+
+    if (p == NULL || p >= last) {
+        return NGX_ERROR;
+    }
+
+    *p++ = '}';
+    text->len = p - text->data;
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_http_teleclinic_rating_text(u_char *p, u_char *last,
+    ngx_teleclinic_record_t *rec)
+{
+    if (p == NULL) {
         return NULL;
     }
 
-    for (i = 0; i <= NGX_TELECLINIC_ITEM_KINDS; i++) {
-        list[i] = json_array();
-    }
-
-    for (i = 0; i < NGX_TELECLINIC_NOTE_FIELDS; i++) {
-        json_object_set_new(note, (char *) ngx_teleclinic_note_fields[i].data,
-                            ngx_http_teleclinic_str_json(rec ? &rec->note[i]
-                                                             : &empty));
-    }
-
-    for (q = rec ? ngx_queue_head(&rec->items) : NULL;
-         q && q != ngx_queue_sentinel(&rec->items);
-         q = ngx_queue_next(q))
-    {
-        it = ngx_queue_data(q, ngx_teleclinic_item_t, queue);
-
-        item = json_pack("{s:I, s:o}", "id", (json_int_t) it->id,
-                         "at", ngx_http_teleclinic_time_json(it->at));
-        if (item == NULL) {
-            continue;
-        }
-
-        switch (it->kind) {
-
-        case NGX_TELECLINIC_ITEM_RX:
-            json_object_set_new(item, "drug",
-                                ngx_http_teleclinic_str_json(&it->ref));
-            json_object_set_new(item, "dose",
-                                ngx_http_teleclinic_str_json(&it->text[0]));
-            json_object_set_new(item, "frequency",
-                                ngx_http_teleclinic_str_json(&it->text[1]));
-            json_object_set_new(item, "days", it->num[0]
-                                ? json_integer(it->num[0]) : json_null());
-            json_object_set_new(item, "quantity", it->num[1]
-                                ? json_integer(it->num[1]) : json_null());
-            json_object_set_new(item, "note",
-                                ngx_http_teleclinic_str_json(&it->text[2]));
-            break;
-
-        case NGX_TELECLINIC_ITEM_ORDER:
-            json_object_set_new(item, "exam",
-                                ngx_http_teleclinic_str_json(&it->ref));
-            json_object_set_new(item, "note",
-                                ngx_http_teleclinic_str_json(&it->text[0]));
-            break;
-
-        case NGX_TELECLINIC_ITEM_FOLLOWUP:
-            json_object_set_new(item, "kind",
-                                ngx_http_teleclinic_str_json(&it->ref));
-            json_object_set_new(item, "note",
-                                ngx_http_teleclinic_str_json(&it->text[0]));
-            json_object_set_new(item, "due",
-                                ngx_http_teleclinic_date_json(it->due));
-            break;
-
-        case NGX_TELECLINIC_ITEM_ADDENDUM:
-            json_object_set_new(item, "text",
-                                ngx_http_teleclinic_str_json(&it->text[0]));
-            break;
-        }
-
-        json_array_append_new(list[it->kind], item);
-    }
-
-    json_object_set_new(o, "appointment", json_stringn((char *) hex,
-                                                       sizeof(hex)));
-    json_object_set_new(o, "status", json_string(
-                            rec && rec->status == NGX_TELECLINIC_RECORD_FINAL
-                            ? "final" : "open"));
-    json_object_set_new(o, "closed", ngx_http_teleclinic_time_json(
-                                         rec ? rec->closed : 0));
-    json_object_set_new(o, "note", note);
-    json_object_set_new(o, "prescriptions", list[NGX_TELECLINIC_ITEM_RX]);
-    json_object_set_new(o, "orders", list[NGX_TELECLINIC_ITEM_ORDER]);
-    json_object_set_new(o, "followups", list[NGX_TELECLINIC_ITEM_FOLLOWUP]);
-    json_object_set_new(o, "snapshots", list[0]);
-    json_object_set_new(o, "addenda", list[NGX_TELECLINIC_ITEM_ADDENDUM]);
-    json_object_set_new(o, "rating", ngx_http_teleclinic_rating_json(rec));
-
-    return o;
-}
-
-
-static json_t *
-ngx_http_teleclinic_rating_json(ngx_teleclinic_record_t *rec)
-{
     if (rec == NULL || rec->score == 0) {
-        return json_null();
+        return ngx_cpymem(p, "null", 4);
     }
 
-    return json_pack("{s:I, s:o, s:o}", "score", (json_int_t) rec->score,
-                     "comment", ngx_http_teleclinic_str_json(&rec->comment),
-                     "at", ngx_http_teleclinic_time_json(rec->rated));
+    p = ngx_sprintf(p, "{\"score\":%ui", rec->score);
+    p = ngx_teleclinic_json_field(p, last, "comment", &rec->comment);
+
+    if (p == NULL) {
+        return NULL;
+    }
+
+    p = ngx_cpymem(p, ",\"at\":", 6);
+    p = ngx_http_teleclinic_time_text(p, rec->rated);
+    *p++ = '}';
+
+    return p;
 }
 
 
-static json_t *
-ngx_http_teleclinic_str_json(ngx_str_t *s)
+/* an RFC 3339 time in quotes, or null for 0 */
+
+static u_char *
+ngx_http_teleclinic_time_text(u_char *p, time_t t)
 {
-    return json_stringn(s->len ? (char *) s->data : "", s->len);
-}
-
-
-static json_t *
-ngx_http_teleclinic_time_json(time_t t)
-{
-    u_char  buf[NGX_TELECLINIC_TIME_LEN];
-
     if (t == 0) {
-        return json_null();
+        return ngx_cpymem(p, "null", 4);
     }
 
-    return json_stringn((char *) buf,
-                        ngx_teleclinic_time_print(buf, t) - buf);
+    *p++ = '"';
+    p = ngx_teleclinic_time_print(p, t);
+    *p++ = '"';
+
+    return p;
 }
 
 
-static json_t *
-ngx_http_teleclinic_date_json(time_t t)
+/* the local date of a time, "YYYY-MM-DD", or null for 0 */
+
+static u_char *
+ngx_http_teleclinic_date_text(u_char *p, time_t t)
 {
-    u_char                 buf[sizeof("2026-01-01")];
     ngx_teleclinic_date_t  date;
 
     if (t == 0) {
-        return json_null();
+        return ngx_cpymem(p, "null", 4);
     }
 
     ngx_teleclinic_date_of(t, &date);
 
-    return json_stringn((char *) buf,
-                        ngx_sprintf(buf, "%04ui-%02ui-%02ui", date.year,
-                                    date.month, date.day)
-                        - buf);
+    return ngx_sprintf(p, "\"%04ui-%02ui-%02ui\"", date.year, date.month,
+                       date.day);
 }
 
 
-static ngx_int_t
-ngx_http_teleclinic_record_dump(ngx_http_request_t *r, json_t *json,
-    ngx_str_t *text)
+/* ,"key":n, or null for 0 (not given) */
+
+static u_char *
+ngx_http_teleclinic_number_text(u_char *p, const char *key, ngx_uint_t n)
 {
-    char  *s;
-
-    if (json == NULL) {
-        return NGX_ERROR;
+    if (n == 0) {
+        return ngx_sprintf(p, ",\"%s\":null", key);
     }
 
-    s = json_dumps(json, JSON_COMPACT);
-    json_decref(json);
-
-    if (s == NULL) {
-        return NGX_ERROR;
-    }
-
-    text->len = ngx_strlen(s);
-    text->data = ngx_pnalloc(r->pool, text->len);
-
-    if (text->data == NULL) {
-        free(s);
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(text->data, s, text->len);
-    free(s);
-
-    return NGX_OK;
+    return ngx_sprintf(p, ",\"%s\":%ui", key, n);
 }
 
 
