@@ -62,6 +62,7 @@ fuzz: deps $(BUILD)/Makefile
 
 bench: deps $(MODULE)
 	./bench/booking.sh
+	./bench/record.sh
 	./bench/restart.sh
 	./bench/turn.sh
 	./bench/room.sh

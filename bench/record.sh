@@ -282,7 +282,9 @@ bench() {
 
     perf_rec=""
 
-    file=$prefix/perf.${name//[^a-z0-9]/-}.data
+    # lower case first: "GET" and "PUT" would both be "---"
+    file=${name,,}
+    file=$prefix/perf.${file//[^a-z0-9]/-}.data
 
     if [ -n "${PERF:-}" ]; then
         perf record -q -F 2999 -g -p "$worker" -o "$file" \
