@@ -38,7 +38,10 @@
 # TELECLINIC_MODULE, BENCH_TMPDIR (where the prefix and so the journal go,
 # /tmp; keep it on a real disk: fsync on tmpfs costs nothing), KEEP=1 keeps
 # the prefix, PERF=1 records each run with perf and prints the hottest
-# symbols (the figures of such a run are low), VERBOSE=1 shows wrk's output.
+# symbols (the figures of such a run are low; PERF=dwarf records DWARF call
+# graphs, which see through the libraries' missing frame pointers: read
+# them with KEEP=1 and perf report --children), VERBOSE=1 shows wrk's
+# output.
 
 set -euo pipefail
 
@@ -287,8 +290,13 @@ bench() {
     file=$prefix/perf.${file//[^a-z0-9]/-}.data
 
     if [ -n "${PERF:-}" ]; then
-        perf record -q -F 2999 -g -p "$worker" -o "$file" \
-            >/dev/null 2>&1 &
+        if [ "$PERF" = dwarf ]; then
+            perf record -q -F 999 --call-graph dwarf -p "$worker" \
+                -o "$file" >/dev/null 2>&1 &
+        else
+            perf record -q -F 2999 -g -p "$worker" -o "$file" \
+                >/dev/null 2>&1 &
+        fi
         perf_rec=$!
         sleep 0.2
     fi
