@@ -9,7 +9,7 @@
 # (bin/teleclinic-passwd), the demo formulary and data key (records sealed
 # at rest, as in production) and the journal with its default durable
 # settings (fsync=on, group commit on the default thread pool).  The setup
-# books APPTS appointments of `rec` and logs the doctor in through
+# books APPTS + 1 appointments of `rec` and logs the doctor in through
 # POST /api/v1/doctor/login; one appointment gets a note and five items
 # (two prescriptions, an order, two follow-ups).  Then wrk, keepalive, one
 # run per line of the table:
