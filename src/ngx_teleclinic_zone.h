@@ -260,6 +260,7 @@ struct ngx_teleclinic_zone_s {
     ngx_teleclinic_journal_t     *journal;
     ngx_str_t                     directory_file;
     ngx_str_t                     snapshot_path;  /* the images' files */
+    ngx_fd_t                      snapshot_dir;   /* opened by the master */
     time_t                        reminder_before;
     ngx_uint_t                    fresh;      /* no state before start */
     ngx_uint_t                    made;       /* by this cycle, not reused */

@@ -49,6 +49,8 @@ typedef struct {
     time_t                        token_ttl;
     ngx_str_t                     admin_key;
     size_t                        body_max;
+    size_t                        snapshot_max;
+    ngx_str_t                     snapshot_path;
     ngx_str_t                     public_url;
     time_t                        reminder_before;
     time_t                        horizon;
