@@ -254,6 +254,24 @@ done:
 
 
 ngx_int_t
+ngx_teleclinic_snapshot_remove(ngx_teleclinic_zone_t *zone, uint64_t appt,
+    ngx_uint_t id, ngx_log_t *log)
+{
+    u_char  name[NGX_TELECLINIC_SNAPSHOT_NAME_LEN + 1];
+
+    *ngx_teleclinic_snapshot_name(name, appt, id) = '\0';
+
+    if (unlinkat(zone->snapshot_dir, (char *) name, 0) == -1) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      "teleclinic: unlinkat(\"%s\") failed", name);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
 ngx_teleclinic_snapshot_open(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone,
     ngx_uint_t sweep)
 {

@@ -50,6 +50,10 @@ ngx_int_t ngx_teleclinic_snapshot_read(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_keys_t *keys, uint64_t appt, ngx_uint_t id, size_t size,
     ngx_str_t *image, ngx_pool_t *pool, ngx_log_t *log);
 
+/* a file written for an event that was not journaled after all */
+ngx_int_t ngx_teleclinic_snapshot_remove(ngx_teleclinic_zone_t *zone,
+    uint64_t appt, ngx_uint_t id, ngx_log_t *log);
+
 /*
  * In the master, at start, once the journal is replayed: the directory
  * is made (owned by the workers' user), and files no record names (a

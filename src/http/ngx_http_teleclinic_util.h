@@ -131,7 +131,8 @@ ngx_teleclinic_directory_t *ngx_http_teleclinic_directory(
     ngx_http_teleclinic_main_conf_t *tmcf, ngx_log_t *log);
 
 /* the body as one piece of memory; NGX_DECLINED when it is over the limit */
-ngx_int_t ngx_http_teleclinic_body(ngx_http_request_t *r, ngx_str_t *body);
+ngx_int_t ngx_http_teleclinic_body(ngx_http_request_t *r, ngx_str_t *body,
+    size_t max);
 
 /* sends a document, which it frees, with the status */
 ngx_int_t ngx_http_teleclinic_send(ngx_http_request_t *r, ngx_uint_t status,
