@@ -1008,14 +1008,18 @@ ngx_http_teleclinic_zone_init(ngx_teleclinic_zone_t *zone)
 static ngx_int_t
 ngx_http_teleclinic_zone_open(ngx_teleclinic_zone_t *zone)
 {
+    ngx_uint_t  fresh;
+
+    /* the replay clears it */
+    fresh = zone->fresh;
+
     if (ngx_teleclinic_journal_open(zone->cycle, zone, zone->fresh)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    if (ngx_teleclinic_snapshot_open(zone->cycle, zone, zone->fresh)
-        != NGX_OK)
+    if (ngx_teleclinic_snapshot_open(zone->cycle, zone, fresh) != NGX_OK)
     {
         return NGX_ERROR;
     }
