@@ -248,11 +248,24 @@ ok(index($t->read_file('state/journal'), 'TELECLINIC-SNAPSHOT-MARK') < 0,
 
 my $asked4 = ask();
 answer($asked4, 1);
+my $asked5 = ask();
+answer($asked5, 1);
 $dws->send_json({ type => 'hangup', call => $call });
 ok($pws->recv_json(type => 'ended'), 'the call ended');
 
+# the consents are journaled: used stays used, granted stays granted
+$t->kill9;
+$t->start;
+
+code_is(upload($R, 'image/png', $png), 403, 'no_consent',
+        'after kill -9: a used consent is still used');
+$r = upload($asked4->{request}, 'image/png', $png);
+is($r->{status}, 201, 'after kill -9: a granted consent is still there');
+my $sid3 = $r->{json}{id};
+ok($sid3 > $sid2, 'a new id after the restart');
+
 is(req(POST => rec_url($p1, '/close'), $doc)->{status}, 200, 'closed');
-code_is(upload($asked4->{request}, 'image/png', $png), 409, 'record_final',
+code_is(upload($asked5->{request}, 'image/png', $png), 409, 'record_final',
         'an upload to a final record');
 image_is($p1->{token}, $sid, $png, 'image/png',
          'the patient, once the record is final');
@@ -264,7 +277,7 @@ my $before = req(GET => rec_url($p1), $doc)->{json};
 
 $t->kill9;
 
-my $orphan = "$p1->{id}-" . ($sid2 + 10);
+my $orphan = "$p1->{id}-" . ($sid3 + 10);
 $t->write_file("teleclinic/snapshots/$orphan", $png);
 $t->write_file("teleclinic/snapshots/$p2->{id}-1", $png);
 $t->write_file('teleclinic/snapshots/README', 'not ours');
@@ -279,6 +292,24 @@ ok(!-e "$dir/$orphan", 'an orphan of the record is removed at start');
 ok(!-e "$dir/$p2->{id}-1", 'an orphan of no record is removed at start');
 ok(-e "$dir/README", 'a file not named like a snapshot stays');
 like($t->error_log, qr/removed the orphan snapshot/, 'and logged');
+
+# a start with a new data key beside the old one compacts the journal:
+# the consents and snapshots come back from what compaction wrote, and
+# the files sealed with the old key still open
+$t->stop;
+$t->write_file('new.key', join('', map { sprintf '%02x', int rand 256 }
+                                       1 .. 32) . "\n");
+my $conf = $t->read_file('nginx.conf');
+$conf =~ s{(teleclinic_data_key_file )(\S+);}{$1 . $t->prefix . "/new.key $2;"}e
+    or die 'no data key in the conf';
+$t->write_file('nginx.conf', $conf);
+$t->start;
+
+like($t->error_log, qr/compacted/, 'a compacting start');
+is_deeply(req(GET => rec_url($p1), $doc)->{json}, $before,
+          'after compaction: the same record');
+image_is($doc, $sid2, $jpeg, 'image/jpeg', 'after compaction: the JPEG');
+ok(-e "$dir/$p1->{id}-$sid3", 'no snapshot of the record is swept');
 
 ###############################################################################
 # the audit trail
