@@ -236,9 +236,15 @@ stream {
         teleclinic_turn;
         teleclinic_turn_secret $SECRET;
         teleclinic_turn_realm $REALM;
-        teleclinic_turn_relay_address 127.0.0.1;
+        # the relay's own address is never a peer: the load tool's peer
+        # is on 127.0.0.1, the relay sockets on 127.0.0.2 (loopback too)
+        teleclinic_turn_relay_address 127.0.0.2;
         teleclinic_turn_relay_ports $nginx_relay-$((nginx_relay + RANGE - 1));
         teleclinic_turn_allow_peer 127.0.0.0/8;
+        # one user name for every stream, and more streams than the
+        # defaults allow a hospital's users
+        teleclinic_turn_user_quota 100000;
+        teleclinic_turn_total_quota 100000;
     }
 }
 EOF

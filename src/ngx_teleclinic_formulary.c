@@ -662,18 +662,21 @@ ngx_teleclinic_formulary_search(ngx_teleclinic_formulary_t *f, ngx_str_t *q,
         return 0;
     }
 
-    p = q->data;
-    last = p + q->len;
     d = folded;
 
-    while (p < last) {
-        c = ngx_teleclinic_utf8_decode(&p, last);
+    if (q->len) {
+        p = q->data;
+        last = p + q->len;
 
-        if (c == NGX_TELECLINIC_BAD_UTF8) {
-            return 0;
+        while (p < last) {
+            c = ngx_teleclinic_utf8_decode(&p, last);
+
+            if (c == NGX_TELECLINIC_BAD_UTF8) {
+                return 0;
+            }
+
+            d = ngx_teleclinic_utf8_encode(d, ngx_teleclinic_lower(c));
         }
-
-        d = ngx_teleclinic_utf8_encode(d, ngx_teleclinic_lower(c));
     }
 
     fq.data = folded;

@@ -88,7 +88,7 @@ static void ngx_teleclinic_journal_sync_event(ngx_event_t *ev);
 static const char  *ngx_teleclinic_ops[] = {
     NULL, "book", "cancel", "reschedule", "status", "directory", "sent",
     "appt", "msg", "expire", "room", "note", "item", "drop", "close",
-    "rating", "consent"
+    "rating", "forget", "consent"
 };
 
 
@@ -981,6 +981,7 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev,
     case NGX_TELECLINIC_EV_DROP:
     case NGX_TELECLINIC_EV_CLOSE:
     case NGX_TELECLINIC_EV_RATING:
+    case NGX_TELECLINIC_EV_FORGET:
     case NGX_TELECLINIC_EV_CONSENT:
         p = ngx_teleclinic_journal_put_record(p, last, keys, ev);
         break;
@@ -1503,6 +1504,7 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
     case NGX_TELECLINIC_EV_DROP:
     case NGX_TELECLINIC_EV_CLOSE:
     case NGX_TELECLINIC_EV_RATING:
+    case NGX_TELECLINIC_EV_FORGET:
     case NGX_TELECLINIC_EV_CONSENT:
         rc = ngx_teleclinic_journal_get_record(o, ev, keys, pool);
         if (rc != NGX_OK) {

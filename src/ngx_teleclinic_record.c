@@ -6,6 +6,7 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include "ngx_teleclinic_journal.h"
 #include "ngx_teleclinic_record.h"
 
 
@@ -21,6 +22,10 @@ static ngx_int_t ngx_teleclinic_record_consent(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_record_t *rec, ngx_teleclinic_event_t *ev);
 static ngx_int_t ngx_teleclinic_copy_str(ngx_str_t *dst, ngx_str_t *src,
     ngx_pool_t *pool);
+static void ngx_teleclinic_record_free(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_record_t *rec);
+static ngx_int_t ngx_teleclinic_record_change(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_record_t *rec, ngx_teleclinic_event_t *ev);
 
 
 ngx_str_t  ngx_teleclinic_note_fields[] = {
@@ -41,31 +46,16 @@ ngx_str_t  ngx_teleclinic_followup_kinds[] = {
 };
 
 
-ngx_int_t
-ngx_teleclinic_record_init_zone(ngx_teleclinic_zone_t *zone)
-{
-    ngx_teleclinic_records_t  *records;
-
-    records = ngx_slab_calloc(zone->shpool, sizeof(ngx_teleclinic_records_t));
-    if (records == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_rbtree_init(&records->tree, &records->sentinel,
-                    ngx_rbtree_insert_value);
-
-    zone->sh->records = records;
-
-    return NGX_OK;
-}
-
-
 ngx_teleclinic_record_t *
 ngx_teleclinic_record_lookup(ngx_teleclinic_zone_t *zone, uint64_t appt)
 {
     ngx_rbtree_key_t          key;
     ngx_rbtree_node_t        *node, *sentinel;
     ngx_teleclinic_record_t  *rec;
+
+    if (zone->sh->records == NULL) {
+        return NULL;
+    }
 
     /* the ids are random: their low bits make a good key */
     key = (ngx_rbtree_key_t) appt;
@@ -160,17 +150,47 @@ ngx_int_t
 ngx_teleclinic_record_apply_locked(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_event_t *ev)
 {
-    ngx_str_t                  note[NGX_TELECLINIC_NOTE_FIELDS];
-    ngx_teleclinic_item_t     *item;
-    ngx_teleclinic_record_t   *rec;
-    ngx_teleclinic_records_t  *records;
+    ngx_int_t                 rc;
+    ngx_uint_t                made;
+    ngx_teleclinic_record_t  *rec;
 
-    records = zone->sh->records;
+    if (ev->op == NGX_TELECLINIC_EV_FORGET) {
+        rec = ngx_teleclinic_record_lookup(zone, ev->id);
+
+        if (rec) {
+            ngx_teleclinic_record_free(zone, rec);
+        }
+
+        return NGX_OK;
+    }
+
+    /* a record made for a change that then fails goes again */
+    made = (ngx_teleclinic_record_lookup(zone, ev->id) == NULL);
 
     rec = ngx_teleclinic_record_get(zone, ev);
     if (rec == NULL) {
         return NGX_DECLINED;
     }
+
+    rc = ngx_teleclinic_record_change(zone, rec, ev);
+
+    if (rc != NGX_OK && made) {
+        ngx_teleclinic_record_free(zone, rec);
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_record_change(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_record_t *rec, ngx_teleclinic_event_t *ev)
+{
+    ngx_str_t                  note[NGX_TELECLINIC_NOTE_FIELDS];
+    ngx_teleclinic_item_t     *item;
+    ngx_teleclinic_records_t  *records;
+
+    records = zone->sh->records;
 
     switch (ev->op) {
 
@@ -280,6 +300,10 @@ ngx_teleclinic_record_snapshot_locked(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_record_t   *rec;
     ngx_teleclinic_consent_t  *consent;
 
+    if (zone->sh->records == NULL) {
+        return NGX_OK;
+    }
+
     root = zone->sh->records->tree.root;
     sentinel = zone->sh->records->tree.sentinel;
 
@@ -385,6 +409,78 @@ ngx_teleclinic_record_snapshot_locked(ngx_teleclinic_zone_t *zone,
 }
 
 
+/*
+ * Records whose visit ended more than retention ago leave the zone, each
+ * through a "forget" event, so that a replay forgets them too; one whose
+ * Bundle the EMR has not yet taken stays until it has.  At most max in
+ * one call, to bound the time the zone is locked.  Returns how many.
+ */
+
+ngx_uint_t
+ngx_teleclinic_record_expire(ngx_teleclinic_zone_t *zone, time_t retention,
+    time_t now, ngx_uint_t max, ngx_log_t *log)
+{
+    time_t                    ended;
+    ngx_uint_t                n;
+    ngx_rbtree_node_t        *node, *next, *root, *sentinel;
+    ngx_teleclinic_appt_t    *appt;
+    ngx_teleclinic_event_t    ev;
+    ngx_teleclinic_record_t  *rec;
+
+    n = 0;
+
+    ngx_teleclinic_zone_lock(zone);
+
+    if (zone->sh->records == NULL) {
+        ngx_teleclinic_zone_unlock(zone);
+        return 0;
+    }
+
+    root = zone->sh->records->tree.root;
+    sentinel = zone->sh->records->tree.sentinel;
+
+    node = (root != sentinel) ? ngx_rbtree_min(root, sentinel) : NULL;
+
+    for ( /* void */ ; node && n < max; node = next) {
+
+        next = ngx_rbtree_next(&zone->sh->records->tree, node);
+        rec = (ngx_teleclinic_record_t *) node;
+
+        appt = ngx_teleclinic_appt_lookup(zone, rec->appt);
+
+        ended = appt ? (appt->visit_end ? appt->visit_end : appt->end)
+                     : rec->created;
+
+        if (ended + retention > now
+            || ngx_teleclinic_outbox_emr_pending(zone, rec->appt))
+        {
+            continue;
+        }
+
+        ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+        ev.op = NGX_TELECLINIC_EV_FORGET;
+        ev.at = now;
+        ev.id = rec->appt;
+
+        if (ngx_teleclinic_journal_commit(zone, &ev, log) != NGX_OK) {
+            break;
+        }
+
+        n++;
+    }
+
+    ngx_teleclinic_zone_unlock(zone);
+
+    if (n) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "teleclinic: %ui visit records past their retention "
+                      "expired", n);
+    }
+
+    return n;
+}
+
+
 ngx_teleclinic_record_t *
 ngx_teleclinic_record_copy(ngx_teleclinic_record_t *rec, ngx_pool_t *pool)
 {
@@ -472,20 +568,78 @@ ngx_teleclinic_record_copy(ngx_teleclinic_record_t *rec, ngx_pool_t *pool)
 }
 
 
+static void
+ngx_teleclinic_record_free(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_record_t *rec)
+{
+    ngx_queue_t               *q;
+    ngx_teleclinic_item_t     *item;
+    ngx_teleclinic_consent_t  *consent;
+
+    while (!ngx_queue_empty(&rec->consents)) {
+        q = ngx_queue_head(&rec->consents);
+        ngx_queue_remove(q);
+
+        consent = ngx_queue_data(q, ngx_teleclinic_consent_t, queue);
+        ngx_slab_free_locked(zone->shpool, consent);
+        zone->sh->nrecord_events--;
+    }
+
+    while (!ngx_queue_empty(&rec->items)) {
+        q = ngx_queue_head(&rec->items);
+        ngx_queue_remove(q);
+
+        item = ngx_queue_data(q, ngx_teleclinic_item_t, queue);
+
+        ngx_teleclinic_record_free_texts(zone, item->text,
+                                         NGX_TELECLINIC_ITEM_TEXTS);
+        ngx_teleclinic_record_free_texts(zone, &item->ref, 1);
+        ngx_slab_free_locked(zone->shpool, item);
+        zone->sh->nrecord_events--;
+    }
+
+    ngx_teleclinic_record_free_texts(zone, rec->note,
+                                     NGX_TELECLINIC_NOTE_FIELDS);
+    ngx_teleclinic_record_free_texts(zone, &rec->comment, 1);
+
+    ngx_rbtree_delete(&zone->sh->records->tree, &rec->node);
+    zone->sh->records->nrecords--;
+    zone->sh->nrecord_events -= 2;
+
+    ngx_slab_free_locked(zone->shpool, rec);
+}
+
+
 /* the appointment's record, made by its first change */
 
 static ngx_teleclinic_record_t *
 ngx_teleclinic_record_get(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_event_t *ev)
 {
-    uint64_t                  appt;
-    ngx_teleclinic_record_t  *rec;
+    uint64_t                   appt;
+    ngx_teleclinic_record_t   *rec;
+    ngx_teleclinic_records_t  *records;
 
     appt = ev->id;
 
     rec = ngx_teleclinic_record_lookup(zone, appt);
     if (rec) {
         return rec;
+    }
+
+    /* made by the first record: a zone of bookings only pays nothing */
+
+    if (zone->sh->records == NULL) {
+        records = ngx_slab_calloc_locked(zone->shpool,
+                                         sizeof(ngx_teleclinic_records_t));
+        if (records == NULL) {
+            return NULL;
+        }
+
+        ngx_rbtree_init(&records->tree, &records->sentinel,
+                        ngx_rbtree_insert_value);
+
+        zone->sh->records = records;
     }
 
     rec = ngx_slab_calloc_locked(zone->shpool,

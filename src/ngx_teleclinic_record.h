@@ -96,6 +96,7 @@ typedef struct {
 } ngx_teleclinic_record_t;
 
 
+/* in the zone, made by the first record */
 struct ngx_teleclinic_records_s {
     ngx_rbtree_t                  tree;
     ngx_rbtree_node_t             sentinel;
@@ -105,9 +106,6 @@ struct ngx_teleclinic_records_s {
     ngx_uint_t                    ratings[5];  /* by score */
 };
 
-
-/* a new zone: the records' tree */
-ngx_int_t ngx_teleclinic_record_init_zone(ngx_teleclinic_zone_t *zone);
 
 /* with the zone locked */
 ngx_teleclinic_record_t *ngx_teleclinic_record_lookup(
@@ -129,6 +127,13 @@ ngx_int_t ngx_teleclinic_record_apply_locked(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_event_t *ev);
 ngx_int_t ngx_teleclinic_record_snapshot_locked(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_snapshot_pt write, void *data);
+
+/*
+ * Records whose visit ended retention seconds before now are forgotten
+ * through the journal, at most max of them; takes the zone's lock.
+ */
+ngx_uint_t ngx_teleclinic_record_expire(ngx_teleclinic_zone_t *zone,
+    time_t retention, time_t now, ngx_uint_t max, ngx_log_t *log);
 
 /*
  * A copy of the record in pool memory, for an answer formatted after the

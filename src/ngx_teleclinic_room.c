@@ -32,6 +32,12 @@
 
 #define NGX_TELECLINIC_TEXT_MAX      1024
 
+/* a patient's "queue" message at its longest */
+#define NGX_TELECLINIC_PATIENT_QUEUE_LEN                                     \
+    (sizeof("{\"v\":1,\"type\":\"queue\",\"position\":,\"waiting\":,"       \
+            "\"estimated_wait\":,\"doctor_busy\":false}") - 1                 \
+     + 3 * NGX_INT_T_LEN)
+
 
 static ngx_uint_t  ngx_teleclinic_visit_buckets[NGX_TELECLINIC_HISTOGRAM] = {
     60, 180, 300, 600, 900, 1200, 1800, 2700, 3600, (ngx_uint_t) -1
@@ -887,23 +893,29 @@ ngx_teleclinic_room_sweep(ngx_teleclinic_actor_t *a)
 }
 
 
-/* a text for one connection of this worker, kept until the unlock */
+/*
+ * A text for one connection of this worker, kept until the unlock; a
+ * patient's is made from its figures only then, into one buffer for all.
+ */
 typedef struct {
     ngx_uint_t                    serial;
-    u_char                       *text;
+    u_char                       *text;      /* NULL: a patient's */
     size_t                        len;
+    ngx_uint_t                    position;
+    ngx_uint_t                    wait;
 } ngx_teleclinic_outgoing_t;
 
 
 void
 ngx_teleclinic_room_update(ngx_teleclinic_actor_t *a,
-    ngx_teleclinic_room_send_pt send)
+    ngx_teleclinic_room_send_pt send, ngx_teleclinic_room_ahead_pt ahead)
 {
     u_char                     *p, *last;
+    u_char                      text[NGX_TELECLINIC_PATIENT_QUEUE_LEN];
     size_t                      size;
     time_t                      remaining;
-    ngx_uint_t                  i, position, average, wait, busy, listed,
-                                max;
+    ngx_uint_t                  i, k, position, average, wait, busy,
+                                listed, max, nwaiting;
     ngx_pool_t                 *pool;
     ngx_array_t                 out;
     ngx_queue_t                *q;
@@ -922,6 +934,9 @@ ngx_teleclinic_room_update(ngx_teleclinic_actor_t *a,
         ngx_destroy_pool(pool);
         return;
     }
+
+    busy = 0;
+    nwaiting = 0;
 
     ngx_teleclinic_zone_lock(a->zone);
 
@@ -950,6 +965,7 @@ ngx_teleclinic_room_update(ngx_teleclinic_actor_t *a,
      * every patient in the queue, and the answer again
      */
     busy = (room->call && room->answered) ? 1 : 0;
+    nwaiting = room->nwaiting;
     position = 0;
 
     /* the patients of this worker whose figures changed */
@@ -984,25 +1000,14 @@ ngx_teleclinic_room_update(ngx_teleclinic_actor_t *a,
             break;
         }
 
-        o->text = ngx_pnalloc(pool, 128);
-        if (o->text == NULL) {
-            out.nelts--;
-            break;
-        }
-
         w->told_position = position;
         w->told_wait = wait;
         w->told_busy = busy;
 
         o->serial = w->peer.serial;
-        /* "waiting" comes along but changes of it alone tell nobody */
-        o->len = ngx_sprintf(o->text,
-                             "{\"v\":1,\"type\":\"queue\",\"position\":%ui,"
-                             "\"waiting\":%ui,\"estimated_wait\":%ui,"
-                             "\"doctor_busy\":%s}",
-                             position, room->nwaiting, wait,
-                             busy ? "true" : "false")
-                 - o->text;
+        o->text = NULL;
+        o->position = position;
+        o->wait = wait;
     }
 
     /* the doctor's console, if it is here */
@@ -1088,7 +1093,27 @@ done:
     o = out.elts;
 
     for (i = 0; i < out.nelts; i++) {
-        send(o[i].serial, o[i].text, o[i].len);
+
+        for (k = 1; ahead && k <= NGX_TELECLINIC_AHEAD; k++) {
+            if (i + k < out.nelts) {
+                ahead(o[i + k].serial, k);
+            }
+        }
+
+        if (o[i].text) {
+            send(o[i].serial, o[i].text, o[i].len);
+            continue;
+        }
+
+        /* "waiting" comes along but changes of it alone tell nobody */
+        p = ngx_snprintf(text, sizeof(text),
+                         "{\"v\":1,\"type\":\"queue\",\"position\":%ui,"
+                         "\"waiting\":%ui,\"estimated_wait\":%ui,"
+                         "\"doctor_busy\":%s}",
+                         o[i].position, nwaiting, o[i].wait,
+                         busy ? "true" : "false");
+
+        send(o[i].serial, text, p - text);
     }
 
     ngx_destroy_pool(pool);

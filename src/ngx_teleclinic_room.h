@@ -222,13 +222,20 @@ void ngx_teleclinic_room_day_end(ngx_teleclinic_actor_t *a);
 /*
  * A room's queue changed: the texts for this worker's connections in it
  * (a patient's "queue" when their figures changed, the doctor's "queue"),
- * handed to send() one by one after the zone is unlocked.
+ * handed to send() one by one after the zone is unlocked.  Before each,
+ * ahead() is told the serials of the next NGX_TELECLINIC_AHEAD ones and
+ * how far off each is, so that their connections are fetched into the
+ * caches while the socket takes this one; ahead may be NULL.
  */
+#define NGX_TELECLINIC_AHEAD  5
+
 typedef void (*ngx_teleclinic_room_send_pt)(ngx_uint_t serial, u_char *text,
     size_t len);
+typedef void (*ngx_teleclinic_room_ahead_pt)(ngx_uint_t serial,
+    ngx_uint_t distance);
 
 void ngx_teleclinic_room_update(ngx_teleclinic_actor_t *a,
-    ngx_teleclinic_room_send_pt send);
+    ngx_teleclinic_room_send_pt send, ngx_teleclinic_room_ahead_pt ahead);
 
 /* a new zone: the rooms' state, with the zone locked or not yet shared */
 ngx_int_t ngx_teleclinic_room_init_zone(ngx_teleclinic_zone_t *zone);

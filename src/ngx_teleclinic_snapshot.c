@@ -19,8 +19,6 @@ static u_char *ngx_teleclinic_snapshot_name(u_char *p, uint64_t appt,
     ngx_uint_t id);
 static size_t ngx_teleclinic_snapshot_aad(u_char *aad, uint64_t appt,
     ngx_uint_t id);
-static ngx_int_t ngx_teleclinic_snapshot_sweep(ngx_cycle_t *cycle,
-    ngx_teleclinic_zone_t *zone);
 static ngx_int_t ngx_teleclinic_snapshot_named(ngx_teleclinic_zone_t *zone,
     u_char *name, size_t len);
 static void ngx_teleclinic_snapshot_close(void *data);
@@ -329,7 +327,9 @@ ngx_teleclinic_snapshot_open(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone,
         return NGX_OK;
     }
 
-    return ngx_teleclinic_snapshot_sweep(cycle, zone);
+    (void) ngx_teleclinic_snapshot_sweep(zone, 0, cycle->log);
+
+    return NGX_OK;
 }
 
 
@@ -359,49 +359,80 @@ ngx_teleclinic_snapshot_aad(u_char *aad, uint64_t appt, ngx_uint_t id)
 
 /*
  * A crash after a file's fsync and before its event leaves a file that
- * no record names: the journal is replayed by now, so such a file is
- * removed.  Files of other names are not ours and are left alone.
+ * no record names, and so does a record forgotten after its retention:
+ * such files are removed.  At start (older 0) the journal is replayed by
+ * now and no worker runs; later only files older than "older" seconds
+ * go, as a worker may be between a new file's fsync and its event.
+ * Files of other names are not ours and are left alone.  The directory
+ * is read through a descriptor of its own, opened from the master's.
  */
 
-static ngx_int_t
-ngx_teleclinic_snapshot_sweep(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone)
+ngx_uint_t
+ngx_teleclinic_snapshot_sweep(ngx_teleclinic_zone_t *zone, time_t older,
+    ngx_log_t *log)
 {
-    u_char       *name;
-    size_t        len;
-    ngx_dir_t     dir;
-    ngx_uint_t    removed;
+    int            fd;
+    DIR           *dir;
+    u_char        *name;
+    size_t         len;
+    time_t         now;
+    ngx_uint_t     removed;
+    struct stat    st;
+    struct dirent *de;
 
-    if (ngx_open_dir(&zone->snapshot_path, &dir) == NGX_ERROR) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                      ngx_open_dir_n " \"%s\" failed",
-                      zone->snapshot_path.data);
-        return NGX_ERROR;
+    if (zone->snapshot_dir == NGX_INVALID_FILE) {
+        return 0;
     }
 
+    fd = openat(zone->snapshot_dir, ".", O_RDONLY|O_DIRECTORY);
+    dir = (fd == -1) ? NULL : fdopendir(fd);
+
+    if (dir == NULL) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      "teleclinic: cannot read the snapshot directory "
+                      "\"%V\"", &zone->snapshot_path);
+        if (fd != -1) {
+            (void) close(fd);
+        }
+
+        return 0;
+    }
+
+    now = ngx_time();
     removed = 0;
 
     for ( ;; ) {
         ngx_set_errno(0);
 
-        if (ngx_read_dir(&dir) == NGX_ERROR) {
-            if (ngx_errno != NGX_ENOMOREFILES) {
-                ngx_log_error(NGX_LOG_CRIT, cycle->log, ngx_errno,
-                              ngx_read_dir_n " \"%s\" failed",
-                              zone->snapshot_path.data);
+        de = readdir(dir);
+
+        if (de == NULL) {
+            if (ngx_errno != 0) {
+                ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                              "teleclinic: readdir() of \"%V\" failed",
+                              &zone->snapshot_path);
             }
 
             break;
         }
 
-        name = ngx_de_name(&dir);
-        len = ngx_de_namelen(&dir);
+        name = (u_char *) de->d_name;
+        len = ngx_strlen(name);
 
-        if (ngx_teleclinic_snapshot_named(zone, name, len) != NGX_DECLINED) {
+        if (ngx_teleclinic_snapshot_named(zone, name, len) != NGX_DECLINED)
+        {
+            continue;
+        }
+
+        if (older
+            && (fstatat(zone->snapshot_dir, (char *) name, &st, 0) == -1
+                || st.st_mtime > now - older))
+        {
             continue;
         }
 
         if (unlinkat(zone->snapshot_dir, (char *) name, 0) == -1) {
-            ngx_log_error(NGX_LOG_CRIT, cycle->log, ngx_errno,
+            ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
                           "teleclinic: cannot remove the orphan snapshot "
                           "\"%s\"", name);
             continue;
@@ -409,23 +440,23 @@ ngx_teleclinic_snapshot_sweep(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone)
 
         removed++;
 
-        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
                       "teleclinic: removed the orphan snapshot \"%s\"",
                       name);
     }
 
-    if (ngx_close_dir(&dir) == NGX_ERROR) {
-        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
-                      ngx_close_dir_n " \"%s\" failed",
-                      zone->snapshot_path.data);
+    if (closedir(dir) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "teleclinic: closedir() of \"%V\" failed",
+                      &zone->snapshot_path);
     }
 
     if (removed && fsync(zone->snapshot_dir) == -1) {
-        ngx_log_error(NGX_LOG_CRIT, cycle->log, ngx_errno,
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
                       "teleclinic: fsync() of the snapshot directory failed");
     }
 
-    return NGX_OK;
+    return removed;
 }
 
 

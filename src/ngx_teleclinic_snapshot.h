@@ -55,9 +55,17 @@ ngx_int_t ngx_teleclinic_snapshot_remove(ngx_teleclinic_zone_t *zone,
     uint64_t appt, ngx_uint_t id, ngx_log_t *log);
 
 /*
- * In the master, at start, once the journal is replayed: the directory
- * is made (owned by the workers' user), and files no record names (a
- * crash between a file's fsync and its event) are removed.
+ * Removes the files no record names (a crash between a file's fsync and
+ * its event, a record forgotten after its retention) that are older than
+ * "older" seconds (0: all, at start).  Returns how many went.
+ */
+ngx_uint_t ngx_teleclinic_snapshot_sweep(ngx_teleclinic_zone_t *zone,
+    time_t older, ngx_log_t *log);
+
+/*
+ * In the master, at start and on a reload: the directory is made (owned
+ * by the workers' user) and opened; at start (sweep), once the journal is
+ * replayed, the files no record names are removed.
  */
 ngx_int_t ngx_teleclinic_snapshot_open(ngx_cycle_t *cycle,
     ngx_teleclinic_zone_t *zone, ngx_uint_t sweep);

@@ -268,6 +268,7 @@ ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
     case NGX_TELECLINIC_EV_DROP:
     case NGX_TELECLINIC_EV_CLOSE:
     case NGX_TELECLINIC_EV_RATING:
+    case NGX_TELECLINIC_EV_FORGET:
     case NGX_TELECLINIC_EV_CONSENT:
         rc = zone->handlers->record(zone, ev);
         break;
@@ -909,6 +910,34 @@ ngx_teleclinic_outbox_add(ngx_teleclinic_zone_t *zone,
     }
 
     return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_teleclinic_outbox_emr_pending(ngx_teleclinic_zone_t *zone, uint64_t appt)
+{
+    ngx_rbtree_node_t     *node, *root, *sentinel;
+    ngx_teleclinic_msg_t  *msg;
+
+    root = zone->sh->msgs.root;
+    sentinel = zone->sh->msgs.sentinel;
+
+    if (root == sentinel) {
+        return 0;
+    }
+
+    for (node = ngx_rbtree_min(root, sentinel);
+         node;
+         node = ngx_rbtree_next(&zone->sh->msgs, node))
+    {
+        msg = ngx_teleclinic_id_msg(node);
+
+        if (msg->appt == appt && ngx_teleclinic_msg_emr(msg->kind)) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

@@ -57,12 +57,11 @@
 #define NGX_TELECLINIC_EV_DROP        13
 #define NGX_TELECLINIC_EV_CLOSE       14
 #define NGX_TELECLINIC_EV_RATING      15
+/* a record past its retention leaves the zone */
+#define NGX_TELECLINIC_EV_FORGET      16
 /* the patient's answer to a snapshot request: ids and times, no text */
-#define NGX_TELECLINIC_EV_CONSENT     16
+#define NGX_TELECLINIC_EV_CONSENT     17
 #define NGX_TELECLINIC_EV_LAST        NGX_TELECLINIC_EV_CONSENT
-
-#define ngx_teleclinic_ev_record(op)                                         \
-    ((op) >= NGX_TELECLINIC_EV_NOTE && (op) <= NGX_TELECLINIC_EV_CONSENT)
 
 /* snapshot request ids: numbers that JavaScript holds exactly */
 #define NGX_TELECLINIC_REQUEST_MAX    ((((ngx_uint_t) 1) << 53) - 1)
@@ -320,6 +319,10 @@ void ngx_teleclinic_outbox_retry(ngx_teleclinic_zone_t *zone,
  */
 ngx_int_t ngx_teleclinic_outbox_add(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_event_t *ev, ngx_uint_t kind, time_t due);
+
+/* with the zone locked: a message for the EMR about the appointment waits */
+ngx_uint_t ngx_teleclinic_outbox_emr_pending(ngx_teleclinic_zone_t *zone,
+    uint64_t appt);
 
 extern ngx_str_t  ngx_teleclinic_status_names[];
 extern ngx_str_t  ngx_teleclinic_msg_kinds[];

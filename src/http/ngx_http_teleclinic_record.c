@@ -78,6 +78,66 @@ static void ngx_http_teleclinic_snapshot_release(ngx_teleclinic_zone_t *zone,
     uint64_t appt, ngx_uint_t request);
 static ngx_int_t ngx_http_teleclinic_image_send(ngx_http_request_t *r,
     ngx_str_t *type, ngx_str_t *image);
+static void ngx_http_teleclinic_record_sweep(ngx_event_t *ev);
+
+
+/* records go a second after the start, then hourly; more at once after */
+#define NGX_HTTP_TELECLINIC_SWEEP_FIRST   1000
+#define NGX_HTTP_TELECLINIC_SWEEP_EVERY   3600000
+#define NGX_HTTP_TELECLINIC_SWEEP_MAX     256
+
+
+static ngx_event_t  ngx_http_teleclinic_record_event;
+
+
+ngx_int_t
+ngx_http_teleclinic_record_init_process(ngx_cycle_t *cycle,
+    ngx_http_teleclinic_main_conf_t *tmcf)
+{
+    ngx_event_t  *ev;
+
+    ev = &ngx_http_teleclinic_record_event;
+
+    ev->handler = ngx_http_teleclinic_record_sweep;
+    ev->data = tmcf;
+    ev->log = cycle->log;
+    ev->cancelable = 1;
+
+    ngx_add_timer(ev, NGX_HTTP_TELECLINIC_SWEEP_FIRST);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_teleclinic_record_sweep(ngx_event_t *ev)
+{
+    ngx_uint_t                        n;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ev->data;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    n = ngx_teleclinic_record_expire(ngx_http_teleclinic_zone(tmcf),
+                                     tmcf->record_retention, ngx_time(),
+                                     NGX_HTTP_TELECLINIC_SWEEP_MAX, ev->log);
+
+    /*
+     * the forgotten records' images; an hour's margin spares a file
+     * another worker has written and not yet journaled
+     */
+    if (n) {
+        (void) ngx_teleclinic_snapshot_sweep(ngx_http_teleclinic_zone(tmcf),
+                                             3600, ev->log);
+    }
+
+    ngx_add_timer(ev, n == NGX_HTTP_TELECLINIC_SWEEP_MAX
+                      ? NGX_HTTP_TELECLINIC_SWEEP_FIRST
+                      : NGX_HTTP_TELECLINIC_SWEEP_EVERY);
+}
 
 
 ngx_int_t

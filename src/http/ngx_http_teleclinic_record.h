@@ -14,6 +14,10 @@
 #include "ngx_http_teleclinic_util.h"
 
 
+/* the worker's sweep of records past teleclinic_record_retention */
+ngx_int_t ngx_http_teleclinic_record_init_process(ngx_cycle_t *cycle,
+    ngx_http_teleclinic_main_conf_t *tmcf);
+
 /* /appointments/{id}/record... and /appointments/{id}/rating */
 ngx_int_t ngx_http_teleclinic_record_get(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call);

@@ -17,13 +17,16 @@
 /*
  * A WebSocket connection as the waiting room sees it: nobody until its
  * "hello", then a patient (one appointment) or a doctor's console.  The
- * worker keeps its connections in a tree by serial number, which is how
- * mail from other workers finds them.
+ * worker keeps its connections in a table by serial number, which is how
+ * mail from other workers and the room's updates find them.
  */
 
 
-typedef struct {
-    ngx_rbtree_node_t                  node;     /* key: serial */
+typedef struct ngx_teleclinic_session_s  ngx_teleclinic_session_t;
+
+struct ngx_teleclinic_session_s {
+    ngx_uint_t                         serial;
+    ngx_teleclinic_session_t          *next;     /* in its bucket */
     ngx_teleclinic_ws_t               *ws;
     ngx_uint_t                         role;
     uint64_t                           appt;
@@ -31,7 +34,7 @@ typedef struct {
     u_char                             doctor[NGX_TELECLINIC_ID_MAX];
     ngx_teleclinic_journal_waiter_t    waiter;
     unsigned                           syncing:1;
-} ngx_teleclinic_session_t;
+};
 
 
 /* a sweep of one room at a time the room asked for */
@@ -40,6 +43,14 @@ typedef struct {
     size_t                             doctor_len;
     u_char                             doctor[NGX_TELECLINIC_ID_MAX];
 } ngx_teleclinic_sweep_t;
+
+
+/* a hint to the processor: the line at p is needed soon */
+#if (__GNUC__ || __clang__)
+#define ngx_teleclinic_prefetch(p)    __builtin_prefetch(p)
+#else
+#define ngx_teleclinic_prefetch(p)
+#endif
 
 
 /* rooms whose queues changed, gathered over one batch of mail */
@@ -68,6 +79,8 @@ static void ngx_teleclinic_session_mail(ngx_teleclinic_mail_t *mail);
 static void ngx_teleclinic_session_room_changed(u_char *doctor, size_t len);
 static void ngx_teleclinic_session_send(ngx_uint_t serial, u_char *text,
     size_t len);
+static void ngx_teleclinic_session_ahead(ngx_uint_t serial,
+    ngx_uint_t distance);
 static ngx_teleclinic_session_t *ngx_teleclinic_session_find(
     ngx_uint_t serial);
 static void ngx_teleclinic_session_timer(ngx_teleclinic_actor_t *a);
@@ -92,8 +105,8 @@ static const char  *ngx_teleclinic_session_codes[] = {
 
 
 static ngx_http_teleclinic_main_conf_t  *ngx_teleclinic_session_conf;
-static ngx_rbtree_t                      ngx_teleclinic_sessions;
-static ngx_rbtree_node_t                 ngx_teleclinic_sessions_sentinel;
+static ngx_teleclinic_session_t        **ngx_teleclinic_sessions;
+static ngx_uint_t                        ngx_teleclinic_sessions_mask;
 static ngx_uint_t                        ngx_teleclinic_session_serial;
 
 static ngx_event_t                      ngx_teleclinic_midnight;
@@ -174,24 +187,43 @@ ngx_teleclinic_session_exit_process(ngx_cycle_t *cycle)
 ngx_int_t
 ngx_teleclinic_session_open(ngx_teleclinic_ws_t *ws)
 {
-    ngx_teleclinic_session_t  *s;
+    ngx_uint_t                  n;
+    ngx_teleclinic_session_t  **bucket, *s;
 
     s = ngx_pcalloc(ws->request->pool, sizeof(ngx_teleclinic_session_t));
     if (s == NULL) {
         return NGX_ERROR;
     }
 
-    if (ngx_teleclinic_sessions.root == NULL) {
-        /* the first connection of this worker */
-        ngx_rbtree_init(&ngx_teleclinic_sessions,
-                        &ngx_teleclinic_sessions_sentinel,
-                        ngx_rbtree_insert_value);
+    if (ngx_teleclinic_sessions == NULL) {
+
+        /*
+         * The first connection of this worker: a head for each connection
+         * it may have.  Serials are given in turn, so consecutive ones
+         * take consecutive heads and a chain rarely holds more than one:
+         * a fan-out finds each of thousands of patients with one look,
+         * where a tree walked a dozen nodes in as many request pools.
+         * It is the process's, not a cycle's: no reload frees it.
+         */
+
+        for (n = 64; n < ngx_cycle->connection_n; n <<= 1) { /* void */ }
+
+        ngx_teleclinic_sessions = ngx_calloc(n * sizeof(void *),
+                                             ngx_cycle->log);
+        if (ngx_teleclinic_sessions == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_teleclinic_sessions_mask = n - 1;
     }
 
     s->ws = ws;
-    s->node.key = ++ngx_teleclinic_session_serial;
+    s->serial = ++ngx_teleclinic_session_serial;
 
-    ngx_rbtree_insert(&ngx_teleclinic_sessions, &s->node);
+    bucket = &ngx_teleclinic_sessions[s->serial
+                                      & ngx_teleclinic_sessions_mask];
+    s->next = *bucket;
+    *bucket = s;
 
     ws->session = s;
 
@@ -204,8 +236,8 @@ ngx_teleclinic_session_open(ngx_teleclinic_ws_t *ws)
 void
 ngx_teleclinic_session_close(ngx_teleclinic_ws_t *ws)
 {
-    ngx_teleclinic_actor_t     a;
-    ngx_teleclinic_session_t  *s;
+    ngx_teleclinic_actor_t      a;
+    ngx_teleclinic_session_t  **sp, *s;
 
     s = ws->session;
 
@@ -229,8 +261,17 @@ ngx_teleclinic_session_close(ngx_teleclinic_ws_t *ws)
         ngx_teleclinic_session_timer(&a);
     }
 
-    /* last: the tree's delete clears the serial in the node's key */
-    ngx_rbtree_delete(&ngx_teleclinic_sessions, &s->node);
+    /* last: mail for it finds nothing from now on */
+
+    for (sp = &ngx_teleclinic_sessions[s->serial
+                                       & ngx_teleclinic_sessions_mask];
+         *sp && *sp != s;
+         sp = &(*sp)->next)
+    { /* void */ }
+
+    if (*sp) {
+        *sp = s->next;
+    }
 
     ngx_teleclinic_session_role(s, (ngx_uint_t) -1);
 }
@@ -573,7 +614,7 @@ ngx_teleclinic_session_actor(ngx_teleclinic_session_t *s,
     a->zone = ngx_http_teleclinic_zone(tmcf);
     a->conf = &tmcf->room;
     a->log = s ? s->ws->request->connection->log : ngx_cycle->log;
-    a->serial = s ? s->node.key : 0;
+    a->serial = s ? s->serial : 0;
     a->now = ngx_time();
     a->appt = s ? s->appt : 0;
 
@@ -764,7 +805,8 @@ ngx_teleclinic_session_room_changed(u_char *doctor, size_t len)
     }
 
     ngx_teleclinic_session_slot(&a, NULL);
-    ngx_teleclinic_room_update(&a, ngx_teleclinic_session_send);
+    ngx_teleclinic_room_update(&a, ngx_teleclinic_session_send,
+                               ngx_teleclinic_session_ahead);
 }
 
 
@@ -781,21 +823,83 @@ ngx_teleclinic_session_send(ngx_uint_t serial, u_char *text, size_t len)
 }
 
 
+/*
+ * At thousands of patients nothing of theirs is in the caches any more,
+ * and a send waited for each of what it touches in turn: the session,
+ * the WebSocket, the request, the connection and its write event, each
+ * found through the one before.  So each of the sends ahead takes one
+ * step of that chain, the last first: the step before has brought its
+ * link in by then, and what the send needs is there when its turn comes.
+ */
+
+static void
+ngx_teleclinic_session_ahead(ngx_uint_t serial, ngx_uint_t distance)
+{
+    ngx_connection_t          *c;
+    ngx_teleclinic_ws_t       *ws;
+    ngx_teleclinic_session_t  *s;
+
+    if (ngx_teleclinic_sessions == NULL) {
+        return;
+    }
+
+    if (distance == NGX_TELECLINIC_AHEAD) {
+        ngx_teleclinic_prefetch(ngx_teleclinic_sessions[serial
+                                             & ngx_teleclinic_sessions_mask]);
+        return;
+    }
+
+    s = ngx_teleclinic_session_find(serial);
+
+    if (s == NULL) {
+        return;
+    }
+
+    ws = s->ws;
+
+    switch (distance) {
+
+    case 4:
+        /* its first line, the output's, and the last, with the flags */
+        ngx_teleclinic_prefetch(ws);
+        ngx_teleclinic_prefetch(&ws->out);
+        ngx_teleclinic_prefetch((u_char *) (ws + 1) - 1);
+        break;
+
+    case 3:
+        ngx_teleclinic_prefetch(ws->request);
+        break;
+
+    case 2:
+        c = ws->request->connection;
+        ngx_teleclinic_prefetch(c);
+        ngx_teleclinic_prefetch(&c->sent);
+        ngx_teleclinic_prefetch((u_char *) (c + 1) - 1);
+        break;
+
+    case 1:
+        ngx_teleclinic_prefetch(ws->request->connection->write);
+        break;
+    }
+}
+
+
 static ngx_teleclinic_session_t *
 ngx_teleclinic_session_find(ngx_uint_t serial)
 {
-    ngx_rbtree_node_t  *node, *sentinel;
+    ngx_teleclinic_session_t  *s;
 
-    node = ngx_teleclinic_sessions.root;
-    sentinel = ngx_teleclinic_sessions.sentinel;
+    if (ngx_teleclinic_sessions == NULL) {
+        return NULL;
+    }
 
-    while (node != sentinel) {
-
-        if (serial == node->key) {
-            return (ngx_teleclinic_session_t *) node;
+    for (s = ngx_teleclinic_sessions[serial & ngx_teleclinic_sessions_mask];
+         s;
+         s = s->next)
+    {
+        if (s->serial == serial) {
+            return s;
         }
-
-        node = (serial < node->key) ? node->left : node->right;
     }
 
     return NULL;

@@ -57,6 +57,7 @@ typedef struct {
     ngx_url_t                    *notify_url;
     ngx_str_t                     notify_secret;
     ngx_url_t                    *records_url;  /* the EMR */
+    time_t                        record_retention;
     ngx_str_t                     records_secret;
     ngx_msec_t                    notify_timeout;
     ngx_str_t                     thread_pool;
