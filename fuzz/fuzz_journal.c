@@ -217,6 +217,16 @@ fuzz_same(ngx_teleclinic_event_t *a, ngx_teleclinic_event_t *b)
         fuzz_assert(a->visits == b->visits);
         fuzz_assert(a->average == b->average);
         break;
+
+    case NGX_TELECLINIC_EV_CONSENT:
+        /* ids and times only: nothing of it is sealed */
+        fuzz_assert(a->id == b->id);
+        fuzz_assert(a->at == b->at);
+        fuzz_assert(a->created == b->created);
+        fuzz_assert(a->request == b->request);
+        fuzz_assert(a->request <= NGX_TELECLINIC_REQUEST_MAX);
+        fuzz_assert(a->num[0] == b->num[0]);
+        break;
     }
 }
 

@@ -39,7 +39,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc != NGX_OK) {
         fuzz_assert(rc == NGX_ERROR);
         fuzz_assert(msg.code != NULL && msg.message != NULL);
-        fuzz_assert(msg.type <= NGX_TELECLINIC_WS_HANGUP);
+        fuzz_assert(msg.type <= NGX_TELECLINIC_WS_SNAPSHOT_CONSENT);
 
         /* a type is named only for a message that is a v1 object */
         fuzz_assert(msg.type == 0 || json_is_object(msg.root));
@@ -52,7 +52,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_assert(msg.code == NULL);
     fuzz_assert(json_is_object(msg.root));
     fuzz_assert(msg.type >= NGX_TELECLINIC_WS_HELLO
-                && msg.type <= NGX_TELECLINIC_WS_HANGUP);
+                && msg.type <= NGX_TELECLINIC_WS_SNAPSHOT_CONSENT);
     fuzz_assert(msg.id == NULL
                 || json_is_string(msg.id) || json_is_integer(msg.id));
 
@@ -71,6 +71,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case NGX_TELECLINIC_WS_MEDIA:
         fuzz_assert(msg.media == NGX_TELECLINIC_MEDIA_CONNECTED
                     || msg.media == NGX_TELECLINIC_MEDIA_FAILED);
+        break;
+
+    case NGX_TELECLINIC_WS_SNAPSHOT_CONSENT:
+        /* a request id JavaScript holds exactly, and a boolean answer */
+        fuzz_assert(msg.request >= 1
+                    && msg.request <= (((ngx_uint_t) 1) << 53) - 1);
+        fuzz_assert(json_is_integer(json_object_get(msg.root, "request")));
+        fuzz_assert(msg.granted == 0 || msg.granted == 1);
+        fuzz_assert(json_is_boolean(json_object_get(msg.root, "granted")));
+        fuzz_assert(msg.granted
+                    == (ngx_uint_t) json_is_true(json_object_get(msg.root,
+                                                               "granted")));
         break;
 
     case NGX_TELECLINIC_WS_CALL:

@@ -88,7 +88,7 @@ static void ngx_teleclinic_journal_sync_event(ngx_event_t *ev);
 static const char  *ngx_teleclinic_ops[] = {
     NULL, "book", "cancel", "reschedule", "status", "directory", "sent",
     "appt", "msg", "expire", "room", "note", "item", "drop", "close",
-    "rating", "forget"
+    "rating", "forget", "consent"
 };
 
 
@@ -982,6 +982,7 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev,
     case NGX_TELECLINIC_EV_CLOSE:
     case NGX_TELECLINIC_EV_RATING:
     case NGX_TELECLINIC_EV_FORGET:
+    case NGX_TELECLINIC_EV_CONSENT:
         p = ngx_teleclinic_journal_put_record(p, last, keys, ev);
         break;
     }
@@ -1051,6 +1052,11 @@ ngx_teleclinic_journal_put_record(u_char *p, u_char *last,
         }
     }
 
+    /* a consent and the snapshot taken under it: the request's id */
+    if (ev->request) {
+        p = ngx_slprintf(p, last, ",\"req\":%ui", ev->request);
+    }
+
     if (ev->ref.len) {
         p = ngx_teleclinic_json_field(p, last, "ref", &ev->ref);
     }
@@ -1089,7 +1095,9 @@ ngx_teleclinic_journal_get_record(json_t *o, ngx_teleclinic_event_t *ev,
                                        &ev->num[0]) != NGX_OK
         || ngx_teleclinic_journal_uint(o, "n1", NGX_MAX_INT32_VALUE,
                                        &ev->num[1]) != NGX_OK
-        || ngx_teleclinic_journal_uint(o, "quiet", 1, &ev->quiet) != NGX_OK)
+        || ngx_teleclinic_journal_uint(o, "quiet", 1, &ev->quiet) != NGX_OK
+        || ngx_teleclinic_journal_uint(o, "req", NGX_TELECLINIC_REQUEST_MAX,
+                                       &ev->request) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -1497,6 +1505,7 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
     case NGX_TELECLINIC_EV_CLOSE:
     case NGX_TELECLINIC_EV_RATING:
     case NGX_TELECLINIC_EV_FORGET:
+    case NGX_TELECLINIC_EV_CONSENT:
         rc = ngx_teleclinic_journal_get_record(o, ev, keys, pool);
         if (rc != NGX_OK) {
             goto done;

@@ -17,6 +17,10 @@
 #define NGX_TELECLINIC_NEEDS_APPT     0x04
 #define NGX_TELECLINIC_NEEDS_DATA     0x08
 #define NGX_TELECLINIC_NEEDS_MEDIA    0x10
+#define NGX_TELECLINIC_NEEDS_CONSENT  0x20
+
+/* snapshot request ids: numbers that JavaScript holds exactly */
+#define NGX_TELECLINIC_WS_REQUEST_MAX  ((((json_int_t) 1) << 53) - 1)
 
 
 typedef struct {
@@ -41,6 +45,10 @@ static ngx_teleclinic_ws_type_t  ngx_teleclinic_ws_types[] = {
     { "media", NGX_TELECLINIC_WS_MEDIA,
       NGX_TELECLINIC_NEEDS_CALL|NGX_TELECLINIC_NEEDS_MEDIA },
     { "hangup", NGX_TELECLINIC_WS_HANGUP, NGX_TELECLINIC_NEEDS_CALL },
+    { "snapshot_request", NGX_TELECLINIC_WS_SNAPSHOT_REQUEST,
+      NGX_TELECLINIC_NEEDS_CALL },
+    { "snapshot_consent", NGX_TELECLINIC_WS_SNAPSHOT_CONSENT,
+      NGX_TELECLINIC_NEEDS_CALL|NGX_TELECLINIC_NEEDS_CONSENT },
     { NULL, 0, 0 }
 };
 
@@ -55,7 +63,7 @@ ngx_int_t
 ngx_teleclinic_ws_msg_parse(const u_char *text, size_t len,
     ngx_teleclinic_ws_msg_t *msg)
 {
-    json_t                    *root, *v, *type, *token, *media;
+    json_t                    *root, *v, *type, *token, *media, *request;
     const char                *s;
     json_error_t               err;
     ngx_teleclinic_ws_type_t  *t;
@@ -167,6 +175,31 @@ ngx_teleclinic_ws_msg_parse(const u_char *text, size_t len,
                                                 "\"connected\" or "
                                                 "\"failed\"");
         }
+    }
+
+    if (t->needs & NGX_TELECLINIC_NEEDS_CONSENT) {
+        request = json_object_get(root, "request");
+
+        if (!json_is_integer(request)
+            || json_integer_value(request) < 1
+            || json_integer_value(request) > NGX_TELECLINIC_WS_REQUEST_MAX)
+        {
+            return ngx_teleclinic_ws_msg_refuse(msg, "bad_message",
+                                                "\"request\" must be a "
+                                                "request id");
+        }
+
+        msg->request = (ngx_uint_t) json_integer_value(request);
+
+        v = json_object_get(root, "granted");
+
+        if (!json_is_boolean(v)) {
+            return ngx_teleclinic_ws_msg_refuse(msg, "bad_message",
+                                                "\"granted\" must be true "
+                                                "or false");
+        }
+
+        msg->granted = json_is_true(v);
     }
 
     return NGX_OK;

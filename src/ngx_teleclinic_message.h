@@ -27,6 +27,8 @@
 #define NGX_TELECLINIC_WS_SIGNAL      10
 #define NGX_TELECLINIC_WS_MEDIA       11
 #define NGX_TELECLINIC_WS_HANGUP      12
+#define NGX_TELECLINIC_WS_SNAPSHOT_REQUEST  13
+#define NGX_TELECLINIC_WS_SNAPSHOT_CONSENT  14
 
 /* what a "media" message reports */
 #define NGX_TELECLINIC_MEDIA_CONNECTED  1
@@ -46,6 +48,8 @@ typedef struct {
     uint64_t                      appt;      /* call, skip, noshow */
     json_t                       *data;      /* echo, signal */
     ngx_uint_t                    media;     /* media */
+    ngx_uint_t                    request;   /* snapshot_consent */
+    ngx_uint_t                    granted;
 
     const char                   *code;      /* when it is refused */
     const char                   *message;

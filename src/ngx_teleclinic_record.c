@@ -18,6 +18,8 @@ static void ngx_teleclinic_record_free_texts(ngx_teleclinic_zone_t *zone,
     ngx_str_t *s, ngx_uint_t n);
 static ngx_int_t ngx_teleclinic_record_item(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_record_t *rec, ngx_teleclinic_event_t *ev);
+static ngx_int_t ngx_teleclinic_record_consent(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_record_t *rec, ngx_teleclinic_event_t *ev);
 static ngx_int_t ngx_teleclinic_copy_str(ngx_str_t *dst, ngx_str_t *src,
     ngx_pool_t *pool);
 static void ngx_teleclinic_record_free(ngx_teleclinic_zone_t *zone,
@@ -102,6 +104,43 @@ ngx_teleclinic_item_lookup(ngx_teleclinic_record_t *rec, ngx_uint_t id)
 }
 
 
+ngx_teleclinic_consent_t *
+ngx_teleclinic_consent_lookup(ngx_teleclinic_record_t *rec,
+    ngx_uint_t request)
+{
+    ngx_queue_t               *q;
+    ngx_teleclinic_consent_t  *consent;
+
+    for (q = ngx_queue_head(&rec->consents);
+         q != ngx_queue_sentinel(&rec->consents);
+         q = ngx_queue_next(q))
+    {
+        consent = ngx_queue_data(q, ngx_teleclinic_consent_t, queue);
+
+        if (consent->request == request) {
+            return consent;
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_int_t
+ngx_teleclinic_consent_usable(ngx_teleclinic_consent_t *consent, time_t now)
+{
+    if (consent == NULL
+        || !consent->granted
+        || consent->used
+        || now - consent->answered > NGX_TELECLINIC_CONSENT_TTL)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
 /*
  * Every allocation comes before anything changes, so that a full zone
  * (NGX_DECLINED) leaves the record as it was.
@@ -178,6 +217,9 @@ ngx_teleclinic_record_change(ngx_teleclinic_zone_t *zone,
     case NGX_TELECLINIC_EV_ITEM:
         return ngx_teleclinic_record_item(zone, rec, ev);
 
+    case NGX_TELECLINIC_EV_CONSENT:
+        return ngx_teleclinic_record_consent(zone, rec, ev);
+
     case NGX_TELECLINIC_EV_DROP:
         item = ngx_teleclinic_item_lookup(rec, ev->item);
 
@@ -251,11 +293,12 @@ ngx_int_t
 ngx_teleclinic_record_snapshot_locked(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_snapshot_pt write, void *data)
 {
-    ngx_queue_t              *q;
-    ngx_rbtree_node_t        *node, *root, *sentinel;
-    ngx_teleclinic_item_t    *item;
-    ngx_teleclinic_event_t    ev;
-    ngx_teleclinic_record_t  *rec;
+    ngx_queue_t               *q;
+    ngx_rbtree_node_t         *node, *root, *sentinel;
+    ngx_teleclinic_item_t     *item;
+    ngx_teleclinic_event_t     ev;
+    ngx_teleclinic_record_t   *rec;
+    ngx_teleclinic_consent_t  *consent;
 
     if (zone->sh->records == NULL) {
         return NGX_OK;
@@ -288,6 +331,28 @@ ngx_teleclinic_record_snapshot_locked(ngx_teleclinic_zone_t *zone,
             return NGX_ERROR;
         }
 
+        /* before the snapshots, which mark their consents used again */
+
+        for (q = ngx_queue_head(&rec->consents);
+             q != ngx_queue_sentinel(&rec->consents);
+             q = ngx_queue_next(q))
+        {
+            consent = ngx_queue_data(q, ngx_teleclinic_consent_t, queue);
+
+            ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+            ev.op = NGX_TELECLINIC_EV_CONSENT;
+            ev.quiet = 1;
+            ev.id = rec->appt;
+            ev.at = consent->answered;
+            ev.created = consent->asked;
+            ev.request = consent->request;
+            ev.num[0] = consent->granted;
+
+            if (write(&ev, data) != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
+
         for (q = ngx_queue_head(&rec->items);
              q != ngx_queue_sentinel(&rec->items);
              q = ngx_queue_next(q))
@@ -305,6 +370,7 @@ ngx_teleclinic_record_snapshot_locked(ngx_teleclinic_zone_t *zone,
             ev.ref = item->ref;
             ev.num[0] = item->num[0];
             ev.num[1] = item->num[1];
+            ev.request = item->request;
             ngx_memcpy(ev.text, item->text, sizeof(item->text));
 
             if (write(&ev, data) != NGX_OK) {
@@ -418,10 +484,11 @@ ngx_teleclinic_record_expire(ngx_teleclinic_zone_t *zone, time_t retention,
 ngx_teleclinic_record_t *
 ngx_teleclinic_record_copy(ngx_teleclinic_record_t *rec, ngx_pool_t *pool)
 {
-    ngx_uint_t                i;
-    ngx_queue_t              *q;
-    ngx_teleclinic_item_t    *item, *copy;
-    ngx_teleclinic_record_t  *r;
+    ngx_uint_t                 i;
+    ngx_queue_t               *q;
+    ngx_teleclinic_item_t     *item, *copy;
+    ngx_teleclinic_record_t   *r;
+    ngx_teleclinic_consent_t  *consent, *cc;
 
     r = ngx_pcalloc(pool, sizeof(ngx_teleclinic_record_t));
     if (r == NULL) {
@@ -437,8 +504,25 @@ ngx_teleclinic_record_copy(ngx_teleclinic_record_t *rec, ngx_pool_t *pool)
     r->last_item = rec->last_item;
     r->score = rec->score;
     r->rated = rec->rated;
+    r->nconsents = rec->nconsents;
 
     ngx_queue_init(&r->items);
+    ngx_queue_init(&r->consents);
+
+    for (q = ngx_queue_head(&rec->consents);
+         q != ngx_queue_sentinel(&rec->consents);
+         q = ngx_queue_next(q))
+    {
+        consent = ngx_queue_data(q, ngx_teleclinic_consent_t, queue);
+
+        cc = ngx_palloc(pool, sizeof(ngx_teleclinic_consent_t));
+        if (cc == NULL) {
+            return NULL;
+        }
+
+        *cc = *consent;
+        ngx_queue_insert_tail(&r->consents, &cc->queue);
+    }
 
     for (i = 0; i < NGX_TELECLINIC_NOTE_FIELDS; i++) {
         if (ngx_teleclinic_copy_str(&r->note[i], &rec->note[i], pool)
@@ -488,8 +572,18 @@ static void
 ngx_teleclinic_record_free(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_record_t *rec)
 {
-    ngx_queue_t            *q;
-    ngx_teleclinic_item_t  *item;
+    ngx_queue_t               *q;
+    ngx_teleclinic_item_t     *item;
+    ngx_teleclinic_consent_t  *consent;
+
+    while (!ngx_queue_empty(&rec->consents)) {
+        q = ngx_queue_head(&rec->consents);
+        ngx_queue_remove(q);
+
+        consent = ngx_queue_data(q, ngx_teleclinic_consent_t, queue);
+        ngx_slab_free_locked(zone->shpool, consent);
+        zone->sh->nrecord_events--;
+    }
 
     while (!ngx_queue_empty(&rec->items)) {
         q = ngx_queue_head(&rec->items);
@@ -558,6 +652,7 @@ ngx_teleclinic_record_get(ngx_teleclinic_zone_t *zone,
     rec->appt = appt;
     rec->created = ev->created ? ev->created : ev->at;
     ngx_queue_init(&rec->items);
+    ngx_queue_init(&rec->consents);
 
     ngx_rbtree_insert(&zone->sh->records->tree, &rec->node);
     zone->sh->records->nrecords++;
@@ -620,7 +715,8 @@ static ngx_int_t
 ngx_teleclinic_record_item(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_record_t *rec, ngx_teleclinic_event_t *ev)
 {
-    ngx_teleclinic_item_t  *item;
+    ngx_teleclinic_item_t     *item;
+    ngx_teleclinic_consent_t  *consent;
 
     if (ev->item_kind < 1 || ev->item_kind > NGX_TELECLINIC_ITEM_KINDS
         || ev->item == 0)
@@ -670,6 +766,7 @@ ngx_teleclinic_record_item(ngx_teleclinic_zone_t *zone,
     item->due = ev->due;
     item->num[0] = ev->num[0];
     item->num[1] = ev->num[1];
+    item->request = ev->request;
 
     ngx_queue_insert_tail(&rec->items, &item->queue);
     rec->nitems++;
@@ -678,6 +775,58 @@ ngx_teleclinic_record_item(ngx_teleclinic_zone_t *zone,
     if (ev->item > rec->last_item) {
         rec->last_item = ev->item;
     }
+
+    /* a consent allows one snapshot */
+
+    if (ev->item_kind == NGX_TELECLINIC_ITEM_SNAPSHOT && ev->request) {
+        consent = ngx_teleclinic_consent_lookup(rec, ev->request);
+
+        if (consent) {
+            consent->used = 1;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A consent decision; one answer per request: a second one (a replay of
+ * an older journal next to a compaction's, say) changes nothing.
+ */
+
+static ngx_int_t
+ngx_teleclinic_record_consent(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_record_t *rec, ngx_teleclinic_event_t *ev)
+{
+    ngx_teleclinic_consent_t  *consent;
+
+    if (ev->request == 0 || ev->num[0] > 1) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_teleclinic_consent_lookup(rec, ev->request)) {
+        return NGX_OK;
+    }
+
+    if (rec->nconsents >= NGX_TELECLINIC_RECORD_CONSENTS) {
+        return NGX_DECLINED;
+    }
+
+    consent = ngx_slab_calloc_locked(zone->shpool,
+                                     sizeof(ngx_teleclinic_consent_t));
+    if (consent == NULL) {
+        return NGX_DECLINED;
+    }
+
+    consent->request = ev->request;
+    consent->asked = ev->created ? ev->created : ev->at;
+    consent->answered = ev->at;
+    consent->granted = ev->num[0];
+
+    ngx_queue_insert_tail(&rec->consents, &consent->queue);
+    rec->nconsents++;
+    zone->sh->nrecord_events++;
 
     return NGX_OK;
 }

@@ -18,7 +18,7 @@
  * The visit record: what the doctor writes of one appointment (the note,
  * prescriptions, orders, follow-ups, addenda) and the patient's rating.
  * One per appointment, made by its first change, in the zone; every
- * change is an event (NGX_TELECLINIC_EV_NOTE ... _RATING) applied by
+ * change is an event (NGX_TELECLINIC_EV_NOTE ... _CONSENT) applied by
  * ngx_teleclinic_record_apply_locked() live and at replay alike.
  */
 
@@ -39,12 +39,18 @@
 #define NGX_TELECLINIC_ITEM_ORDER      2   /* note */
 #define NGX_TELECLINIC_ITEM_FOLLOWUP   3   /* note; due (ev->due) */
 #define NGX_TELECLINIC_ITEM_ADDENDUM   4   /* text */
-#define NGX_TELECLINIC_ITEM_KINDS      4
+#define NGX_TELECLINIC_ITEM_SNAPSHOT   5   /* content type (ref); size;
+                                              the consent (request) */
+#define NGX_TELECLINIC_ITEM_KINDS      5
 
 #define NGX_TELECLINIC_ITEM_TEXTS      3
 
-/* a record holds so many items */
+/* a record holds so many items, and so many consent decisions */
 #define NGX_TELECLINIC_RECORD_ITEMS    200
+#define NGX_TELECLINIC_RECORD_CONSENTS 200
+
+/* a granted consent allows one snapshot, taken this soon after */
+#define NGX_TELECLINIC_CONSENT_TTL     120
 
 
 typedef struct {
@@ -54,9 +60,21 @@ typedef struct {
     time_t                        at;
     time_t                        due;
     ngx_uint_t                    num[2];
+    ngx_uint_t                    request;   /* a snapshot's consent */
     ngx_str_t                     ref;
     ngx_str_t                     text[NGX_TELECLINIC_ITEM_TEXTS];
 } ngx_teleclinic_item_t;
+
+
+/* the patient's answer to one snapshot request of the doctor's */
+typedef struct {
+    ngx_queue_t                   queue;     /* the record's, in order */
+    ngx_uint_t                    request;
+    time_t                        asked;
+    time_t                        answered;
+    unsigned                      granted:1;
+    unsigned                      used:1;    /* a snapshot was taken */
+} ngx_teleclinic_consent_t;
 
 
 typedef struct {
@@ -70,6 +88,8 @@ typedef struct {
     ngx_queue_t                   items;
     ngx_uint_t                    nitems;    /* not deleted */
     ngx_uint_t                    last_item; /* the highest id given */
+    ngx_queue_t                   consents;
+    ngx_uint_t                    nconsents;
     ngx_uint_t                    score;     /* 0: not rated */
     time_t                        rated;
     ngx_str_t                     comment;
@@ -92,6 +112,15 @@ ngx_teleclinic_record_t *ngx_teleclinic_record_lookup(
     ngx_teleclinic_zone_t *zone, uint64_t appt);
 ngx_teleclinic_item_t *ngx_teleclinic_item_lookup(
     ngx_teleclinic_record_t *rec, ngx_uint_t id);
+ngx_teleclinic_consent_t *ngx_teleclinic_consent_lookup(
+    ngx_teleclinic_record_t *rec, ngx_uint_t request);
+
+/*
+ * A consent a snapshot may be taken under now: granted, not used yet,
+ * answered at most NGX_TELECLINIC_CONSENT_TTL seconds ago.
+ */
+ngx_int_t ngx_teleclinic_consent_usable(ngx_teleclinic_consent_t *consent,
+    time_t now);
 
 /* the zone's handlers for the record's events and for compaction */
 ngx_int_t ngx_teleclinic_record_apply_locked(ngx_teleclinic_zone_t *zone,
@@ -108,8 +137,8 @@ ngx_uint_t ngx_teleclinic_record_expire(ngx_teleclinic_zone_t *zone,
 
 /*
  * A copy of the record in pool memory, for an answer formatted after the
- * unlock: the same structures, texts and items copied, the queue of items
- * made again in the copy.
+ * unlock: the same structures, texts, items and consents copied, their
+ * queues made again in the copy.
  */
 ngx_teleclinic_record_t *ngx_teleclinic_record_copy(
     ngx_teleclinic_record_t *rec, ngx_pool_t *pool);

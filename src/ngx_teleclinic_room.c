@@ -695,6 +695,120 @@ ngx_teleclinic_room_signal(ngx_teleclinic_actor_t *a, ngx_uint_t doctor,
 
 
 ngx_int_t
+ngx_teleclinic_room_snapshot_request(ngx_teleclinic_actor_t *a, uint64_t call)
+{
+    u_char                  text[NGX_TELECLINIC_TEXT_MAX], *p;
+    uint64_t                id;
+    ngx_teleclinic_room_t  *room;
+
+    ngx_teleclinic_zone_lock(a->zone);
+
+    if (ngx_teleclinic_call_member(a, &room, 1, call) != NGX_OK
+        || !room->answered)
+    {
+        ngx_teleclinic_unlock(a);
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_NOT_IN_CALL);
+    }
+
+    /* nobody to ask: the doctor asks again once the patient is back */
+
+    if (room->callee->peer.pid == 0) {
+        ngx_teleclinic_unlock(a);
+        return ngx_teleclinic_room_refuse(a,
+                                          NGX_TELECLINIC_ROOM_NOT_CONNECTED);
+    }
+
+    /* random, so that no one can name a request they were not sent */
+
+    if (RAND_bytes((u_char *) &id, sizeof(uint64_t)) != 1) {
+        ngx_teleclinic_unlock(a);
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_ZONE_FULL);
+    }
+
+    id &= NGX_TELECLINIC_REQUEST_MAX;
+
+    if (id == 0) {
+        id = 1;
+    }
+
+    room->request = (ngx_uint_t) id;
+    room->request_call = room->call;
+    room->asked = a->now;
+
+    p = ngx_snprintf(text, sizeof(text),
+                     "{\"v\":1,\"type\":\"snapshot_request\","
+                     "\"call\":\"%016uxL\",\"request\":%ui}",
+                     room->call, room->request);
+    ngx_teleclinic_post(a, &room->callee->peer, text, p - text);
+
+    ngx_teleclinic_unlock(a);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_teleclinic_room_snapshot_consent(ngx_teleclinic_actor_t *a,
+    uint64_t call, ngx_uint_t request, ngx_uint_t granted)
+{
+    u_char                   text[NGX_TELECLINIC_TEXT_MAX], *p;
+    ngx_teleclinic_room_t   *room;
+    ngx_teleclinic_event_t   ev;
+
+    ngx_teleclinic_zone_lock(a->zone);
+
+    if (ngx_teleclinic_call_member(a, &room, 0, call) != NGX_OK
+        || !room->answered)
+    {
+        ngx_teleclinic_unlock(a);
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_NOT_IN_CALL);
+    }
+
+    if (room->request == 0
+        || room->request != request
+        || room->request_call != room->call)
+    {
+        ngx_teleclinic_unlock(a);
+        return ngx_teleclinic_room_refuse(a,
+                                        NGX_TELECLINIC_ROOM_UNKNOWN_REQUEST);
+    }
+
+    /* the decision is the patient's, on their appointment's record */
+
+    ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+    ev.op = NGX_TELECLINIC_EV_CONSENT;
+    ev.at = a->now;
+    ev.created = room->asked;
+    ev.id = room->callee->appt;
+    ev.request = request;
+    ev.num[0] = granted ? 1 : 0;
+
+    if (ngx_teleclinic_journal_commit(a->zone, &ev, a->log) != NGX_OK) {
+        ngx_teleclinic_unlock(a);
+        return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_ZONE_FULL);
+    }
+
+    a->committed = 1;
+    room->request = 0;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_CORE, a->log, 0,
+                   "teleclinic room: call %016xL snapshot request %ui %s",
+                   room->call, request, granted ? "granted" : "refused");
+
+    p = ngx_snprintf(text, sizeof(text),
+                     "{\"v\":1,\"type\":\"snapshot_consent\","
+                     "\"call\":\"%016uxL\",\"request\":%ui,"
+                     "\"granted\":%s}",
+                     room->call, request, granted ? "true" : "false");
+    ngx_teleclinic_post(a, &room->console, text, p - text);
+
+    ngx_teleclinic_unlock(a);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
 ngx_teleclinic_room_media(ngx_teleclinic_actor_t *a, ngx_uint_t doctor,
     uint64_t call, ngx_uint_t state)
 {

@@ -84,6 +84,11 @@ struct ngx_teleclinic_room_s {
     time_t                        deadline;  /* of the ring */
     time_t                        answered;  /* 0 while it rings */
     unsigned                      media:1;
+
+    /* the doctor's snapshot request the patient has not answered yet */
+    ngx_uint_t                    request;
+    uint64_t                      request_call;
+    time_t                        asked;
 };
 
 
@@ -140,7 +145,8 @@ typedef enum {
     NGX_TELECLINIC_ROOM_TOO_EARLY,
     NGX_TELECLINIC_ROOM_UNAUTHORIZED,
     NGX_TELECLINIC_ROOM_VISIT_OVER,
-    NGX_TELECLINIC_ROOM_ZONE_FULL
+    NGX_TELECLINIC_ROOM_ZONE_FULL,
+    NGX_TELECLINIC_ROOM_UNKNOWN_REQUEST
 } ngx_teleclinic_room_error_e;
 
 
@@ -192,6 +198,17 @@ ngx_int_t ngx_teleclinic_room_media(ngx_teleclinic_actor_t *a,
     ngx_uint_t doctor, uint64_t call, ngx_uint_t state);
 ngx_int_t ngx_teleclinic_room_hangup(ngx_teleclinic_actor_t *a,
     ngx_uint_t doctor, uint64_t call);
+
+/*
+ * A snapshot's consent: the doctor asks (the patient is sent a request
+ * id; a new request replaces one not answered), the patient answers that
+ * request, and the answer is journaled (NGX_TELECLINIC_EV_CONSENT) before
+ * the doctor is told.
+ */
+ngx_int_t ngx_teleclinic_room_snapshot_request(ngx_teleclinic_actor_t *a,
+    uint64_t call);
+ngx_int_t ngx_teleclinic_room_snapshot_consent(ngx_teleclinic_actor_t *a,
+    uint64_t call, ngx_uint_t request, ngx_uint_t granted);
 
 /* timers of this worker: a ring's timeout, a grace period's end */
 void ngx_teleclinic_room_sweep(ngx_teleclinic_actor_t *a);

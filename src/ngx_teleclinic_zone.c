@@ -269,6 +269,7 @@ ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
     case NGX_TELECLINIC_EV_CLOSE:
     case NGX_TELECLINIC_EV_RATING:
     case NGX_TELECLINIC_EV_FORGET:
+    case NGX_TELECLINIC_EV_CONSENT:
         rc = zone->handlers->record(zone, ev);
         break;
 

@@ -59,7 +59,12 @@
 #define NGX_TELECLINIC_EV_RATING      15
 /* a record past its retention leaves the zone */
 #define NGX_TELECLINIC_EV_FORGET      16
-#define NGX_TELECLINIC_EV_LAST        NGX_TELECLINIC_EV_FORGET
+/* the patient's answer to a snapshot request: ids and times, no text */
+#define NGX_TELECLINIC_EV_CONSENT     17
+#define NGX_TELECLINIC_EV_LAST        NGX_TELECLINIC_EV_CONSENT
+
+/* snapshot request ids: numbers that JavaScript holds exactly */
+#define NGX_TELECLINIC_REQUEST_MAX    ((((ngx_uint_t) 1) << 53) - 1)
 
 /* the texts an event of the record carries: the note has the most */
 #define NGX_TELECLINIC_TEXTS          5
@@ -203,6 +208,7 @@ typedef struct {
     ngx_str_t                     ref;         /* drug, exam, follow-up */
     ngx_str_t                     text[NGX_TELECLINIC_TEXTS];
     ngx_uint_t                    num[2];      /* days, quantity; score */
+    ngx_uint_t                    request;     /* a snapshot's consent */
     ngx_uint_t                    quiet;       /* compaction's: it sends
                                                   nothing again */
 } ngx_teleclinic_event_t;
@@ -252,6 +258,8 @@ struct ngx_teleclinic_zone_s {
     ngx_shm_zone_t               *shm_zone;
     ngx_teleclinic_journal_t     *journal;
     ngx_str_t                     directory_file;
+    ngx_str_t                     snapshot_path;  /* the images' files */
+    ngx_fd_t                      snapshot_dir;   /* opened by the master */
     time_t                        reminder_before;
     ngx_uint_t                    fresh;      /* no state before start */
     ngx_uint_t                    made;       /* by this cycle, not reused */

@@ -13,6 +13,7 @@ use warnings;
 use Test::More;
 use Digest::SHA qw(hmac_sha256_hex);
 use JSON::PP;
+use MIME::Base64 ();
 
 use FindBin;
 use lib "$FindBin::Bin/lib";
@@ -106,6 +107,23 @@ $dws->send_json({ type => 'call_next' });
 my $ring = $pws->recv_json(type => 'ring');
 $pws->send_json({ type => 'accept', call => $ring->{call} });
 $dws->recv_json(type => 'call');
+
+# a snapshot under a granted consent, and a refused request
+my $png = "\x89PNG\r\n\x1a\n" . "\0\0\0\rIHDR" . join('', map { chr } 0 .. 255);
+my @consent;
+for my $granted (1, 0) {
+    $dws->send_json({ type => 'snapshot_request', call => $ring->{call} });
+    my $asked = $pws->recv_json(type => 'snapshot_request');
+    $pws->send_json({ type => 'snapshot_consent', call => $ring->{call},
+                      request => $asked->{request},
+                      granted => $granted ? \1 : \0 });
+    push @consent, $dws->recv_json(type => 'snapshot_consent');
+}
+is($t->http(POST => "$rec/snapshots?request=$consent[0]{request}",
+            headers => { Authorization => "Bearer $doc",
+                         'Content-Type' => 'image/png' },
+            body => $png)->{status}, 201, 'a snapshot under the consent');
+
 $dws->send_json({ type => 'hangup', call => $ring->{call} });
 $pws->recv_json(type => 'ended');
 $pws->close(1000);
@@ -137,9 +155,19 @@ is($bundle->{type}, 'transaction', 'a transaction');
 my %types;
 $types{ $_->{resource}{resourceType} }++ for @{ $bundle->{entry} };
 for my $type (qw(Patient Encounter Condition MedicationRequest
-                 ServiceRequest Task)) {
+                 ServiceRequest Task Media)) {
     ok($types{$type}, "the Bundle has a $type");
 }
+is($types{Consent}, 2, 'a Consent for each decision');
+
+my ($media) = map { $_->{resource} } grep {
+    $_->{resource}{resourceType} eq 'Media' } @{ $bundle->{entry} };
+is($media->{content}{contentType}, 'image/png', 'Media: the content type');
+ok(MIME::Base64::decode_base64($media->{content}{data} // '') eq $png,
+   'Media: the image\'s bytes');
+my @decisions = sort map { $_->{resource}{provision}{type} } grep {
+    $_->{resource}{resourceType} eq 'Consent' } @{ $bundle->{entry} };
+is_deeply(\@decisions, [qw(deny permit)], 'Consent: one permit, one deny');
 
 my ($med) = map { $_->{resource} } grep {
     $_->{resource}{resourceType} eq 'MedicationRequest' } @{ $bundle->{entry} };

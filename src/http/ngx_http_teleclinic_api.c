@@ -37,6 +37,8 @@ static ngx_int_t ngx_http_teleclinic_allow(ngx_http_request_t *r,
     ngx_uint_t allowed);
 static ngx_int_t ngx_http_teleclinic_login(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call);
+static size_t ngx_http_teleclinic_body_max(ngx_http_request_t *r,
+    ngx_http_teleclinic_route_t *route);
 
 
 static ngx_http_teleclinic_route_t  ngx_http_teleclinic_routes[] = {
@@ -90,6 +92,13 @@ static ngx_http_teleclinic_route_t  ngx_http_teleclinic_routes[] = {
     { NGX_HTTP_POST, { "appointments", "*", "record", "addenda" },
       ngx_http_teleclinic_record_add },
 
+    { NGX_HTTP_POST, { "appointments", "*", "record", "snapshots" },
+      ngx_http_teleclinic_record_snapshot },
+
+    { NGX_HTTP_GET,
+      { "appointments", "*", "record", "snapshots", "*" },
+      ngx_http_teleclinic_record_image },
+
     { NGX_HTTP_POST, { "appointments", "*", "rating" },
       ngx_http_teleclinic_rating },
 
@@ -135,7 +144,6 @@ ngx_http_teleclinic_api_handler(ngx_http_request_t *r)
     ngx_http_teleclinic_ctx_t        *ctx;
     ngx_http_teleclinic_call_t       *call;
     ngx_http_teleclinic_route_t      *route;
-    ngx_http_teleclinic_main_conf_t  *tmcf;
 
     ctx = ngx_http_teleclinic_ctx(r);
     if (ctx == NULL) {
@@ -186,9 +194,9 @@ ngx_http_teleclinic_api_handler(ngx_http_request_t *r)
         return route->handler(r, call);
     }
 
-    tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
-
-    if (r->headers_in.content_length_n > (off_t) tmcf->body_max) {
+    if (r->headers_in.content_length_n
+        > (off_t) ngx_http_teleclinic_body_max(r, route))
+    {
         if (ngx_http_discard_request_body(r) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -229,7 +237,8 @@ ngx_http_teleclinic_body_handler(ngx_http_request_t *r)
 
     route = ngx_http_teleclinic_route(r, &call, &allowed);
 
-    rc = ngx_http_teleclinic_body(r, &call.body);
+    rc = ngx_http_teleclinic_body(r, &call.body,
+                                  ngx_http_teleclinic_body_max(r, route));
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "teleclinic api: body read: %i, %uz bytes",
@@ -378,6 +387,21 @@ ngx_http_teleclinic_allow(ngx_http_request_t *r, ngx_uint_t allowed)
     h->value.len = p - h->value.data - 2;
 
     return NGX_OK;
+}
+
+
+/* a snapshot's image has a limit of its own, larger than any JSON's */
+
+static size_t
+ngx_http_teleclinic_body_max(ngx_http_request_t *r,
+    ngx_http_teleclinic_route_t *route)
+{
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
+
+    return (route->handler == ngx_http_teleclinic_record_snapshot)
+           ? tmcf->snapshot_max : tmcf->body_max;
 }
 
 

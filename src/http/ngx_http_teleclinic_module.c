@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 #include "ngx_http_teleclinic_util.h"
 #include "ngx_teleclinic_record.h"
+#include "ngx_teleclinic_snapshot.h"
 #include "ngx_http_teleclinic_record.h"
 #include "ngx_http_teleclinic_api.h"
 #include "ngx_http_teleclinic_catalog.h"
@@ -50,6 +51,11 @@ static void ngx_http_teleclinic_exit_process(ngx_cycle_t *cycle);
 
 static ngx_conf_num_bounds_t  ngx_http_teleclinic_body_bounds = {
     ngx_conf_check_num_bounds, 256, 1024 * 1024
+};
+
+/* an image is held in memory while it is checked, sealed and written */
+static ngx_conf_num_bounds_t  ngx_http_teleclinic_snapshot_bounds = {
+    ngx_conf_check_num_bounds, 1024, 64 * 1024 * 1024
 };
 
 static ngx_conf_num_bounds_t  ngx_http_teleclinic_login_queue_bounds = {
@@ -134,6 +140,20 @@ static ngx_command_t  ngx_http_teleclinic_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_teleclinic_main_conf_t, body_max),
       &ngx_http_teleclinic_body_bounds },
+
+    { ngx_string("teleclinic_snapshot_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, snapshot_max),
+      &ngx_http_teleclinic_snapshot_bounds },
+
+    { ngx_string("teleclinic_snapshot_path"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, snapshot_path),
+      NULL },
 
     { ngx_string("teleclinic_public_url"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -492,6 +512,7 @@ ngx_http_teleclinic_create_main_conf(ngx_conf_t *cf)
     tmcf->journal.fsync = NGX_CONF_UNSET;
     tmcf->token_ttl = NGX_CONF_UNSET;
     tmcf->body_max = NGX_CONF_UNSET_SIZE;
+    tmcf->snapshot_max = NGX_CONF_UNSET_SIZE;
     tmcf->reminder_before = NGX_CONF_UNSET;
     tmcf->horizon = NGX_CONF_UNSET;
     tmcf->notify_timeout = NGX_CONF_UNSET_MSEC;
@@ -517,6 +538,7 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_value(tmcf->token_ttl, 7 * 86400);
     ngx_conf_init_size_value(tmcf->body_max, 16 * 1024);
+    ngx_conf_init_size_value(tmcf->snapshot_max, 2 * 1024 * 1024);
     ngx_conf_init_value(tmcf->reminder_before, 3600);
     ngx_conf_init_value(tmcf->horizon, 60 * 86400);
     ngx_conf_init_msec_value(tmcf->notify_timeout, 5000);
@@ -544,6 +566,16 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* the snapshots' images, beside it */
+
+    if (tmcf->snapshot_path.data == NULL) {
+        ngx_str_set(&tmcf->snapshot_path, "teleclinic/snapshots");
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &tmcf->snapshot_path, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
 #if (NGX_THREADS)
     if (tmcf->journal.fsync) {
         tmcf->journal.thread_pool = ngx_thread_pool_add(cf,
@@ -565,6 +597,8 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
     zone->handlers = &ngx_http_teleclinic_zone_handlers;
     zone->journal = &tmcf->journal;
     zone->directory_file = tmcf->directory_file;
+    zone->snapshot_path = tmcf->snapshot_path;
+    zone->snapshot_dir = NGX_INVALID_FILE;
     zone->reminder_before = tmcf->reminder_before;
     zone->notify = (tmcf->notify_url != NULL);
     zone->emr = (tmcf->records_url != NULL);
@@ -982,14 +1016,27 @@ ngx_http_teleclinic_zone_init(ngx_teleclinic_zone_t *zone)
 /*
  * In init_zone, at start and on a reload, so that a failure refuses the
  * configuration and the old one goes on: the journal is opened (and, in
- * a new zone, replayed) and a changed directory file checked.
+ * a new zone, replayed), the snapshot directory opened (and, once the
+ * journal is replayed, swept of files no record names: only at start,
+ * when no worker is between an image's fsync and its event) and a
+ * changed directory file checked.
  */
 
 static ngx_int_t
 ngx_http_teleclinic_zone_open(ngx_teleclinic_zone_t *zone)
 {
+    ngx_uint_t  fresh;
+
+    /* the replay clears it */
+    fresh = zone->fresh;
+
     if (ngx_teleclinic_journal_open(zone->cycle, zone, zone->fresh)
         != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_teleclinic_snapshot_open(zone->cycle, zone, fresh) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -12,6 +12,7 @@
 #include "ngx_http_teleclinic_notify.h"
 #include "ngx_teleclinic_token.h"
 #include "ngx_teleclinic_record.h"
+#include "ngx_teleclinic_snapshot.h"
 #include "ngx_teleclinic_fhir.h"
 
 
@@ -468,6 +469,9 @@ ngx_teleclinic_notify_visit(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_department_t      *dept;
     ngx_teleclinic_fhir_addendum_t   *add;
     ngx_teleclinic_fhir_followup_t   *fu;
+    ngx_teleclinic_fhir_snapshot_t   *snap;
+    ngx_teleclinic_fhir_consent_t    *fc;
+    ngx_teleclinic_consent_t         *consent;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_teleclinic_notify_conf;
@@ -556,10 +560,28 @@ ngx_teleclinic_notify_visit(ngx_teleclinic_zone_t *zone,
     v->addenda = ngx_pcalloc(pool,
                              i * sizeof(ngx_teleclinic_fhir_addendum_t));
 
+    v->snapshots = ngx_pcalloc(pool,
+                               i * sizeof(ngx_teleclinic_fhir_snapshot_t));
+    v->consents = ngx_pcalloc(pool, (rec->nconsents ? rec->nconsents : 1)
+                                    * sizeof(ngx_teleclinic_fhir_consent_t));
+
     if (v->rx == NULL || v->orders == NULL || v->followups == NULL
-        || v->addenda == NULL)
+        || v->addenda == NULL || v->snapshots == NULL || v->consents == NULL)
     {
         return NGX_ERROR;
+    }
+
+    for (q = ngx_queue_head(&rec->consents);
+         q != ngx_queue_sentinel(&rec->consents);
+         q = ngx_queue_next(q))
+    {
+        consent = ngx_queue_data(q, ngx_teleclinic_consent_t, queue);
+
+        fc = &v->consents[v->nconsents++];
+        fc->request = consent->request;
+        fc->asked = consent->asked;
+        fc->answered = consent->answered;
+        fc->granted = consent->granted;
     }
 
     for (q = ngx_queue_head(&rec->items);
@@ -645,6 +667,31 @@ ngx_teleclinic_notify_visit(ngx_teleclinic_zone_t *zone,
 
             break;
 
+        case NGX_TELECLINIC_ITEM_SNAPSHOT:
+
+            /*
+             * the file is read after the unlock, by its name (the
+             * appointment and the id); data.len is the image's size
+             */
+
+            if (msg->kind != NGX_TELECLINIC_MSG_RECORD) {
+                break;
+            }
+
+            snap = &v->snapshots[v->nsnapshots++];
+            snap->id = item->id;
+            snap->taken = item->at;
+            snap->data.len = item->num[0];
+
+            if (ngx_teleclinic_notify_str(pool, &snap->content_type,
+                                          item->ref.data, item->ref.len)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            break;
+
         case NGX_TELECLINIC_ITEM_ADDENDUM:
             add = &v->addenda[v->naddenda++];
             add->id = item->id;
@@ -673,13 +720,52 @@ static ngx_int_t
 ngx_teleclinic_notify_bundle(ngx_teleclinic_delivery_t *d)
 {
     json_t                           *o;
+    ngx_int_t                         rc;
+    ngx_uint_t                        i, n;
+    ngx_teleclinic_fhir_visit_t      *v;
+    ngx_teleclinic_fhir_snapshot_t   *snap;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_teleclinic_notify_conf;
+    v = d->visit;
+
+    /*
+     * the images, read here, without the zone's lock; one whose file is
+     * gone is left out (and logged) rather than hold the record back
+     * forever; one that cannot be read now is tried again with the
+     * Bundle
+     */
+
+    n = 0;
+
+    for (i = 0; i < v->nsnapshots; i++) {
+        snap = &v->snapshots[i];
+
+        rc = ngx_teleclinic_snapshot_read(
+                 ngx_http_teleclinic_zone(tmcf), &tmcf->keys, v->appt,
+                 snap->id, snap->data.len, &snap->data, d->pool,
+                 ngx_cycle->log);
+
+        if (rc == NGX_DECLINED) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "teleclinic: the EMR's Bundle of %016xL goes "
+                          "without snapshot %ui: its file is missing",
+                          v->appt, snap->id);
+            continue;
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        v->snapshots[n++] = *snap;
+    }
+
+    v->nsnapshots = n;
 
     o = (d->kind == NGX_TELECLINIC_MSG_RATING)
-        ? ngx_teleclinic_fhir_rating(d->visit)
-        : ngx_teleclinic_fhir_record(d->visit);
+        ? ngx_teleclinic_fhir_rating(v)
+        : ngx_teleclinic_fhir_record(v);
 
     if (o == NULL) {
         return NGX_ERROR;

@@ -12,6 +12,7 @@
 #include "ngx_http_teleclinic_record.h"
 #include "ngx_http_teleclinic_notify.h"
 #include "ngx_teleclinic_record.h"
+#include "ngx_teleclinic_snapshot.h"
 #include "ngx_teleclinic_token.h"
 
 
@@ -70,6 +71,13 @@ static u_char *ngx_http_teleclinic_number_text(u_char *p, const char *key,
     ngx_uint_t n);
 static ngx_uint_t ngx_http_teleclinic_item_kind(ngx_str_t *seg,
     ngx_uint_t *body, const char **action);
+static ngx_int_t ngx_http_teleclinic_snapshot_check(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call, ngx_uint_t *request,
+    const char **type, ngx_teleclinic_error_t *err);
+static void ngx_http_teleclinic_snapshot_release(ngx_teleclinic_zone_t *zone,
+    uint64_t appt, ngx_uint_t request);
+static ngx_int_t ngx_http_teleclinic_image_send(ngx_http_request_t *r,
+    ngx_str_t *type, ngx_str_t *image);
 static void ngx_http_teleclinic_record_sweep(ngx_event_t *ev);
 
 
@@ -116,6 +124,15 @@ ngx_http_teleclinic_record_sweep(ngx_event_t *ev)
     n = ngx_teleclinic_record_expire(ngx_http_teleclinic_zone(tmcf),
                                      tmcf->record_retention, ngx_time(),
                                      NGX_HTTP_TELECLINIC_SWEEP_MAX, ev->log);
+
+    /*
+     * the forgotten records' images; an hour's margin spares a file
+     * another worker has written and not yet journaled
+     */
+    if (n) {
+        (void) ngx_teleclinic_snapshot_sweep(ngx_http_teleclinic_zone(tmcf),
+                                             3600, ev->log);
+    }
 
     ngx_add_timer(ev, n == NGX_HTTP_TELECLINIC_SWEEP_MAX
                       ? NGX_HTTP_TELECLINIC_SWEEP_FIRST
@@ -436,6 +453,237 @@ failed:
     json_decref(req.root);
 
     return ngx_http_teleclinic_fail(r, &err);
+}
+
+
+/*
+ * POST .../record/snapshots?request=R: the doctor, on an open record,
+ * under a consent the patient granted in the call and that allows one
+ * snapshot.  The consent is taken and an id reserved with the zone
+ * locked; the image is written and fsync'd without the lock; only then is
+ * its item journaled, so that a crash leaves at most an orphan file,
+ * which the next start removes.  The write is synchronous: a few
+ * megabytes to the page cache and one fsync, which the answer waits for
+ * in any case.
+ */
+
+ngx_int_t
+ngx_http_teleclinic_record_snapshot(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call)
+{
+    ngx_int_t                         rc;
+    ngx_uint_t                        request, id;
+    const char                       *type;
+    ngx_teleclinic_zone_t            *zone;
+    ngx_teleclinic_appt_t            *appt;
+    ngx_teleclinic_error_t            err;
+    ngx_teleclinic_event_t            ev;
+    ngx_teleclinic_record_t          *rec;
+    ngx_teleclinic_consent_t         *consent;
+    ngx_http_teleclinic_ctx_t        *ctx;
+    ngx_http_teleclinic_caller_t      c;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
+    zone = ngx_http_teleclinic_zone(tmcf);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
+
+    ngx_str_set(&ctx->action, "snapshot");
+
+    if (ngx_http_teleclinic_caller(r, call, &c, &err) != NGX_OK) {
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
+    if (c.who != NGX_HTTP_TELECLINIC_DOCTOR) {
+        (void) ngx_http_teleclinic_reject(&err, NGX_HTTP_FORBIDDEN,
+                                          "forbidden",
+                                          "only the appointment's doctor "
+                                          "writes its record", NULL);
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
+    if (ngx_http_teleclinic_snapshot_check(r, call, &request, &type, &err)
+        != NGX_OK)
+    {
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
+    ngx_teleclinic_zone_lock(zone);
+
+    appt = ngx_teleclinic_appt_lookup(zone, c.appt);
+    rec = ngx_teleclinic_record_lookup(zone, c.appt);
+
+    if (ngx_http_teleclinic_writable(&c, appt, rec, &err) != NGX_OK) {
+        goto failed;
+    }
+
+    consent = (rec && request) ? ngx_teleclinic_consent_lookup(rec, request)
+                               : NULL;
+
+    if (ngx_teleclinic_consent_usable(consent, ngx_time()) != NGX_OK) {
+        (void) ngx_http_teleclinic_reject(&err, NGX_HTTP_FORBIDDEN,
+                                          "no_consent",
+                                          "no granted, unused, unexpired "
+                                          "consent of the patient's has "
+                                          "this request id", "request");
+        goto failed;
+    }
+
+    if (rec->nitems >= NGX_TELECLINIC_RECORD_ITEMS) {
+        (void) ngx_http_teleclinic_reject(&err, NGX_HTTP_CONFLICT,
+                                          "record_full",
+                                          "the record holds as many items "
+                                          "as it can", NULL);
+        goto failed;
+    }
+
+    /* taken now, so that a second upload under it is refused meanwhile */
+    consent->used = 1;
+    id = ++rec->last_item;
+
+    ngx_teleclinic_zone_unlock(zone);
+
+    if (ngx_teleclinic_snapshot_write(zone, &tmcf->keys, c.appt, id,
+                                      call->body.data, call->body.len,
+                                      r->pool, r->connection->log)
+        != NGX_OK)
+    {
+        ngx_http_teleclinic_snapshot_release(zone, c.appt, request);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+    ev.op = NGX_TELECLINIC_EV_ITEM;
+    ev.at = ngx_time();
+    ev.id = c.appt;
+    ev.item = id;
+    ev.item_kind = NGX_TELECLINIC_ITEM_SNAPSHOT;
+    ev.ref.data = (u_char *) type;
+    ev.ref.len = ngx_strlen(type);
+    ev.num[0] = call->body.len;
+    ev.request = request;
+
+    ngx_teleclinic_zone_lock(zone);
+
+    /* closed meanwhile: the file is nobody's */
+
+    appt = ngx_teleclinic_appt_lookup(zone, c.appt);
+    rec = ngx_teleclinic_record_lookup(zone, c.appt);
+
+    if (ngx_http_teleclinic_writable(&c, appt, rec, &err) != NGX_OK) {
+        ngx_teleclinic_zone_unlock(zone);
+        ngx_http_teleclinic_snapshot_release(zone, c.appt, request);
+        (void) ngx_teleclinic_snapshot_remove(zone, c.appt, id,
+                                              r->connection->log);
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
+    rc = ngx_http_teleclinic_record_commit(r, zone, &ev, NGX_HTTP_CREATED,
+                                           NGX_HTTP_TELECLINIC_CREATED);
+
+    return rc;
+
+failed:
+
+    ngx_teleclinic_zone_unlock(zone);
+
+    return ngx_http_teleclinic_fail(r, &err);
+}
+
+
+/*
+ * GET .../record/snapshots/{sid}: the image, to the doctor and the admin
+ * key, and to the patient once the record is final
+ */
+
+ngx_int_t
+ngx_http_teleclinic_record_image(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call)
+{
+    size_t                            size;
+    ngx_int_t                         rc, sid;
+    ngx_str_t                         type, image;
+    ngx_teleclinic_zone_t            *zone;
+    ngx_teleclinic_item_t            *item;
+    ngx_teleclinic_appt_t            *appt;
+    ngx_teleclinic_error_t            err;
+    ngx_teleclinic_record_t          *rec;
+    ngx_http_teleclinic_ctx_t        *ctx;
+    ngx_http_teleclinic_caller_t      c;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
+    zone = ngx_http_teleclinic_zone(tmcf);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
+
+    ngx_str_set(&ctx->action, "record_read");
+
+    if (ngx_http_teleclinic_caller(r, call, &c, &err) != NGX_OK) {
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
+    sid = (call->seg[4].len <= 9) ? ngx_atoi(call->seg[4].data,
+                                             call->seg[4].len)
+                                  : NGX_ERROR;
+
+    ngx_str_null(&type);
+    size = 0;
+
+    ngx_teleclinic_zone_lock(zone);
+
+    appt = ngx_teleclinic_appt_lookup(zone, c.appt);
+
+    if (ngx_http_teleclinic_may(&c, appt, &err) != NGX_OK) {
+        ngx_teleclinic_zone_unlock(zone);
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
+    rec = ngx_teleclinic_record_lookup(zone, c.appt);
+
+    item = (rec && sid > 0) ? ngx_teleclinic_item_lookup(rec, sid) : NULL;
+
+    if (item && item->kind == NGX_TELECLINIC_ITEM_SNAPSHOT
+        && (c.who != NGX_HTTP_TELECLINIC_PATIENT
+            || rec->status == NGX_TELECLINIC_RECORD_FINAL))
+    {
+        type.len = item->ref.len;
+        type.data = ngx_pnalloc(r->pool, type.len);
+
+        if (type.data) {
+            ngx_memcpy(type.data, item->ref.data, type.len);
+        }
+
+        size = item->num[0];
+    }
+
+    ngx_teleclinic_zone_unlock(zone);
+
+    if (type.len == 0) {
+        return ngx_http_teleclinic_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                         "no such snapshot in the record",
+                                         NULL);
+    }
+
+    if (type.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_teleclinic_snapshot_read(zone, &tmcf->keys, c.appt, sid, size,
+                                      &image, r->pool, r->connection->log);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "teleclinic: the file of snapshot %i is missing", sid);
+        return ngx_http_teleclinic_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                         "no such snapshot in the record",
+                                         NULL);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_teleclinic_image_send(r, &type, &image);
 }
 
 
@@ -864,7 +1112,7 @@ ngx_http_teleclinic_record_text(ngx_http_request_t *r,
         { NGX_TELECLINIC_ITEM_RX, "prescriptions", "at" },
         { NGX_TELECLINIC_ITEM_ORDER, "orders", "at" },
         { NGX_TELECLINIC_ITEM_FOLLOWUP, "followups", "at" },
-        { 0, "snapshots", "taken" },
+        { NGX_TELECLINIC_ITEM_SNAPSHOT, "snapshots", "taken" },
         { NGX_TELECLINIC_ITEM_ADDENDUM, "addenda", "at" },
     };
 
@@ -933,7 +1181,7 @@ ngx_http_teleclinic_record_text(ngx_http_request_t *r,
         {
             it = ngx_queue_data(q, ngx_teleclinic_item_t, queue);
 
-            if (it->kind != lists[i].kind || lists[i].kind == 0) {
+            if (it->kind != lists[i].kind) {
                 continue;
             }
 
@@ -1112,4 +1360,141 @@ ngx_http_teleclinic_item_kind(ngx_str_t *seg, ngx_uint_t *body,
     }
 
     return 0;
+}
+
+
+/*
+ * A snapshot's request: the consent it is taken under, and an image by
+ * both its Content-Type and its first bytes
+ */
+
+static ngx_int_t
+ngx_http_teleclinic_snapshot_check(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call, ngx_uint_t *request,
+    const char **type, ngx_teleclinic_error_t *err)
+{
+    off_t       n;
+    ngx_str_t   value, ct;
+    ngx_uint_t  i;
+
+    *request = 0;
+
+    if (ngx_http_arg(r, (u_char *) "request", 7, &value) == NGX_OK
+        && value.len > 0 && value.len <= 16)
+    {
+        n = 0;
+
+        for (i = 0; i < value.len; i++) {
+            if (value.data[i] < '0' || value.data[i] > '9') {
+                n = 0;
+                break;
+            }
+
+            n = n * 10 + (value.data[i] - '0');
+        }
+
+        if (n > 0 && (uint64_t) n <= NGX_TELECLINIC_REQUEST_MAX) {
+            *request = (ngx_uint_t) n;
+        }
+    }
+
+    *type = ngx_teleclinic_snapshot_type(call->body.data, call->body.len);
+
+    ngx_str_null(&ct);
+
+    if (r->headers_in.content_type) {
+        ct = r->headers_in.content_type->value;
+
+        /* parameters, if any, say nothing of an image */
+        for (i = 0; i < ct.len; i++) {
+            if (ct.data[i] == ';' || ct.data[i] == ' ') {
+                ct.len = i;
+                break;
+            }
+        }
+    }
+
+    if (*type == NULL
+        || ct.len != ngx_strlen(*type)
+        || ngx_strncasecmp(ct.data, (u_char *) *type, ct.len) != 0)
+    {
+        return ngx_http_teleclinic_reject(err,
+                                          NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                          "unsupported_media_type",
+                                          "a snapshot is a JPEG or PNG "
+                                          "image, sent as image/jpeg or "
+                                          "image/png", NULL);
+    }
+
+    return NGX_OK;
+}
+
+
+/* its file was not written, or is not wanted: the consent may be used */
+
+static void
+ngx_http_teleclinic_snapshot_release(ngx_teleclinic_zone_t *zone,
+    uint64_t appt, ngx_uint_t request)
+{
+    ngx_teleclinic_record_t   *rec;
+    ngx_teleclinic_consent_t  *consent;
+
+    ngx_teleclinic_zone_lock(zone);
+
+    rec = ngx_teleclinic_record_lookup(zone, appt);
+    consent = rec ? ngx_teleclinic_consent_lookup(rec, request) : NULL;
+
+    if (consent) {
+        consent->used = 0;
+    }
+
+    ngx_teleclinic_zone_unlock(zone);
+}
+
+
+static ngx_int_t
+ngx_http_teleclinic_image_send(ngx_http_request_t *r, ngx_str_t *type,
+    ngx_str_t *image)
+{
+    ngx_int_t         rc;
+    ngx_buf_t        *b;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+    r->headers_out.content_length_n = image->len;
+
+    /* a patient's image: never kept by a cache on the way */
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-store");
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = image->data;
+    b->last = image->data + image->len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
 }

@@ -31,6 +31,10 @@ ngx_int_t ngx_http_teleclinic_record_close(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call);
 ngx_int_t ngx_http_teleclinic_rating(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call);
+ngx_int_t ngx_http_teleclinic_record_snapshot(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call);
+ngx_int_t ngx_http_teleclinic_record_image(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call);
 
 
 #endif /* _NGX_HTTP_TELECLINIC_RECORD_H_INCLUDED_ */

@@ -99,7 +99,8 @@ static const char  *ngx_teleclinic_session_codes[] = {
     "too_early",
     "unauthorized",
     "visit_over",
-    "zone_full"
+    "zone_full",
+    "unknown_request"
 };
 
 
@@ -325,10 +326,19 @@ ngx_teleclinic_session_message(ngx_teleclinic_ws_t *ws,
 
         break;
 
+    case NGX_TELECLINIC_WS_SNAPSHOT_CONSENT:
+        if (doctor) {
+            ngx_teleclinic_session_refuse(ws, msg->id, "unknown_type");
+            return;
+        }
+
+        break;
+
     case NGX_TELECLINIC_WS_CALL_NEXT:
     case NGX_TELECLINIC_WS_CALL:
     case NGX_TELECLINIC_WS_SKIP:
     case NGX_TELECLINIC_WS_NOSHOW:
+    case NGX_TELECLINIC_WS_SNAPSHOT_REQUEST:
         if (!doctor) {
             ngx_teleclinic_session_refuse(ws, msg->id, "unknown_type");
             return;
@@ -407,6 +417,16 @@ ngx_teleclinic_session_message(ngx_teleclinic_ws_t *ws,
 
     case NGX_TELECLINIC_WS_HANGUP:
         rc = ngx_teleclinic_room_hangup(&a, doctor, msg->call);
+        break;
+
+    case NGX_TELECLINIC_WS_SNAPSHOT_REQUEST:
+        rc = ngx_teleclinic_room_snapshot_request(&a, msg->call);
+        break;
+
+    case NGX_TELECLINIC_WS_SNAPSHOT_CONSENT:
+        rc = ngx_teleclinic_room_snapshot_consent(&a, msg->call,
+                                                  msg->request,
+                                                  msg->granted);
         break;
 
     default:

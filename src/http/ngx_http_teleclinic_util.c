@@ -143,16 +143,13 @@ failed:
 /* the body as one piece of memory; NGX_DECLINED when it is over the limit */
 
 ngx_int_t
-ngx_http_teleclinic_body(ngx_http_request_t *r, ngx_str_t *body)
+ngx_http_teleclinic_body(ngx_http_request_t *r, ngx_str_t *body, size_t max)
 {
-    u_char                           *p;
-    off_t                             len;
-    ssize_t                           n;
-    ngx_buf_t                        *b;
-    ngx_chain_t                      *cl;
-    ngx_http_teleclinic_main_conf_t  *tmcf;
-
-    tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
+    u_char       *p;
+    off_t         len;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
 
     ngx_str_null(body);
 
@@ -166,7 +163,7 @@ ngx_http_teleclinic_body(ngx_http_request_t *r, ngx_str_t *body)
         len += ngx_buf_size(cl->buf);
     }
 
-    if (len > (off_t) tmcf->body_max) {
+    if (len > (off_t) max) {
         return NGX_DECLINED;
     }
 

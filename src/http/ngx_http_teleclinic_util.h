@@ -49,6 +49,8 @@ typedef struct {
     time_t                        token_ttl;
     ngx_str_t                     admin_key;
     size_t                        body_max;
+    size_t                        snapshot_max;
+    ngx_str_t                     snapshot_path;
     ngx_str_t                     public_url;
     time_t                        reminder_before;
     time_t                        horizon;
@@ -130,7 +132,8 @@ ngx_teleclinic_directory_t *ngx_http_teleclinic_directory(
     ngx_http_teleclinic_main_conf_t *tmcf, ngx_log_t *log);
 
 /* the body as one piece of memory; NGX_DECLINED when it is over the limit */
-ngx_int_t ngx_http_teleclinic_body(ngx_http_request_t *r, ngx_str_t *body);
+ngx_int_t ngx_http_teleclinic_body(ngx_http_request_t *r, ngx_str_t *body,
+    size_t max);
 
 /* sends a document, which it frees, with the status */
 ngx_int_t ngx_http_teleclinic_send(ngx_http_request_t *r, ngx_uint_t status,
