@@ -296,6 +296,12 @@ my $m = metrics($t);
 is($m->{'teleclinic_records_closed_total'}, 0,
    'metrics: closing before this start is not counted again');
 
+for my $secret ('bronchitis', 'cough for two weeks', 'after meals',
+                'culture came back') {
+    ok(index($t->error_log, $secret) < 0,
+       "the error log (info) does not hold \"$secret\"");
+}
+
 ###############################################################################
 # the audit trail
 
