@@ -263,7 +263,7 @@ ngx_teleclinic_notify_message(ngx_teleclinic_zone_t *zone,
     u_char                            token[NGX_TELECLINIC_TOKEN_MAX], *t;
     u_char                            time[NGX_TELECLINIC_TIME_LEN];
     u_char                            subj[NGX_TELECLINIC_APPT_SUBJECT];
-    u_char                            port[sizeof("2026-01-01")];
+    u_char                            due[sizeof("2026-01-01")];
     u_char                           *url, *p;
     json_t                           *o;
     ngx_str_t                         subject, doctor, name;
@@ -371,10 +371,10 @@ ngx_teleclinic_notify_message(ngx_teleclinic_zone_t *zone,
                                                 : "",
                       item->text[0].len,
                       "due", item->due
-                             ? json_stringn((char *) port,
-                                   ngx_sprintf(port, "%04ui-%02ui-%02ui",
+                             ? json_stringn((char *) due,
+                                   ngx_sprintf(due, "%04ui-%02ui-%02ui",
                                                date.year, date.month,
-                                               date.day) - port)
+                                               date.day) - due)
                              : json_null()));
     }
 
