@@ -29,7 +29,7 @@
 # wrk were (who was the limit) and how much of each core others took (then
 # the req/s are low).
 #
-# Snapshot upload (MB/s) is not measured: its route does not exist yet.
+# Snapshot upload (MB/s) is not measured yet (see bench/README.md).
 #
 # Environment: DURATION (10s), CONNS (200), THREADS (wrk -t, 1), ROUNDS
 # (1; with more, each line is the best of that many runs), APPTS
