@@ -65,6 +65,10 @@ static ngx_int_t ngx_http_teleclinic_record_text(ngx_http_request_t *r,
     ngx_teleclinic_record_t *rec, uint64_t appt, ngx_str_t *text);
 static u_char *ngx_http_teleclinic_rating_text(u_char *p, u_char *last,
     ngx_teleclinic_record_t *rec);
+static u_char *ngx_http_teleclinic_json_text(u_char *p, u_char *last,
+    ngx_str_t *s);
+static u_char *ngx_http_teleclinic_json_field(u_char *p, u_char *last,
+    const char *key, ngx_str_t *s);
 static u_char *ngx_http_teleclinic_time_text(u_char *p, time_t t);
 static u_char *ngx_http_teleclinic_date_text(u_char *p, time_t t);
 static u_char *ngx_http_teleclinic_number_text(u_char *p, const char *key,
@@ -1104,6 +1108,8 @@ ngx_http_teleclinic_record_text(ngx_http_request_t *r,
     ngx_queue_t            *q;
     ngx_teleclinic_item_t  *it;
 
+    static ngx_str_t  empty = ngx_null_string;
+
     static struct {
         ngx_uint_t   kind;
         const char  *list;
@@ -1160,9 +1166,8 @@ ngx_http_teleclinic_record_text(ngx_http_request_t *r,
     for (i = 0; p && i < NGX_TELECLINIC_NOTE_FIELDS; i++) {
         p = ngx_sprintf(p, "%s\"%V\":", i ? "," : "",
                         &ngx_teleclinic_note_fields[i]);
-        p = ngx_teleclinic_json_string(p, last,
-                                       rec ? rec->note[i].data : NULL,
-                                       rec ? rec->note[i].len : 0);
+        p = ngx_http_teleclinic_json_text(p, last,
+                                          rec ? &rec->note[i] : &empty);
     }
 
     if (p == NULL) {
@@ -1192,9 +1197,9 @@ ngx_http_teleclinic_record_text(ngx_http_request_t *r,
             switch (it->kind) {
 
             case NGX_TELECLINIC_ITEM_RX:
-                p = ngx_teleclinic_json_field(p, last, "drug", &it->ref);
-                p = ngx_teleclinic_json_field(p, last, "dose", &it->text[0]);
-                p = ngx_teleclinic_json_field(p, last, "frequency",
+                p = ngx_http_teleclinic_json_field(p, last, "drug", &it->ref);
+                p = ngx_http_teleclinic_json_field(p, last, "dose", &it->text[0]);
+                p = ngx_http_teleclinic_json_field(p, last, "frequency",
                                               &it->text[1]);
                 if (p) {
                     p = ngx_http_teleclinic_number_text(p, "days",
@@ -1202,17 +1207,17 @@ ngx_http_teleclinic_record_text(ngx_http_request_t *r,
                     p = ngx_http_teleclinic_number_text(p, "quantity",
                                                         it->num[1]);
                 }
-                p = ngx_teleclinic_json_field(p, last, "note", &it->text[2]);
+                p = ngx_http_teleclinic_json_field(p, last, "note", &it->text[2]);
                 break;
 
             case NGX_TELECLINIC_ITEM_ORDER:
-                p = ngx_teleclinic_json_field(p, last, "exam", &it->ref);
-                p = ngx_teleclinic_json_field(p, last, "note", &it->text[0]);
+                p = ngx_http_teleclinic_json_field(p, last, "exam", &it->ref);
+                p = ngx_http_teleclinic_json_field(p, last, "note", &it->text[0]);
                 break;
 
             case NGX_TELECLINIC_ITEM_FOLLOWUP:
-                p = ngx_teleclinic_json_field(p, last, "kind", &it->ref);
-                p = ngx_teleclinic_json_field(p, last, "note", &it->text[0]);
+                p = ngx_http_teleclinic_json_field(p, last, "kind", &it->ref);
+                p = ngx_http_teleclinic_json_field(p, last, "note", &it->text[0]);
                 if (p) {
                     p = ngx_cpymem(p, ",\"due\":", 7);
                     p = ngx_http_teleclinic_date_text(p, it->due);
@@ -1220,7 +1225,7 @@ ngx_http_teleclinic_record_text(ngx_http_request_t *r,
                 break;
 
             case NGX_TELECLINIC_ITEM_ADDENDUM:
-                p = ngx_teleclinic_json_field(p, last, "text", &it->text[0]);
+                p = ngx_http_teleclinic_json_field(p, last, "text", &it->text[0]);
                 break;
             }
 
@@ -1263,7 +1268,7 @@ ngx_http_teleclinic_rating_text(u_char *p, u_char *last,
     }
 
     p = ngx_sprintf(p, "{\"score\":%ui", rec->score);
-    p = ngx_teleclinic_json_field(p, last, "comment", &rec->comment);
+    p = ngx_http_teleclinic_json_field(p, last, "comment", &rec->comment);
 
     if (p == NULL) {
         return NULL;
@@ -1274,6 +1279,43 @@ ngx_http_teleclinic_rating_text(u_char *p, u_char *last,
     *p++ = '}';
 
     return p;
+}
+
+
+/*
+ * A text in quotes, escaped by nginx's own JSON escaper: the texts were
+ * checked as UTF-8 when they came in.  The caller's size is 6 bytes a
+ * byte, the most an escape takes.
+ */
+
+static u_char *
+ngx_http_teleclinic_json_text(u_char *p, u_char *last, ngx_str_t *s)
+{
+    if (p == NULL || (size_t) (last - p) < 6 * s->len + 2) {
+        return NULL;
+    }
+
+    *p++ = '"';
+    p = (u_char *) ngx_escape_json(p, s->data, s->len);
+    *p++ = '"';
+
+    return p;
+}
+
+
+/* ,"key":"text" */
+
+static u_char *
+ngx_http_teleclinic_json_field(u_char *p, u_char *last, const char *key,
+    ngx_str_t *s)
+{
+    if (p == NULL || (size_t) (last - p) < ngx_strlen(key) + 4) {
+        return NULL;
+    }
+
+    p = ngx_sprintf(p, ",\"%s\":", key);
+
+    return ngx_http_teleclinic_json_text(p, last, s);
 }
 
 
