@@ -45,8 +45,8 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_teleclinic_caller(ngx_http_request_t *r,
-    ngx_http_teleclinic_call_t *call, ngx_http_teleclinic_caller_t *c,
-    ngx_teleclinic_error_t *err);
+    ngx_http_teleclinic_call_t *call, const char *action,
+    ngx_http_teleclinic_caller_t *c, ngx_teleclinic_error_t *err);
 static ngx_int_t ngx_http_teleclinic_may(ngx_http_teleclinic_caller_t *c,
     ngx_teleclinic_appt_t *appt, ngx_teleclinic_error_t *err);
 static ngx_int_t ngx_http_teleclinic_writable(ngx_http_teleclinic_caller_t *c,
@@ -154,17 +154,15 @@ ngx_http_teleclinic_record_get(ngx_http_request_t *r,
     ngx_teleclinic_appt_t            *appt;
     ngx_teleclinic_error_t            err;
     ngx_teleclinic_record_t          *rec, *copy;
-    ngx_http_teleclinic_ctx_t        *ctx;
     ngx_http_teleclinic_caller_t      c;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
     zone = ngx_http_teleclinic_zone(tmcf);
-    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
 
-    ngx_str_set(&ctx->action, "record_read");
-
-    if (ngx_http_teleclinic_caller(r, call, &c, &err) != NGX_OK) {
+    if (ngx_http_teleclinic_caller(r, call, "record_read", &c, &err)
+        != NGX_OK)
+    {
         return ngx_http_teleclinic_fail(r, &err);
     }
 
@@ -251,13 +249,11 @@ ngx_http_teleclinic_record_drop(ngx_http_request_t *r,
     ngx_teleclinic_error_t            err;
     ngx_teleclinic_event_t            ev;
     ngx_teleclinic_record_t          *rec;
-    ngx_http_teleclinic_ctx_t        *ctx;
     ngx_http_teleclinic_caller_t      c;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
     zone = ngx_http_teleclinic_zone(tmcf);
-    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
 
     kind = ngx_http_teleclinic_item_kind(&call->seg[3], &body, &action);
 
@@ -266,10 +262,9 @@ ngx_http_teleclinic_record_drop(ngx_http_request_t *r,
                                          "no such resource", NULL);
     }
 
-    ctx->action.data = (u_char *) action;
-    ctx->action.len = ngx_strlen(action);
-
-    if (ngx_http_teleclinic_caller(r, call, &c, &err) != NGX_OK) {
+    if (ngx_http_teleclinic_caller(r, call, action, &c, &err)
+        != NGX_OK)
+    {
         return ngx_http_teleclinic_fail(r, &err);
     }
 
@@ -322,17 +317,15 @@ ngx_http_teleclinic_record_close(ngx_http_request_t *r,
     ngx_teleclinic_error_t            err;
     ngx_teleclinic_event_t            ev;
     ngx_teleclinic_record_t          *rec;
-    ngx_http_teleclinic_ctx_t        *ctx;
     ngx_http_teleclinic_caller_t      c;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
     zone = ngx_http_teleclinic_zone(tmcf);
-    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
 
-    ngx_str_set(&ctx->action, "close");
-
-    if (ngx_http_teleclinic_caller(r, call, &c, &err) != NGX_OK) {
+    if (ngx_http_teleclinic_caller(r, call, "close", &c, &err)
+        != NGX_OK)
+    {
         return ngx_http_teleclinic_fail(r, &err);
     }
 
@@ -381,18 +374,16 @@ ngx_http_teleclinic_rating(ngx_http_request_t *r,
     ngx_teleclinic_error_t            err;
     ngx_teleclinic_event_t            ev;
     ngx_teleclinic_record_t          *rec;
-    ngx_http_teleclinic_ctx_t        *ctx;
     ngx_teleclinic_record_req_t       req;
     ngx_http_teleclinic_caller_t      c;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
     zone = ngx_http_teleclinic_zone(tmcf);
-    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
 
-    ngx_str_set(&ctx->action, "rating");
-
-    if (ngx_http_teleclinic_caller(r, call, &c, &err) != NGX_OK) {
+    if (ngx_http_teleclinic_caller(r, call, "rating", &c, &err)
+        != NGX_OK)
+    {
         return ngx_http_teleclinic_fail(r, &err);
     }
 
@@ -484,17 +475,15 @@ ngx_http_teleclinic_record_snapshot(ngx_http_request_t *r,
     ngx_teleclinic_event_t            ev;
     ngx_teleclinic_record_t          *rec;
     ngx_teleclinic_consent_t         *consent;
-    ngx_http_teleclinic_ctx_t        *ctx;
     ngx_http_teleclinic_caller_t      c;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
     zone = ngx_http_teleclinic_zone(tmcf);
-    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
 
-    ngx_str_set(&ctx->action, "snapshot");
-
-    if (ngx_http_teleclinic_caller(r, call, &c, &err) != NGX_OK) {
+    if (ngx_http_teleclinic_caller(r, call, "snapshot", &c, &err)
+        != NGX_OK)
+    {
         return ngx_http_teleclinic_fail(r, &err);
     }
 
@@ -612,17 +601,15 @@ ngx_http_teleclinic_record_image(ngx_http_request_t *r,
     ngx_teleclinic_appt_t            *appt;
     ngx_teleclinic_error_t            err;
     ngx_teleclinic_record_t          *rec;
-    ngx_http_teleclinic_ctx_t        *ctx;
     ngx_http_teleclinic_caller_t      c;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
     zone = ngx_http_teleclinic_zone(tmcf);
-    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
 
-    ngx_str_set(&ctx->action, "record_read");
-
-    if (ngx_http_teleclinic_caller(r, call, &c, &err) != NGX_OK) {
+    if (ngx_http_teleclinic_caller(r, call, "record_read", &c, &err)
+        != NGX_OK)
+    {
         return ngx_http_teleclinic_fail(r, &err);
     }
 
@@ -709,7 +696,6 @@ ngx_http_teleclinic_record_change(ngx_http_request_t *r,
     ngx_teleclinic_error_t            err;
     ngx_teleclinic_event_t            ev;
     ngx_teleclinic_record_t          *rec;
-    ngx_http_teleclinic_ctx_t        *ctx;
     ngx_teleclinic_record_req_t       req;
     ngx_http_teleclinic_caller_t      c;
     ngx_http_teleclinic_main_conf_t  *tmcf;
@@ -721,12 +707,10 @@ ngx_http_teleclinic_record_change(ngx_http_request_t *r,
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
     zone = ngx_http_teleclinic_zone(tmcf);
-    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
 
-    ctx->action.data = (u_char *) action;
-    ctx->action.len = ngx_strlen(action);
-
-    if (ngx_http_teleclinic_caller(r, call, &c, &err) != NGX_OK) {
+    if (ngx_http_teleclinic_caller(r, call, action, &c, &err)
+        != NGX_OK)
+    {
         return ngx_http_teleclinic_fail(r, &err);
     }
 
@@ -936,14 +920,14 @@ ngx_http_teleclinic_record_format(ngx_http_request_t *r,
 
 /*
  * The admin key, the appointment's doctor or its patient; which of them
- * may do what is for each handler.  The appointment is checked with the
- * zone locked (ngx_http_teleclinic_may()).
+ * may do what is for each handler, which names its action.  The
+ * appointment is checked with the zone locked (ngx_http_teleclinic_may()).
  */
 
 static ngx_int_t
 ngx_http_teleclinic_caller(ngx_http_request_t *r,
-    ngx_http_teleclinic_call_t *call, ngx_http_teleclinic_caller_t *c,
-    ngx_teleclinic_error_t *err)
+    ngx_http_teleclinic_call_t *call, const char *action,
+    ngx_http_teleclinic_caller_t *c, ngx_teleclinic_error_t *err)
 {
     uint32_t                          version;
     uint64_t                          subject;
@@ -955,6 +939,10 @@ ngx_http_teleclinic_caller(ngx_http_request_t *r,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
+
+    /* $teleclinic_action, for the audit log, even of a refusal */
+    ctx->action.data = (u_char *) action;
+    ctx->action.len = ngx_strlen(action);
 
     if (ngx_teleclinic_appt_id_parse(call->seg[1].data, call->seg[1].len,
                                      &c->appt)
@@ -1198,26 +1186,30 @@ ngx_http_teleclinic_record_text(ngx_http_request_t *r,
 
             case NGX_TELECLINIC_ITEM_RX:
                 p = ngx_http_teleclinic_json_field(p, last, "drug", &it->ref);
-                p = ngx_http_teleclinic_json_field(p, last, "dose", &it->text[0]);
+                p = ngx_http_teleclinic_json_field(p, last, "dose",
+                                                   &it->text[0]);
                 p = ngx_http_teleclinic_json_field(p, last, "frequency",
-                                              &it->text[1]);
+                                                   &it->text[1]);
                 if (p) {
                     p = ngx_http_teleclinic_number_text(p, "days",
                                                         it->num[0]);
                     p = ngx_http_teleclinic_number_text(p, "quantity",
                                                         it->num[1]);
                 }
-                p = ngx_http_teleclinic_json_field(p, last, "note", &it->text[2]);
+                p = ngx_http_teleclinic_json_field(p, last, "note",
+                                                   &it->text[2]);
                 break;
 
             case NGX_TELECLINIC_ITEM_ORDER:
                 p = ngx_http_teleclinic_json_field(p, last, "exam", &it->ref);
-                p = ngx_http_teleclinic_json_field(p, last, "note", &it->text[0]);
+                p = ngx_http_teleclinic_json_field(p, last, "note",
+                                                   &it->text[0]);
                 break;
 
             case NGX_TELECLINIC_ITEM_FOLLOWUP:
                 p = ngx_http_teleclinic_json_field(p, last, "kind", &it->ref);
-                p = ngx_http_teleclinic_json_field(p, last, "note", &it->text[0]);
+                p = ngx_http_teleclinic_json_field(p, last, "note",
+                                                   &it->text[0]);
                 if (p) {
                     p = ngx_cpymem(p, ",\"due\":", 7);
                     p = ngx_http_teleclinic_date_text(p, it->due);
@@ -1225,7 +1217,8 @@ ngx_http_teleclinic_record_text(ngx_http_request_t *r,
                 break;
 
             case NGX_TELECLINIC_ITEM_ADDENDUM:
-                p = ngx_http_teleclinic_json_field(p, last, "text", &it->text[0]);
+                p = ngx_http_teleclinic_json_field(p, last, "text",
+                                                   &it->text[0]);
                 break;
             }
 
