@@ -1,0 +1,122 @@
+package Teleclinic::Browser;
+
+# The Perl side of the app's end-to-end tests: starts what `make run`
+# starts (bin/teleclinic-run: conf/nginx.conf, the demo directory, the
+# TURN relay) on free ports with its state in a temporary directory, runs
+# one Node.js script of t/browser/ against it (Debian's Chromium through
+# playwright-core, see t/lib/browser.mjs), passes each of the script's TAP
+# lines on as a test of its own, and stops nginx by its pid.  Skips when
+# Chromium or the npm packages are not installed.
+
+use strict;
+use warnings;
+
+use Exporter qw(import);
+use File::Temp qw(tempdir);
+use IO::Socket::IP;
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(sleep);
+use Test::More;
+
+use Teleclinic::Test;
+
+our @EXPORT = qw(run_browser_script);
+
+my $REPO = Teleclinic::Test->repo;
+
+sub run_browser_script {
+    my ($script, %opts) = @_;
+
+    my $chromium = $ENV{TELECLINIC_CHROMIUM} || '/usr/bin/chromium';
+
+    plan skip_all => "no Chromium at $chromium" unless -x $chromium;
+    plan skip_all => 'npm packages missing (npm ci)'
+        unless -d "$REPO/node_modules/playwright-core"
+               && -d "$REPO/node_modules/axe-core";
+
+    my $var = tempdir(CLEANUP => 1);
+    my $port = Teleclinic::Test::free_port();
+    my $turn_port = Teleclinic::Test::free_port(udp => 1);
+
+    (my $name = $script) =~ s{.*/|\.mjs$}{}g;
+    my $shots = "$REPO/build/screenshots/$name";
+    system('rm', '-rf', $shots);
+
+    my $pid = fork() // die "fork: $!";
+
+    if ($pid == 0) {
+        $ENV{TELECLINIC_VAR} = $var;
+        open STDOUT, '>', "$var/run.log";
+        open STDERR, '>&', \*STDOUT;
+        exec "$REPO/bin/teleclinic-run", $port, $turn_port or exit 127;
+    }
+
+    my $up = 0;
+
+    for (1 .. 100) {
+        if (IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $port)) {
+            $up = 1;
+            last;
+        }
+        sleep 0.1;
+    }
+
+    ok($up, "teleclinic-run listens on $port") or diag(slurp("$var/run.log"));
+
+    if ($up) {
+        local $ENV{TELECLINIC_BASE} = "http://127.0.0.1:$port";
+        local $ENV{TELECLINIC_TURN_PORT} = $turn_port;
+        local $ENV{TELECLINIC_SHOTS} = $shots;
+        local $ENV{TELECLINIC_VAR} = $var;
+
+        note("screenshots of this test: $shots");
+
+        open my $node, '-|', 'node', "$REPO/t/browser/$script"
+            or die "node: $!";
+
+        my $n = 0;
+
+        while (my $line = <$node>) {
+            chomp $line;
+
+            if ($line =~ /^(not )?ok \d+ - (.*)$/) {
+                ok(!$1, $2);
+                $n++;
+            } elsif ($line =~ /^#/) {
+                note($line);
+            } elsif ($line !~ /^1\.\.\d+$/) {
+                diag($line);
+            }
+        }
+
+        close $node;
+        is($? >> 8, 0, "$script ran to its end ($n checks)");
+    }
+
+    kill 'QUIT', $pid;
+
+    for (1 .. 100) {
+        last if waitpid($pid, WNOHANG) == $pid;
+        sleep 0.1;
+    }
+
+    if (kill 0, $pid) {
+        kill 'KILL', $pid;
+        waitpid($pid, 0);
+    }
+
+    my $log = slurp("$var/run.log");
+    my @bad = grep { /\[(alert|emerg|crit)\]|AddressSanitizer/ } split /\n/, $log;
+    ok(!@bad, 'no alert, crit or emerg in the error log') or diag(join "\n", @bad);
+
+    done_testing();
+}
+
+sub slurp {
+    my ($file) = @_;
+    open my $f, '<', $file or return '';
+    local $/;
+    return scalar <$f>;
+}
+
+1;
