@@ -76,6 +76,29 @@ code_is(req(GET => "$API/appointments/0123456789abcdef/record", $doc), 404,
         'unknown_appointment', 'an unknown appointment');
 
 ###############################################################################
+# the doctor's own day (the console's list of today's appointments)
+
+$r = req(GET => "$API/doctor/appointments", $doc);
+is($r->{status}, 200, "the doctor's own day: 200");
+is_deeply([ map { $_->{id} } @{ $r->{json} // [] } ],
+          [ $p1->{id}, $p2->{id} ], "the doctor's own day: both, in order");
+is(($r->{json} // [{}])->[0]{patient}{name}, $p1->{name},
+   "the doctor's own day: with the patient's name");
+(my $today = $p1->{start}) =~ s/T.*//;
+is_deeply([ map { $_->{id} }
+            @{ req(GET => "$API/doctor/appointments?date=$today",
+                   $doc)->{json} // [] } ],
+          [ $p1->{id}, $p2->{id} ], "the doctor's own day by its date");
+is_deeply(req(GET => "$API/doctor/appointments", $other)->{json}, [],
+          "another doctor's own day does not list them");
+code_is(req(GET => "$API/doctor/appointments?date=2026-02-30", $doc), 400,
+        'invalid_date', "the doctor's own day of a bad date");
+code_is(req(GET => "$API/doctor/appointments", $p1->{token}), 403,
+        'forbidden', "a patient's token on the doctor's day");
+code_is($t->http(GET => "$API/doctor/appointments"), 401, 'unauthorized',
+        "the doctor's day without a token");
+
+###############################################################################
 # the note
 
 my %note = (complaint => "cough for two weeks\nworse at night",
@@ -311,6 +334,7 @@ for my $line ('record_read doctor', 'note doctor', 'prescribe doctor',
               'addendum doctor', 'rating patient') {
     like($audit, qr/^\Q$line\E $p1->{id} 2\d\d$/m, "audit: $line");
 }
+like($audit, qr/^day doctor - 200$/m, "audit: the doctor's day");
 
 $t->stop;
 

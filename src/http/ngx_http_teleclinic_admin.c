@@ -16,6 +16,8 @@
 
 static ngx_int_t ngx_http_teleclinic_directory_answer(ngx_http_request_t *r,
     ngx_http_teleclinic_change_t *change, ngx_str_t *text);
+static ngx_int_t ngx_http_teleclinic_day(ngx_http_request_t *r,
+    ngx_str_t *doctor, ngx_uint_t today);
 
 
 static ngx_int_t
@@ -312,11 +314,48 @@ failed:
 }
 
 
-/* a doctor's day: the appointments that hold one of the doctor's slots */
+/* a doctor's day, as the admin sees it: ?date= is required */
 
 ngx_int_t
 ngx_http_teleclinic_admin_day(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call)
+{
+    ngx_teleclinic_error_t  err;
+
+    if (ngx_http_teleclinic_admin_only(r, &err) != NGX_OK) {
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
+    return ngx_http_teleclinic_day(r, &call->seg[2], 0);
+}
+
+
+/*
+ * the signed-in doctor's own day, for the console's list of today's
+ * appointments: without ?date= the server's today, so that a browser
+ * in another time zone still gets the clinic's day
+ */
+
+ngx_int_t
+ngx_http_teleclinic_doctor_day(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call)
+{
+    ngx_teleclinic_token_t  t;
+    ngx_teleclinic_error_t  err;
+
+    if (ngx_http_teleclinic_doctor_auth(r, &t, &err) != NGX_OK) {
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
+    return ngx_http_teleclinic_day(r, &t.subject, 1);
+}
+
+
+/* the appointments that hold one of the doctor's slots on the day asked */
+
+static ngx_int_t
+ngx_http_teleclinic_day(ngx_http_request_t *r, ngx_str_t *doctor,
+    ngx_uint_t today)
 {
     u_char                           *p;
     size_t                            len;
@@ -328,15 +367,21 @@ ngx_http_teleclinic_admin_day(ngx_http_request_t *r,
     ngx_teleclinic_zone_t            *zone;
     ngx_teleclinic_date_t             date;
     ngx_teleclinic_appt_t            *appt, *copy;
-    ngx_teleclinic_error_t            err;
+    ngx_http_teleclinic_ctx_t        *ctx;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
-    if (ngx_http_teleclinic_admin_only(r, &err) != NGX_OK) {
-        return ngx_http_teleclinic_fail(r, &err);
-    }
+    /* the day lists patients' names and phones: the audit log says who */
+    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
+    ngx_str_set(&ctx->action, "day");
 
-    if (ngx_teleclinic_arg(r->args.data, r->args.len, "date", &arg) != NGX_OK
-        || ngx_teleclinic_date_parse(arg.data, arg.len, &date) != NGX_OK)
+    rc = ngx_teleclinic_arg(r->args.data, r->args.len, "date", &arg);
+
+    if (rc != NGX_OK && today) {
+        ngx_teleclinic_date_of(ngx_time(), &date);
+
+    } else if (rc != NGX_OK
+               || ngx_teleclinic_date_parse(arg.data, arg.len, &date)
+                  != NGX_OK)
     {
         return ngx_http_teleclinic_error(r, NGX_HTTP_BAD_REQUEST,
                                          "invalid_date",
@@ -361,7 +406,7 @@ ngx_http_teleclinic_admin_day(ngx_http_request_t *r,
 
     ngx_teleclinic_zone_lock(zone);
 
-    for (appt = ngx_teleclinic_slot_first(zone, &call->seg[2], from);
+    for (appt = ngx_teleclinic_slot_first(zone, doctor, from);
          appt && appt->start < to && rc == NGX_OK;
          appt = ngx_teleclinic_slot_next(zone, appt))
     {

@@ -23,6 +23,8 @@ ngx_int_t ngx_http_teleclinic_admin_entry(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call);
 ngx_int_t ngx_http_teleclinic_admin_day(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call);
+ngx_int_t ngx_http_teleclinic_doctor_day(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call);
 
 
 #endif /* _NGX_HTTP_TELECLINIC_ADMIN_H_INCLUDED_ */

@@ -126,6 +126,9 @@ static ngx_http_teleclinic_route_t  ngx_http_teleclinic_routes[] = {
     { NGX_HTTP_POST, { "doctor", "login" },
       ngx_http_teleclinic_login },
 
+    { NGX_HTTP_GET, { "doctor", "appointments" },
+      ngx_http_teleclinic_doctor_day },
+
     { NGX_HTTP_GET, { "formulary" },
       ngx_http_teleclinic_formulary },
 
