@@ -4,7 +4,7 @@
 // concern or at the top; a time taken meanwhile refreshes the times.
 
 import { start, announce, el, $, show } from './ui.js';
-import { t, date, time, when } from './i18n.js';
+import { t, date, time, when, locale } from './i18n.js';
 import { api, seg, ApiError } from './api.js';
 
 const DAYS = 14;
@@ -77,7 +77,7 @@ async function doctors() {
         box.append(card);
         firstFree(d.id).then((found) => {
             times.textContent = found.length
-                ? t('book.doctor.next', { times: found.map((s) => when(s.start)).join(', ') })
+                ? t('book.doctor.next', { times: new Intl.ListFormat(locale(), { type: 'unit' }).format(found.map((s) => when(s.start))) })
                 : t('book.doctor.none');
         }).catch(() => { times.textContent = t('book.doctor.none'); });
     }
