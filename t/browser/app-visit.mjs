@@ -205,5 +205,23 @@ await step(page, 'rated');
 ok(appErrors(page).length === 0, 'no console errors', appErrors(page));
 ok(!page.consoleErrors.some((e) => e.includes('i18n: no string')), 'no i18n key missing');
 
+// ---- the same visit in Chinese at desktop size, and at 320 px
+for (const [viewport, locale, name] of [[DESKTOP, 'zh-CN', 'zh'], [{ width: 320, height: 640 }, 'en-US', 'narrow']]) {
+    const p = await person(browser, { viewport, locale, name });
+    await p.goto(visitUrl(b));
+    await p.waitForSelector('#s-body dl');
+    if (locale === 'zh-CN') {
+        ok((await p.textContent('#v-status')) === '已就诊', 'the status in Chinese words');
+        ok((await p.textContent('#summary')).includes('复诊'), 'the follow-up kind in Chinese');
+        ok(await p.isVisible('#rate-thanks'), 'a rated visit shows thanks, not the form');
+    }
+    const w = await p.evaluate(() => document.documentElement.scrollWidth);
+    ok(w <= viewport.width, `no horizontal scroll at ${viewport.width} px: ${w}`);
+    await step(p, name + '-summary');
+    ok(appErrors(p).length === 0 && !p.consoleErrors.some((e) => e.includes('i18n: no string')),
+       `no console error nor missing string (${name})`, p.consoleErrors);
+    await p.context().close();
+}
+
 await browser.close();
 done();
