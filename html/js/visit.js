@@ -210,7 +210,7 @@ async function summary() {
     if (r.followups && r.followups.length) {
         body.push(el('h3', {}, t('summary.followups')), el('ul', {},
             ...r.followups.map((f) => el('li', {}, [t('summary.kind.' + f.kind), f.note,
-                f.due ? t('summary.due', { date: date(f.due + 'T12:00:00') }) : ''].filter(Boolean).join(' — ')))));
+                f.due ? t('summary.due', { date: date(f.due + 'T12:00:00', { year: 'numeric', month: 'long', day: 'numeric' }) }) : ''].filter(Boolean).join(' — ')))));
     }
     if (r.snapshots && r.snapshots.length) {
         const fig = el('div', { class: 'snapshots' });

@@ -183,7 +183,7 @@ ok(sum.includes('500 mg') && sum.includes('3 x a day') && sum.includes('after me
 // the record names the drug by its formulary id only (no name for the patient)
 ok(sum.includes(drugs[0].id), 'the summary names the drug (by the id the record gives)', sum);
 ok(sum.includes(exams[0].id), 'the summary shows the exam (by the id the record gives)', exams[0]);
-ok(sum.includes('Follow-up visit') && sum.includes('if not better'), 'the summary shows the follow-up in words');
+ok(sum.includes('Follow-up visit') && sum.includes('if not better') && sum.includes('2030'), 'the summary shows the follow-up in words');
 await step(page, 'summary');
 
 async function ratingCount() {
