@@ -265,6 +265,40 @@ unlike($log . $t->error_log, qr/clavulanic|amox/i,
        'no search text in the logs');
 
 ###############################################################################
+# the record names what was prescribed and ordered, from the formulary
+
+{
+    my $b = book($t, free_slot($t, 'gp-one', day_ahead(1))->{id});
+    my $rec = "$API/appointments/$b->{json}{id}/record";
+    my $h = auth($doctor);
+
+    is($t->http(POST => "$rec/prescriptions", headers => $h,
+                body => { drug => 'amoxicillin-500', dose => '1 capsule',
+                          frequency => '3 x a day', days => 7,
+                          quantity => 21 })->{status}, 201,
+       'a prescription from the formulary');
+    is($t->http(POST => "$rec/orders", headers => $h,
+                body => { exam => 'cbc' })->{status}, 201,
+       'an order from the catalogue');
+    is($t->http(POST => "$rec/orders", headers => $h,
+                body => { exam => 'chest-xray' })->{status}, 201,
+       'an order of an exam with no translation');
+
+    my $got = $t->http(GET => $rec, headers => $h)->{json} // {};
+    my ($rx) = @{ $got->{prescriptions} // [] };
+    is_deeply([ @{ $rx // {} }{qw(drug name form strength)} ],
+              [ 'amoxicillin-500', 'Amoxicillin', 'capsule', '500 mg' ],
+              "the record's prescription: name, form, strength");
+    is_deeply($rx->{names}, { zh => '阿莫西林', ru => 'Амоксициллин' },
+              "the record's prescription: the translated names");
+    is_deeply([ map { [ $_->{exam}, $_->{name}, $_->{names} ] }
+                @{ $got->{orders} // [] } ],
+              [ [ 'cbc', 'Complete blood count', { zh => '全血细胞计数' } ],
+                [ 'chest-xray', 'Chest X-ray', {} ] ],
+              "the record's orders: names and translations");
+}
+
+###############################################################################
 # reload: a changed file is read again; an invalid one refuses the
 # reload and the old formulary goes on
 

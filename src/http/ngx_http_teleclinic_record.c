@@ -69,6 +69,10 @@ static u_char *ngx_http_teleclinic_json_text(u_char *p, u_char *last,
     ngx_str_t *s);
 static u_char *ngx_http_teleclinic_json_field(u_char *p, u_char *last,
     const char *key, ngx_str_t *s);
+static size_t ngx_http_teleclinic_ref_size(ngx_teleclinic_formulary_t *f,
+    ngx_teleclinic_item_t *it);
+static u_char *ngx_http_teleclinic_ref_text(u_char *p, u_char *last,
+    ngx_teleclinic_formulary_t *f, ngx_teleclinic_item_t *it);
 static u_char *ngx_http_teleclinic_time_text(u_char *p, time_t t);
 static u_char *ngx_http_teleclinic_date_text(u_char *p, time_t t);
 static u_char *ngx_http_teleclinic_number_text(u_char *p, const char *key,
@@ -1090,11 +1094,13 @@ static ngx_int_t
 ngx_http_teleclinic_record_text(ngx_http_request_t *r,
     ngx_teleclinic_record_t *rec, uint64_t appt, ngx_str_t *text)
 {
-    u_char                 *p, *last;
-    size_t                  size;
-    ngx_uint_t              i, k, n;
-    ngx_queue_t            *q;
-    ngx_teleclinic_item_t  *it;
+    u_char                           *p, *last;
+    size_t                            size;
+    ngx_uint_t                        i, k, n;
+    ngx_queue_t                      *q;
+    ngx_teleclinic_item_t            *it;
+    ngx_teleclinic_formulary_t       *f;
+    ngx_http_teleclinic_main_conf_t  *tmcf;
 
     static ngx_str_t  empty = ngx_null_string;
 
@@ -1109,6 +1115,9 @@ ngx_http_teleclinic_record_text(ngx_http_request_t *r,
         { NGX_TELECLINIC_ITEM_SNAPSHOT, "snapshots", "taken" },
         { NGX_TELECLINIC_ITEM_ADDENDUM, "addenda", "at" },
     };
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
+    f = tmcf->formulary;
 
     /* JSON escapes a byte in at most 6 ("\u001f") */
 
@@ -1127,7 +1136,8 @@ ngx_http_teleclinic_record_text(ngx_http_request_t *r,
         {
             it = ngx_queue_data(q, ngx_teleclinic_item_t, queue);
 
-            size += 256 + 6 * it->ref.len;
+            size += 256 + 6 * it->ref.len
+                    + ngx_http_teleclinic_ref_size(f, it);
 
             for (k = 0; k < NGX_TELECLINIC_ITEM_TEXTS; k++) {
                 size += 6 * it->text[k].len;
@@ -1186,6 +1196,7 @@ ngx_http_teleclinic_record_text(ngx_http_request_t *r,
 
             case NGX_TELECLINIC_ITEM_RX:
                 p = ngx_http_teleclinic_json_field(p, last, "drug", &it->ref);
+                p = ngx_http_teleclinic_ref_text(p, last, f, it);
                 p = ngx_http_teleclinic_json_field(p, last, "dose",
                                                    &it->text[0]);
                 p = ngx_http_teleclinic_json_field(p, last, "frequency",
@@ -1202,6 +1213,7 @@ ngx_http_teleclinic_record_text(ngx_http_request_t *r,
 
             case NGX_TELECLINIC_ITEM_ORDER:
                 p = ngx_http_teleclinic_json_field(p, last, "exam", &it->ref);
+                p = ngx_http_teleclinic_ref_text(p, last, f, it);
                 p = ngx_http_teleclinic_json_field(p, last, "note",
                                                    &it->text[0]);
                 break;
@@ -1309,6 +1321,146 @@ ngx_http_teleclinic_json_field(u_char *p, u_char *last, const char *key,
     p = ngx_sprintf(p, ",\"%s\":", key);
 
     return ngx_http_teleclinic_json_text(p, last, s);
+}
+
+
+/*
+ * What the formulary says of a prescribed drug or an ordered exam, so
+ * that the patient's summary and the doctor's panel show names and not
+ * ids: "name", the translations as "names" {"zh": ...}, and a drug's
+ * "form" and "strength".  The formulary of now: an entry taken out of
+ * the file since shows its id only.
+ */
+
+static size_t
+ngx_http_teleclinic_ref_size(ngx_teleclinic_formulary_t *f,
+    ngx_teleclinic_item_t *it)
+{
+    size_t                  size;
+    ngx_uint_t              i, n;
+    ngx_teleclinic_name_t  *names;
+    ngx_teleclinic_drug_t  *drug;
+    ngx_teleclinic_exam_t  *exam;
+
+    if (f == NULL) {
+        return 0;
+    }
+
+    if (it->kind == NGX_TELECLINIC_ITEM_RX) {
+        drug = ngx_teleclinic_drug_find(f, &it->ref);
+        if (drug == NULL) {
+            return 0;
+        }
+
+        size = 6 * (drug->name.len + drug->form.len + drug->strength.len);
+        names = drug->names;
+        n = drug->nnames;
+
+    } else if (it->kind == NGX_TELECLINIC_ITEM_ORDER) {
+        exam = ngx_teleclinic_exam_find(f, &it->ref);
+        if (exam == NULL) {
+            return 0;
+        }
+
+        size = 6 * exam->name.len;
+        names = exam->names;
+        n = exam->nnames;
+
+    } else {
+        return 0;
+    }
+
+    for (i = 0; i < n; i++) {
+        size += 16 + 6 * (names[i].lang.len + names[i].text.len);
+    }
+
+    return size + 64;
+}
+
+
+static u_char *
+ngx_http_teleclinic_ref_text(u_char *p, u_char *last,
+    ngx_teleclinic_formulary_t *f, ngx_teleclinic_item_t *it)
+{
+    ngx_uint_t              i, n, k;
+    ngx_str_t              *name;
+    ngx_teleclinic_name_t  *names;
+    ngx_teleclinic_drug_t  *drug;
+    ngx_teleclinic_exam_t  *exam;
+
+    if (p == NULL || f == NULL) {
+        return p;
+    }
+
+    drug = NULL;
+
+    if (it->kind == NGX_TELECLINIC_ITEM_RX) {
+        drug = ngx_teleclinic_drug_find(f, &it->ref);
+        if (drug == NULL) {
+            return p;
+        }
+
+        name = &drug->name;
+        names = drug->names;
+        n = drug->nnames;
+
+    } else {
+        exam = ngx_teleclinic_exam_find(f, &it->ref);
+        if (exam == NULL) {
+            return p;
+        }
+
+        name = &exam->name;
+        names = exam->names;
+        n = exam->nnames;
+    }
+
+    p = ngx_http_teleclinic_json_field(p, last, "name", name);
+
+    if (drug) {
+        p = ngx_http_teleclinic_json_field(p, last, "form", &drug->form);
+        p = ngx_http_teleclinic_json_field(p, last, "strength",
+                                           &drug->strength);
+    }
+
+    if (p == NULL || last - p < 16) {
+        return NULL;
+    }
+
+    p = ngx_cpymem(p, ",\"names\":{", 10);
+
+    /* the name itself has no language; the rest are its translations */
+
+    for (i = 0, k = 0; p && i < n; i++) {
+        if (names[i].lang.len == 0) {
+            continue;
+        }
+
+        if (last - p < 4) {
+            return NULL;
+        }
+
+        if (k++) {
+            *p++ = ',';
+        }
+
+        p = ngx_http_teleclinic_json_text(p, last, &names[i].lang);
+
+        if (p == NULL || last - p < 2) {
+            return NULL;
+        }
+
+        *p++ = ':';
+        p = ngx_http_teleclinic_json_text(p, last, &names[i].text);
+    }
+
+    if (p == NULL || last - p < 2) {
+        return NULL;
+    }
+
+    *p++ = '}';
+
+    return p;
 }
 
 
