@@ -90,3 +90,10 @@ export function when(iso) {
     return date(iso, { weekday: 'long', day: 'numeric', month: 'long',
                        hour: '2-digit', minute: '2-digit' });
 }
+
+// a drug's or an exam's name in the page's language: the record and the
+// formulary give the name and its translations by language ("names")
+export function named(item, id) {
+    const names = item.names || {};
+    return names[current] || item.name || id || '';
+}

@@ -4,7 +4,7 @@
 // The token stays in the fragment: it is never sent in a URL.
 
 import { start, announce, el, $, show } from './ui.js';
-import { t, date, time, when } from './i18n.js';
+import { t, date, time, when, named } from './i18n.js';
 import { api, seg, ApiError } from './api.js';
 
 const OPEN_BEFORE = 15 * 60 * 1000;
@@ -199,13 +199,13 @@ async function summary() {
     const body = [kv([['summary.diagnosis', r.note && r.note.diagnosis], ['summary.advice', r.note && r.note.advice]])];
     if (r.prescriptions && r.prescriptions.length) {
         body.push(el('h3', {}, t('summary.prescriptions')), el('ul', { class: 'plain' },
-            ...r.prescriptions.map((p) => el('li', { class: 'card' }, el('strong', {}, p.drug_name || p.name || p.drug),
+            ...r.prescriptions.map((p) => el('li', { class: 'card' }, el('strong', {}, named(p, p.drug)),
                 kv([['summary.strength', p.strength], ['summary.dose', p.dose], ['summary.frequency', p.frequency],
                     ['summary.days', p.days], ['summary.quantity', p.quantity], ['summary.note', p.note]])))));
     }
     if (r.orders && r.orders.length) {
         body.push(el('h3', {}, t('summary.orders')), el('ul', {},
-            ...r.orders.map((o) => el('li', {}, (o.exam_name || o.name || o.exam) + (o.note ? ' — ' + o.note : '')))));
+            ...r.orders.map((o) => el('li', {}, named(o, o.exam) + (o.note ? ' — ' + o.note : '')))));
     }
     if (r.followups && r.followups.length) {
         body.push(el('h3', {}, t('summary.followups')), el('ul', {},

@@ -180,9 +180,9 @@ await page.waitForSelector('#s-body dl', { timeout: 20000 });
 const sum = await page.textContent('#summary');
 ok(sum.includes('acute bronchitis') && sum.includes('rest and drink plenty'), 'the summary shows diagnosis and advice');
 ok(sum.includes('500 mg') && sum.includes('3 x a day') && sum.includes('after meals'), 'the summary shows the prescription');
-// the record names the drug by its formulary id only (no name for the patient)
-ok(sum.includes(drugs[0].id), 'the summary names the drug (by the id the record gives)', sum);
-ok(sum.includes(exams[0].id), 'the summary shows the exam (by the id the record gives)', exams[0]);
+// the record names the drug and the exam from the formulary, not by id
+ok(sum.includes(drugs[0].name) && !sum.includes(drugs[0].id), 'the summary names the drug', sum);
+ok(sum.includes(exams[0].name) && !sum.includes(exams[0].id), 'the summary names the exam', exams[0]);
 ok(sum.includes('Follow-up visit') && sum.includes('if not better') && sum.includes('2030'), 'the summary shows the follow-up in words');
 await step(page, 'summary');
 
@@ -213,6 +213,7 @@ for (const [viewport, locale, name] of [[DESKTOP, 'zh-CN', 'zh'], [{ width: 320,
     if (locale === 'zh-CN') {
         ok((await p.textContent('#v-status')) === '已就诊', 'the status in Chinese words');
         ok((await p.textContent('#summary')).includes('复诊'), 'the follow-up kind in Chinese');
+        ok((await p.textContent('#summary')).includes('对乙酰氨基酚'), "the drug's Chinese name");
         ok(await p.isVisible('#rate-thanks'), 'a rated visit shows thanks, not the form');
     }
     const w = await p.evaluate(() => document.documentElement.scrollWidth);
