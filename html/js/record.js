@@ -50,7 +50,9 @@ function drugLabel(d) {
     return [d.name, d.strength, d.form].filter(Boolean).join(', ');
 }
 
-export function mountRecord(container, { appointment, token, signal = null, call = null }) {
+// consentWait: how long to wait for the patient's answer (tests shorten it)
+export function mountRecord(container, { appointment, token, signal = null, call = null,
+                                         consentWait = CONSENT_WAIT }) {
     const n = ++mounts;
     const id = (s) => `rec${n}-${s}`;
     const base = `/appointments/${seg(appointment)}/record`;
@@ -461,7 +463,7 @@ export function mountRecord(container, { appointment, token, signal = null, call
             snap('record.snap_no_connection', null, 'error');
             return;
         }
-        pending = { timer: setTimeout(() => { pending = null; snap('record.snap_no_answer', null, 'warn'); }, CONSENT_WAIT) };
+        pending = { timer: setTimeout(() => { pending = null; snap('record.snap_no_answer', null, 'warn'); }, consentWait) };
         snap('record.snap_waiting');
     }
 
@@ -595,7 +597,8 @@ export function mountRecord(container, { appointment, token, signal = null, call
         list(nodes.rxList, rec.prescriptions.map((p) => {
             const name = drugName(p.drug);
             const bits = [[p.dose, p.frequency].filter(Boolean).join(', '),
-                p.days ? t('rx.days_n', { n: p.days }) : '', p.quantity ? t('rx.quantity_n', { n: p.quantity }) : '', p.note];
+                [p.days ? t('rx.days_n', { n: p.days }) : '', p.quantity ? t('rx.quantity_n', { n: p.quantity }) : '']
+                    .filter(Boolean).join(' · '), p.note];
             return item(name, bits, () => remove('prescriptions', p, name), name);
         }), 'rx.empty');
         list(nodes.orderList, rec.orders.map((o) => {
@@ -627,7 +630,7 @@ export function mountRecord(container, { appointment, token, signal = null, call
         const heading = el('h2', { id: id('heading'), tabindex: '-1' }, t('record.heading'));
         nodes.heading = heading;
         const head = el('div', { class: 'record-head' }, heading,
-            rec ? el('p', { class: 'record-status' + (final ? ' record-final' : '') },
+            rec && !loadError ? el('p', { class: 'record-status' + (final ? ' record-final' : '') },
                      final ? t('record.status_final', { when: when(rec.closed) }) : t('record.status_open')) : null);
         if (loadError) {
             root.replaceChildren(head, el('p', { class: 'message error', role: 'alert' }, loadError),
@@ -776,8 +779,8 @@ export function mountRecord(container, { appointment, token, signal = null, call
             closeSection = el('div', { class: 'record-close' }, nodes.closeError, nodes.closeButton, nodes.closeDialog);
         }
 
-        root.replaceChildren(head, note, snapSection, rxSection, orderSection, fuSection,
-                             nodes.addendaSection, closeSection);
+        root.replaceChildren(...[head, note, snapSection, rxSection, orderSection, fuSection,
+                                 nodes.addendaSection, closeSection].filter(Boolean));
         root.classList.toggle('record-is-final', !!final);
         if (saved.key) {
             indicator(saved.key, saved.vars);

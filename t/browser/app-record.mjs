@@ -88,11 +88,12 @@ async function panelPage(locale, name) {
     return page;
 }
 
-async function mount(page, appointment, { live = false } = {}) {
-    await page.evaluate(async ({ appointment, token, live }) => {
+async function mount(page, appointment, { live = false, consentWait } = {}) {
+    await page.evaluate(async ({ appointment, token, live, consentWait }) => {
         const { mountRecord } = await import('/js/record.js');
         if (window.panel) window.panel.destroy();
         const opts = { appointment, token };
+        if (consentWait) opts.consentWait = consentWait;
         if (live) {
             opts.signal = window.signal;
             // the real Call (call.js) is another helper's and needs a WebRTC
@@ -111,8 +112,10 @@ async function mount(page, appointment, { live = false } = {}) {
             };
         }
         window.panel = mountRecord(document.getElementById('record'), opts);
-    }, { appointment, token: dtoken, live });
+    }, { appointment, token: dtoken, live, consentWait });
     await page.waitForSelector('#record .record-note textarea');
+    const text = await page.textContent('#record');
+    ok(!/\bnull\b|\bundefined\b/.test(text), 'no null nor undefined shown in the panel');
 }
 
 const page = await panelPage('en-US', 'doctor');
@@ -163,7 +166,8 @@ const callId = await page.evaluate(async ({ dtoken, ptoken }) => {
 }, { dtoken, ptoken: a.token });
 ok(!!callId, 'a call is up between the doctor and the patient', callId);
 
-await mount(page, a.id, { live: true });
+// the wait for the patient's answer shortened from 60 s to 1.5 s
+await mount(page, a.id, { live: true, consentWait: 1500 });
 ok((await page.textContent('#record h2')) === 'Visit record', 'the panel shows its heading');
 const labels = await page.$$eval('#record label', (ls) => ls.map((l) => l.textContent));
 ok(['Chief complaint', 'History of present illness', 'Findings', 'Diagnosis', 'Advice'].every((l) => labels.includes(l)),
@@ -183,6 +187,13 @@ async function answer(granted) {
         window.patient.say({ type: 'snapshot_consent', call: callId, request: req.request, granted });
     }, { granted, callId });
 }
+
+// no answer: the panel says so and nothing is taken
+await page.click('#record button:text("Ask to keep a picture")');
+await page.evaluate(() => window.patient.next('snapshot_request'));
+await page.waitForFunction(() => document.querySelector('#record .record-snap-status').textContent.includes('did not answer'),
+                           null, { timeout: 5000 });
+ok(await page.isEnabled('#record button:text("Ask to keep a picture")'), 'no answer: the panel says so and may ask again');
 
 await answer(false);
 await page.waitForFunction(() => document.querySelector('#record .record-snap-status').textContent.includes('said no'));
