@@ -404,6 +404,18 @@ const small = await page.evaluate(() => [...document.querySelectorAll('#record b
     .filter((e) => e.offsetParent && e.getBoundingClientRect().height < 44).map((e) => e.outerHTML.slice(0, 80)));
 ok(small.length === 0, 'every control is at least 44 px high', small);
 
+// a language switch redraws the panel and keeps what is being typed
+await page.evaluate(() => document.documentElement.classList.remove('text-large', 'contrast-high'));
+await page.fill('#record textarea[name="history"]', 'since the flu');
+await page.click('#lang-switch');
+await page.waitForFunction(() => document.querySelector('#record label[for$="note-complaint"]').textContent === '主诉');
+ok((await page.inputValue('#record textarea[name="history"]')) === 'since the flu', 'a language switch keeps the typing');
+await page.click('#lang-switch');
+await page.waitForFunction(() => document.querySelector('#record label[for$="note-complaint"]').textContent === 'Chief complaint');
+await page.waitForFunction(() => /^Saved/.test(document.querySelector('#record .record-saved').textContent));
+ok((await http('GET', `/appointments/${later.id}/record`, { token: dtoken })).json.note.history === 'since the flu',
+   'and saves it');
+
 ok(appErrors(page).length === 0, 'no console errors', appErrors(page));
 ok(!page.consoleErrors.some((e) => e.includes('i18n: no string')), 'no i18n key missing');
 
@@ -414,6 +426,12 @@ const zlabels = await zhp.$$eval('#record label', (ls) => ls.map((l) => l.textCo
 ok(['主诉', '现病史', '检查所见', '诊断', '医嘱'].every((l) => zlabels.includes(l)), 'the note in Chinese medical terms', zlabels);
 await zhp.waitForFunction(() => document.querySelector('#record ul[id$="fu-list"]').textContent.includes('复诊'));
 ok(true, 'the follow-up kind in Chinese');
+await zhp.waitForFunction(() => document.querySelector('#record ul[id$="rx-list"]').textContent.includes('Amoxicillin, 500 mg'));
+ok(true, "a fresh page looks up the name of a drug id it has not searched for");
+ok(await zhp.$$eval('#record textarea', (ts) => ts.filter((x) => x.name !== 'text').every((x) => x.readOnly)) && (await zhp.$('#record input[role="combobox"]')) === null,
+   'a final record opened later is read-only');
+ok((await zhp.textContent('#record .record-addenda')).includes('culture negative') && (await zhp.$('#record textarea[name="text"]')) !== null,
+   'with its addenda and the addendum form');
 await step(zhp, 'zh-final');
 await mount(zhp, later.id);
 await zhp.focus('#record input[role="combobox"]');
