@@ -256,6 +256,17 @@ await page.fill('#record textarea[name="findings"]', 'wheeze');
 await page.waitForFunction(() => /^Saved/.test(document.querySelector('#record .record-saved').textContent));
 await step(page, 'note-saved');
 
+// a failing save is tried again, and the indicator says so
+await page.route('**/record/note', (route) => route.fulfill({ status: 503, contentType: 'application/json',
+    body: JSON.stringify({ error: { code: 'storage_unavailable', message: 'disk' } }) }), { times: 1 });
+await page.fill('#record textarea[name="history"]', 'two weeks');
+await page.waitForFunction(() => document.querySelector('#record .record-saved').textContent === 'Not saved — retrying');
+ok(true, 'a failed save says "Not saved — retrying"');
+await step(page, 'note-retrying');
+await page.waitForFunction(() => /^Saved/.test(document.querySelector('#record .record-saved').textContent), null, { timeout: 8000 });
+ok((await record()).note.history === 'two weeks', 'and is saved on the retry');
+page.consoleErrors.splice(0);
+
 // ---- the drug search: a combobox
 const combo = '#record input[role="combobox"]';
 ok(await page.evaluate((c) => {
@@ -442,6 +453,17 @@ await zhp.evaluate(() => { document.getElementById('record').style.width = ''; }
 await step(zhp, 'zh-open-wide');
 ok(appErrors(zhp).length === 0 && !zhp.consoleErrors.some((e) => e.includes('i18n: no string')),
    'no console error nor missing string (Chinese)', zhp.consoleErrors);
+// ---- alone on a narrow phone screen
+const nar = await panelPage('en-US', 'narrow');
+await nar.setViewportSize({ width: 320, height: 640 });
+await nar.evaluate(() => { document.getElementById('record').style.width = ''; });
+await mount(nar, later.id);
+await nar.fill('#record input[role="combobox"]', 'para');
+await nar.waitForSelector('#record [role="option"]');
+const w = await nar.evaluate(() => document.documentElement.scrollWidth);
+ok(w <= 320, `no horizontal scroll at 320 px: ${w}`);
+await step(nar, 'narrow-open');
+ok(appErrors(nar).length === 0, 'no console error (narrow)', nar.consoleErrors);
 note('shots in build/screenshots/app-record');
 
 await page.evaluate(() => { window.panel.destroy(); window.signal.close(); });
