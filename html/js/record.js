@@ -12,11 +12,11 @@
 // catalogue, follow-ups by kind.  With signal and call (a live call) the
 // snapshot button asks the patient's consent over the WebSocket and keeps
 // one still frame on yes.  Closing makes the record final: then it is
-// read-only and takes addenda only.  The record holds ids only, so the
-// names of drugs and exams are kept from the searches and the catalogue.
+// read-only and takes addenda only.  The record names drugs and exams
+// itself, from the formulary, in each of its languages.
 
 import { announce, el } from './ui.js';
-import { t, date, time, when } from './i18n.js';
+import { t, date, time, when, named } from './i18n.js';
 import { api, seg, ApiError } from './api.js';
 
 const FIELDS = ['complaint', 'history', 'findings', 'diagnosis', 'advice'];
@@ -31,8 +31,8 @@ const TRANSIENT = new Set(['network', 'busy', 'rate_limited', 'zone_full', 'stor
 
 let mounts = 0;
 
-// drug and exam names by id, shared by every panel of the page
-const drugs = new Map();
+// exam names by id from the catalogue, shared by every panel of the page
+// (the record names its items itself; this is for what was just chosen)
 const exams = new Map();
 let examList = null;
 
@@ -47,7 +47,7 @@ function errText(e) {
 }
 
 function drugLabel(d) {
-    return [d.name, d.strength, d.form].filter(Boolean).join(', ');
+    return [named(d, d.id), d.strength, d.form].filter(Boolean).join(', ');
 }
 
 // consentWait: how long to wait for the patient's answer (tests shorten it)
@@ -111,7 +111,9 @@ export function mountRecord(container, { appointment, token, signal = null, call
             return;
         }
         saving = (async () => {
-            while (dirty && !destroyed) {
+            // goes on after destroy(): what was typed before the panel
+            // went is still sent
+            while (dirty) {
                 dirty = false;
                 const body = { ...draft };
                 indicator('record.saving');
@@ -173,31 +175,14 @@ export function mountRecord(container, { appointment, token, signal = null, call
             el('label', { for: ta.id }, t('record.field.' + f)), ta, count);
     }
 
-    // ---- names of drugs and exams (the record has ids only)
-    function drugName(did) {
-        const d = drugs.get(did);
-        return d ? drugLabel(d) : did;
+    // ---- names of drugs and exams: the record gives them (from the
+    // formulary of now); a drug taken out of the file since shows its id
+    function drugName(p) {
+        return p.name ? drugLabel(p) : p.drug;
     }
 
-    async function lookUpDrugs() {
-        const missing = (rec ? rec.prescriptions : []).map((p) => p.drug).filter((d) => !drugs.has(d));
-        const words = [...new Set(missing.map((d) => d.split('-')[0]).filter(Boolean))];
-        let found = false;
-        for (const w of words) {
-            try {
-                for (const d of await api('GET', `/formulary?q=${encodeURIComponent(w)}`, { token })) {
-                    if (!drugs.has(d.id)) {
-                        drugs.set(d.id, d);
-                        found = true;
-                    }
-                }
-            } catch (e) {
-                // the id is shown instead
-            }
-        }
-        if (found && !destroyed) {
-            lists();
-        }
+    function examName(o) {
+        return o.name ? named(o, o.exam) : (exams.get(o.exam) || o.exam);
     }
 
     async function loadExams() {
@@ -262,9 +247,6 @@ export function mountRecord(container, { appointment, token, signal = null, call
             const list = await api('GET', `/formulary?q=${encodeURIComponent(q)}`, { token });
             if (seq !== searchSeq || destroyed) {
                 return;
-            }
-            for (const d of list) {
-                drugs.set(d.id, d);
             }
             results = list;
             active = -1;
@@ -595,14 +577,14 @@ export function mountRecord(container, { appointment, token, signal = null, call
             return;
         }
         list(nodes.rxList, rec.prescriptions.map((p) => {
-            const name = drugName(p.drug);
+            const name = drugName(p);
             const bits = [[p.dose, p.frequency].filter(Boolean).join(', '),
                 [p.days ? t('rx.days_n', { n: p.days }) : '', p.quantity ? t('rx.quantity_n', { n: p.quantity }) : '']
                     .filter(Boolean).join(' · '), p.note];
             return item(name, bits, () => remove('prescriptions', p, name), name);
         }), 'rx.empty');
         list(nodes.orderList, rec.orders.map((o) => {
-            const name = exams.get(o.exam) || o.exam;
+            const name = examName(o);
             return item(name, [o.note], () => remove('orders', o, name), name);
         }), 'order.empty');
         list(nodes.fuList, rec.followups.map((f) => item(t('fu.kind.' + f.kind),
@@ -810,7 +792,6 @@ export function mountRecord(container, { appointment, token, signal = null, call
         }
         keepDraft();
         lists();
-        lookUpDrugs();
     }
 
     async function start() {
@@ -828,7 +809,6 @@ export function mountRecord(container, { appointment, token, signal = null, call
         keepDraft();
         build();
         loadExams();
-        lookUpDrugs();
     }
 
     // a language switch: everything drawn again, the typing kept
@@ -847,6 +827,7 @@ export function mountRecord(container, { appointment, token, signal = null, call
     return {
         // saves what was typed (it goes on after the panel is gone)
         destroy() {
+            // a save in flight sends the rest after it (the loop in save())
             if (dirty && rec && rec.status !== 'final' && !saving) {
                 save();
             }

@@ -437,8 +437,8 @@ const zlabels = await zhp.$$eval('#record label', (ls) => ls.map((l) => l.textCo
 ok(['主诉', '现病史', '检查所见', '诊断', '医嘱'].every((l) => zlabels.includes(l)), 'the note in Chinese medical terms', zlabels);
 await zhp.waitForFunction(() => document.querySelector('#record ul[id$="fu-list"]').textContent.includes('复诊'));
 ok(true, 'the follow-up kind in Chinese');
-await zhp.waitForFunction(() => document.querySelector('#record ul[id$="rx-list"]').textContent.includes('Amoxicillin, 500 mg'));
-ok(true, "a fresh page looks up the name of a drug id it has not searched for");
+await zhp.waitForFunction(() => document.querySelector('#record ul[id$="rx-list"]').textContent.includes('阿莫西林, 500 mg'));
+ok(true, "the drug by its Chinese name, as the record gives it");
 ok(await zhp.$$eval('#record textarea', (ts) => ts.filter((x) => x.name !== 'text').every((x) => x.readOnly)) && (await zhp.$('#record input[role="combobox"]')) === null,
    'a final record opened later is read-only');
 ok((await zhp.textContent('#record .record-addenda')).includes('culture negative') && (await zhp.$('#record textarea[name="text"]')) !== null,
