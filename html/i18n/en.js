@@ -51,7 +51,7 @@ export default {
     'book.department.heading': 'Which department do you need?',
     'book.doctor.heading': 'Choose a doctor',
     'book.doctor.searching': 'Looking for free times…',
-    'book.doctor.next': 'Next free times: {times}',
+    'book.doctor.next': 'Next free times: {day}, {times}',
     'book.doctor.none': 'No free times in the next two weeks.',
     'book.doctor.choose': 'Choose {name}',
     'book.slot.heading': 'Choose a day and a time',

@@ -50,7 +50,7 @@ export default {
     'book.department.heading': '您需要看哪个科室？',
     'book.doctor.heading': '选择医生',
     'book.doctor.searching': '正在查找空闲时间…',
-    'book.doctor.next': '最近的空闲时间：{times}',
+    'book.doctor.next': '最近的空闲时间：{day} {times}',
     'book.doctor.none': '未来两周内没有空闲时间。',
     'book.doctor.choose': '选择 {name}',
     'book.slot.heading': '选择日期和时间',

@@ -77,7 +77,9 @@ async function doctors() {
         box.append(card);
         firstFree(d.id).then((found) => {
             times.textContent = found.length
-                ? t('book.doctor.next', { times: new Intl.ListFormat(locale(), { type: 'unit' }).format(found.map((s) => when(s.start))) })
+                // the free times of one day: the day once, then the times
+                ? t('book.doctor.next', { day: date(found[0].start),
+                                          times: new Intl.ListFormat(locale(), { type: 'unit' }).format(found.map((s) => time(s.start))) })
                 : t('book.doctor.none');
         }).catch(() => { times.textContent = t('book.doctor.none'); });
     }
