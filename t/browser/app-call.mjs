@@ -7,7 +7,7 @@
 // brings the call back by itself (in Chinese with large text); the
 // doctor's hangup ends the visit.
 import { launch, person, ok, note, done, accessible, screenshot,
-         PHONE, DESKTOP, BASE } from '../lib/browser.mjs';
+         PHONE, NARROW, DESKTOP, BASE } from '../lib/browser.mjs';
 
 const TURN_PORT = process.env.TELECLINIC_TURN_PORT;
 const browser = await launch();
@@ -153,6 +153,8 @@ const welcomed = await doctor.evaluate(async () => {
         const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
         window.doc.call = new Call(s, { role: 'doctor', localStream: stream });
         window.doc.call.start(m);
+        const { mountCallView } = await import('/js/callview.js');
+        mountCallView(document.querySelector('main'), window.doc.call, { role: 'doctor' });
     });
     s.connect();
     await new Promise((res) => s.addEventListener('welcome', res, { once: true }));
@@ -204,6 +206,12 @@ await patient.waitForFunction(() => /good|fair/.test(document.getElementById('ca
 ok(true, 'the quality indicator shows a level');
 await step(patient, 'call');
 await screenshot(doctor, 'doctor-standin-call');
+await patient.setViewportSize(NARROW);
+await patient.waitForTimeout(200);
+ok(await patient.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth),
+   'the call view fits 320 px without sideways scrolling');
+await step(patient, 'call-320');
+await patient.setViewportSize(PHONE);
 
 // mute and camera
 for (const [btn, kind] of [['#call-mute', 'audio'], ['#call-camera', 'video']]) {
