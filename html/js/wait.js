@@ -295,6 +295,10 @@ async function main() {
     };
     document.addEventListener('teleclinic:language', () => {
         queueText();
+        if (callView && call && call.state !== 'ended') {
+            callView.destroy();
+            callView = mountCallView($('call'), call, { role: 'patient' });
+        }
     });
     check = mountDeviceCheck($('devices'));
     go('check');

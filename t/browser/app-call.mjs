@@ -287,7 +287,39 @@ await step(patient, 'over-zh');
 const a2 = await http('GET', `/appointments/${appt.id}`, { token: appt.token });
 ok(a2.json && a2.json.status === 'fulfilled', 'the appointment is fulfilled', a2.json && a2.json.status);
 
-const errors = [...patient.consoleErrors, ...doctor.consoleErrors];
+// ---- closed: the visit is over, a bad link, and check-in not open yet
+const again = await person(browser, { viewport: PHONE, name: 'again' });
+await again.goto(waitUrl);
+await again.waitForSelector('[data-view="closed"]:not([hidden])');
+ok(/over or was cancelled/.test(await again.textContent('#closed-text')),
+   'the waiting room of a visit that is over says so in plain words', await again.textContent('#closed-text'));
+await step(again, 'closed-over');
+await again.goto('about:blank');
+await again.goto(`/wait.html?appointment=${appt.id}#token=x${encodeURIComponent(appt.token)}`);
+await again.waitForSelector('[data-view="closed"]:not([hidden])');
+ok(/does not work any more/.test(await again.textContent('#closed-text')), 'a bad link is refused in plain words');
+
+const later = await (async () => {
+    for (let i = 0; i < 2; i++) {
+        const d = new Date(Date.now() + i * 86400000);
+        const list = (await http('GET', `/doctors/jonas-weber/slots?date=${ymd(d)}`)).json;
+        const s = list.find((x) => x.status === 'free' && new Date(x.start) - Date.now() > 30 * 60000);
+        if (s) return s;
+    }
+    return null;
+})();
+const lb = await http('POST', '/appointments', {
+    body: { slot: later.id, patient: { name: 'Otto Later', phone: '+49301234568' }, reason: 'check-up' } });
+await again.goto(`/wait.html?appointment=${lb.json.id}#token=${encodeURIComponent(lb.json.token)}`);
+await again.waitForSelector('[data-view="check"]:not([hidden])');
+await again.click('#ready');
+await again.waitForSelector('[data-view="queue"]:not([hidden]) #q-early:not([hidden])');
+ok(/opens at/.test(await again.textContent('#q-early')), 'before check-in: the time the waiting room opens',
+   await again.textContent('#q-early'));
+await step(again, 'too-early');
+
+const errors = [...patient.consoleErrors, ...doctor.consoleErrors,
+                ...again.consoleErrors.filter((e) => !/WebSocket|1008/.test(e))];
 ok(errors.length === 0, 'no errors in the pages\' consoles', errors);
 
 await browser.close();
