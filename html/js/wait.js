@@ -55,8 +55,8 @@ function note(key) {
 
 function queueText() {
     if (!queue) {
-        $('q-position').textContent = t('wait.connecting');
-        $('q-estimate').textContent = '';
+        $('q-position').textContent = '';
+        $('q-estimate').textContent = $('q-early').hidden ? t('wait.connecting') : '';
         return '';
     }
     const pos = queue.position === 1 ? t('wait.position_next') : t('wait.position', { n: queue.position });
