@@ -169,8 +169,8 @@ is($r->{status}, 422, 'doctor not a string: 422');
 $r = $t->http(POST => "$API/doctor/login", body => '[1]');
 is($r->{status}, 422, 'not an object: 422');
 
-$r = $t->http(GET => "$API/doctor/login");
-is($r->{status}, 405, 'GET: 405');
+$r = $t->http(PUT => "$API/doctor/login", body => {});
+is($r->{status}, 405, 'PUT: 405');
 
 ###############################################################################
 # a malformed hash is refused with the directory
@@ -249,6 +249,18 @@ is($r->{status}, 401, 'SSO server, empty variable: wrong password 401');
 $r = $t->http(POST => "$API/doctor/login", body => {},
               headers => { 'X-SSO-User' => 'gp-one' });
 is($r->{status}, 422, 'no SSO variable here: the header means nothing');
+
+# how the console learns which way to sign in: GET of the login route
+for my $case ([ 'PORT2', 'gp-one', 'true', 'SSO names a doctor' ],
+              [ 'PORT2', undef, 'false', 'SSO server, empty variable' ],
+              [ 'PORT', 'gp-one', 'false', 'no SSO here, the header sent' ]) {
+    my ($port, $user, $sso, $what) = @$case;
+    $r = $t->http(GET => "$API/doctor/login", port => $port,
+                  headers => { defined $user ? ('X-SSO-User' => $user) : () });
+    is($r->{status}, 200, "GET login ($what): 200");
+    is(Mojo::JSON::encode_json($r->{json}),
+       qq({"password":true,"sso":$sso}), "GET login ($what): sso $sso");
+}
 
 ###############################################################################
 # the worker answers other requests while logins are being verified

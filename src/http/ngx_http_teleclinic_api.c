@@ -35,6 +35,8 @@ static ngx_http_teleclinic_route_t *ngx_http_teleclinic_route(
     ngx_uint_t *allowed);
 static ngx_int_t ngx_http_teleclinic_allow(ngx_http_request_t *r,
     ngx_uint_t allowed);
+static ngx_int_t ngx_http_teleclinic_login_ways(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call);
 static ngx_int_t ngx_http_teleclinic_login(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call);
 static size_t ngx_http_teleclinic_body_max(ngx_http_request_t *r,
@@ -122,6 +124,9 @@ static ngx_http_teleclinic_route_t  ngx_http_teleclinic_routes[] = {
 
     { NGX_HTTP_GET, { "admin", "doctors", "*", "appointments" },
       ngx_http_teleclinic_admin_day },
+
+    { NGX_HTTP_GET, { "doctor", "login" },
+      ngx_http_teleclinic_login_ways },
 
     { NGX_HTTP_POST, { "doctor", "login" },
       ngx_http_teleclinic_login },
@@ -415,4 +420,12 @@ ngx_http_teleclinic_login(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call)
 {
     return ngx_http_teleclinic_doctor_login(r, &call->body);
+}
+
+
+static ngx_int_t
+ngx_http_teleclinic_login_ways(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call)
+{
+    return ngx_http_teleclinic_doctor_login_ways(r);
 }

@@ -375,6 +375,46 @@ ngx_http_teleclinic_login_cleanup(void *data)
 #endif
 
 
+/*
+ * {"password": true, "sso": true|false}: whether the hospital's single
+ * sign-on in front has named a doctor for this request, so that the
+ * console signs in with an empty POST instead of showing the password
+ * form (and a probing POST does not fail on every visit without SSO)
+ */
+
+ngx_int_t
+ngx_http_teleclinic_doctor_login_ways(ngx_http_request_t *r)
+{
+    ngx_str_t                        id;
+    ngx_uint_t                       sso;
+    ngx_http_teleclinic_ctx_t       *ctx;
+    ngx_http_teleclinic_loc_conf_t  *tlcf;
+
+    static u_char  with[] = "{\"password\":true,\"sso\":true}\n";
+    static u_char  without[] = "{\"password\":true,\"sso\":false}\n";
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_teleclinic_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
+
+    ngx_str_set(&ctx->action, "doctor_login");
+
+    sso = 0;
+
+    if (tlcf->doctor_identity) {
+        if (ngx_http_complex_value(r, tlcf->doctor_identity, &id) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        sso = (id.len != 0);
+    }
+
+    return sso ? ngx_http_teleclinic_send_text(r, NGX_HTTP_OK, with,
+                                               sizeof(with) - 1)
+               : ngx_http_teleclinic_send_text(r, NGX_HTTP_OK, without,
+                                               sizeof(without) - 1);
+}
+
+
 /* {"token", "doctor", "expires"}: a doctor's token for the console */
 
 static ngx_int_t
