@@ -327,7 +327,7 @@ function askNoshow(p) {
 
 function setCallState(key, vars) {
     callState = key ? { key, vars } : null;
-    const p = $('call-state');
+    const p = $('ring-state');
     p.hidden = !key;
     p.dataset.key = key || '';
     p.textContent = key ? t(key, vars) : '';
@@ -363,7 +363,7 @@ async function onCall(m) {
     const name = names[m.appointment] || '';
     $('work').hidden = false;
     $('call-area').hidden = false;
-    $('call-patient').textContent = t('console.call.with', { name });
+    $('call-heading').textContent = t('console.call.with', { name });
     announce(t('console.call.with', { name }), true);
     const engine = await mod('call', null);
     const viewer = await mod('callview', 'call.css');
@@ -379,8 +379,12 @@ async function onCall(m) {
         $('call').replaceChildren(el('p', { class: 'message error' }, t('console.call.no_camera')));
     }
     call = new engine.Call(signal, { role: 'doctor', localStream });
-    call.addEventListener('ended', () => {
-        // the server's 'ended' closes it too; a local hangup lands here first
+    const mine = call;
+    // a hangup here or there, or a drop: the Call says so
+    mine.addEventListener('ended', (e) => {
+        if (call === mine) {
+            onEnded({ call: mine.id, reason: e.detail && e.detail.reason });
+        }
     });
     call.start(m);
     try {
@@ -409,7 +413,7 @@ function closeCall() {
 }
 
 function onEnded(m) {
-    if (call && m.call && call.id && m.call !== call.id) {
+    if (!call || (m.call && call.id && m.call !== call.id)) {
         return;
     }
     const name = names[recordFor] || '';
