@@ -6,7 +6,7 @@
 // when needed, so the queue works even where they fail to load.
 
 import { start, announce, el, $, show } from './ui.js';
-import { t, has, time } from './i18n.js';
+import { t, has, time, lang } from './i18n.js';
 import { api, ApiError } from './api.js';
 import { Signal } from './signal.js';
 
@@ -266,8 +266,10 @@ function stateWord(p) {
 
 function renderQueue() {
     const { patients, waiting, average } = queue;
+    // Chinese sentences follow each other without a space
     $('queue-summary').textContent = t('console.queue.summary', { n: waiting })
-        + (average ? ' ' + t('console.queue.average', { m: Math.max(1, Math.round(average / 60)) }) : '');
+        + (average ? (lang() === 'zh' ? '' : ' ')
+           + t('console.queue.average', { m: Math.max(1, Math.round(average / 60)) }) : '');
     const busy = !!call || patients.some((p) => p.state === 'in-call' || p.state === 'ringing');
     const anyone = patients.some((p) => p.state === 'waiting' && p.connected);
     $('call-next').disabled = busy || !anyone;
