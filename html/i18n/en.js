@@ -193,7 +193,7 @@ export default {
     'wait.ring_spoken': 'The doctor is calling you. Please press Answer.',
     'wait.answer': 'Answer',
     'wait.not_now': 'Not now',
-    'wait.declined': 'You said not now. You keep your place at the end of the line.',
+    'wait.declined': 'You said not now. You are now at the end of the line; the doctor will call you again.',
     'wait.missed': 'You did not answer in time. You are back in the line.',
     'wait.cancelled': 'The doctor stopped calling. Please keep waiting.',
     'wait.over_heading': 'The visit is over',

@@ -192,7 +192,7 @@ export default {
     'wait.ring_spoken': '医生正在呼叫您，请按接听。',
     'wait.answer': '接听',
     'wait.not_now': '暂不接听',
-    'wait.declined': '您选择了暂不接听，您将排到队伍末尾。',
+    'wait.declined': '您选择了暂不接听，您已排到队伍末尾，医生会再次呼叫您。',
     'wait.missed': '您没有及时接听，已重新排队。',
     'wait.cancelled': '医生停止了呼叫，请继续等候。',
     'wait.over_heading': '问诊已结束',

@@ -14,6 +14,11 @@
 // comes back without anyone doing anything.  The Call itself listens to
 // the signal's 'signal', 'peer' and 'ended' messages of its call.
 //
+// A page that awaits something (the camera) between the 'call' message and
+// new Call() can lose the doctor's offer: holdSignals(signal) keeps every
+// 'signal' message from the page's start, and start() takes the held ones
+// of its call (new Call(signal, { held })).
+//
 // Events: 'state' {state}, 'remote' {stream}, 'local' {stream} (the camera
 // or the screen changed), 'quality' {rtt, loss, bitrate, level}, 'ended'
 // {reason}.  window.teleclinicCall is the current call (the tests read its
@@ -21,9 +26,33 @@
 
 const STATS_EVERY = 2000;
 
+// keeps the 'signal' messages that arrive before the page has its Call
+export function holdSignals(signal) {
+    let list = [];
+    let holding = true;
+    signal.addEventListener('signal', (e) => {
+        if (!holding) {
+            return;
+        }
+        list.push(e.detail);
+        if (list.length > 200) {
+            list.shift();
+        }
+    });
+    return {
+        take(call) {
+            const mine = list.filter((m) => m.call === call);
+            list = [];
+            holding = false;
+            return mine;
+        }
+    };
+}
+
 export class Call extends EventTarget {
-    constructor(signal, { role, localStream = null } = {}) {
+    constructor(signal, { role, localStream = null, held = null } = {}) {
         super();
+        this.held = held;
         this.signal = signal;
         this.role = role;
         this.localStream = localStream || new MediaStream();
@@ -43,7 +72,8 @@ export class Call extends EventTarget {
         this.muted = false;
         this.cameraOff = false;
         this.facing = 'user';
-        this.onSignal = (e) => this.handleSignal(e.detail);
+        this.chain = Promise.resolve();
+        this.onSignal = (e) => this.take(e.detail);
         this.onPeer = (e) => this.handlePeer(e.detail);
         this.onEnded = (e) => {
             if (e.detail.call === this.id) {
@@ -81,6 +111,13 @@ export class Call extends EventTarget {
         this.build();
         if (this.offerer) {
             this.offer(!!msg.rejoin);
+        }
+        if (this.held) {
+            const held = this.held;
+            this.held = null;
+            for (const m of held.take(this.id)) {
+                this.take(m);
+            }
         }
     }
 
@@ -161,6 +198,12 @@ export class Call extends EventTarget {
 
     send(data) {
         this.signal.send({ type: 'signal', call: this.id, data });
+    }
+
+    // one message at a time, in order (an offer, then its candidates)
+    take(msg) {
+        this.chain = this.chain.then(() => this.handleSignal(msg));
+        return this.chain;
     }
 
     async handleSignal(msg) {

@@ -17,7 +17,15 @@ function isPhone() {
            || (navigator.maxTouchPoints > 0 && matchMedia('(pointer: coarse)').matches);
 }
 
+// the view's styles, for a page that does not link them itself
+function styles() {
+    if (!document.querySelector('link[href="/call.css"]')) {
+        document.head.append(el('link', { rel: 'stylesheet', href: '/call.css' }));
+    }
+}
+
 export function mountCallView(container, call, { role = 'patient' } = {}) {
+    styles();
     const remote = el('video', { class: 'call-remote', autoplay: true, playsinline: true,
                                  'aria-label': t(role === 'doctor' ? 'call.remote_patient' : 'call.remote_doctor') });
     const local = el('video', { class: 'call-local', autoplay: true, playsinline: true, muted: true,
