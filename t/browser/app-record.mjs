@@ -256,6 +256,17 @@ await page.fill('#record textarea[name="findings"]', 'wheeze');
 await page.waitForFunction(() => /^Saved/.test(document.querySelector('#record .record-saved').textContent));
 await step(page, 'note-saved');
 
+// a failing save is tried again, and the indicator says so
+await page.route('**/record/note', (route) => route.fulfill({ status: 503, contentType: 'application/json',
+    body: JSON.stringify({ error: { code: 'storage_unavailable', message: 'disk' } }) }), { times: 1 });
+await page.fill('#record textarea[name="history"]', 'two weeks');
+await page.waitForFunction(() => document.querySelector('#record .record-saved').textContent === 'Not saved — retrying');
+ok(true, 'a failed save says "Not saved — retrying"');
+await step(page, 'note-retrying');
+await page.waitForFunction(() => /^Saved/.test(document.querySelector('#record .record-saved').textContent), null, { timeout: 8000 });
+ok((await record()).note.history === 'two weeks', 'and is saved on the retry');
+page.consoleErrors.splice(0);
+
 // ---- the drug search: a combobox
 const combo = '#record input[role="combobox"]';
 ok(await page.evaluate((c) => {
@@ -404,6 +415,18 @@ const small = await page.evaluate(() => [...document.querySelectorAll('#record b
     .filter((e) => e.offsetParent && e.getBoundingClientRect().height < 44).map((e) => e.outerHTML.slice(0, 80)));
 ok(small.length === 0, 'every control is at least 44 px high', small);
 
+// a language switch redraws the panel and keeps what is being typed
+await page.evaluate(() => document.documentElement.classList.remove('text-large', 'contrast-high'));
+await page.fill('#record textarea[name="history"]', 'since the flu');
+await page.click('#lang-switch');
+await page.waitForFunction(() => document.querySelector('#record label[for$="note-complaint"]').textContent === '主诉');
+ok((await page.inputValue('#record textarea[name="history"]')) === 'since the flu', 'a language switch keeps the typing');
+await page.click('#lang-switch');
+await page.waitForFunction(() => document.querySelector('#record label[for$="note-complaint"]').textContent === 'Chief complaint');
+await page.waitForFunction(() => /^Saved/.test(document.querySelector('#record .record-saved').textContent));
+ok((await http('GET', `/appointments/${later.id}/record`, { token: dtoken })).json.note.history === 'since the flu',
+   'and saves it');
+
 ok(appErrors(page).length === 0, 'no console errors', appErrors(page));
 ok(!page.consoleErrors.some((e) => e.includes('i18n: no string')), 'no i18n key missing');
 
@@ -414,6 +437,12 @@ const zlabels = await zhp.$$eval('#record label', (ls) => ls.map((l) => l.textCo
 ok(['主诉', '现病史', '检查所见', '诊断', '医嘱'].every((l) => zlabels.includes(l)), 'the note in Chinese medical terms', zlabels);
 await zhp.waitForFunction(() => document.querySelector('#record ul[id$="fu-list"]').textContent.includes('复诊'));
 ok(true, 'the follow-up kind in Chinese');
+await zhp.waitForFunction(() => document.querySelector('#record ul[id$="rx-list"]').textContent.includes('Amoxicillin, 500 mg'));
+ok(true, "a fresh page looks up the name of a drug id it has not searched for");
+ok(await zhp.$$eval('#record textarea', (ts) => ts.filter((x) => x.name !== 'text').every((x) => x.readOnly)) && (await zhp.$('#record input[role="combobox"]')) === null,
+   'a final record opened later is read-only');
+ok((await zhp.textContent('#record .record-addenda')).includes('culture negative') && (await zhp.$('#record textarea[name="text"]')) !== null,
+   'with its addenda and the addendum form');
 await step(zhp, 'zh-final');
 await mount(zhp, later.id);
 await zhp.focus('#record input[role="combobox"]');
@@ -424,6 +453,17 @@ await zhp.evaluate(() => { document.getElementById('record').style.width = ''; }
 await step(zhp, 'zh-open-wide');
 ok(appErrors(zhp).length === 0 && !zhp.consoleErrors.some((e) => e.includes('i18n: no string')),
    'no console error nor missing string (Chinese)', zhp.consoleErrors);
+// ---- alone on a narrow phone screen
+const nar = await panelPage('en-US', 'narrow');
+await nar.setViewportSize({ width: 320, height: 640 });
+await nar.evaluate(() => { document.getElementById('record').style.width = ''; });
+await mount(nar, later.id);
+await nar.fill('#record input[role="combobox"]', 'para');
+await nar.waitForSelector('#record [role="option"]');
+const w = await nar.evaluate(() => document.documentElement.scrollWidth);
+ok(w <= 320, `no horizontal scroll at 320 px: ${w}`);
+await step(nar, 'narrow-open');
+ok(appErrors(nar).length === 0, 'no console error (narrow)', nar.consoleErrors);
 note('shots in build/screenshots/app-record');
 
 await page.evaluate(() => { window.panel.destroy(); window.signal.close(); });
