@@ -33,8 +33,9 @@ try {
     ok(/Patients waiting: 2/.test(await doc.textContent('#queue-summary')), 'the console counts two waiting');
     await step(doc, 'two-waiting');
 
-    // ---- the first goes into the call; the second moves to 1
-    await doc.click('#call-next');
+    // ---- the first goes into the call (by the keyboard); the second moves to 1
+    await doc.focus('#call-next');
+    await doc.keyboard.press('Enter');
     await pa.waitForSelector('[data-view="ring"]:not([hidden]) #answer');
     await pa.click('#answer');
     await pb.waitForFunction(() => /You are next/.test(document.getElementById('q-position').textContent),
@@ -151,6 +152,15 @@ try {
         const bx = await z.locator('#call-next').boundingBox();
         ok(bx.height >= 44, `the big button is at least 44 px (${tag}: ${bx.height})`);
         await step(z, 'console');
+        if (tag === 'zh-desktop') {
+            // a language switch redraws the dynamic parts
+            await z.click('#lang-switch');
+            await z.waitForFunction(() => /Patients waiting/.test(document.getElementById('queue-summary').textContent));
+            ok(/Seen|Not attended/.test(await z.textContent('#today-list')), "after the switch to English today's list is redrawn");
+            await z.click('#lang-switch');
+            await z.waitForFunction(() => /等候的患者/.test(document.getElementById('queue-summary').textContent));
+            ok(true, 'and back in Chinese');
+        }
         const seen = z.locator('#today-list button.console-open').first();
         if (await seen.count()) {
             await seen.click();

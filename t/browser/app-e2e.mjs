@@ -47,6 +47,8 @@ try {
     const today = await doc.textContent('#today-list');
     ok(today.includes('Erika Muster') && /Checked in/.test(today), "today's list has the patient, checked in", today);
     ok(await doc.isEnabled('#call-next'), 'call next is enabled');
+    await doc.waitForFunction(() => /Patients waiting: 1/.test((document.getElementById('announce') || {}).textContent || ''));
+    ok(true, 'the queue change is announced (aria-live)');
     const box = await doc.locator('#call-next').boundingBox();
     ok(box && box.height >= 44, `the call-next button is at least 44 px high (${box && box.height})`);
     await step(doc, 'console-queue');
@@ -74,6 +76,16 @@ try {
     ok(cb && rb && rb.y < cb.y + cb.height, 'the call and the record are both in view at desktop size');
     await step(doc, 'console-in-call');
     await step(pat, 'wait-in-call');
+    // the same call on a tablet and a phone: stacked, nothing sideways
+    for (const vp of [{ width: 768, height: 1024 }, PHONE]) {
+        await doc.setViewportSize(vp);
+        await step(doc, `console-in-call-${vp.width}`);
+        const [c2, r2] = [await doc.locator('#call-area').boundingBox(), await doc.locator('#record').boundingBox()];
+        ok(c2 && r2 && r2.y >= c2.y + c2.height - 1, `at ${vp.width} px the record is below the call`, [c2, r2]);
+        const q2 = await doc.locator('#queue-card').boundingBox();
+        ok(q2 && c2 && c2.y < q2.y, `at ${vp.width} px the call comes before the queue`, [c2, q2]);
+    }
+    await doc.setViewportSize(DESKTOP);
 
     // ---- a picture with the patient's consent
     await doc.click('#record button:text("Ask to keep a picture")');
