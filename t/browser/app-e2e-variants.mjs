@@ -59,6 +59,19 @@ try {
     await mediaFlows(doc, 'doctor after the patient reloaded');
     await step(pa, 'after-reload');
 
+    // ---- the doctor's page reloaded mid-call: the kept session, the call back by itself
+    const td = Date.now();
+    await doc.reload();
+    await doc.waitForSelector('#call-area:not([hidden]) video', { timeout: 30000 });
+    ok(await doc.isHidden('[data-view="signin"]'), 'the reloaded console keeps the session (no sign-in)');
+    const dback = await firstFrame(doc, td, 40000);
+    note(`reload to the first decoded remote frame again (doctor): ${dback} ms`);
+    ok(dback >= 0, 'after the reload the doctor sees the patient again without doing anything', dback);
+    await mediaFlows(doc, 'doctor after reload');
+    await mediaFlows(pa, 'patient after the doctor reloaded');
+    await doc.waitForSelector('#record button:text("Ask to keep a picture")');
+    await step(doc, 'after-reload');
+
     // ---- a refused picture
     await doc.click('#record button:text("Ask to keep a picture")');
     await pa.waitForFunction(() => document.getElementById('consent').open, null, { timeout: 10000 });
@@ -121,6 +134,28 @@ try {
     const why = await pc.textContent('#closed-text');
     ok(why.length > 10 && !/\w+\.\w+/.test(why), 'the waiting room refuses it plainly', why);
     await step(pc, 'waiting-room-refused');
+
+    // ---- where the hospital's SSO guards the API, POST /doctor/login with {}
+    // answers a token: the console signs in without the form
+    {
+        const login = await http('POST', '/doctor/login', { body: { doctor: 'jonas-weber', password: 'demo-password' } });
+        const sso = await person(browser, { viewport: DESKTOP, name: 'doctor-sso' });
+        pages.push(sso);
+        let tried = null;
+        await sso.route('**/api/v1/doctor/login', (route) => {
+            tried = route.request().postData();
+            if (tried === '{}') {
+                route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(login.json) });
+            } else {
+                route.continue();
+            }
+        });
+        await sso.goto('/doctor.html');
+        await sso.waitForSelector('[data-view="console"]:not([hidden])');
+        ok(tried === '{}', 'the console tries the SSO sign-in with an empty body', tried);
+        ok(/Jonas Weber/.test(await sso.textContent('#console-doctor')), 'signed in by SSO, without the form');
+        await sso.context().close();
+    }
 
     // ---- the console in Chinese, large text and high contrast, at desktop, phone and 320 px
     for (const [viewport, tag] of [[DESKTOP, 'zh-desktop'], [PHONE, 'zh-phone'], [NARROW, 'zh-320']]) {
