@@ -398,7 +398,6 @@ export default {
     'console.error.busy': 'You are already calling or in a call.',
     'console.error.not_in_queue': 'This patient is no longer in the queue.',
     'console.error.not_connected': 'This patient is not connected right now.',
-    'console.call.heading': 'Video call',
     'console.call.with': 'In a call with {name}',
     'console.call.ended': 'The call with {name} has ended. Finish the record.',
     'console.call.unavailable': 'The video call cannot be shown on this page.',

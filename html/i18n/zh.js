@@ -397,7 +397,6 @@ export default {
     'console.error.busy': '您正在呼叫或通话中。',
     'console.error.not_in_queue': '此患者已不在队列中。',
     'console.error.not_connected': '此患者目前未连接。',
-    'console.call.heading': '视频通话',
     'console.call.with': '正在与 {name} 通话',
     'console.call.ended': '与 {name} 的通话已结束，请完成病历。',
     'console.call.unavailable': '此页面无法显示视频通话。',

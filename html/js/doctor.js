@@ -451,7 +451,9 @@ async function openRecord(appointment, name, liveCall) {
         });
     }
     if (!liveCall) {
-        $('record').focus?.();
+        // opened from today's list: the keyboard lands on the panel
+        $('record-patient').setAttribute('tabindex', '-1');
+        $('record-patient').focus();
     }
 }
 

@@ -44,7 +44,9 @@ function slotStart(id) {
 
 // books Dr. Jonas Weber at the first free time within check-in, through
 // index.html; ends on the visit page; returns {id, token, link, start}
-export async function bookThroughPages(page, { name, phone, reason = '', shots = true }) {
+// (checkin: false takes any later free time of today, for an appointment
+// that is not to be held)
+export async function bookThroughPages(page, { name, phone, reason = '', shots = true, checkin = true }) {
     await page.goto('/');
     await page.waitForSelector('#departments button');
     if (shots) await step(page, 'book-department');
@@ -58,9 +60,10 @@ export async function bookThroughPages(page, { name, phone, reason = '', shots =
     const now = Date.now();
     const slot = ids.find((id) => {
         const s = slotStart(id);
-        return s && s.getTime() > now + 30000 && s.getTime() <= now + 15 * 60000;
+        return s && s.getTime() > now + 30000 && (!checkin || s.getTime() <= now + 15 * 60000);
     });
-    ok(!!slot, `a time of Dr. Weber within the next 15 minutes is offered (${name})`, ids.slice(0, 6));
+    ok(!!slot, `a time of Dr. Weber ${checkin ? 'within the next 15 minutes' : 'later today'} is offered (${name})`,
+       ids.slice(0, 6));
     await page.click(`#slots button[data-slot="${slot}"]`);
     if (shots) await step(page, 'book-time');
     await page.click('#slot-next');

@@ -123,7 +123,8 @@ try {
     // ---- a cancelled appointment
     const pc = await person(browser, { viewport: PHONE, relay: true, name: 'patientC' });
     pages.push(pc);
-    const c = await bookThroughPages(pc, { name: 'Clara Dritte', phone: '+49 30 5550203', shots: false });
+    const c = await bookThroughPages(pc, { name: 'Clara Dritte', phone: '+49 30 5550203', shots: false,
+                                         checkin: false });
     await pc.click('#cancel');
     await pc.click('#cancel-yes');
     await pc.waitForFunction(() => /ancel/.test(document.getElementById('v-status').textContent), null, { timeout: 10000 });
