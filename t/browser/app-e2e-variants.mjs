@@ -33,6 +33,17 @@ try {
     ok(/Patients waiting: 2/.test(await doc.textContent('#queue-summary')), 'the console counts two waiting');
     await step(doc, 'two-waiting');
 
+    // ---- "Later" sends a patient to the end of the queue (twice, back to the first order)
+    const names = () => doc.$$eval('#queue-list li .console-name', (n) => n.map((x) => x.textContent).join(','));
+    await queueLine(doc, 'Anton Erster').locator('button.skip').click();
+    await doc.waitForFunction(() => /^\s*1\s*Berta/.test(document.querySelector('#queue-list li').textContent));
+    ok((await names()) === 'Berta Zweite,Anton Erster', 'Later moves the first patient to the end', await names());
+    await pb.waitForFunction(() => /You are next/.test(document.getElementById('q-position').textContent));
+    await queueLine(doc, 'Berta Zweite').locator('button.skip').click();
+    await doc.waitForFunction(() => /^\s*1\s*Anton/.test(document.querySelector('#queue-list li').textContent));
+    await pb.waitForFunction(() => /number 2/.test(document.getElementById('q-position').textContent));
+    ok((await names()) === 'Anton Erster,Berta Zweite', 'and again: the first order is back', await names());
+
     // ---- the first goes into the call (by the keyboard); the second moves to 1
     await doc.focus('#call-next');
     await doc.keyboard.press('Enter');
