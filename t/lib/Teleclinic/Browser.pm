@@ -83,7 +83,7 @@ sub run_browser_script {
                 ok(!$1, $2);
                 $n++;
             } elsif ($line =~ /^#/) {
-                note($line);
+                note($line =~ s/^#\s?//r);
             } elsif ($line !~ /^1\.\.\d+$/) {
                 diag($line);
             }
