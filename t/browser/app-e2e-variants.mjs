@@ -1,6 +1,7 @@
 // The visit's variants in a real browser, relay only: two patients waiting
 // (the second moves from 2 to 1 when the first goes into the call), the
-// first patient's page reloaded mid-call (video comes back by itself), a
+// first patient's page reloaded mid-call and then its connection dropped
+// (video comes back by itself each time), a
 // refused picture, a declined call, a no-show through the confirmation,
 // a cancelled appointment (the visit page says so, the waiting room
 // refuses it plainly), and the console in Chinese with large text and
@@ -60,6 +61,19 @@ try {
 
     // ---- the patient's page reloaded mid-call: video flows again by itself
     await firstFrame(pa, Date.now());
+    // from the reload on, the page's WebSockets are kept where the test
+    // can close one, as a network change closes it under a phone's page
+    await pa.context().addInitScript(() => {
+        const Native = window.WebSocket;
+        window.teleclinicSockets = [];
+        window.WebSocket = function (...args) {
+            const ws = new Native(...args);
+            window.teleclinicSockets.push(ws);
+            return ws;
+        };
+        window.WebSocket.prototype = Native.prototype;
+        Object.setPrototypeOf(window.WebSocket, Native);
+    });
     const tr = Date.now();
     await pa.reload();
     await pa.waitForSelector('[data-view="call"]:not([hidden]) video', { timeout: 30000 });
@@ -69,6 +83,27 @@ try {
     await mediaFlows(pa, 'patient after reload');
     await mediaFlows(doc, 'doctor after the patient reloaded');
     await step(pa, 'after-reload');
+
+    // ---- the patient's connection to the clinic drops mid-call (closed
+    // under the page): the page reconnects by itself, the server's rejoin
+    // rebuilds the call, and video flows again
+    await pa.evaluate(() => { window.teleclinicOldPc = window.teleclinicCall.pc; });
+    const tdrop = Date.now();
+    const dropped = await pa.evaluate(() => {
+        const open = window.teleclinicSockets.filter((w) => w.readyState === WebSocket.OPEN);
+        open.forEach((w) => w.close());
+        return open.length;
+    });
+    ok(dropped === 1, "the patient's connection to the clinic is closed under the page", dropped);
+    await pa.waitForFunction(() => window.teleclinicCall && window.teleclinicCall.pc !== window.teleclinicOldPc,
+                             null, { timeout: 20000 });
+    ok(await pa.evaluate(() => window.teleclinicSockets.filter((w) => w.readyState === WebSocket.OPEN).length) === 1,
+       'the page has connected again by itself');
+    const dropBack = await firstFrame(pa, tdrop, 40000);
+    note(`dropped connection to the first decoded remote frame again (patient): ${dropBack} ms`);
+    ok(dropBack >= 0, 'after the dropped connection the patient sees the doctor again without doing anything', dropBack);
+    await mediaFlows(pa, 'patient after the dropped connection');
+    await mediaFlows(doc, "doctor after the patient's dropped connection");
 
     // ---- the doctor's page reloaded mid-call: the kept session, the call back by itself
     const td = Date.now();
