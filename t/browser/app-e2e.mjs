@@ -87,6 +87,34 @@ try {
     }
     await doc.setViewportSize(DESKTOP);
 
+    // ---- the doctor shares the screen and stops; the patient (a phone)
+    // switches the camera: each time the track sent changes, the call goes on
+    const sent = (page) => page.evaluate(() => {
+        const s = window.teleclinicCall.pc.getSenders().find((x) => x.track && x.track.kind === 'video');
+        return s ? { id: s.track.id, label: s.track.label } : null;
+    });
+    ok(await doc.isVisible('#call-share'), 'the doctor can share the screen');
+    const camera = await sent(doc);
+    await doc.click('#call-share');
+    await doc.waitForFunction(() => document.getElementById('call-share').getAttribute('aria-pressed') === 'true');
+    const screen = await sent(doc);
+    ok(screen && camera && screen.id !== camera.id && /screen/.test(screen.label),
+       "sharing: the doctor's video sent is the screen", [camera, screen]);
+    await mediaFlows(pat, 'patient while the doctor shares the screen');
+    await doc.click('#call-share');
+    await doc.waitForFunction(() => document.getElementById('call-share').getAttribute('aria-pressed') === 'false');
+    const again = await sent(doc);
+    ok(again && !/screen/.test(again.label), "stopped: the doctor's camera is sent again", again);
+    ok(await pat.isVisible('#call-switch'), 'the patient on a phone can switch the camera');
+    const front = await sent(pat);
+    await pat.click('#call-switch');
+    await pat.waitForFunction((id) => {
+        const s = window.teleclinicCall.pc.getSenders().find((x) => x.track && x.track.kind === 'video');
+        return s && s.track.id !== id;
+    }, front && front.id, { timeout: 10000 });
+    ok(true, "switching: the patient's camera track sent is a new one");
+    await mediaFlows(doc, 'doctor after the patient switched the camera');
+
     // ---- a picture with the patient's consent
     await doc.click('#record button:text("Ask to keep a picture")');
     await pat.waitForFunction(() => document.getElementById('consent').open, null, { timeout: 10000 });
