@@ -150,9 +150,13 @@ export function mountDeviceCheck(container, { connection } = {}) {
         const v = r.stream.getVideoTracks()[0];
         const a = r.stream.getAudioTracks()[0];
         preview.srcObject = v ? r.stream : null;
+        preview.hidden = !v;
         preview.play().catch(() => {});
-        camStatus.textContent = v ? t('device.camera_ok') : t(r.videoError === 'NotFoundError' ? 'device.missing' : 'device.refused');
-        micStatus.textContent = a ? t('device.mic_ok') : t(r.audioError === 'NotFoundError' ? 'device.missing' : 'device.refused');
+        // a short word per device; the help above says what to do
+        camStatus.textContent = t(v ? 'device.camera_ok'
+                                    : r.videoError === 'NotFoundError' ? 'device.camera_missing' : 'device.camera_refused');
+        micStatus.textContent = t(a ? 'device.mic_ok'
+                                    : r.audioError === 'NotFoundError' ? 'device.mic_missing' : 'device.mic_refused');
         help.hidden = !!(v && a);
         if (!help.hidden && (r.videoError === 'NotFoundError' || r.audioError === 'NotFoundError')
             && r.videoError !== 'NotAllowedError' && r.audioError !== 'NotAllowedError') {

@@ -318,6 +318,26 @@ ok(/opens at/.test(await again.textContent('#q-early')), 'before check-in: the t
    await again.textContent('#q-early'));
 await step(again, 'too-early');
 
+// ---- camera and microphone refused: the browser's "Block" (headless
+// Chromium has no prompt to answer, so its refusal is made in the page:
+// getUserMedia rejects as it does when a person blocks the request)
+const refusing = await person(browser, { viewport: PHONE, name: 'refused' });
+await refusing.context().addInitScript(() => {
+    navigator.mediaDevices.getUserMedia = () =>
+        Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));
+});
+await refusing.goto(`/wait.html?appointment=${lb.json.id}#token=${encodeURIComponent(lb.json.token)}`);
+await refusing.waitForSelector('#device-help:not([hidden])');
+ok(/guide\.html$/.test(await refusing.getAttribute('#device-help a', 'href')),
+   'refused devices: help in plain words with the way to the guide');
+ok(/blocked|refused|not allowed|allow/i.test(await refusing.textContent('#device-help-text')),
+   'refused devices: the help says what happened', await refusing.textContent('#device-help-text'));
+ok(await refusing.isEnabled('#ready'), 'refused devices: the patient can still go on');
+await step(refusing, 'devices-refused');
+await refusing.click('#ready');
+await refusing.waitForSelector('[data-view="queue"]:not([hidden]) #q-early:not([hidden])');
+ok(true, 'refused devices: the waiting room goes on without them');
+
 const errors = [...patient.consoleErrors, ...doctor.consoleErrors,
                 ...again.consoleErrors.filter((e) => !/WebSocket|1008/.test(e))];
 ok(errors.length === 0, 'no errors in the pages\' consoles', errors);
