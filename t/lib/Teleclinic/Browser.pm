@@ -42,10 +42,26 @@ sub run_browser_script {
     my $shots = "$REPO/build/screenshots/$name";
     system('rm', '-rf', $shots);
 
+    # http => "...": directives added to make run's http{} (a test's own
+    # variant of conf/nginx.conf, e.g. the hospital's SSO in front)
+    my $conf;
+
+    if (defined $opts{http}) {
+        open my $in, '<', "$REPO/conf/nginx.conf" or die "conf: $!";
+        my $text = do { local $/; <$in> };
+        $text =~ s/^(\s*teleclinic_zone .*)$/$1\n    $opts{http}/m
+            or die 'no teleclinic_zone line in conf/nginx.conf';
+        $conf = "$var/template.conf";
+        open my $out, '>', $conf or die "$conf: $!";
+        print $out $text;
+        close $out;
+    }
+
     my $pid = fork() // die "fork: $!";
 
     if ($pid == 0) {
         $ENV{TELECLINIC_VAR} = $var;
+        $ENV{TELECLINIC_CONF} = $conf if defined $conf;
         open STDOUT, '>', "$var/run.log";
         open STDERR, '>&', \*STDOUT;
         exec "$REPO/bin/teleclinic-run", $port, $turn_port or exit 127;
