@@ -24,6 +24,10 @@ try {
     await enterWaitingRoom(pb, { shots: false });
     ok(/number 2/.test(await pb.textContent('#q-position')), 'the second patient is number 2',
        await pb.textContent('#q-position'));
+    // position 2 of a doctor with 5-minute slots and no visit yet: one
+    // slot's length ahead (docs/protocol.md, estimated_wait)
+    ok(/about 5 min/.test(await pb.textContent('#q-estimate')), 'the second patient sees the estimated wait',
+       await pb.textContent('#q-estimate'));
     await step(pb, 'second-waiting');
 
     await signInDoctor(doc, { shots: false });
