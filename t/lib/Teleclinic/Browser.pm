@@ -34,6 +34,12 @@ sub run_browser_script {
         unless -d "$REPO/node_modules/playwright-core"
                && -d "$REPO/node_modules/axe-core";
 
+    # nginx, node and Chromium in a zone where it is about noon now, so
+    # that a slot within check-in is today's whatever the hour (as
+    # Teleclinic::Room does for the protocol tests); Etc/GMT-N is UTC+N
+    my $off = 12 - (gmtime)[2];
+    local $ENV{TZ} = sprintf('Etc/GMT%+d', -$off);
+
     my $var = tempdir(CLEANUP => 1);
     my $port = Teleclinic::Test::free_port();
     my $turn_port = Teleclinic::Test::free_port(udp => 1);
