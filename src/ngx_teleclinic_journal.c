@@ -88,7 +88,7 @@ static void ngx_teleclinic_journal_sync_event(ngx_event_t *ev);
 static const char  *ngx_teleclinic_ops[] = {
     NULL, "book", "cancel", "reschedule", "status", "directory", "sent",
     "appt", "msg", "expire", "room", "note", "item", "drop", "close",
-    "rating", "forget", "consent"
+    "rating", "forget", "consent", "mirror"
 };
 
 
@@ -423,6 +423,7 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
     ngx_teleclinic_sh_t     *sh;
     ngx_teleclinic_msg_t    *msg;
     ngx_teleclinic_appt_t   *appt;
+    ngx_uint_t               i;
     ngx_teleclinic_event_t   ev;
     ngx_teleclinic_compact_t  w;
 
@@ -508,6 +509,34 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
             if (ngx_teleclinic_compact_put(&w, &ev) != NGX_OK) {
                 goto failed;
             }
+        }
+    }
+
+    /* where the reading of the other nodes' events goes on */
+
+    for (i = 0; i < sh->nmarks; i++) {
+        ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+        ev.op = NGX_TELECLINIC_EV_MIRROR;
+        ev.seq = sh->seq;
+        ev.node.data = sh->marks[i].node;
+        ev.node.len = sh->marks[i].len;
+        ev.worker = sh->marks[i].worker;
+        ev.oseq = sh->marks[i].seq;
+
+        if (ngx_teleclinic_compact_put(&w, &ev) != NGX_OK) {
+            goto failed;
+        }
+    }
+
+    if (sh->mirror_len) {
+        ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+        ev.op = NGX_TELECLINIC_EV_MIRROR;
+        ev.seq = sh->seq;
+        ev.rid.data = sh->mirror;
+        ev.rid.len = sh->mirror_len;
+
+        if (ngx_teleclinic_compact_put(&w, &ev) != NGX_OK) {
+            goto failed;
         }
     }
 
@@ -721,6 +750,12 @@ ngx_teleclinic_journal_commit(ngx_teleclinic_zone_t *zone,
      * the record is written while the zone is locked, so the order of
      * the journal is the order in which the changes were applied
      */
+    /* the second sink: the Redis Stream that the other nodes read */
+
+    if (zone->journal->sink && ev->node.len == 0) {
+        zone->journal->sink(zone->journal->sink_data, ev, rec.data, rec.len);
+    }
+
     if (ngx_teleclinic_journal_append(zone->journal, &rec, log) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -985,6 +1020,21 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev,
     case NGX_TELECLINIC_EV_CONSENT:
         p = ngx_teleclinic_journal_put_record(p, last, keys, ev);
         break;
+    }
+
+    /* another node's event: who made it, where the stream had it */
+
+    if (p && ev->node.len) {
+        p = ngx_teleclinic_json_field(p, last, "node", &ev->node);
+
+        if (p) {
+            p = ngx_slprintf(p, last, ",\"w\":%ui,\"oseq\":%ui",
+                             ev->worker, ev->oseq);
+        }
+    }
+
+    if (p && ev->rid.len) {
+        p = ngx_teleclinic_json_field(p, last, "rid", &ev->rid);
     }
 
     if (p == NULL || p >= last) {
@@ -1275,6 +1325,36 @@ ngx_teleclinic_journal_str(json_t *o, const char *key, ngx_str_t *s,
 }
 
 
+/* a Redis Stream entry's id: "milliseconds-sequence" */
+
+ngx_int_t
+ngx_teleclinic_journal_rid(ngx_str_t *rid)
+{
+    u_char      *p, *last;
+    ngx_uint_t   dash;
+
+    if (rid->len < 3 || rid->len > NGX_TELECLINIC_RID_MAX) {
+        return NGX_ERROR;
+    }
+
+    dash = 0;
+    last = rid->data + rid->len;
+
+    for (p = rid->data; p < last; p++) {
+        if (*p == '-' && !dash && p != rid->data && p + 1 != last) {
+            dash = 1;
+            continue;
+        }
+
+        if (*p < '0' || *p > '9') {
+            return NGX_ERROR;
+        }
+    }
+
+    return dash ? NGX_OK : NGX_ERROR;
+}
+
+
 static ngx_int_t
 ngx_teleclinic_journal_hex(u_char *dst, u_char *src, size_t n)
 {
@@ -1439,7 +1519,11 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
         || ngx_teleclinic_journal_uint(o, "average", NGX_MAX_INT32_VALUE,
                                        &ev->average) != NGX_OK
         || ngx_teleclinic_journal_uint(o, "ver", NGX_MAX_UINT32_VALUE,
-                                       &version) != NGX_OK)
+                                       &version) != NGX_OK
+        || ngx_teleclinic_journal_uint(o, "w", NGX_MAX_INT32_VALUE,
+                                       &ev->worker) != NGX_OK
+        || ngx_teleclinic_journal_uint(o, "oseq", NGX_MAX_INT_T_VALUE,
+                                       &ev->oseq) != NGX_OK)
     {
         goto done;
     }
@@ -1512,6 +1596,19 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
         }
 
         break;
+    }
+
+    if ((json_object_get(o, "node")
+         && (ngx_teleclinic_journal_str(o, "node", &ev->node, pool) != NGX_OK
+             || ev->node.len > NGX_TELECLINIC_NODE_MAX
+             || ngx_teleclinic_id_valid(ev->node.data, ev->node.len)
+                != NGX_OK))
+        || (json_object_get(o, "rid")
+            && (ngx_teleclinic_journal_str(o, "rid", &ev->rid, pool)
+                != NGX_OK
+                || ngx_teleclinic_journal_rid(&ev->rid) != NGX_OK)))
+    {
+        goto done;
     }
 
     if (private) {

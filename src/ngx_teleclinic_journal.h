@@ -20,6 +20,14 @@
 
 typedef void (*ngx_teleclinic_journal_handler_pt)(void *data, ngx_int_t rc);
 
+/*
+ * A second sink of the events, called with the zone locked and each
+ * change made here (not another node's) as its journal line: the Redis
+ * mirror copies the line and sends it after the unlock.
+ */
+typedef void (*ngx_teleclinic_journal_sink_pt)(void *data,
+    ngx_teleclinic_event_t *ev, u_char *line, size_t len);
+
 
 struct ngx_teleclinic_journal_s {
     ngx_str_t                           path;
@@ -29,6 +37,8 @@ struct ngx_teleclinic_journal_s {
 #if (NGX_THREADS)
     ngx_thread_pool_t                  *thread_pool;
 #endif
+    ngx_teleclinic_journal_sink_pt      sink;      /* per worker */
+    void                               *sink_data;
 };
 
 
@@ -46,6 +56,7 @@ typedef struct {
     ngx_teleclinic_journal_handler_pt   handler;
     void                               *data;
     ngx_log_t                          *log;
+    ngx_uint_t                          mark;      /* the mirror's */
 } ngx_teleclinic_journal_waiter_t;
 
 
@@ -72,6 +83,7 @@ ngx_int_t ngx_teleclinic_journal_append(ngx_teleclinic_journal_t *journal,
 /* calls w->handler once every event appended so far is on disk */
 void ngx_teleclinic_journal_sync(ngx_teleclinic_journal_t *journal,
     ngx_teleclinic_journal_waiter_t *w);
+/* takes a waiter off the queue it is in, if any */
 void ngx_teleclinic_journal_cancel(ngx_teleclinic_journal_waiter_t *w);
 
 ngx_int_t ngx_teleclinic_journal_init_process(ngx_cycle_t *cycle,
@@ -85,6 +97,8 @@ ngx_int_t ngx_teleclinic_journal_init_process(ngx_cycle_t *cycle,
  */
 ssize_t ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev,
     ngx_teleclinic_keys_t *keys, u_char *buf, size_t size);
+/* NGX_OK for a Redis Stream entry's id */
+ngx_int_t ngx_teleclinic_journal_rid(ngx_str_t *rid);
 ngx_int_t ngx_teleclinic_journal_decode(u_char *line, size_t len,
     ngx_teleclinic_event_t *ev, ngx_teleclinic_keys_t *keys,
     ngx_pool_t *pool);

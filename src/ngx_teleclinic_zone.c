@@ -212,6 +212,7 @@ ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
     ngx_int_t               rc;
     ngx_teleclinic_msg_t   *msg;
     ngx_teleclinic_appt_t  *appt;
+    ngx_teleclinic_mark_t  *mark;
 
     switch (ev->op) {
 
@@ -295,15 +296,74 @@ ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
 
         break;
 
+    case NGX_TELECLINIC_EV_MIRROR:
+        rc = NGX_OK;
+        break;
+
     default:
         rc = NGX_ERROR;
     }
 
-    if (rc == NGX_OK && ev->seq > zone->sh->seq) {
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ev->seq > zone->sh->seq) {
         zone->sh->seq = ev->seq;
     }
 
+    if (ev->node.len) {
+        mark = ngx_teleclinic_mark(zone, &ev->node, ev->worker);
+
+        if (mark && ev->oseq > mark->seq) {
+            mark->seq = ev->oseq;
+        }
+    }
+
+    if (ev->rid.len && ev->rid.len <= NGX_TELECLINIC_RID_MAX) {
+        zone->sh->mirror_len = ev->rid.len;
+        ngx_memcpy(zone->sh->mirror, ev->rid.data, ev->rid.len);
+    }
+
     return rc;
+}
+
+
+ngx_teleclinic_mark_t *
+ngx_teleclinic_mark(ngx_teleclinic_zone_t *zone, ngx_str_t *node,
+    ngx_uint_t worker)
+{
+    ngx_uint_t              i;
+    ngx_teleclinic_sh_t    *sh;
+    ngx_teleclinic_mark_t  *mark;
+
+    sh = zone->sh;
+
+    if (node->len == 0 || node->len > NGX_TELECLINIC_NODE_MAX) {
+        return NULL;
+    }
+
+    for (i = 0; i < sh->nmarks; i++) {
+        mark = &sh->marks[i];
+
+        if (mark->worker == worker && mark->len == node->len
+            && ngx_memcmp(mark->node, node->data, node->len) == 0)
+        {
+            return mark;
+        }
+    }
+
+    if (sh->nmarks == NGX_TELECLINIC_MARKS) {
+        return NULL;
+    }
+
+    mark = &sh->marks[sh->nmarks++];
+    mark->len = node->len;
+    ngx_memcpy(mark->node, node->data, node->len);
+    mark->worker = worker;
+    mark->seq = 0;
+
+    return mark;
 }
 
 
@@ -320,7 +380,7 @@ ngx_teleclinic_apply_messages(ngx_teleclinic_zone_t *zone,
     *msg = NULL;
     *reminder = NULL;
 
-    if (!zone->notify) {
+    if (!zone->notify || ev->node.len) {
         return NGX_OK;
     }
 
@@ -896,7 +956,7 @@ ngx_int_t
 ngx_teleclinic_outbox_add(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_event_t *ev, ngx_uint_t kind, time_t due)
 {
-    if (ev->quiet
+    if (ev->quiet || ev->node.len
         || (ngx_teleclinic_msg_emr(kind) ? !zone->emr : !zone->notify))
     {
         return NGX_OK;

@@ -61,7 +61,15 @@
 #define NGX_TELECLINIC_EV_FORGET      16
 /* the patient's answer to a snapshot request: ids and times, no text */
 #define NGX_TELECLINIC_EV_CONSENT     17
-#define NGX_TELECLINIC_EV_LAST        NGX_TELECLINIC_EV_CONSENT
+/* compaction's: how far the other nodes' events (Redis) are applied */
+#define NGX_TELECLINIC_EV_MIRROR      18
+#define NGX_TELECLINIC_EV_LAST        NGX_TELECLINIC_EV_MIRROR
+
+/* a node's name (teleclinic_node) and a Redis Stream entry's id */
+#define NGX_TELECLINIC_NODE_MAX       32
+#define NGX_TELECLINIC_RID_MAX        48
+/* the writers (a node's workers) whose events a zone has applied */
+#define NGX_TELECLINIC_MARKS          256
 
 /* snapshot request ids: numbers that JavaScript holds exactly */
 #define NGX_TELECLINIC_REQUEST_MAX    ((((ngx_uint_t) 1) << 53) - 1)
@@ -135,6 +143,20 @@ typedef struct {
 } ngx_teleclinic_logins_t;
 
 
+/*
+ * How far one writer's events are applied here: a worker of another node
+ * sends its events in the order of their sequence numbers, so a number
+ * not above its mark is an event seen before (sent again after a lost
+ * answer, or read again after a restart).
+ */
+typedef struct {
+    size_t                        len;
+    u_char                        node[NGX_TELECLINIC_NODE_MAX];
+    ngx_uint_t                    worker;
+    ngx_uint_t                    seq;
+} ngx_teleclinic_mark_t;
+
+
 typedef struct {
     ngx_rbtree_t                  appts;
     ngx_rbtree_node_t             appts_sentinel;
@@ -159,6 +181,12 @@ typedef struct {
 
     ngx_uint_t                    journal_records;
     ngx_uint_t                    nrecord_events;  /* a compaction's */
+
+    /* the last entry of the Redis Stream read here, "" before any */
+    size_t                        mirror_len;
+    u_char                        mirror[NGX_TELECLINIC_RID_MAX];
+    ngx_uint_t                    nmarks;
+    ngx_teleclinic_mark_t         marks[NGX_TELECLINIC_MARKS];
 
     ngx_teleclinic_logins_t       logins;
 
@@ -211,6 +239,20 @@ typedef struct {
     ngx_uint_t                    request;     /* a snapshot's consent */
     ngx_uint_t                    quiet;       /* compaction's: it sends
                                                   nothing again */
+
+    /*
+     * another node's event, from the Redis Stream: that node's name and
+     * the stream entry's id.  Such an event sends no message: the node
+     * that made it owns its outbox.
+     */
+    ngx_str_t                     node;
+    ngx_uint_t                    worker;      /* of that node */
+    ngx_uint_t                    oseq;        /* its sequence number */
+    ngx_str_t                     rid;
+
+    /* the slot a cancel or a move frees, for its claim (not journaled) */
+    ngx_str_t                     freed_doctor;
+    time_t                        freed_start;
 } ngx_teleclinic_event_t;
 
 
@@ -292,6 +334,10 @@ void ngx_teleclinic_zone_unlock(ngx_teleclinic_zone_t *zone);
 /* called with the zone locked; NGX_DECLINED when the zone is full */
 ngx_int_t ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_event_t *ev, ngx_log_t *log);
+
+/* the writer's mark, NULL when the table is full */
+ngx_teleclinic_mark_t *ngx_teleclinic_mark(ngx_teleclinic_zone_t *zone,
+    ngx_str_t *node, ngx_uint_t worker);
 
 ngx_teleclinic_appt_t *ngx_teleclinic_appt_lookup(ngx_teleclinic_zone_t *zone,
     uint64_t id);

@@ -8,9 +8,6 @@ use strict;
 use warnings;
 
 use Test::More;
-use POSIX ();
-use Mojo::JSON qw(encode_json decode_json);
-use IO::Socket::IP;
 
 use FindBin;
 use lib "$FindBin::Bin/lib";
@@ -53,7 +50,8 @@ my @slots = map { $free[int($_ * @free / $ROUNDS)]{id} } 0 .. $ROUNDS - 1;
 my %winner;
 
 for my $slot (@slots) {
-    my @res = race($slot);
+    my @res = race($slot, [$t->port], clients => $CLIENTS,
+                   per_client => $PER_CLIENT);
 
     is(scalar @res, $CLIENTS * $PER_CLIENT, "$slot: every request answered");
 
@@ -114,118 +112,3 @@ is_deeply([sort { $a <=> $b } $t->worker_pids], [sort { $a <=> $b } @workers],
 ok($t->stop, 'nginx stopped cleanly');
 
 done_testing;
-
-###############################################################################
-
-# $CLIENTS processes each open $PER_CLIENT requests at once, all released
-# together; returns one hash per request
-sub race {
-    my ($slot) = @_;
-
-    my $url = $t->url('/api/v1/appointments');
-
-    pipe(my $go_r, my $go_w) or die "pipe: $!";
-
-    my @kids;
-
-    for my $k (1 .. $CLIENTS) {
-        pipe(my $res_r, my $res_w) or die "pipe: $!";
-
-        my $pid = fork // die "fork: $!";
-
-        if ($pid == 0) {
-            close $go_w;
-            close $res_r;
-            client($url, $slot, $k, $go_r, $res_w);
-            POSIX::_exit(0);
-        }
-
-        close $res_w;
-        push @kids, [$pid, $res_r];
-    }
-
-    close $go_r;
-
-    # let every client set up, then release them all at once
-    select undef, undef, undef, 0.3;
-    close $go_w;
-
-    my @res;
-
-    for my $kid (@kids) {
-        my ($pid, $fh) = @$kid;
-
-        local $/;
-        my $out = <$fh> // '';
-        close $fh;
-        waitpid $pid, 0;
-
-        push @res, @{ decode_json($out || '[]') };
-    }
-
-    return @res;
-}
-
-sub client {
-    my ($url, $slot, $k, $go, $out) = @_;
-
-    my $port = $t->port;
-    my @res;
-
-    # a client that hangs must not hang the test
-    alarm 30;
-
-    # connections are made first, so that the requests themselves reach
-    # the workers as one burst
-    my @conns = map {
-        my $name = "Patient $k-$_";
-        my $body = encode_json({
-            slot    => $slot,
-            patient => { name  => $name,
-                         phone => sprintf('+49 30 %d%06d', $k, $_) },
-            reason  => 'race',
-        });
-
-        my $s = IO::Socket::IP->new(PeerHost => '127.0.0.1',
-                                    PeerPort => $port, Proto => 'tcp')
-            or die "connect: $@";
-
-        { sock => $s, name => $name,
-          req => "POST /api/v1/appointments HTTP/1.1\r\n"
-                 . "Host: 127.0.0.1\r\nConnection: close\r\n"
-                 . "Content-Type: application/json\r\n"
-                 . 'Content-Length: ' . length($body) . "\r\n\r\n$body" };
-    } 1 .. $PER_CLIENT;
-
-    # blocks until the parent closes its end
-    my $dummy = <$go>;
-
-    for my $c (@conns) {
-        $c->{sock}->syswrite($c->{req}) == length $c->{req}
-            or die "write: $!";
-    }
-
-    for my $c (@conns) {
-        my $raw = '';
-        1 while $c->{sock}->sysread($raw, 65536, length $raw);
-        close $c->{sock};
-
-        my ($head, $body) = split /\r\n\r\n/, $raw, 2;
-        my ($status) = ($head // '') =~ m{^HTTP/1\.1 (\d{3})};
-        my $json = eval { decode_json($body // '') };
-
-        push @res, {
-            name   => $c->{name},
-            status => $status // 0,
-            error  => $status ? undef : 'no response',
-            body   => ($status // 0) == 201 ? $json : undef,
-            code   => ref $json eq 'HASH' ? $json->{error}{code} : undef,
-            field  => ref $json eq 'HASH' ? $json->{error}{field} : undef,
-        };
-    }
-
-    print $out encode_json(\@res);
-    close $out;
-}
-
-###############################################################################

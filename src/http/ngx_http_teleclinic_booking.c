@@ -37,6 +37,12 @@ static ngx_int_t ngx_http_teleclinic_change_format(ngx_http_request_t *r,
     ngx_http_teleclinic_change_t *change, ngx_str_t *text);
 static u_char *ngx_http_teleclinic_copy_str(u_char *p, ngx_str_t *dst,
     ngx_str_t *src);
+static ngx_int_t ngx_http_teleclinic_claim(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call, ngx_teleclinic_event_t *ev,
+    ngx_int_t (*handler)(ngx_http_request_t *r,
+        ngx_http_teleclinic_call_t *call));
+static void ngx_http_teleclinic_claimed(void *data, ngx_int_t rc);
+static ngx_int_t ngx_http_teleclinic_no_redis(ngx_http_request_t *r);
 static ngx_int_t ngx_http_teleclinic_find_slot(ngx_http_request_t *r,
     ngx_str_t *slot_id, ngx_teleclinic_slot_t *slot, ngx_str_t *doctor,
     ngx_teleclinic_error_t *err);
@@ -610,6 +616,116 @@ ngx_http_teleclinic_slots(ngx_http_request_t *r,
 }
 
 
+/*
+ * With several nodes, a slot is claimed in Redis before this node books
+ * it (ngx_teleclinic_mirror_claim).  The handler stops there and, once
+ * Redis has given the claim, runs again from the start with the claim in
+ * ctx->claimed: what it checked is checked again after the wait.
+ */
+
+static ngx_int_t
+ngx_http_teleclinic_claim(ngx_http_request_t *r,
+    ngx_http_teleclinic_call_t *call, ngx_teleclinic_event_t *ev,
+    ngx_int_t (*handler)(ngx_http_request_t *r,
+        ngx_http_teleclinic_call_t *call))
+{
+    ngx_int_t                   rc;
+    ngx_teleclinic_claim_t     *claim;
+    ngx_http_teleclinic_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
+
+    if (ctx->again == NULL) {
+        /* the caller's call may be on its stack */
+
+        ctx->again = ngx_palloc(r->pool, sizeof(ngx_http_teleclinic_call_t));
+        if (ctx->again == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        *ctx->again = *call;
+    }
+
+    ctx->handler = handler;
+    ctx->claimed = ev->id;
+    ctx->claim_start = ev->start;
+
+    /* the event's doctor is in the request's JSON, gone after this run */
+    ctx->claim_doctor.len = ev->doctor.len;
+    ctx->claim_doctor.data = ngx_pstrdup(r->pool, &ev->doctor);
+    if (ctx->claim_doctor.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_teleclinic_mirror_claim(&ctx->claim_doctor, ev->start, ev->end,
+                                     ev->id, ngx_http_teleclinic_claimed, r,
+                                     &claim);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ctx->claimed = 0;
+        return ngx_http_teleclinic_no_redis(r);
+    }
+
+    /* the request lives until the claim is answered, which always comes */
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_teleclinic_claimed(void *data, ngx_int_t rc)
+{
+    ngx_http_request_t *r = data;
+
+    ngx_connection_t           *c;
+    ngx_http_teleclinic_ctx_t  *ctx;
+
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "teleclinic: slot claimed: %i", rc);
+
+    if (rc == NGX_OK) {
+        rc = ctx->handler(r, ctx->again);
+
+        if (ctx->claimed) {
+            /* the second run did not book: the claim goes back */
+            ngx_teleclinic_mirror_release(&ctx->claim_doctor,
+                                          ctx->claim_start, ctx->claimed);
+            ctx->claimed = 0;
+        }
+
+    } else if (rc == NGX_BUSY) {
+        ctx->claimed = 0;
+        rc = ngx_http_teleclinic_error(r, NGX_HTTP_CONFLICT, "slot_taken",
+                                       "the slot is no longer free", "slot");
+
+    } else {
+        ctx->claimed = 0;
+        rc = ngx_http_teleclinic_no_redis(r);
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_http_teleclinic_no_redis(ngx_http_request_t *r)
+{
+    return ngx_http_teleclinic_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     "redis_unavailable",
+                                     "bookings wait until this node reaches "
+                                     "Redis again", NULL);
+}
+
+
 ngx_int_t
 ngx_http_teleclinic_book(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call)
@@ -656,8 +772,14 @@ ngx_http_teleclinic_book(ngx_http_request_t *r,
     ev.phone = req.phone;
     ev.reason = req.reason;
 
-    /* drawn before the lock: the zone only checks it is unused */
-    if (RAND_bytes((u_char *) &ev.id, sizeof(uint64_t)) != 1) {
+    /*
+     * drawn before the lock: the zone only checks it is unused; on the
+     * second run, after the claim, the id the slot was claimed for
+     */
+    if (ctx->claimed) {
+        ev.id = ctx->claimed;
+
+    } else if (RAND_bytes((u_char *) &ev.id, sizeof(uint64_t)) != 1) {
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         goto failed;
     }
@@ -680,6 +802,12 @@ ngx_http_teleclinic_book(ngx_http_request_t *r,
 
     ctx->appt = ev.id;
 
+    if (ngx_teleclinic_mirror_on() && ctx->claimed != ev.id) {
+        ngx_teleclinic_zone_unlock(zone);
+        rc = ngx_http_teleclinic_claim(r, call, &ev, ngx_http_teleclinic_book);
+        goto failed;
+    }
+
     changed.access = 1;
 
     change.event = &ev;
@@ -690,6 +818,10 @@ ngx_http_teleclinic_book(ngx_http_request_t *r,
     change.data = &changed;
 
     rc = ngx_http_teleclinic_commit(r, zone, &change);
+
+    if (rc == NGX_DONE) {
+        ctx->claimed = 0;                /* booked: the claim is used */
+    }
 
     /* the event's strings are the request's document */
     json_decref(req.root);
@@ -872,6 +1004,9 @@ ngx_http_teleclinic_cancel(ngx_http_request_t *r,
     ev.op = NGX_TELECLINIC_EV_CANCEL;
     ev.at = ngx_time();
     ev.id = id;
+    ev.freed_doctor.data = appt->doctor;
+    ev.freed_doctor.len = appt->doctor_len;
+    ev.freed_start = appt->start;
 
     changed.access = 0;
 
@@ -976,6 +1111,29 @@ ngx_http_teleclinic_reschedule(ngx_http_request_t *r,
         goto failed;
     }
 
+    if (ngx_teleclinic_mirror_on() && ctx->claimed != id) {
+        ngx_teleclinic_zone_unlock(zone);
+        rc = ngx_http_teleclinic_claim(r, call, &ev,
+                                       ngx_http_teleclinic_reschedule);
+        json_decref(root);
+        return rc;
+    }
+
+    if (ngx_teleclinic_mirror_on()) {
+        /* the slot it leaves, copied before the move changes it */
+
+        ev.freed_doctor.len = appt->doctor_len;
+        ev.freed_doctor.data = ngx_pnalloc(r->pool, appt->doctor_len);
+        if (ev.freed_doctor.data == NULL) {
+            ngx_teleclinic_zone_unlock(zone);
+            json_decref(root);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_memcpy(ev.freed_doctor.data, appt->doctor, appt->doctor_len);
+        ev.freed_start = appt->start;
+    }
+
     /* a later visit needs a token that lasts until then */
     changed.access = 1;
 
@@ -987,6 +1145,10 @@ ngx_http_teleclinic_reschedule(ngx_http_request_t *r,
     change.data = &changed;
 
     rc = ngx_http_teleclinic_commit(r, zone, &change);
+
+    if (rc == NGX_DONE) {
+        ctx->claimed = 0;
+    }
 
     json_decref(root);
 

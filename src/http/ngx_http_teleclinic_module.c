@@ -218,6 +218,13 @@ static ngx_command_t  ngx_http_teleclinic_commands[] = {
       0,
       NULL },
 
+    { ngx_string("teleclinic_node"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, mirror.node),
+      NULL },
+
     { ngx_string("teleclinic_journal"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_teleclinic_journal_directive,
@@ -631,6 +638,23 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (tmcf->admin_key.len && tmcf->admin_key.len < 16) {
         return "needs a \"teleclinic_admin_key\" of at least 16 characters";
+    }
+
+    if (tmcf->mirror.node.len
+        && (tmcf->mirror.node.len > NGX_TELECLINIC_NODE_MAX
+            || ngx_teleclinic_id_valid(tmcf->mirror.node.data,
+                                       tmcf->mirror.node.len)
+               != NGX_OK))
+    {
+        return "needs a \"teleclinic_node\" of lowercase letters, digits "
+               "and inner dashes, up to 32";
+    }
+
+    if (ngx_teleclinic_mirror_conf(cf, &tmcf->mirror,
+                                   &tmcf->shm_zone->shm.name)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     if (tmcf->notify_url && tmcf->public_url.len == 0) {
@@ -1087,6 +1111,13 @@ ngx_http_teleclinic_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_teleclinic_mirror_init_process(cycle, tmcf->shm_zone->data,
+                                           &tmcf->mirror)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (ngx_teleclinic_session_init_process(cycle) != NGX_OK
         || ngx_http_teleclinic_record_init_process(cycle, tmcf) != NGX_OK)
     {
@@ -1105,4 +1136,5 @@ ngx_http_teleclinic_exit_process(ngx_cycle_t *cycle)
 #endif
     ngx_teleclinic_session_exit_process(cycle);
     ngx_teleclinic_notify_exit_process(cycle);
+    ngx_teleclinic_mirror_exit_process(cycle);
 }

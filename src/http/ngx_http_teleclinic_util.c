@@ -20,6 +20,7 @@ static ngx_int_t ngx_http_teleclinic_wait(ngx_http_request_t *r,
     ngx_teleclinic_zone_t *zone, ngx_uint_t status, ngx_str_t *response,
     void (*durable)(void));
 static void ngx_http_teleclinic_synced(void *data, ngx_int_t rc);
+static void ngx_http_teleclinic_mirrored(void *data, ngx_int_t rc);
 static void ngx_http_teleclinic_waiter_cleanup(void *data);
 static ngx_int_t ngx_http_teleclinic_plain_host(ngx_str_t *host);
 
@@ -559,8 +560,33 @@ ngx_http_teleclinic_unavailable(ngx_http_request_t *r, ngx_int_t rc)
 }
 
 
+/*
+ * With several nodes the answer waits for Redis too, so that a change
+ * acknowledged here is one the other nodes can read when this one dies.
+ * The same waiter goes on to the mirror's queue.
+ */
+
 static void
 ngx_http_teleclinic_synced(void *data, ngx_int_t rc)
+{
+    ngx_http_request_t *r = data;
+
+    ngx_http_teleclinic_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_teleclinic_module);
+
+    if (rc == NGX_OK && ngx_teleclinic_mirror_on()) {
+        ctx->waiter.handler = ngx_http_teleclinic_mirrored;
+        ngx_teleclinic_mirror_sync(&ctx->waiter);
+        return;
+    }
+
+    ngx_http_teleclinic_mirrored(r, rc);
+}
+
+
+static void
+ngx_http_teleclinic_mirrored(void *data, ngx_int_t rc)
 {
     ngx_http_request_t *r = data;
 
@@ -600,6 +626,7 @@ ngx_http_teleclinic_waiter_cleanup(void *data)
 {
     ngx_teleclinic_journal_waiter_t  *w = data;
 
+    /* off the journal's queue or the mirror's, wherever it waits */
     ngx_teleclinic_journal_cancel(w);
 }
 

@@ -18,6 +18,7 @@
 #include "ngx_teleclinic_directory.h"
 #include "ngx_teleclinic_request.h"
 #include "ngx_teleclinic_room.h"
+#include "ngx_teleclinic_mirror.h"
 #include "ngx_teleclinic_token.h"
 #include "ngx_teleclinic_formulary.h"
 
@@ -65,6 +66,7 @@ typedef struct {
     ngx_uint_t                    login_queue;  /* KDFs per worker */
     ngx_teleclinic_room_conf_t    room;
     ngx_teleclinic_formulary_t   *formulary;  /* teleclinic_formulary */
+    ngx_teleclinic_mirror_conf_t  mirror;     /* several nodes */
 } ngx_http_teleclinic_main_conf_t;
 
 
@@ -84,6 +86,14 @@ typedef struct {
     ngx_str_t                     response;
     ngx_teleclinic_journal_waiter_t  waiter;
     void                        (*durable)(void);
+
+    /* with several nodes: a slot claimed in Redis, then the call again */
+    uint64_t                      claimed;    /* for this appointment */
+    ngx_str_t                     claim_doctor;
+    time_t                        claim_start;
+    struct ngx_http_teleclinic_call_s  *again;
+    ngx_int_t                   (*handler)(ngx_http_request_t *r,
+                                    struct ngx_http_teleclinic_call_s *call);
 } ngx_http_teleclinic_ctx_t;
 
 
@@ -91,7 +101,7 @@ typedef struct {
 
 
 /* an API request: the path's segments after /api/v1/, and its body */
-typedef struct {
+typedef struct ngx_http_teleclinic_call_s {
     ngx_str_t                     seg[NGX_HTTP_TELECLINIC_SEGMENTS];
     ngx_uint_t                    nseg;
     ngx_str_t                     body;

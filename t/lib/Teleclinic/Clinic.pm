@@ -59,6 +59,11 @@ package Teleclinic::Clinic;
 # admin_day($t, $doctor, $date) GET the doctor's day with the admin key.
 # auth($token) the Authorization header of a bearer token, as a hash
 #   ref for $t->http's headers; admin_auth() that of $ADMIN_KEY.
+# race($slot, \@ports, %opts) truly concurrent POSTs for one slot: opts
+#   clients (4) processes each open per_client (50) connections first,
+#   client k to $ports[k % @ports], and all write at once.  Returns one
+#   hash per request: name, status (0: no answer), error, body (the 201's
+#   JSON), code and field (of an error).
 
 use strict;
 use warnings;
@@ -66,7 +71,8 @@ use warnings;
 use Carp qw(croak);
 use Exporter qw(import);
 use POSIX qw(strftime);
-use Mojo::JSON qw(encode_json);
+use IO::Socket::IP;
+use Mojo::JSON qw(encode_json decode_json);
 
 use constant ALL_DAY => [['00:00', '24:00']];
 
@@ -75,7 +81,7 @@ our $TOKEN_SECRET = 'test-secret-0123456789';
 
 our @EXPORT_OK = qw(conf directory doctor write_directory day_ahead slots
                     free_slot free_slot_ids book appointment cancel
-                    reschedule admin_day auth admin_auth ALL_DAY
+                    reschedule admin_day auth admin_auth race ALL_DAY
                     $ADMIN_KEY $TOKEN_SECRET);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -270,6 +276,116 @@ sub auth {
 
 sub admin_auth {
     return auth($ADMIN_KEY);
+}
+
+sub race {
+    my ($slot, $ports, %opts) = @_;
+
+    my $clients = $opts{clients} // 4;
+    my $per_client = $opts{per_client} // 50;
+
+    pipe(my $go_r, my $go_w) or die "pipe: $!";
+
+    my @kids;
+
+    for my $k (1 .. $clients) {
+        pipe(my $res_r, my $res_w) or die "pipe: $!";
+
+        my $pid = fork // die "fork: $!";
+
+        if ($pid == 0) {
+            close $go_w;
+            close $res_r;
+            race_client($ports->[$k % @$ports], $slot, $k, $per_client,
+                        $go_r, $res_w);
+            POSIX::_exit(0);
+        }
+
+        close $res_w;
+        push @kids, [$pid, $res_r];
+    }
+
+    close $go_r;
+
+    # let every client set up, then release them all at once
+    select undef, undef, undef, 0.3;
+    close $go_w;
+
+    my @res;
+
+    for my $kid (@kids) {
+        my ($pid, $fh) = @$kid;
+
+        local $/;
+        my $out = <$fh> // '';
+        close $fh;
+        waitpid $pid, 0;
+
+        push @res, @{ decode_json($out || '[]') };
+    }
+
+    return @res;
+}
+
+sub race_client {
+    my ($port, $slot, $k, $n, $go, $out) = @_;
+
+    my @res;
+
+    # a client that hangs must not hang the test
+    alarm 30;
+
+    # connections are made first, so that the requests themselves reach
+    # the workers as one burst
+    my @conns = map {
+        my $name = "Patient $k-$_";
+        my $body = encode_json({
+            slot    => $slot,
+            patient => { name  => $name,
+                         phone => sprintf('+49 30 %d%06d', $k, $_) },
+            reason  => 'race',
+        });
+
+        my $s = IO::Socket::IP->new(PeerHost => '127.0.0.1',
+                                    PeerPort => $port, Proto => 'tcp')
+            or die "connect: $@";
+
+        { sock => $s, name => $name,
+          req => "POST $API/appointments HTTP/1.1\r\n"
+                 . "Host: 127.0.0.1\r\nConnection: close\r\n"
+                 . "Content-Type: application/json\r\n"
+                 . 'Content-Length: ' . length($body) . "\r\n\r\n$body" };
+    } 1 .. $n;
+
+    # blocks until the parent closes its end
+    my $dummy = <$go>;
+
+    for my $c (@conns) {
+        $c->{sock}->syswrite($c->{req}) == length $c->{req}
+            or die "write: $!";
+    }
+
+    for my $c (@conns) {
+        my $raw = '';
+        1 while $c->{sock}->sysread($raw, 65536, length $raw);
+        close $c->{sock};
+
+        my ($head, $body) = split /\r\n\r\n/, $raw, 2;
+        my ($status) = ($head // '') =~ m{^HTTP/1\.1 (\d{3})};
+        my $json = eval { decode_json($body // '') };
+
+        push @res, {
+            name   => $c->{name},
+            status => $status // 0,
+            error  => $status ? undef : 'no response',
+            body   => ($status // 0) == 201 ? $json : undef,
+            code   => ref $json eq 'HASH' ? $json->{error}{code} : undef,
+            field  => ref $json eq 'HASH' ? $json->{error}{field} : undef,
+        };
+    }
+
+    print $out encode_json(\@res);
+    close $out;
 }
 
 1;

@@ -1,0 +1,1005 @@
+
+/*
+ * Copyright (C) ngx_teleclinic authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include "ngx_teleclinic_mirror.h"
+#include "ngx_teleclinic_request.h"
+
+
+/*
+ * Each worker sends the changes it makes, in the order of their sequence
+ * numbers, on its own connection ("out"); worker 0 of each node also
+ * reads the stream on a second one ("in"), since XREAD BLOCK holds its
+ * connection.  A change's line stays in the worker until Redis has
+ * answered its XADD, and is sent again after a lost connection: a
+ * reader knows a line it has applied by its writer's mark.
+ */
+
+
+/* a change of this worker on its way to the stream */
+typedef struct {
+    ngx_queue_t                         queue;
+    ngx_uint_t                          n;        /* in this worker */
+    ngx_uint_t                          sent;     /* on this connection */
+    size_t                              len;
+    u_char                              data[1];
+} ngx_teleclinic_mirror_line_t;
+
+
+struct ngx_teleclinic_claim_s {
+    ngx_teleclinic_mirror_claim_pt      handler;  /* NULL: cancelled */
+    void                               *data;
+    size_t                              key_len;
+    size_t                              value_len;
+    u_char                              key[128];
+    u_char                              value[NGX_TELECLINIC_NODE_MAX
+                                              + NGX_TELECLINIC_APPT_ID_LEN
+                                              + 1];
+};
+
+
+#define NGX_TELECLINIC_MIRROR_BATCH   256
+#define NGX_TELECLINIC_MIRROR_BLOCK   2000          /* ms */
+/* what a worker holds for Redis while it cannot be reached */
+#define NGX_TELECLINIC_MIRROR_BUFFER  (64 * 1024 * 1024)
+
+
+static void ngx_teleclinic_mirror_sink(void *data, ngx_teleclinic_event_t *ev,
+    u_char *line, size_t len);
+static void ngx_teleclinic_mirror_flush(ngx_event_t *ev);
+static void ngx_teleclinic_mirror_added(redisReply *reply, void *data);
+static void ngx_teleclinic_mirror_wake(void);
+static void ngx_teleclinic_mirror_out_state(ngx_teleclinic_redis_t *rd,
+    ngx_uint_t up, void *data);
+static void ngx_teleclinic_mirror_in_state(ngx_teleclinic_redis_t *rd,
+    ngx_uint_t up, void *data);
+static void ngx_teleclinic_mirror_based(redisReply *reply, void *data);
+static void ngx_teleclinic_mirror_read(void);
+static void ngx_teleclinic_mirror_entries(redisReply *reply, void *data);
+static void ngx_teleclinic_mirror_entry(redisReply *entry, ngx_pool_t *pool);
+static ngx_int_t ngx_teleclinic_mirror_rid_after(ngx_str_t *a, ngx_str_t *b);
+static void ngx_teleclinic_mirror_claimed(redisReply *reply, void *data);
+static void ngx_teleclinic_mirror_give_back(ngx_teleclinic_claim_t *claim);
+static void ngx_teleclinic_mirror_released(redisReply *reply, void *data);
+static void ngx_teleclinic_mirror_claim_key(ngx_teleclinic_claim_t *claim,
+    ngx_str_t *doctor, time_t start, uint64_t id);
+
+
+static ngx_teleclinic_mirror_conf_t  *ngx_teleclinic_mirror;
+static ngx_teleclinic_zone_t         *ngx_teleclinic_mirror_zone;
+static ngx_teleclinic_redis_t        *ngx_teleclinic_mirror_out;
+static ngx_teleclinic_redis_t        *ngx_teleclinic_mirror_in;
+
+static ngx_queue_t                    ngx_teleclinic_mirror_lines;
+static ngx_queue_t                    ngx_teleclinic_mirror_waiters;
+static ngx_uint_t                     ngx_teleclinic_mirror_queued;
+static ngx_uint_t                     ngx_teleclinic_mirror_acked;
+static size_t                         ngx_teleclinic_mirror_buffered;
+static ngx_event_t                    ngx_teleclinic_mirror_flush_ev;
+
+/* the reader's: where it is, and up to where its own lines are old */
+static u_char      ngx_teleclinic_mirror_pos[NGX_TELECLINIC_RID_MAX];
+static ngx_str_t   ngx_teleclinic_mirror_last;
+static u_char      ngx_teleclinic_mirror_base_buf[NGX_TELECLINIC_RID_MAX];
+static ngx_str_t   ngx_teleclinic_mirror_base;
+static ngx_uint_t  ngx_teleclinic_mirror_loading;
+
+
+ngx_int_t
+ngx_teleclinic_mirror_conf(ngx_conf_t *cf, ngx_teleclinic_mirror_conf_t *conf,
+    ngx_str_t *zone_name)
+{
+    u_char  *p;
+
+    if (conf->redis == NULL) {
+        return NGX_OK;
+    }
+
+    if (conf->node.len == 0) {
+
+        /* the host's name, when it can be one */
+
+        conf->node.len = ngx_min(ngx_cycle->hostname.len,
+                                 NGX_TELECLINIC_NODE_MAX);
+        conf->node.data = ngx_cycle->hostname.data;
+
+        if (conf->node.len == 0
+            || ngx_teleclinic_id_valid(conf->node.data, conf->node.len)
+               != NGX_OK)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "teleclinic_redis needs teleclinic_node: "
+                               "the host name cannot be a node's name");
+            return NGX_ERROR;
+        }
+    }
+
+    /* the hash tag keeps a hospital's stream on one Redis Cluster slot */
+
+    conf->stream.len = sizeof("teleclinic:{}:log") - 1 + zone_name->len;
+    conf->stream.data = ngx_pnalloc(cf->pool, conf->stream.len);
+    if (conf->stream.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(conf->stream.data, "teleclinic:{%V}:log", zone_name);
+    conf->stream.len = p - conf->stream.data;
+
+    conf->prefix = *zone_name;
+
+    if (conf->maxlen == 0) {
+        conf->maxlen = 1000000;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_teleclinic_mirror_init_process(ngx_cycle_t *cycle,
+    ngx_teleclinic_zone_t *zone, ngx_teleclinic_mirror_conf_t *conf)
+{
+    ngx_queue_init(&ngx_teleclinic_mirror_lines);
+    ngx_queue_init(&ngx_teleclinic_mirror_waiters);
+
+    if (conf->redis == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_teleclinic_mirror = conf;
+    ngx_teleclinic_mirror_zone = zone;
+
+    ngx_teleclinic_mirror_flush_ev.handler = ngx_teleclinic_mirror_flush;
+    ngx_teleclinic_mirror_flush_ev.log = cycle->log;
+    ngx_teleclinic_mirror_flush_ev.data = zone;
+    ngx_teleclinic_mirror_flush_ev.cancelable = 1;
+
+    zone->journal->sink = ngx_teleclinic_mirror_sink;
+    zone->journal->sink_data = zone;
+
+    ngx_teleclinic_mirror_out = ngx_teleclinic_redis_create(cycle,
+                                    conf->redis, "mirror",
+                                    ngx_teleclinic_mirror_out_state, NULL);
+    if (ngx_teleclinic_mirror_out == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_worker != 0) {
+        return NGX_OK;
+    }
+
+    /* the reader starts where the zone's last applied entry was */
+
+    ngx_teleclinic_zone_lock(zone);
+
+    ngx_teleclinic_mirror_last.data = ngx_teleclinic_mirror_pos;
+    ngx_teleclinic_mirror_last.len = zone->sh->mirror_len;
+    ngx_memcpy(ngx_teleclinic_mirror_pos, zone->sh->mirror,
+               zone->sh->mirror_len);
+
+    /*
+     * A zone that starts empty takes its own node's earlier changes from
+     * the stream too (this node lost its disk): those up to the stream's
+     * end as it is now.
+     */
+    ngx_teleclinic_mirror_loading = zone->fresh && zone->sh->mirror_len == 0
+                                    && zone->sh->seq == 0;
+
+    ngx_teleclinic_zone_unlock(zone);
+
+    ngx_teleclinic_mirror_base.data = ngx_teleclinic_mirror_base_buf;
+    ngx_teleclinic_mirror_base.len = 0;
+
+    ngx_teleclinic_mirror_in = ngx_teleclinic_redis_create(cycle,
+                                    conf->redis, "mirror reader",
+                                    ngx_teleclinic_mirror_in_state, NULL);
+    if (ngx_teleclinic_mirror_in == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_teleclinic_mirror_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_queue_t                   *q;
+    ngx_teleclinic_mirror_line_t  *line;
+
+    if (ngx_teleclinic_mirror == NULL) {
+        return;
+    }
+
+    if (ngx_teleclinic_mirror_in) {
+        ngx_teleclinic_redis_destroy(ngx_teleclinic_mirror_in);
+        ngx_teleclinic_mirror_in = NULL;
+    }
+
+    if (ngx_teleclinic_mirror_out) {
+        ngx_teleclinic_redis_destroy(ngx_teleclinic_mirror_out);
+        ngx_teleclinic_mirror_out = NULL;
+    }
+
+    if (!ngx_queue_empty(&ngx_teleclinic_mirror_lines)) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "teleclinic mirror: %ui changes of this worker did "
+                      "not reach Redis; they are in the journal",
+                      ngx_teleclinic_mirror_queued
+                      - ngx_teleclinic_mirror_acked);
+    }
+
+    while (!ngx_queue_empty(&ngx_teleclinic_mirror_lines)) {
+        q = ngx_queue_head(&ngx_teleclinic_mirror_lines);
+        ngx_queue_remove(q);
+        line = ngx_queue_data(q, ngx_teleclinic_mirror_line_t, queue);
+        ngx_free(line);
+    }
+
+    ngx_teleclinic_mirror = NULL;
+}
+
+
+ngx_uint_t
+ngx_teleclinic_mirror_on(void)
+{
+    return ngx_teleclinic_mirror != NULL;
+}
+
+
+ngx_uint_t
+ngx_teleclinic_mirror_up(void)
+{
+    return ngx_teleclinic_mirror_out
+           && ngx_teleclinic_redis_is_up(ngx_teleclinic_mirror_out);
+}
+
+
+/*
+ * The journal's second sink, with the zone locked: the line is copied
+ * and sent from a posted event, after the unlock.
+ */
+
+static void
+ngx_teleclinic_mirror_sink(void *data, ngx_teleclinic_event_t *ev,
+    u_char *text, size_t len)
+{
+    ngx_teleclinic_mirror_line_t  *line;
+
+    switch (ev->op) {
+
+    /* a node's own bookkeeping: its memory, its outbox */
+    case NGX_TELECLINIC_EV_SENT:
+    case NGX_TELECLINIC_EV_EXPIRE:
+    case NGX_TELECLINIC_EV_FORGET:
+        return;
+    }
+
+    /*
+     * A freed slot's claim goes back at once, ahead of the line: another
+     * node that books it before the line reaches it finds it still taken
+     * in its zone, answers 409 and gives the claim back.
+     */
+    if (ev->freed_doctor.len) {
+        ngx_teleclinic_mirror_release(&ev->freed_doctor, ev->freed_start,
+                                      ev->id);
+    }
+
+    if (ngx_teleclinic_mirror_buffered + len > NGX_TELECLINIC_MIRROR_BUFFER) {
+        ngx_log_error(NGX_LOG_CRIT, ngx_cycle->log, 0,
+                      "teleclinic mirror: the buffer for Redis is full, "
+                      "change %ui stays in this node's journal only",
+                      ev->seq);
+        return;
+    }
+
+    line = ngx_alloc(sizeof(ngx_teleclinic_mirror_line_t) + len,
+                     ngx_cycle->log);
+    if (line == NULL) {
+        return;
+    }
+
+    line->n = ++ngx_teleclinic_mirror_queued;
+    line->sent = 0;
+    line->len = len - 1;                 /* without the newline */
+    ngx_memcpy(line->data, text, len);
+
+    ngx_queue_insert_tail(&ngx_teleclinic_mirror_lines, &line->queue);
+    ngx_teleclinic_mirror_buffered += len;
+
+    if (!ngx_teleclinic_mirror_flush_ev.posted) {
+        ngx_post_event(&ngx_teleclinic_mirror_flush_ev, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_teleclinic_mirror_flush(ngx_event_t *ev)
+{
+    u_char                         maxlen[NGX_INT_T_LEN];
+    u_char                         worker[NGX_INT_T_LEN];
+    size_t                         argvlen[12];
+    ngx_queue_t                   *q;
+    const char                    *argv[12];
+    ngx_teleclinic_mirror_line_t  *line;
+
+    if (!ngx_teleclinic_mirror_up()) {
+        ngx_teleclinic_mirror_wake();
+        return;
+    }
+
+    /* XADD key MAXLEN ~ n * node NAME w WORKER line LINE */
+
+    argv[0] = "XADD";
+    argvlen[0] = 4;
+    argv[1] = (char *) ngx_teleclinic_mirror->stream.data;
+    argvlen[1] = ngx_teleclinic_mirror->stream.len;
+    argv[2] = "MAXLEN";
+    argvlen[2] = 6;
+    argv[3] = "~";
+    argvlen[3] = 1;
+    argv[4] = (char *) maxlen;
+    argvlen[4] = ngx_sprintf(maxlen, "%ui", ngx_teleclinic_mirror->maxlen)
+                 - maxlen;
+    argv[5] = "*";
+    argvlen[5] = 1;
+    argv[6] = "node";
+    argvlen[6] = 4;
+    argv[7] = (char *) ngx_teleclinic_mirror->node.data;
+    argvlen[7] = ngx_teleclinic_mirror->node.len;
+    argv[8] = "w";
+    argvlen[8] = 1;
+    argv[9] = (char *) worker;
+    argvlen[9] = ngx_sprintf(worker, "%ui", ngx_worker) - worker;
+    argv[10] = "line";
+    argvlen[10] = 4;
+
+    for (q = ngx_queue_head(&ngx_teleclinic_mirror_lines);
+         q != ngx_queue_sentinel(&ngx_teleclinic_mirror_lines);
+         q = ngx_queue_next(q))
+    {
+        line = ngx_queue_data(q, ngx_teleclinic_mirror_line_t, queue);
+
+        if (line->sent) {
+            continue;
+        }
+
+        argv[11] = (char *) line->data;
+        argvlen[11] = line->len;
+
+        if (ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out, 0,
+                                         ngx_teleclinic_mirror_added, line,
+                                         12, argv, argvlen)
+            != NGX_OK)
+        {
+            break;
+        }
+
+        line->sent = 1;
+    }
+}
+
+
+static void
+ngx_teleclinic_mirror_added(redisReply *reply, void *data)
+{
+    ngx_teleclinic_mirror_line_t  *line = data;
+
+    if (reply == NULL) {
+        /* lost with the connection: sent again on the next one */
+        line->sent = 0;
+        ngx_teleclinic_mirror_wake();
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_STRING) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "teleclinic mirror: XADD failed: %*s",
+                      reply->type == REDIS_REPLY_ERROR ? reply->len : 0,
+                      reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+
+        /* tried again with the next change or connection */
+        line->sent = 0;
+        return;
+    }
+
+    /* the answers come in the order of the commands */
+
+    ngx_queue_remove(&line->queue);
+    ngx_teleclinic_mirror_buffered -= line->len + 1;
+
+    if (line->n > ngx_teleclinic_mirror_acked) {
+        ngx_teleclinic_mirror_acked = line->n;
+    }
+
+    ngx_free(line);
+
+    ngx_teleclinic_mirror_wake();
+}
+
+
+/*
+ * Waiters go when Redis has every change up to theirs, or at once when
+ * it cannot be reached: the journal has made the change durable here.
+ */
+
+static void
+ngx_teleclinic_mirror_wake(void)
+{
+    ngx_uint_t                        up;
+    ngx_queue_t                      *q, *next;
+    ngx_teleclinic_journal_waiter_t  *w;
+
+    up = ngx_teleclinic_mirror_up();
+
+    for (q = ngx_queue_head(&ngx_teleclinic_mirror_waiters);
+         q != ngx_queue_sentinel(&ngx_teleclinic_mirror_waiters);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        w = ngx_queue_data(q, ngx_teleclinic_journal_waiter_t, queue);
+
+        if (up && w->mark > ngx_teleclinic_mirror_acked) {
+            continue;
+        }
+
+        ngx_queue_remove(q);
+        w->queue.prev = NULL;
+        w->handler(w->data, NGX_OK);
+    }
+}
+
+
+void
+ngx_teleclinic_mirror_sync(ngx_teleclinic_journal_waiter_t *w)
+{
+    if (!ngx_teleclinic_mirror_up()
+        || ngx_teleclinic_mirror_acked >= ngx_teleclinic_mirror_queued)
+    {
+        w->queue.prev = NULL;
+        w->handler(w->data, NGX_OK);
+        return;
+    }
+
+    w->mark = ngx_teleclinic_mirror_queued;
+    ngx_queue_insert_tail(&ngx_teleclinic_mirror_waiters, &w->queue);
+}
+
+
+static void
+ngx_teleclinic_mirror_out_state(ngx_teleclinic_redis_t *rd, ngx_uint_t up,
+    void *data)
+{
+    ngx_queue_t                   *q;
+    ngx_teleclinic_mirror_line_t  *line;
+
+    if (up) {
+        for (q = ngx_queue_head(&ngx_teleclinic_mirror_lines);
+             q != ngx_queue_sentinel(&ngx_teleclinic_mirror_lines);
+             q = ngx_queue_next(q))
+        {
+            line = ngx_queue_data(q, ngx_teleclinic_mirror_line_t, queue);
+            line->sent = 0;
+        }
+
+        ngx_teleclinic_mirror_flush(&ngx_teleclinic_mirror_flush_ev);
+        return;
+    }
+
+    ngx_teleclinic_mirror_wake();
+}
+
+
+/* the reader: worker 0 */
+
+static void
+ngx_teleclinic_mirror_in_state(ngx_teleclinic_redis_t *rd, ngx_uint_t up,
+    void *data)
+{
+    const char  *argv[6];
+    size_t       argvlen[6];
+
+    if (!up) {
+        return;
+    }
+
+    if (!ngx_teleclinic_mirror_loading
+        || ngx_teleclinic_mirror_base.len)
+    {
+        ngx_teleclinic_mirror_read();
+        return;
+    }
+
+    /* an empty zone: where the stream ends before this node writes */
+
+    argv[0] = "XREVRANGE";
+    argvlen[0] = 9;
+    argv[1] = (char *) ngx_teleclinic_mirror->stream.data;
+    argvlen[1] = ngx_teleclinic_mirror->stream.len;
+    argv[2] = "+";
+    argvlen[2] = 1;
+    argv[3] = "-";
+    argvlen[3] = 1;
+    argv[4] = "COUNT";
+    argvlen[4] = 5;
+    argv[5] = "1";
+    argvlen[5] = 1;
+
+    (void) ngx_teleclinic_redis_command(ngx_teleclinic_mirror_in, 0,
+                                        ngx_teleclinic_mirror_based, NULL,
+                                        6, argv, argvlen);
+}
+
+
+static void
+ngx_teleclinic_mirror_based(redisReply *reply, void *data)
+{
+    redisReply  *id;
+
+    if (reply == NULL) {
+        return;                          /* asked again on reconnecting */
+    }
+
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1
+        && reply->element[0]->type == REDIS_REPLY_ARRAY
+        && reply->element[0]->elements == 2)
+    {
+        id = reply->element[0]->element[0];
+
+        if (id->type == REDIS_REPLY_STRING
+            && id->len <= NGX_TELECLINIC_RID_MAX)
+        {
+            ngx_memcpy(ngx_teleclinic_mirror_base_buf, id->str, id->len);
+            ngx_teleclinic_mirror_base.len = id->len;
+        }
+    }
+
+    if (ngx_teleclinic_mirror_base.len == 0) {
+        /* an empty stream: nothing of this node's is old */
+        ngx_teleclinic_mirror_loading = 0;
+    }
+
+    ngx_teleclinic_mirror_read();
+}
+
+
+static void
+ngx_teleclinic_mirror_read(void)
+{
+    u_char       count[NGX_INT_T_LEN], block[NGX_INT_T_LEN];
+    size_t       argvlen[8];
+    const char  *argv[8];
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    argv[0] = "XREAD";
+    argvlen[0] = 5;
+    argv[1] = "COUNT";
+    argvlen[1] = 5;
+    argv[2] = (char *) count;
+    argvlen[2] = ngx_sprintf(count, "%d", NGX_TELECLINIC_MIRROR_BATCH)
+                 - count;
+    argv[3] = "BLOCK";
+    argvlen[3] = 5;
+    argv[4] = (char *) block;
+    argvlen[4] = ngx_sprintf(block, "%d", NGX_TELECLINIC_MIRROR_BLOCK)
+                 - block;
+    argv[5] = "STREAMS";
+    argvlen[5] = 7;
+    argv[6] = (char *) ngx_teleclinic_mirror->stream.data;
+    argvlen[6] = ngx_teleclinic_mirror->stream.len;
+
+    if (ngx_teleclinic_mirror_last.len) {
+        argv[7] = (char *) ngx_teleclinic_mirror_last.data;
+        argvlen[7] = ngx_teleclinic_mirror_last.len;
+
+    } else {
+        argv[7] = "0-0";
+        argvlen[7] = 3;
+    }
+
+    (void) ngx_teleclinic_redis_command(ngx_teleclinic_mirror_in,
+                                        NGX_TELECLINIC_MIRROR_BLOCK
+                                        + ngx_teleclinic_mirror->redis->timeout,
+                                        ngx_teleclinic_mirror_entries, NULL,
+                                        8, argv, argvlen);
+}
+
+
+/* [[stream, [[id, [field, value, ...]], ...]]], or nil when none came */
+
+static void
+ngx_teleclinic_mirror_entries(redisReply *reply, void *data)
+{
+    size_t       i;
+    redisReply  *entries;
+    ngx_pool_t  *pool;
+
+    if (reply == NULL) {
+        return;                          /* read again on reconnecting */
+    }
+
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1
+        && reply->element[0]->type == REDIS_REPLY_ARRAY
+        && reply->element[0]->elements == 2
+        && reply->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
+    {
+        entries = reply->element[0]->element[1];
+
+        pool = ngx_create_pool(4096, ngx_cycle->log);
+        if (pool == NULL) {
+            return;
+        }
+
+        for (i = 0; i < entries->elements; i++) {
+            ngx_teleclinic_mirror_entry(entries->element[i], pool);
+            ngx_reset_pool(pool);
+        }
+
+        ngx_destroy_pool(pool);
+
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "teleclinic mirror: XREAD failed: %*s",
+                      reply->len, reply->str);
+    }
+
+    ngx_teleclinic_mirror_read();
+}
+
+
+static void
+ngx_teleclinic_mirror_entry(redisReply *entry, ngx_pool_t *pool)
+{
+    size_t                   i;
+    ngx_int_t                rc, n;
+    ngx_str_t                rid, node, line, worker, field;
+    ngx_uint_t               own;
+    redisReply              *fields, *f, *v;
+    ngx_teleclinic_zone_t   *zone;
+    ngx_teleclinic_mark_t   *mark;
+    ngx_teleclinic_event_t   ev;
+
+    zone = ngx_teleclinic_mirror_zone;
+
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2
+        || entry->element[0]->type != REDIS_REPLY_STRING
+        || entry->element[1]->type != REDIS_REPLY_ARRAY)
+    {
+        return;
+    }
+
+    rid.data = (u_char *) entry->element[0]->str;
+    rid.len = entry->element[0]->len;
+
+    if (ngx_teleclinic_journal_rid(&rid) != NGX_OK) {
+        return;
+    }
+
+    /* read on from here whatever this entry holds */
+
+    ngx_memcpy(ngx_teleclinic_mirror_pos, rid.data, rid.len);
+    ngx_teleclinic_mirror_last.len = rid.len;
+
+    ngx_str_null(&node);
+    ngx_str_null(&line);
+    ngx_str_null(&worker);
+
+    fields = entry->element[1];
+
+    for (i = 0; i + 1 < fields->elements; i += 2) {
+        f = fields->element[i];
+        v = fields->element[i + 1];
+
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+
+        field.data = (u_char *) f->str;
+        field.len = f->len;
+
+        if (field.len == 4 && ngx_strncmp(field.data, "node", 4) == 0) {
+            node.data = (u_char *) v->str;
+            node.len = v->len;
+
+        } else if (field.len == 4 && ngx_strncmp(field.data, "line", 4) == 0) {
+            line.data = (u_char *) v->str;
+            line.len = v->len;
+
+        } else if (field.len == 1 && field.data[0] == 'w') {
+            worker.data = (u_char *) v->str;
+            worker.len = v->len;
+        }
+    }
+
+    n = worker.len ? ngx_atoi(worker.data, worker.len) : NGX_ERROR;
+
+    if (node.len == 0 || node.len > NGX_TELECLINIC_NODE_MAX
+        || ngx_teleclinic_id_valid(node.data, node.len) != NGX_OK
+        || line.len == 0 || n == NGX_ERROR)
+    {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "teleclinic mirror: entry %V is not a change, "
+                      "left out", &rid);
+        return;
+    }
+
+    own = node.len == ngx_teleclinic_mirror->node.len
+          && ngx_strncmp(node.data, ngx_teleclinic_mirror->node.data,
+                         node.len) == 0;
+
+    if (own) {
+        /* this node's change is in its zone, unless the zone was lost */
+
+        if (!ngx_teleclinic_mirror_loading) {
+            return;
+        }
+
+        if (ngx_teleclinic_mirror_rid_after(&rid, &ngx_teleclinic_mirror_base)) {
+            ngx_teleclinic_mirror_loading = 0;
+            return;
+        }
+    }
+
+    rc = ngx_teleclinic_journal_decode(line.data, line.len, &ev,
+                                       zone->journal->keys, pool);
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "teleclinic mirror: entry %V of node \"%V\" cannot "
+                      "be read%s, left out", &rid, &node,
+                      rc == NGX_ABORT ? " with this node's data keys" : "");
+        return;
+    }
+
+    ev.oseq = ev.seq;
+    ev.node = node;
+    ev.worker = n;
+    ev.rid = rid;
+
+    ngx_teleclinic_zone_lock(zone);
+
+    mark = ngx_teleclinic_mark(zone, &node, n);
+
+    if (mark && ev.oseq <= mark->seq) {
+        /* seen before: an XADD whose answer was lost, sent again */
+        ngx_teleclinic_zone_unlock(zone);
+        return;
+    }
+
+    if (own && ev.oseq > zone->sh->seq) {
+        /* this node's sequence goes on after its earlier changes */
+        zone->sh->seq = ev.oseq;
+    }
+
+    rc = ngx_teleclinic_journal_commit(zone, &ev, ngx_cycle->log);
+
+    ngx_teleclinic_zone_unlock(zone);
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "teleclinic mirror: entry %V of node \"%V\" could not "
+                      "be applied", &rid, &node);
+    }
+}
+
+
+/* a > b, both "ms-seq" */
+
+static ngx_int_t
+ngx_teleclinic_mirror_rid_after(ngx_str_t *a, ngx_str_t *b)
+{
+    u_char     *da, *db;
+    size_t      la, lb;
+
+    da = ngx_strlchr(a->data, a->data + a->len, '-');
+    db = ngx_strlchr(b->data, b->data + b->len, '-');
+
+    if (da == NULL || db == NULL) {
+        return 0;
+    }
+
+    la = da - a->data;
+    lb = db - b->data;
+
+    if (la != lb) {
+        return la > lb;
+    }
+
+    if (ngx_memcmp(a->data, b->data, la) != 0) {
+        return ngx_memcmp(a->data, b->data, la) > 0;
+    }
+
+    la = a->len - la;
+    lb = b->len - lb;
+
+    if (la != lb) {
+        return la > lb;
+    }
+
+    return ngx_memcmp(da, db, la) > 0;
+}
+
+
+/*
+ * A slot's claim: SET NX, one conditional write.  Of any number of
+ * attempts at once, on any nodes, Redis lets exactly one set the key, in
+ * one round trip and with nothing to retry (a WATCH/MULTI would make the
+ * losers try again; a function would need loading on every server).  The
+ * claim lasts a day past the slot, so that one whose booking never came
+ * (its node died in between) does not hold the slot for ever.
+ */
+
+ngx_int_t
+ngx_teleclinic_mirror_claim(ngx_str_t *doctor, time_t start, time_t end,
+    uint64_t id, ngx_teleclinic_mirror_claim_pt handler, void *data,
+    ngx_teleclinic_claim_t **claimp)
+{
+    u_char                   pxat[NGX_INT64_LEN];
+    size_t                   argvlen[6];
+    const char              *argv[6];
+    ngx_teleclinic_claim_t  *claim;
+
+    if (!ngx_teleclinic_mirror_up()) {
+        return NGX_DECLINED;
+    }
+
+    claim = ngx_alloc(sizeof(ngx_teleclinic_claim_t), ngx_cycle->log);
+    if (claim == NULL) {
+        return NGX_ERROR;
+    }
+
+    claim->handler = handler;
+    claim->data = data;
+
+    ngx_teleclinic_mirror_claim_key(claim, doctor, start, id);
+
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = (char *) claim->key;
+    argvlen[1] = claim->key_len;
+    argv[2] = (char *) claim->value;
+    argvlen[2] = claim->value_len;
+    argv[3] = "NX";
+    argvlen[3] = 2;
+    argv[4] = "PXAT";
+    argvlen[4] = 4;
+    argv[5] = (char *) pxat;
+    argvlen[5] = ngx_sprintf(pxat, "%T000", end + 86400) - pxat;
+
+    if (ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out, 0,
+                                     ngx_teleclinic_mirror_claimed, claim,
+                                     6, argv, argvlen)
+        != NGX_OK)
+    {
+        ngx_free(claim);
+        return NGX_DECLINED;
+    }
+
+    *claimp = claim;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_teleclinic_mirror_claim_cancel(ngx_teleclinic_claim_t *claim)
+{
+    claim->handler = NULL;
+}
+
+
+static void
+ngx_teleclinic_mirror_claimed(redisReply *reply, void *data)
+{
+    ngx_teleclinic_claim_t *claim = data;
+
+    ngx_int_t  rc;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        rc = NGX_ERROR;
+
+    } else if (reply->type == REDIS_REPLY_STATUS) {
+        rc = NGX_OK;
+
+    } else {
+        rc = NGX_BUSY;                   /* nil: another has the key */
+    }
+
+    if (claim->handler) {
+        claim->handler(claim->data, rc);
+
+    } else if (rc == NGX_OK) {
+        /* the client left before its claim was answered */
+        ngx_teleclinic_mirror_give_back(claim);
+    }
+
+    ngx_free(claim);
+}
+
+
+/* a cancelled or moved appointment gives its slot back */
+
+void
+ngx_teleclinic_mirror_release(ngx_str_t *doctor, time_t start, uint64_t id)
+{
+    ngx_teleclinic_claim_t  claim;
+
+    if (!ngx_teleclinic_mirror_up()) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "teleclinic mirror: a slot's claim cannot be given "
+                      "back while Redis is away; it lapses a day after "
+                      "the slot");
+        return;
+    }
+
+    ngx_teleclinic_mirror_claim_key(&claim, doctor, start, id);
+    ngx_teleclinic_mirror_give_back(&claim);
+}
+
+
+/* compare and delete, in one script: only the claim's own value goes */
+
+static void
+ngx_teleclinic_mirror_give_back(ngx_teleclinic_claim_t *claim)
+{
+    size_t       argvlen[5];
+    const char  *argv[5];
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = "if redis.call('get', KEYS[1]) == ARGV[1] then "
+              "return redis.call('del', KEYS[1]) end return 0";
+    argvlen[1] = ngx_strlen(argv[1]);
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (char *) claim->key;
+    argvlen[3] = claim->key_len;
+    argv[4] = (char *) claim->value;
+    argvlen[4] = claim->value_len;
+
+    (void) ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out, 0,
+                                        ngx_teleclinic_mirror_released, NULL,
+                                        5, argv, argvlen);
+}
+
+
+static void
+ngx_teleclinic_mirror_released(redisReply *reply, void *data)
+{
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "teleclinic mirror: a slot's claim was not given "
+                      "back; it lapses a day after the slot");
+    }
+}
+
+
+/*
+ * The key's hash tag is the hospital's zone and the doctor, so that Redis
+ * Cluster keeps a doctor's claims together; the value names the appointment, so that
+ * only its own claim is given back.
+ */
+
+static void
+ngx_teleclinic_mirror_claim_key(ngx_teleclinic_claim_t *claim,
+    ngx_str_t *doctor, time_t start, uint64_t id)
+{
+    u_char  *p;
+
+    p = ngx_snprintf(claim->key, sizeof(claim->key),
+                     "teleclinic:{%V.%V}:slot:%T",
+                     &ngx_teleclinic_mirror->prefix, doctor, start);
+    claim->key_len = p - claim->key;
+
+    p = ngx_cpymem(claim->value, ngx_teleclinic_mirror->node.data,
+                   ngx_teleclinic_mirror->node.len);
+    *p++ = ':';
+    p = ngx_teleclinic_appt_id_print(p, id);
+    claim->value_len = p - claim->value;
+}
