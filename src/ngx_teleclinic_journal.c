@@ -1057,13 +1057,15 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev,
 
 /*
  * The fields of a record's event; its texts are the patient's as much as
- * the name is, and sealed like it.  Numbers and texts only while set.
+ * the name is, and sealed like it, and so is a consent's decision.
+ * Numbers and texts only while set.
  */
 
 static u_char *
 ngx_teleclinic_journal_put_record(u_char *p, u_char *last,
     ngx_teleclinic_keys_t *keys, ngx_teleclinic_event_t *ev)
 {
+    ngx_str_t    decision;
     ngx_uint_t   i;
 
     static const char  *texts[] = { "t0", "t1", "t2", "t3", "t4" };
@@ -1096,10 +1098,22 @@ ngx_teleclinic_journal_put_record(u_char *p, u_char *last,
         p = ngx_slprintf(p, last, ",\"quiet\":1");
     }
 
-    for (i = 0; i < 2; i++) {
+    for (i = 0; ev->op != NGX_TELECLINIC_EV_CONSENT && i < 2; i++) {
         if (ev->num[i]) {
             p = ngx_slprintf(p, last, ",\"n%ui\":%ui", i, ev->num[i]);
         }
+    }
+
+    /*
+     * a consent's decision, granted or not, as "g": one byte either way,
+     * so that the sealed item's length does not tell which
+     */
+    if (ev->op == NGX_TELECLINIC_EV_CONSENT) {
+        decision.data = (u_char *) (ev->num[0] ? "1" : "0");
+        decision.len = 1;
+
+        p = ngx_teleclinic_journal_private(p, last, keys, "g", &decision,
+                                           ev->id);
     }
 
     /* a consent and the snapshot taken under it: the request's id */
@@ -1159,6 +1173,29 @@ ngx_teleclinic_journal_get_record(json_t *o, ngx_teleclinic_event_t *ev,
         && ngx_teleclinic_journal_str(o, "ref", &ev->ref, pool) != NGX_OK)
     {
         return NGX_ERROR;
+    }
+
+    /*
+     * a consent's decision is a flag, as "g"; journals written before it
+     * was sealed have it as "n0", set when granted
+     */
+    if (ev->op == NGX_TELECLINIC_EV_CONSENT) {
+        ev->num[0] = (ev->num[0] != 0);
+        ev->num[1] = 0;
+
+        if (json_object_get(o, "g") || json_object_get(o, "eg")) {
+            rc = ngx_teleclinic_journal_unseal(o, "g", &s, ev->id, keys,
+                                               pool);
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            if (s.len != 1 || (s.data[0] != '0' && s.data[0] != '1')) {
+                return NGX_ERROR;
+            }
+
+            ev->num[0] = s.data[0] - '0';
+        }
     }
 
     for (i = 0; i < NGX_TELECLINIC_TEXTS; i++) {

@@ -127,12 +127,13 @@ ngx_teleclinic_consent_lookup(ngx_teleclinic_record_t *rec,
 
 
 ngx_int_t
-ngx_teleclinic_consent_usable(ngx_teleclinic_consent_t *consent, time_t now)
+ngx_teleclinic_consent_usable(ngx_teleclinic_consent_t *consent, time_t now,
+    time_t timeout)
 {
     if (consent == NULL
         || !consent->granted
         || consent->used
-        || now - consent->answered > NGX_TELECLINIC_CONSENT_TTL)
+        || now - consent->answered > timeout)
     {
         return NGX_DECLINED;
     }

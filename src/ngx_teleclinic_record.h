@@ -49,9 +49,6 @@
 #define NGX_TELECLINIC_RECORD_ITEMS    200
 #define NGX_TELECLINIC_RECORD_CONSENTS 200
 
-/* a granted consent allows one snapshot, taken this soon after */
-#define NGX_TELECLINIC_CONSENT_TTL     120
-
 
 typedef struct {
     ngx_queue_t                   queue;     /* the record's, in order */
@@ -117,10 +114,10 @@ ngx_teleclinic_consent_t *ngx_teleclinic_consent_lookup(
 
 /*
  * A consent a snapshot may be taken under now: granted, not used yet,
- * answered at most NGX_TELECLINIC_CONSENT_TTL seconds ago.
+ * answered at most timeout seconds ago (teleclinic_snapshot_consent_timeout).
  */
 ngx_int_t ngx_teleclinic_consent_usable(ngx_teleclinic_consent_t *consent,
-    time_t now);
+    time_t now, time_t timeout);
 
 /* the zone's handlers for the record's events and for compaction */
 ngx_int_t ngx_teleclinic_record_apply_locked(ngx_teleclinic_zone_t *zone,

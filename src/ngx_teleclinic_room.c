@@ -791,9 +791,10 @@ ngx_teleclinic_room_snapshot_consent(ngx_teleclinic_actor_t *a,
     a->committed = 1;
     room->request = 0;
 
-    ngx_log_debug3(NGX_LOG_DEBUG_CORE, a->log, 0,
-                   "teleclinic room: call %016xL snapshot request %ui %s",
-                   room->call, request, granted ? "granted" : "refused");
+    /* not the decision: it is the patient's, sealed in the journal */
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, a->log, 0,
+                   "teleclinic room: call %016xL snapshot request %ui answered",
+                   room->call, request);
 
     p = ngx_snprintf(text, sizeof(text),
                      "{\"v\":1,\"type\":\"snapshot_consent\","

@@ -12,10 +12,8 @@ use strict;
 use warnings;
 
 use Test::More;
-use File::Temp qw(tempdir);
 use IO::Socket::IP;
-use POSIX qw(strftime WNOHANG);
-use Time::HiRes qw(sleep);
+use POSIX qw(strftime);
 use Mojo::UserAgent;
 use Mojo::URL;
 use Mojo::Date;
@@ -23,36 +21,15 @@ use Mojo::IOLoop;
 
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use Teleclinic::Test;
+use Teleclinic::Test qw(:DEFAULT make_run stop_make_run);
 use Teleclinic::WS;
 
 ###############################################################################
 
-my $var = tempdir(CLEANUP => 1);
-my $port = free_port();
-my $turn_port = free_port(udp => 1);
+my $run = make_run();
+my ($port, $turn_port) = @$run{qw(port turn_port)};
 
-my $pid = fork() // die "fork: $!";
-
-if ($pid == 0) {
-    $ENV{TELECLINIC_VAR} = $var;
-    open STDOUT, '>', "$var/run.log";
-    open STDERR, '>&', \*STDOUT;
-    exec "$FindBin::Bin/../bin/teleclinic-run", $port, $turn_port or exit 127;
-}
-
-my $up = 0;
-
-for (1 .. 100) {
-    if (IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $port)) {
-        $up = 1;
-        last;
-    }
-
-    sleep 0.1;
-}
-
-ok($up, 'teleclinic-run listens on the given port');
+ok($run->{up}, 'teleclinic-run listens on the given port');
 
 my $ua = Mojo::UserAgent->new(request_timeout => 10);
 my $base = "http://127.0.0.1:$port/api/v1";
@@ -282,27 +259,9 @@ is($ua->get("http://127.0.0.1:$port/favicon.svg")->result->code, 200,
     Mojo::IOLoop->one_tick for 1 .. 20;
 }
 
-kill 'QUIT', $pid;
+ok(stop_make_run($run), 'nginx stops on QUIT');
 
-my $gone = 0;
-
-for (1 .. 100) {
-    if (waitpid($pid, WNOHANG) == $pid) {
-        $gone = 1;
-        last;
-    }
-
-    sleep 0.1;
-}
-
-if (!$gone) {
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
-}
-
-ok($gone, 'nginx stops on QUIT');
-
-my $log = do { local (@ARGV, $/) = "$var/run.log"; <> } // '';
+my $log = do { local (@ARGV, $/) = $run->{log}; <> } // '';
 unlike($log, qr/\[(alert|emerg)\]/, 'no alert or emerg in the log');
 unlike($log, qr/DUPLICATE-TOKEN/, 'no token of a header line in the log');
 unlike($log, qr/\[info\]/, 'the log is at notice');

@@ -31,9 +31,7 @@ const TRANSIENT = new Set(['network', 'busy', 'rate_limited', 'zone_full', 'stor
 
 let mounts = 0;
 
-// exam names by id from the catalogue, shared by every panel of the page
-// (the record names its items itself; this is for what was just chosen)
-const exams = new Map();
+// the exam catalogue, shared by every panel of the page
 let examList = null;
 
 function errText(e) {
@@ -176,22 +174,15 @@ export function mountRecord(container, { appointment, token, signal = null, call
     }
 
     // ---- names of drugs and exams: the record gives them (from the
-    // formulary of now); a drug taken out of the file since shows its id
+    // formulary of now); an entry taken out of the file since shows its id
     function drugName(p) {
         return p.name ? drugLabel(p) : p.drug;
-    }
-
-    function examName(o) {
-        return o.name ? named(o, o.exam) : (exams.get(o.exam) || o.exam);
     }
 
     async function loadExams() {
         if (!examList) {
             try {
                 examList = await api('GET', '/exams', { token });
-                for (const x of examList) {
-                    exams.set(x.id, x.name);
-                }
             } catch (e) {
                 examList = null;
                 return;
@@ -199,7 +190,6 @@ export function mountRecord(container, { appointment, token, signal = null, call
         }
         if (!destroyed) {
             examOptions();
-            lists();
         }
     }
 
@@ -368,6 +358,8 @@ export function mountRecord(container, { appointment, token, signal = null, call
     async function addOrder(ev) {
         ev.preventDefault();
         const exam = nodes.examSelect.value;
+        // the name as chosen, for the announcement
+        const name = nodes.examSelect.selectedOptions[0].textContent;
         nodes.examSelect.setAttribute('aria-invalid', String(!exam));
         if (!exam) {
             formError(nodes.orderError, t('order.choose_first'));
@@ -381,7 +373,7 @@ export function mountRecord(container, { appointment, token, signal = null, call
             formError(nodes.orderError, errText(e));
             return;
         }
-        announce(t('order.added', { exam: exams.get(exam) || exam }));
+        announce(t('order.added', { exam: name }));
         nodes.orderForm.reset();
         nodes.orderError.hidden = true;
         examOptions();
@@ -584,7 +576,7 @@ export function mountRecord(container, { appointment, token, signal = null, call
             return item(name, bits, () => remove('prescriptions', p, name), name);
         }), 'rx.empty');
         list(nodes.orderList, rec.orders.map((o) => {
-            const name = examName(o);
+            const name = named(o, o.exam);
             return item(name, [o.note], () => remove('orders', o, name), name);
         }), 'order.empty');
         list(nodes.fuList, rec.followups.map((f) => item(t('fu.kind.' + f.kind),

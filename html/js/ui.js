@@ -26,6 +26,38 @@ function toggle(button, m) {
     modes();
 }
 
+// the bar's signs for a phone, drawn (no text of their own, so that the
+// button's name is all that is said): [path, filled] in a 24 x 24 box
+const SIGNS = {
+    text: [['M2 20 8.5 4 15 20M4.6 14h7.8M15.5 20l3.75-9L23 20M16.8 17h4.9', false]],
+    contrast: [['M12 3a9 9 0 1 0 0 18 9 9 0 1 0 0-18z', false], ['M12 3a9 9 0 0 0 0 18z', true]]
+};
+
+function sign(name) {
+    const ns = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(ns, 'svg');
+    svg.setAttribute('viewBox', '0 0 24 24');
+    svg.setAttribute('class', 'bar-icon');
+    svg.setAttribute('aria-hidden', 'true');
+    svg.setAttribute('focusable', 'false');
+    for (const [d, filled] of SIGNS[name]) {
+        const p = document.createElementNS(ns, 'path');
+        p.setAttribute('d', d);
+        if (filled) {
+            p.setAttribute('class', 'filled');
+        }
+        svg.append(p);
+    }
+    return svg;
+}
+
+// a bar button: its words, and for a mode the sign that a phone shows
+// instead of them (teleclinic.css); the name is the words either way
+function barButton(attrs, key, mode) {
+    return el('button', { type: 'button', 'aria-label': t(key), class: mode ? 'bar-mode' : null, ...attrs },
+              el('span', { class: 'bar-text' }, t(key)), mode ? sign(mode) : null);
+}
+
 function bar() {
     const nav = document.getElementById('bar');
     if (!nav) {
@@ -35,22 +67,22 @@ function bar() {
     nav.replaceChildren();
 
     const other = lang() === 'zh' ? 'en' : 'zh';
-    const l = el('button', { type: 'button', class: 'bar-lang', lang: other === 'zh' ? 'zh-CN' : 'en',
-                             id: 'lang-switch' }, t('bar.other_language'));
+    const l = barButton({ class: 'bar-lang', lang: other === 'zh' ? 'zh-CN' : 'en', id: 'lang-switch' },
+                        'bar.other_language');
     l.onclick = async () => {
         choose(other);
         await start();
         document.dispatchEvent(new CustomEvent('teleclinic:language'));
     };
 
-    const big = el('button', { type: 'button', id: 'mode-text',
-                               'aria-pressed': String(localStorage.getItem('teleclinic.text') === 'large') },
-                   t('bar.large_text'));
+    const big = barButton({ id: 'mode-text',
+                            'aria-pressed': String(localStorage.getItem('teleclinic.text') === 'large') },
+                          'bar.large_text', 'text');
     big.onclick = () => toggle(big, 'text');
 
-    const hc = el('button', { type: 'button', id: 'mode-contrast',
-                              'aria-pressed': String(localStorage.getItem('teleclinic.contrast') === 'high') },
-                  t('bar.high_contrast'));
+    const hc = barButton({ id: 'mode-contrast',
+                           'aria-pressed': String(localStorage.getItem('teleclinic.contrast') === 'high') },
+                         'bar.high_contrast', 'contrast');
     hc.onclick = () => toggle(hc, 'contrast');
 
     nav.append(l, big, hc);

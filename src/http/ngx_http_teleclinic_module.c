@@ -141,6 +141,13 @@ static ngx_command_t  ngx_http_teleclinic_commands[] = {
       offsetof(ngx_http_teleclinic_main_conf_t, body_max),
       &ngx_http_teleclinic_body_bounds },
 
+    { ngx_string("teleclinic_snapshot_consent_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_teleclinic_main_conf_t, consent_timeout),
+      NULL },
+
     { ngx_string("teleclinic_snapshot_max_size"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -520,6 +527,7 @@ ngx_http_teleclinic_create_main_conf(ngx_conf_t *cf)
     tmcf->token_ttl = NGX_CONF_UNSET;
     tmcf->body_max = NGX_CONF_UNSET_SIZE;
     tmcf->snapshot_max = NGX_CONF_UNSET_SIZE;
+    tmcf->consent_timeout = NGX_CONF_UNSET;
     tmcf->reminder_before = NGX_CONF_UNSET;
     tmcf->horizon = NGX_CONF_UNSET;
     tmcf->notify_timeout = NGX_CONF_UNSET_MSEC;
@@ -546,6 +554,7 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(tmcf->token_ttl, 7 * 86400);
     ngx_conf_init_size_value(tmcf->body_max, 16 * 1024);
     ngx_conf_init_size_value(tmcf->snapshot_max, 2 * 1024 * 1024);
+    ngx_conf_init_value(tmcf->consent_timeout, 120);
     ngx_conf_init_value(tmcf->reminder_before, 3600);
     ngx_conf_init_value(tmcf->horizon, 60 * 86400);
     ngx_conf_init_msec_value(tmcf->notify_timeout, 5000);

@@ -517,7 +517,10 @@ ngx_http_teleclinic_record_snapshot(ngx_http_request_t *r,
     consent = (rec && request) ? ngx_teleclinic_consent_lookup(rec, request)
                                : NULL;
 
-    if (ngx_teleclinic_consent_usable(consent, ngx_time()) != NGX_OK) {
+    if (ngx_teleclinic_consent_usable(consent, ngx_time(),
+                                      tmcf->consent_timeout)
+        != NGX_OK)
+    {
         (void) ngx_http_teleclinic_reject(&err, NGX_HTTP_FORBIDDEN,
                                           "no_consent",
                                           "no granted, unused, unexpired "

@@ -51,6 +51,7 @@ typedef struct {
     ngx_str_t                     admin_key;
     size_t                        body_max;
     size_t                        snapshot_max;
+    time_t                        consent_timeout;  /* a granted one's */
     ngx_str_t                     snapshot_path;
     ngx_str_t                     public_url;
     time_t                        reminder_before;

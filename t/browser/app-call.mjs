@@ -7,36 +7,10 @@
 // brings the call back by itself (in Chinese with large text); the
 // doctor's hangup ends the visit.
 import { launch, person, ok, note, done, accessible, screenshot,
-         PHONE, NARROW, DESKTOP, BASE } from '../lib/browser.mjs';
+         PHONE, NARROW, DESKTOP, http, freeSlot } from '../lib/browser.mjs';
 
 const TURN_PORT = process.env.TELECLINIC_TURN_PORT;
 const browser = await launch();
-
-async function http(method, path, { token, body } = {}) {
-    const headers = {};
-    if (token) headers.Authorization = 'Bearer ' + token;
-    if (body) headers['Content-Type'] = 'application/json';
-    const r = await fetch(BASE + '/api/v1' + path, { method, headers, body: body && JSON.stringify(body) });
-    let json = null;
-    try { json = await r.json(); } catch (e) { /* none */ }
-    return { status: r.status, json };
-}
-
-function ymd(d) {
-    const p = (n) => String(n).padStart(2, '0');
-    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
-}
-
-async function slotWithinCheckin(doctor) {
-    for (let i = 0; i < 2; i++) {
-        const d = new Date(Date.now() + i * 86400000);
-        const list = (await http('GET', `/doctors/${doctor}/slots?date=${ymd(d)}`)).json;
-        const s = list.find((x) => x.status === 'free' && new Date(x.start) - Date.now() > 60000
-                                   && new Date(x.start) - Date.now() < 14 * 60000);
-        if (s) return s;
-    }
-    throw new Error('no slot within check-in');
-}
 
 async function step(page, state) {
     await page.waitForTimeout(200);
@@ -84,7 +58,7 @@ function relayChecks(m, who) {
 }
 
 // ---- the booking (the patient's join link)
-const slot = await slotWithinCheckin('jonas-weber');
+const slot = await freeSlot('jonas-weber', { from: 60000, to: 14 * 60000, days: 2 });
 const booked = await http('POST', '/appointments', {
     body: { slot: slot.id, patient: { name: 'Erika Muster', phone: '+49301234567' }, reason: 'rash' } });
 ok(booked.status === 201, 'a slot within check-in is booked', booked);
@@ -299,15 +273,7 @@ await again.goto(`/wait.html?appointment=${appt.id}#token=x${encodeURIComponent(
 await again.waitForSelector('[data-view="closed"]:not([hidden])');
 ok(/does not work any more/.test(await again.textContent('#closed-text')), 'a bad link is refused in plain words');
 
-const later = await (async () => {
-    for (let i = 0; i < 2; i++) {
-        const d = new Date(Date.now() + i * 86400000);
-        const list = (await http('GET', `/doctors/jonas-weber/slots?date=${ymd(d)}`)).json;
-        const s = list.find((x) => x.status === 'free' && new Date(x.start) - Date.now() > 30 * 60000);
-        if (s) return s;
-    }
-    return null;
-})();
+const later = await freeSlot('jonas-weber', { from: 30 * 60000, days: 2 });
 const lb = await http('POST', '/appointments', {
     body: { slot: later.id, patient: { name: 'Otto Later', phone: '+49301234568' }, reason: 'check-up' } });
 await again.goto(`/wait.html?appointment=${lb.json.id}#token=${encodeURIComponent(lb.json.token)}`);

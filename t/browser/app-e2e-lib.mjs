@@ -2,18 +2,7 @@
 // a patient who books the on-call doctor through the pages and goes into
 // the waiting room, the doctor who signs in on the console, the call's
 // WebRTC figures from getStats, and the checks after each step.
-import { ok, note, accessible, screenshot, BASE } from '../lib/browser.mjs';
-
-// the browser's own line for an answer the app expects (the SSO try's
-// 422, a refused token's 401, a cancelled visit's 404 or 409) is not an
-// error of the app
-export function appErrors(page) {
-    return page.consoleErrors.filter((e) => !/Failed to load resource: .* (401|404|409|422)/.test(e));
-}
-
-export function missingKeys(page) {
-    return page.consoleErrors.filter((e) => e.includes('i18n: no string'));
-}
+import { ok, note, accessible, screenshot } from '../lib/browser.mjs';
 
 export async function step(page, state, { width } = {}) {
     await page.waitForTimeout(200);
@@ -22,16 +11,6 @@ export async function step(page, state, { width } = {}) {
     const w = await page.evaluate(() => document.documentElement.scrollWidth);
     const vw = width || page.viewportSize().width;
     ok(w <= vw, `no horizontal scroll (${page.teleclinicName}: ${state}): ${w} <= ${vw}`);
-}
-
-export async function http(method, path, { token, body } = {}) {
-    const headers = {};
-    if (token) headers.Authorization = 'Bearer ' + token;
-    if (body) headers['Content-Type'] = 'application/json';
-    const r = await fetch(BASE + '/api/v1' + path, { method, headers, body: body && JSON.stringify(body) });
-    let json = null;
-    try { json = await r.json(); } catch (e) { json = null; }
-    return { status: r.status, json };
 }
 
 // the slot's start from its id (doctor.YYYYMMDD.HHMM, the server's local time)

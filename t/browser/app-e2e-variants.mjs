@@ -6,8 +6,9 @@
 // a cancelled appointment (the visit page says so, the waiting room
 // refuses it plainly), and the console in Chinese with large text and
 // high contrast, on a phone and at 320 px.
-import { launch, person, ok, note, done, PHONE, NARROW, DESKTOP } from '../lib/browser.mjs';
-import { appErrors, missingKeys, step, http, bookThroughPages, enterWaitingRoom, signInDoctor,
+import { launch, person, ok, note, done, PHONE, NARROW, DESKTOP,
+         http, appErrors, missingKeys } from '../lib/browser.mjs';
+import { step, bookThroughPages, enterWaitingRoom, signInDoctor,
          queueLine, stats, firstFrame, mediaFlows } from './app-e2e-lib.mjs';
 
 const browser = await launch();

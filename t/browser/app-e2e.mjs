@@ -6,8 +6,9 @@
 // ways; the doctor keeps a picture with the patient's consent, writes the
 // note and a prescription, hangs up and closes the record; the patient
 // reads the summary and rates the visit, and the rating is in /metrics.
-import { launch, person, ok, note, done, PHONE, DESKTOP, BASE } from '../lib/browser.mjs';
-import { appErrors, missingKeys, step, http, bookThroughPages, enterWaitingRoom, signInDoctor,
+import { launch, person, ok, note, done, PHONE, DESKTOP, BASE,
+         http, appErrors, missingKeys } from '../lib/browser.mjs';
+import { step, bookThroughPages, enterWaitingRoom, signInDoctor,
          queueLine, stats, firstFrame, mediaFlows } from './app-e2e-lib.mjs';
 
 const browser = await launch();

@@ -147,3 +147,55 @@ export async function screenshot(page, step, { fullPage = true } = {}) {
     await page.screenshot({ path: file, fullPage });
     return file;
 }
+
+// The API called from the test itself (Node's fetch, not a page): the
+// status and the JSON answer, null when there is none.
+export async function http(method, path, { token, body } = {}) {
+    const headers = {};
+    if (token) headers.Authorization = 'Bearer ' + token;
+    if (body) headers['Content-Type'] = 'application/json';
+    const r = await fetch(BASE + '/api/v1' + path, { method, headers, body: body && JSON.stringify(body) });
+    let json = null;
+    try { json = await r.json(); } catch (e) { /* none */ }
+    return { status: r.status, json };
+}
+
+// a day as the slots API takes it (YYYY-MM-DD in local time)
+export function ymd(d) {
+    const p = (n) => String(n).padStart(2, '0');
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+}
+
+// the first free slot of a doctor starting more than from and less than
+// to ms from now, looked for today and on the days after (days in all)
+export async function freeSlot(doctor, { from, to = Infinity, days = 3 }) {
+    for (let i = 0; i < days; i++) {
+        const d = new Date(Date.now() + i * 86400000);
+        const list = (await http('GET', `/doctors/${doctor}/slots?date=${ymd(d)}`)).json;
+        const s = list.find((x) => x.status === 'free' && new Date(x.start) - Date.now() > from
+                                   && new Date(x.start) - Date.now() < to);
+        if (s) return s;
+    }
+    throw new Error(`no free slot of ${doctor} between ${from} and ${to} ms from now`);
+}
+
+// a booking through the API; returns the appointment (id, token, ...)
+export async function book(slot, name = 'Jane Roe') {
+    const r = await http('POST', '/appointments', { body: { slot: slot.id, patient: { name, phone: '+49301234567' },
+                                                            reason: 'cough' } });
+    if (r.status !== 201) throw new Error('booking: ' + JSON.stringify(r));
+    return r.json;
+}
+
+// the page's console errors less the browser's own line for an answer
+// the test provoked (expected: the statuses, e.g. a cancelled visit's
+// 404 or 409, the SSO try's 422, a refused token's 401)
+export function appErrors(page, expected = [401, 404, 409, 422]) {
+    const re = new RegExp(`Failed to load resource: .* (${expected.join('|')})`);
+    return page.consoleErrors.filter((e) => !re.test(e));
+}
+
+// the i18n keys the page asked for and neither table has
+export function missingKeys(page) {
+    return page.consoleErrors.filter((e) => e.includes('i18n: no string'));
+}

@@ -1,8 +1,8 @@
 package Teleclinic::Browser;
 
 # The Perl side of the app's end-to-end tests: starts what `make run`
-# starts (bin/teleclinic-run: conf/nginx.conf, the demo directory, the
-# TURN relay) on free ports with its state in a temporary directory, runs
+# starts (Teleclinic::Test's make_run: bin/teleclinic-run with
+# conf/nginx.conf, the demo directory, the TURN relay), runs
 # one Node.js script of t/browser/ against it (Debian's Chromium through
 # playwright-core, see t/lib/browser.mjs), passes each of the script's TAP
 # lines on as a test of its own, and stops nginx by its pid.  Skips when
@@ -13,12 +13,9 @@ use warnings;
 
 use Exporter qw(import);
 use File::Temp qw(tempdir);
-use IO::Socket::IP;
-use POSIX qw(WNOHANG);
-use Time::HiRes qw(sleep);
 use Test::More;
 
-use Teleclinic::Test;
+use Teleclinic::Test qw(make_run stop_make_run);
 
 our @EXPORT = qw(run_browser_script);
 
@@ -41,8 +38,6 @@ sub run_browser_script {
     local $ENV{TZ} = sprintf('Etc/GMT%+d', -$off);
 
     my $var = tempdir(CLEANUP => 1);
-    my $port = Teleclinic::Test::free_port();
-    my $turn_port = Teleclinic::Test::free_port(udp => 1);
 
     (my $name = $script) =~ s{.*/|\.mjs$}{}g;
     my $shots = "$REPO/build/screenshots/$name";
@@ -63,29 +58,13 @@ sub run_browser_script {
         close $out;
     }
 
-    my $pid = fork() // die "fork: $!";
+    my $run = make_run(var => $var, conf => $conf);
+    my ($port, $turn_port) = @$run{qw(port turn_port)};
 
-    if ($pid == 0) {
-        $ENV{TELECLINIC_VAR} = $var;
-        $ENV{TELECLINIC_CONF} = $conf if defined $conf;
-        open STDOUT, '>', "$var/run.log";
-        open STDERR, '>&', \*STDOUT;
-        exec "$REPO/bin/teleclinic-run", $port, $turn_port or exit 127;
-    }
+    ok($run->{up}, "teleclinic-run listens on $port")
+        or diag(slurp($run->{log}));
 
-    my $up = 0;
-
-    for (1 .. 100) {
-        if (IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $port)) {
-            $up = 1;
-            last;
-        }
-        sleep 0.1;
-    }
-
-    ok($up, "teleclinic-run listens on $port") or diag(slurp("$var/run.log"));
-
-    if ($up) {
+    if ($run->{up}) {
         local $ENV{TELECLINIC_BASE} = "http://127.0.0.1:$port";
         local $ENV{TELECLINIC_TURN_PORT} = $turn_port;
         local $ENV{TELECLINIC_SHOTS} = $shots;
@@ -115,19 +94,9 @@ sub run_browser_script {
         is($? >> 8, 0, "$script ran to its end ($n checks)");
     }
 
-    kill 'QUIT', $pid;
+    stop_make_run($run);
 
-    for (1 .. 100) {
-        last if waitpid($pid, WNOHANG) == $pid;
-        sleep 0.1;
-    }
-
-    if (kill 0, $pid) {
-        kill 'KILL', $pid;
-        waitpid($pid, 0);
-    }
-
-    my $log = slurp("$var/run.log");
+    my $log = slurp($run->{log});
     my @bad = grep { /\[(alert|emerg|crit)\]|AddressSanitizer/ } split /\n/, $log;
     ok(!@bad, 'no alert, crit or emerg in the error log') or diag(join "\n", @bad);
 

@@ -49,7 +49,8 @@ package Teleclinic::Test;
 #      headers => {...}, port => 'PORT2') returns
 # { status, json (decoded or undef), body, headers (Mojo), error }.
 #
-# Functions: free_port(udp => 1).
+# Functions: free_port(udp => 1); make_run(var => $dir, conf => $template)
+# and stop_make_run($run), what `make run` starts (exported on request).
 #
 # Environment:
 #   TELECLINIC_MODULE  path of our .so, default build/ in the repo
@@ -73,6 +74,7 @@ use Time::HiRes qw(sleep time);
 use Mojo::UserAgent;
 
 our @EXPORT = qw(free_port);
+our @EXPORT_OK = qw(make_run stop_make_run);
 
 our $NGINX = $ENV{TELECLINIC_NGINX} // '/usr/sbin/nginx';
 our $STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
@@ -122,6 +124,70 @@ sub free_port {
     }
 
     croak "free_port: no free port found";
+}
+
+
+###############################################################################
+
+# What `make run` starts: bin/teleclinic-run (conf/nginx.conf, the demo
+# directory, the TURN relay) in the foreground on free ports, its state and
+# run.log (stdout and stderr) in var, a temporary directory unless given;
+# conf => another template of conf/nginx.conf's form.  Waits up to 10 s
+# for the port; returns { pid, port, turn_port, var, log, up }.
+
+sub make_run {
+    my (%opts) = @_;
+
+    my $run = {
+        var       => $opts{var} // tempdir(CLEANUP => 1),
+        port      => free_port(),
+        turn_port => free_port(udp => 1),
+        up        => 0,
+    };
+
+    $run->{log} = "$run->{var}/run.log";
+
+    my $pid = fork() // croak "make_run: fork: $!";
+
+    if ($pid == 0) {
+        $ENV{TELECLINIC_VAR} = $run->{var};
+        $ENV{TELECLINIC_CONF} = $opts{conf} if defined $opts{conf};
+        open STDOUT, '>', $run->{log};
+        open STDERR, '>&', \*STDOUT;
+        exec "$REPO/bin/teleclinic-run", $run->{port}, $run->{turn_port}
+            or exit 127;
+    }
+
+    $run->{pid} = $pid;
+
+    for (1 .. 100) {
+        if (IO::Socket::IP->new(PeerHost => '127.0.0.1',
+                                PeerPort => $run->{port}))
+        {
+            $run->{up} = 1;
+            last;
+        }
+
+        sleep 0.1;
+    }
+
+    return $run;
+}
+
+# QUIT, and KILL when nginx has not gone 10 s later; returns whether QUIT
+# was enough
+
+sub stop_make_run {
+    my ($run) = @_;
+
+    kill 'QUIT', $run->{pid};
+
+    return 1 if defined wait_pid($run->{pid}, 10);
+
+    kill 'KILL', $run->{pid};
+    waitpid($run->{pid}, 0);
+
+    return 0;
 }
 
 
