@@ -15,6 +15,7 @@
 #define NGX_TELECLINIC_REDIS_BACKOFF_MIN  100
 #define NGX_TELECLINIC_REDIS_BACKOFF_MAX  5000
 #define NGX_TELECLINIC_REDIS_REASON_LEN   128
+#define NGX_TELECLINIC_REDIS_PING         5000
 
 
 typedef struct ngx_teleclinic_redis_cmd_s  ngx_teleclinic_redis_cmd_t;
@@ -50,6 +51,7 @@ struct ngx_teleclinic_redis_s {
 
     ngx_event_t                    timer;     /* connect, handshake, ask */
     ngx_event_t                    retry;     /* the backoff */
+    ngx_event_t                    ping;
     ngx_teleclinic_redis_cmd_t    *free;
 
     /* the master the sentinels named */
@@ -87,6 +89,8 @@ static ngx_int_t ngx_teleclinic_redis_master(ngx_teleclinic_redis_t *rd,
     redisReply *reply);
 static void ngx_teleclinic_redis_timer(ngx_event_t *ev);
 static void ngx_teleclinic_redis_retry(ngx_event_t *ev);
+static void ngx_teleclinic_redis_ping(ngx_event_t *ev);
+static void ngx_teleclinic_redis_pong(redisReply *reply, void *data);
 static void ngx_teleclinic_redis_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_teleclinic_redis_command_timeout(ngx_event_t *ev);
@@ -185,6 +189,11 @@ ngx_teleclinic_redis_create(ngx_cycle_t *cycle,
     rd->retry.log = rd->log;
     rd->retry.cancelable = 1;
 
+    rd->ping.handler = ngx_teleclinic_redis_ping;
+    rd->ping.data = rd;
+    rd->ping.log = rd->log;
+    rd->ping.cancelable = 1;
+
     ngx_teleclinic_redis_attempt(rd);
 
     return rd;
@@ -261,6 +270,10 @@ ngx_teleclinic_redis_destroy(ngx_teleclinic_redis_t *rd)
 
     if (rd->retry.timer_set) {
         ngx_del_timer(&rd->retry);
+    }
+
+    if (rd->ping.timer_set) {
+        ngx_del_timer(&rd->ping);
     }
 
     if (rd->sac) {
@@ -460,6 +473,8 @@ ngx_teleclinic_redis_handshake(redisAsyncContext *ac, void *r,
                   "teleclinic: redis \"%s\": connected to %V",
                   rd->name, &rd->addr->name);
 
+    ngx_add_timer(&rd->ping, NGX_TELECLINIC_REDIS_PING);
+
     if (rd->state) {
         rd->state(rd, 1, rd->data);
     }
@@ -545,6 +560,10 @@ ngx_teleclinic_redis_failed(ngx_teleclinic_redis_t *rd, ngx_str_t *what,
 
     was_up = rd->up;
     rd->up = 0;
+
+    if (rd->ping.timer_set) {
+        ngx_del_timer(&rd->ping);
+    }
 
     if (rd->destroyed) {
         return;
@@ -815,6 +834,43 @@ ngx_teleclinic_redis_retry(ngx_event_t *ev)
 
     if (rd->ac == NULL && rd->sac == NULL && !rd->destroyed) {
         ngx_teleclinic_redis_attempt(rd);
+    }
+}
+
+
+/*
+ * A server that stops answering (stopped, or a network that drops
+ * packets) keeps an idle socket open: a PING now and then finds it
+ * within the timeout.
+ */
+
+static void
+ngx_teleclinic_redis_ping(ngx_event_t *ev)
+{
+    ngx_teleclinic_redis_t  *rd = ev->data;
+
+    size_t       len;
+    const char  *argv;
+
+    argv = "PING";
+    len = 4;
+
+    if (ngx_teleclinic_redis_command(rd, 0, ngx_teleclinic_redis_pong, rd,
+                                     1, &argv, &len)
+        == NGX_ERROR)
+    {
+        ngx_teleclinic_redis_drop(rd, "cannot queue PING", 17);
+    }
+}
+
+
+static void
+ngx_teleclinic_redis_pong(redisReply *reply, void *data)
+{
+    ngx_teleclinic_redis_t  *rd = data;
+
+    if (reply && rd->up && !rd->ping.timer_set) {
+        ngx_add_timer(&rd->ping, NGX_TELECLINIC_REDIS_PING);
     }
 }
 

@@ -3,7 +3,8 @@
 # Redis in the workers: each worker connects to the teleclinic_redis
 # server and says so in the log; when Redis stops the loss is logged and
 # the API goes on, and when it comes back on the same port the workers
-# reconnect by themselves; a password is sent (AUTH) before the
+# reconnect by themselves; a server that stops answering (SIGSTOP) is
+# found by the PING of an idle connection and dropped after the timeout; a password is sent (AUTH) before the
 # connection counts as up, and a wrong one is logged and retried; under
 # Sentinel the worker follows a failover to the promoted replica; nginx
 # stops with QUIT and no open-socket alert.  Real redis-server and
@@ -67,7 +68,7 @@ sub start_redis {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>>', "$dir/redis-$port.log";
         open STDERR, '>&', \*STDOUT;
-        exec $REDIS, @args, '--logfile', '', '--daemonize', 'no';
+        { exec $REDIS, @args, '--logfile', '', '--daemonize', 'no' };
         POSIX::_exit(127);
     }
 
@@ -192,17 +193,30 @@ my $connected = qr/teleclinic: redis "main": connected to 127\.0\.0\.1:$port\b/;
 
 ok(log_has($t, $connected, 2), 'both workers connect to Redis');
 
+my @workers = $t->worker_pids;
+
 stop_redis($pid);
 
 ok(log_has($t, qr/teleclinic: redis "main": lost 127\.0\.0\.1:$port: /, 2),
    'the loss is logged');
 is(api_answers($t), 200, 'the API answers with Redis stopped');
-is(scalar $t->worker_pids, 2, 'no worker died');
+is_deeply([$t->worker_pids], \@workers, 'no worker died');
 
 $pid = start_redis($port);
 
 ok(log_has($t, $connected, 4), 'both workers reconnect when Redis is back');
 is(api_answers($t), 200, 'the API answers after the reconnect');
+
+# a server that stops answering keeps its sockets open: PING finds it
+kill 'STOP', $pid;
+
+ok(log_has($t, qr/redis "main": lost 127\.0\.0\.1:$port: timed out/, 2, 20),
+   'a server that stopped answering is dropped after the timeout');
+is(api_answers($t), 200, 'the API answers meanwhile');
+
+kill 'CONT', $pid;
+
+ok(log_has($t, $connected, 6, 20), 'reconnects once it answers again');
 
 $t->stop;
 unlike($t->error_log, qr/open socket/, 'no socket left open at exit');
