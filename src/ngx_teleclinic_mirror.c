@@ -20,26 +20,31 @@
  */
 
 
-/* a change of this worker on its way to the stream */
-typedef struct {
-    ngx_queue_t                         queue;
-    ngx_uint_t                          n;        /* in this worker */
-    ngx_uint_t                          sent;     /* on this connection */
-    size_t                              len;
-    u_char                              data[1];
-} ngx_teleclinic_mirror_line_t;
-
-
 struct ngx_teleclinic_claim_s {
     ngx_teleclinic_mirror_claim_pt      handler;  /* NULL: cancelled */
     void                               *data;
     size_t                              key_len;
     size_t                              value_len;
     u_char                              key[128];
-    u_char                              value[NGX_TELECLINIC_NODE_MAX
-                                              + NGX_TELECLINIC_APPT_ID_LEN
-                                              + 1];
+    u_char                              value[NGX_TELECLINIC_APPT_ID_LEN];
 };
+
+
+/*
+ * A change of this worker on its way to the stream, with the claim of
+ * the slot it frees: the claim goes back just before the line is added,
+ * and again if the line is sent again, so that a cancellation made while
+ * Redis was away frees its slot when Redis returns.
+ */
+typedef struct {
+    ngx_queue_t                         queue;
+    ngx_uint_t                          n;        /* in this worker */
+    ngx_uint_t                          sent;     /* on this connection */
+    ngx_uint_t                          frees;    /* claim is set */
+    ngx_teleclinic_claim_t              claim;
+    size_t                              len;
+    u_char                              data[1];
+} ngx_teleclinic_mirror_line_t;
 
 
 #define NGX_TELECLINIC_MIRROR_BATCH   256
@@ -279,16 +284,6 @@ ngx_teleclinic_mirror_sink(void *data, ngx_teleclinic_event_t *ev,
         return;
     }
 
-    /*
-     * A freed slot's claim goes back at once, ahead of the line: another
-     * node that books it before the line reaches it finds it still taken
-     * in its zone, answers 409 and gives the claim back.
-     */
-    if (ev->freed_doctor.len) {
-        ngx_teleclinic_mirror_release(&ev->freed_doctor, ev->freed_start,
-                                      ev->id);
-    }
-
     if (ngx_teleclinic_mirror_buffered + len > NGX_TELECLINIC_MIRROR_BUFFER) {
         ngx_log_error(NGX_LOG_CRIT, ngx_cycle->log, 0,
                       "teleclinic mirror: the buffer for Redis is full, "
@@ -305,6 +300,13 @@ ngx_teleclinic_mirror_sink(void *data, ngx_teleclinic_event_t *ev,
 
     line->n = ++ngx_teleclinic_mirror_queued;
     line->sent = 0;
+    line->frees = (ev->freed_doctor.len != 0);
+
+    if (line->frees) {
+        ngx_teleclinic_mirror_claim_key(&line->claim, &ev->freed_doctor,
+                                        ev->freed_start, ev->id);
+    }
+
     line->len = len - 1;                 /* without the newline */
     ngx_memcpy(line->data, text, len);
 
@@ -366,6 +368,15 @@ ngx_teleclinic_mirror_flush(ngx_event_t *ev)
 
         if (line->sent) {
             continue;
+        }
+
+        /*
+         * another node that books the slot before this line reaches it
+         * finds it still taken in its zone, answers 409 and gives the
+         * claim back
+         */
+        if (line->frees) {
+            ngx_teleclinic_mirror_give_back(&line->claim);
         }
 
         argv[11] = (char *) line->data;
@@ -997,9 +1008,6 @@ ngx_teleclinic_mirror_claim_key(ngx_teleclinic_claim_t *claim,
                      &ngx_teleclinic_mirror->prefix, doctor, start);
     claim->key_len = p - claim->key;
 
-    p = ngx_cpymem(claim->value, ngx_teleclinic_mirror->node.data,
-                   ngx_teleclinic_mirror->node.len);
-    *p++ = ':';
-    p = ngx_teleclinic_appt_id_print(p, id);
+    p = ngx_teleclinic_appt_id_print(claim->value, id);
     claim->value_len = p - claim->value;
 }

@@ -75,7 +75,7 @@ for my $kind (qw(http stream)) {
         ok(defined $syntax, "$name: Syntax in <code>");
         (my $bare = $syntax // '') =~ s{<i>.*?</i>}{}g;
         $bare =~ s/^\Q$name\E//;
-        my $literal = qr/(?:on|off|http|fsync|thread_pool|burst)\b/;
+        my $literal = qr/(?:on|off|http|fsync|thread_pool|burst|sentinel)\b/;
         unlike($bare, qr/\b(?!$literal)[a-z_]{2,}\b(?!=)/,
                "$name: every parameter of its Syntax is marked");
         like($b, qr/^\*\*Syntax:\*\*\ \S.*\n

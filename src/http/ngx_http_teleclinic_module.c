@@ -40,6 +40,12 @@ static char *ngx_http_teleclinic_ice_servers(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_teleclinic_data_key_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_teleclinic_redis_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_teleclinic_redis_sentinel(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_teleclinic_redis_conf_t *ngx_http_teleclinic_redis_conf(
+    ngx_conf_t *cf, ngx_http_teleclinic_main_conf_t *tmcf);
 static char *ngx_http_teleclinic_read_secret(ngx_conf_t *cf, ngx_str_t *file,
     ngx_str_t *secret, const char *directive);
 static ngx_int_t ngx_http_teleclinic_zone_init(ngx_teleclinic_zone_t *zone);
@@ -265,6 +271,20 @@ static ngx_command_t  ngx_http_teleclinic_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_teleclinic_main_conf_t, records_secret),
+      NULL },
+
+    { ngx_string("teleclinic_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_teleclinic_redis_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("teleclinic_redis_sentinel"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_teleclinic_redis_sentinel,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("teleclinic_api"),
@@ -549,7 +569,8 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_teleclinic_main_conf_t *tmcf = conf;
 
-    ngx_teleclinic_zone_t  *zone;
+    ngx_teleclinic_zone_t        *zone;
+    ngx_teleclinic_redis_conf_t  *rc;
 
     ngx_conf_init_value(tmcf->token_ttl, 7 * 86400);
     ngx_conf_init_size_value(tmcf->body_max, 16 * 1024);
@@ -567,6 +588,28 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(tmcf->room.ring_timeout, 30);
     ngx_conf_init_ptr_value(tmcf->room.ice_servers, NULL);
     ngx_conf_init_value(tmcf->room.turn_ttl, 3600);
+
+    if (tmcf->redis) {
+        rc = tmcf->redis;
+
+        if (rc->addr == NULL && rc->sentinels == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"teleclinic_redis sentinel\" needs "
+                               "\"teleclinic_redis_sentinel\"");
+            return NGX_CONF_ERROR;
+        }
+
+        if (rc->addr && rc->sentinels) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"teleclinic_redis\" with sentinels takes "
+                               "\"sentinel\" instead of an address");
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_conf_init_uint_value(rc->database, 0);
+        ngx_conf_init_msec_value(rc->connect_timeout, 1000);
+        ngx_conf_init_msec_value(rc->timeout, 1000);
+    }
 
     if (tmcf->shm_zone == NULL) {
         return NGX_CONF_OK;
@@ -658,6 +701,8 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
         return "needs a \"teleclinic_node\" of lowercase letters, digits "
                "and inner dashes, up to 32";
     }
+
+    tmcf->mirror.redis = tmcf->redis;
 
     if (ngx_teleclinic_mirror_conf(cf, &tmcf->mirror,
                                    &tmcf->shm_zone->shm.name)
@@ -1033,6 +1078,193 @@ ngx_http_teleclinic_ice_servers(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/*
+ * teleclinic_redis address|sentinel [password=text] [db=number]
+ *     [connect_timeout=time] [timeout=time];
+ */
+
+static char *
+ngx_http_teleclinic_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_teleclinic_main_conf_t *tmcf = conf;
+
+    u_char                       *eq;
+    size_t                        len;
+    ngx_int_t                     n;
+    ngx_str_t                    *value, s;
+    ngx_uint_t                    i;
+    ngx_msec_t                   *ms;
+    ngx_teleclinic_redis_conf_t  *rc;
+
+    rc = ngx_http_teleclinic_redis_conf(cf, tmcf);
+    if (rc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* teleclinic_redis_sentinel alone leaves them unset */
+    if (rc->timeout != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    rc->database = 0;
+    rc->connect_timeout = 1000;
+    rc->timeout = 1000;
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "sentinel") != 0
+        && ngx_teleclinic_redis_parse_addr(cf, &value[1], &rc->addr)
+           != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
+            rc->password.data = value[i].data + 9;
+            rc->password.len = value[i].len - 9;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            n = ngx_atoi(value[i].data + 3, value[i].len - 3);
+            if (n == NGX_ERROR) {
+                goto invalid;
+            }
+
+            rc->database = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
+            s.data = value[i].data + 16;
+            s.len = value[i].len - 16;
+            ms = &rc->connect_timeout;
+
+        } else if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+            ms = &rc->timeout;
+
+        } else {
+            goto invalid;
+        }
+
+        *ms = ngx_parse_time(&s, 0);
+        if (*ms == (ngx_msec_t) NGX_ERROR || *ms == 0) {
+            goto invalid;
+        }
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    /* the name only: the value may be the password */
+    eq = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
+    len = eq ? (size_t) (eq - value[i].data + 1) : value[i].len;
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%*s\"",
+                       len, value[i].data);
+    return NGX_CONF_ERROR;
+}
+
+
+/* teleclinic_redis_sentinel address ... master=name; */
+
+static char *
+ngx_http_teleclinic_redis_sentinel(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_teleclinic_main_conf_t *tmcf = conf;
+
+    ngx_str_t                    *value;
+    ngx_uint_t                    i;
+    ngx_addr_t                   *addr, *parsed;
+    ngx_teleclinic_redis_conf_t  *rc;
+
+    rc = ngx_http_teleclinic_redis_conf(cf, tmcf);
+    if (rc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc->sentinels) {
+        return "is duplicate";
+    }
+
+    rc->sentinels = ngx_array_create(cf->pool, cf->args->nelts,
+                                     sizeof(ngx_addr_t));
+    if (rc->sentinels == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "master=", 7) == 0) {
+            rc->master.data = value[i].data + 7;
+            rc->master.len = value[i].len - 7;
+            continue;
+        }
+
+        if (ngx_teleclinic_redis_parse_addr(cf, &value[i], &parsed)
+            != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        addr = ngx_array_push(rc->sentinels);
+        if (addr == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *addr = *parsed;
+    }
+
+    if (rc->master.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"teleclinic_redis_sentinel\" needs master=");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc->sentinels->nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"teleclinic_redis_sentinel\" needs an address");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_teleclinic_redis_conf_t *
+ngx_http_teleclinic_redis_conf(ngx_conf_t *cf,
+    ngx_http_teleclinic_main_conf_t *tmcf)
+{
+    ngx_teleclinic_redis_conf_t  *rc;
+
+    if (tmcf->redis) {
+        return tmcf->redis;
+    }
+
+    rc = ngx_pcalloc(cf->pool, sizeof(ngx_teleclinic_redis_conf_t));
+    if (rc == NULL) {
+        return NULL;
+    }
+
+    rc->database = NGX_CONF_UNSET_UINT;
+    rc->connect_timeout = NGX_CONF_UNSET_MSEC;
+    rc->timeout = NGX_CONF_UNSET_MSEC;
+
+    tmcf->redis = rc;
+
+    return rc;
+}
+
+
 /* a new zone, in init_zone: the state of the rooms and of the bus */
 
 static ngx_int_t
@@ -1128,7 +1360,8 @@ ngx_http_teleclinic_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_teleclinic_session_init_process(cycle) != NGX_OK
-        || ngx_http_teleclinic_record_init_process(cycle, tmcf) != NGX_OK)
+        || ngx_http_teleclinic_record_init_process(cycle, tmcf) != NGX_OK
+        || ngx_http_teleclinic_redis_init_process(cycle, tmcf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -1146,4 +1379,5 @@ ngx_http_teleclinic_exit_process(ngx_cycle_t *cycle)
     ngx_teleclinic_session_exit_process(cycle);
     ngx_teleclinic_notify_exit_process(cycle);
     ngx_teleclinic_mirror_exit_process(cycle);
+    ngx_http_teleclinic_redis_exit_process();
 }

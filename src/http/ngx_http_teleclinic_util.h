@@ -21,6 +21,7 @@
 #include "ngx_teleclinic_mirror.h"
 #include "ngx_teleclinic_token.h"
 #include "ngx_teleclinic_formulary.h"
+#include "ngx_teleclinic_redis.h"
 
 
 typedef struct ngx_teleclinic_ws_handler_s  ngx_teleclinic_ws_handler_t;
@@ -68,6 +69,7 @@ typedef struct {
     ngx_teleclinic_room_conf_t    room;
     ngx_teleclinic_formulary_t   *formulary;  /* teleclinic_formulary */
     ngx_teleclinic_mirror_conf_t  mirror;     /* several nodes */
+    ngx_teleclinic_redis_conf_t  *redis;      /* NULL: no Redis */
 } ngx_http_teleclinic_main_conf_t;
 
 
@@ -141,6 +143,15 @@ ngx_teleclinic_zone_t *ngx_http_teleclinic_zone(
     ngx_http_teleclinic_main_conf_t *tmcf);
 ngx_teleclinic_directory_t *ngx_http_teleclinic_directory(
     ngx_http_teleclinic_main_conf_t *tmcf, ngx_log_t *log);
+
+/*
+ * The worker's connection to Redis (teleclinic_redis), made in
+ * init_process and destroyed in exit_process; NULL without Redis.
+ */
+ngx_teleclinic_redis_t *ngx_http_teleclinic_redis(void);
+ngx_int_t ngx_http_teleclinic_redis_init_process(ngx_cycle_t *cycle,
+    ngx_http_teleclinic_main_conf_t *tmcf);
+void ngx_http_teleclinic_redis_exit_process(void);
 
 /* the body as one piece of memory; NGX_DECLINED when it is over the limit */
 ngx_int_t ngx_http_teleclinic_body(ngx_http_request_t *r, ngx_str_t *body,
