@@ -67,6 +67,9 @@ static void ngx_teleclinic_mirror_read(void);
 static void ngx_teleclinic_mirror_entries(redisReply *reply, void *data);
 static void ngx_teleclinic_mirror_entry(redisReply *entry, ngx_pool_t *pool);
 static ngx_int_t ngx_teleclinic_mirror_rid_after(ngx_str_t *a, ngx_str_t *b);
+static void ngx_teleclinic_mirror_heartbeat(ngx_event_t *ev);
+static void ngx_teleclinic_mirror_answered(redisReply *reply, void *data);
+static void ngx_teleclinic_mirror_alive(redisReply *reply, void *data);
 static void ngx_teleclinic_mirror_claimed(redisReply *reply, void *data);
 static void ngx_teleclinic_mirror_give_back(ngx_teleclinic_claim_t *claim);
 static void ngx_teleclinic_mirror_released(redisReply *reply, void *data);
@@ -92,6 +95,11 @@ static ngx_str_t   ngx_teleclinic_mirror_last;
 static u_char      ngx_teleclinic_mirror_base_buf[NGX_TELECLINIC_RID_MAX];
 static ngx_str_t   ngx_teleclinic_mirror_base;
 static ngx_uint_t  ngx_teleclinic_mirror_loading;
+
+/* worker 0's heartbeat, and the nodes' set's key */
+static ngx_event_t  ngx_teleclinic_mirror_beat;
+static u_char       ngx_teleclinic_mirror_nodes_key[NGX_TELECLINIC_ID_MAX + 32];
+static ngx_str_t    ngx_teleclinic_mirror_nodes_name;
 
 
 ngx_int_t
@@ -205,6 +213,20 @@ ngx_teleclinic_mirror_init_process(ngx_cycle_t *cycle,
     if (ngx_teleclinic_mirror_in == NULL) {
         return NGX_ERROR;
     }
+
+    ngx_teleclinic_mirror_nodes_name.data = ngx_teleclinic_mirror_nodes_key;
+    ngx_teleclinic_mirror_nodes_name.len =
+        ngx_snprintf(ngx_teleclinic_mirror_nodes_key,
+                     sizeof(ngx_teleclinic_mirror_nodes_key),
+                     "teleclinic:{%V}:nodes", &conf->prefix)
+        - ngx_teleclinic_mirror_nodes_key;
+
+    ngx_teleclinic_mirror_beat.handler = ngx_teleclinic_mirror_heartbeat;
+    ngx_teleclinic_mirror_beat.log = cycle->log;
+    ngx_teleclinic_mirror_beat.data = zone;
+    ngx_teleclinic_mirror_beat.cancelable = 1;
+
+    ngx_add_timer(&ngx_teleclinic_mirror_beat, 1);
 
     return NGX_OK;
 }
@@ -838,6 +860,241 @@ ngx_teleclinic_mirror_rid_after(ngx_str_t *a, ngx_str_t *b)
 
 
 /*
+ * Which nodes are alive: worker 0 of each puts its name in a sorted set
+ * with the time as its score every second, and reads back the names
+ * seen in the last NGX_TELECLINIC_MIRROR_ALIVE ms.  The list goes to the
+ * zone for every worker of the node: the rooms' homes are chosen from it.
+ */
+
+#define NGX_TELECLINIC_MIRROR_BEAT    1000
+#define NGX_TELECLINIC_MIRROR_ALIVE   3000
+
+static void
+ngx_teleclinic_mirror_heartbeat(ngx_event_t *ev)
+{
+    u_char       now[NGX_INT64_LEN], since[NGX_INT64_LEN + 1];
+    u_char       gone[NGX_INT64_LEN + 1];
+    size_t       argvlen[5];
+    uint64_t     ms;
+    const char  *argv[5];
+    ngx_time_t  *tp;
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    ngx_add_timer(ev, NGX_TELECLINIC_MIRROR_BEAT);
+
+    if (!ngx_teleclinic_mirror_up()) {
+        return;                          /* the list stays as it was */
+    }
+
+    tp = ngx_timeofday();
+    ms = (uint64_t) tp->sec * 1000 + tp->msec;
+
+    argv[0] = "ZADD";
+    argvlen[0] = 4;
+    argv[1] = (char *) ngx_teleclinic_mirror_nodes_name.data;
+    argvlen[1] = ngx_teleclinic_mirror_nodes_name.len;
+    argv[2] = (char *) now;
+    argvlen[2] = ngx_sprintf(now, "%uL", ms) - now;
+    argv[3] = (char *) ngx_teleclinic_mirror->node.data;
+    argvlen[3] = ngx_teleclinic_mirror->node.len;
+
+    (void) ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out, 0,
+                                        ngx_teleclinic_mirror_answered,
+                                        "ZADD", 4, argv, argvlen);
+
+    /* those gone for a minute leave the set */
+
+    argv[0] = "ZREMRANGEBYSCORE";
+    argvlen[0] = 16;
+    argv[2] = "-inf";
+    argvlen[2] = 4;
+    argv[3] = (char *) gone;
+    argvlen[3] = ngx_sprintf(gone, "(%uL", ms - 60000) - gone;
+
+    (void) ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out, 0,
+                                        ngx_teleclinic_mirror_answered,
+                                        "ZREMRANGEBYSCORE", 4, argv, argvlen);
+
+    argv[0] = "ZRANGEBYSCORE";
+    argvlen[0] = 13;
+    argv[2] = (char *) since;
+    argvlen[2] = ngx_sprintf(since, "(%uL", ms - NGX_TELECLINIC_MIRROR_ALIVE)
+                 - since;
+    argv[3] = "+inf";
+    argvlen[3] = 4;
+
+    (void) ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out, 0,
+                                        ngx_teleclinic_mirror_alive, NULL,
+                                        4, argv, argvlen);
+}
+
+
+static void
+ngx_teleclinic_mirror_answered(redisReply *reply, void *data)
+{
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "teleclinic mirror: %s failed: %*s", data,
+                      reply->len, reply->str);
+    }
+}
+
+
+static void
+ngx_teleclinic_mirror_alive(redisReply *reply, void *data)
+{
+    size_t                  i;
+    ngx_uint_t              n, changed;
+    redisReply             *e;
+    ngx_teleclinic_sh_t    *sh;
+    ngx_teleclinic_node_t   nodes[NGX_TELECLINIC_NODES];
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+
+    n = 0;
+
+    for (i = 0; i < reply->elements && n < NGX_TELECLINIC_NODES; i++) {
+        e = reply->element[i];
+
+        if (e->type != REDIS_REPLY_STRING || e->len == 0
+            || e->len > NGX_TELECLINIC_NODE_MAX
+            || ngx_teleclinic_id_valid((u_char *) e->str, e->len) != NGX_OK)
+        {
+            continue;
+        }
+
+        nodes[n].len = e->len;
+        ngx_memcpy(nodes[n].name, e->str, e->len);
+        n++;
+    }
+
+    sh = ngx_teleclinic_mirror_zone->sh;
+
+    ngx_teleclinic_zone_lock(ngx_teleclinic_mirror_zone);
+
+    changed = (n != sh->nnodes);
+
+    for (i = 0; !changed && i < n; i++) {
+        changed = nodes[i].len != sh->nodes[i].len
+                  || ngx_memcmp(nodes[i].name, sh->nodes[i].name,
+                                nodes[i].len) != 0;
+    }
+
+    if (changed) {
+        ngx_memcpy(sh->nodes, nodes, n * sizeof(ngx_teleclinic_node_t));
+        sh->nnodes = n;
+        sh->nodes_version++;
+    }
+
+    ngx_teleclinic_zone_unlock(ngx_teleclinic_mirror_zone);
+
+    if (changed) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "teleclinic mirror: %ui nodes alive", n);
+    }
+}
+
+
+/*
+ * The node a doctor's waiting room lives on: of the nodes alive, the one
+ * whose hash with the doctor is highest (rendezvous hashing), so that
+ * every node names the same one without asking, and a node's death moves
+ * only its own rooms.  NGX_OK: this node (also with one node, or while
+ * Redis is away: the rooms go on where they are); NGX_DECLINED: another,
+ * copied into node.
+ */
+
+ngx_int_t
+ngx_teleclinic_mirror_home(ngx_str_t *doctor, ngx_teleclinic_node_t *node,
+    ngx_uint_t *version)
+{
+    uint32_t                best, h;
+    ngx_uint_t              i, found;
+    ngx_teleclinic_sh_t    *sh;
+    ngx_teleclinic_node_t  *n;
+
+    *version = 0;
+
+    if (!ngx_teleclinic_mirror_up()) {
+        return NGX_OK;
+    }
+
+    sh = ngx_teleclinic_mirror_zone->sh;
+    best = 0;
+    found = 0;
+
+    ngx_teleclinic_zone_lock(ngx_teleclinic_mirror_zone);
+
+    *version = sh->nodes_version;
+
+    for (i = 0; i < sh->nnodes; i++) {
+        n = &sh->nodes[i];
+
+        ngx_crc32_init(h);
+        ngx_crc32_update(&h, doctor->data, doctor->len);
+        ngx_crc32_update(&h, (u_char *) "/", 1);
+        ngx_crc32_update(&h, n->name, n->len);
+        ngx_crc32_final(h);
+
+        if (!found || h > best) {
+            best = h;
+            *node = *n;
+            found = 1;
+        }
+    }
+
+    ngx_teleclinic_zone_unlock(ngx_teleclinic_mirror_zone);
+
+    if (!found
+        || (node->len == ngx_teleclinic_mirror->node.len
+            && ngx_memcmp(node->name, ngx_teleclinic_mirror->node.data,
+                          node->len) == 0))
+    {
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* a node's name is among those alive */
+
+ngx_uint_t
+ngx_teleclinic_mirror_alive_node(u_char *name, size_t len)
+{
+    ngx_uint_t            i, alive;
+    ngx_teleclinic_sh_t  *sh;
+
+    sh = ngx_teleclinic_mirror_zone->sh;
+    alive = 0;
+
+    ngx_teleclinic_zone_lock(ngx_teleclinic_mirror_zone);
+
+    for (i = 0; i < sh->nnodes && !alive; i++) {
+        alive = sh->nodes[i].len == len
+                && ngx_memcmp(sh->nodes[i].name, name, len) == 0;
+    }
+
+    ngx_teleclinic_zone_unlock(ngx_teleclinic_mirror_zone);
+
+    return alive;
+}
+
+
+ngx_uint_t
+ngx_teleclinic_mirror_nodes_version(void)
+{
+    return ngx_teleclinic_mirror_zone
+           ? ngx_teleclinic_mirror_zone->sh->nodes_version : 0;
+}
+
+
+/*
  * A slot's claim: SET NX, one conditional write.  Of any number of
  * attempts at once, on any nodes, Redis lets exactly one set the key, in
  * one round trip and with nothing to retry (a WATCH/MULTI would make the
@@ -1010,4 +1267,11 @@ ngx_teleclinic_mirror_claim_key(ngx_teleclinic_claim_t *claim,
 
     p = ngx_teleclinic_appt_id_print(claim->value, id);
     claim->value_len = p - claim->value;
+}
+
+
+ngx_str_t *
+ngx_teleclinic_mirror_node(void)
+{
+    return ngx_teleclinic_mirror ? &ngx_teleclinic_mirror->node : NULL;
 }

@@ -70,6 +70,18 @@ ngx_int_t ngx_teleclinic_mirror_claim(ngx_str_t *doctor, time_t start,
     time_t end, uint64_t id, ngx_teleclinic_mirror_claim_pt handler,
     void *data, ngx_teleclinic_claim_t **claim);
 void ngx_teleclinic_mirror_claim_cancel(ngx_teleclinic_claim_t *claim);
+
+/*
+ * Where a doctor's waiting room lives: NGX_OK here, NGX_DECLINED on the
+ * node copied into node.  version is that of the list of nodes alive it
+ * was chosen from, which ngx_teleclinic_mirror_nodes_version() tells.
+ */
+ngx_int_t ngx_teleclinic_mirror_home(ngx_str_t *doctor,
+    ngx_teleclinic_node_t *node, ngx_uint_t *version);
+ngx_uint_t ngx_teleclinic_mirror_nodes_version(void);
+ngx_uint_t ngx_teleclinic_mirror_alive_node(u_char *name, size_t len);
+/* this node's name */
+ngx_str_t *ngx_teleclinic_mirror_node(void);
 void ngx_teleclinic_mirror_release(ngx_str_t *doctor, time_t start,
     uint64_t id);
 

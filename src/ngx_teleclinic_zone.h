@@ -70,6 +70,8 @@
 #define NGX_TELECLINIC_RID_MAX        48
 /* the writers (a node's workers) whose events a zone has applied */
 #define NGX_TELECLINIC_MARKS          256
+/* the nodes of a group that a zone knows alive */
+#define NGX_TELECLINIC_NODES          64
 
 /* snapshot request ids: numbers that JavaScript holds exactly */
 #define NGX_TELECLINIC_REQUEST_MAX    ((((ngx_uint_t) 1) << 53) - 1)
@@ -158,6 +160,12 @@ typedef struct {
 
 
 typedef struct {
+    size_t                        len;
+    u_char                        name[NGX_TELECLINIC_NODE_MAX];
+} ngx_teleclinic_node_t;
+
+
+typedef struct {
     ngx_rbtree_t                  appts;
     ngx_rbtree_node_t             appts_sentinel;
     ngx_rbtree_t                  slots;
@@ -187,6 +195,11 @@ typedef struct {
     u_char                        mirror[NGX_TELECLINIC_RID_MAX];
     ngx_uint_t                    nmarks;
     ngx_teleclinic_mark_t         marks[NGX_TELECLINIC_MARKS];
+
+    /* the nodes alive, by name, as Redis last said; not journaled */
+    ngx_uint_t                    nodes_version;
+    ngx_uint_t                    nnodes;
+    ngx_teleclinic_node_t         nodes[NGX_TELECLINIC_NODES];
 
     ngx_teleclinic_logins_t       logins;
 

@@ -1359,6 +1359,13 @@ ngx_http_teleclinic_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_teleclinic_relay_init_process(cycle, tmcf,
+                                               &ngx_http_teleclinic_ws_session)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (ngx_teleclinic_session_init_process(cycle) != NGX_OK
         || ngx_http_teleclinic_record_init_process(cycle, tmcf) != NGX_OK
         || ngx_http_teleclinic_redis_init_process(cycle, tmcf) != NGX_OK)
@@ -1378,6 +1385,7 @@ ngx_http_teleclinic_exit_process(ngx_cycle_t *cycle)
 #endif
     ngx_teleclinic_session_exit_process(cycle);
     ngx_teleclinic_notify_exit_process(cycle);
+    ngx_http_teleclinic_relay_exit_process(cycle);
     ngx_teleclinic_mirror_exit_process(cycle);
     ngx_http_teleclinic_redis_exit_process();
 }

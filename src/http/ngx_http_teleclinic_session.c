@@ -33,6 +33,7 @@ struct ngx_teleclinic_session_s {
     size_t                             doctor_len;
     u_char                             doctor[NGX_TELECLINIC_ID_MAX];
     ngx_teleclinic_journal_waiter_t    waiter;
+    ngx_http_teleclinic_relay_t       *relay;    /* the room is elsewhere */
     unsigned                           syncing:1;
 };
 
@@ -64,6 +65,8 @@ typedef struct {
 
 static void ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
     ngx_teleclinic_session_t *s, ngx_teleclinic_ws_msg_t *msg);
+static ngx_int_t ngx_teleclinic_session_relay(ngx_teleclinic_session_t *s,
+    ngx_str_t *doctor, ngx_teleclinic_ws_msg_t *msg);
 static ngx_int_t ngx_teleclinic_session_actor(ngx_teleclinic_session_t *s,
     ngx_teleclinic_actor_t *a, u_char *doctor, size_t len);
 static void ngx_teleclinic_session_slot(ngx_teleclinic_actor_t *a,
@@ -190,7 +193,7 @@ ngx_teleclinic_session_open(ngx_teleclinic_ws_t *ws)
     ngx_uint_t                  n;
     ngx_teleclinic_session_t  **bucket, *s;
 
-    s = ngx_pcalloc(ws->request->pool, sizeof(ngx_teleclinic_session_t));
+    s = ngx_pcalloc(ws->pool, sizeof(ngx_teleclinic_session_t));
     if (s == NULL) {
         return NGX_ERROR;
     }
@@ -247,6 +250,11 @@ ngx_teleclinic_session_close(ngx_teleclinic_ws_t *ws)
 
     ws->session = NULL;
 
+    if (s->relay) {
+        ngx_http_teleclinic_relay_close(s->relay);
+        s->relay = NULL;
+    }
+
     if (s->syncing) {
         ngx_teleclinic_journal_cancel(&s->waiter);
         s->syncing = 0;
@@ -290,6 +298,12 @@ ngx_teleclinic_session_message(ngx_teleclinic_ws_t *ws,
     ngx_teleclinic_session_t  *s;
 
     s = ws->session;
+
+    if (s->relay) {
+        /* the room's node answers it all, a second hello too */
+        ngx_http_teleclinic_relay_message(s->relay, msg->root);
+        return;
+    }
 
     if (msg->type == NGX_TELECLINIC_WS_HELLO) {
         if (s->role != NGX_TELECLINIC_ROLE_NONE) {
@@ -458,6 +472,9 @@ ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
     ngx_teleclinic_actor_t            a;
     ngx_teleclinic_doctor_t          *d;
     ngx_teleclinic_directory_t       *dir;
+    ngx_teleclinic_appt_t            *appt;
+    ngx_str_t                         doctor;
+    u_char                            doctor_buf[NGX_TELECLINIC_ID_MAX];
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_teleclinic_session_conf;
@@ -488,13 +505,17 @@ ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
 
         /* a doctor taken out of the directory has no console */
 
-        dir = ngx_http_teleclinic_directory(tmcf, ws->request->connection->log);
+        dir = ngx_http_teleclinic_directory(tmcf, ws->log);
         d = dir ? ngx_teleclinic_doctor_find(dir, &t.subject) : NULL;
 
         if (d == NULL) {
             ngx_teleclinic_session_refuse(ws, msg->id, "unauthorized");
             ngx_teleclinic_ws_close(ws, WSLAY_CODE_POLICY_VIOLATION,
                                     "not authorized");
+            return;
+        }
+
+        if (ngx_teleclinic_session_relay(s, &t.subject, msg) != NGX_DECLINED) {
             return;
         }
 
@@ -532,6 +553,27 @@ ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
 
         a.appt = id;
         a.version = version;
+
+        /* the room is that of the appointment's doctor */
+
+        ngx_teleclinic_zone_lock(a.zone);
+
+        appt = ngx_teleclinic_appt_lookup(a.zone, id);
+
+        if (appt) {
+            doctor.len = appt->doctor_len;
+            ngx_memcpy(doctor_buf, appt->doctor, appt->doctor_len);
+        }
+
+        ngx_teleclinic_zone_unlock(a.zone);
+
+        doctor.data = doctor_buf;
+
+        if (appt
+            && ngx_teleclinic_session_relay(s, &doctor, msg) != NGX_DECLINED)
+        {
+            return;
+        }
 
         err = (ngx_teleclinic_room_checkin(&a) == NGX_OK)
               ? NULL : ngx_teleclinic_session_codes[a.error];
@@ -595,6 +637,32 @@ ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
 }
 
 
+/*
+ * With several nodes the doctor's room may be on another: the hello and
+ * all that follows go there (ngx_http_teleclinic_relay.c).  NGX_DECLINED
+ * when the room is here.
+ */
+
+static ngx_int_t
+ngx_teleclinic_session_relay(ngx_teleclinic_session_t *s, ngx_str_t *doctor,
+    ngx_teleclinic_ws_msg_t *msg)
+{
+    ngx_int_t  rc;
+
+    if (s->ws->remote) {
+        return NGX_DECLINED;             /* relayed here: the room is here */
+    }
+
+    rc = ngx_http_teleclinic_relay_open(s->ws, doctor, msg->root, &s->relay);
+
+    if (rc == NGX_ERROR) {
+        ngx_teleclinic_session_refuse(s->ws, msg->id, "unavailable");
+    }
+
+    return rc;
+}
+
+
 /* who acts, for the room: this connection, now */
 
 static ngx_int_t
@@ -613,7 +681,7 @@ ngx_teleclinic_session_actor(ngx_teleclinic_session_t *s,
 
     a->zone = ngx_http_teleclinic_zone(tmcf);
     a->conf = &tmcf->room;
-    a->log = s ? s->ws->request->connection->log : ngx_cycle->log;
+    a->log = s ? s->ws->log : ngx_cycle->log;
     a->serial = s ? s->serial : 0;
     a->now = ngx_time();
     a->appt = s ? s->appt : 0;
@@ -856,6 +924,10 @@ ngx_teleclinic_session_ahead(ngx_uint_t serial, ngx_uint_t distance)
     }
 
     ws = s->ws;
+
+    if (ws->request == NULL) {
+        return;                          /* a remote one: no socket here */
+    }
 
     switch (distance) {
 

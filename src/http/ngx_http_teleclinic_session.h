@@ -11,6 +11,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include "ngx_http_teleclinic_websocket.h"
+#include "ngx_http_teleclinic_relay.h"
 #include "ngx_teleclinic_message.h"
 
 

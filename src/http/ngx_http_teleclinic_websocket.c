@@ -354,6 +354,8 @@ ngx_teleclinic_ws_handler(ngx_http_request_t *r)
 
     ws->request = r;
     ws->conf = wcf;
+    ws->pool = r->pool;
+    ws->log = c->log;
 
     if (ngx_teleclinic_ws_wake(ws) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -946,6 +948,10 @@ ngx_teleclinic_ws_joined(ngx_teleclinic_ws_t *ws)
 
     ws->joined = 1;
 
+    if (ws->remote) {
+        return;                          /* its node keeps the pings */
+    }
+
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ws->request->connection->log, 0,
                    "teleclinic ws: hello welcomed");
 
@@ -1443,6 +1449,11 @@ ngx_teleclinic_ws_send_text(ngx_teleclinic_ws_t *ws, u_char *text,
         return;
     }
 
+    if (ws->remote) {
+        ws->remote->send(ws, text, len);
+        return;
+    }
+
     c = ws->request->connection;
 
     if (ws->ctx) {
@@ -1494,6 +1505,12 @@ ngx_teleclinic_ws_close(ngx_teleclinic_ws_t *ws, uint16_t code,
     ngx_connection_t  *c;
 
     if (ws->done) {
+        return;
+    }
+
+    if (ws->remote) {
+        ws->done = 1;
+        ws->remote->close(ws, code, reason);
         return;
     }
 

@@ -21,6 +21,19 @@ typedef struct ngx_teleclinic_ws_s  ngx_teleclinic_ws_t;
 
 
 /*
+ * A connection whose socket is on another node (the relay,
+ * ngx_http_teleclinic_relay.c): what is sent to it and its close go
+ * through these instead of a socket.
+ */
+typedef struct {
+    void                        (*send)(ngx_teleclinic_ws_t *ws,
+                                        u_char *text, size_t len);
+    void                        (*close)(ngx_teleclinic_ws_t *ws,
+                                         uint16_t code, const char *reason);
+} ngx_teleclinic_ws_remote_t;
+
+
+/*
  * What the transport hands to the layer above it, as nginx's upstream
  * calls its module: the module fills a table in at configuration, so the
  * transport names no function of the waiting room.  open is called once
@@ -45,8 +58,11 @@ struct ngx_teleclinic_ws_handler_s {
  * and out while the socket has taken everything.
  */
 struct ngx_teleclinic_ws_s {
-    ngx_http_request_t           *request;
+    ngx_http_request_t           *request;   /* NULL: a remote one */
     ngx_teleclinic_ws_conf_t     *conf;
+    ngx_pool_t                   *pool;      /* the request's, or its own */
+    ngx_log_t                    *log;
+    ngx_teleclinic_ws_remote_t   *remote;
     wslay_event_context_ptr       ctx;
 
     /*
