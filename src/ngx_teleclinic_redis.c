@@ -674,6 +674,11 @@ ngx_teleclinic_redis_answer(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_teleclinic_redis_ask_failed(rd, reply->str, reply->len);
+        return;
+    }
+
     if (ngx_teleclinic_redis_master(rd, reply) != NGX_OK) {
         ngx_teleclinic_redis_ask_failed(rd, "answered no numeric address",
                                         27);

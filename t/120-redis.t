@@ -180,7 +180,41 @@ sub api_answers {
     return $r->{status} // 0;
 }
 
+# what nginx -t says of a conf with $http in http{}
+sub conf_test {
+    my ($http) = @_;
+
+    my $t = Teleclinic::Test->new;
+    write_directory($t);
+
+    my $p = $t->prefix;
+    my $conf = $t->write_file('test.conf', $t->conf_text(conf(http => $http)));
+
+    return scalar `$Teleclinic::Test::NGINX -t -p $p/ -c $conf -e $p/logs/test.log 2>&1`;
+}
+
 ###############################################################################
+
+# the directives' errors, without the value of a parameter
+
+like(conf_test('teleclinic_redis 127.0.0.1;'),
+     qr/no port in redis address "127\.0\.0\.1"/, 'an address needs a port');
+like(conf_test('teleclinic_redis sentinel;'),
+     qr/"teleclinic_redis sentinel" needs "teleclinic_redis_sentinel"/,
+     'sentinel needs the sentinels');
+like(conf_test('teleclinic_redis_sentinel 127.0.0.1:26379 127.0.0.1:26380;'),
+     qr/"teleclinic_redis_sentinel" needs master=/, 'sentinels need master=');
+like(conf_test("teleclinic_redis 127.0.0.1:6379;\n"
+               . 'teleclinic_redis_sentinel 127.0.0.1:26379 master=m;'),
+     qr/takes "sentinel" instead of an address/,
+     'an address and sentinels are refused together');
+
+my $out = conf_test('teleclinic_redis 127.0.0.1:6379 pasword=hunter2;');
+like($out, qr/invalid parameter "pasword="/, 'a misspelt parameter');
+unlike($out, qr/hunter2/, 'its value is not shown');
+
+like(conf_test('teleclinic_redis_sentinel 127.0.0.1:26379 master=m;'),
+     qr/test is successful/, 'teleclinic_redis_sentinel may stand alone');
 
 # (a) connects, (b) loses Redis, goes on, reconnects on its own
 
@@ -220,6 +254,20 @@ ok(log_has($t, $connected, 6, 20), 'reconnects once it answers again');
 
 $t->stop;
 unlike($t->error_log, qr/open socket/, 'no socket left open at exit');
+stop_redis($pid);
+
+# a unix socket
+
+my $sock = "$dir/redis.sock";
+$port = free_port();
+$pid = start_redis($port, args => ['--unixsocket', $sock,
+                                   '--unixsocketperm', '700']);
+
+$t = nginx("teleclinic_redis unix:$sock;");
+
+ok(log_has($t, qr/redis "main": connected to unix:\Q$sock\E/, 1),
+   'connects to a unix socket');
+$t->stop;
 stop_redis($pid);
 
 # (c) AUTH before the connection counts; a wrong password is retried
