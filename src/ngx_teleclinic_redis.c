@@ -47,6 +47,7 @@ struct ngx_teleclinic_redis_s {
     ngx_uint_t                     sentinel;  /* the one to ask next */
     ngx_uint_t                     asked;     /* sentinels asked this round */
     ngx_uint_t                     destroyed;
+    ngx_uint_t                     pending;   /* commands unanswered */
     ngx_msec_t                     backoff;
 
     ngx_event_t                    timer;     /* connect, handshake, ask */
@@ -251,6 +252,8 @@ ngx_teleclinic_redis_command(ngx_teleclinic_redis_t *rd,
     }
 
     ngx_add_timer(&cmd->timer, timeout ? timeout : rd->conf->timeout);
+
+    rd->pending++;
 
     return NGX_OK;
 }
@@ -846,7 +849,9 @@ ngx_teleclinic_redis_retry(ngx_event_t *ev)
 /*
  * A server that stops answering (stopped, or a network that drops
  * packets) keeps an idle socket open: a PING now and then finds it
- * within the timeout.
+ * within the timeout.  A connection with a command pending is not idle:
+ * that command's timer watches it, and a PING queued behind a blocking
+ * command (XREAD BLOCK) would time out before it.
  */
 
 static void
@@ -856,6 +861,11 @@ ngx_teleclinic_redis_ping(ngx_event_t *ev)
 
     size_t       len;
     const char  *argv;
+
+    if (rd->pending) {
+        ngx_add_timer(&rd->ping, NGX_TELECLINIC_REDIS_PING);
+        return;
+    }
 
     argv = "PING";
     len = 4;
@@ -899,6 +909,8 @@ ngx_teleclinic_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     cmd->next = rd->free;
     rd->free = cmd;
+
+    rd->pending--;
 
     /* down before the handler runs, so that it sends nothing more here */
     if (r == NULL && rd->ac == ac) {

@@ -190,6 +190,11 @@ sub conf_test {
     my $p = $t->prefix;
     my $conf = $t->write_file('test.conf', $t->conf_text(conf(http => $http)));
 
+    # a module built with ASan loads only with its runtime
+    local $ENV{LD_PRELOAD} = Teleclinic::Test::asan_env()
+        if $ENV{TELECLINIC_ASAN};
+    local $ENV{ASAN_OPTIONS} = 'detect_leaks=0';
+
     return scalar `$Teleclinic::Test::NGINX -t -p $p/ -c $conf -e $p/logs/test.log 2>&1`;
 }
 
@@ -251,6 +256,11 @@ is(api_answers($t), 200, 'the API answers meanwhile');
 kill 'CONT', $pid;
 
 ok(log_has($t, $connected, 6, 20), 'reconnects once it answers again');
+
+# a reload: the old workers close theirs, the new ones connect
+$t->reload;
+
+ok(log_has($t, $connected, 8), 'the new workers connect after a reload');
 
 $t->stop;
 unlike($t->error_log, qr/open socket/, 'no socket left open at exit');
