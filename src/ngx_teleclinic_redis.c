@@ -896,6 +896,7 @@ ngx_teleclinic_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     ngx_teleclinic_redis_cmd_t *cmd = privdata;
 
     void                           *data;
+    redisReply                     *reply = r;
     ngx_teleclinic_redis_t         *rd;
     ngx_teleclinic_redis_reply_pt   handler;
 
@@ -913,8 +914,29 @@ ngx_teleclinic_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     rd->pending--;
 
     /* down before the handler runs, so that it sends nothing more here */
-    if (r == NULL && rd->ac == ac) {
+    if (reply == NULL && rd->ac == ac) {
         ngx_teleclinic_redis_gone(rd, ac);
+    }
+
+    /*
+     * a master demoted under Sentinel that kept its clients: the
+     * sentinels are asked again (the handler has its answer first)
+     */
+
+    if (reply
+        && reply->type == REDIS_REPLY_ERROR
+        && reply->len >= 8
+        && ngx_strncmp(reply->str, "READONLY", 8) == 0
+        && rd->conf->sentinels
+        && rd->ac == ac)
+    {
+        handler(r, data);
+
+        if (rd->ac == ac) {
+            ngx_teleclinic_redis_drop(rd, "no longer the master", 20);
+        }
+
+        return;
     }
 
     handler(r, data);
