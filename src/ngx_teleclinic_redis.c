@@ -535,6 +535,9 @@ ngx_teleclinic_redis_drop(ngx_teleclinic_redis_t *rd, const char *reason,
         ngx_del_timer(&rd->timer);
     }
 
+    /* down first: a handler answered NULL may send again, and must not */
+    ngx_teleclinic_redis_failed(rd, &rd->addr->name, reason, len);
+
     /*
      * pending commands are answered NULL (after the current callback,
      * when called from one); the disconnect callback sees rd->ac changed
@@ -543,8 +546,6 @@ ngx_teleclinic_redis_drop(ngx_teleclinic_redis_t *rd, const char *reason,
     if (ac) {
         redisAsyncFree(ac);
     }
-
-    ngx_teleclinic_redis_failed(rd, &rd->addr->name, reason, len);
 }
 
 
