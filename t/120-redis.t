@@ -311,18 +311,24 @@ my $master = free_port();
 my $replica = free_port();
 my @sentinels = map { free_port() } 1 .. 3;
 
+# every port is listened on before anything connects out, so that no
+# outgoing connection's local port takes one of them first
+
 my $mpid = start_redis($master);
-my $rpid = start_redis($replica, args => ['--replicaof', '127.0.0.1', $master]);
+start_redis($replica);
+start_redis($_, sentinel => '') for @sentinels;
+
+command($replica, 'REPLICAOF', '127.0.0.1', $master);
 
 wait_for(sub { my $r = command($replica, 'INFO', 'replication');
                defined $r && $r =~ /master_link_status:up/ },
-         'the replica is in sync');
+         'the replica is in sync', 30);
 
-my $monitor = "sentinel monitor tc 127.0.0.1 $master 2\n"
-              . "sentinel down-after-milliseconds tc 1000\n"
-              . "sentinel failover-timeout tc 3000\n";
-
-start_redis($_, sentinel => $monitor) for @sentinels;
+for my $s (@sentinels) {
+    command($s, 'SENTINEL', 'MONITOR', 'tc', '127.0.0.1', $master, 2);
+    command($s, 'SENTINEL', 'SET', 'tc', 'down-after-milliseconds', 1000);
+    command($s, 'SENTINEL', 'SET', 'tc', 'failover-timeout', 3000);
+}
 
 # a failover needs the replica and a quorum known to the sentinels
 wait_for(sub {
@@ -333,7 +339,7 @@ wait_for(sub {
                  $ok &&= ref $r && @$r >= 1 && ref $o && @$o >= 2;
              }
              $ok
-         }, 'the sentinels know the replica and each other', 30);
+         }, 'the sentinels know the replica and each other', 60);
 
 $t = nginx("teleclinic_redis sentinel timeout=500ms;\n"
            . "teleclinic_redis_sentinel "
