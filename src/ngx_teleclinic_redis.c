@@ -47,6 +47,7 @@ struct ngx_teleclinic_redis_s {
     ngx_uint_t                     sentinel;  /* the one to ask next */
     ngx_uint_t                     asked;     /* sentinels asked this round */
     ngx_uint_t                     destroyed;
+    ngx_uint_t                     pending;   /* commands unanswered */
     ngx_msec_t                     backoff;
 
     ngx_event_t                    timer;     /* connect, handshake, ask */
@@ -251,6 +252,8 @@ ngx_teleclinic_redis_command(ngx_teleclinic_redis_t *rd,
     }
 
     ngx_add_timer(&cmd->timer, timeout ? timeout : rd->conf->timeout);
+
+    rd->pending++;
 
     return NGX_OK;
 }
@@ -532,6 +535,9 @@ ngx_teleclinic_redis_drop(ngx_teleclinic_redis_t *rd, const char *reason,
         ngx_del_timer(&rd->timer);
     }
 
+    /* down first: a handler answered NULL may send again, and must not */
+    ngx_teleclinic_redis_failed(rd, &rd->addr->name, reason, len);
+
     /*
      * pending commands are answered NULL (after the current callback,
      * when called from one); the disconnect callback sees rd->ac changed
@@ -540,8 +546,6 @@ ngx_teleclinic_redis_drop(ngx_teleclinic_redis_t *rd, const char *reason,
     if (ac) {
         redisAsyncFree(ac);
     }
-
-    ngx_teleclinic_redis_failed(rd, &rd->addr->name, reason, len);
 }
 
 
@@ -671,6 +675,11 @@ ngx_teleclinic_redis_answer(redisAsyncContext *ac, void *r, void *privdata)
 
     if (reply->type == REDIS_REPLY_NIL) {
         ngx_teleclinic_redis_ask_failed(rd, "does not know the master", 24);
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_teleclinic_redis_ask_failed(rd, reply->str, reply->len);
         return;
     }
 
@@ -841,7 +850,9 @@ ngx_teleclinic_redis_retry(ngx_event_t *ev)
 /*
  * A server that stops answering (stopped, or a network that drops
  * packets) keeps an idle socket open: a PING now and then finds it
- * within the timeout.
+ * within the timeout.  A connection with a command pending is not idle:
+ * that command's timer watches it, and a PING queued behind a blocking
+ * command (XREAD BLOCK) would time out before it.
  */
 
 static void
@@ -851,6 +862,11 @@ ngx_teleclinic_redis_ping(ngx_event_t *ev)
 
     size_t       len;
     const char  *argv;
+
+    if (rd->pending) {
+        ngx_add_timer(&rd->ping, NGX_TELECLINIC_REDIS_PING);
+        return;
+    }
 
     argv = "PING";
     len = 4;
@@ -881,6 +897,7 @@ ngx_teleclinic_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     ngx_teleclinic_redis_cmd_t *cmd = privdata;
 
     void                           *data;
+    redisReply                     *reply = r;
     ngx_teleclinic_redis_t         *rd;
     ngx_teleclinic_redis_reply_pt   handler;
 
@@ -895,9 +912,32 @@ ngx_teleclinic_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     cmd->next = rd->free;
     rd->free = cmd;
 
+    rd->pending--;
+
     /* down before the handler runs, so that it sends nothing more here */
-    if (r == NULL && rd->ac == ac) {
+    if (reply == NULL && rd->ac == ac) {
         ngx_teleclinic_redis_gone(rd, ac);
+    }
+
+    /*
+     * a master demoted under Sentinel that kept its clients: the
+     * sentinels are asked again (the handler has its answer first)
+     */
+
+    if (reply
+        && reply->type == REDIS_REPLY_ERROR
+        && reply->len >= 8
+        && ngx_strncmp(reply->str, "READONLY", 8) == 0
+        && rd->conf->sentinels
+        && rd->ac == ac)
+    {
+        handler(r, data);
+
+        if (rd->ac == ac) {
+            ngx_teleclinic_redis_drop(rd, "no longer the master", 20);
+        }
+
+        return;
     }
 
     handler(r, data);

@@ -29,10 +29,15 @@ typedef struct ngx_teleclinic_redis_s  ngx_teleclinic_redis_t;
  * The answer to one command: reply is NULL when it failed (the
  * connection was lost or timed out, or the worker exits).  Called
  * exactly once per command that ngx_teleclinic_redis_command() took.
+ * The reply is hiredis's and freed when the handler returns.
  */
 typedef void (*ngx_teleclinic_redis_reply_pt)(redisReply *reply, void *data);
 
-/* called after each connect (AUTH and SELECT done) and each loss */
+/*
+ * called after each connect (AUTH and SELECT done) and each loss of a
+ * connection that was up, not at ngx_teleclinic_redis_destroy(); may be
+ * NULL
+ */
 typedef void (*ngx_teleclinic_redis_state_pt)(ngx_teleclinic_redis_t *rd,
     ngx_uint_t up, void *data);
 

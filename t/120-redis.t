@@ -180,7 +180,46 @@ sub api_answers {
     return $r->{status} // 0;
 }
 
+# what nginx -t says of a conf with $http in http{}
+sub conf_test {
+    my ($http) = @_;
+
+    my $t = Teleclinic::Test->new;
+    write_directory($t);
+
+    my $p = $t->prefix;
+    my $conf = $t->write_file('test.conf', $t->conf_text(conf(http => $http)));
+
+    # a module built with ASan loads only with its runtime
+    local $ENV{LD_PRELOAD} = Teleclinic::Test::asan_env()
+        if $ENV{TELECLINIC_ASAN};
+    local $ENV{ASAN_OPTIONS} = 'detect_leaks=0';
+
+    return scalar `$Teleclinic::Test::NGINX -t -p $p/ -c $conf -e $p/logs/test.log 2>&1`;
+}
+
 ###############################################################################
+
+# the directives' errors, without the value of a parameter
+
+like(conf_test('teleclinic_redis 127.0.0.1;'),
+     qr/no port in redis address "127\.0\.0\.1"/, 'an address needs a port');
+like(conf_test('teleclinic_redis sentinel;'),
+     qr/"teleclinic_redis sentinel" needs "teleclinic_redis_sentinel"/,
+     'sentinel needs the sentinels');
+like(conf_test('teleclinic_redis_sentinel 127.0.0.1:26379 127.0.0.1:26380;'),
+     qr/"teleclinic_redis_sentinel" needs master=/, 'sentinels need master=');
+like(conf_test("teleclinic_redis 127.0.0.1:6379;\n"
+               . 'teleclinic_redis_sentinel 127.0.0.1:26379 master=m;'),
+     qr/takes "sentinel" instead of an address/,
+     'an address and sentinels are refused together');
+
+my $out = conf_test('teleclinic_redis 127.0.0.1:6379 pasword=hunter2;');
+like($out, qr/invalid parameter "pasword="/, 'a misspelt parameter');
+unlike($out, qr/hunter2/, 'its value is not shown');
+
+like(conf_test('teleclinic_redis_sentinel 127.0.0.1:26379 master=m;'),
+     qr/test is successful/, 'teleclinic_redis_sentinel may stand alone');
 
 # (a) connects, (b) loses Redis, goes on, reconnects on its own
 
@@ -218,8 +257,27 @@ kill 'CONT', $pid;
 
 ok(log_has($t, $connected, 6, 20), 'reconnects once it answers again');
 
+# a reload: the old workers close theirs, the new ones connect
+$t->reload;
+
+ok(log_has($t, $connected, 8), 'the new workers connect after a reload');
+
 $t->stop;
 unlike($t->error_log, qr/open socket/, 'no socket left open at exit');
+stop_redis($pid);
+
+# a unix socket
+
+my $sock = "$dir/redis.sock";
+$port = free_port();
+$pid = start_redis($port, args => ['--unixsocket', $sock,
+                                   '--unixsocketperm', '700']);
+
+$t = nginx("teleclinic_redis unix:$sock;");
+
+ok(log_has($t, qr/redis "main": connected to unix:\Q$sock\E/, 1),
+   'connects to a unix socket');
+$t->stop;
 stop_redis($pid);
 
 # (c) AUTH before the connection counts; a wrong password is retried
@@ -253,18 +311,24 @@ my $master = free_port();
 my $replica = free_port();
 my @sentinels = map { free_port() } 1 .. 3;
 
+# every port is listened on before anything connects out, so that no
+# outgoing connection's local port takes one of them first
+
 my $mpid = start_redis($master);
-my $rpid = start_redis($replica, args => ['--replicaof', '127.0.0.1', $master]);
+start_redis($replica);
+start_redis($_, sentinel => '') for @sentinels;
+
+command($replica, 'REPLICAOF', '127.0.0.1', $master);
 
 wait_for(sub { my $r = command($replica, 'INFO', 'replication');
                defined $r && $r =~ /master_link_status:up/ },
-         'the replica is in sync');
+         'the replica is in sync', 30);
 
-my $monitor = "sentinel monitor tc 127.0.0.1 $master 2\n"
-              . "sentinel down-after-milliseconds tc 1000\n"
-              . "sentinel failover-timeout tc 3000\n";
-
-start_redis($_, sentinel => $monitor) for @sentinels;
+for my $s (@sentinels) {
+    command($s, 'SENTINEL', 'MONITOR', 'tc', '127.0.0.1', $master, 2);
+    command($s, 'SENTINEL', 'SET', 'tc', 'down-after-milliseconds', 1000);
+    command($s, 'SENTINEL', 'SET', 'tc', 'failover-timeout', 3000);
+}
 
 # a failover needs the replica and a quorum known to the sentinels
 wait_for(sub {
@@ -275,7 +339,7 @@ wait_for(sub {
                  $ok &&= ref $r && @$r >= 1 && ref $o && @$o >= 2;
              }
              $ok
-         }, 'the sentinels know the replica and each other', 30);
+         }, 'the sentinels know the replica and each other', 60);
 
 $t = nginx("teleclinic_redis sentinel timeout=500ms;\n"
            . "teleclinic_redis_sentinel "

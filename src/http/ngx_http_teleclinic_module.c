@@ -1336,7 +1336,15 @@ ngx_http_teleclinic_init_process(ngx_cycle_t *cycle)
     tmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_teleclinic_module);
 
-    if (tmcf == NULL || tmcf->shm_zone == NULL) {
+    if (tmcf == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_teleclinic_redis_init_process(cycle, tmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (tmcf->shm_zone == NULL) {
         return NGX_OK;
     }
 
@@ -1367,8 +1375,7 @@ ngx_http_teleclinic_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_teleclinic_session_init_process(cycle) != NGX_OK
-        || ngx_http_teleclinic_record_init_process(cycle, tmcf) != NGX_OK
-        || ngx_http_teleclinic_redis_init_process(cycle, tmcf) != NGX_OK)
+        || ngx_http_teleclinic_record_init_process(cycle, tmcf) != NGX_OK)
     {
         return NGX_ERROR;
     }
