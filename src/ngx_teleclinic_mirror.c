@@ -114,13 +114,18 @@ ngx_teleclinic_mirror_conf(ngx_conf_t *cf, ngx_teleclinic_mirror_conf_t *conf,
 
     if (conf->node.len == 0) {
 
-        /* the host's name, when it can be one */
+        /* the host's name without its domain, when it can be one */
 
-        conf->node.len = ngx_min(ngx_cycle->hostname.len,
-                                 NGX_TELECLINIC_NODE_MAX);
-        conf->node.data = ngx_cycle->hostname.data;
+        conf->node.data = cf->cycle->hostname.data;
+        conf->node.len = cf->cycle->hostname.len;
 
-        if (conf->node.len == 0
+        p = ngx_strlchr(conf->node.data, conf->node.data + conf->node.len,
+                        '.');
+        if (p) {
+            conf->node.len = p - conf->node.data;
+        }
+
+        if (conf->node.len == 0 || conf->node.len > NGX_TELECLINIC_NODE_MAX
             || ngx_teleclinic_id_valid(conf->node.data, conf->node.len)
                != NGX_OK)
         {
@@ -159,7 +164,11 @@ ngx_teleclinic_mirror_init_process(ngx_cycle_t *cycle,
     ngx_queue_init(&ngx_teleclinic_mirror_lines);
     ngx_queue_init(&ngx_teleclinic_mirror_waiters);
 
-    if (conf->redis == NULL) {
+    /* not in the cache manager and loader, which serve no requests */
+    if (conf->redis == NULL
+        || (ngx_process != NGX_PROCESS_WORKER
+            && ngx_process != NGX_PROCESS_SINGLE))
+    {
         return NGX_OK;
     }
 
@@ -175,7 +184,7 @@ ngx_teleclinic_mirror_init_process(ngx_cycle_t *cycle,
     zone->journal->sink_data = zone;
 
     ngx_teleclinic_mirror_out = ngx_teleclinic_redis_create(cycle,
-                                    conf->redis, "mirror",
+                                    conf->redis, "main",
                                     ngx_teleclinic_mirror_out_state, NULL);
     if (ngx_teleclinic_mirror_out == NULL) {
         return NGX_ERROR;
@@ -208,7 +217,7 @@ ngx_teleclinic_mirror_init_process(ngx_cycle_t *cycle,
     ngx_teleclinic_mirror_base.len = 0;
 
     ngx_teleclinic_mirror_in = ngx_teleclinic_redis_create(cycle,
-                                    conf->redis, "mirror reader",
+                                    conf->redis, "reader",
                                     ngx_teleclinic_mirror_in_state, NULL);
     if (ngx_teleclinic_mirror_in == NULL) {
         return NGX_ERROR;

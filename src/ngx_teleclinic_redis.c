@@ -48,6 +48,7 @@ struct ngx_teleclinic_redis_s {
     ngx_uint_t                     asked;     /* sentinels asked this round */
     ngx_uint_t                     destroyed;
     ngx_uint_t                     pending;   /* commands unanswered */
+    ngx_uint_t                     subscribed; /* only Pub/Sub from now */
     ngx_msec_t                     backoff;
 
     ngx_event_t                    timer;     /* connect, handshake, ask */
@@ -469,6 +470,7 @@ ngx_teleclinic_redis_handshake(redisAsyncContext *ac, void *r,
     }
 
     rd->up = 1;
+    rd->subscribed = 0;
     rd->backoff = NGX_TELECLINIC_REDIS_BACKOFF_MIN;
     rd->reason_len = 0;
 
@@ -863,6 +865,14 @@ ngx_teleclinic_redis_ping(ngx_event_t *ev)
     size_t       len;
     const char  *argv;
 
+    if (rd->subscribed) {
+        /*
+         * a PING's answer on a subscribed connection is no reply hiredis
+         * 0.14 gives to a callback: the server's death is the socket's
+         */
+        return;
+    }
+
     if (rd->pending) {
         ngx_add_timer(&rd->ping, NGX_TELECLINIC_REDIS_PING);
         return;
@@ -1142,4 +1152,89 @@ ngx_teleclinic_redis_write_handler(ngx_event_t *wev)
     ngx_connection_t  *c = wev->data;
 
     redisAsyncHandleWrite(c->data);
+}
+
+
+/*
+ * Pub/Sub: hiredis keeps the callback of a channel and calls it with
+ * each message, and once with NULL when the connection goes; no timer
+ * runs for it.  The caller subscribes again when the connection is up.
+ */
+
+typedef struct {
+    ngx_teleclinic_redis_message_pt    handler;
+    void                              *data;
+} ngx_teleclinic_redis_sub_t;
+
+
+static void ngx_teleclinic_redis_message(redisAsyncContext *ac, void *r,
+    void *privdata);
+
+
+ngx_int_t
+ngx_teleclinic_redis_subscribe(ngx_teleclinic_redis_t *rd,
+    ngx_str_t *channel, ngx_teleclinic_redis_message_pt handler, void *data)
+{
+    size_t                       argvlen[2];
+    const char                  *argv[2];
+    ngx_teleclinic_redis_sub_t  *sub;
+
+    if (!rd->up) {
+        return NGX_DECLINED;
+    }
+
+    sub = ngx_alloc(sizeof(ngx_teleclinic_redis_sub_t), rd->log);
+    if (sub == NULL) {
+        return NGX_ERROR;
+    }
+
+    sub->handler = handler;
+    sub->data = data;
+
+    argv[0] = "SUBSCRIBE";
+    argvlen[0] = 9;
+    argv[1] = (char *) channel->data;
+    argvlen[1] = channel->len;
+
+    if (redisAsyncCommandArgv(rd->ac, ngx_teleclinic_redis_message, sub,
+                              2, argv, argvlen)
+        != REDIS_OK)
+    {
+        ngx_free(sub);
+        return NGX_ERROR;
+    }
+
+    rd->subscribed = 1;
+
+    if (rd->ping.timer_set) {
+        ngx_del_timer(&rd->ping);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_teleclinic_redis_message(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply                  *reply = r;
+    ngx_teleclinic_redis_sub_t  *sub = privdata;
+
+    if (reply == NULL) {
+        /* the connection went: its subscriptions with it */
+        ngx_free(sub);
+        return;
+    }
+
+    /* ["message", channel, payload]; "subscribe" confirms */
+
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && reply->element[0]->len == 7
+        && ngx_strncmp(reply->element[0]->str, "message", 7) == 0
+        && reply->element[2]->type == REDIS_REPLY_STRING)
+    {
+        sub->handler((u_char *) reply->element[2]->str,
+                     reply->element[2]->len, sub->data);
+    }
 }

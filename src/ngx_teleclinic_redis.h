@@ -83,6 +83,17 @@ ngx_int_t ngx_teleclinic_redis_command(ngx_teleclinic_redis_t *rd,
     ngx_msec_t timeout, ngx_teleclinic_redis_reply_pt handler, void *data,
     int argc, const char **argv, const size_t *argvlen);
 
+/*
+ * SUBSCRIBE to a channel: handler is given each message's payload, for
+ * as long as the connection lasts (subscribe again when it is up once
+ * more).  A subscribed connection takes no other commands.
+ */
+typedef void (*ngx_teleclinic_redis_message_pt)(u_char *data, size_t len,
+    void *ctx);
+
+ngx_int_t ngx_teleclinic_redis_subscribe(ngx_teleclinic_redis_t *rd,
+    ngx_str_t *channel, ngx_teleclinic_redis_message_pt handler, void *data);
+
 /* at worker exit: closes the socket once; pending handlers get NULL */
 void ngx_teleclinic_redis_destroy(ngx_teleclinic_redis_t *rd);
 

@@ -297,7 +297,7 @@ $t = nginx("teleclinic_redis 127.0.0.1:$port password=wrong-one;");
 my $refused = qr/redis "main": cannot connect to 127\.0\.0\.1:$port: refused: WRONGPASS/;
 
 ok(log_has($t, $refused, 3), 'a wrong password is logged and retried');
-is(count_log($t, qr/\[notice\].*WRONGPASS/), 1,
+is(count_log($t, qr/\[notice\].*redis "main".*WRONGPASS/), 1,
    'at notice once, the retries at info');
 unlike($t->error_log, qr/connected to/, 'never counted as connected');
 unlike($t->error_log, qr/\Q$secret\E|wrong-one/, 'no password in the log');

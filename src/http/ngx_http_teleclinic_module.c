@@ -1340,10 +1340,6 @@ ngx_http_teleclinic_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    if (ngx_http_teleclinic_redis_init_process(cycle, tmcf) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
     if (tmcf->shm_zone == NULL) {
         return NGX_OK;
     }
@@ -1394,5 +1390,4 @@ ngx_http_teleclinic_exit_process(ngx_cycle_t *cycle)
     ngx_teleclinic_notify_exit_process(cycle);
     ngx_http_teleclinic_relay_exit_process(cycle);
     ngx_teleclinic_mirror_exit_process(cycle);
-    ngx_http_teleclinic_redis_exit_process();
 }

@@ -119,7 +119,10 @@ ngx_http_teleclinic_relay_init_process(ngx_cycle_t *cycle,
                     &ngx_http_teleclinic_remotes_sentinel,
                     ngx_rbtree_insert_value);
 
-    if (tmcf->redis == NULL || tmcf->shm_zone == NULL) {
+    if (tmcf->redis == NULL || tmcf->shm_zone == NULL
+        || (ngx_process != NGX_PROCESS_WORKER
+            && ngx_process != NGX_PROCESS_SINGLE))
+    {
         return NGX_OK;
     }
 

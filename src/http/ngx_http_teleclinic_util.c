@@ -29,7 +29,6 @@ static ngx_str_t  ngx_http_teleclinic_json_type =
     ngx_string("application/json");
 
 static ngx_teleclinic_directory_t  *ngx_http_teleclinic_dir;
-static ngx_teleclinic_redis_t      *ngx_http_teleclinic_redis_conn;
 
 
 ngx_http_teleclinic_ctx_t *
@@ -139,46 +138,6 @@ failed:
     ngx_destroy_pool(pool);
 
     return ngx_http_teleclinic_dir;
-}
-
-
-ngx_teleclinic_redis_t *
-ngx_http_teleclinic_redis(void)
-{
-    return ngx_http_teleclinic_redis_conn;
-}
-
-
-ngx_int_t
-ngx_http_teleclinic_redis_init_process(ngx_cycle_t *cycle,
-    ngx_http_teleclinic_main_conf_t *tmcf)
-{
-    /* not in the cache manager and loader, which serve no requests */
-    if (tmcf->redis == NULL
-        || (ngx_process != NGX_PROCESS_WORKER
-            && ngx_process != NGX_PROCESS_SINGLE))
-    {
-        return NGX_OK;
-    }
-
-    ngx_http_teleclinic_redis_conn = ngx_teleclinic_redis_create(cycle,
-                                                 tmcf->redis, "main", NULL,
-                                                 NULL);
-    if (ngx_http_teleclinic_redis_conn == NULL) {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-void
-ngx_http_teleclinic_redis_exit_process(void)
-{
-    if (ngx_http_teleclinic_redis_conn) {
-        ngx_teleclinic_redis_destroy(ngx_http_teleclinic_redis_conn);
-        ngx_http_teleclinic_redis_conn = NULL;
-    }
 }
 
 

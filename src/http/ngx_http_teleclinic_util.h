@@ -144,15 +144,6 @@ ngx_teleclinic_zone_t *ngx_http_teleclinic_zone(
 ngx_teleclinic_directory_t *ngx_http_teleclinic_directory(
     ngx_http_teleclinic_main_conf_t *tmcf, ngx_log_t *log);
 
-/*
- * The worker's connection to Redis (teleclinic_redis), made in
- * init_process and destroyed in exit_process; NULL without Redis.
- */
-ngx_teleclinic_redis_t *ngx_http_teleclinic_redis(void);
-ngx_int_t ngx_http_teleclinic_redis_init_process(ngx_cycle_t *cycle,
-    ngx_http_teleclinic_main_conf_t *tmcf);
-void ngx_http_teleclinic_redis_exit_process(void);
-
 /* the body as one piece of memory; NGX_DECLINED when it is over the limit */
 ngx_int_t ngx_http_teleclinic_body(ngx_http_request_t *r, ngx_str_t *body,
     size_t max);
