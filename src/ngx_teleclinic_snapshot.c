@@ -18,7 +18,8 @@
 
 /* a file sealed anew is written under its name and this, then renamed */
 #define NGX_TELECLINIC_SNAPSHOT_NEW      ".new"
-#define NGX_TELECLINIC_SNAPSHOT_NEW_LEN  (sizeof(NGX_TELECLINIC_SNAPSHOT_NEW) - 1)
+#define NGX_TELECLINIC_SNAPSHOT_NEW_LEN                                      \
+    (sizeof(NGX_TELECLINIC_SNAPSHOT_NEW) - 1)
 
 
 static u_char *ngx_teleclinic_snapshot_name(u_char *p, uint64_t appt,
@@ -487,6 +488,8 @@ ngx_teleclinic_snapshot_open(ngx_cycle_t *cycle, ngx_teleclinic_zone_t *zone,
     if (keys && keys->nkeys < 2) {
         keys = NULL;
     }
+
+    removed = 0;
 
     return ngx_teleclinic_snapshot_pass(zone, 0, keys, &removed, cycle->log);
 }

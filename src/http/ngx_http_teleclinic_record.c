@@ -485,6 +485,7 @@ ngx_int_t
 ngx_http_teleclinic_record_snapshot(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call)
 {
+    ngx_int_t                         rc;
     ngx_uint_t                        request, id;
     const char                       *type;
     ngx_teleclinic_zone_t            *zone;
@@ -595,9 +596,9 @@ ngx_http_teleclinic_record_snapshot(ngx_http_request_t *r,
 
     /* no thread pool (fsync=off), or its queue is full: as the journal */
 
-    return ngx_http_teleclinic_snapshot_commit(r, up,
-                              ngx_teleclinic_snapshot_write(up->file,
-                                                            r->connection->log));
+    rc = ngx_teleclinic_snapshot_write(up->file, r->connection->log);
+
+    return ngx_http_teleclinic_snapshot_commit(r, up, rc);
 
 failed:
 
