@@ -13,6 +13,8 @@
 
 
 static ngx_int_t ngx_teleclinic_hex_nibble(u_char c);
+static ngx_int_t ngx_teleclinic_encrypt(EVP_CIPHER_CTX *ctx, u_char *aad,
+    size_t aad_len, u_char *in, size_t len, u_char *out);
 static ngx_int_t ngx_teleclinic_nonce(u_char *nonce);
 
 
@@ -103,8 +105,6 @@ ngx_int_t
 ngx_teleclinic_seal(ngx_teleclinic_keys_t *keys, u_char *aad, size_t aad_len,
     u_char *in, size_t len, u_char *out)
 {
-    int                    n;
-    u_char                *nonce, *ct;
     ngx_teleclinic_key_t  *key;
 
     if (keys == NULL || keys->nkeys == 0 || len > NGX_MAX_INT32_VALUE) {
@@ -113,12 +113,9 @@ ngx_teleclinic_seal(ngx_teleclinic_keys_t *keys, u_char *aad, size_t aad_len,
 
     key = &keys->keys[0];
 
-    nonce = out + NGX_TELECLINIC_KID_LEN;
-    ct = nonce + NGX_TELECLINIC_NONCE_LEN;
-
     ngx_memcpy(out, key->kid, NGX_TELECLINIC_KID_LEN);
 
-    if (ngx_teleclinic_nonce(nonce) != NGX_OK) {
+    if (ngx_teleclinic_nonce(out + NGX_TELECLINIC_KID_LEN) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -136,20 +133,53 @@ ngx_teleclinic_seal(ngx_teleclinic_keys_t *keys, u_char *aad, size_t aad_len,
         }
     }
 
-    if (EVP_EncryptInit_ex(key->enc, NULL, NULL, NULL, nonce) != 1
-        || (aad_len
-            && EVP_EncryptUpdate(key->enc, NULL, &n, aad, (int) aad_len)
-               != 1)
-        || (len && EVP_EncryptUpdate(key->enc, ct, &n, in, (int) len) != 1)
-        || EVP_EncryptFinal_ex(key->enc, ct + len, &n) != 1
-        || EVP_CIPHER_CTX_ctrl(key->enc, EVP_CTRL_GCM_GET_TAG,
-                               NGX_TELECLINIC_TAG_LEN, ct + len)
-           != 1)
+    return ngx_teleclinic_encrypt(key->enc, aad, aad_len, in, len, out);
+}
+
+
+/*
+ * A context of its own and a nonce straight from RAND_bytes(), which is
+ * thread-safe: the keys' contexts and the nonce stock are the event
+ * loop's.  The key schedule made anew is nothing beside a large item.
+ */
+
+ngx_int_t
+ngx_teleclinic_seal_reentrant(ngx_teleclinic_keys_t *keys, u_char *aad,
+    size_t aad_len, u_char *in, size_t len, u_char *out)
+{
+    ngx_int_t              rc;
+    EVP_CIPHER_CTX        *ctx;
+    ngx_teleclinic_key_t  *key;
+
+    if (keys == NULL || keys->nkeys == 0 || len > NGX_MAX_INT32_VALUE) {
+        return NGX_ERROR;
+    }
+
+    key = &keys->keys[0];
+
+    ngx_memcpy(out, key->kid, NGX_TELECLINIC_KID_LEN);
+
+    if (RAND_bytes(out + NGX_TELECLINIC_KID_LEN, NGX_TELECLINIC_NONCE_LEN)
+        != 1)
     {
         return NGX_ERROR;
     }
 
-    return NGX_OK;
+    ctx = EVP_CIPHER_CTX_new();
+
+    if (ctx == NULL
+        || EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key->key, NULL)
+           != 1)
+    {
+        EVP_CIPHER_CTX_free(ctx);
+        return NGX_ERROR;
+    }
+
+    rc = ngx_teleclinic_encrypt(ctx, aad, aad_len, in, len, out);
+
+    EVP_CIPHER_CTX_free(ctx);
+
+    return rc;
 }
 
 
@@ -212,6 +242,34 @@ ngx_teleclinic_unseal(ngx_teleclinic_keys_t *keys, u_char *aad,
     {
         /* nothing of a forged item is left behind */
         OPENSSL_cleanse(out, ct_len);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* out holds the key id and the nonce; the rest is written after them */
+
+static ngx_int_t
+ngx_teleclinic_encrypt(EVP_CIPHER_CTX *ctx, u_char *aad, size_t aad_len,
+    u_char *in, size_t len, u_char *out)
+{
+    int      n;
+    u_char  *nonce, *ct;
+
+    nonce = out + NGX_TELECLINIC_KID_LEN;
+    ct = nonce + NGX_TELECLINIC_NONCE_LEN;
+
+    if (EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, nonce) != 1
+        || (aad_len
+            && EVP_EncryptUpdate(ctx, NULL, &n, aad, (int) aad_len) != 1)
+        || (len && EVP_EncryptUpdate(ctx, ct, &n, in, (int) len) != 1)
+        || EVP_EncryptFinal_ex(ctx, ct + len, &n) != 1
+        || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG,
+                               NGX_TELECLINIC_TAG_LEN, ct + len)
+           != 1)
+    {
         return NGX_ERROR;
     }
 

@@ -69,6 +69,10 @@ void ngx_teleclinic_keys_cleanup(void *data);
 ngx_int_t ngx_teleclinic_seal(ngx_teleclinic_keys_t *keys, u_char *aad,
     size_t aad_len, u_char *in, size_t len, u_char *out);
 
+/* the same, safe on any thread: for an image sealed on a thread pool */
+ngx_int_t ngx_teleclinic_seal_reentrant(ngx_teleclinic_keys_t *keys,
+    u_char *aad, size_t aad_len, u_char *in, size_t len, u_char *out);
+
 /*
  * Opens a sealed item of len bytes into out (len - overhead bytes).
  * NGX_DECLINED: no key has its key id; NGX_ERROR: too short, or not

@@ -10,6 +10,7 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <ngx_thread_pool.h>
 #include "ngx_teleclinic.h"
 #include "ngx_teleclinic_zone.h"
 #include "ngx_teleclinic_crypt.h"
@@ -32,14 +33,53 @@
 const char *ngx_teleclinic_snapshot_type(u_char *data, size_t len);
 
 /*
+ * An image to write: the upload's bytes, the room for their sealed copy,
+ * and what the write found.  It is written either in the event loop or
+ * on a thread of nginx's pools; in both the write neither logs nor
+ * allocates, and the event loop logs what failed afterwards.
+ */
+typedef struct {
+    ngx_teleclinic_zone_t        *zone;
+    ngx_teleclinic_keys_t        *keys;      /* none: the image in clear */
+    uint64_t                      appt;
+    ngx_uint_t                    id;
+    u_char                       *data;
+    size_t                        len;
+    u_char                       *out;       /* the sealed copy */
+    const char                   *failed;    /* the call that failed */
+    ngx_err_t                     err;
+} ngx_teleclinic_snapshot_file_t;
+
+
+/* the image of an upload, and the room to seal it, from the pool */
+ngx_teleclinic_snapshot_file_t *ngx_teleclinic_snapshot_file(
+    ngx_teleclinic_zone_t *zone, ngx_teleclinic_keys_t *keys, uint64_t appt,
+    ngx_uint_t id, u_char *data, size_t len, ngx_pool_t *pool);
+
+/*
  * Writes the image, sealed with keys[0] when there are keys, and fsyncs
  * the file and the directory: once it returns NGX_OK the file survives a
- * crash.  Synchronous: an image of a few megabytes is written in a few
- * milliseconds, and the answer waits for it anyway.
+ * crash.  A failed write leaves no file.  In the event loop, which waits
+ * for the disk: for a journal with no thread pool.
  */
-ngx_int_t ngx_teleclinic_snapshot_write(ngx_teleclinic_zone_t *zone,
-    ngx_teleclinic_keys_t *keys, uint64_t appt, ngx_uint_t id,
-    u_char *data, size_t len, ngx_pool_t *pool, ngx_log_t *log);
+ngx_int_t ngx_teleclinic_snapshot_write(ngx_teleclinic_snapshot_file_t *f,
+    ngx_log_t *log);
+
+#if (NGX_THREADS)
+/*
+ * The same write on a thread of the pool: once it is done, the event
+ * loop runs handler with ev->data set to data, and the handler learns
+ * from ngx_teleclinic_snapshot_written() how it went.  f and the image
+ * stay until then.  NGX_ERROR: not posted (the pool's queue is full).
+ */
+ngx_int_t ngx_teleclinic_snapshot_post(ngx_teleclinic_snapshot_file_t *f,
+    ngx_thread_pool_t *tp, ngx_event_handler_pt handler, void *data,
+    ngx_pool_t *pool, ngx_log_t *log);
+#endif
+
+/* after the thread: logs its failure, if any; NGX_OK: the file is durable */
+ngx_int_t ngx_teleclinic_snapshot_written(ngx_teleclinic_snapshot_file_t *f,
+    ngx_log_t *log);
 
 /*
  * Reads the image of size bytes back into pool memory, unsealed.
@@ -65,7 +105,8 @@ ngx_uint_t ngx_teleclinic_snapshot_sweep(ngx_teleclinic_zone_t *zone,
 /*
  * In the master, at start and on a reload: the directory is made (owned
  * by the workers' user) and opened; at start (sweep), once the journal is
- * replayed, the files no record names are removed.
+ * replayed, the files no record names are removed, and with an old data
+ * key given every file not sealed with the first key is sealed anew.
  */
 ngx_int_t ngx_teleclinic_snapshot_open(ngx_cycle_t *cycle,
     ngx_teleclinic_zone_t *zone, ngx_uint_t sweep);

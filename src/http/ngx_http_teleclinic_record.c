@@ -35,6 +35,16 @@ typedef struct {
 } ngx_http_teleclinic_caller_t;
 
 
+/* an upload between its file's write and its event */
+typedef struct {
+    ngx_http_request_t               *request;
+    ngx_http_teleclinic_caller_t      caller;
+    ngx_uint_t                        consent;   /* its request id */
+    const char                       *type;
+    ngx_teleclinic_snapshot_file_t   *file;
+} ngx_http_teleclinic_upload_t;
+
+
 /* the record as the answer shows it, copied under the zone's lock */
 typedef struct {
     uint64_t                      appt;
@@ -82,6 +92,11 @@ static ngx_uint_t ngx_http_teleclinic_item_kind(ngx_str_t *seg,
 static ngx_int_t ngx_http_teleclinic_snapshot_check(ngx_http_request_t *r,
     ngx_http_teleclinic_call_t *call, ngx_uint_t *request,
     const char **type, ngx_teleclinic_error_t *err);
+#if (NGX_THREADS)
+static void ngx_http_teleclinic_snapshot_written(ngx_event_t *ev);
+#endif
+static ngx_int_t ngx_http_teleclinic_snapshot_commit(ngx_http_request_t *r,
+    ngx_http_teleclinic_upload_t *up, ngx_int_t written);
 static void ngx_http_teleclinic_snapshot_release(ngx_teleclinic_zone_t *zone,
     uint64_t appt, ngx_uint_t request);
 static ngx_int_t ngx_http_teleclinic_image_send(ngx_http_request_t *r,
@@ -459,11 +474,11 @@ failed:
  * POST .../record/snapshots?request=R: the doctor, on an open record,
  * under a consent the patient granted in the call and that allows one
  * snapshot.  The consent is taken and an id reserved with the zone
- * locked; the image is written and fsync'd without the lock; only then is
- * its item journaled, so that a crash leaves at most an orphan file,
- * which the next start removes.  The write is synchronous: a few
- * megabytes to the page cache and one fsync, which the answer waits for
- * in any case.
+ * locked; the image is sealed, written and fsync'd without the lock, on
+ * the journal's thread pool, while the request waits as for the
+ * journal's fsync; only then, back in the event loop, is its item
+ * journaled, so that a crash leaves at most an orphan file, which the
+ * next start removes.
  */
 
 ngx_int_t
@@ -476,10 +491,10 @@ ngx_http_teleclinic_record_snapshot(ngx_http_request_t *r,
     ngx_teleclinic_zone_t            *zone;
     ngx_teleclinic_appt_t            *appt;
     ngx_teleclinic_error_t            err;
-    ngx_teleclinic_event_t            ev;
     ngx_teleclinic_record_t          *rec;
     ngx_teleclinic_consent_t         *consent;
     ngx_http_teleclinic_caller_t      c;
+    ngx_http_teleclinic_upload_t     *up;
     ngx_http_teleclinic_main_conf_t  *tmcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_teleclinic_module);
@@ -543,51 +558,170 @@ ngx_http_teleclinic_record_snapshot(ngx_http_request_t *r,
 
     ngx_teleclinic_zone_unlock(zone);
 
-    if (ngx_teleclinic_snapshot_write(zone, &tmcf->keys, c.appt, id,
-                                      call->body.data, call->body.len,
-                                      r->pool, r->connection->log)
-        != NGX_OK)
-    {
+    up = ngx_palloc(r->pool, sizeof(ngx_http_teleclinic_upload_t));
+
+    if (up) {
+        up->request = r;
+        up->caller = c;
+        up->consent = request;
+        up->type = type;
+        up->file = ngx_teleclinic_snapshot_file(zone, &tmcf->keys, c.appt,
+                                                id, call->body.data,
+                                                call->body.len, r->pool);
+    }
+
+    if (up == NULL || up->file == NULL) {
         ngx_http_teleclinic_snapshot_release(zone, c.appt, request);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
-    ev.op = NGX_TELECLINIC_EV_ITEM;
-    ev.at = ngx_time();
-    ev.id = c.appt;
-    ev.item = id;
-    ev.item_kind = NGX_TELECLINIC_ITEM_SNAPSHOT;
-    ev.ref.data = (u_char *) type;
-    ev.ref.len = ngx_strlen(type);
-    ev.num[0] = call->body.len;
-    ev.request = request;
+#if (NGX_THREADS)
 
-    ngx_teleclinic_zone_lock(zone);
+    /*
+     * blocked, as for nginx's own thread tasks: a client that goes away
+     * meanwhile does not free the request, whose memory the thread reads
+     */
 
-    /* closed meanwhile: the file is nobody's */
+    if (tmcf->journal.thread_pool
+        && ngx_teleclinic_snapshot_post(up->file, tmcf->journal.thread_pool,
+                                        ngx_http_teleclinic_snapshot_written,
+                                        up, r->pool, r->connection->log)
+           == NGX_OK)
+    {
+        r->main->blocked++;
+        r->aio = 1;
+        r->main->count++;
 
-    appt = ngx_teleclinic_appt_lookup(zone, c.appt);
-    rec = ngx_teleclinic_record_lookup(zone, c.appt);
-
-    if (ngx_http_teleclinic_writable(&c, appt, rec, &err) != NGX_OK) {
-        ngx_teleclinic_zone_unlock(zone);
-        ngx_http_teleclinic_snapshot_release(zone, c.appt, request);
-        (void) ngx_teleclinic_snapshot_remove(zone, c.appt, id,
-                                              r->connection->log);
-        return ngx_http_teleclinic_fail(r, &err);
+        return NGX_DONE;
     }
 
-    rc = ngx_http_teleclinic_record_commit(r, zone, &ev, NGX_HTTP_CREATED,
-                                           NGX_HTTP_TELECLINIC_CREATED);
+#endif
 
-    return rc;
+    /* no thread pool (fsync=off), or its queue is full: as the journal */
+
+    rc = ngx_teleclinic_snapshot_write(up->file, r->connection->log);
+
+    return ngx_http_teleclinic_snapshot_commit(r, up, rc);
 
 failed:
 
     ngx_teleclinic_zone_unlock(zone);
 
     return ngx_http_teleclinic_fail(r, &err);
+}
+
+
+#if (NGX_THREADS)
+
+static void
+ngx_http_teleclinic_snapshot_written(ngx_event_t *ev)
+{
+    ngx_int_t                      rc;
+    ngx_connection_t              *c;
+    ngx_http_request_t            *r;
+    ngx_teleclinic_zone_t         *zone;
+    ngx_http_teleclinic_upload_t  *up;
+
+    up = ev->data;
+    r = up->request;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    r->main->blocked--;
+    r->aio = 0;
+
+    rc = ngx_teleclinic_snapshot_written(up->file, c->log);
+
+    if (c->error) {
+        /* the doctor went away: no answer tells of the image, it goes */
+
+        zone = up->file->zone;
+
+        if (rc == NGX_OK) {
+            (void) ngx_teleclinic_snapshot_remove(zone, up->file->appt,
+                                                  up->file->id, c->log);
+        }
+
+        ngx_http_teleclinic_snapshot_release(zone, up->file->appt,
+                                             up->consent);
+
+        ngx_http_finalize_request(r, NGX_ERROR);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    rc = ngx_http_teleclinic_snapshot_commit(r, up, rc);
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+#endif
+
+
+/* the file is durable (written NGX_OK) or gone: its item is journaled */
+
+static ngx_int_t
+ngx_http_teleclinic_snapshot_commit(ngx_http_request_t *r,
+    ngx_http_teleclinic_upload_t *up, ngx_int_t written)
+{
+    ngx_teleclinic_zone_t           *zone;
+    ngx_teleclinic_appt_t           *appt;
+    ngx_teleclinic_error_t           err;
+    ngx_teleclinic_event_t          *ev;
+    ngx_teleclinic_record_t         *rec;
+    ngx_teleclinic_snapshot_file_t  *f;
+
+    f = up->file;
+    zone = f->zone;
+
+    if (written != NGX_OK) {
+        ngx_http_teleclinic_snapshot_release(zone, f->appt, up->consent);
+        return ngx_http_teleclinic_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "storage_unavailable",
+                                         "the change could not be stored",
+                                         NULL);
+    }
+
+    /* the commit's answer is formatted after this returns */
+    ev = ngx_pcalloc(r->pool, sizeof(ngx_teleclinic_event_t));
+    if (ev == NULL) {
+        ngx_http_teleclinic_snapshot_release(zone, f->appt, up->consent);
+        (void) ngx_teleclinic_snapshot_remove(zone, f->appt, f->id,
+                                              r->connection->log);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ev->op = NGX_TELECLINIC_EV_ITEM;
+    ev->at = ngx_time();
+    ev->id = f->appt;
+    ev->item = f->id;
+    ev->item_kind = NGX_TELECLINIC_ITEM_SNAPSHOT;
+    ev->ref.data = (u_char *) up->type;
+    ev->ref.len = ngx_strlen(up->type);
+    ev->num[0] = f->len;
+    ev->request = up->consent;
+
+    ngx_teleclinic_zone_lock(zone);
+
+    /* closed meanwhile: the file is nobody's */
+
+    appt = ngx_teleclinic_appt_lookup(zone, f->appt);
+    rec = ngx_teleclinic_record_lookup(zone, f->appt);
+
+    if (ngx_http_teleclinic_writable(&up->caller, appt, rec, &err)
+        != NGX_OK)
+    {
+        ngx_teleclinic_zone_unlock(zone);
+        ngx_http_teleclinic_snapshot_release(zone, f->appt, up->consent);
+        (void) ngx_teleclinic_snapshot_remove(zone, f->appt, f->id,
+                                              r->connection->log);
+        return ngx_http_teleclinic_fail(r, &err);
+    }
+
+    return ngx_http_teleclinic_record_commit(r, zone, ev, NGX_HTTP_CREATED,
+                                             NGX_HTTP_TELECLINIC_CREATED);
 }
 
 
