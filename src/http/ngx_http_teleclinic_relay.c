@@ -509,11 +509,22 @@ ngx_http_teleclinic_relay_to_client(json_t *o)
     if (ngx_strcmp(op, "text") == 0) {
         text = json_string_value(json_object_get(o, "text"));
 
-        if (text) {
-            ngx_teleclinic_ws_send_text(relay->ws, (u_char *) text,
-                                        ngx_strlen(text));
+        if (text == NULL) {
+            return;
         }
 
+        /*
+         * the room's node welcomed the hello: the deadline for one ends
+         * here, where the socket is
+         */
+        if (!relay->ws->joined
+            && ngx_strstr(text, "\"type\":\"welcome\"") != NULL)
+        {
+            ngx_teleclinic_ws_joined(relay->ws);
+        }
+
+        ngx_teleclinic_ws_send_text(relay->ws, (u_char *) text,
+                                    ngx_strlen(text));
         return;
     }
 
