@@ -13,8 +13,8 @@
 static ngx_int_t ngx_teleclinic_request_string(json_t *obj, const char *key,
     size_t min, size_t max, ngx_uint_t flags, ngx_str_t *value,
     ngx_teleclinic_error_t *err);
-static size_t ngx_teleclinic_utf8_chars(u_char *p, size_t len);
-static ngx_int_t ngx_teleclinic_has_control(ngx_str_t *s, ngx_uint_t text);
+static size_t ngx_teleclinic_string_chars(ngx_str_t *s, ngx_uint_t text,
+    ngx_uint_t *control);
 static ngx_int_t ngx_teleclinic_request_number(json_t *obj, const char *key,
     ngx_uint_t min, ngx_uint_t max, ngx_uint_t required, ngx_uint_t *value,
     ngx_teleclinic_error_t *err);
@@ -461,8 +461,9 @@ ngx_teleclinic_request_string(json_t *obj, const char *key, size_t min,
     size_t max, ngx_uint_t flags, ngx_str_t *value,
     ngx_teleclinic_error_t *err)
 {
-    size_t   n;
-    json_t  *v;
+    size_t       n;
+    json_t      *v;
+    ngx_uint_t   control;
 
     value->len = 0;
     value->data = NULL;
@@ -490,8 +491,8 @@ ngx_teleclinic_request_string(json_t *obj, const char *key, size_t min,
     value->data = (u_char *) json_string_value(v);
     value->len = json_string_length(v);
 
-    /* jansson has checked UTF-8; limits count characters, not bytes */
-    n = ngx_teleclinic_utf8_chars(value->data, value->len);
+    n = ngx_teleclinic_string_chars(value, flags & NGX_TELECLINIC_TEXT,
+                                    &control);
 
     if (n < min || n > max) {
         ngx_teleclinic_error(err, 422, "invalid_length",
@@ -499,9 +500,7 @@ ngx_teleclinic_request_string(json_t *obj, const char *key, size_t min,
         return NGX_ERROR;
     }
 
-    if (ngx_teleclinic_has_control(value, flags & NGX_TELECLINIC_TEXT)
-        == NGX_OK)
-    {
+    if (control) {
         ngx_teleclinic_error(err, 422, "invalid_characters",
                              "the field contains control characters", key);
         return NGX_ERROR;
@@ -511,59 +510,52 @@ ngx_teleclinic_request_string(json_t *obj, const char *key, size_t min,
 }
 
 
+/*
+ * The characters of a string (jansson has checked UTF-8; limits count
+ * characters, not bytes), and in *control whether it holds a control
+ * character (NUL included): C0, DEL, and C1 (U+0080 to U+009F, which
+ * UTF-8 spells 0xc2 0x80-0x9f); line breaks and tabs only unless text.
+ * One pass: a note's five texts are most of its PUT's body.
+ */
+
 static size_t
-ngx_teleclinic_utf8_chars(u_char *p, size_t len)
+ngx_teleclinic_string_chars(ngx_str_t *s, ngx_uint_t text,
+    ngx_uint_t *control)
 {
-    size_t  i, n;
+    u_char  *p, *last, c;
+    size_t   n;
 
     n = 0;
+    *control = 0;
 
-    for (i = 0; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80) {
+    p = s->data;
+    last = p + s->len;
+
+    while (p < last) {
+        c = *p++;
+
+        if (c >= 0x20 && c < 0x7f) {
             n++;
+            continue;
+        }
+
+        if ((c & 0xc0) != 0x80) {
+            n++;
+        }
+
+        if (c < 0x20) {
+            if (!text || (c != '\n' && c != '\r' && c != '\t')) {
+                *control = 1;
+            }
+
+        } else if (c == 0x7f
+                   || (c == 0xc2 && p < last && *p >= 0x80 && *p <= 0x9f))
+        {
+            *control = 1;
         }
     }
 
     return n;
-}
-
-
-/*
- * NGX_OK when the string holds a control character (NUL included): C0,
- * DEL, and C1 (U+0080 to U+009F, which UTF-8 spells 0xc2 0x80-0x9f; the
- * text is valid UTF-8, jansson has checked it); line breaks and tabs
- * only unless text
- */
-
-static ngx_int_t
-ngx_teleclinic_has_control(ngx_str_t *s, ngx_uint_t text)
-{
-    size_t  i;
-    u_char  c;
-
-    for (i = 0; i < s->len; i++) {
-        c = s->data[i];
-
-        if (c < 0x20) {
-            if (text && (c == '\n' || c == '\r' || c == '\t')) {
-                continue;
-            }
-
-            return NGX_OK;
-        }
-
-        if (c == 0x7f) {
-            return NGX_OK;
-        }
-
-        if (c == 0xc2 && i + 1 < s->len
-            && s->data[i + 1] >= 0x80 && s->data[i + 1] <= 0x9f)
-        {
-            return NGX_OK;
-        }
-    }
-
-    return NGX_DECLINED;
 }
 
 
