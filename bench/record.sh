@@ -484,7 +484,7 @@ table_line put   "PUT record/note"        "(target >= 20%)"
 
 if [ "$SNAP" = 1 ]; then
     image_bytes=$(wc -c < "$prefix"/image.png)
-    table_line okimg "PUT image (nginx dav)"
+    table_line okimg "PUT image (nginx dav)"  "" okimg
     table_line snap  "POST record/snapshots"  "(of nginx dav)" okimg
 fi
 
@@ -508,11 +508,11 @@ if [ "$SNAP" = 1 ]; then
   snapshot upload: MB/s ours $(mbps "${B_RPS[snap]}") of nginx's \
 $(mbps "${B_RPS[okimg]}"): $(pct "${B_RPS[snap]}" "${B_RPS[okimg]}")%
   (a $image_bytes-byte PNG a request, $SNAP_CONNS connections, \
-$SNAP_DURATION a run); nginx dav: PUT into a temp
-  file renamed into place, no fsync; ours: POST .../record/snapshots under
-  a granted consent each, the image checked, sealed, written and fsync'd
-  (with its directory), then journaled (fsync), answered 201;
-  $snapped answered 201; consents over the WebSocket: \
+$SNAP_DURATION a run); nginx dav: PUT
+  into a temp file renamed into place, no fsync; ours: POST .../record/
+  snapshots under a granted consent each, the image checked, sealed,
+  written and fsync'd (with its directory), then journaled (fsync),
+  answered 201; $snapped answered 201; consents over the WebSocket: \
 $(sed -n 's/^consent.pl: //p' "$prefix"/consent.log | paste -sd';' -)
 EOF
 fi

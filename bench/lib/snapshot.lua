@@ -17,15 +17,11 @@
 -- Past the last consent the uploads start over and get 403: record.sh
 -- then says the run needs more consents.  done() prints "BENCH_STATUS
 -- 201=N ..." and, when an answer was not 2xx, "BENCH_FIRST_ERROR" with
--- its body.
+-- its body (bench/lib/tally.lua).
 
-local threads = {}
+local tally = dofile(string.match(debug.getinfo(1, "S").source,
+                                  "^@(.-)[^/]*$") .. "tally.lua")
 local consents, body, ctype, fixed, stride
-
-function setup(thread)
-   thread:set("tid", #threads)
-   table.insert(threads, thread)
-end
 
 function init(args)
    consents = {}
@@ -49,21 +45,7 @@ function init(args)
    stride = tonumber(args[4])
    seq = tid
 
-   local count = false
-   for i = 5, #args do
-      if args[i] == "count" then
-         count = true
-      elseif string.sub(args[i], 1, 5) == "path=" then
-         fixed = string.sub(args[i], 6)
-      end
-   end
-
-   if not count then
-      response = nil
-   end
-
-   -- globals, for done() to read through thread:get()
-   status = {}
+   fixed = tally.options(args, 5).path
 end
 
 function request()
@@ -72,38 +54,11 @@ function request()
    seq = seq + stride
 
    if fixed then
-      return wrk.format("PUT", fixed .. c.file, { ["Content-Type"] = ctype,
-                                        ["Authorization"] = c.auth }, body)
+      return wrk.format("PUT", fixed .. c.file,
+                        { ["Content-Type"] = ctype,
+                          ["Authorization"] = c.auth }, body)
    end
 
    return wrk.format("POST", c.path, { ["Content-Type"] = ctype,
                                        ["Authorization"] = c.auth }, body)
-end
-
-function response(s, h, b)
-   status[s] = (status[s] or 0) + 1
-   if (s < 200 or s > 299) and not first_error then
-      first_error = b
-   end
-end
-
-function done(summary, latency, requests)
-   local total, err = {}, nil
-   for _, t in ipairs(threads) do
-      local st = t:get("status") or {}
-      for k, v in pairs(st) do
-         total[k] = (total[k] or 0) + v
-      end
-      err = err or t:get("first_error")
-   end
-
-   local out = {}
-   for k, v in pairs(total) do
-      out[#out + 1] = k .. "=" .. v
-   end
-   table.sort(out)
-   io.write("BENCH_STATUS " .. table.concat(out, " ") .. "\n")
-   if err then
-      io.write("BENCH_FIRST_ERROR " .. string.gsub(err, "\n", " ") .. "\n")
-   end
 end
