@@ -32,12 +32,15 @@
 # BENCH_TMPDIR (where the prefix and so the journal go, /tmp; keep it on a
 # real disk: fsync on tmpfs costs nothing), KEEP=1 keeps the prefix,
 # PERF=1 records each run with perf and prints the hottest symbols (the
-# figures of such a run are low), VERBOSE=1 shows wrk's output.
+# figures of such a run are low; PERF=dwarf: see bench/lib/wrk.sh),
+# VERBOSE=1 shows wrk's output.  The runs and the table are
+# bench/lib/wrk.sh's, shared with record.sh.
 
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 . "$repo"/bench/lib/nginx.sh
+. "$repo"/bench/lib/wrk.sh
 
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-200}
@@ -56,12 +59,7 @@ bench_require wrk perl curl /usr/bin/time
 nginx_prefix bench
 
 cleanup() {
-    local pid
-
-    for pid in ${perf_rec:-} ${perf_stat:-}; do
-        kill -INT "$pid" 2>/dev/null || true
-    done
-
+    bench_cleanup
     nginx_stop "$nginx_master"
     nginx_remove_prefix
 }
@@ -71,16 +69,7 @@ trap 'exit 130' INT TERM
 
 port=$(free_port)
 
-ncpu=$(nproc)
-if [ "$ncpu" -ge 2 ] && command -v taskset >/dev/null; then
-    pin_nginx="taskset -c 0"
-    pin_wrk="taskset -c 1"
-    setup_cpus="nginx (master, worker, thread pool) on CPU 0, wrk on CPU 1"
-else
-    pin_nginx=""
-    pin_wrk=""
-    setup_cpus="no pinning ($ncpu CPU)"
-fi
+bench_pin
 
 perl "$repo"/bench/lib/directory.pl "$DOCTORS" "$OFFICE" \
     > "$prefix"/directory.json
@@ -112,134 +101,12 @@ base=http://127.0.0.1:$port
 nginx_wait_up "$base/api/v1/doctors"
 
 worker=$(nginx_workers "$nginx_master" | awk '{print $1}')
-clk=$(getconf CLK_TCK)
 
 tomorrow=$(date -d tomorrow +%F)
 days=$(for i in $(seq 1 "$DAYS"); do date -d "+$i day" +%Y%m%d; done \
        | paste -sd, -)
 book_args=("$DOCTORS" "$SLOTS_PER_DAY" "$SLOT_MINUTES" "$days" "$THREADS")
 
-
-# the worker's CPU time, its threads (the fsync thread pool) included
-worker_ticks() {
-    awk '{print $14 + $15}' /proc/"$worker"/stat
-}
-
-# busy and all jiffies of a CPU
-cpu_ticks() {
-    awk -v cpu="cpu$1" '$1 == cpu {print $2 + $3 + $4 + $7 + $8 + $9,
-                                         $2 + $3 + $4 + $5 + $6 + $7 + $8
-                                         + $9}' /proc/stat
-}
-
-# a percentage a / b, or 0
-pct() {
-    awk -v a="$1" -v b="$2" 'BEGIN {printf "%d", (b > 0) ? 100 * a / b : 0}'
-}
-
-
-# bench NAME [wrk arguments]: runs wrk, sets R_* to its figures
-bench() {
-    local name=$1 out w0 w1 b0 a0 b1 a1 c0 d0 c1 d1 start end secs file
-    shift
-
-    perf_rec=""
-
-    file=$prefix/perf.${name//[^a-z0-9]/-}.data
-
-    if [ -n "${PERF:-}" ]; then
-        perf record -q -F 2999 -g -p "$worker" -o "$file" \
-            >/dev/null 2>&1 &
-        perf_rec=$!
-        sleep 0.2
-    fi
-
-    w0=$(worker_ticks)
-    read -r b0 a0 < <(cpu_ticks 0)
-    read -r c0 d0 < <(cpu_ticks 1)
-    start=$(date +%s.%N)
-
-    out=$($pin_wrk /usr/bin/time -f 'BENCH_TIME %U %S' \
-          wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@" 2>&1) \
-        || true
-
-    end=$(date +%s.%N)
-    w1=$(worker_ticks)
-    read -r b1 a1 < <(cpu_ticks 0)
-    read -r c1 d1 < <(cpu_ticks 1)
-
-    if [ -n "$perf_rec" ]; then
-        kill -INT "$perf_rec" 2>/dev/null || true
-        wait "$perf_rec" 2>/dev/null || true
-        perf_rec=""
-        echo "== perf: $name" >> "$prefix"/perf.txt
-        perf report -i "$file" --no-children --sort dso,symbol -g none \
-            --percent-limit 1 --stdio 2>/dev/null \
-            | grep -v -e '^#' -e '^$' | head -30 >> "$prefix"/perf.txt
-    fi
-
-    [ -n "${VERBOSE:-}" ] && printf '== %s\n%s\n' "$name" "$out" >&2
-
-    R_RPS=$(awk '/^Requests\/sec:/ {printf "%d", $2}' <<< "$out")
-    R_REQS=$(awk '/ requests in / {print $1}' <<< "$out")
-    R_NON2XX=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<< "$out")
-    R_NON2XX=${R_NON2XX:-0}
-    R_SOCKERR=$(sed -n 's/.*Socket errors: //p' <<< "$out")
-    R_P50=$(awk '$1 == "50%" {print $2}' <<< "$out")
-    R_P99=$(awk '$1 == "99%" {print $2}' <<< "$out")
-    R_STATUS=$(sed -n 's/^BENCH_STATUS //p' <<< "$out")
-    R_FIRST_ERROR=$(sed -n 's/^BENCH_FIRST_ERROR //p' <<< "$out")
-
-    secs=$(awk -v s="$start" -v e="$end" 'BEGIN {print e - s}')
-
-    # CPU: the worker's, wrk's, and what others took of each core
-    R_WORKER=$(awk -v t="$((w1 - w0))" -v hz="$clk" -v s="$secs" \
-               'BEGIN {printf "%d", 100 * t / hz / s}')
-    R_US=$(awk -v t="$((w1 - w0))" -v hz="$clk" -v n="$R_REQS" \
-           'BEGIN {printf "%.1f", n ? 1e6 * t / hz / n : 0}')
-    R_WRK=$(awk -v s="$secs" '/^BENCH_TIME/ {printf "%d",
-                                             100 * ($2 + $3) / s}' <<< "$out")
-
-    if [ -n "$pin_wrk" ]; then
-        R_OTHERS="$(( $(pct $((b1 - b0)) $((a1 - a0))) - R_WORKER ))"
-        R_OTHERS="$R_OTHERS/$(( $(pct $((c1 - c0)) $((d1 - d0))) - R_WRK ))"
-        R_OTHERS=$(sed 's/-[0-9]*/0/g' <<< "$R_OTHERS")
-    else
-        R_OTHERS="-"
-    fi
-
-    if [ -z "$R_RPS" ]; then
-        echo "booking.sh: wrk failed for $name:" >&2
-        echo "$out" >&2
-        exit 1
-    fi
-}
-
-
-# best TEST: keeps the last bench's figures in B_<field>[TEST] when its
-# req/s are the best of the rounds so far; errors of every round add up
-declare -A B_RPS B_US B_WORKER B_WRK B_OTHERS B_P50 B_P99 B_NON2XX \
-           B_SOCKERR
-best() {
-    local t=$1
-
-    if [ -z "${B_RPS[$t]:-}" ] || [ "$R_RPS" -gt "${B_RPS[$t]}" ]; then
-        B_RPS[$t]=$R_RPS
-        B_US[$t]=$R_US
-        B_WORKER[$t]=$R_WORKER
-        B_WRK[$t]=$R_WRK
-        B_OTHERS[$t]=$R_OTHERS
-        B_P50[$t]=$R_P50
-        B_P99[$t]=$R_P99
-    fi
-
-    B_NON2XX[$t]=$(( ${B_NON2XX[$t]:-0} + R_NON2XX ))
-    if [ -n "$R_SOCKERR" ] \
-       && [ "$R_SOCKERR" != "connect 0, read 0, write 0, timeout 0" ]
-    then
-        B_SOCKERR[$t]="${B_SOCKERR[$t]:-}${B_SOCKERR[$t]:+; }$R_SOCKERR"
-    fi
-}
 
 
 echo "setup: nginx $("$NGINX" -v 2>&1 | sed 's/.*\///'), 1 worker," \
@@ -273,7 +140,6 @@ booked=0
 post_status=""
 post_error=""
 journal_new=0
-fsyncs=""
 
 for round in $(seq 1 "$ROUNDS"); do
     bench "return 200 (GET)" "$base/ok"
@@ -291,29 +157,13 @@ for round in $(seq 1 "$ROUNDS"); do
 
     j0=$(journal_lines)
 
-    perf_stat=""
-    if [ -z "${PERF:-}" ] \
-       && perf stat -e syscalls:sys_enter_fdatasync -p "$worker" -- true \
-          >/dev/null 2>&1
-    then
-        perf stat -x, -e syscalls:sys_enter_fdatasync -p "$worker" \
-            -o "$prefix"/fsyncs >/dev/null 2>&1 &
-        perf_stat=$!
-        sleep 0.2
-    fi
+    fsyncs_start
 
     bench "POST appointments" -s "$repo"/bench/lib/book.lua "$base" \
         -- /api/v1/appointments "${book_args[@]}" count "start=$sent"
     best post
 
-    if [ -n "$perf_stat" ]; then
-        kill -INT "$perf_stat" 2>/dev/null || true
-        wait "$perf_stat" 2>/dev/null || true
-        perf_stat=""
-        n=$(awk -F, '/fdatasync/ {print $1}' "$prefix"/fsyncs 2>/dev/null \
-            || true)
-        fsyncs=$(( ${fsyncs:-0} + ${n:-0} ))
-    fi
+    fsyncs_stop
 
     # requests still in flight when wrk stopped have slots too
     n=$(sed -n 's/.*slots=\([0-9]*\).*/\1/p' <<< "$R_STATUS")
@@ -329,45 +179,21 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 
-ref=${B_RPS[ok]}
 busy=$(curl -s "$booked_url" | grep -o '"busy"' | wc -l)
 office_bytes=$(curl -s "$office_url" | wc -c)
 day_bytes=$(curl -s "$day_url" | wc -c)
 
-printf '\n%-24s %7s %5s %-16s %7s %5s %6s %4s %7s %8s %8s\n' \
-    "" "req/s" "" "" "us/req" "byCPU" "worker" "wrk" "others" "p50" "p99"
+table_head
 
-# line TEST NAME TARGET: one line of the table
-line() {
-    local t=$1 of="" cpu=""
+table_line ok     "return 200 (GET)"
+table_line okpost "return 200 (POST)"
+table_line office "GET slots, office day"  "(target >= 50%)"
+table_line day    "GET slots, 24h day"     "(target >= 50%)"
+table_line post   "POST appointments"      "(target >= 20%)"
+table_line full   "GET slots, 24h booked"
 
-    if [ "$t" != ok ]; then
-        of="$(pct "${B_RPS[$t]}" "$ref")%"
-        cpu="$(awk -v a="${B_US[ok]}" -v b="${B_US[$t]}" \
-               'BEGIN {printf "%d", (b > 0) ? 100 * a / b : 0}')%"
-    fi
-
-    printf '%-24s %7s %5s %-16s %7s %5s %5s%% %3s%% %6s%% %8s %8s\n' \
-        "$2" "${B_RPS[$t]}" "$of" "$3" "${B_US[$t]}" "$cpu" \
-        "${B_WORKER[$t]}" "${B_WRK[$t]}" "${B_OTHERS[$t]}" "${B_P50[$t]}" \
-        "${B_P99[$t]}"
-}
-
-line ok     "return 200 (GET)"       ""
-line okpost "return 200 (POST)"      ""
-line office "GET slots, office day"  "(target >= 50%)"
-line day    "GET slots, 24h day"     "(target >= 50%)"
-line post   "POST appointments"      "(target >= 20%)"
-line full   "GET slots, 24h booked"  ""
-
+table_legend
 cat <<EOF
-
-  req/s and its % of return 200 (GET): what the targets are about.
-  us/req: the worker's CPU time (its fsync threads included) per request;
-  byCPU: return 200's us/req as a % of it, the req/s ratio to expect when
-  nginx's core is the only limit (other load moves it much less).
-  worker, wrk: how busy each was; others: what other processes took of
-  nginx's core / wrk's core (above a few % the req/s are understated).
   GET slots: office day o05 tomorrow, 24 slots, $office_bytes bytes;
   24h day $day_doctor tomorrow, 288 slots, $day_bytes bytes; booked: d000
   tomorrow, $busy of 288 busy, $booked appointments in the zone.
@@ -375,38 +201,16 @@ cat <<EOF
 non-2xx; vs return 200 (POST): $(pct "${B_RPS[post]}" "${B_RPS[okpost]}")%
 EOF
 
-disturbed=$(for t in ok okpost office day post full; do
-                 tr '/' '\n' <<< "${B_OTHERS[$t]}"
-             done | sort -n | tail -1)
-
-if [ "$disturbed" != "-" ] && [ "${disturbed:-0}" -gt 10 ]; then
-    echo "  WARNING: other processes took up to $disturbed% of a core during" \
-         "the runs: the req/s (and the ratios) are unreliable; us/req less so"
-fi
-
-if [ -n "$fsyncs" ] && [ "$fsyncs" -gt 0 ]; then
-    echo "  $fsyncs fdatasync() calls, $((journal_new / fsyncs)) records" \
-         "each on average (group commit)"
-fi
+table_warnings "$journal_new" ok okpost office day post full
 
 echo "  statuses: $post_status"
 [ -n "$post_error" ] && echo "  first answer other than 201: $post_error"
 
-if [ -n "${PERF:-}" ]; then
-    echo
-    cat "$prefix"/perf.txt
-    echo "perf data: $prefix/perf.*.data (KEEP=1 keeps them)"
-fi
+table_perf
 
 status=0
 
-for t in ok okpost office day full; do
-    if [ "${B_NON2XX[$t]}" != 0 ] || [ -n "${B_SOCKERR[$t]:-}" ]; then
-        echo "INVALID: $t: ${B_NON2XX[$t]} non-2xx answers," \
-             "socket errors: ${B_SOCKERR[$t]:-none}" >&2
-        status=1
-    fi
-done
+table_invalid ok okpost office day full || status=1
 
 if [ "${B_NON2XX[post]}" != 0 ] || [ -n "${B_SOCKERR[post]:-}" ]; then
     echo "INVALID: POST appointments had answers other than 201 (slots" \

@@ -5,6 +5,7 @@
 # worker) from a conf in a temp prefix on a free port, with
 #   location = /ok    { return 200 "ok\n"; }    the reference
 #   location /api/v1/ { teleclinic_api; }
+#   location /dav/    { dav_methods PUT; }      the uploads' reference
 # one round-the-clock doctor `rec` with a password hash
 # (bin/teleclinic-passwd), the demo formulary and data key (records sealed
 # at rest, as in production) and the journal with its default durable
@@ -21,6 +22,16 @@
 #   PUT record/note        PUT appointments/{id}/record/note, round-robin
 #                          over the other appointments (bench/lib/note.lua),
 #                          each answered after fdatasync
+#   PUT image (nginx dav)  PUT /dav/<name> of a ~200 KB PNG (image.png), a
+#                          new file each (bench/lib/snapshot.lua)
+#   POST record/snapshots  the same image to appointments/{id}/record/
+#                          snapshots?request=R, each under its own consent
+#
+# The snapshot runs' consents are a visit's: SNAP_CALLS doctors snapNNN
+# each call their one patient (checked in), and over the WebSocket each
+# asks SNAP_CONSENTS times and the patient grants it (bench/lib/
+# consent.pl); the table's line is then the uploads' req/s, and their
+# MB/s follow it, as a % of nginx's dav line rather than of return 200.
 #
 # Percentages are of `return 200 (GET)`.  With two or more CPUs nginx
 # (master, worker, thread pool, the login thread) is pinned to CPU 0 and
@@ -28,8 +39,6 @@
 # figure least moved by other load on the machine), how busy the worker and
 # wrk were (who was the limit) and how much of each core others took (then
 # the req/s are low).
-#
-# Snapshot upload (MB/s) is not measured yet (see bench/README.md).
 #
 # Environment: DURATION (10s), CONNS (200), THREADS (wrk -t, 1), ROUNDS
 # (1; with more, each line is the best of that many runs), APPTS
@@ -42,12 +51,17 @@
 # symbols (the figures of such a run are low; PERF=dwarf records DWARF call
 # graphs, which see through the libraries' missing frame pointers: read
 # them with KEEP=1 and perf report --children), VERBOSE=1 shows wrk's
-# output.
+# output; SNAP (1; 0: no snapshot runs), SNAP_CALLS (calls a round, 40),
+# SNAP_CONSENTS (consents a call, 199: a record keeps 200), SNAP_CONNS
+# (wrk -c of the upload runs, 32), SNAP_DURATION (5s: more uploads than
+# SNAP_CALLS * SNAP_CONSENTS make the run INVALID).  The runs and the
+# table are bench/lib/wrk.sh's, shared with booking.sh.
 
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 . "$repo"/bench/lib/nginx.sh
+. "$repo"/bench/lib/wrk.sh
 
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-200}
@@ -57,20 +71,20 @@ APPTS=${APPTS:-1000}
 KEY=${KEY:-1}
 ZONE=${ZONE:-256m}
 NICE=${NICE:--10}
+SNAP=${SNAP:-1}
+SNAP_CALLS=${SNAP_CALLS:-40}
+SNAP_CONSENTS=${SNAP_CONSENTS:-199}
+SNAP_CONNS=${SNAP_CONNS:-32}
+SNAP_DURATION=${SNAP_DURATION:-5s}
 
 PASSWORD=bench-doctor-password
 
-bench_require wrk python3 curl /usr/bin/time
+bench_require wrk python3 perl curl /usr/bin/time
 
 nginx_prefix record
 
 cleanup() {
-    local pid
-
-    for pid in ${perf_rec:-} ${perf_stat:-}; do
-        kill -INT "$pid" 2>/dev/null || true
-    done
-
+    bench_cleanup
     nginx_stop "$nginx_master"
     nginx_remove_prefix
 }
@@ -80,46 +94,29 @@ trap 'exit 130' INT TERM
 
 port=$(free_port)
 
-ncpu=$(nproc)
-if [ "$ncpu" -ge 2 ] && command -v taskset >/dev/null; then
-    pin_nginx="taskset -c 0"
-    pin_wrk="taskset -c 1"
-    pinned=1
-    setup_cpus="nginx (master, worker, thread pool) on CPU 0, wrk on CPU 1"
-else
-    pin_nginx=""
-    pin_wrk=""
-    pinned=""
-    setup_cpus="no pinning ($ncpu CPU)"
-fi
-
-# other engineers' test suites share the machine: above their priority the
-# two sides lose less of their cores to them (what they still take shows
-# in "others")
-if [ "$NICE" != 0 ] && nice -n "$NICE" true 2>/dev/null \
-   && [ "$(nice -n "$NICE" nice)" = "$NICE" ]
-then
-    pin_nginx="nice -n $NICE $pin_nginx"
-    pin_wrk="nice -n $NICE $pin_wrk"
-    setup_cpus="$setup_cpus, both at nice $NICE"
-fi
+bench_pin
 
 hash=$(echo "$PASSWORD" | python3 "$repo"/bin/teleclinic-passwd)
 
-python3 - "$hash" > "$prefix"/directory.json <<'EOF'
+# rec, and the doctors of the snapshot runs' calls, one a call:
+# snap000, snap001, ... (SNAP_CALLS of them a round)
+python3 - "$hash" "$((SNAP ? ROUNDS * SNAP_CALLS : 0))" \
+    > "$prefix"/directory.json <<'EOF'
 import json
 import sys
 
 days = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']
+schedule = {'slot_minutes': 5,
+            'hours': {d: [['00:00', '24:00']] for d in days},
+            'days_off': []}
+doctors = [{'id': 'rec', 'name': 'Dr. Record'}]
+doctors += [{'id': 'snap%03d' % i, 'name': 'Dr. Snapshot %d' % i}
+            for i in range(int(sys.argv[2]))]
 
 print(json.dumps({
     'departments': [{'id': 'bench', 'name': 'Round the clock'}],
-    'doctors': [{'id': 'rec', 'name': 'Dr. Record', 'department': 'bench',
-                 'password': sys.argv[1],
-                 'schedule': {'slot_minutes': 5,
-                              'hours': {d: [['00:00', '24:00']]
-                                        for d in days},
-                              'days_off': []}}]}))
+    'doctors': [dict(d, department='bench', password=sys.argv[1],
+                     schedule=schedule) for d in doctors]}))
 EOF
 
 key_conf=""
@@ -144,10 +141,30 @@ nginx_write_conf 1 4096 <<EOF
         }
 
         location /api/v1/ {
+            # a snapshot's image, as in conf/nginx.conf
+            client_max_body_size 2m;
             teleclinic_api;
+        }
+
+        # the snapshot runs' consents: a doctor asks for a few in a
+        # visit, the bench for SNAP_CONSENTS in seconds
+        location = /ws {
+            teleclinic_websocket;
+            teleclinic_websocket_rate 100000r/s burst=100000;
+        }
+
+        # the upload's reference: nginx itself takes the same body into
+        # a temp file and renames it into place (no fsync), a new file
+        # for each as the API makes
+        location /dav/ {
+            root $prefix;
+            dav_methods PUT;
+            client_max_body_size 2m;
         }
     }
 EOF
+
+mkdir -p "$prefix"/dav
 
 nginx_start $pin_nginx
 
@@ -156,7 +173,6 @@ base=http://127.0.0.1:$port
 nginx_wait_up "$base/api/v1/doctors"
 
 worker=$(nginx_workers "$nginx_master" | awk '{print $1}')
-clk=$(getconf CLK_TCK)
 
 
 # The state, through the API over one keep-alive connection: APPTS + 1
@@ -268,140 +284,97 @@ EOF
 
 setup_end=$(date +%s.%N)
 
+
+# The snapshot runs' state: each snap doctor's login and one appointment
+# of theirs in the next slot (about to start: its patient may check in),
+# a line "APPOINTMENT PATIENT_TOKEN DOCTOR_TOKEN" per call in calls.<round>;
+# and the image, image.png: a real PNG (a noisy 272x256 RGB frame that
+# zlib cannot shrink much, about 200 KB), as a camera's still would be.
+if [ "$SNAP" = 1 ]; then
+    python3 - "$port" "$ROUNDS" "$SNAP_CALLS" "$PASSWORD" "$prefix" <<'EOF'
+import datetime
+import http.client
+import json
+import os
+import struct
+import sys
+import zlib
+
+port, rounds, calls, password, prefix = (int(sys.argv[1]), int(sys.argv[2]),
+                                         int(sys.argv[3]), sys.argv[4],
+                                         sys.argv[5])
+conn = http.client.HTTPConnection('127.0.0.1', port, timeout=60)
+
+
+def post(path, body):
+    conn.request('POST', path, headers={'Content-Type': 'application/json'},
+                 body=json.dumps(body).encode())
+    r = conn.getresponse()
+    answer = r.read()
+    return r.status, answer
+
+
+# the first slot that starts at least a minute from now
+now = datetime.datetime.now() + datetime.timedelta(minutes=1)
+start = now.replace(second=0, microsecond=0) \
+        + datetime.timedelta(minutes=5 - now.minute % 5)
+
+for rnd in range(rounds):
+    with open('%s/calls.%d' % (prefix, rnd + 1), 'w') as f:
+        for i in range(rnd * calls, (rnd + 1) * calls):
+            doctor = 'snap%03d' % i
+
+            for k in range(3):
+                at = start + datetime.timedelta(minutes=5 * k)
+                status, answer = post('/api/v1/appointments', {
+                    'slot': '%s.%s' % (doctor, at.strftime('%Y%m%d.%H%M')),
+                    'patient': {'name': 'Snapshot Patient %d' % i,
+                                'phone': '+4940%08d' % i},
+                    'reason': 'bench'})
+                if status == 201:
+                    break
+            else:
+                sys.exit('record.sh setup: booking of %s: %d %s'
+                         % (doctor, status, answer[:300]))
+
+            appt = json.loads(answer)
+            status, answer = post('/api/v1/doctor/login',
+                                  {'doctor': doctor, 'password': password})
+            if status != 200:
+                sys.exit('record.sh setup: login of %s: %d %s'
+                         % (doctor, status, answer[:300]))
+
+            f.write('%s %s %s\n' % (appt['id'], appt['token'],
+                                    json.loads(answer)['token']))
+
+
+def chunk(kind, data):
+    return (struct.pack('>I', len(data)) + kind + data
+            + struct.pack('>I', zlib.crc32(kind + data)))
+
+
+width, height = 272, 256
+noise = os.urandom(width * height * 3)
+rows = b''.join(b'\0' + bytes((x // 2 + b // 4) & 0xff for x, b in
+                               enumerate(noise[y * width * 3:
+                                               (y + 1) * width * 3]))
+                for y in range(height))
+
+with open(prefix + '/image.png', 'wb') as f:
+    f.write(b'\x89PNG\r\n\x1a\n'
+            + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 2,
+                                         0, 0, 0))
+            + chunk(b'IDAT', zlib.compress(rows, 9))
+            + chunk(b'IEND', b''))
+EOF
+fi
+
 token=$(cat "$prefix"/token)
 read_id=$(cat "$prefix"/read_id)
 read_url="$base/api/v1/appointments/$read_id/record"
 auth="Authorization: Bearer $token"
 note_args=("$prefix"/ids "$token" "$THREADS")
 
-
-# the worker's CPU time, its threads (the fsync thread pool) included
-worker_ticks() {
-    awk '{print $14 + $15}' /proc/"$worker"/stat
-}
-
-# busy and all jiffies of a CPU
-cpu_ticks() {
-    awk -v cpu="cpu$1" '$1 == cpu {print $2 + $3 + $4 + $7 + $8 + $9,
-                                         $2 + $3 + $4 + $5 + $6 + $7 + $8
-                                         + $9}' /proc/stat
-}
-
-# a percentage a / b, or 0
-pct() {
-    awk -v a="$1" -v b="$2" 'BEGIN {printf "%d", (b > 0) ? 100 * a / b : 0}'
-}
-
-
-# bench NAME [wrk arguments]: runs wrk, sets R_* to its figures
-bench() {
-    local name=$1 out w0 w1 b0 a0 b1 a1 c0 d0 c1 d1 start end secs file
-    shift
-
-    perf_rec=""
-
-    # lower case first: "GET" and "PUT" would both be "---"
-    file=${name,,}
-    file=$prefix/perf.${file//[^a-z0-9]/-}.data
-
-    if [ -n "${PERF:-}" ]; then
-        if [ "$PERF" = dwarf ]; then
-            perf record -q -F 999 --call-graph dwarf -p "$worker" \
-                -o "$file" >/dev/null 2>&1 &
-        else
-            perf record -q -F 2999 -g -p "$worker" -o "$file" \
-                >/dev/null 2>&1 &
-        fi
-        perf_rec=$!
-        sleep 0.2
-    fi
-
-    w0=$(worker_ticks)
-    read -r b0 a0 < <(cpu_ticks 0)
-    read -r c0 d0 < <(cpu_ticks 1)
-    start=$(date +%s.%N)
-
-    out=$($pin_wrk /usr/bin/time -f 'BENCH_TIME %U %S' \
-          wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@" 2>&1) \
-        || true
-
-    end=$(date +%s.%N)
-    w1=$(worker_ticks)
-    read -r b1 a1 < <(cpu_ticks 0)
-    read -r c1 d1 < <(cpu_ticks 1)
-
-    if [ -n "$perf_rec" ]; then
-        kill -INT "$perf_rec" 2>/dev/null || true
-        wait "$perf_rec" 2>/dev/null || true
-        perf_rec=""
-        echo "== perf: $name" >> "$prefix"/perf.txt
-        perf report -i "$file" --no-children --sort dso,symbol -g none \
-            --percent-limit 1 --stdio 2>/dev/null \
-            | grep -v -e '^#' -e '^$' | head -30 >> "$prefix"/perf.txt
-    fi
-
-    [ -n "${VERBOSE:-}" ] && printf '== %s\n%s\n' "$name" "$out" >&2
-
-    R_RPS=$(awk '/^Requests\/sec:/ {printf "%d", $2}' <<< "$out")
-    R_REQS=$(awk '/ requests in / {print $1}' <<< "$out")
-    R_NON2XX=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<< "$out")
-    R_NON2XX=${R_NON2XX:-0}
-    R_SOCKERR=$(sed -n 's/.*Socket errors: //p' <<< "$out")
-    R_P50=$(awk '$1 == "50%" {print $2}' <<< "$out")
-    R_P99=$(awk '$1 == "99%" {print $2}' <<< "$out")
-    R_STATUS=$(sed -n 's/^BENCH_STATUS //p' <<< "$out")
-    R_FIRST_ERROR=$(sed -n 's/^BENCH_FIRST_ERROR //p' <<< "$out")
-
-    secs=$(awk -v s="$start" -v e="$end" 'BEGIN {print e - s}')
-
-    # CPU: the worker's, wrk's, and what others took of each core
-    R_WORKER=$(awk -v t="$((w1 - w0))" -v hz="$clk" -v s="$secs" \
-               'BEGIN {printf "%d", 100 * t / hz / s}')
-    R_US=$(awk -v t="$((w1 - w0))" -v hz="$clk" -v n="$R_REQS" \
-           'BEGIN {printf "%.1f", n ? 1e6 * t / hz / n : 0}')
-    R_WRK=$(awk -v s="$secs" '/^BENCH_TIME/ {printf "%d",
-                                             100 * ($2 + $3) / s}' <<< "$out")
-
-    if [ -n "$pinned" ]; then
-        R_OTHERS="$(( $(pct $((b1 - b0)) $((a1 - a0))) - R_WORKER ))"
-        R_OTHERS="$R_OTHERS/$(( $(pct $((c1 - c0)) $((d1 - d0))) - R_WRK ))"
-        R_OTHERS=$(sed 's/-[0-9]*/0/g' <<< "$R_OTHERS")
-    else
-        R_OTHERS="-"
-    fi
-
-    if [ -z "$R_RPS" ]; then
-        echo "record.sh: wrk failed for $name:" >&2
-        echo "$out" >&2
-        exit 1
-    fi
-}
-
-
-# best TEST: keeps the last bench's figures in B_<field>[TEST] when its
-# req/s are the best of the rounds so far; errors of every round add up
-declare -A B_RPS B_US B_WORKER B_WRK B_OTHERS B_P50 B_P99 B_NON2XX \
-           B_SOCKERR
-best() {
-    local t=$1
-
-    if [ -z "${B_RPS[$t]:-}" ] || [ "$R_RPS" -gt "${B_RPS[$t]}" ]; then
-        B_RPS[$t]=$R_RPS
-        B_US[$t]=$R_US
-        B_WORKER[$t]=$R_WORKER
-        B_WRK[$t]=$R_WRK
-        B_OTHERS[$t]=$R_OTHERS
-        B_P50[$t]=$R_P50
-        B_P99[$t]=$R_P99
-    fi
-
-    B_NON2XX[$t]=$(( ${B_NON2XX[$t]:-0} + R_NON2XX ))
-    if [ -n "$R_SOCKERR" ] \
-       && [ "$R_SOCKERR" != "connect 0, read 0, write 0, timeout 0" ]
-    then
-        B_SOCKERR[$t]="${B_SOCKERR[$t]:-}${B_SOCKERR[$t]:+; }$R_SOCKERR"
-    fi
-}
 
 
 if [ "$KEY" = 1 ]; then
@@ -435,7 +408,10 @@ written=0
 put_status=""
 put_error=""
 journal_new=0
-fsyncs=""
+snapped=0
+snap_status=""
+snap_error=""
+snap_over=0
 
 for round in $(seq 1 "$ROUNDS"); do
     bench "return 200 (GET)" "$base/ok"
@@ -450,76 +426,70 @@ for round in $(seq 1 "$ROUNDS"); do
 
     j0=$(journal_lines)
 
-    perf_stat=""
-    if [ -z "${PERF:-}" ] \
-       && perf stat -e syscalls:sys_enter_fdatasync -p "$worker" -- true \
-          >/dev/null 2>&1
-    then
-        perf stat -x, -e syscalls:sys_enter_fdatasync -p "$worker" \
-            -o "$prefix"/fsyncs >/dev/null 2>&1 &
-        perf_stat=$!
-        sleep 0.2
-    fi
+    fsyncs_start
 
     bench "PUT record/note" -s "$repo"/bench/lib/note.lua "$base" \
         -- "${note_args[@]}" count
     best put
 
-    if [ -n "$perf_stat" ]; then
-        kill -INT "$perf_stat" 2>/dev/null || true
-        wait "$perf_stat" 2>/dev/null || true
-        perf_stat=""
-        n=$(awk -F, '/fdatasync/ {print $1}' "$prefix"/fsyncs 2>/dev/null \
-            || true)
-        fsyncs=$(( ${fsyncs:-0} + ${n:-0} ))
-    fi
+    fsyncs_stop
 
     n=$(sed -n 's/.*\b200=\([0-9]*\).*/\1/p' <<< "$R_STATUS")
     written=$(( written + ${n:-0} ))
     put_status+="${put_status:+; }$R_STATUS"
     put_error=${put_error:-$R_FIRST_ERROR}
     journal_new=$(( journal_new + $(journal_lines) - j0 ))
+
+    [ "$SNAP" = 1 ] || continue
+
+    # this round's consents, then the same uploads to nginx's PUT and to
+    # the API, within the consents' two minutes
+    perl "$repo"/bench/lib/consent.pl "ws://127.0.0.1:$port/ws" \
+        "$prefix/calls.$round" "$SNAP_CONSENTS" \
+        > "$prefix"/consents 2>> "$prefix"/consent.log \
+        || { cat "$prefix"/consent.log >&2; exit 1; }
+    consents=$(wc -l < "$prefix"/consents)
+
+    CONNS=$SNAP_CONNS DURATION=$SNAP_DURATION \
+        bench "PUT image (nginx dav)" -s "$repo"/bench/lib/snapshot.lua \
+        "$base" -- "$prefix"/consents "$prefix"/image.png image/png \
+        "$THREADS" path=/dav/
+    best okimg
+
+    CONNS=$SNAP_CONNS DURATION=$SNAP_DURATION \
+        bench "POST record/snapshots" -s "$repo"/bench/lib/snapshot.lua \
+        "$base" -- "$prefix"/consents "$prefix"/image.png image/png \
+        "$THREADS" count
+    best snap
+
+    n=$(sed -n 's/.*\b201=\([0-9]*\).*/\1/p' <<< "$R_STATUS")
+    snapped=$(( snapped + ${n:-0} ))
+    snap_status+="${snap_status:+; }$R_STATUS"
+    snap_error=${snap_error:-$R_FIRST_ERROR}
+    snap_over=$(( snap_over + (${n:-0} > consents ? 1 : 0) ))
 done
 
 
-ref=${B_RPS[ok]}
 read_bytes=$(curl -s -H "$auth" "$read_url" | wc -c)
 note_answer=$(curl -s -H "$auth" \
               "$base/api/v1/appointments/$(head -1 "$prefix"/ids)/record" \
               | wc -c)
 
-printf '\n%-24s %7s %5s %-16s %7s %5s %6s %4s %7s %8s %8s\n' \
-    "" "req/s" "" "" "us/req" "byCPU" "worker" "wrk" "others" "p50" "p99"
+table_head
 
-# line TEST NAME TARGET: one line of the table
-line() {
-    local t=$1 of="" cpu=""
+table_line ok    "return 200 (GET)"
+table_line okput "return 200 (PUT)"
+table_line get   "GET record"             "(target >= 50%)"
+table_line put   "PUT record/note"        "(target >= 20%)"
 
-    if [ "$t" != ok ]; then
-        of="$(pct "${B_RPS[$t]}" "$ref")%"
-        cpu="$(awk -v a="${B_US[ok]}" -v b="${B_US[$t]}" \
-               'BEGIN {printf "%d", (b > 0) ? 100 * a / b : 0}')%"
-    fi
+if [ "$SNAP" = 1 ]; then
+    image_bytes=$(wc -c < "$prefix"/image.png)
+    table_line okimg "PUT image (nginx dav)"  "" okimg
+    table_line snap  "POST record/snapshots"  "(of nginx dav)" okimg
+fi
 
-    printf '%-24s %7s %5s %-16s %7s %5s %5s%% %3s%% %6s%% %8s %8s\n' \
-        "$2" "${B_RPS[$t]}" "$of" "$3" "${B_US[$t]}" "$cpu" \
-        "${B_WORKER[$t]}" "${B_WRK[$t]}" "${B_OTHERS[$t]}" "${B_P50[$t]}" \
-        "${B_P99[$t]}"
-}
-
-line ok     "return 200 (GET)"       ""
-line okput  "return 200 (PUT)"       ""
-line get    "GET record"             "(target >= 50%)"
-line put    "PUT record/note"        "(target >= 20%)"
-
+table_legend
 cat <<EOF
-
-  req/s and its % of return 200 (GET): what the targets are about.
-  us/req: the worker's CPU time (its fsync threads included) per request;
-  byCPU: return 200's us/req as a % of it, the req/s ratio to expect when
-  nginx's core is the only limit (other load moves it much less).
-  worker, wrk: how busy each was; others: what other processes took of
-  nginx's core / wrk's core (above a few % the req/s are understated).
   GET record: a note and 5 items (2 prescriptions, an order, 2
   follow-ups), read by its doctor, $read_bytes bytes.
   PUT record/note: a 5-field note of about 600 bytes, fsync on, round-robin
@@ -528,38 +498,50 @@ cat <<EOF
 $(pct "${B_RPS[put]}" "${B_RPS[okput]}")%
 EOF
 
-disturbed=$(for t in ok okput get put; do
-                 tr '/' '\n' <<< "${B_OTHERS[$t]}"
-             done | sort -n | tail -1)
+# MB/s: the uploads' bodies, in millions of bytes a second
+mbps() {
+    awk -v n="$1" -v b="$image_bytes" 'BEGIN {printf "%.1f", n * b / 1e6}'
+}
 
-if [ "$disturbed" != "-" ] && [ "${disturbed:-0}" -gt 10 ]; then
-    echo "  WARNING: other processes took up to $disturbed% of a core during" \
-         "the runs: the req/s (and the ratios) are unreliable; us/req less so"
+if [ "$SNAP" = 1 ]; then
+    cat <<EOF
+  snapshot upload: MB/s ours $(mbps "${B_RPS[snap]}") of nginx's \
+$(mbps "${B_RPS[okimg]}"): $(pct "${B_RPS[snap]}" "${B_RPS[okimg]}")%
+  (a $image_bytes-byte PNG a request, $SNAP_CONNS connections, \
+$SNAP_DURATION a run); nginx dav: PUT
+  into a temp file renamed into place, no fsync; ours: POST .../record/
+  snapshots under a granted consent each, the image checked, sealed,
+  written and fsync'd (with its directory), then journaled (fsync),
+  answered 201; $snapped answered 201; consents over the WebSocket: \
+$(sed -n 's/^consent.pl: //p' "$prefix"/consent.log | paste -sd';' -)
+EOF
 fi
 
-if [ -n "$fsyncs" ] && [ "$fsyncs" -gt 0 ]; then
-    echo "  $fsyncs fdatasync() calls, $((journal_new / fsyncs)) records" \
-         "each on average (group commit)"
-fi
+table_warnings "$journal_new" ok okput get put \
+    $( [ "$SNAP" = 1 ] && echo okimg snap )
 
 echo "  statuses: $put_status"
 [ -n "$put_error" ] && echo "  first answer other than 200: $put_error"
 
-if [ -n "${PERF:-}" ]; then
-    echo
-    cat "$prefix"/perf.txt
-    echo "perf data: $prefix/perf.*.data (KEEP=1 keeps them)"
-fi
+table_perf
 
 status=0
 
-for t in ok okput get; do
-    if [ "${B_NON2XX[$t]}" != 0 ] || [ -n "${B_SOCKERR[$t]:-}" ]; then
-        echo "INVALID: $t: ${B_NON2XX[$t]} non-2xx answers," \
-             "socket errors: ${B_SOCKERR[$t]:-none}" >&2
+table_invalid ok okput get || status=1
+
+if [ "$SNAP" = 1 ]; then
+    table_invalid okimg || status=1
+
+    if [ "${B_NON2XX[snap]}" != 0 ] || [ -n "${B_SOCKERR[snap]:-}" ] \
+       || [ "$snap_over" != 0 ]
+    then
+        echo "INVALID: POST record/snapshots had answers other than 201" \
+             "or socket errors (${B_SOCKERR[snap]:-none}): its figure does" \
+             "not count (403 no_consent: more uploads than consents; raise" \
+             "SNAP_CALLS); $snap_status; ${snap_error:0:300}" >&2
         status=1
     fi
-done
+fi
 
 if [ "${B_NON2XX[put]}" != 0 ] || [ -n "${B_SOCKERR[put]:-}" ]; then
     echo "INVALID: PUT record/note had answers other than 200 or socket" \

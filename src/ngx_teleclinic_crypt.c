@@ -23,6 +23,8 @@ static ngx_int_t ngx_teleclinic_nonce(u_char *nonce);
  * few dozen at a time: one call per item was a tenth of a note's PUT.
  * A process that finds the stock of another (a worker forked from the
  * master) throws it away, so that no two processes use the same nonce.
+ * It knows itself by ngx_pid, which nginx sets in each process it forks:
+ * getpid() is a system call, and there are five seals in a note.
  */
 #define NGX_TELECLINIC_NONCES  32
 
@@ -281,7 +283,7 @@ static ngx_int_t
 ngx_teleclinic_nonce(u_char *nonce)
 {
     if (ngx_teleclinic_nonces_left == 0
-        || ngx_teleclinic_nonces_pid != getpid())
+        || ngx_teleclinic_nonces_pid != ngx_pid)
     {
         if (RAND_bytes(ngx_teleclinic_nonces, sizeof(ngx_teleclinic_nonces))
             != 1)
@@ -290,7 +292,7 @@ ngx_teleclinic_nonce(u_char *nonce)
         }
 
         ngx_teleclinic_nonces_left = NGX_TELECLINIC_NONCES;
-        ngx_teleclinic_nonces_pid = getpid();
+        ngx_teleclinic_nonces_pid = ngx_pid;
     }
 
     ngx_teleclinic_nonces_left--;

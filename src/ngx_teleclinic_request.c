@@ -11,12 +11,10 @@
 
 
 static ngx_int_t ngx_teleclinic_request_string(json_t *obj, const char *key,
-    size_t min, size_t max, ngx_str_t *value, ngx_teleclinic_error_t *err);
-static size_t ngx_teleclinic_utf8_chars(u_char *p, size_t len);
-static ngx_int_t ngx_teleclinic_has_control(ngx_str_t *s);
-static ngx_int_t ngx_teleclinic_request_text(json_t *obj, const char *key,
-    size_t max, ngx_uint_t required, ngx_str_t *value,
+    size_t min, size_t max, ngx_uint_t flags, ngx_str_t *value,
     ngx_teleclinic_error_t *err);
+static size_t ngx_teleclinic_string_chars(ngx_str_t *s, ngx_uint_t text,
+    ngx_uint_t *control);
 static ngx_int_t ngx_teleclinic_request_number(json_t *obj, const char *key,
     ngx_uint_t min, ngx_uint_t max, ngx_uint_t required, ngx_uint_t *value,
     ngx_teleclinic_error_t *err);
@@ -24,6 +22,9 @@ static ngx_int_t ngx_teleclinic_name_valid(ngx_str_t *s);
 static uint32_t ngx_teleclinic_utf8_next(u_char **p, u_char *last);
 static ngx_int_t ngx_teleclinic_phone_valid(ngx_str_t *s);
 static ngx_int_t ngx_teleclinic_digits(u_char *p, size_t n, ngx_uint_t *v);
+
+
+#define NGX_TELECLINIC_TEXT  1
 
 
 #define ngx_teleclinic_error(e, st, c, m, f)                                  \
@@ -82,7 +83,7 @@ ngx_teleclinic_request_booking(u_char *body, size_t len,
         return NGX_ERROR;
     }
 
-    if (ngx_teleclinic_request_string(req->root, "slot", 1, 64, &req->slot,
+    if (ngx_teleclinic_request_string(req->root, "slot", 1, 64, 0, &req->slot,
                                       err)
         != NGX_OK)
     {
@@ -113,7 +114,8 @@ ngx_teleclinic_request_booking(u_char *body, size_t len,
     }
 
     if (ngx_teleclinic_request_string(patient, "name", 1,
-                                      NGX_TELECLINIC_NAME_MAX, &req->name, err)
+                                      NGX_TELECLINIC_NAME_MAX, 0, &req->name,
+                                      err)
         != NGX_OK)
     {
         err->field = "patient.name";
@@ -128,7 +130,7 @@ ngx_teleclinic_request_booking(u_char *body, size_t len,
     }
 
     if (ngx_teleclinic_request_string(patient, "phone", 1,
-                                      NGX_TELECLINIC_PHONE_MAX, &req->phone,
+                                      NGX_TELECLINIC_PHONE_MAX, 0, &req->phone,
                                       err)
         != NGX_OK)
     {
@@ -145,7 +147,7 @@ ngx_teleclinic_request_booking(u_char *body, size_t len,
 
     if (json_object_get(req->root, "reason") != NULL) {
         if (ngx_teleclinic_request_string(req->root, "reason", 0,
-                                          NGX_TELECLINIC_REASON_MAX,
+                                          NGX_TELECLINIC_REASON_MAX, 0,
                                           &req->reason, err)
             != NGX_OK)
         {
@@ -176,7 +178,7 @@ ngx_teleclinic_request_reschedule(u_char *body, size_t len, json_t **root,
         return NGX_ERROR;
     }
 
-    if (ngx_teleclinic_request_string(*root, "slot", 1, 64, slot, err)
+    if (ngx_teleclinic_request_string(*root, "slot", 1, 64, 0, slot, err)
         != NGX_OK)
     {
         goto failed;
@@ -227,9 +229,10 @@ ngx_teleclinic_request_record(u_char *body, size_t len, ngx_uint_t kind,
 
     case NGX_TELECLINIC_BODY_NOTE:
         for (i = 0; i < NGX_TELECLINIC_RECORD_TEXTS; i++) {
-            if (ngx_teleclinic_request_text(req->root, note[i],
-                                            NGX_TELECLINIC_NOTE_MAX, 0,
-                                            &req->text[i], err)
+            if (ngx_teleclinic_request_string(req->root, note[i], 0,
+                                              NGX_TELECLINIC_NOTE_MAX,
+                                              NGX_TELECLINIC_TEXT,
+                                              &req->text[i], err)
                 != NGX_OK)
             {
                 goto failed;
@@ -240,7 +243,7 @@ ngx_teleclinic_request_record(u_char *body, size_t len, ngx_uint_t kind,
 
     case NGX_TELECLINIC_BODY_RX:
         if (ngx_teleclinic_request_string(req->root, "drug", 1,
-                                          NGX_TELECLINIC_ID_MAX, &req->ref,
+                                          NGX_TELECLINIC_ID_MAX, 0, &req->ref,
                                           err)
             != NGX_OK)
         {
@@ -253,17 +256,20 @@ ngx_teleclinic_request_record(u_char *body, size_t len, ngx_uint_t kind,
             goto failed;
         }
 
-        if (ngx_teleclinic_request_text(req->root, "dose",
-                                        NGX_TELECLINIC_DOSE_MAX, 1,
-                                        &req->text[0], err)
+        if (ngx_teleclinic_request_string(req->root, "dose", 1,
+                                          NGX_TELECLINIC_DOSE_MAX,
+                                          NGX_TELECLINIC_TEXT, &req->text[0],
+                                          err)
                != NGX_OK
-            || ngx_teleclinic_request_text(req->root, "frequency",
-                                           NGX_TELECLINIC_DOSE_MAX, 1,
-                                           &req->text[1], err)
+            || ngx_teleclinic_request_string(req->root, "frequency", 1,
+                                             NGX_TELECLINIC_DOSE_MAX,
+                                             NGX_TELECLINIC_TEXT,
+                                             &req->text[1], err)
                != NGX_OK
-            || ngx_teleclinic_request_text(req->root, "note",
-                                           NGX_TELECLINIC_ITEM_NOTE_MAX, 0,
-                                           &req->text[2], err)
+            || ngx_teleclinic_request_string(req->root, "note", 0,
+                                             NGX_TELECLINIC_ITEM_NOTE_MAX,
+                                             NGX_TELECLINIC_TEXT,
+                                             &req->text[2], err)
                != NGX_OK
             || ngx_teleclinic_request_number(req->root, "days", 1, 366, 0,
                                              &req->num[0], err)
@@ -279,7 +285,7 @@ ngx_teleclinic_request_record(u_char *body, size_t len, ngx_uint_t kind,
 
     case NGX_TELECLINIC_BODY_ORDER:
         if (ngx_teleclinic_request_string(req->root, "exam", 1,
-                                          NGX_TELECLINIC_ID_MAX, &req->ref,
+                                          NGX_TELECLINIC_ID_MAX, 0, &req->ref,
                                           err)
             != NGX_OK)
         {
@@ -292,9 +298,10 @@ ngx_teleclinic_request_record(u_char *body, size_t len, ngx_uint_t kind,
             goto failed;
         }
 
-        if (ngx_teleclinic_request_text(req->root, "note",
-                                        NGX_TELECLINIC_ITEM_NOTE_MAX, 0,
-                                        &req->text[0], err)
+        if (ngx_teleclinic_request_string(req->root, "note", 0,
+                                          NGX_TELECLINIC_ITEM_NOTE_MAX,
+                                          NGX_TELECLINIC_TEXT, &req->text[0],
+                                          err)
             != NGX_OK)
         {
             goto failed;
@@ -303,8 +310,8 @@ ngx_teleclinic_request_record(u_char *body, size_t len, ngx_uint_t kind,
         break;
 
     case NGX_TELECLINIC_BODY_FOLLOWUP:
-        if (ngx_teleclinic_request_string(req->root, "kind", 1, 16, &req->ref,
-                                          err)
+        if (ngx_teleclinic_request_string(req->root, "kind", 1, 16, 0,
+                                          &req->ref, err)
             != NGX_OK)
         {
             goto failed;
@@ -325,16 +332,17 @@ ngx_teleclinic_request_record(u_char *body, size_t len, ngx_uint_t kind,
             goto failed;
         }
 
-        if (ngx_teleclinic_request_text(req->root, "note",
-                                        NGX_TELECLINIC_ITEM_NOTE_MAX, 0,
-                                        &req->text[0], err)
+        if (ngx_teleclinic_request_string(req->root, "note", 0,
+                                          NGX_TELECLINIC_ITEM_NOTE_MAX,
+                                          NGX_TELECLINIC_TEXT, &req->text[0],
+                                          err)
             != NGX_OK)
         {
             goto failed;
         }
 
         if (json_object_get(req->root, "due") != NULL) {
-            if (ngx_teleclinic_request_string(req->root, "due", 10, 10, &s,
+            if (ngx_teleclinic_request_string(req->root, "due", 10, 10, 0, &s,
                                               err)
                 != NGX_OK)
             {
@@ -355,9 +363,10 @@ ngx_teleclinic_request_record(u_char *body, size_t len, ngx_uint_t kind,
         break;
 
     case NGX_TELECLINIC_BODY_ADDENDUM:
-        if (ngx_teleclinic_request_text(req->root, "text",
-                                        NGX_TELECLINIC_NOTE_MAX, 1,
-                                        &req->text[0], err)
+        if (ngx_teleclinic_request_string(req->root, "text", 1,
+                                          NGX_TELECLINIC_NOTE_MAX,
+                                          NGX_TELECLINIC_TEXT, &req->text[0],
+                                          err)
             != NGX_OK)
         {
             goto failed;
@@ -369,9 +378,10 @@ ngx_teleclinic_request_record(u_char *body, size_t len, ngx_uint_t kind,
         if (ngx_teleclinic_request_number(req->root, "score", 1, 5, 1,
                                           &req->num[0], err)
                != NGX_OK
-            || ngx_teleclinic_request_text(req->root, "comment",
-                                           NGX_TELECLINIC_ITEM_NOTE_MAX, 0,
-                                           &req->text[0], err)
+            || ngx_teleclinic_request_string(req->root, "comment", 0,
+                                             NGX_TELECLINIC_ITEM_NOTE_MAX,
+                                             NGX_TELECLINIC_TEXT,
+                                             &req->text[0], err)
                != NGX_OK)
         {
             goto failed;
@@ -393,71 +403,6 @@ failed:
     req->root = NULL;
 
     return NGX_ERROR;
-}
-
-
-/*
- * A text a doctor or a patient writes: optional unless required, up to
- * max characters; line breaks and tabs are allowed, other control
- * characters are not.
- */
-
-static ngx_int_t
-ngx_teleclinic_request_text(json_t *obj, const char *key, size_t max,
-    ngx_uint_t required, ngx_str_t *value, ngx_teleclinic_error_t *err)
-{
-    size_t    i, n;
-    json_t   *v;
-    u_char    c;
-
-    value->len = 0;
-    value->data = NULL;
-
-    v = json_object_get(obj, key);
-
-    if (v == NULL || json_is_null(v)) {
-        if (required) {
-            ngx_teleclinic_error(err, 422, "missing_field",
-                                 "a required field is missing", key);
-            return NGX_ERROR;
-        }
-
-        return NGX_OK;
-    }
-
-    if (!json_is_string(v)) {
-        ngx_teleclinic_error(err, 422, "invalid_type",
-                             "the field must be a string", key);
-        return NGX_ERROR;
-    }
-
-    value->data = (u_char *) json_string_value(v);
-    value->len = json_string_length(v);
-
-    n = ngx_teleclinic_utf8_chars(value->data, value->len);
-
-    if ((required && n == 0) || n > max) {
-        ngx_teleclinic_error(err, 422, "invalid_length",
-                             "the field is empty or too long", key);
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < value->len; i++) {
-        c = value->data[i];
-
-        if ((c < 0x20 && c != '\n' && c != '\r' && c != '\t')
-            || c == 0x7f
-            || (c == 0xc2 && i + 1 < value->len
-                && value->data[i + 1] >= 0x80 && value->data[i + 1] <= 0x9f))
-        {
-            ngx_teleclinic_error(err, 422, "invalid_characters",
-                                 "the field contains control characters",
-                                 key);
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
 }
 
 
@@ -503,19 +448,38 @@ ngx_teleclinic_request_number(json_t *obj, const char *key, ngx_uint_t min,
 }
 
 
+/*
+ * A string field of min to max characters, without control characters.
+ * NGX_TELECLINIC_TEXT marks a text a doctor or a patient writes: absent
+ * or null, it is empty, which only a min of 0 accepts; and its line
+ * breaks and tabs are not control characters.  Any other field is
+ * required (the caller checks first when it is not) and must not be null.
+ */
+
 static ngx_int_t
 ngx_teleclinic_request_string(json_t *obj, const char *key, size_t min,
-    size_t max, ngx_str_t *value, ngx_teleclinic_error_t *err)
+    size_t max, ngx_uint_t flags, ngx_str_t *value,
+    ngx_teleclinic_error_t *err)
 {
-    size_t   n;
-    json_t  *v;
+    size_t       n;
+    json_t      *v;
+    ngx_uint_t   control;
+
+    value->len = 0;
+    value->data = NULL;
 
     v = json_object_get(obj, key);
 
-    if (v == NULL) {
-        ngx_teleclinic_error(err, 422, "missing_field",
-                             "a required field is missing", key);
-        return NGX_ERROR;
+    if (v == NULL
+        || ((flags & NGX_TELECLINIC_TEXT) && json_is_null(v)))
+    {
+        if (min > 0 || !(flags & NGX_TELECLINIC_TEXT)) {
+            ngx_teleclinic_error(err, 422, "missing_field",
+                                 "a required field is missing", key);
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
     }
 
     if (!json_is_string(v)) {
@@ -527,8 +491,8 @@ ngx_teleclinic_request_string(json_t *obj, const char *key, size_t min,
     value->data = (u_char *) json_string_value(v);
     value->len = json_string_length(v);
 
-    /* jansson has checked UTF-8; limits count characters, not bytes */
-    n = ngx_teleclinic_utf8_chars(value->data, value->len);
+    n = ngx_teleclinic_string_chars(value, flags & NGX_TELECLINIC_TEXT,
+                                    &control);
 
     if (n < min || n > max) {
         ngx_teleclinic_error(err, 422, "invalid_length",
@@ -536,7 +500,7 @@ ngx_teleclinic_request_string(json_t *obj, const char *key, size_t min,
         return NGX_ERROR;
     }
 
-    if (ngx_teleclinic_has_control(value) == NGX_OK) {
+    if (control) {
         ngx_teleclinic_error(err, 422, "invalid_characters",
                              "the field contains control characters", key);
         return NGX_ERROR;
@@ -546,47 +510,52 @@ ngx_teleclinic_request_string(json_t *obj, const char *key, size_t min,
 }
 
 
+/*
+ * The characters of a string (jansson has checked UTF-8; limits count
+ * characters, not bytes), and in *control whether it holds a control
+ * character (NUL included): C0, DEL, and C1 (U+0080 to U+009F, which
+ * UTF-8 spells 0xc2 0x80-0x9f); line breaks and tabs only unless text.
+ * One pass: a note's five texts are most of its PUT's body.
+ */
+
 static size_t
-ngx_teleclinic_utf8_chars(u_char *p, size_t len)
+ngx_teleclinic_string_chars(ngx_str_t *s, ngx_uint_t text,
+    ngx_uint_t *control)
 {
-    size_t  i, n;
+    u_char  *p, *last, c;
+    size_t   n;
 
     n = 0;
+    *control = 0;
 
-    for (i = 0; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80) {
+    p = s->data;
+    last = p + s->len;
+
+    while (p < last) {
+        c = *p++;
+
+        if (c >= 0x20 && c < 0x7f) {
             n++;
+            continue;
+        }
+
+        if ((c & 0xc0) != 0x80) {
+            n++;
+        }
+
+        if (c < 0x20) {
+            if (!text || (c != '\n' && c != '\r' && c != '\t')) {
+                *control = 1;
+            }
+
+        } else if (c == 0x7f
+                   || (c == 0xc2 && p < last && *p >= 0x80 && *p <= 0x9f))
+        {
+            *control = 1;
         }
     }
 
     return n;
-}
-
-
-/*
- * NGX_OK when the string holds a control character (NUL included): C0,
- * DEL, and C1 (U+0080 to U+009F, which UTF-8 spells 0xc2 0x80-0x9f; the
- * text is valid UTF-8, jansson has checked it)
- */
-
-static ngx_int_t
-ngx_teleclinic_has_control(ngx_str_t *s)
-{
-    size_t  i;
-
-    for (i = 0; i < s->len; i++) {
-        if (s->data[i] < 0x20 || s->data[i] == 0x7f) {
-            return NGX_OK;
-        }
-
-        if (s->data[i] == 0xc2 && i + 1 < s->len
-            && s->data[i + 1] >= 0x80 && s->data[i + 1] <= 0x9f)
-        {
-            return NGX_OK;
-        }
-    }
-
-    return NGX_DECLINED;
 }
 
 

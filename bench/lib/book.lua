@@ -19,17 +19,13 @@
 -- done() prints one line, "BENCH_STATUS 201=N 409=N ... slots=N", for
 -- booking.sh; no slot from N on has been sent (start=N goes on from there).
 
-local threads = {}
+local tally = dofile(string.match(debug.getinfo(1, "S").source,
+                                  "^@(.-)[^/]*$") .. "tally.lua")
 local path, ndoctors, nslots, minutes, days, stride
 local body_head = '{"slot":"'
 local body_tail = '","patient":{"name":"Bench Patient",'
                   .. '"phone":"+49 30 1234567"},"reason":"load test"}'
 local headers = { ["Content-Type"] = "application/json" }
-
-function setup(thread)
-   thread:set("tid", #threads)
-   table.insert(threads, thread)
-end
 
 function init(args)
    path = args[1]
@@ -41,23 +37,7 @@ function init(args)
       days[#days + 1] = d
    end
    stride = tonumber(args[6])
-   seq = tid
-
-   local count = false
-   for i = 7, #args do
-      if args[i] == "count" then
-         count = true
-      elseif string.sub(args[i], 1, 6) == "start=" then
-         seq = seq + tonumber(string.sub(args[i], 7))
-      end
-   end
-
-   if not count then
-      response = nil
-   end
-
-   -- globals, for done() to read through thread:get()
-   status = {}
+   seq = tid + (tally.options(args, 7).start or 0)
 end
 
 function request()
@@ -74,32 +54,11 @@ function request()
    return wrk.format("POST", path, headers, body_head .. slot .. body_tail)
 end
 
-function response(s, h, b)
-   status[s] = (status[s] or 0) + 1
-   if s ~= 201 and not first_error then
-      first_error = b
-   end
-end
-
-function done(summary, latency, requests)
-   local total, slots, err = {}, 0, nil
+-- no slot from N on has been sent: start=N goes on from there
+tally.extra = function(threads)
+   local slots = 0
    for _, t in ipairs(threads) do
-      local st = t:get("status") or {}
-      for k, v in pairs(st) do
-         total[k] = (total[k] or 0) + v
-      end
       slots = math.max(slots, t:get("seq") or 0)
-      err = err or t:get("first_error")
    end
-
-   local out = {}
-   for k, v in pairs(total) do
-      out[#out + 1] = k .. "=" .. v
-   end
-   table.sort(out)
-   io.write("BENCH_STATUS " .. table.concat(out, " ") .. " slots=" .. slots
-            .. "\n")
-   if err then
-      io.write("BENCH_FIRST_ERROR " .. string.gsub(err, "\n", " ") .. "\n")
-   end
+   return " slots=" .. slots
 end

@@ -15,9 +15,11 @@
 --
 -- The body is the same note every time, about 600 bytes of JSON, all five
 -- fields filled.  done() prints "BENCH_STATUS 200=N ..." for record.sh and,
--- when an answer was not 200, "BENCH_FIRST_ERROR" with its body.
+-- when an answer was not 2xx, "BENCH_FIRST_ERROR" with its body
+-- (bench/lib/tally.lua).
 
-local threads = {}
+local tally = dofile(string.match(debug.getinfo(1, "S").source,
+                                  "^@(.-)[^/]*$") .. "tally.lua")
 local ids, fixed, stride
 local body = '{"complaint":"dry cough for two weeks, worse at night, no '
              .. 'fever at home","history":"no smoking; asthma as a child, '
@@ -33,11 +35,6 @@ local body = '{"complaint":"dry cough for two weeks, worse at night, no '
              .. 'better in one week"}'
 local headers = { ["Content-Type"] = "application/json" }
 
-function setup(thread)
-   thread:set("tid", #threads)
-   table.insert(threads, thread)
-end
-
 function init(args)
    ids = {}
    for line in io.lines(args[1]) do
@@ -49,21 +46,7 @@ function init(args)
    stride = tonumber(args[3])
    seq = tid
 
-   local count = false
-   for i = 4, #args do
-      if args[i] == "count" then
-         count = true
-      elseif string.sub(args[i], 1, 5) == "path=" then
-         fixed = string.sub(args[i], 6)
-      end
-   end
-
-   if not count then
-      response = nil
-   end
-
-   -- globals, for done() to read through thread:get()
-   status = {}
+   fixed = tally.options(args, 4).path
 end
 
 function request()
@@ -76,32 +59,4 @@ function request()
    seq = seq + stride
 
    return wrk.format("PUT", path, headers, body)
-end
-
-function response(s, h, b)
-   status[s] = (status[s] or 0) + 1
-   if s ~= 200 and not first_error then
-      first_error = b
-   end
-end
-
-function done(summary, latency, requests)
-   local total, err = {}, nil
-   for _, t in ipairs(threads) do
-      local st = t:get("status") or {}
-      for k, v in pairs(st) do
-         total[k] = (total[k] or 0) + v
-      end
-      err = err or t:get("first_error")
-   end
-
-   local out = {}
-   for k, v in pairs(total) do
-      out[#out + 1] = k .. "=" .. v
-   end
-   table.sort(out)
-   io.write("BENCH_STATUS " .. table.concat(out, " ") .. "\n")
-   if err then
-      io.write("BENCH_FIRST_ERROR " .. string.gsub(err, "\n", " ") .. "\n")
-   end
 end
