@@ -70,6 +70,8 @@ static ngx_int_t ngx_teleclinic_mirror_rid_after(ngx_str_t *a, ngx_str_t *b);
 static void ngx_teleclinic_mirror_heartbeat(ngx_event_t *ev);
 static void ngx_teleclinic_mirror_answered(redisReply *reply, void *data);
 static void ngx_teleclinic_mirror_alive(redisReply *reply, void *data);
+static ngx_int_t ngx_teleclinic_mirror_node_cmp(const void *one,
+    const void *two);
 static void ngx_teleclinic_mirror_claimed(redisReply *reply, void *data);
 static void ngx_teleclinic_mirror_give_back(ngx_teleclinic_claim_t *claim);
 static void ngx_teleclinic_mirror_released(redisReply *reply, void *data);
@@ -148,6 +150,16 @@ ngx_teleclinic_mirror_conf(ngx_conf_t *cf, ngx_teleclinic_mirror_conf_t *conf,
     conf->stream.len = p - conf->stream.data;
 
     conf->prefix = *zone_name;
+
+    if (conf->url.len > NGX_TELECLINIC_URL_MAX
+        || ngx_strlchr(conf->url.data, conf->url.data + conf->url.len, ' '))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "teleclinic_public_url is too long for the "
+                           "nodes' list (up to %d characters, no spaces)",
+                           NGX_TELECLINIC_URL_MAX);
+        return NGX_ERROR;
+    }
 
     if (conf->maxlen == 0) {
         conf->maxlen = 1000000;
@@ -883,6 +895,7 @@ ngx_teleclinic_mirror_heartbeat(ngx_event_t *ev)
 {
     u_char       now[NGX_INT64_LEN], since[NGX_INT64_LEN + 1];
     u_char       gone[NGX_INT64_LEN + 1];
+    u_char       member[NGX_TELECLINIC_NODE_MAX + 1 + NGX_TELECLINIC_URL_MAX];
     size_t       argvlen[5];
     uint64_t     ms;
     const char  *argv[5];
@@ -907,8 +920,13 @@ ngx_teleclinic_mirror_heartbeat(ngx_event_t *ev)
     argvlen[1] = ngx_teleclinic_mirror_nodes_name.len;
     argv[2] = (char *) now;
     argvlen[2] = ngx_sprintf(now, "%uL", ms) - now;
-    argv[3] = (char *) ngx_teleclinic_mirror->node.data;
-    argvlen[3] = ngx_teleclinic_mirror->node.len;
+    /* the member is the name, then the public URL the clients use */
+    argv[3] = (char *) member;
+    argvlen[3] = ngx_snprintf(member, sizeof(member), "%V%s%V",
+                              &ngx_teleclinic_mirror->node,
+                              ngx_teleclinic_mirror->url.len ? " " : "",
+                              &ngx_teleclinic_mirror->url)
+                 - member;
 
     (void) ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out, 0,
                                         ngx_teleclinic_mirror_answered,
@@ -955,8 +973,9 @@ ngx_teleclinic_mirror_answered(redisReply *reply, void *data)
 static void
 ngx_teleclinic_mirror_alive(redisReply *reply, void *data)
 {
-    size_t                  i;
-    ngx_uint_t              n, changed;
+    u_char                 *name, *end, *url;
+    size_t                  i, len;
+    ngx_uint_t              n, k, changed;
     redisReply             *e;
     ngx_teleclinic_sh_t    *sh;
     ngx_teleclinic_node_t   nodes[NGX_TELECLINIC_NODES];
@@ -967,20 +986,55 @@ ngx_teleclinic_mirror_alive(redisReply *reply, void *data)
 
     n = 0;
 
-    for (i = 0; i < reply->elements && n < NGX_TELECLINIC_NODES; i++) {
+    /* oldest first: a node seen twice (its URL changed) keeps the last */
+
+    for (i = 0; i < reply->elements; i++) {
         e = reply->element[i];
 
-        if (e->type != REDIS_REPLY_STRING || e->len == 0
-            || e->len > NGX_TELECLINIC_NODE_MAX
-            || ngx_teleclinic_id_valid((u_char *) e->str, e->len) != NGX_OK)
+        if (e->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+
+        name = (u_char *) e->str;
+        end = name + e->len;
+        url = ngx_strlchr(name, end, ' ');
+        len = (url ? url : end) - name;
+
+        if (len == 0 || len > NGX_TELECLINIC_NODE_MAX
+            || ngx_teleclinic_id_valid(name, len) != NGX_OK
+            || (url && (size_t) (end - url - 1) > NGX_TELECLINIC_URL_MAX))
         {
             continue;
         }
 
-        nodes[n].len = e->len;
-        ngx_memcpy(nodes[n].name, e->str, e->len);
-        n++;
+        for (k = 0; k < n; k++) {
+            if (nodes[k].len == len
+                && ngx_memcmp(nodes[k].name, name, len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (k == NGX_TELECLINIC_NODES) {
+            continue;
+        }
+
+        if (k == n) {
+            n++;
+        }
+
+        nodes[k].len = len;
+        ngx_memcpy(nodes[k].name, name, len);
+        nodes[k].url_len = url ? (size_t) (end - url - 1) : 0;
+
+        if (url) {
+            ngx_memcpy(nodes[k].url, url + 1, nodes[k].url_len);
+        }
     }
+
+    /* in the order of their names, so that a list compares as equal */
+    ngx_sort(nodes, n, sizeof(ngx_teleclinic_node_t),
+             ngx_teleclinic_mirror_node_cmp);
 
     sh = ngx_teleclinic_mirror_zone->sh;
 
@@ -991,7 +1045,10 @@ ngx_teleclinic_mirror_alive(redisReply *reply, void *data)
     for (i = 0; !changed && i < n; i++) {
         changed = nodes[i].len != sh->nodes[i].len
                   || ngx_memcmp(nodes[i].name, sh->nodes[i].name,
-                                nodes[i].len) != 0;
+                                nodes[i].len) != 0
+                  || nodes[i].url_len != sh->nodes[i].url_len
+                  || ngx_memcmp(nodes[i].url, sh->nodes[i].url,
+                                nodes[i].url_len) != 0;
     }
 
     if (changed) {
@@ -1283,4 +1340,63 @@ ngx_str_t *
 ngx_teleclinic_mirror_node(void)
 {
     return ngx_teleclinic_mirror ? &ngx_teleclinic_mirror->node : NULL;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_mirror_node_cmp(const void *one, const void *two)
+{
+    const ngx_teleclinic_node_t  *a = one, *b = two;
+
+    return ngx_memn2cmp((u_char *) a->name, (u_char *) b->name, a->len,
+                        b->len);
+}
+
+
+ngx_uint_t
+ngx_teleclinic_mirror_urls(ngx_str_t *urls, ngx_uint_t n, u_char *buf)
+{
+    ngx_uint_t              i, k;
+    ngx_teleclinic_sh_t    *sh;
+    ngx_teleclinic_node_t  *node;
+
+    if (ngx_teleclinic_mirror == NULL || n == 0) {
+        return 0;
+    }
+
+    k = 0;
+
+    if (ngx_teleclinic_mirror->url.len) {
+        urls[k].data = buf;
+        urls[k].len = ngx_teleclinic_mirror->url.len;
+        ngx_memcpy(buf, ngx_teleclinic_mirror->url.data, urls[k].len);
+        buf += NGX_TELECLINIC_URL_MAX;
+        k++;
+    }
+
+    sh = ngx_teleclinic_mirror_zone->sh;
+
+    ngx_teleclinic_zone_lock(ngx_teleclinic_mirror_zone);
+
+    for (i = 0; i < sh->nnodes && k < n; i++) {
+        node = &sh->nodes[i];
+
+        if (node->url_len == 0
+            || (node->len == ngx_teleclinic_mirror->node.len
+                && ngx_memcmp(node->name, ngx_teleclinic_mirror->node.data,
+                              node->len) == 0))
+        {
+            continue;
+        }
+
+        urls[k].data = buf;
+        urls[k].len = node->url_len;
+        ngx_memcpy(buf, node->url, node->url_len);
+        buf += NGX_TELECLINIC_URL_MAX;
+        k++;
+    }
+
+    ngx_teleclinic_zone_unlock(ngx_teleclinic_mirror_zone);
+
+    return k;
 }

@@ -27,6 +27,7 @@
 typedef struct {
     ngx_teleclinic_redis_conf_t        *redis;     /* NULL: one node */
     ngx_str_t                           node;      /* teleclinic_node */
+    ngx_str_t                           url;       /* its public URL */
     ngx_str_t                           stream;    /* the stream's key */
     ngx_str_t                           prefix;    /* the zone's name */
     ngx_uint_t                          maxlen;    /* the stream's, about */
@@ -82,6 +83,14 @@ ngx_uint_t ngx_teleclinic_mirror_nodes_version(void);
 ngx_uint_t ngx_teleclinic_mirror_alive_node(u_char *name, size_t len);
 /* this node's name */
 ngx_str_t *ngx_teleclinic_mirror_node(void);
+
+/*
+ * The public URLs of the nodes alive, this node's first, for a client
+ * to try when its node goes: at most n, into urls (each points into
+ * buf, which holds n * NGX_TELECLINIC_URL_MAX bytes); returns how many.
+ */
+ngx_uint_t ngx_teleclinic_mirror_urls(ngx_str_t *urls, ngx_uint_t n,
+    u_char *buf);
 void ngx_teleclinic_mirror_release(ngx_str_t *doctor, time_t start,
     uint64_t id);
 

@@ -159,9 +159,14 @@ typedef struct {
 } ngx_teleclinic_mark_t;
 
 
+/* a node's public base URL, as it tells the others */
+#define NGX_TELECLINIC_URL_MAX        128
+
 typedef struct {
     size_t                        len;
     u_char                        name[NGX_TELECLINIC_NODE_MAX];
+    size_t                        url_len;
+    u_char                        url[NGX_TELECLINIC_URL_MAX];
 } ngx_teleclinic_node_t;
 
 

@@ -36,6 +36,7 @@ my %node;
 for my $name (qw(a b)) {
     $node{$name} = room(grace => '3s', http => join "\n",
         'teleclinic_redis 127.0.0.1:' . $redis->port . ';',
+        'teleclinic_public_url http://127.0.0.1:%%PORT%%;',
         "teleclinic_node $name;");
 }
 
@@ -71,6 +72,10 @@ for my $doctor (qw(doc-a doc-b)) {
     is($w0->{type}, 'welcome', "$doctor: patient 1 checks in on node $o")
         or diag explain $w0;
     is($w0->{doctor}, $doctor, "$doctor: welcomed to the doctor's room");
+    is_deeply([ sort @{ $w0->{nodes} // [] } ],
+              [ sort map { $node{$_}->url('') } keys %node ],
+              "$doctor: the welcome lists both nodes' URLs");
+    is($w0->{nodes}[0], $home->url(''), "$doctor: the room's node first");
 
     my ($p1, $w1) = patient($home, $p[1]);
     is($w1->{type}, 'welcome', "$doctor: patient 2 checks in on node $h");

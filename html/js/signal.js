@@ -17,6 +17,10 @@
 //   'closed'  it will not be tried again: detail.reason is 'unauthorized',
 //             'replaced' (4409: this person connected elsewhere),
 //             'visit_over' or 'closed' (close() was called)
+//
+// With several nodes the welcome lists their URLs (`nodes`): a connection
+// that drops is tried again at once on the next node, then round the list
+// with the backoff; 1012 (the room moved) is tried again at once.
 
 const BACKOFF = [1000, 2000, 4000, 8000, 15000];
 
@@ -29,6 +33,8 @@ export class Signal extends EventTarget {
         this.token = token;
         this.url = url || (location.protocol === 'https:' ? 'wss://' : 'ws://')
                           + location.host + '/ws';
+        this.nodes = [];
+        this.turn = 0;
         this.ws = null;
         this.welcomed = false;
         this.everWelcomed = false;
@@ -53,7 +59,7 @@ export class Signal extends EventTarget {
         this.timer = null;
         let ws;
         try {
-            ws = new WebSocket(this.url);
+            ws = new WebSocket(this.target());
         } catch (e) {
             this.retry();
             return;
@@ -73,6 +79,11 @@ export class Signal extends EventTarget {
                 return;
             }
             if (msg.type === 'welcome') {
+                if (Array.isArray(msg.nodes)) {
+                    this.nodes = msg.nodes.filter((u) => typeof u === 'string'
+                                                  && /^https?:\/\/[^\s]+$/.test(u));
+                    this.turn = 0;
+                }
                 this.welcomed = true;
                 this.tries = 0;
                 if (this.everWelcomed) {
@@ -102,8 +113,32 @@ export class Signal extends EventTarget {
             if (wasWelcomed || this.tries === 0) {
                 this.emit('lost', { code: ev.code });
             }
+            if (ev.code === 1012 && wasWelcomed) {
+                // the room moved to another node: this one relays it now
+                this.open();
+                return;
+            }
+            if (this.nodes.length > 1) {
+                // this node may be gone: the next one, at once the first time
+                this.turn++;
+                if (wasWelcomed) {
+                    this.open();
+                    return;
+                }
+            }
             this.retry();
         };
+    }
+
+    // this page's node, or the one of the welcome's list whose turn it is
+    target() {
+        if (this.nodes.length === 0) {
+            return this.url;
+        }
+        const base = new URL(this.nodes[this.turn % this.nodes.length]);
+        const here = new URL(this.url);
+        return (base.protocol === 'https:' ? 'wss://' : 'ws://') + base.host
+               + here.pathname;
     }
 
     retry() {

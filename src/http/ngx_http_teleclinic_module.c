@@ -703,6 +703,7 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     tmcf->mirror.redis = tmcf->redis;
+    tmcf->mirror.url = tmcf->public_url;
 
     if (ngx_teleclinic_mirror_conf(cf, &tmcf->mirror,
                                    &tmcf->shm_zone->shm.name)

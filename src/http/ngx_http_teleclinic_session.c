@@ -54,6 +54,10 @@ typedef struct {
 #endif
 
 
+/* the nodes a welcome names, at most */
+#define NGX_TELECLINIC_SESSION_NODES  16
+
+
 /* rooms whose queues changed, gathered over one batch of mail */
 #define NGX_TELECLINIC_CHANGED_MAX    64
 
@@ -65,6 +69,7 @@ typedef struct {
 
 static void ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
     ngx_teleclinic_session_t *s, ngx_teleclinic_ws_msg_t *msg);
+static void ngx_teleclinic_session_nodes(json_t *reply);
 static ngx_int_t ngx_teleclinic_session_relay(ngx_teleclinic_session_t *s,
     ngx_str_t *doctor, ngx_teleclinic_ws_msg_t *msg);
 static ngx_int_t ngx_teleclinic_session_actor(ngx_teleclinic_session_t *s,
@@ -633,6 +638,10 @@ ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
         json_object_set(reply, "id", msg->id);
     }
 
+    if (reply) {
+        ngx_teleclinic_session_nodes(reply);
+    }
+
     ngx_teleclinic_ws_send_json(ws, reply);
 }
 
@@ -660,6 +669,36 @@ ngx_teleclinic_session_relay(ngx_teleclinic_session_t *s, ngx_str_t *doctor,
     }
 
     return rc;
+}
+
+
+/*
+ * With several nodes, the welcome lists the nodes' public URLs, this
+ * one's first: the browser app tries the next when its node goes.
+ */
+
+static void
+ngx_teleclinic_session_nodes(json_t *reply)
+{
+    u_char      buf[NGX_TELECLINIC_SESSION_NODES * NGX_TELECLINIC_URL_MAX];
+    json_t     *nodes;
+    ngx_str_t   urls[NGX_TELECLINIC_SESSION_NODES];
+    ngx_uint_t  i, n;
+
+    n = ngx_teleclinic_mirror_urls(urls, NGX_TELECLINIC_SESSION_NODES, buf);
+
+    if (n == 0) {
+        return;
+    }
+
+    nodes = json_array();
+
+    for (i = 0; nodes && i < n; i++) {
+        json_array_append_new(nodes,
+                              json_stringn((char *) urls[i].data, urls[i].len));
+    }
+
+    json_object_set_new(reply, "nodes", nodes);
 }
 
 
