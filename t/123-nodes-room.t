@@ -136,21 +136,24 @@ for my $doctor (qw(doc-a doc-b)) {
     $_->close(1000) for $p0, $p1, $p2, $doc;
 }
 
-# the node clients came to dies: the room's node lets them go, the rest
-# keep their place
+# the node clients came to dies with a call in progress: they connect
+# again to the node that is left (the browser app takes the next of the
+# welcome's nodes), the call is brought back to both (rejoin: they make a
+# new peer connection) and the queue keeps its order
 
 my $h = home('doc-a');
 my ($o) = grep { $_ ne $h } sort keys %node;
 my ($home, $other) = ($node{$h}, $node{$o});
 
-my @p = book_soon($home, 'doc-a', 2, skip => 3);
+my @p = book_soon($home, 'doc-a', 3, skip => 3);
 my $until = time + 5;
-sleep 0.05 until appointment($other, $p[1]{id}, $p[1]{token})->{status}
+sleep 0.05 until appointment($other, $p[2]{id}, $p[2]{token})->{status}
                  == 200 || time > $until;
 
-my ($first) = patient($home, $p[0]);
-my ($second) = patient($other, $p[1]);
-my ($doc) = doctor_console($home, 'doc-a');
+my ($doc, undef, $doc_token) = doctor_console($other, 'doc-a');
+my ($in_call) = patient($other, $p[0]);
+my ($queued) = patient($other, $p[1]);
+my ($local) = patient($home, $p[2]);
 
 # (the first round's patients who were never called stay in the queue,
 # not connected)
@@ -158,25 +161,41 @@ my %ours = map { $_->{id} => 1 } @p;
 ok($doc->recv_json(type => 'queue', match => sub {
        join(',', grep { $ours{$_} } map { $_->{appointment} // '' }
                       @{ $_[0]{patients} // [] })
-       eq "$p[0]{id},$p[1]{id}"
-   }), 'both patients in the room, one relayed, in order');
+       eq join(',', map { $_->{id} } @p)
+   }), 'three patients in the room, two relayed, in order');
 
+$doc->send_json({ type => 'call', appointment => $p[0]{id} });
+my $ring = $in_call->recv_json(type => 'ring');
+my $call = $ring ? $ring->{call} : '';
+$in_call->send_json({ type => 'accept', call => $call });
+ok($in_call->recv_json(type => 'call') && $doc->recv_json(type => 'call'),
+   'a call between two relayed clients');
+
+my $killed = time;
 $other->kill9;
 
-ok(!$first->closed, "the room's own patient stays connected");
+ok(!$local->closed, "the room's own patient stays connected");
 
-my $q = $doc->recv_json(type => 'queue', timeout => 15, match => sub {
-    grep { ($_->{appointment} // '') eq $p[1]{id}
-           && ($_->{connected} // 1) == 0 } @{ $_[0]{patients} // [] }
-});
-ok($q, 'the console sees the relayed patient drop when their node dies');
+my $doc2 = connect_ws($home);
+my $hi = $doc2->hello($doc_token);
+is($hi && $hi->{type}, 'welcome', 'the doctor connects again to the node left');
 
-# they come back through the node that is left, in their place
-my ($again, $w) = patient($home, $p[1]);
-is($w->{type}, 'welcome', 'the patient connects again to the node left');
-expect_queue($again, { position => 2 }, 'and is second, as before');
+my ($back) = patient($home, $p[0]);
+my $pc = $back->recv_json(type => 'call', timeout => 15);
+my $dc = $doc2->recv_json(type => 'call', timeout => 15);
 
-$_->close(1000) for $first, $again, $doc;
+ok($pc && $pc->{rejoin}, 'the patient is given the call back (rejoin)');
+ok($dc && $dc->{rejoin}, 'the doctor too');
+is($pc && $pc->{call}, $call, 'the same call');
+note(sprintf 'node killed to the call given back to both: %.0f ms',
+     (time - $killed) * 1000);
+
+my ($queued2) = patient($home, $p[1]);
+expect_queue($queued2, { position => 1 },
+             'the relayed patient who waited is first again');
+expect_queue($local, { position => 2 }, 'the local one second, as before');
+
+$_->close(1000) for $doc2, $back, $queued2, $local;
 
 ok($home->stop, "node $h stopped cleanly");
 $redis->stop;
