@@ -176,6 +176,18 @@ for my $node ('node1', 'node2') {
 is(`redis-cli -p @{[$redis + 2]} sentinel get-master-addr-by-name teleclinic`,
    "127.0.0.1\n$redis\n", 'a Sentinel names the master');
 
+# each node has its own STUN/TURN port
+
+SKIP: {
+    skip('turnutils_stunclient is not installed (Debian: coturn)', 2)
+        unless -x '/usr/bin/turnutils_stunclient';
+
+    for my $p ($turn, $turn + 1) {
+        like(`timeout 20 turnutils_stunclient -p $p 127.0.0.1 2>&1`,
+             qr/reflexive addr: 127\.0\.0\.1:\d+/, "STUN answers on $p");
+    }
+}
+
 # a port in use: named, and nothing else starts
 
 {
