@@ -3,6 +3,8 @@
 #   make            build build/ngx_http_teleclinic_module.so
 #   make run        install what is missing, build, run nginx in the
 #                   foreground with conf/ and demo data (PORT=8080)
+#   make run NODES=2  the same as a group of nodes: Redis under Sentinel
+#                   and nginx on PORT, PORT+1, ... (bin/teleclinic-cluster)
 #   make test       install what is missing, build, run the whole suite
 #   make test ASAN=1  the same with the module built with AddressSanitizer
 #   make fuzz       build the libFuzzer targets and run each for FUZZ_SECONDS
@@ -18,6 +20,8 @@ NGX_SRC    := /usr/share/nginx/src
 MODULE     := $(BUILD)/ngx_http_teleclinic_module.so
 PORT       ?= 8080
 TURN_PORT  ?= 3478
+NODES      ?= 1
+REDIS_PORT ?=
 VAR        := $(REPO)/var
 FUZZ_SECONDS ?= 20
 
@@ -51,7 +55,11 @@ deps:
 	@./.ci/deps
 
 run: deps $(MODULE)
+ifeq ($(filter-out 1,$(strip $(NODES))),)
 	@./bin/teleclinic-run $(PORT) $(TURN_PORT)
+else
+	@./bin/teleclinic-cluster $(NODES) $(PORT) $(TURN_PORT) $(REDIS_PORT)
+endif
 
 test: deps $(MODULE)
 	TELECLINIC_MODULE=$(MODULE) TELECLINIC_ASAN=$(ASAN) prove -r t/
