@@ -426,6 +426,7 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
     ngx_teleclinic_appt_t   *appt;
     ngx_uint_t               i;
     ngx_teleclinic_event_t   ev;
+    ngx_teleclinic_group_t  *group;
     ngx_teleclinic_compact_t  w;
 
     sh = zone->sh;
@@ -515,26 +516,28 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
 
     /* where the reading of the other nodes' events goes on */
 
-    for (i = 0; i < sh->nmarks; i++) {
+    group = sh->group;
+
+    for (i = 0; group && i < group->nmarks; i++) {
         ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
         ev.op = NGX_TELECLINIC_EV_MIRROR;
         ev.seq = sh->seq;
-        ev.node.data = sh->marks[i].node;
-        ev.node.len = sh->marks[i].len;
-        ev.worker = sh->marks[i].worker;
-        ev.oseq = sh->marks[i].seq;
+        ev.node.data = group->marks[i].node;
+        ev.node.len = group->marks[i].len;
+        ev.worker = group->marks[i].worker;
+        ev.oseq = group->marks[i].seq;
 
         if (ngx_teleclinic_compact_put(&w, &ev) != NGX_OK) {
             goto failed;
         }
     }
 
-    if (sh->mirror_len) {
+    if (group && group->mirror_len) {
         ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
         ev.op = NGX_TELECLINIC_EV_MIRROR;
         ev.seq = sh->seq;
-        ev.rid.data = sh->mirror;
-        ev.rid.len = sh->mirror_len;
+        ev.rid.data = group->mirror;
+        ev.rid.len = group->mirror_len;
 
         if (ngx_teleclinic_compact_put(&w, &ev) != NGX_OK) {
             goto failed;

@@ -40,6 +40,7 @@ typedef struct {
     ngx_queue_t                         queue;
     ngx_uint_t                          n;        /* in this worker */
     ngx_uint_t                          sent;     /* on this connection */
+    ngx_uint_t                          added;    /* XADD answered */
     ngx_uint_t                          frees;    /* claim is set */
     ngx_teleclinic_claim_t              claim;
     size_t                              len;
@@ -57,6 +58,8 @@ static void ngx_teleclinic_mirror_sink(void *data, ngx_teleclinic_event_t *ev,
     u_char *line, size_t len);
 static void ngx_teleclinic_mirror_flush(ngx_event_t *ev);
 static void ngx_teleclinic_mirror_added(redisReply *reply, void *data);
+static void ngx_teleclinic_mirror_waited(redisReply *reply, void *data);
+static void ngx_teleclinic_mirror_done(ngx_teleclinic_mirror_line_t *line);
 static void ngx_teleclinic_mirror_wake(void);
 static void ngx_teleclinic_mirror_out_state(ngx_teleclinic_redis_t *rd,
     ngx_uint_t up, void *data);
@@ -173,6 +176,8 @@ ngx_int_t
 ngx_teleclinic_mirror_init_process(ngx_cycle_t *cycle,
     ngx_teleclinic_zone_t *zone, ngx_teleclinic_mirror_conf_t *conf)
 {
+    ngx_teleclinic_group_t  *group;
+
     ngx_queue_init(&ngx_teleclinic_mirror_lines);
     ngx_queue_init(&ngx_teleclinic_mirror_waiters);
 
@@ -182,6 +187,18 @@ ngx_teleclinic_mirror_init_process(ngx_cycle_t *cycle,
             && ngx_process != NGX_PROCESS_SINGLE))
     {
         return NGX_OK;
+    }
+
+    /* what the zone keeps of the other nodes, for every worker */
+
+    ngx_teleclinic_zone_lock(zone);
+    group = ngx_teleclinic_group(zone);
+    ngx_teleclinic_zone_unlock(zone);
+
+    if (group == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "teleclinic mirror: the zone is full");
+        return NGX_ERROR;
     }
 
     ngx_teleclinic_mirror = conf;
@@ -211,16 +228,15 @@ ngx_teleclinic_mirror_init_process(ngx_cycle_t *cycle,
     ngx_teleclinic_zone_lock(zone);
 
     ngx_teleclinic_mirror_last.data = ngx_teleclinic_mirror_pos;
-    ngx_teleclinic_mirror_last.len = zone->sh->mirror_len;
-    ngx_memcpy(ngx_teleclinic_mirror_pos, zone->sh->mirror,
-               zone->sh->mirror_len);
+    ngx_teleclinic_mirror_last.len = group->mirror_len;
+    ngx_memcpy(ngx_teleclinic_mirror_pos, group->mirror, group->mirror_len);
 
     /*
      * A zone that starts empty takes its own node's earlier changes from
      * the stream too (this node lost its disk): those up to the stream's
      * end as it is now.
      */
-    ngx_teleclinic_mirror_loading = zone->fresh && zone->sh->mirror_len == 0
+    ngx_teleclinic_mirror_loading = zone->fresh && group->mirror_len == 0
                                     && zone->sh->seq == 0;
 
     ngx_teleclinic_zone_unlock(zone);
@@ -367,9 +383,11 @@ ngx_teleclinic_mirror_flush(ngx_event_t *ev)
 {
     u_char                         maxlen[NGX_INT_T_LEN];
     u_char                         worker[NGX_INT_T_LEN];
-    size_t                         argvlen[12];
+    u_char                         replicas[NGX_INT_T_LEN];
+    u_char                         ms[NGX_INT_T_LEN];
+    size_t                         argvlen[12], waitlen[3];
     ngx_queue_t                   *q;
-    const char                    *argv[12];
+    const char                    *argv[12], *wait[3];
     ngx_teleclinic_mirror_line_t  *line;
 
     if (!ngx_teleclinic_mirror_up()) {
@@ -403,6 +421,17 @@ ngx_teleclinic_mirror_flush(ngx_event_t *ev)
     argv[10] = "line";
     argvlen[10] = 4;
 
+    /* WAIT N ms: half the command's own timeout */
+    wait[0] = "WAIT";
+    waitlen[0] = 4;
+    wait[1] = (char *) replicas;
+    waitlen[1] = ngx_sprintf(replicas, "%ui",
+                             ngx_teleclinic_mirror->redis->replicas)
+                 - replicas;
+    wait[2] = (char *) ms;
+    waitlen[2] = ngx_sprintf(ms, "%M", ngx_teleclinic_mirror->redis->timeout)
+                 - ms;
+
     for (q = ngx_queue_head(&ngx_teleclinic_mirror_lines);
          q != ngx_queue_sentinel(&ngx_teleclinic_mirror_lines);
          q = ngx_queue_next(q))
@@ -434,6 +463,21 @@ ngx_teleclinic_mirror_flush(ngx_event_t *ev)
         }
 
         line->sent = 1;
+        line->added = 0;
+
+        /*
+         * with replicas=N the change counts once N replicas have it too,
+         * so that the Sentinel's failover to one of them keeps it
+         */
+        if (ngx_teleclinic_mirror->redis->replicas
+            && ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out,
+                   2 * ngx_teleclinic_mirror->redis->timeout,
+                   ngx_teleclinic_mirror_waited, line, 3, wait, waitlen)
+               != NGX_OK)
+        {
+            line->sent = 0;
+            break;
+        }
     }
 }
 
@@ -461,8 +505,58 @@ ngx_teleclinic_mirror_added(redisReply *reply, void *data)
         return;
     }
 
-    /* the answers come in the order of the commands */
+    if (ngx_teleclinic_mirror->redis->replicas) {
+        line->added = 1;                 /* its WAIT's answer follows */
+        return;
+    }
 
+    ngx_teleclinic_mirror_done(line);
+}
+
+
+/* the answer to a change's WAIT: how many replicas have it */
+
+static void
+ngx_teleclinic_mirror_waited(redisReply *reply, void *data)
+{
+    ngx_teleclinic_mirror_line_t  *line = data;
+
+    if (reply == NULL) {
+        line->sent = 0;                  /* sent again, as above */
+        ngx_teleclinic_mirror_wake();
+        return;
+    }
+
+    if (!line->added) {
+        return;                          /* its XADD failed: sent again */
+    }
+
+    if (reply->type != REDIS_REPLY_INTEGER
+        || reply->integer < (long long) ngx_teleclinic_mirror->redis->replicas)
+    {
+        /*
+         * the master has it, fewer replicas than asked did in time: it
+         * counts, or a replica that is away would stop every change;
+         * only the master's crash now, before the replicas catch up,
+         * could lose it
+         */
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "teleclinic mirror: a change reached %L of %ui "
+                      "replicas in time",
+                      reply->type == REDIS_REPLY_INTEGER ? reply->integer
+                                                         : (long long) 0,
+                      ngx_teleclinic_mirror->redis->replicas);
+    }
+
+    ngx_teleclinic_mirror_done(line);
+}
+
+
+/* the answers come in the order of the commands */
+
+static void
+ngx_teleclinic_mirror_done(ngx_teleclinic_mirror_line_t *line)
+{
     ngx_queue_remove(&line->queue);
     ngx_teleclinic_mirror_buffered -= line->len + 1;
 
@@ -973,12 +1067,12 @@ ngx_teleclinic_mirror_answered(redisReply *reply, void *data)
 static void
 ngx_teleclinic_mirror_alive(redisReply *reply, void *data)
 {
-    u_char                 *name, *end, *url;
-    size_t                  i, len;
-    ngx_uint_t              n, k, changed;
-    redisReply             *e;
-    ngx_teleclinic_sh_t    *sh;
-    ngx_teleclinic_node_t   nodes[NGX_TELECLINIC_NODES];
+    u_char                  *name, *end, *url;
+    size_t                   i, len;
+    ngx_uint_t               n, k, changed;
+    redisReply              *e;
+    ngx_teleclinic_group_t  *sh;
+    ngx_teleclinic_node_t    nodes[NGX_TELECLINIC_NODES];
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
         return;
@@ -1036,9 +1130,9 @@ ngx_teleclinic_mirror_alive(redisReply *reply, void *data)
     ngx_sort(nodes, n, sizeof(ngx_teleclinic_node_t),
              ngx_teleclinic_mirror_node_cmp);
 
-    sh = ngx_teleclinic_mirror_zone->sh;
-
     ngx_teleclinic_zone_lock(ngx_teleclinic_mirror_zone);
+
+    sh = ngx_teleclinic_mirror_zone->sh->group;
 
     changed = (n != sh->nnodes);
 
@@ -1079,10 +1173,10 @@ ngx_int_t
 ngx_teleclinic_mirror_home(ngx_str_t *doctor, ngx_teleclinic_node_t *node,
     ngx_uint_t *version)
 {
-    uint32_t                best, h;
-    ngx_uint_t              i, found;
-    ngx_teleclinic_sh_t    *sh;
-    ngx_teleclinic_node_t  *n;
+    uint32_t                 best, h;
+    ngx_uint_t               i, found;
+    ngx_teleclinic_node_t   *n;
+    ngx_teleclinic_group_t  *sh;
 
     *version = 0;
 
@@ -1090,7 +1184,7 @@ ngx_teleclinic_mirror_home(ngx_str_t *doctor, ngx_teleclinic_node_t *node,
         return NGX_OK;
     }
 
-    sh = ngx_teleclinic_mirror_zone->sh;
+    sh = ngx_teleclinic_mirror_zone->sh->group;
     best = 0;
     found = 0;
 
@@ -1133,10 +1227,10 @@ ngx_teleclinic_mirror_home(ngx_str_t *doctor, ngx_teleclinic_node_t *node,
 ngx_uint_t
 ngx_teleclinic_mirror_alive_node(u_char *name, size_t len)
 {
-    ngx_uint_t            i, alive;
-    ngx_teleclinic_sh_t  *sh;
+    ngx_uint_t               i, alive;
+    ngx_teleclinic_group_t  *sh;
 
-    sh = ngx_teleclinic_mirror_zone->sh;
+    sh = ngx_teleclinic_mirror_zone->sh->group;
     alive = 0;
 
     ngx_teleclinic_zone_lock(ngx_teleclinic_mirror_zone);
@@ -1156,7 +1250,7 @@ ngx_uint_t
 ngx_teleclinic_mirror_nodes_version(void)
 {
     return ngx_teleclinic_mirror_zone
-           ? ngx_teleclinic_mirror_zone->sh->nodes_version : 0;
+           ? ngx_teleclinic_mirror_zone->sh->group->nodes_version : 0;
 }
 
 
@@ -1356,9 +1450,9 @@ ngx_teleclinic_mirror_node_cmp(const void *one, const void *two)
 ngx_uint_t
 ngx_teleclinic_mirror_urls(ngx_str_t *urls, ngx_uint_t n, u_char *buf)
 {
-    ngx_uint_t              i, k;
-    ngx_teleclinic_sh_t    *sh;
-    ngx_teleclinic_node_t  *node;
+    ngx_uint_t               i, k;
+    ngx_teleclinic_node_t   *node;
+    ngx_teleclinic_group_t  *sh;
 
     if (ngx_teleclinic_mirror == NULL || n == 0) {
         return 0;
@@ -1374,7 +1468,7 @@ ngx_teleclinic_mirror_urls(ngx_str_t *urls, ngx_uint_t n, u_char *buf)
         k++;
     }
 
-    sh = ngx_teleclinic_mirror_zone->sh;
+    sh = ngx_teleclinic_mirror_zone->sh->group;
 
     ngx_teleclinic_zone_lock(ngx_teleclinic_mirror_zone);
 

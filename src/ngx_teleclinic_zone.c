@@ -213,6 +213,7 @@ ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_msg_t   *msg;
     ngx_teleclinic_appt_t  *appt;
     ngx_teleclinic_mark_t  *mark;
+    ngx_teleclinic_group_t *group;
 
     switch (ev->op) {
 
@@ -321,11 +322,27 @@ ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
     }
 
     if (ev->rid.len && ev->rid.len <= NGX_TELECLINIC_RID_MAX) {
-        zone->sh->mirror_len = ev->rid.len;
-        ngx_memcpy(zone->sh->mirror, ev->rid.data, ev->rid.len);
+        group = ngx_teleclinic_group(zone);
+
+        if (group) {
+            group->mirror_len = ev->rid.len;
+            ngx_memcpy(group->mirror, ev->rid.data, ev->rid.len);
+        }
     }
 
     return rc;
+}
+
+
+ngx_teleclinic_group_t *
+ngx_teleclinic_group(ngx_teleclinic_zone_t *zone)
+{
+    if (zone->sh->group == NULL) {
+        zone->sh->group = ngx_slab_calloc_locked(zone->shpool,
+                                                 sizeof(ngx_teleclinic_group_t));
+    }
+
+    return zone->sh->group;
 }
 
 
@@ -333,13 +350,16 @@ ngx_teleclinic_mark_t *
 ngx_teleclinic_mark(ngx_teleclinic_zone_t *zone, ngx_str_t *node,
     ngx_uint_t worker)
 {
-    ngx_uint_t              i;
-    ngx_teleclinic_sh_t    *sh;
-    ngx_teleclinic_mark_t  *mark;
-
-    sh = zone->sh;
+    ngx_uint_t               i;
+    ngx_teleclinic_mark_t   *mark;
+    ngx_teleclinic_group_t  *sh;
 
     if (node->len == 0 || node->len > NGX_TELECLINIC_NODE_MAX) {
+        return NULL;
+    }
+
+    sh = ngx_teleclinic_group(zone);
+    if (sh == NULL) {
         return NULL;
     }
 

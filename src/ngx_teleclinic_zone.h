@@ -170,6 +170,21 @@ typedef struct {
 } ngx_teleclinic_node_t;
 
 
+/* what a zone of a group of nodes keeps of the others (25 KiB) */
+typedef struct {
+    /* the last entry of the Redis Stream read here, "" before any */
+    size_t                        mirror_len;
+    u_char                        mirror[NGX_TELECLINIC_RID_MAX];
+    ngx_uint_t                    nmarks;
+    ngx_teleclinic_mark_t         marks[NGX_TELECLINIC_MARKS];
+
+    /* the nodes alive, by name, as Redis last said; not journaled */
+    ngx_uint_t                    nodes_version;
+    ngx_uint_t                    nnodes;
+    ngx_teleclinic_node_t         nodes[NGX_TELECLINIC_NODES];
+} ngx_teleclinic_group_t;
+
+
 typedef struct {
     ngx_rbtree_t                  appts;
     ngx_rbtree_node_t             appts_sentinel;
@@ -195,16 +210,8 @@ typedef struct {
     ngx_uint_t                    journal_records;
     ngx_uint_t                    nrecord_events;  /* a compaction's */
 
-    /* the last entry of the Redis Stream read here, "" before any */
-    size_t                        mirror_len;
-    u_char                        mirror[NGX_TELECLINIC_RID_MAX];
-    ngx_uint_t                    nmarks;
-    ngx_teleclinic_mark_t         marks[NGX_TELECLINIC_MARKS];
-
-    /* the nodes alive, by name, as Redis last said; not journaled */
-    ngx_uint_t                    nodes_version;
-    ngx_uint_t                    nnodes;
-    ngx_teleclinic_node_t         nodes[NGX_TELECLINIC_NODES];
+    /* several nodes: made when first needed (ngx_teleclinic_group()) */
+    ngx_teleclinic_group_t       *group;
 
     ngx_teleclinic_logins_t       logins;
 
@@ -352,6 +359,12 @@ void ngx_teleclinic_zone_unlock(ngx_teleclinic_zone_t *zone);
 /* called with the zone locked; NGX_DECLINED when the zone is full */
 ngx_int_t ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_event_t *ev, ngx_log_t *log);
+
+/*
+ * With the zone locked: the group's part, made by the first call; NULL
+ * when the zone is full.  A zone of one node never has it.
+ */
+ngx_teleclinic_group_t *ngx_teleclinic_group(ngx_teleclinic_zone_t *zone);
 
 /* the writer's mark, NULL when the table is full */
 ngx_teleclinic_mark_t *ngx_teleclinic_mark(ngx_teleclinic_zone_t *zone,

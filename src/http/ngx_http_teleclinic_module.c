@@ -1139,6 +1139,16 @@ ngx_http_teleclinic_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "replicas=", 9) == 0) {
+            n = ngx_atoi(value[i].data + 9, value[i].len - 9);
+            if (n == NGX_ERROR || n > 16) {
+                goto invalid;
+            }
+
+            rc->replicas = n;
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
             s.data = value[i].data + 16;
             s.len = value[i].len - 16;

@@ -1,0 +1,153 @@
+#!/usr/bin/perl
+
+# Several nodes under Redis Sentinel: the Redis master is killed right
+# after bookings were acknowledged; the Sentinels promote the replica,
+# both nodes follow it, and no acknowledged booking is lost: each is on
+# the other node and in the new master's stream (replicas=1: a change is
+# answered once a replica has it too, appendfsync always on both).
+# Bookings go on after the failover.  Real redis-server, Sentinels and
+# nginx, stopped by pid.
+
+use strict;
+use warnings;
+
+use Test::More;
+use Time::HiRes qw(sleep time);
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Teleclinic::Test;
+use Teleclinic::Clinic qw(:all);
+use Teleclinic::Redis;
+
+###############################################################################
+
+plan(skip_all => 'redis-server is not installed (Debian: redis-server)')
+    unless Teleclinic::Redis::available();
+
+my @durable = ('--appendonly', 'yes', '--appendfsync', 'always');
+
+# every port listened on before anything connects out
+my $master = Teleclinic::Redis->new(args => \@durable);
+my $replica = Teleclinic::Redis->new(args => \@durable);
+my @sentinels = map { Teleclinic::Redis->new(sentinel => '') } 1 .. 3;
+
+$replica->command('REPLICAOF', '127.0.0.1', $master->port);
+
+Teleclinic::Redis::wait_for(sub {
+    ($replica->command('INFO', 'replication') // '')
+        =~ /master_link_status:up/
+}, 'the replica is in sync', 30);
+
+for my $s (@sentinels) {
+    $s->command('SENTINEL', 'MONITOR', 'tc', '127.0.0.1', $master->port, 2);
+    $s->command('SENTINEL', 'SET', 'tc', 'down-after-milliseconds', 1000);
+    $s->command('SENTINEL', 'SET', 'tc', 'failover-timeout', 3000);
+}
+
+Teleclinic::Redis::wait_for(sub {
+    my $ok = 1;
+    for my $s (@sentinels) {
+        my $r = $s->command('SENTINEL', 'replicas', 'tc');
+        my $o = $s->command('SENTINEL', 'sentinels', 'tc');
+        $ok &&= ref $r && @$r >= 1 && ref $o && @$o >= 2;
+    }
+    $ok;
+}, 'the sentinels know the replica and each other', 60);
+
+my $KEY = join '', map { sprintf '%02x', int rand 256 } 1 .. 32;
+my %node;
+
+for my $name (qw(a b)) {
+    my $t = Teleclinic::Test->new(workers => 2);
+    write_directory($t);
+    $t->write_file('data.key', $KEY);
+    $t->run(conf(http => join "\n",
+        'teleclinic_redis sentinel replicas=1 timeout=500ms;',
+        'teleclinic_redis_sentinel '
+        . join(' ', map { '127.0.0.1:' . $_->port } @sentinels)
+        . ' master=tc;',
+        "teleclinic_node $name;",
+        'teleclinic_data_key_file %%PREFIX%%/data.key;'));
+    $node{$name} = $t;
+}
+
+# a booking once the node has reached Redis (or the new master)
+sub book_when_up {
+    my ($t, $slot, %p) = @_;
+
+    my $r;
+    my $until = time + 30;
+
+    do {
+        $r = book($t, $slot, %p);
+        sleep 0.1 if $r->{status} == 503;
+    } while ($r->{status} == 503 && time < $until);
+
+    return $r;
+}
+
+my $date = day_ahead(1);
+my @free = (free_slot_ids($node{a}, 'gp-one', $date),
+            free_slot_ids($node{a}, 'gp-two', $date));
+
+my @booked;
+
+for my $i (0 .. 11) {
+    my $r = book_when_up($node{a}, $free[$i], name => "Patient $i");
+    is($r->{status}, 201, "booking $i acknowledged on node a")
+        or diag explain $r->{json};
+    push @booked, $r->{json};
+}
+
+# the master dies at once after the last answer
+$master->stop('KILL');
+
+for my $name (qw(a b)) {
+    my $until = time + 30;
+    sleep 0.1 until $node{$name}->error_log
+                    =~ /redis "main": connected to 127\.0\.0\.1:${\ $replica->port }\b/
+                    || time > $until;
+    like($node{$name}->error_log,
+         qr/redis "main": connected to 127\.0\.0\.1:${\ $replica->port }\b/,
+         "node $name follows the failover to the promoted replica");
+}
+
+# every acknowledged booking is on the other node, and in the stream
+
+for my $i (0 .. $#booked) {
+    my $b = $booked[$i] // next;
+    my $until = time + 15;
+    my $r;
+
+    do {
+        $r = appointment($node{b}, $b->{id}, $b->{token});
+        sleep 0.1 if $r->{status} != 200;
+    } while ($r->{status} != 200 && time < $until);
+
+    is($r->{status}, 200, "booking $i is on node b after the failover");
+}
+
+my $entries = $replica->command('XRANGE', 'teleclinic:{tc}:log', '-', '+');
+my %in = map { my %f = @{ $_->[1] }; (($f{line} // '') =~ /"id":"([0-9a-f]+)"/)[0] // '' => 1 }
+         @{ $entries // [] };
+is(scalar(grep { $in{$_->{id} // ''} } @booked), scalar @booked,
+   'the new master\'s stream has every acknowledged booking');
+
+# bookings go on, on both nodes
+
+my $r = book_when_up($node{a}, $free[12], name => 'After A');
+is($r->{status}, 201, 'node a books after the failover');
+$r = book_when_up($node{b}, $free[13], name => 'After B');
+is($r->{status}, 201, 'node b books after the failover');
+
+$r = book($node{b}, $free[12]);
+is($r->{status}, 409, 'and a slot node a took is taken on node b');
+
+for my $name (sort keys %node) {
+    ok($node{$name}->stop, "node $name stopped cleanly");
+}
+
+$_->stop for $replica, @sentinels;
+
+done_testing;
