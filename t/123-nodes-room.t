@@ -85,7 +85,7 @@ for my $doctor (qw(doc-a doc-b)) {
     expect_queue($p1, { position => 2, waiting => 2 },
                  "$doctor: patient 2 is second");
 
-    my ($doc, $hi) = doctor_console($other, $doctor);
+    my ($doc, $hi, $doc_token) = doctor_console($other, $doctor);
     is($hi->{type}, 'welcome', "$doctor: the console on node $o");
     expect_doctor_queue($doc, [ $p[0]{id}, $p[1]{id} ],
                         "$doctor: the console sees both, in order");
@@ -127,6 +127,22 @@ for my $doctor (qw(doc-a doc-b)) {
     my $end = $p0->recv_json(type => 'ended');
     is($end && $end->{reason}, 'hangup',
        "$doctor: the hangup reaches the patient");
+
+    # the visit's record written on one node is read on the other
+    my $put = $other->http(PUT => "/api/v1/appointments/$p[0]{id}/record/note",
+                           headers => { Authorization => "Bearer $doc_token" },
+                           body => { diagnosis => "diagnosis of $doctor" });
+    is($put->{status}, 200, "$doctor: the note written on node $o");
+
+    my $until2 = time + 5;
+    my $rec;
+    do {
+        $rec = $home->http(GET => "/api/v1/appointments/$p[0]{id}/record",
+                           headers => admin_auth());
+        sleep 0.05 unless ($rec->{json}{note}{diagnosis} // '') ne '';
+    } while (($rec->{json}{note}{diagnosis} // '') eq '' && time < $until2);
+    is($rec->{json}{note}{diagnosis}, "diagnosis of $doctor",
+       "$doctor: and read on node $h");
 
     # an error comes back through the relay too
     $p0->send_json({ type => 'accept', call => $call, id => 'x1' });
