@@ -72,6 +72,8 @@ static ngx_int_t ngx_teleclinic_call_member(ngx_teleclinic_actor_t *a,
     ngx_teleclinic_room_t **roomp, ngx_uint_t doctor, uint64_t call);
 static void ngx_teleclinic_call_announce(ngx_teleclinic_actor_t *a,
     ngx_teleclinic_room_t *room, ngx_uint_t doctor, ngx_uint_t rejoin);
+static ngx_int_t ngx_teleclinic_call_restore(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room, ngx_teleclinic_wait_t *w);
 static void ngx_teleclinic_post_peer(ngx_teleclinic_actor_t *a,
     ngx_teleclinic_room_t *room, ngx_uint_t doctor, const char *state);
 static void ngx_teleclinic_peer_take(ngx_teleclinic_actor_t *a,
@@ -116,6 +118,7 @@ ngx_int_t
 ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a)
 {
     time_t                  from, to;
+    ngx_uint_t              restore;
     ngx_teleclinic_sh_t    *sh;
     ngx_teleclinic_room_t  *room;
     ngx_teleclinic_wait_t  *w;
@@ -209,9 +212,20 @@ ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a)
         w->back = ++room->backs;
     }
 
-    /* arrived, once; after a restart a call in progress is over */
+    /*
+     * With several nodes, a call that was on when its room's node died
+     * goes on here, on the node that has the room now: the room is made
+     * again around it and both are given it back, as after a dropped
+     * connection.  With one node, after a restart, a call in progress is
+     * over.
+     */
 
-    if (appt->status != NGX_TELECLINIC_ARRIVED
+    restore = (appt->status == NGX_TELECLINIC_INCALL && sh->group
+               && room->call == 0);
+
+    /* arrived, once */
+
+    if (appt->status != NGX_TELECLINIC_ARRIVED && !restore
         && ngx_teleclinic_room_status(a, a->appt, NGX_TELECLINIC_ARRIVED)
            != NGX_OK)
     {
@@ -238,12 +252,60 @@ ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a)
 
     ngx_rbtree_insert(&sh->rooms->waits, &w->node);
     ngx_teleclinic_wait_place(room, w);
-    room->nwaiting++;
 
-    a->status = NGX_TELECLINIC_ARRIVED;
+    if (restore && ngx_teleclinic_call_restore(a, room, w) == NGX_OK) {
+        a->status = NGX_TELECLINIC_INCALL;
+
+    } else {
+        room->nwaiting++;
+        a->status = NGX_TELECLINIC_ARRIVED;
+    }
 
     ngx_teleclinic_post_changed(a, room);
     ngx_teleclinic_unlock(a);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The call of a room whose node died, made again on this one: a new id
+ * (and TURN credentials), answered, the doctor given the grace period to
+ * come back; both sides make a new peer connection (rejoin).
+ */
+
+static ngx_int_t
+ngx_teleclinic_call_restore(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room, ngx_teleclinic_wait_t *w)
+{
+    uint64_t  id;
+
+    if (RAND_bytes((u_char *) &id, sizeof(uint64_t)) != 1 || id == 0) {
+        return NGX_ERROR;
+    }
+
+    room->call = id;
+    room->callee = w;
+    room->rung = a->now;
+    room->deadline = a->now;
+    room->answered = a->now;
+    room->media = 0;
+
+    w->state = NGX_TELECLINIC_IN_CALL;
+
+    if (room->console.pid == 0) {
+        room->console.left = a->now;
+    }
+
+    a->timer = a->now + a->conf->grace;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, a->log, 0,
+                   "teleclinic room: call %016xL of appointment %016xL "
+                   "made again", id, w->appt);
+
+    ngx_teleclinic_call_announce(a, room, 0, 1);
+    ngx_teleclinic_call_announce(a, room, 1, 1);
+    ngx_teleclinic_post_peer(a, room, 1, "joined");
 
     return NGX_OK;
 }

@@ -167,6 +167,7 @@ sleep 0.05 until appointment($other, $p[2]{id}, $p[2]{token})->{status}
                  == 200 || time > $until;
 
 my ($doc, undef, $doc_token) = doctor_console($other, 'doc-a');
+my ($doc2, $hi, $back, $pc, $dc, $ring, $killed);
 my ($in_call) = patient($other, $p[0]);
 my ($queued) = patient($other, $p[1]);
 my ($local) = patient($home, $p[2]);
@@ -181,24 +182,24 @@ ok($doc->recv_json(type => 'queue', match => sub {
    }), 'three patients in the room, two relayed, in order');
 
 $doc->send_json({ type => 'call', appointment => $p[0]{id} });
-my $ring = $in_call->recv_json(type => 'ring');
+$ring = $in_call->recv_json(type => 'ring');
 my $call = $ring ? $ring->{call} : '';
 $in_call->send_json({ type => 'accept', call => $call });
 ok($in_call->recv_json(type => 'call') && $doc->recv_json(type => 'call'),
    'a call between two relayed clients');
 
-my $killed = time;
+$killed = time;
 $other->kill9;
 
 ok(!$local->closed, "the room's own patient stays connected");
 
-my $doc2 = connect_ws($home);
-my $hi = $doc2->hello($doc_token);
+$doc2 = connect_ws($home);
+$hi = $doc2->hello($doc_token);
 is($hi && $hi->{type}, 'welcome', 'the doctor connects again to the node left');
 
-my ($back) = patient($home, $p[0]);
-my $pc = $back->recv_json(type => 'call', timeout => 15);
-my $dc = $doc2->recv_json(type => 'call', timeout => 15);
+($back) = patient($home, $p[0]);
+$pc = $back->recv_json(type => 'call', timeout => 15);
+$dc = $doc2->recv_json(type => 'call', timeout => 15);
 
 ok($pc && $pc->{rejoin}, 'the patient is given the call back (rejoin)');
 ok($dc && $dc->{rejoin}, 'the doctor too');
@@ -211,9 +212,90 @@ expect_queue($queued2, { position => 1 },
              'the relayed patient who waited is first again');
 expect_queue($local, { position => 2 }, 'the local one second, as before');
 
+$doc2->send_json({ type => 'hangup', call => $dc ? $dc->{call} : '' });
+ok($back->recv_json(type => 'ended'), 'the call given back ends with a hangup');
+
 $_->close(1000) for $doc2, $back, $queued2, $local;
 
-ok($home->stop, "node $h stopped cleanly");
+# the room's own node dies with a call in progress: the node left makes
+# the room again as its clients come back; the call is given back to
+# both (rejoin: a new call id, new TURN credentials), the patient waiting
+# keeps their place
+
+$other->start;                       # its journal, then the stream
+
+for my $n ($home, $other) {
+    my $until = time + 15;
+    sleep 0.1 until ($n->error_log =~ /(\d+) nodes alive(?!.*nodes alive)/s
+                     && $1 == 2) || time > $until;
+}
+
+my @q = book_soon($home, 'doc-a', 2, skip => 6);
+$until = time + 5;
+sleep 0.05 until appointment($other, $q[1]{id}, $q[1]{token})->{status}
+                 == 200 || time > $until;
+
+my ($dw, $tw, $ww, $talking, $waiting);
+($doc, $dw) = doctor_console($home, 'doc-a');
+($talking, $tw) = patient($home, $q[0]);
+($waiting, $ww) = patient($other, $q[1]);
+
+ok($doc->recv_json(type => 'queue', match => sub {
+       grep { ($_->{appointment} // '') eq $q[1]{id} }
+            @{ $_[0]{patients} // [] }
+   }), 'a patient on the other node waits in the room');
+
+$doc->send_json({ type => 'call', appointment => $q[0]{id} });
+$ring = $talking->recv_json(type => 'ring');
+my $old_call = $ring ? $ring->{call} : '';
+$talking->send_json({ type => 'accept', call => $old_call });
+ok($talking->recv_json(type => 'call') && $doc->recv_json(type => 'call'),
+   'a call in the room, on its own node');
+
+
+# the call's status reaches the other node before the kill
+$until = time + 5;
+sleep 0.05 until (appointment($other, $q[0]{id}, $q[0]{token})->{json}{status}
+                  // '') eq 'in-call' || time > $until;
+
+my $seen = () = $other->error_log =~ /1 nodes alive/g;
+$killed = time;
+$home->kill9;
+
+$until = time + 15;
+sleep 0.1 until (() = $other->error_log =~ /1 nodes alive/g) > $seen
+                || time > $until;
+ok((() = $other->error_log =~ /1 nodes alive/g) > $seen,
+   "node $o finds node $h gone");
+
+ok($waiting->wait_closed(10), 'the relayed patient is let go, to connect again');
+
+$doc2 = connect_ws($other);
+$hi = $doc2->hello($doc_token);
+is($hi && $hi->{type}, 'welcome', 'the doctor connects to the node left');
+
+($back) = patient($other, $q[0]);
+$pc = $back->recv_json(type => 'call', timeout => 10);
+$dc = $doc2->recv_json(type => 'call', timeout => 10);
+
+ok($pc && $pc->{rejoin}, 'the patient is given the call back (rejoin)');
+ok($dc && $dc->{rejoin}, 'the doctor too');
+is($pc && $pc->{call}, $dc && $dc->{call}, 'one call for both');
+isnt($pc && $pc->{call}, $old_call, 'made again, with a new id');
+note(sprintf 'room node killed to the call given back to both: %.0f ms',
+     (time - $killed) * 1000);
+
+my ($waiting2) = patient($other, $q[1]);
+expect_queue($waiting2, { position => 1 }, 'the waiting patient is first');
+
+my $sig = { type => 'offer', sdp => "v=0\r\no=- 3 3 IN IP4 127.0.0.1\r\n" };
+$doc2->send_json({ type => 'signal', call => $dc->{call}, data => $sig });
+my $got = $back->recv_json(type => 'signal');
+is_deeply($got && $got->{data}, $sig, 'signaling goes on in the call');
+
+$_->close(1000) for $doc2, $back, $waiting2;
+
+ok($other->stop, "node $o stopped cleanly");
 $redis->stop;
 
 done_testing;
