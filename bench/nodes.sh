@@ -180,7 +180,7 @@ warm() {
     DURATION=1s post "warm-$1" warm-up
 }
 
-for round in $(seq 1 "$ROUNDS"); do
+for _ in $(seq 1 "$ROUNDS"); do
     node_conf journal-single
     node_up
     warm single
