@@ -74,6 +74,7 @@ bench: deps $(MODULE)
 	./bench/restart.sh
 	./bench/turn.sh
 	./bench/room.sh
+	./bench/nodes.sh
 
 bench-turn: deps $(MODULE)
 	./bench/turn.sh
