@@ -25,7 +25,7 @@ struct ngx_teleclinic_claim_s {
     void                               *data;
     size_t                              key_len;
     size_t                              value_len;
-    u_char                              key[128];
+    u_char                              key[256];
     u_char                              value[NGX_TELECLINIC_APPT_ID_LEN];
 };
 
@@ -103,7 +103,7 @@ static ngx_uint_t  ngx_teleclinic_mirror_loading;
 
 /* worker 0's heartbeat, and the nodes' set's key */
 static ngx_event_t  ngx_teleclinic_mirror_beat;
-static u_char       ngx_teleclinic_mirror_nodes_key[NGX_TELECLINIC_ID_MAX + 32];
+static u_char       ngx_teleclinic_mirror_nodes_key[64 + 32];
 static ngx_str_t    ngx_teleclinic_mirror_nodes_name;
 
 
@@ -139,6 +139,15 @@ ngx_teleclinic_mirror_conf(ngx_conf_t *cf, ngx_teleclinic_mirror_conf_t *conf,
                                "the host name cannot be a node's name");
             return NGX_ERROR;
         }
+    }
+
+    /* the keys and channels are named by the zone, and have room for 64 */
+
+    if (zone_name->len > 64) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "teleclinic_redis needs a teleclinic_zone name "
+                           "of up to 64 characters");
+        return NGX_ERROR;
     }
 
     /* the hash tag keeps a hospital's stream on one Redis Cluster slot */

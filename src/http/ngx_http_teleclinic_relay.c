@@ -51,6 +51,7 @@ typedef struct {
 #define NGX_HTTP_TELECLINIC_WS_MOVED     1012
 #define NGX_HTTP_TELECLINIC_WS_AWAY      1013
 #define NGX_HTTP_TELECLINIC_RELAY_MAX    (256 * 1024)
+#define NGX_HTTP_TELECLINIC_CHANNEL_LEN  256
 
 
 static void ngx_http_teleclinic_relay_state(ngx_teleclinic_redis_t *rd,
@@ -61,6 +62,8 @@ static void ngx_http_teleclinic_relay_receive(u_char *data, size_t len,
     void *ctx);
 static void ngx_http_teleclinic_relay_to_client(json_t *o);
 static void ngx_http_teleclinic_relay_to_room(json_t *o);
+static void ngx_http_teleclinic_relay_channel(ngx_teleclinic_node_t *node,
+    u_char *buf, ngx_str_t *channel);
 static ngx_int_t ngx_http_teleclinic_relay_publish(ngx_str_t *channel,
     json_t *o);
 static void ngx_http_teleclinic_relay_published(redisReply *reply,
@@ -233,7 +236,7 @@ ngx_int_t
 ngx_http_teleclinic_relay_open(ngx_teleclinic_ws_t *ws, ngx_str_t *doctor,
     json_t *hello, ngx_http_teleclinic_relay_t **relayp)
 {
-    u_char                        channel[NGX_TELECLINIC_ID_MAX * 2 + 32];
+    u_char                        channel[NGX_HTTP_TELECLINIC_CHANNEL_LEN];
     json_t                       *o;
     ngx_str_t                     ch, *mine;
     ngx_uint_t                    version;
@@ -262,11 +265,7 @@ ngx_http_teleclinic_relay_open(ngx_teleclinic_ws_t *ws, ngx_str_t *doctor,
 
     mine = ngx_teleclinic_mirror_node();
 
-    ch.data = channel;
-    ch.len = ngx_snprintf(channel, sizeof(channel), "teleclinic:{%V}:n:%*s",
-                          &ngx_http_teleclinic_relay_prefix, home.len,
-                          home.name)
-             - channel;
+    ngx_http_teleclinic_relay_channel(&home, channel, &ch);
 
     o = json_pack("{s:s, s:s%, s:s%, s:I, s:O}", "op", "open",
                   "from", ngx_http_teleclinic_relay_mine.data,
@@ -294,15 +293,11 @@ void
 ngx_http_teleclinic_relay_message(ngx_http_teleclinic_relay_t *relay,
     json_t *root)
 {
-    u_char     channel[NGX_TELECLINIC_ID_MAX * 2 + 32];
+    u_char     channel[NGX_HTTP_TELECLINIC_CHANNEL_LEN];
     json_t    *o;
     ngx_str_t  ch;
 
-    ch.data = channel;
-    ch.len = ngx_snprintf(channel, sizeof(channel), "teleclinic:{%V}:n:%*s",
-                          &ngx_http_teleclinic_relay_prefix, relay->home.len,
-                          relay->home.name)
-             - channel;
+    ngx_http_teleclinic_relay_channel(&relay->home, channel, &ch);
 
     o = json_pack("{s:s, s:s%, s:I, s:O}", "op", "text",
                   "from", ngx_http_teleclinic_relay_mine.data,
@@ -321,7 +316,7 @@ ngx_http_teleclinic_relay_message(ngx_http_teleclinic_relay_t *relay,
 void
 ngx_http_teleclinic_relay_close(ngx_http_teleclinic_relay_t *relay)
 {
-    u_char     channel[NGX_TELECLINIC_ID_MAX * 2 + 32];
+    u_char     channel[NGX_HTTP_TELECLINIC_CHANNEL_LEN];
     json_t    *o;
     ngx_str_t  ch;
 
@@ -332,11 +327,7 @@ ngx_http_teleclinic_relay_close(ngx_http_teleclinic_relay_t *relay)
     ngx_rbtree_delete(&ngx_http_teleclinic_relays, &relay->node);
     relay->ws = NULL;
 
-    ch.data = channel;
-    ch.len = ngx_snprintf(channel, sizeof(channel), "teleclinic:{%V}:n:%*s",
-                          &ngx_http_teleclinic_relay_prefix, relay->home.len,
-                          relay->home.name)
-             - channel;
+    ngx_http_teleclinic_relay_channel(&relay->home, channel, &ch);
 
     o = json_pack("{s:s, s:s%, s:I}", "op", "close",
                   "from", ngx_http_teleclinic_relay_mine.data,
@@ -344,6 +335,21 @@ ngx_http_teleclinic_relay_close(ngx_http_teleclinic_relay_t *relay)
                   "id", (json_int_t) relay->node.key);
 
     (void) ngx_http_teleclinic_relay_publish(&ch, o);
+}
+
+
+/* a node's channel, where its worker 0 takes other nodes' clients */
+
+static void
+ngx_http_teleclinic_relay_channel(ngx_teleclinic_node_t *node, u_char *buf,
+    ngx_str_t *channel)
+{
+    channel->data = buf;
+    channel->len = ngx_snprintf(buf, NGX_HTTP_TELECLINIC_CHANNEL_LEN,
+                                "teleclinic:{%V}:n:%*s",
+                                &ngx_http_teleclinic_relay_prefix, node->len,
+                                node->name)
+                   - buf;
 }
 
 
