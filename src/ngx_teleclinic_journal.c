@@ -20,8 +20,7 @@
 #define NGX_TELECLINIC_SEALED_MAX                                            \
     (NGX_TELECLINIC_PRIVATE_MAX + NGX_TELECLINIC_SEAL_OVERHEAD)
 
-/* a directory of NGX_TELECLINIC_DIRECTORY_MAX, every byte escaped */
-#define NGX_TELECLINIC_RECORD_MAX   (6 * NGX_TELECLINIC_DIRECTORY_MAX + 4096)
+/* compaction writes many records at a time */
 #define NGX_TELECLINIC_COMPACT_BUF  (1024 * 1024)
 
 
@@ -417,16 +416,10 @@ static ngx_int_t
 ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
     ngx_teleclinic_zone_t *zone)
 {
-    ngx_fd_t                 fd;
-    ngx_int_t                rc;
-    ngx_str_t                tmp;
-    ngx_rbtree_node_t       *node, *root, *sentinel;
-    ngx_teleclinic_sh_t     *sh;
-    ngx_teleclinic_msg_t    *msg;
-    ngx_teleclinic_appt_t   *appt;
-    ngx_uint_t               i;
-    ngx_teleclinic_event_t   ev;
-    ngx_teleclinic_group_t  *group;
+    ngx_fd_t                  fd;
+    ngx_int_t                 rc;
+    ngx_str_t                 tmp;
+    ngx_teleclinic_sh_t      *sh;
     ngx_teleclinic_compact_t  w;
 
     sh = zone->sh;
@@ -461,6 +454,68 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
     w.end = w.buf + NGX_TELECLINIC_COMPACT_BUF;
     rc = NGX_ERROR;
 
+    if (ngx_teleclinic_journal_state(zone, 1, ngx_teleclinic_compact_event,
+                                     &w)
+        != NGX_OK)
+    {
+        goto failed;
+    }
+
+    if (ngx_teleclinic_journal_write(fd, w.buf, w.p - w.buf, cycle->log)
+        != NGX_OK
+        || fdatasync(fd) == -1)
+    {
+        goto failed;
+    }
+
+    if (ngx_rename_file(tmp.data, zone->journal->path.data) == -1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      ngx_rename_file_n " \"%s\" failed", tmp.data);
+        goto failed;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                  "teleclinic: compacted \"%s\" from %ui to %ui records",
+                  zone->journal->path.data, sh->journal_records, w.records);
+
+    sh->journal_records = w.records;
+    rc = NGX_OK;
+
+failed:
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "teleclinic: compacting \"%s\" failed", tmp.data);
+        (void) ngx_delete_file(tmp.data);
+    }
+
+    ngx_close_file(fd);
+    ngx_free(w.buf);
+
+    return rc;
+}
+
+
+/*
+ * The events that make the zone's state again, each handed to put:
+ * compaction's, and the mirror's snapshot in Redis (without the outbox,
+ * which is each node's own).  Left out is what expiry would remove.
+ */
+
+ngx_int_t
+ngx_teleclinic_journal_state(ngx_teleclinic_zone_t *zone, ngx_uint_t outbox,
+    ngx_teleclinic_snapshot_pt put, void *data)
+{
+    ngx_uint_t               i;
+    ngx_rbtree_node_t       *node, *root, *sentinel;
+    ngx_teleclinic_sh_t     *sh;
+    ngx_teleclinic_msg_t    *msg;
+    ngx_teleclinic_appt_t   *appt;
+    ngx_teleclinic_event_t   ev;
+    ngx_teleclinic_group_t  *group;
+
+    sh = zone->sh;
+
     if (sh->directory) {
         ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
         ev.op = NGX_TELECLINIC_EV_DIRECTORY;
@@ -469,8 +524,8 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
         ev.directory.len = sh->directory_len;
         ngx_memcpy(ev.hash, sh->directory_file_hash, 32);
 
-        if (ngx_teleclinic_compact_put(&w, &ev) != NGX_OK) {
-            goto failed;
+        if (put(&ev, data) != NGX_OK) {
+            return NGX_ERROR;
         }
     }
 
@@ -508,8 +563,8 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
             ev.visit_end = appt->visit_end;
             ev.version = appt->version;
 
-            if (ngx_teleclinic_compact_put(&w, &ev) != NGX_OK) {
-                goto failed;
+            if (put(&ev, data) != NGX_OK) {
+                return NGX_ERROR;
             }
         }
     }
@@ -527,8 +582,8 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
         ev.worker = group->marks[i].worker;
         ev.oseq = group->marks[i].seq;
 
-        if (ngx_teleclinic_compact_put(&w, &ev) != NGX_OK) {
-            goto failed;
+        if (put(&ev, data) != NGX_OK) {
+            return NGX_ERROR;
         }
     }
 
@@ -539,31 +594,31 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
         ev.rid.data = group->mirror;
         ev.rid.len = group->mirror_len;
 
-        if (ngx_teleclinic_compact_put(&w, &ev) != NGX_OK) {
-            goto failed;
+        if (put(&ev, data) != NGX_OK) {
+            return NGX_ERROR;
         }
     }
 
     /* the doctors' running averages, which the visits' events made */
 
-    if (zone->handlers->snapshot(zone, ngx_teleclinic_compact_event, &w)
+    if (zone->handlers->snapshot(zone, put, data)
         != NGX_OK)
     {
-        goto failed;
+        return NGX_ERROR;
     }
 
     /* the visit records, as the events that make them */
 
-    if (zone->handlers->records(zone, ngx_teleclinic_compact_event, &w)
+    if (zone->handlers->records(zone, put, data)
         != NGX_OK)
     {
-        goto failed;
+        return NGX_ERROR;
     }
 
     root = sh->msgs.root;
     sentinel = sh->msgs.sentinel;
 
-    if (root != sentinel) {
+    if (outbox && root != sentinel) {
         for (node = ngx_rbtree_min(root, sentinel);
              node;
              node = ngx_rbtree_next(&sh->msgs, node))
@@ -586,44 +641,14 @@ ngx_teleclinic_journal_compact(ngx_cycle_t *cycle,
             ev.item = msg->item;
             ev.due = msg->due;
 
-            if (ngx_teleclinic_compact_put(&w, &ev) != NGX_OK) {
-                goto failed;
+            if (put(&ev, data) != NGX_OK) {
+                return NGX_ERROR;
             }
         }
     }
 
-    if (ngx_teleclinic_journal_write(fd, w.buf, w.p - w.buf, cycle->log)
-        != NGX_OK
-        || fdatasync(fd) == -1)
-    {
-        goto failed;
-    }
 
-    if (ngx_rename_file(tmp.data, zone->journal->path.data) == -1) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                      ngx_rename_file_n " \"%s\" failed", tmp.data);
-        goto failed;
-    }
-
-    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
-                  "teleclinic: compacted \"%s\" from %ui to %ui records",
-                  zone->journal->path.data, sh->journal_records, w.records);
-
-    sh->journal_records = w.records;
-    rc = NGX_OK;
-
-failed:
-
-    if (rc != NGX_OK) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                      "teleclinic: compacting \"%s\" failed", tmp.data);
-        (void) ngx_delete_file(tmp.data);
-    }
-
-    ngx_close_file(fd);
-    ngx_free(w.buf);
-
-    return rc;
+    return NGX_OK;
 }
 
 

@@ -42,6 +42,11 @@ struct ngx_teleclinic_journal_s {
 };
 
 
+/* the longest line: a directory of NGX_TELECLINIC_DIRECTORY_MAX, every
+ * byte escaped */
+#define NGX_TELECLINIC_RECORD_MAX   (6 * NGX_TELECLINIC_DIRECTORY_MAX + 4096)
+
+
 /* one encoded event, a line of the journal; most fit in buf */
 typedef struct {
     u_char                             *data;
@@ -97,6 +102,14 @@ ngx_int_t ngx_teleclinic_journal_init_process(ngx_cycle_t *cycle,
  */
 ssize_t ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev,
     ngx_teleclinic_keys_t *keys, u_char *buf, size_t size);
+/*
+ * With the zone locked: the events that make its state again, each
+ * handed to put (compaction; the mirror's snapshot, outbox 0: without
+ * the outbox's messages).
+ */
+ngx_int_t ngx_teleclinic_journal_state(ngx_teleclinic_zone_t *zone,
+    ngx_uint_t outbox, ngx_teleclinic_snapshot_pt put, void *data);
+
 /* NGX_OK for a Redis Stream entry's id */
 ngx_int_t ngx_teleclinic_journal_rid(ngx_str_t *rid);
 ngx_int_t ngx_teleclinic_journal_decode(u_char *line, size_t len,

@@ -49,6 +49,8 @@ typedef struct {
 
 
 #define NGX_TELECLINIC_MIRROR_BATCH   256
+/* a snapshot's mark: every worker of its node, up to its sequence */
+#define NGX_TELECLINIC_MIRROR_ANY     NGX_MAX_INT32_VALUE
 #define NGX_TELECLINIC_MIRROR_BLOCK   2000          /* ms */
 /* what a worker holds for Redis while it cannot be reached */
 #define NGX_TELECLINIC_MIRROR_BUFFER  (64 * 1024 * 1024)
@@ -71,6 +73,11 @@ static void ngx_teleclinic_mirror_entries(redisReply *reply, void *data);
 static void ngx_teleclinic_mirror_entry(redisReply *entry, ngx_pool_t *pool);
 static ngx_int_t ngx_teleclinic_mirror_rid_after(ngx_str_t *a, ngx_str_t *b);
 static void ngx_teleclinic_mirror_heartbeat(ngx_event_t *ev);
+static void ngx_teleclinic_mirror_snapshot(ngx_event_t *ev);
+static ngx_int_t ngx_teleclinic_mirror_snapshot_put(ngx_teleclinic_event_t *ev,
+    void *data);
+static void ngx_teleclinic_mirror_load(void);
+static void ngx_teleclinic_mirror_loaded(redisReply *reply, void *data);
 static void ngx_teleclinic_mirror_answered(redisReply *reply, void *data);
 static void ngx_teleclinic_mirror_alive(redisReply *reply, void *data);
 static ngx_int_t ngx_teleclinic_mirror_node_cmp(const void *one,
@@ -100,6 +107,11 @@ static ngx_str_t   ngx_teleclinic_mirror_last;
 static u_char      ngx_teleclinic_mirror_base_buf[NGX_TELECLINIC_RID_MAX];
 static ngx_str_t   ngx_teleclinic_mirror_base;
 static ngx_uint_t  ngx_teleclinic_mirror_loading;
+
+/* worker 0's snapshot of the zone in Redis, for nodes that start empty */
+static ngx_event_t  ngx_teleclinic_mirror_snap;
+static u_char       ngx_teleclinic_mirror_snap_key[64 + 32];
+static ngx_str_t    ngx_teleclinic_mirror_snap_name;
 
 /* worker 0's heartbeat, and the nodes' set's key */
 static ngx_event_t  ngx_teleclinic_mirror_beat;
@@ -245,8 +257,7 @@ ngx_teleclinic_mirror_init_process(ngx_cycle_t *cycle,
      * the stream too (this node lost its disk): those up to the stream's
      * end as it is now.
      */
-    ngx_teleclinic_mirror_loading = zone->fresh && group->mirror_len == 0
-                                    && zone->sh->seq == 0;
+    ngx_teleclinic_mirror_loading = zone->fresh && group->mirror_len == 0;
 
     ngx_teleclinic_zone_unlock(zone);
 
@@ -266,6 +277,20 @@ ngx_teleclinic_mirror_init_process(ngx_cycle_t *cycle,
                      sizeof(ngx_teleclinic_mirror_nodes_key),
                      "teleclinic:{%V}:nodes", &conf->prefix)
         - ngx_teleclinic_mirror_nodes_key;
+
+    ngx_teleclinic_mirror_snap_name.data = ngx_teleclinic_mirror_snap_key;
+    ngx_teleclinic_mirror_snap_name.len =
+        ngx_snprintf(ngx_teleclinic_mirror_snap_key,
+                     sizeof(ngx_teleclinic_mirror_snap_key),
+                     "teleclinic:{%V}:snapshot", &conf->prefix)
+        - ngx_teleclinic_mirror_snap_key;
+
+    ngx_teleclinic_mirror_snap.handler = ngx_teleclinic_mirror_snapshot;
+    ngx_teleclinic_mirror_snap.log = cycle->log;
+    ngx_teleclinic_mirror_snap.data = zone;
+    ngx_teleclinic_mirror_snap.cancelable = 1;
+
+    ngx_add_timer(&ngx_teleclinic_mirror_snap, conf->redis->snapshot);
 
     ngx_teleclinic_mirror_beat.handler = ngx_teleclinic_mirror_heartbeat;
     ngx_teleclinic_mirror_beat.log = cycle->log;
@@ -664,10 +689,14 @@ ngx_teleclinic_mirror_in_state(ngx_teleclinic_redis_t *rd, ngx_uint_t up,
         return;
     }
 
-    if (!ngx_teleclinic_mirror_loading
-        || ngx_teleclinic_mirror_base.len)
-    {
+    if (ngx_teleclinic_mirror_last.len) {
         ngx_teleclinic_mirror_read();
+        return;
+    }
+
+    if (!ngx_teleclinic_mirror_loading) {
+        /* nothing read yet: a snapshot, if there is one, then the stream */
+        ngx_teleclinic_mirror_load();
         return;
     }
 
@@ -720,7 +749,272 @@ ngx_teleclinic_mirror_based(redisReply *reply, void *data)
         ngx_teleclinic_mirror_loading = 0;
     }
 
+    ngx_teleclinic_mirror_load();
+}
+
+
+/* the snapshot first, if a node wrote one, then the stream after it */
+
+static void
+ngx_teleclinic_mirror_load(void)
+{
+    size_t       argvlen[2];
+    const char  *argv[2];
+
+    argv[0] = "GET";
+    argvlen[0] = 3;
+    argv[1] = (char *) ngx_teleclinic_mirror_snap_name.data;
+    argvlen[1] = ngx_teleclinic_mirror_snap_name.len;
+
+    if (ngx_teleclinic_redis_command(ngx_teleclinic_mirror_in,
+                                     10 * ngx_teleclinic_mirror->redis->timeout,
+                                     ngx_teleclinic_mirror_loaded, NULL,
+                                     2, argv, argvlen)
+        != NGX_OK)
+    {
+        ngx_teleclinic_mirror_read();
+    }
+}
+
+
+/*
+ * "RID NODE\n" then journal lines: the state of the zone of NODE when it
+ * had applied the stream up to RID.  Each line is applied as that node's
+ * (it sends no message), marks and position with them; the stream is
+ * read on from RID.
+ */
+
+static void
+ngx_teleclinic_mirror_loaded(redisReply *reply, void *data)
+{
+    u_char                  *p, *last, *nl, *sp;
+    ngx_int_t                rc;
+    ngx_str_t                rid, node;
+    ngx_uint_t               n;
+    ngx_pool_t              *pool;
+    ngx_teleclinic_zone_t   *zone;
+    ngx_teleclinic_event_t   ev;
+
+    if (reply == NULL) {
+        return;                          /* asked again on reconnecting */
+    }
+
+    zone = ngx_teleclinic_mirror_zone;
+
+    if (reply->type != REDIS_REPLY_STRING || ngx_teleclinic_mirror_last.len) {
+        ngx_teleclinic_mirror_read();
+        return;
+    }
+
+    p = (u_char *) reply->str;
+    last = p + reply->len;
+
+    nl = ngx_strlchr(p, last, '\n');
+    sp = nl ? ngx_strlchr(p, nl, ' ') : NULL;
+
+    rid.data = p;
+    rid.len = sp ? (size_t) (sp - p) : 0;
+    node.data = sp ? sp + 1 : NULL;
+    node.len = sp ? (size_t) (nl - sp - 1) : 0;
+
+    if (sp == NULL || ngx_teleclinic_journal_rid(&rid) != NGX_OK
+        || node.len == 0 || node.len > NGX_TELECLINIC_NODE_MAX
+        || ngx_teleclinic_id_valid(node.data, node.len) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "teleclinic mirror: the snapshot in Redis is not one, "
+                      "left out");
+        ngx_teleclinic_mirror_read();
+        return;
+    }
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    n = 0;
+
+    for (p = nl + 1; p < last; p = nl + 1) {
+        nl = ngx_strlchr(p, last, '\n');
+        if (nl == NULL) {
+            break;
+        }
+
+        rc = ngx_teleclinic_journal_decode(p, nl - p, &ev,
+                                           zone->journal->keys, pool);
+        if (rc != NGX_OK) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "teleclinic mirror: a line of the snapshot cannot "
+                          "be read%s, left out",
+                          rc == NGX_ABORT ? " with this node's data keys"
+                                          : "");
+            ngx_reset_pool(pool);
+            continue;
+        }
+
+        if (ev.node.len == 0) {
+            ev.node = node;
+            ev.worker = NGX_TELECLINIC_MIRROR_ANY;
+            ev.oseq = 0;
+        }
+
+        ngx_teleclinic_zone_lock(zone);
+        rc = ngx_teleclinic_journal_commit(zone, &ev, ngx_cycle->log);
+        ngx_teleclinic_zone_unlock(zone);
+
+        if (rc != NGX_OK) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "teleclinic mirror: a line of the snapshot could "
+                          "not be applied");
+        }
+
+        n++;
+        ngx_reset_pool(pool);
+    }
+
+    ngx_destroy_pool(pool);
+
+    ngx_memcpy(ngx_teleclinic_mirror_pos, rid.data, rid.len);
+    ngx_teleclinic_mirror_last.len = rid.len;
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                  "teleclinic mirror: loaded %ui records of node \"%V\"'s "
+                  "snapshot, reading on from %V", n, &node, &rid);
+
     ngx_teleclinic_mirror_read();
+}
+
+
+/*
+ * Every so often worker 0 puts the state of its zone in Redis, as
+ * compaction writes it (without the outbox, which is each node's own),
+ * so that a node that starts empty does not need the whole stream: the
+ * stream is trimmed.  The zone is locked while it is encoded.
+ */
+
+typedef struct {
+    u_char                  *buf;
+    u_char                  *p;
+    u_char                  *end;
+    ngx_teleclinic_keys_t   *keys;
+    ngx_uint_t               failed;
+} ngx_teleclinic_mirror_snap_t;
+
+
+static void
+ngx_teleclinic_mirror_snapshot(ngx_event_t *ev)
+{
+    size_t                         argvlen[3];
+    ngx_int_t                      rc;
+    const char                    *argv[3];
+    ngx_teleclinic_sh_t           *sh;
+    ngx_teleclinic_zone_t         *zone;
+    ngx_teleclinic_event_t         floor;
+    ngx_teleclinic_group_t        *group;
+    ngx_teleclinic_mirror_snap_t   w;
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    ngx_add_timer(ev, ngx_teleclinic_mirror->redis->snapshot);
+
+    zone = ngx_teleclinic_mirror_zone;
+
+    if (!ngx_teleclinic_mirror_up() || ngx_teleclinic_mirror_loading
+        || ngx_teleclinic_mirror_last.len == 0)
+    {
+        return;
+    }
+
+    w.buf = ngx_alloc(64 * 1024, ngx_cycle->log);
+    if (w.buf == NULL) {
+        return;
+    }
+
+    w.end = w.buf + 64 * 1024;
+    w.keys = zone->journal->keys;
+    w.failed = 0;
+
+    ngx_teleclinic_zone_lock(zone);
+
+    sh = zone->sh;
+    group = sh->group;
+
+    w.p = ngx_snprintf(w.buf, w.end - w.buf, "%*s %V\n",
+                       group->mirror_len, group->mirror,
+                       &ngx_teleclinic_mirror->node);
+
+    /* this node's own changes up to now are in it */
+
+    ngx_memzero(&floor, sizeof(ngx_teleclinic_event_t));
+    floor.op = NGX_TELECLINIC_EV_MIRROR;
+    floor.node = ngx_teleclinic_mirror->node;
+    floor.worker = NGX_TELECLINIC_MIRROR_ANY;
+    floor.oseq = sh->seq;
+
+    rc = ngx_teleclinic_journal_state(zone, 0,
+                                      ngx_teleclinic_mirror_snapshot_put, &w);
+
+    if (rc == NGX_OK) {
+        rc = ngx_teleclinic_mirror_snapshot_put(&floor, &w);
+    }
+
+    ngx_teleclinic_zone_unlock(zone);
+
+    if (rc == NGX_OK && !w.failed) {
+        argv[0] = "SET";
+        argvlen[0] = 3;
+        argv[1] = (char *) ngx_teleclinic_mirror_snap_name.data;
+        argvlen[1] = ngx_teleclinic_mirror_snap_name.len;
+        argv[2] = (char *) w.buf;
+        argvlen[2] = w.p - w.buf;
+
+        (void) ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out,
+                                      10 * ngx_teleclinic_mirror->redis->timeout,
+                                      ngx_teleclinic_mirror_answered, "SET",
+                                      3, argv, argvlen);
+    }
+
+    ngx_free(w.buf);
+}
+
+
+static ngx_int_t
+ngx_teleclinic_mirror_snapshot_put(ngx_teleclinic_event_t *ev, void *data)
+{
+    ngx_teleclinic_mirror_snap_t *w = data;
+
+    u_char   *buf;
+    size_t    size;
+    ssize_t   n;
+
+    if ((size_t) (w->end - w->p) < NGX_TELECLINIC_RECORD_MAX) {
+        size = 2 * (w->end - w->buf);
+
+        buf = ngx_alloc(size, ngx_cycle->log);
+        if (buf == NULL) {
+            w->failed = 1;
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(buf, w->buf, w->p - w->buf);
+        w->p = buf + (w->p - w->buf);
+        w->end = buf + size;
+        ngx_free(w->buf);
+        w->buf = buf;
+    }
+
+    n = ngx_teleclinic_journal_encode(ev, w->keys, w->p, w->end - w->p);
+    if (n < 0) {
+        w->failed = 1;
+        return NGX_ERROR;
+    }
+
+    w->p += n;
+
+    return NGX_OK;
 }
 
 
@@ -820,7 +1114,7 @@ ngx_teleclinic_mirror_entry(redisReply *entry, ngx_pool_t *pool)
     ngx_uint_t               own;
     redisReply              *fields, *f, *v;
     ngx_teleclinic_zone_t   *zone;
-    ngx_teleclinic_mark_t   *mark;
+    ngx_teleclinic_mark_t   *mark, *floor;
     ngx_teleclinic_event_t   ev;
 
     zone = ngx_teleclinic_mirror_zone;
@@ -922,8 +1216,9 @@ ngx_teleclinic_mirror_entry(redisReply *entry, ngx_pool_t *pool)
     ngx_teleclinic_zone_lock(zone);
 
     mark = ngx_teleclinic_mark(zone, &node, n);
+    floor = ngx_teleclinic_mark(zone, &node, NGX_TELECLINIC_MIRROR_ANY);
 
-    if (mark && ev.oseq <= mark->seq) {
+    if ((mark && ev.oseq <= mark->seq) || (floor && ev.oseq <= floor->seq)) {
         /* seen before: an XADD whose answer was lost, sent again */
         ngx_teleclinic_zone_unlock(zone);
         return;

@@ -49,6 +49,7 @@ typedef struct {
     ngx_str_t                           password;
     ngx_uint_t                          database;
     ngx_uint_t                          replicas;   /* a change's WAIT */
+    ngx_msec_t                          snapshot;   /* the mirror's, every */
     ngx_msec_t                          connect_timeout;
     ngx_msec_t                          timeout;    /* for an answer */
 } ngx_teleclinic_redis_conf_t;

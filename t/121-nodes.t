@@ -51,7 +51,8 @@ sub node {
     $t->write_file('data.key', $KEY);
 
     $t->run(conf(listen => 'reuseport',
-                 http => "teleclinic_redis 127.0.0.1:" . $redis->port . ";\n"
+                 http => "teleclinic_redis 127.0.0.1:" . $redis->port
+                         . " snapshot=1s;\n"
                          . "teleclinic_node $name;\n"
                          . "teleclinic_data_key_file %%PREFIX%%/data.key;"));
 
@@ -235,14 +236,36 @@ $b->start;    # its journal, then the stream from where it was
 eventually(sub { appointment($b, $id3, $token3)->{status} == 200 },
            'node b, started again, has what was booked meanwhile');
 
-# a node that starts empty loads the state from the stream
+# a node that starts empty loads the state from the snapshot a node put
+# in Redis, then the stream after it: the stream's older entries trimmed
+
+Teleclinic::Redis::wait_for(sub {
+    ($redis->command('GET', 'teleclinic:{tc}:snapshot') // '') =~ /\n/
+}, 'a node put its snapshot in Redis', 10);
+
+my $snapshot = $redis->command('GET', 'teleclinic:{tc}:snapshot');
+unlike($snapshot, qr/\Q$patient{name}\E|\Q$patient{phone}\E/,
+       'the snapshot holds no patient data in clear');
+
+sleep 1.5;                    # a snapshot taken after the last booking
+$redis->command('XTRIM', $STREAM, 'MAXLEN', '0');
+is($redis->command('XLEN', $STREAM), 0, 'the stream trimmed to nothing');
+
+$r = book_when_up($a, $free[4], name => 'After The Trim');
+is($r->{status}, 201, 'booked on node a after the trim');
+my ($id4, $token4) = ($r->{json}{id}, $r->{json}{token});
 
 my $c = node('c');
+
+eventually(sub { appointment($c, $id4, $token4)->{status} == 200 },
+           'node c has the booking made after the trim, from the stream');
+like($c->error_log, qr/loaded \d+ records of node "[ab]"'s snapshot/,
+     'node c loaded the snapshot');
 
 eventually(sub { appointment($c, $id3, $token3)->{status} == 200
                  && (appointment($c, $id, $ADMIN_KEY)->{json}{status} // '')
                     eq 'cancelled' },
-           'an empty node c loads every appointment from the stream');
+           'an empty node c has every earlier appointment, from the snapshot');
 
 eventually(sub {
     my $day = admin_day($c, $RACER, $date)->{json} // [];

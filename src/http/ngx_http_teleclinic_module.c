@@ -609,6 +609,7 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_conf_init_uint_value(rc->database, 0);
         ngx_conf_init_msec_value(rc->connect_timeout, 1000);
         ngx_conf_init_msec_value(rc->timeout, 1000);
+        ngx_conf_init_msec_value(rc->snapshot, 600000);
     }
 
     if (tmcf->shm_zone == NULL) {
@@ -1111,6 +1112,7 @@ ngx_http_teleclinic_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     rc->database = 0;
     rc->connect_timeout = 1000;
     rc->timeout = 1000;
+    rc->snapshot = 600000;
 
     value = cf->args->elts;
 
@@ -1158,6 +1160,11 @@ ngx_http_teleclinic_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
             s.data = value[i].data + 8;
             s.len = value[i].len - 8;
             ms = &rc->timeout;
+
+        } else if (ngx_strncmp(value[i].data, "snapshot=", 9) == 0) {
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+            ms = &rc->snapshot;
 
         } else {
             goto invalid;
@@ -1269,6 +1276,7 @@ ngx_http_teleclinic_redis_conf(ngx_conf_t *cf,
     rc->database = NGX_CONF_UNSET_UINT;
     rc->connect_timeout = NGX_CONF_UNSET_MSEC;
     rc->timeout = NGX_CONF_UNSET_MSEC;
+    rc->snapshot = NGX_CONF_UNSET_MSEC;
 
     tmcf->redis = rc;
 
