@@ -355,7 +355,9 @@ function onError(m) {
 
 async function onCall(m) {
     setCallState(null);
-    if (call && m.rejoin && call.id === m.call) {
+    // the same visit given back (rejoin), also as a new call when the
+    // node that held the room died and another made it again
+    if (call && m.rejoin && (call.id === m.call || call.appointment === m.appointment)) {
         call.start(m);
         return;
     }

@@ -108,7 +108,9 @@ async function onCall(msg) {
     stopRing();
     ring = null;
     ready = true;
-    if (call && call.id === msg.call && call.state !== 'ended') {
+    // the call given back (rejoin), also as a new call when the node that
+    // held the room died and another made it again
+    if (call && call.state !== 'ended' && (call.id === msg.call || msg.rejoin)) {
         call.start(msg);
         return;
     }

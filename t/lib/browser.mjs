@@ -85,11 +85,12 @@ export async function launch() {
 // a language, camera and microphone allowed for this origin.  With relay,
 // every RTCPeerConnection it makes uses relay candidates only, so a call
 // can only have gone through the TURN relay (the app itself never forces
-// that; the test does, from outside).
+// that; the test does, from outside).  base: the node it opens pages of.
 export async function person(browser, { viewport = DESKTOP, locale = 'en-US',
-                                        relay = false, name = 'page' } = {}) {
+                                        relay = false, name = 'page',
+                                        base = BASE } = {}) {
     const context = await browser.newContext({
-        viewport, locale, baseURL: BASE,
+        viewport, locale, baseURL: base,
         permissions: ['camera', 'microphone'],
         isMobile: viewport.width < 500, hasTouch: viewport.width < 500,
         deviceScaleFactor: 1

@@ -48,18 +48,50 @@ sub run_browser_script {
     my $conf;
 
     if (defined $opts{http}) {
-        open my $in, '<', "$REPO/conf/nginx.conf" or die "conf: $!";
-        my $text = do { local $/; <$in> };
-        $text =~ s/^(\s*teleclinic_zone .*)$/$1\n    $opts{http}/m
-            or die 'no teleclinic_zone line in conf/nginx.conf';
-        $conf = "$var/template.conf";
-        open my $out, '>', $conf or die "$conf: $!";
-        print $out $text;
-        close $out;
+        $conf = node_conf("$var/template.conf", $opts{http});
     }
 
-    my $run = make_run(var => $var, conf => $conf);
+    # nodes => 2: a second node of make run's configuration, both on a
+    # Redis of the test's (TELECLINIC_BASE2 is the second; the first's
+    # master pid is TELECLINIC_PID1, for the script to kill it)
+    my (@more, $redis);
+
+    if (($opts{nodes} // 1) > 1) {
+        require Teleclinic::Redis;
+        plan skip_all => 'redis-server is not installed'
+            unless Teleclinic::Redis::available();
+
+        $redis = Teleclinic::Redis->new;
+        my @ports = map { Teleclinic::Test::free_port() } 1 .. 2;
+        my @turn = map { Teleclinic::Test::free_port(udp => 1) } 1 .. 2;
+        my $origins = join ' ', map { "http://127.0.0.1:$_" } @ports;
+
+        for my $k (1, 2) {
+            my $dir = $k == 1 ? $var : tempdir(CLEANUP => 1);
+            my $relay = 49160 + ($k - 1) * 400;
+            my $template = node_conf("$dir/template.conf", ($opts{http} // '')
+                . "\n    teleclinic_redis 127.0.0.1:" . $redis->port . ';'
+                . "\n    teleclinic_node node$k;"
+                . "\n    teleclinic_websocket_origins $origins;",
+                "$relay-" . ($relay + 399));
+            push @more, { var => $dir, conf => $template,
+                          port => $ports[$k - 1], turn_port => $turn[$k - 1] };
+        }
+
+        $conf = $more[0]{conf};
+    }
+
+    my $run = make_run(var => $var, conf => $conf,
+                       @more ? (port => $more[0]{port},
+                                turn_port => $more[0]{turn_port}) : ());
     my ($port, $turn_port) = @$run{qw(port turn_port)};
+    my $run2;
+
+    if (@more) {
+        $run2 = make_run(%{ $more[1] });
+        ok($run2->{up}, "the second node listens on $run2->{port}")
+            or diag(slurp($run2->{log}));
+    }
 
     ok($run->{up}, "teleclinic-run listens on $port")
         or diag(slurp($run->{log}));
@@ -69,6 +101,8 @@ sub run_browser_script {
         local $ENV{TELECLINIC_TURN_PORT} = $turn_port;
         local $ENV{TELECLINIC_SHOTS} = $shots;
         local $ENV{TELECLINIC_VAR} = $var;
+        local $ENV{TELECLINIC_BASE2} = $run2 ? "http://127.0.0.1:$run2->{port}" : '';
+        local $ENV{TELECLINIC_PID1} = $run2 ? $run->{pid} : '';
 
         note("screenshots of this test: $shots");
 
@@ -94,13 +128,43 @@ sub run_browser_script {
         is($? >> 8, 0, "$script ran to its end ($n checks)");
     }
 
-    stop_make_run($run);
+    stop_make_run($run) if kill 0, $run->{pid};
+
+    if ($run2) {
+        stop_make_run($run2);
+        my @bad2 = grep { /\[(alert|emerg|crit)\]|AddressSanitizer/ }
+                   split /\n/, slurp($run2->{log});
+        ok(!@bad2, "the second node's log has no alert, crit or emerg")
+            or diag(join "\n", @bad2);
+        $redis->stop;
+    }
 
     my $log = slurp($run->{log});
     my @bad = grep { /\[(alert|emerg|crit)\]|AddressSanitizer/ } split /\n/, $log;
     ok(!@bad, 'no alert, crit or emerg in the error log') or diag(join "\n", @bad);
 
     done_testing();
+}
+
+# make run's configuration with more http{} directives (after the
+# teleclinic_zone line) and, given one, a TURN relay port range of its own
+sub node_conf {
+    my ($path, $http, $relay) = @_;
+
+    open my $in, '<', "$REPO/conf/nginx.conf" or die "conf: $!";
+    my $text = do { local $/; <$in> };
+    $text =~ s/^(\s*teleclinic_zone .*)$/$1\n    $http/m
+        or die 'no teleclinic_zone line in conf/nginx.conf';
+    if (defined $relay) {
+        $text =~ s/teleclinic_turn_relay_ports \d+-\d+;/teleclinic_turn_relay_ports $relay;/
+            or die 'no teleclinic_turn_relay_ports line in conf/nginx.conf';
+    }
+
+    open my $out, '>', $path or die "$path: $!";
+    print $out $text;
+    close $out;
+
+    return $path;
 }
 
 sub slurp {

@@ -140,8 +140,8 @@ sub make_run {
 
     my $run = {
         var       => $opts{var} // tempdir(CLEANUP => 1),
-        port      => free_port(),
-        turn_port => free_port(udp => 1),
+        port      => $opts{port} // free_port(),
+        turn_port => $opts{turn_port} // free_port(udp => 1),
         up        => 0,
     };
 
