@@ -640,6 +640,7 @@ ngx_teleclinic_journal_state(ngx_teleclinic_zone_t *zone, ngx_uint_t outbox,
             ev.kind = msg->kind;
             ev.item = msg->item;
             ev.due = msg->due;
+            ev.owner = msg->owner;
 
             if (put(&ev, data) != NGX_OK) {
                 return NGX_ERROR;
@@ -1009,6 +1010,10 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev,
 
             if (p && ev->item) {
                 p = ngx_slprintf(p, last, ",\"item\":%ui", ev->item);
+            }
+
+            if (p && ev->owner) {
+                p = ngx_slprintf(p, last, ",\"own\":%ui", ev->owner);
             }
         }
 
@@ -1589,7 +1594,9 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
         || ngx_teleclinic_journal_uint(o, "w", NGX_MAX_INT32_VALUE,
                                        &ev->worker) != NGX_OK
         || ngx_teleclinic_journal_uint(o, "oseq", NGX_MAX_INT_T_VALUE,
-                                       &ev->oseq) != NGX_OK)
+                                       &ev->oseq) != NGX_OK
+        || ngx_teleclinic_journal_uint(o, "own", 0x1ffff, &ev->owner)
+           != NGX_OK)
     {
         goto done;
     }

@@ -370,8 +370,10 @@ ngx_teleclinic_mirror_sink(void *data, ngx_teleclinic_event_t *ev,
 
     switch (ev->op) {
 
-    /* a node's own bookkeeping: its memory, its outbox */
-    case NGX_TELECLINIC_EV_SENT:
+    /*
+     * a node's own bookkeeping, its memory; a message sent goes to the
+     * others, whose copies of it leave their outboxes
+     */
     case NGX_TELECLINIC_EV_EXPIRE:
     case NGX_TELECLINIC_EV_FORGET:
         return;
@@ -1797,4 +1799,39 @@ ngx_teleclinic_mirror_urls(ngx_str_t *urls, ngx_uint_t n, u_char *buf)
     ngx_teleclinic_zone_unlock(ngx_teleclinic_mirror_zone);
 
     return k;
+}
+
+
+/*
+ * With the zone locked: whether the node that owns a message is alive,
+ * so that this one leaves it to that one; a dead node's messages are
+ * sent by the others (at least once, as the outbox always does).
+ */
+
+ngx_uint_t
+ngx_teleclinic_mirror_owner_alive_locked(ngx_teleclinic_zone_t *zone,
+    ngx_uint_t owner)
+{
+    ngx_uint_t               i;
+    ngx_teleclinic_group_t  *group;
+
+    group = zone->sh->group;
+
+    if (group == NULL || ngx_teleclinic_mirror == NULL
+        || !ngx_teleclinic_mirror_up())
+    {
+        /* nothing known of the others: they are taken for alive */
+        return 1;
+    }
+
+    for (i = 0; i < group->nnodes; i++) {
+        if (ngx_teleclinic_node_hash(group->nodes[i].name,
+                                     group->nodes[i].len)
+            == owner)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }

@@ -84,6 +84,10 @@ ngx_uint_t ngx_teleclinic_mirror_alive_node(u_char *name, size_t len);
 /* this node's name */
 ngx_str_t *ngx_teleclinic_mirror_node(void);
 
+/* with the zone locked: the node owning a message (its hash) is alive */
+ngx_uint_t ngx_teleclinic_mirror_owner_alive_locked(
+    ngx_teleclinic_zone_t *zone, ngx_uint_t owner);
+
 /*
  * The public URLs of the nodes alive, this node's first, for a client
  * to try when its node goes: at most n, into urls (each points into

@@ -48,6 +48,9 @@ static void ngx_teleclinic_status_set(ngx_teleclinic_zone_t *zone,
 static ngx_teleclinic_msg_t *ngx_teleclinic_msg_add(
     ngx_teleclinic_zone_t *zone, ngx_uint_t id, uint64_t appt,
     ngx_uint_t kind, ngx_uint_t item, time_t due);
+static ngx_teleclinic_msg_t *ngx_teleclinic_msg_of(ngx_teleclinic_zone_t *zone,
+    ngx_teleclinic_event_t *ev, ngx_uint_t kind, ngx_uint_t item,
+    time_t due, ngx_uint_t *owner);
 static void ngx_teleclinic_msg_delete(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_msg_t *msg);
 
@@ -289,6 +292,8 @@ ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
             break;
         }
 
+        msg->owner = ev->owner;
+
         appt = ngx_teleclinic_appt_lookup(zone, ev->id);
 
         if (appt && ev->kind == NGX_TELECLINIC_MSG_REMINDER) {
@@ -397,27 +402,27 @@ ngx_teleclinic_apply_messages(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_event_t *ev, ngx_uint_t kind, ngx_teleclinic_msg_t **msg,
     ngx_teleclinic_msg_t **reminder)
 {
+    ngx_uint_t  owner;
+
     *msg = NULL;
     *reminder = NULL;
 
-    if (!zone->notify || ev->node.len) {
+    if (!zone->notify) {
         return NGX_OK;
     }
 
-    *msg = ngx_teleclinic_msg_add(zone, ngx_teleclinic_msg_id(ev->seq, kind),
-                                  ev->id, kind, 0, ev->at);
+    *msg = ngx_teleclinic_msg_of(zone, ev, kind, 0, ev->at, &owner);
     if (*msg == NULL) {
-        return NGX_DECLINED;
+        return owner ? NGX_DECLINED : NGX_OK;
     }
 
     if (kind != NGX_TELECLINIC_MSG_CANCELLATION
         && ev->start - zone->reminder_before > ev->at)
     {
-        *reminder = ngx_teleclinic_msg_add(zone,
-                        ngx_teleclinic_msg_id(ev->seq,
-                                              NGX_TELECLINIC_MSG_REMINDER),
-                        ev->id, NGX_TELECLINIC_MSG_REMINDER, 0,
-                        ev->start - zone->reminder_before);
+        *reminder = ngx_teleclinic_msg_of(zone, ev,
+                                          NGX_TELECLINIC_MSG_REMINDER, 0,
+                                          ev->start - zone->reminder_before,
+                                          &owner);
 
         if (*reminder == NULL) {
             ngx_teleclinic_msg_delete(zone, *msg);
@@ -976,20 +981,73 @@ ngx_int_t
 ngx_teleclinic_outbox_add(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_event_t *ev, ngx_uint_t kind, time_t due)
 {
-    if (ev->quiet || ev->node.len
+    ngx_uint_t  owner;
+
+    if (ev->quiet
         || (ngx_teleclinic_msg_emr(kind) ? !zone->emr : !zone->notify))
     {
         return NGX_OK;
     }
 
-    if (ngx_teleclinic_msg_add(zone, ngx_teleclinic_msg_id(ev->seq, kind),
-                               ev->id, kind, ev->item, due)
+    if (ngx_teleclinic_msg_of(zone, ev, kind, ev->item, due, &owner)
         == NULL)
     {
-        return NGX_DECLINED;
+        return owner ? NGX_DECLINED : NGX_OK;
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The message a change makes, with its id: of this node's change from
+ * its sequence number, of another node's (a group's) from that node's,
+ * owned by it.  NULL with *owner 1 when the zone is full; NULL with
+ * *owner 0 when there is none (another node's change replayed by a zone
+ * no longer in a group).
+ */
+
+static ngx_teleclinic_msg_t *
+ngx_teleclinic_msg_of(ngx_teleclinic_zone_t *zone, ngx_teleclinic_event_t *ev,
+    ngx_uint_t kind, ngx_uint_t item, time_t due, ngx_uint_t *owner)
+{
+    ngx_uint_t             id, hash;
+    ngx_teleclinic_msg_t  *msg;
+
+    *owner = 0;
+
+    if (ev->node.len) {
+        if (zone->self == 0) {
+            return NULL;
+        }
+
+        hash = ngx_teleclinic_node_hash(ev->node.data, ev->node.len);
+        id = ngx_teleclinic_msg_id(ev->oseq, kind);
+
+    } else {
+        hash = zone->self;
+        id = ngx_teleclinic_msg_id(ev->seq, kind);
+    }
+
+    id |= hash << NGX_TELECLINIC_NODE_HASH_SHIFT;
+
+    *owner = 1;
+
+    msg = ngx_teleclinic_msg_add(zone, id, ev->id, kind, item, due);
+
+    if (msg && ev->node.len) {
+        msg->owner = hash;
+    }
+
+    return msg;
+}
+
+
+ngx_uint_t
+ngx_teleclinic_node_hash(u_char *name, size_t len)
+{
+    /* 17 bits, never 0: 0 is "this node's" */
+    return (ngx_crc32_long(name, len) & 0xffff) | 0x10000;
 }
 
 

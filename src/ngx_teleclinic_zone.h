@@ -113,6 +113,8 @@ typedef struct ngx_teleclinic_msg_s {
     time_t                        lease;     /* a worker is sending it */
     ngx_uint_t                    attempts;
     ngx_uint_t                    item;      /* a follow-up's, in the record */
+    ngx_uint_t                    owner;     /* another node's, by its hash;
+                                                0: this node's */
 } ngx_teleclinic_msg_t;
 
 
@@ -274,6 +276,7 @@ typedef struct {
     ngx_uint_t                    worker;      /* of that node */
     ngx_uint_t                    oseq;        /* its sequence number */
     ngx_str_t                     rid;
+    ngx_uint_t                    owner;       /* a message's, snapshots */
 
     /* the slot a cancel or a move frees, for its claim (not journaled) */
     ngx_str_t                     freed_doctor;
@@ -333,6 +336,8 @@ struct ngx_teleclinic_zone_s {
     ngx_uint_t                    replay;     /* the journal is replayed */
     ngx_uint_t                    notify;     /* a gateway is configured */
     ngx_uint_t                    emr;        /* and an EMR */
+    ngx_uint_t                    self;       /* of a group of nodes: the
+                                                 hash of this one's name */
     ngx_teleclinic_zone_handlers_t  *handlers;
     u_char                       *directory;  /* changed, to be stored */
     size_t                        directory_len;
@@ -348,6 +353,16 @@ struct ngx_teleclinic_zone_s {
 #define ngx_teleclinic_msg_id(seq, kind)                                     \
     ((kind) < 4 ? (seq) * 4 + (kind)                                         \
                 : ((seq) * 4 + (kind) - 4) | ((ngx_uint_t) 1 << 62))
+
+/*
+ * In a group of nodes a message's id also names the node whose change
+ * made it (its name's hash, bits 44 to 60, the sequence number being
+ * that node's), so that every node's copy of it has the same id: the
+ * node that sends it tells the others with its "sent" event.
+ */
+#define NGX_TELECLINIC_NODE_HASH_SHIFT  44
+
+ngx_uint_t ngx_teleclinic_node_hash(u_char *name, size_t len);
 
 
 ngx_shm_zone_t *ngx_teleclinic_zone_add(ngx_conf_t *cf, ngx_str_t *name,

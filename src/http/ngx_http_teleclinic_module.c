@@ -713,6 +713,12 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* a group's message ids name their node */
+    zone->self = tmcf->redis
+                 ? ngx_teleclinic_node_hash(tmcf->mirror.node.data,
+                                            tmcf->mirror.node.len)
+                 : 0;
+
     if (tmcf->notify_url && tmcf->public_url.len == 0) {
         return "needs \"teleclinic_public_url\" for the links in "
                "notifications";

@@ -148,7 +148,12 @@ ngx_teleclinic_notify_sweep(ngx_event_t *ev)
     dir = ngx_http_teleclinic_directory(tmcf, ev->log);
 
     now = ngx_time();
-    next = now + NGX_TELECLINIC_NOTIFY_SWEEP / 1000;
+
+    /*
+     * in a group of nodes other nodes' messages come without a kick
+     * here: each second, then, to send those of a node that died
+     */
+    next = now + (tmcf->redis ? 1 : NGX_TELECLINIC_NOTIFY_SWEEP / 1000);
     n = 0;
 
     ngx_teleclinic_zone_lock(zone);
@@ -164,6 +169,13 @@ ngx_teleclinic_notify_sweep(ngx_event_t *ev)
 
         if (msg->lease > now) {
             next = ngx_min(next, msg->lease);
+            continue;
+        }
+
+        /* another node's, while it is alive to send it */
+        if (msg->owner
+            && ngx_teleclinic_mirror_owner_alive_locked(zone, msg->owner))
+        {
             continue;
         }
 
