@@ -121,6 +121,8 @@ node_conf() {
     teleclinic_directory $prefix/directory.json;
     teleclinic_token_secret bench-token-secret-0123456789;
     teleclinic_admin_key bench-admin-key-0123456789;
+    # both sealed: the mirror sends the journal's lines, which need a key
+    teleclinic_data_key_file $repo/conf/data.key;
     ${2:-}
 
     server {

@@ -164,12 +164,20 @@ sub log_has {
     return 0;
 }
 
+# patient data goes to Redis sealed only: every conf here has a data key
+my $KEY_FILE = "$dir/data.key";
+{
+    open my $fh, '>', $KEY_FILE or die "$KEY_FILE: $!";
+    print $fh join('', map { sprintf '%02x', int rand 256 } 1 .. 32), "\n";
+    close $fh;
+}
+
 sub nginx {
     my ($http, %opts) = @_;
 
     my $t = Teleclinic::Test->new(workers => $opts{workers} // 1);
     write_directory($t);
-    $t->run(conf(http => $http));
+    $t->run(conf(http => "$http\nteleclinic_data_key_file $KEY_FILE;"));
 
     return $t;
 }
@@ -182,13 +190,14 @@ sub api_answers {
 
 # what nginx -t says of a conf with $http in http{}
 sub conf_test {
-    my ($http) = @_;
+    my ($http, %opts) = @_;
 
     my $t = Teleclinic::Test->new;
     write_directory($t);
 
     my $p = $t->prefix;
-    my $conf = $t->write_file('test.conf', $t->conf_text(conf(http => $http)));
+    my $conf = $t->write_file('test.conf', $t->conf_text(conf(
+        http => $http . ($opts{nokey} ? '' : "\nteleclinic_data_key_file $KEY_FILE;"))));
 
     # a module built with ASan loads only with its runtime
     local $ENV{LD_PRELOAD} = Teleclinic::Test::asan_env()
@@ -220,6 +229,9 @@ unlike($out, qr/hunter2/, 'its value is not shown');
 
 like(conf_test('teleclinic_redis_sentinel 127.0.0.1:26379 master=m;'),
      qr/test is successful/, 'teleclinic_redis_sentinel may stand alone');
+like(conf_test('teleclinic_redis 127.0.0.1:6379;', nokey => 1),
+     qr/needs "teleclinic_data_key_file" with "teleclinic_redis"/,
+     'Redis without a data key is refused: patient data leaves sealed');
 
 # (a) connects, (b) loses Redis, goes on, reconnects on its own
 

@@ -30,6 +30,12 @@ plan(skip_all => 'redis-server is not installed (Debian: redis-server)')
 
 my $redis = Teleclinic::Redis->new;
 my $KEY = join '', map { sprintf '%02x', int rand 256 } 1 .. 32;
+my $KEY_FILE = Teleclinic::Redis->dir . '/data.key';
+{
+    open my $fh, '>', $KEY_FILE or die "$KEY_FILE: $!";
+    print $fh "$KEY\n";
+    close $fh;
+}
 
 my %node;
 
@@ -37,6 +43,7 @@ for my $name (qw(a b)) {
     $node{$name} = room(grace => '3s', http => join "\n",
         'teleclinic_redis 127.0.0.1:' . $redis->port . ';',
         'teleclinic_public_url http://127.0.0.1:%%PORT%%;',
+        "teleclinic_data_key_file $KEY_FILE;",
         "teleclinic_node $name;");
 }
 

@@ -68,6 +68,7 @@ sub start_node {
     return $node{$name} = room(checkin => '24h', grace => '30s',
                                zone => '64m', http => join "\n",
         'teleclinic_redis 127.0.0.1:' . $redis->port . ';',
+        "teleclinic_data_key_file $FindBin::Bin/../../conf/data.key;",
         "teleclinic_node $name;");
 }
 

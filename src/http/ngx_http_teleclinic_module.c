@@ -713,6 +713,12 @@ ngx_http_teleclinic_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* what goes to Redis is the journal's lines: sealed, never clear */
+    if (tmcf->redis && tmcf->journal.keys == NULL) {
+        return "needs \"teleclinic_data_key_file\" with "
+               "\"teleclinic_redis\": patient data leaves the node sealed";
+    }
+
     /* a group's message ids name their node */
     zone->self = tmcf->redis
                  ? ngx_teleclinic_node_hash(tmcf->mirror.node.data,
