@@ -974,9 +974,9 @@ ngx_teleclinic_mirror_snapshot(ngx_event_t *ev)
         argvlen[2] = w.p - w.buf;
 
         (void) ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out,
-                                      10 * ngx_teleclinic_mirror->redis->timeout,
-                                      ngx_teleclinic_mirror_answered, "SET",
-                                      3, argv, argvlen);
+                                    10 * ngx_teleclinic_mirror->redis->timeout,
+                                    ngx_teleclinic_mirror_answered, "SET",
+                                    3, argv, argvlen);
     }
 
     ngx_free(w.buf);
@@ -1194,7 +1194,9 @@ ngx_teleclinic_mirror_entry(redisReply *entry, ngx_pool_t *pool)
             return;
         }
 
-        if (ngx_teleclinic_mirror_rid_after(&rid, &ngx_teleclinic_mirror_base)) {
+        if (ngx_teleclinic_mirror_rid_after(&rid,
+                                            &ngx_teleclinic_mirror_base))
+        {
             ngx_teleclinic_mirror_loading = 0;
             return;
         }
@@ -1716,8 +1718,9 @@ ngx_teleclinic_mirror_released(redisReply *reply, void *data)
 
 /*
  * The key's hash tag is the hospital's zone and the doctor, so that Redis
- * Cluster keeps a doctor's claims together; the value names the appointment, so that
- * only its own claim is given back.
+ * Cluster keeps a doctor's claims together; the value is the
+ * appointment's id, so that only its own claim is given back, by
+ * whichever node cancels or moves it.
  */
 
 static void

@@ -344,7 +344,7 @@ ngx_teleclinic_group(ngx_teleclinic_zone_t *zone)
 {
     if (zone->sh->group == NULL) {
         zone->sh->group = ngx_slab_calloc_locked(zone->shpool,
-                                                 sizeof(ngx_teleclinic_group_t));
+                                              sizeof(ngx_teleclinic_group_t));
     }
 
     return zone->sh->group;

@@ -15,133 +15,21 @@ use warnings;
 
 use Test::More;
 use File::Temp qw(tempdir);
-use IO::Socket::IP;
-use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
 use Teleclinic::Clinic qw(:all);
+use Teleclinic::Redis;
 
 ###############################################################################
 
-my $REDIS = '/usr/bin/redis-server';
-
 plan(skip_all => "redis-server is not installed (Debian: redis-server)")
-    unless -x $REDIS;
+    unless Teleclinic::Redis::available();
 
 my $dir = tempdir('teleclinic-redis-XXXXXX', TMPDIR => 1,
                   CLEANUP => !$ENV{TELECLINIC_KEEP});
-my %servers;    # pid => port
-
-END {
-    # stopped here too when a test dies half way
-    kill 'KILL', keys %servers if %servers;
-    waitpid($_, 0) for keys %servers;
-}
-
-# a redis-server (or, with sentinel => conf text, a Sentinel) on $port
-sub start_redis {
-    my ($port, %opts) = @_;
-
-    my @args;
-
-    if (defined $opts{sentinel}) {
-        my $conf = "$dir/sentinel-$port.conf";
-        open my $fh, '>', $conf or die "$conf: $!";
-        print $fh "port $port\nbind 127.0.0.1\ndir $dir\n$opts{sentinel}";
-        close $fh;
-
-        # Sentinel rewrites its conf file: it must be its own
-        @args = ($conf, '--sentinel');
-
-    } else {
-        @args = ('--port', $port, '--bind', '127.0.0.1', '--save', '',
-                 '--appendonly', 'no', '--dir', $dir,
-                 '--dbfilename', "dump-$port.rdb", @{ $opts{args} // [] });
-    }
-
-    my $pid = fork // die "fork: $!";
-
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', "$dir/redis-$port.log";
-        open STDERR, '>&', \*STDOUT;
-        { exec $REDIS, @args, '--logfile', '', '--daemonize', 'no' };
-        POSIX::_exit(127);
-    }
-
-    $servers{$pid} = $port;
-
-    wait_for(sub { my $r = command($port, 'PING');
-                   defined $r && !ref $r && $r =~ /^(?:PONG|NOAUTH)/ },
-             "redis on $port answers");
-
-    return $pid;
-}
-
-sub stop_redis {
-    my ($pid, $signal) = @_;
-
-    kill $signal // 'TERM', $pid;
-    waitpid($pid, 0);
-    delete $servers{$pid};
-}
-
-# one command on a fresh connection: a string, an array ref, or undef
-sub command {
-    my ($port, @argv) = @_;
-
-    my $s = IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $port,
-                                Proto => 'tcp', Timeout => 2)
-        or return undef;
-
-    print $s '*' . @argv . "\r\n",
-             map { '$' . length($_) . "\r\n$_\r\n" } @argv;
-
-    my $reply = read_reply($s);
-    close $s;
-
-    return $reply;
-}
-
-sub read_reply {
-    my ($s) = @_;
-
-    my $line = <$s> // return undef;
-    $line =~ s/\r\n\z//;
-
-    my ($type, $rest) = (substr($line, 0, 1), substr($line, 1));
-
-    return $rest if $type eq '+' || $type eq '-' || $type eq ':';
-
-    if ($type eq '$') {
-        return undef if $rest < 0;
-        read($s, my $data, $rest + 2);
-        return substr($data, 0, $rest);
-    }
-
-    if ($type eq '*') {
-        return undef if $rest < 0;
-        return [ map { read_reply($s) } 1 .. $rest ];
-    }
-
-    return undef;
-}
-
-sub wait_for {
-    my ($cond, $what, $seconds) = @_;
-
-    my $until = time + ($seconds // 10);
-
-    while (time < $until) {
-        return 1 if $cond->();
-        sleep 0.1;
-    }
-
-    die "timed out waiting: $what\n";
-}
 
 # how often $re matches in nginx's error log
 sub count_log {
@@ -236,7 +124,7 @@ like(conf_test('teleclinic_redis 127.0.0.1:6379;', nokey => 1),
 # (a) connects, (b) loses Redis, goes on, reconnects on its own
 
 my $port = free_port();
-my $pid = start_redis($port);
+my $redis = Teleclinic::Redis->new(port => $port);
 
 my $t = nginx("teleclinic_redis 127.0.0.1:$port;", workers => 2);
 
@@ -246,26 +134,26 @@ ok(log_has($t, $connected, 2), 'both workers connect to Redis');
 
 my @workers = $t->worker_pids;
 
-stop_redis($pid);
+$redis->stop;
 
 ok(log_has($t, qr/teleclinic: redis "main": lost 127\.0\.0\.1:$port: /, 2),
    'the loss is logged');
 is(api_answers($t), 200, 'the API answers with Redis stopped');
 is_deeply([$t->worker_pids], \@workers, 'no worker died');
 
-$pid = start_redis($port);
+$redis->start;
 
 ok(log_has($t, $connected, 4), 'both workers reconnect when Redis is back');
 is(api_answers($t), 200, 'the API answers after the reconnect');
 
 # a server that stops answering keeps its sockets open: PING finds it
-kill 'STOP', $pid;
+kill 'STOP', $redis->pid;
 
 ok(log_has($t, qr/redis "main": lost 127\.0\.0\.1:$port: timed out/, 2, 20),
    'a server that stopped answering is dropped after the timeout');
 is(api_answers($t), 200, 'the API answers meanwhile');
 
-kill 'CONT', $pid;
+kill 'CONT', $redis->pid;
 
 ok(log_has($t, $connected, 6, 20), 'reconnects once it answers again');
 
@@ -276,27 +164,29 @@ ok(log_has($t, $connected, 8), 'the new workers connect after a reload');
 
 $t->stop;
 unlike($t->error_log, qr/open socket/, 'no socket left open at exit');
-stop_redis($pid);
+$redis->stop;
 
 # a unix socket
 
 my $sock = "$dir/redis.sock";
 $port = free_port();
-$pid = start_redis($port, args => ['--unixsocket', $sock,
-                                   '--unixsocketperm', '700']);
+$redis = Teleclinic::Redis->new(port => $port,
+                                args => ['--unixsocket', $sock,
+                                         '--unixsocketperm', '700']);
 
 $t = nginx("teleclinic_redis unix:$sock;");
 
 ok(log_has($t, qr/redis "main": connected to unix:\Q$sock\E/, 1),
    'connects to a unix socket');
 $t->stop;
-stop_redis($pid);
+$redis->stop;
 
 # (c) AUTH before the connection counts; a wrong password is retried
 
 my $secret = 'redis-test-password';
 $port = free_port();
-$pid = start_redis($port, args => ['--requirepass', $secret]);
+$redis = Teleclinic::Redis->new(port => $port,
+                                args => ['--requirepass', $secret]);
 
 $t = nginx("teleclinic_redis 127.0.0.1:$port password=$secret db=3;");
 
@@ -315,52 +205,21 @@ unlike($t->error_log, qr/connected to/, 'never counted as connected');
 unlike($t->error_log, qr/\Q$secret\E|wrong-one/, 'no password in the log');
 is(api_answers($t), 200, 'the API answers meanwhile');
 $t->stop;
-stop_redis($pid);
+$redis->stop;
 
 # (d) Sentinel: the worker follows a failover to the promoted replica
 
-my $master = free_port();
-my $replica = free_port();
-my @sentinels = map { free_port() } 1 .. 3;
-
-# every port is listened on before anything connects out, so that no
-# outgoing connection's local port takes one of them first
-
-my $mpid = start_redis($master);
-start_redis($replica);
-start_redis($_, sentinel => '') for @sentinels;
-
-command($replica, 'REPLICAOF', '127.0.0.1', $master);
-
-wait_for(sub { my $r = command($replica, 'INFO', 'replication');
-               defined $r && $r =~ /master_link_status:up/ },
-         'the replica is in sync', 30);
-
-for my $s (@sentinels) {
-    command($s, 'SENTINEL', 'MONITOR', 'tc', '127.0.0.1', $master, 2);
-    command($s, 'SENTINEL', 'SET', 'tc', 'down-after-milliseconds', 1000);
-    command($s, 'SENTINEL', 'SET', 'tc', 'failover-timeout', 3000);
-}
-
-# a failover needs the replica and a quorum known to the sentinels
-wait_for(sub {
-             my $ok = 1;
-             for my $s (@sentinels) {
-                 my $r = command($s, 'SENTINEL', 'replicas', 'tc');
-                 my $o = command($s, 'SENTINEL', 'sentinels', 'tc');
-                 $ok &&= ref $r && @$r >= 1 && ref $o && @$o >= 2;
-             }
-             $ok
-         }, 'the sentinels know the replica and each other', 60);
+my ($m, $r, @s) = Teleclinic::Redis::sentinel_group();
+my ($master, $replica) = ($m->port, $r->port);
 
 $t = nginx("teleclinic_redis sentinel timeout=500ms;\n"
            . "teleclinic_redis_sentinel "
-           . join(' ', map { "127.0.0.1:$_" } @sentinels) . " master=tc;");
+           . join(' ', map { '127.0.0.1:' . $_->port } @s) . " master=tc;");
 
 ok(log_has($t, qr/redis "main": connected to 127\.0\.0\.1:$master\b/, 1),
    'connects to the master the sentinels name');
 
-stop_redis($mpid, 'KILL');
+$m->stop('KILL');
 
 ok(log_has($t, qr/redis "main": lost 127\.0\.0\.1:$master: /, 1),
    'the master\'s loss is logged');
@@ -372,6 +231,6 @@ is(api_answers($t), 200, 'the API answers after the failover');
 $t->stop;
 unlike($t->error_log, qr/open socket/, 'no socket left open at exit');
 
-stop_redis($_) for keys %servers;
+$_->stop for $r, @s;
 
 done_testing();

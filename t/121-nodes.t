@@ -84,21 +84,6 @@ sub slot_status {
     return $s ? $s->{status} : '';
 }
 
-# a booking once the node has reached Redis
-sub book_when_up {
-    my ($t, $slot, %p) = @_;
-
-    my $r;
-    my $until = time + 10;
-
-    do {
-        $r = book($t, $slot, %p);
-        sleep 0.1 if $r->{status} == 503;
-    } while ($r->{status} == 503 && time < $until);
-
-    return $r;
-}
-
 my $a = node('a');
 my $b = node('b');
 

@@ -27,33 +27,8 @@ plan(skip_all => 'redis-server is not installed (Debian: redis-server)')
 
 my @durable = ('--appendonly', 'yes', '--appendfsync', 'always');
 
-# every port listened on before anything connects out
-my $master = Teleclinic::Redis->new(args => \@durable);
-my $replica = Teleclinic::Redis->new(args => \@durable);
-my @sentinels = map { Teleclinic::Redis->new(sentinel => '') } 1 .. 3;
-
-$replica->command('REPLICAOF', '127.0.0.1', $master->port);
-
-Teleclinic::Redis::wait_for(sub {
-    ($replica->command('INFO', 'replication') // '')
-        =~ /master_link_status:up/
-}, 'the replica is in sync', 30);
-
-for my $s (@sentinels) {
-    $s->command('SENTINEL', 'MONITOR', 'tc', '127.0.0.1', $master->port, 2);
-    $s->command('SENTINEL', 'SET', 'tc', 'down-after-milliseconds', 1000);
-    $s->command('SENTINEL', 'SET', 'tc', 'failover-timeout', 3000);
-}
-
-Teleclinic::Redis::wait_for(sub {
-    my $ok = 1;
-    for my $s (@sentinels) {
-        my $r = $s->command('SENTINEL', 'replicas', 'tc');
-        my $o = $s->command('SENTINEL', 'sentinels', 'tc');
-        $ok &&= ref $r && @$r >= 1 && ref $o && @$o >= 2;
-    }
-    $ok;
-}, 'the sentinels know the replica and each other', 60);
+my ($master, $replica, @sentinels) =
+    Teleclinic::Redis::sentinel_group(args => \@durable);
 
 my $KEY = join '', map { sprintf '%02x', int rand 256 } 1 .. 32;
 my %node;
@@ -72,21 +47,6 @@ for my $name (qw(a b)) {
     $node{$name} = $t;
 }
 
-# a booking once the node has reached Redis (or the new master)
-sub book_when_up {
-    my ($t, $slot, %p) = @_;
-
-    my $r;
-    my $until = time + 30;
-
-    do {
-        $r = book($t, $slot, %p);
-        sleep 0.1 if $r->{status} == 503;
-    } while ($r->{status} == 503 && time < $until);
-
-    return $r;
-}
-
 my $date = day_ahead(1);
 my @free = (free_slot_ids($node{a}, 'gp-one', $date),
             free_slot_ids($node{a}, 'gp-two', $date));
@@ -94,7 +54,8 @@ my @free = (free_slot_ids($node{a}, 'gp-one', $date),
 my @booked;
 
 for my $i (0 .. 11) {
-    my $r = book_when_up($node{a}, $free[$i], name => "Patient $i");
+    my $r = book_when_up($node{a}, $free[$i], name => "Patient $i",
+                         wait => 30);
     is($r->{status}, 201, "booking $i acknowledged on node a")
         or diag explain $r->{json};
     push @booked, $r->{json};
@@ -136,9 +97,10 @@ is(scalar(grep { $in{$_->{id} // ''} } @booked), scalar @booked,
 
 # bookings go on, on both nodes
 
-my $r = book_when_up($node{a}, $free[12], name => 'After A');
+my $r = book_when_up($node{a}, $free[12], name => 'After A',
+                     wait => 30);
 is($r->{status}, 201, 'node a books after the failover');
-$r = book_when_up($node{b}, $free[13], name => 'After B');
+$r = book_when_up($node{b}, $free[13], name => 'After B', wait => 30);
 is($r->{status}, 201, 'node b books after the failover');
 
 $r = book($node{b}, $free[12]);

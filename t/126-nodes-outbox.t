@@ -49,20 +49,6 @@ my $gw = Teleclinic::Gateway->new(port => $gw_port,
                                   log => $node{a}->prefix . '/gateway.log');
 $gw->start;
 
-sub book_when_up {
-    my ($t, $slot, %p) = @_;
-
-    my $r;
-    my $until = time + 10;
-
-    do {
-        $r = book($t, $slot, %p);
-        sleep 0.1 if $r->{status} == 503;
-    } while ($r->{status} == 503 && time < $until);
-
-    return $r;
-}
-
 sub confirmations {
     my ($id) = @_;
     return grep { ($_->{json}{type} // '') eq 'confirmation'

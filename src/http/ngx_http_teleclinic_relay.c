@@ -145,12 +145,13 @@ ngx_http_teleclinic_relay_init_process(ngx_cycle_t *cycle,
     ngx_http_teleclinic_relay_mine.data = p;
     p = ngx_sprintf(p, "teleclinic:{%V}:w:%V:%P", &tmcf->mirror.prefix, node,
                     ngx_pid);
-    ngx_http_teleclinic_relay_mine.len = p - ngx_http_teleclinic_relay_mine.data;
+    ngx_http_teleclinic_relay_mine.len =
+                                  p - ngx_http_teleclinic_relay_mine.data;
 
     ngx_http_teleclinic_relay_node_channel.data = p;
     p = ngx_sprintf(p, "teleclinic:{%V}:n:%V", &tmcf->mirror.prefix, node);
     ngx_http_teleclinic_relay_node_channel.len =
-                                  p - ngx_http_teleclinic_relay_node_channel.data;
+                              p - ngx_http_teleclinic_relay_node_channel.data;
 
     ngx_http_teleclinic_relay_pub = ngx_teleclinic_redis_create(cycle,
                                         tmcf->redis, "relay",

@@ -59,6 +59,8 @@ package Teleclinic::Clinic;
 # admin_day($t, $doctor, $date) GET the doctor's day with the admin key.
 # auth($token) the Authorization header of a bearer token, as a hash
 #   ref for $t->http's headers; admin_auth() that of $ADMIN_KEY.
+# book_when_up($t, $slot_id, %opts) book(), tried again while it is 503
+#   (a node that has not reached Redis yet) for opts{wait} seconds (10).
 # race($slot, \@ports, %opts) truly concurrent POSTs for one slot: opts
 #   clients (4) processes each open per_client (50) connections first,
 #   client k to $ports[k % @ports], and all write at once.  Returns one
@@ -81,7 +83,7 @@ our $TOKEN_SECRET = 'test-secret-0123456789';
 
 our @EXPORT_OK = qw(conf directory doctor write_directory day_ahead slots
                     free_slot free_slot_ids book appointment cancel
-                    reschedule admin_day auth admin_auth race ALL_DAY
+                    reschedule admin_day auth admin_auth race book_when_up ALL_DAY
                     $ADMIN_KEY $TOKEN_SECRET);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -239,6 +241,20 @@ sub book {
     };
 
     return $t->http(POST => "$API/appointments", body => $body);
+}
+
+sub book_when_up {
+    my ($t, $slot, %opts) = @_;
+
+    my $until = time + (delete $opts{wait} // 10);
+    my $r;
+
+    do {
+        $r = book($t, $slot, %opts);
+        select undef, undef, undef, 0.1 if $r->{status} == 503;
+    } while ($r->{status} == 503 && time < $until);
+
+    return $r;
 }
 
 sub appointment {

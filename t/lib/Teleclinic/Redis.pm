@@ -16,6 +16,10 @@ package Teleclinic::Redis;
 # command(@argv) one command on a fresh connection.
 # wait_for($cond, $what [, $seconds]) polls $cond every 0.1 s (10 s),
 #   dies with $what.
+# sentinel_group(%opts) a master, its replica and three Sentinels that
+#   watch it as "tc" (quorum 2, down after 1 s), in sync and known to
+#   each other: ($master, $replica, @sentinels).  opts: args (of both
+#   servers).
 
 use strict;
 use warnings;
@@ -164,6 +168,43 @@ sub wait_for {
     }
 
     croak "timed out waiting: $what";
+}
+
+sub sentinel_group {
+    my (%opts) = @_;
+
+    # every port is listened on before anything connects out, so that no
+    # outgoing connection's local port takes one of them first
+    my $master = Teleclinic::Redis->new(args => $opts{args});
+    my $replica = Teleclinic::Redis->new(args => $opts{args});
+    my @sentinels = map { Teleclinic::Redis->new(sentinel => '') } 1 .. 3;
+
+    $replica->command('REPLICAOF', '127.0.0.1', $master->port);
+
+    wait_for(sub {
+        ($replica->command('INFO', 'replication') // '')
+            =~ /master_link_status:up/
+    }, 'the replica is in sync', 30);
+
+    for my $s (@sentinels) {
+        $s->command('SENTINEL', 'MONITOR', 'tc', '127.0.0.1', $master->port,
+                    2);
+        $s->command('SENTINEL', 'SET', 'tc', 'down-after-milliseconds', 1000);
+        $s->command('SENTINEL', 'SET', 'tc', 'failover-timeout', 3000);
+    }
+
+    # a failover needs the replica and a quorum known to the sentinels
+    wait_for(sub {
+        my $ok = 1;
+        for my $s (@sentinels) {
+            my $r = $s->command('SENTINEL', 'replicas', 'tc');
+            my $o = $s->command('SENTINEL', 'sentinels', 'tc');
+            $ok &&= ref $r && @$r >= 1 && ref $o && @$o >= 2;
+        }
+        $ok;
+    }, 'the sentinels know the replica and each other', 60);
+
+    return ($master, $replica, @sentinels);
 }
 
 sub DESTROY {
