@@ -88,7 +88,7 @@ static void ngx_teleclinic_journal_sync_event(ngx_event_t *ev);
 static const char  *ngx_teleclinic_ops[] = {
     NULL, "book", "cancel", "reschedule", "status", "directory", "sent",
     "appt", "msg", "expire", "room", "note", "item", "drop", "close",
-    "rating", "forget", "consent", "mirror"
+    "rating", "forget", "consent", "mirror", "back"
 };
 
 
@@ -561,6 +561,7 @@ ngx_teleclinic_journal_state(ngx_teleclinic_zone_t *zone, ngx_uint_t outbox,
             ev.arrived = appt->arrived;
             ev.visit_start = appt->visit_start;
             ev.visit_end = appt->visit_end;
+            ev.back = appt->back;
             ev.version = appt->version;
 
             if (put(&ev, data) != NGX_OK) {
@@ -975,6 +976,10 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev,
             if (p && ev->version) {
                 p = ngx_slprintf(p, last, ",\"ver\":%uD", ev->version);
             }
+
+            if (p && ev->back) {
+                p = ngx_slprintf(p, last, ",\"back\":%ui", ev->back);
+            }
         }
 
         /* fall through */
@@ -993,6 +998,7 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev,
     case NGX_TELECLINIC_EV_STATUS:
     case NGX_TELECLINIC_EV_EXPIRE:
     case NGX_TELECLINIC_EV_MSG:
+    case NGX_TELECLINIC_EV_BACK:
         if (p == NULL || last - p < 32) {
             return NGX_ERROR;
         }
@@ -1003,6 +1009,9 @@ ngx_teleclinic_journal_encode(ngx_teleclinic_event_t *ev,
 
         if (ev->op == NGX_TELECLINIC_EV_STATUS) {
             p = ngx_slprintf(p, last, ",\"status\":%ui", ev->status);
+
+        } else if (ev->op == NGX_TELECLINIC_EV_BACK) {
+            p = ngx_slprintf(p, last, ",\"back\":%ui", ev->back);
 
         } else if (ev->op == NGX_TELECLINIC_EV_MSG) {
             p = ngx_slprintf(p, last, ",\"kind\":%ui,\"due\":%T,\"msg\":%ui",
@@ -1596,7 +1605,9 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
         || ngx_teleclinic_journal_uint(o, "oseq", NGX_MAX_INT_T_VALUE,
                                        &ev->oseq) != NGX_OK
         || ngx_teleclinic_journal_uint(o, "own", 0x1ffff, &ev->owner)
-           != NGX_OK)
+           != NGX_OK
+        || ngx_teleclinic_journal_uint(o, "back", NGX_MAX_INT_T_VALUE,
+                                       &ev->back) != NGX_OK)
     {
         goto done;
     }
@@ -1625,6 +1636,7 @@ ngx_teleclinic_journal_decode(u_char *line, size_t len,
     case NGX_TELECLINIC_EV_STATUS:
     case NGX_TELECLINIC_EV_EXPIRE:
     case NGX_TELECLINIC_EV_MSG:
+    case NGX_TELECLINIC_EV_BACK:
         if (ngx_teleclinic_journal_str(o, "id", &s, pool) != NGX_OK
             || ngx_teleclinic_appt_id_parse(s.data, s.len, &ev->id) != NGX_OK)
         {

@@ -250,7 +250,7 @@ ngx_teleclinic_record_change(ngx_teleclinic_zone_t *zone,
             rec->status = NGX_TELECLINIC_RECORD_FINAL;
             rec->closed = ev->at;
 
-            if (!zone->replay) {
+            if (!zone->replay && ev->node.len == 0) {
                 records->closed++;
             }
         }
@@ -279,7 +279,7 @@ ngx_teleclinic_record_change(ngx_teleclinic_zone_t *zone,
         rec->score = ev->num[0];
         rec->rated = ev->at;
 
-        if (!zone->replay) {
+        if (!zone->replay && ev->node.len == 0) {
             records->ratings[rec->score - 1]++;
         }
 

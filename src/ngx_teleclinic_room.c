@@ -58,8 +58,10 @@ static void ngx_teleclinic_wait_place(ngx_teleclinic_room_t *room,
     ngx_teleclinic_wait_t *w);
 static void ngx_teleclinic_wait_free(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_wait_t *w);
-static void ngx_teleclinic_wait_back(ngx_teleclinic_room_t *room,
-    ngx_teleclinic_wait_t *w);
+static void ngx_teleclinic_wait_back(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room, ngx_teleclinic_wait_t *w);
+static ngx_uint_t ngx_teleclinic_room_back(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room, uint64_t appt);
 static ngx_int_t ngx_teleclinic_room_status(ngx_teleclinic_actor_t *a,
     uint64_t appt, ngx_uint_t status);
 static void ngx_teleclinic_room_sweep_locked(ngx_teleclinic_actor_t *a,
@@ -204,13 +206,13 @@ ngx_teleclinic_room_checkin(ngx_teleclinic_actor_t *a)
     }
 
     /*
-     * arrived already: the patient left the queue (or their grace ran
-     * out) and comes back, at its end
+     * The place is the appointment's: sent back, or gone from the queue
+     * and come back, the patient is at its end; a queue made again after
+     * a restart, or on another node after its room's node died, has the
+     * order it had.
      */
 
-    if (appt->status == NGX_TELECLINIC_ARRIVED) {
-        w->back = ++room->backs;
-    }
+    w->back = appt->back;
 
     /*
      * With several nodes, a call that was on when its room's node died
@@ -363,6 +365,8 @@ ngx_teleclinic_room_leave(ngx_teleclinic_actor_t *a)
 
     room = w->room;
 
+    /* come back, at the end: a declined ring sends the patient there */
+
     if (w->state == NGX_TELECLINIC_RINGING) {
         ngx_teleclinic_ring_stop(a, room, NGX_TELECLINIC_FAIL_DECLINED,
                                  "declined");
@@ -372,6 +376,9 @@ ngx_teleclinic_room_leave(ngx_teleclinic_actor_t *a)
         ngx_teleclinic_post_changed(a, room);
         ngx_teleclinic_unlock(a);
         return NGX_OK;
+
+    } else {
+        (void) ngx_teleclinic_room_back(a, room, w->appt);
     }
 
     ngx_teleclinic_wait_free(a->zone, w);
@@ -566,7 +573,7 @@ ngx_teleclinic_room_skip(ngx_teleclinic_actor_t *a, uint64_t appt)
         return ngx_teleclinic_room_refuse(a, NGX_TELECLINIC_ROOM_BUSY);
     }
 
-    ngx_teleclinic_wait_back(room, w);
+    ngx_teleclinic_wait_back(a, room, w);
 
     ngx_teleclinic_post_changed(a, room);
     ngx_teleclinic_unlock(a);
@@ -1605,12 +1612,52 @@ ngx_teleclinic_wait_place(ngx_teleclinic_room_t *room,
 
 
 static void
-ngx_teleclinic_wait_back(ngx_teleclinic_room_t *room,
-    ngx_teleclinic_wait_t *w)
+ngx_teleclinic_wait_back(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room, ngx_teleclinic_wait_t *w)
 {
     ngx_queue_remove(&w->queue);
-    w->back = ++room->backs;
+    w->back = ngx_teleclinic_room_back(a, room, w->appt);
     ngx_teleclinic_wait_place(room, w);
+}
+
+
+/*
+ * When a patient went to the queue's end, journaled with the appointment:
+ * the room may be made again after a restart or on another node.  The
+ * clock's milliseconds, so any node's are comparable, and never less
+ * than the room's last, so the order holds when the clock steps back.
+ * A failed journal write leaves the place to this room alone.
+ */
+
+static ngx_uint_t
+ngx_teleclinic_room_back(ngx_teleclinic_actor_t *a,
+    ngx_teleclinic_room_t *room, uint64_t appt)
+{
+    ngx_uint_t               back;
+    ngx_time_t              *tp;
+    ngx_teleclinic_event_t   ev;
+
+    tp = ngx_timeofday();
+    back = (ngx_uint_t) tp->sec * 1000 + tp->msec;
+
+    if (back <= room->backs) {
+        back = room->backs + 1;
+    }
+
+    room->backs = back;
+
+    ngx_memzero(&ev, sizeof(ngx_teleclinic_event_t));
+
+    ev.op = NGX_TELECLINIC_EV_BACK;
+    ev.at = a->now;
+    ev.id = appt;
+    ev.back = back;
+
+    if (ngx_teleclinic_journal_commit(a->zone, &ev, a->log) == NGX_OK) {
+        a->committed = 1;
+    }
+
+    return back;
 }
 
 
@@ -1710,6 +1757,7 @@ ngx_teleclinic_room_sweep_locked(ngx_teleclinic_actor_t *a,
         if (w->peer.pid == 0 && w->state == NGX_TELECLINIC_WAITING
             && a->now >= w->peer.left + grace)
         {
+            (void) ngx_teleclinic_room_back(a, room, w->appt);
             ngx_teleclinic_wait_free(a->zone, w);
             changed = 1;
         }
@@ -1749,7 +1797,7 @@ ngx_teleclinic_ring_stop(ngx_teleclinic_actor_t *a,
     w->state = NGX_TELECLINIC_WAITING;
 
     if (reason != NGX_TELECLINIC_FAIL_CANCELLED) {
-        ngx_teleclinic_wait_back(room, w);
+        ngx_teleclinic_wait_back(a, room, w);
     }
 }
 

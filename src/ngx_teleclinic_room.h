@@ -54,7 +54,7 @@ typedef struct {
     uint64_t                      appt;
     time_t                        start;
     time_t                        arrived;
-    ngx_uint_t                    back;      /* 0, or when sent back */
+    ngx_uint_t                    back;      /* 0, or when sent back, ms */
     ngx_uint_t                    arrival;   /* order of check-in */
     ngx_uint_t                    state;
     ngx_teleclinic_peer_t         peer;
@@ -72,7 +72,7 @@ struct ngx_teleclinic_room_s {
     u_char                        doctor[NGX_TELECLINIC_ID_MAX];
     ngx_queue_t                   queue;
     ngx_uint_t                    nwaiting;  /* not in the call */
-    ngx_uint_t                    backs;
+    ngx_uint_t                    backs;     /* the last one sent back */
     ngx_uint_t                    average;   /* seconds; 0: no visit yet */
     ngx_uint_t                    visits;
     ngx_teleclinic_peer_t         console;

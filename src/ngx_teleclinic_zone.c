@@ -233,6 +233,7 @@ ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
     case NGX_TELECLINIC_EV_RESCHEDULE:
     case NGX_TELECLINIC_EV_STATUS:
     case NGX_TELECLINIC_EV_EXPIRE:
+    case NGX_TELECLINIC_EV_BACK:
 
         appt = ngx_teleclinic_appt_lookup(zone, ev->id);
 
@@ -466,11 +467,12 @@ ngx_teleclinic_apply_change(ngx_teleclinic_zone_t *zone,
 
                 /*
                  * the doctor's average is state, made again by a
-                 * replay; the metrics count what this start saw
+                 * replay and on every node; the metrics count what
+                 * this node saw since its start
                  */
                 zone->handlers->visit(zone, appt->doctor, appt->doctor_len,
                                       ev->at - appt->visit_start,
-                                      !zone->replay);
+                                      !zone->replay && ev->node.len == 0);
             }
             break;
         }
@@ -480,6 +482,11 @@ ngx_teleclinic_apply_change(ngx_teleclinic_zone_t *zone,
 
     if (ev->op == NGX_TELECLINIC_EV_EXPIRE) {
         ngx_teleclinic_appt_delete(zone, appt);
+        return NGX_OK;
+    }
+
+    if (ev->op == NGX_TELECLINIC_EV_BACK) {
+        appt->back = ev->back;
         return NGX_OK;
     }
 
@@ -528,6 +535,9 @@ ngx_teleclinic_apply_change(ngx_teleclinic_zone_t *zone,
     }
 
     ngx_teleclinic_slot_delete(zone, appt);
+
+    /* another time, another queue */
+    appt->back = 0;
 
     appt->doctor_len = ngx_min(ev->doctor.len, NGX_TELECLINIC_ID_MAX);
     ngx_memcpy(appt->doctor, ev->doctor.data, appt->doctor_len);
@@ -589,6 +599,7 @@ ngx_teleclinic_apply_appt(ngx_teleclinic_zone_t *zone,
     appt->arrived = ev->arrived;
     appt->visit_start = ev->visit_start;
     appt->visit_end = ev->visit_end;
+    appt->back = ev->back;
     appt->version = ev->version;
     appt->reminder = reminder;
     appt->doctor_len = ngx_min(ev->doctor.len, NGX_TELECLINIC_ID_MAX);

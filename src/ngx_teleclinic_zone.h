@@ -63,7 +63,9 @@
 #define NGX_TELECLINIC_EV_CONSENT     17
 /* compaction's: how far the other nodes' events (Redis) are applied */
 #define NGX_TELECLINIC_EV_MIRROR      18
-#define NGX_TELECLINIC_EV_LAST        NGX_TELECLINIC_EV_MIRROR
+/* a patient to the end of the queue: the waiting room's order */
+#define NGX_TELECLINIC_EV_BACK        19
+#define NGX_TELECLINIC_EV_LAST        NGX_TELECLINIC_EV_BACK
 
 /* a node's name (teleclinic_node) and a Redis Stream entry's id */
 #define NGX_TELECLINIC_NODE_MAX       32
@@ -92,6 +94,7 @@ typedef struct {
     time_t                        arrived;   /* first check-in */
     time_t                        visit_start;
     time_t                        visit_end;
+    ngx_uint_t                    back;      /* 0, or when sent back, ms */
     ngx_uint_t                    status;
     uint32_t                      version;   /* of its patient's token */
     struct ngx_teleclinic_msg_s  *reminder;
@@ -244,6 +247,7 @@ typedef struct {
     time_t                        arrived;     /* snapshots keep the */
     time_t                        visit_start; /* visit's times */
     time_t                        visit_end;
+    ngx_uint_t                    back;        /* to the queue's end, ms */
     uint32_t                      version;     /* snapshots: the token's */
     ngx_str_t                     name;
     ngx_str_t                     phone;

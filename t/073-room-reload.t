@@ -4,12 +4,14 @@
 # gets close 1001, the old workers exit, the clients connect again and
 # say hello to the new workers, and the queue (order with a skipped
 # patient, positions) and the call (rejoin within the grace period)
-# are as before; no alert in the log.
+# are as before; no alert in the log.  After kill -9 and a start the
+# queue's order (sent back, left and come back) is as it was.
 
 use strict;
 use warnings;
 
 use Test::More;
+use Compress::Zlib qw(crc32);
 
 use FindBin;
 use lib "$FindBin::Bin/lib";
@@ -107,9 +109,60 @@ $doc->send_json({ type => 'call_next' });
 $ring = $ws{1}->recv_json(type => 'ring');
 ok($ring, 'call_next after the reload rings patient 2');
 
+# patient 2 says no: to the end; patient 3 leaves and comes back: to the
+# end, behind patient 2
+$ws{1}->send_json({ type => 'decline', call => $ring ? $ring->{call} : 'x' });
+expect_doctor_queue($doc, [ @id[2, 0, 1] ], 'patient 2 declines: last');
+$ws{2}->send_json({ type => 'leave' });
+expect_doctor_queue($doc, [ @id[0, 1] ], 'patient 3 leaves');
+($ws{2}) = patient($t, $p[2]);
+expect_doctor_queue($doc, [ @id[0, 1, 2] ], 'patient 3 back, at the end');
+
 ###############################################################################
+# kill -9 and a start (compacting the journal): the queue's order is the
+# appointments', from the journal; the patients come back in another
+# order and have their places
 
 $_->close for grep { !$_->closed } $doc, $docb, $qws, values %ws;
+
+$t->kill9;
+
+# many delivered messages make the journal long: the start compacts it,
+# and the compacted journal keeps the order too
+my $journal = $t->prefix . '/state/journal';
+my ($seq) = ($t->read_file($journal) =~ /.*"seq":(\d+)/s);
+open my $fh, '>>', $journal or die "open $journal: $!";
+for my $i (1 .. 1500) {
+    my $json = sprintf '{"seq":%d,"op":"sent","at":%d,"msg":%d}',
+                       $seq + $i, time, 4 * ($seq + $i);
+    printf $fh "%08x %s\n", crc32($json), $json;
+}
+close $fh or die "close $journal: $!";
+
+my $from = length $t->error_log;
+$t->start;
+like(substr($t->error_log, $from), qr/\[notice\].*compacted/,
+     'the start compacts the journal');
+like($t->read_file($journal), qr/"op":"appt".*"back":\d+/,
+     'the compacted journal keeps who was sent back');
+
+for my $i (2, 1, 0) {
+    ($ws{$i}, $w) = patient($t, $p[$i]);
+    is($w && $w->{type}, 'welcome',
+       'after the restart: patient ' . ($i + 1) . ' hello');
+}
+
+$doc = connect_ws($t);
+$w = $doc->hello($dtoken);
+is($w && $w->{type}, 'welcome', 'after the restart: doctor a hello');
+expect_doctor_queue($doc, [ @id[0, 1, 2] ],
+                    'after the restart the queue is in its order');
+expect_queue($ws{0}, { position => 1, waiting => 3 }, 'patient 1: 1 of 3');
+expect_queue($ws{2}, { position => 3, waiting => 3 }, 'patient 3: 3 of 3');
+
+###############################################################################
+
+$_->close for grep { !$_->closed } $doc, values %ws;
 
 ok($t->stop, 'no alerts in the log');
 

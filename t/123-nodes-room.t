@@ -226,8 +226,8 @@ $_->close(1000) for $doc2, $back, $queued2, $local;
 
 # the room's own node dies with a call in progress: the node left makes
 # the room again as its clients come back; the call is given back to
-# both (rejoin: a new call id, new TURN credentials), the patient waiting
-# keeps their place
+# both (rejoin: a new call id, new TURN credentials), the patients
+# waiting keep their places, one sent back with "later" too
 
 $other->start;                       # its journal, then the stream
 
@@ -237,20 +237,47 @@ for my $n ($home, $other) {
                      && $1 == 2) || time > $until;
 }
 
-my @q = book_soon($home, 'doc-a', 2, skip => 6);
+my @q = book_soon($home, 'doc-a', 4, skip => 6);
 $until = time + 5;
-sleep 0.05 until appointment($other, $q[1]{id}, $q[1]{token})->{status}
+sleep 0.05 until appointment($other, $q[3]{id}, $q[3]{token})->{status}
                  == 200 || time > $until;
 
-my ($dw, $tw, $ww, $talking, $waiting);
+my %waits = map { $q[$_]{id} => 1 } 1 .. 3;
+
+# the doctor's queue, of this scenario's waiting patients
+sub waiting_order {
+    my ($ws, $want, $name) = @_;
+
+    my @ids = map { $_->{id} } @$want;
+
+    ok($ws->recv_json(type => 'queue', timeout => 10, match => sub {
+           join(',', grep { $waits{$_} } map { $_->{appointment} // '' }
+                          @{ $_[0]{patients} // [] })
+           eq join(',', @ids)
+       }), $name);
+}
+
+my ($dw, $tw, $talking);
+my %wq;
 ($doc, $dw) = doctor_console($home, 'doc-a');
 ($talking, $tw) = patient($home, $q[0]);
-($waiting, $ww) = patient($other, $q[1]);
+($wq{1}) = patient($other, $q[1]);
+($wq{2}) = patient($home, $q[2]);
+($wq{3}) = patient($other, $q[3]);
 
-ok($doc->recv_json(type => 'queue', match => sub {
-       grep { ($_->{appointment} // '') eq $q[1]{id} }
-            @{ $_[0]{patients} // [] }
-   }), 'a patient on the other node waits in the room');
+waiting_order($doc, [ @q[1 .. 3] ],
+              'three wait, two on the other node, in order');
+
+# "later": the first of them goes to the end, and the stream has it
+$doc->send_json({ type => 'skip', appointment => $q[1]{id} });
+waiting_order($doc, [ @q[2, 3, 1] ], 'one sent back with later');
+
+my ($stream) = @{ $redis->command('KEYS', 'teleclinic:*:log') // [] };
+Teleclinic::Redis::wait_for(sub {
+    my $entries = $redis->command('XRANGE', $stream, '-', '+') // [];
+    grep { /"op":"back"/ && /\Q$q[1]{id}\E/ }
+         map { @{ $_->[1] } } @$entries;
+}, 'the sent-back line in the stream');
 
 $doc->send_json({ type => 'call', appointment => $q[0]{id} });
 $ring = $talking->recv_json(type => 'ring');
@@ -275,7 +302,8 @@ sleep 0.1 until (() = $other->error_log =~ /1 nodes alive/g) > $seen
 ok((() = $other->error_log =~ /1 nodes alive/g) > $seen,
    "node $o finds node $h gone");
 
-ok($waiting->wait_closed(10), 'the relayed patient is let go, to connect again');
+ok($wq{1}->wait_closed(10) && $wq{3}->wait_closed(10),
+   'the relayed patients are let go, to connect again');
 
 $doc2 = connect_ws($other);
 $hi = $doc2->hello($doc_token);
@@ -292,15 +320,19 @@ isnt($pc && $pc->{call}, $old_call, 'made again, with a new id');
 note(sprintf 'room node killed to the call given back to both: %.0f ms',
      (time - $killed) * 1000);
 
-my ($waiting2) = patient($other, $q[1]);
-expect_queue($waiting2, { position => 1 }, 'the waiting patient is first');
+# they come back in another order than they had; the queue has its own
+($wq{$_}) = patient($other, $q[$_]) for 1, 3, 2;
+waiting_order($doc2, [ @q[2, 3, 1] ],
+              'the queue made again has the order it had, later kept');
+expect_queue($wq{2}, { position => 1 }, 'the first waiting is first');
+expect_queue($wq{1}, { position => 3 }, 'the one sent back is last');
 
 my $sig = { type => 'offer', sdp => "v=0\r\no=- 3 3 IN IP4 127.0.0.1\r\n" };
 $doc2->send_json({ type => 'signal', call => $dc->{call}, data => $sig });
 my $got = $back->recv_json(type => 'signal');
 is_deeply($got && $got->{data}, $sig, 'signaling goes on in the call');
 
-$_->close(1000) for $doc2, $back, $waiting2;
+$_->close(1000) for $doc2, $back, values %wq;
 
 ok($other->stop, "node $o stopped cleanly");
 $redis->stop;
