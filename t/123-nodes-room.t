@@ -101,6 +101,9 @@ for my $doctor (qw(doc-a doc-b)) {
     my ($p2) = patient($other, $p[2]);
     expect_queue($p2, { position => 3 }, "$doctor: patient 3 is third");
 
+    my $VISITS = 'teleclinic_consultation_duration_seconds_count';
+    my %visits = map { $_ => metrics($node{$_})->{$VISITS} // 0 } keys %node;
+
     my $t0 = time;
     $doc->send_json({ type => 'call_next' });
 
@@ -134,6 +137,16 @@ for my $doctor (qw(doc-a doc-b)) {
     my $end = $p0->recv_json(type => 'ended');
     is($end && $end->{reason}, 'hangup',
        "$doctor: the hangup reaches the patient");
+
+    # the visit is counted by the node that held it, not again by the
+    # other one, which has it from Redis: the nodes' metrics add up
+    my $until1 = time + 5;
+    sleep 0.05 until (appointment($other, $p[0]{id}, $p[0]{token})
+                      ->{json}{status} // '') eq 'fulfilled' || time > $until1;
+    is(metrics($home)->{$VISITS}, $visits{$h} + 1,
+       "$doctor: the visit in node ${h}'s metrics");
+    is(metrics($other)->{$VISITS} // 0, $visits{$o},
+       "$doctor: and not again in node ${o}'s");
 
     # the visit's record written on one node is read on the other
     my $put = $other->http(PUT => "/api/v1/appointments/$p[0]{id}/record/note",
