@@ -55,6 +55,7 @@ static ngx_teleclinic_ws_type_t  ngx_teleclinic_ws_types[] = {
 
 static ngx_int_t ngx_teleclinic_ws_msg_refuse(ngx_teleclinic_ws_msg_t *msg,
     const char *code, const char *message);
+static ngx_int_t ngx_teleclinic_ws_msg_urls(json_t *list);
 static ngx_int_t ngx_teleclinic_ws_msg_id(json_t *root, const char *key,
     uint64_t *id);
 
@@ -133,6 +134,17 @@ ngx_teleclinic_ws_msg_parse(const u_char *text, size_t len,
 
         msg->token.data = (u_char *) json_string_value(token);
         msg->token.len = json_string_length(token);
+
+        /* the nodes the client could not reach, their welcome's URLs */
+        v = json_object_get(root, "unreachable");
+
+        if (v && ngx_teleclinic_ws_msg_urls(v) != NGX_OK) {
+            return ngx_teleclinic_ws_msg_refuse(msg, "bad_message",
+                                                "\"unreachable\" must be a "
+                                                "list of node URLs");
+        }
+
+        msg->unreachable = v;
     }
 
     if ((t->needs & NGX_TELECLINIC_NEEDS_CALL)
@@ -224,6 +236,32 @@ ngx_teleclinic_ws_msg_refuse(ngx_teleclinic_ws_msg_t *msg, const char *code,
     msg->message = message;
 
     return NGX_ERROR;
+}
+
+
+/* the hello's "unreachable": a short list of URLs, as the welcome gave */
+
+static ngx_int_t
+ngx_teleclinic_ws_msg_urls(json_t *list)
+{
+    size_t   i;
+    json_t  *v;
+
+    if (!json_is_array(list)
+        || json_array_size(list) > NGX_TELECLINIC_WS_URLS)
+    {
+        return NGX_ERROR;
+    }
+
+    json_array_foreach(list, i, v) {
+        if (!json_is_string(v) || json_string_length(v) == 0
+            || json_string_length(v) > NGX_TELECLINIC_WS_URL_MAX)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

@@ -39,11 +39,17 @@
  * One client message, checked: the type and the fields it must have.
  * Strings and "data" point into root, valid until it is freed.
  */
+/* a hello's "unreachable": URLs of nodes, as long as a node's may be */
+#define NGX_TELECLINIC_WS_URLS        16
+#define NGX_TELECLINIC_WS_URL_MAX     128
+
+
 typedef struct {
     json_t                       *root;
     json_t                       *id;        /* the client's, or NULL */
     ngx_uint_t                    type;
     ngx_str_t                     token;     /* hello */
+    json_t                       *unreachable;  /* hello, or NULL */
     uint64_t                      call;      /* accept ... hangup */
     uint64_t                      appt;      /* call, skip, noshow */
     json_t                       *data;      /* echo, signal */

@@ -80,6 +80,8 @@ static void ngx_teleclinic_mirror_load(void);
 static void ngx_teleclinic_mirror_loaded(redisReply *reply, void *data);
 static void ngx_teleclinic_mirror_answered(redisReply *reply, void *data);
 static void ngx_teleclinic_mirror_alive(redisReply *reply, void *data);
+static ngx_int_t ngx_teleclinic_mirror_pick(ngx_str_t *doctor,
+    ngx_teleclinic_node_t *node, ngx_uint_t *version);
 static ngx_int_t ngx_teleclinic_mirror_node_cmp(const void *one,
     const void *two);
 static void ngx_teleclinic_mirror_claimed(redisReply *reply, void *data);
@@ -1473,24 +1475,55 @@ ngx_teleclinic_mirror_alive(redisReply *reply, void *data)
  * whose hash with the doctor is highest (rendezvous hashing), so that
  * every node names the same one without asking, and a node's death moves
  * only its own rooms.  NGX_OK: this node (also with one node, or while
- * Redis is away: the rooms go on where they are); NGX_DECLINED: another,
- * copied into node.
+ * Redis is away: no connection can be relayed then); NGX_DECLINED:
+ * another, copied into node.
  */
 
 ngx_int_t
 ngx_teleclinic_mirror_home(ngx_str_t *doctor, ngx_teleclinic_node_t *node,
     ngx_uint_t *version)
 {
-    uint32_t                 best, h;
-    ngx_uint_t               i, found;
-    ngx_teleclinic_node_t   *n;
-    ngx_teleclinic_group_t  *sh;
-
     *version = 0;
 
     if (!ngx_teleclinic_mirror_up()) {
         return NGX_OK;
     }
+
+    return ngx_teleclinic_mirror_pick(doctor, node, version);
+}
+
+
+/*
+ * While Redis is away: the node the room was on when the nodes alive
+ * were last heard of (they stay as they were), NGX_DECLINED when it is
+ * another that has a public URL, for the client to go to.
+ */
+
+ngx_int_t
+ngx_teleclinic_mirror_last_home(ngx_str_t *doctor,
+    ngx_teleclinic_node_t *node)
+{
+    ngx_uint_t  version;
+
+    if (ngx_teleclinic_mirror == NULL || ngx_teleclinic_mirror_up()
+        || ngx_teleclinic_mirror_pick(doctor, node, &version) == NGX_OK
+        || node->url_len == 0)
+    {
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_mirror_pick(ngx_str_t *doctor, ngx_teleclinic_node_t *node,
+    ngx_uint_t *version)
+{
+    uint32_t                 best, h;
+    ngx_uint_t               i, found;
+    ngx_teleclinic_node_t   *n;
+    ngx_teleclinic_group_t  *sh;
 
     sh = ngx_teleclinic_mirror_zone->sh->group;
     best = 0;
@@ -1743,6 +1776,13 @@ ngx_str_t *
 ngx_teleclinic_mirror_node(void)
 {
     return ngx_teleclinic_mirror ? &ngx_teleclinic_mirror->node : NULL;
+}
+
+
+ngx_str_t *
+ngx_teleclinic_mirror_url(void)
+{
+    return ngx_teleclinic_mirror ? &ngx_teleclinic_mirror->url : NULL;
 }
 
 

@@ -79,10 +79,14 @@ void ngx_teleclinic_mirror_claim_cancel(ngx_teleclinic_claim_t *claim);
  */
 ngx_int_t ngx_teleclinic_mirror_home(ngx_str_t *doctor,
     ngx_teleclinic_node_t *node, ngx_uint_t *version);
+/* while Redis is away: NGX_DECLINED when the room was on another node */
+ngx_int_t ngx_teleclinic_mirror_last_home(ngx_str_t *doctor,
+    ngx_teleclinic_node_t *node);
 ngx_uint_t ngx_teleclinic_mirror_nodes_version(void);
 ngx_uint_t ngx_teleclinic_mirror_alive_node(u_char *name, size_t len);
-/* this node's name */
+/* this node's name and public URL */
 ngx_str_t *ngx_teleclinic_mirror_node(void);
+ngx_str_t *ngx_teleclinic_mirror_url(void);
 
 /* with the zone locked: the node owning a message (its hash) is alive */
 ngx_uint_t ngx_teleclinic_mirror_owner_alive_locked(

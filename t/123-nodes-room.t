@@ -13,7 +13,6 @@ use strict;
 use warnings;
 
 use Test::More;
-use Compress::Zlib qw(crc32);
 use Time::HiRes qw(sleep time);
 
 use FindBin;
@@ -29,37 +28,10 @@ plan(skip_all => 'redis-server is not installed (Debian: redis-server)')
     unless Teleclinic::Redis::available();
 
 my $redis = Teleclinic::Redis->new;
-my $KEY = join '', map { sprintf '%02x', int rand 256 } 1 .. 32;
-my $KEY_FILE = Teleclinic::Redis->dir . '/data.key';
-{
-    open my $fh, '>', $KEY_FILE or die "$KEY_FILE: $!";
-    print $fh "$KEY\n";
-    close $fh;
-}
-
-my %node;
-
-for my $name (qw(a b)) {
-    $node{$name} = room(grace => '3s', http => join "\n",
-        'teleclinic_redis 127.0.0.1:' . $redis->port . ';',
-        'teleclinic_public_url http://127.0.0.1:%%PORT%%;',
-        "teleclinic_data_key_file $KEY_FILE;",
-        "teleclinic_node $name;");
-}
+my %node = %{ room_nodes($redis, grace => '3s') };
 
 # the node of a doctor's room, as the module chooses it
-sub home {
-    my ($doctor) = @_;
-    my ($best) = sort { crc32("$doctor/$b") <=> crc32("$doctor/$a") } keys %node;
-    return $best;
-}
-
-# every node knows both alive
-for my $name (sort keys %node) {
-    my $until = time + 15;
-    sleep 0.1 until $node{$name}->error_log =~ /2 nodes alive/ || time > $until;
-    like($node{$name}->error_log, qr/2 nodes alive/, "node $name sees 2 nodes");
-}
+sub home { home_of($_[0], keys %node) }
 
 for my $doctor (qw(doc-a doc-b)) {
     my $h = home($doctor);

@@ -20,12 +20,22 @@
 //
 // With several nodes the welcome lists their URLs (`nodes`): a connection
 // that drops is tried again at once on the next node, then round the list
-// with the backoff; 1012 (the room moved) is tried again at once.
+// with the backoff; 1012 (the room moved) is tried again at once. While
+// the nodes cannot reach each other (Redis is away) a node may answer the
+// hello with `room_elsewhere` and the room's node: that one is tried
+// next; a node that could not be reached is named in the next hello's
+// `unreachable`, so that another makes the room.
 
 const BACKOFF = [1000, 2000, 4000, 8000, 15000];
 
 // the server's closes after which trying again cannot help
 const FINAL = { 1008: 'unauthorized', 4409: 'replaced' };
+
+// the URLs of a server's list of nodes that can be connected to
+function nodeList(urls) {
+    return urls.filter((u) => typeof u === 'string'
+                              && /^https?:\/\/[^\s]+$/.test(u));
+}
 
 export class Signal extends EventTarget {
     constructor(token, { url } = {}) {
@@ -35,6 +45,8 @@ export class Signal extends EventTarget {
                           + location.host + '/ws';
         this.nodes = [];
         this.turn = 0;
+        this.unreachable = new Set();
+        this.elsewhere = false;
         this.ws = null;
         this.welcomed = false;
         this.everWelcomed = false;
@@ -65,8 +77,16 @@ export class Signal extends EventTarget {
             return;
         }
         this.ws = ws;
+        const node = this.nodes.length
+                     ? this.nodes[this.turn % this.nodes.length] : null;
+        let opened = false;
         ws.onopen = () => {
-            ws.send(JSON.stringify({ v: 1, type: 'hello', token: this.token }));
+            opened = true;
+            const hello = { v: 1, type: 'hello', token: this.token };
+            if (this.unreachable.size) {
+                hello.unreachable = [...this.unreachable];
+            }
+            ws.send(JSON.stringify(hello));
         };
         ws.onmessage = (ev) => {
             let msg;
@@ -78,12 +98,20 @@ export class Signal extends EventTarget {
             if (!msg || typeof msg.type !== 'string') {
                 return;
             }
+            if (msg.type === 'error' && msg.code === 'room_elsewhere'
+                && Array.isArray(msg.nodes)) {
+                // the server closes next; the room's node is the first
+                this.nodes = nodeList(msg.nodes);
+                this.turn = 0;
+                this.elsewhere = this.nodes.length > 0;
+                return;
+            }
             if (msg.type === 'welcome') {
                 if (Array.isArray(msg.nodes)) {
-                    this.nodes = msg.nodes.filter((u) => typeof u === 'string'
-                                                  && /^https?:\/\/[^\s]+$/.test(u));
+                    this.nodes = nodeList(msg.nodes);
                     this.turn = 0;
                 }
+                this.unreachable.clear();
                 this.welcomed = true;
                 this.tries = 0;
                 if (this.everWelcomed) {
@@ -110,8 +138,17 @@ export class Signal extends EventTarget {
                 this.finish(FINAL[ev.code]);
                 return;
             }
+            if (!opened && node) {
+                this.unreachable.add(node);
+            }
             if (wasWelcomed || this.tries === 0) {
                 this.emit('lost', { code: ev.code });
+            }
+            if (this.elsewhere) {
+                // to the room's node, with the backoff: it may be gone too
+                this.elsewhere = false;
+                this.retry();
+                return;
             }
             if (ev.code === 1012 && wasWelcomed) {
                 // the room moved to another node: this one relays it now

@@ -47,9 +47,6 @@ typedef struct {
 
 #define NGX_HTTP_TELECLINIC_RELAY_CHECK  1000    /* ms, the nodes alive */
 
-/* close codes registered for servers: connect again, now or later */
-#define NGX_HTTP_TELECLINIC_WS_MOVED     1012
-#define NGX_HTTP_TELECLINIC_WS_AWAY      1013
 #define NGX_HTTP_TELECLINIC_RELAY_MAX    (256 * 1024)
 #define NGX_HTTP_TELECLINIC_CHANNEL_LEN  256
 

@@ -15,6 +15,11 @@
 #include "ngx_http_teleclinic_websocket.h"
 
 
+/* close codes registered for servers: connect again, now or later */
+#define NGX_HTTP_TELECLINIC_WS_MOVED     1012
+#define NGX_HTTP_TELECLINIC_WS_AWAY      1013
+
+
 /*
  * With several nodes, a doctor's waiting room lives on one of them
  * (ngx_teleclinic_mirror_home()).  A WebSocket connection that comes to

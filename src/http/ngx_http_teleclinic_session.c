@@ -57,6 +57,14 @@ typedef struct {
 /* the nodes a welcome names, at most */
 #define NGX_TELECLINIC_SESSION_NODES  16
 
+/*
+ * ms: how often the rooms of this worker's clients are checked against
+ * the nodes alive, and how long after Redis came back they are left as
+ * they are, for the heartbeats to say again who is alive
+ */
+#define NGX_TELECLINIC_SESSION_HOMES  1000
+#define NGX_TELECLINIC_SESSION_SETTLE 2500
+
 
 /* rooms whose queues changed, gathered over one batch of mail */
 #define NGX_TELECLINIC_CHANGED_MAX    64
@@ -70,6 +78,9 @@ typedef struct {
 static void ngx_teleclinic_session_hello(ngx_teleclinic_ws_t *ws,
     ngx_teleclinic_session_t *s, ngx_teleclinic_ws_msg_t *msg);
 static void ngx_teleclinic_session_nodes(json_t *reply);
+static ngx_int_t ngx_teleclinic_session_elsewhere(
+    ngx_teleclinic_session_t *s, ngx_str_t *doctor,
+    ngx_teleclinic_ws_msg_t *msg);
 static ngx_int_t ngx_teleclinic_session_relay(ngx_teleclinic_session_t *s,
     ngx_str_t *doctor, ngx_teleclinic_ws_msg_t *msg);
 static ngx_int_t ngx_teleclinic_session_actor(ngx_teleclinic_session_t *s,
@@ -94,6 +105,7 @@ static ngx_teleclinic_session_t *ngx_teleclinic_session_find(
 static void ngx_teleclinic_session_timer(ngx_teleclinic_actor_t *a);
 static void ngx_teleclinic_session_sweep(ngx_event_t *ev);
 static void ngx_teleclinic_session_day_end(ngx_event_t *ev);
+static void ngx_teleclinic_session_homes(ngx_event_t *ev);
 
 
 /* the protocol's names of the room's refusals, by their error */
@@ -118,6 +130,12 @@ static ngx_uint_t                        ngx_teleclinic_sessions_mask;
 static ngx_uint_t                        ngx_teleclinic_session_serial;
 
 static ngx_event_t                      ngx_teleclinic_midnight;
+
+/* with several nodes: where the rooms of this worker's clients belong */
+static ngx_event_t                      ngx_teleclinic_homes;
+static ngx_uint_t                       ngx_teleclinic_homes_version;
+static ngx_msec_t                       ngx_teleclinic_homes_back;
+static ngx_uint_t                       ngx_teleclinic_homes_up;
 
 static ngx_teleclinic_changed_t   ngx_teleclinic_changed[
                                       NGX_TELECLINIC_CHANGED_MAX];
@@ -179,6 +197,15 @@ ngx_teleclinic_session_init_process(ngx_cycle_t *cycle)
     ngx_teleclinic_midnight.cancelable = 1;
 
     ngx_add_timer(&ngx_teleclinic_midnight, 1000);
+
+    if (ngx_teleclinic_mirror_on()) {
+        ngx_teleclinic_homes.handler = ngx_teleclinic_session_homes;
+        ngx_teleclinic_homes.log = cycle->log;
+        ngx_teleclinic_homes.cancelable = 1;
+
+        ngx_teleclinic_homes_version = ngx_teleclinic_mirror_nodes_version();
+        ngx_add_timer(&ngx_teleclinic_homes, NGX_TELECLINIC_SESSION_HOMES);
+    }
 
     return NGX_OK;
 }
@@ -668,7 +695,76 @@ ngx_teleclinic_session_relay(ngx_teleclinic_session_t *s, ngx_str_t *doctor,
         ngx_teleclinic_session_refuse(s->ws, msg->id, "unavailable");
     }
 
-    return rc;
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    return ngx_teleclinic_session_elsewhere(s, doctor, msg);
+}
+
+
+/*
+ * While Redis is away nothing can be relayed: a room stays on the node
+ * it was on, and a client that comes to another is sent there, so that
+ * the doctor and the patients still meet in one room.  Unless the client
+ * says it could not reach that node (the hello's "unreachable"): the node
+ * may have died meanwhile, and then the room is made here.  NGX_DECLINED
+ * when the room is here.
+ */
+
+static ngx_int_t
+ngx_teleclinic_session_elsewhere(ngx_teleclinic_session_t *s,
+    ngx_str_t *doctor, ngx_teleclinic_ws_msg_t *msg)
+{
+    u_char                 *url;
+    json_t                 *v, *reply, *nodes;
+    size_t                  i;
+    ngx_str_t              *mine;
+    ngx_teleclinic_node_t   home;
+
+    if (ngx_teleclinic_mirror_last_home(doctor, &home) == NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    /* checked by the parser: strings */
+
+    json_array_foreach(msg->unreachable, i, v) {
+        url = (u_char *) json_string_value(v);
+
+        if (json_string_length(v) == home.url_len
+            && ngx_memcmp(url, home.url, home.url_len) == 0)
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_INFO, s->ws->log, 0,
+                  "teleclinic session: Redis is away, the room is on "
+                  "node \"%*s\"", home.len, home.name);
+
+    mine = ngx_teleclinic_mirror_url();
+
+    nodes = json_pack("[s%]", home.url, home.url_len);
+
+    if (nodes && mine->len) {
+        json_array_append_new(nodes, json_stringn((char *) mine->data,
+                                                  mine->len));
+    }
+
+    reply = json_pack("{s:i, s:s, s:s, s:s, s:o*}", "v", 1,
+                      "type", "error", "code", "room_elsewhere",
+                      "message", "the room is on another node for now",
+                      "nodes", nodes);
+
+    if (reply && msg->id) {
+        json_object_set(reply, "id", msg->id);
+    }
+
+    ngx_teleclinic_ws_send_json(s->ws, reply);
+    ngx_teleclinic_ws_close(s->ws, NGX_HTTP_TELECLINIC_WS_AWAY,
+                            "the room is out of reach");
+
+    return NGX_OK;
 }
 
 
@@ -1075,6 +1171,82 @@ ngx_teleclinic_session_day_end(ngx_event_t *ev)
          + 1000;
 
     ngx_add_timer(ev, ms);
+}
+
+
+/*
+ * With several nodes a room is served where its clients are only while
+ * it is this node's, or while Redis is away (see session_elsewhere).
+ * When the nodes alive change (a node came back, or a new one), or Redis
+ * is back after a while away, a client here whose room is another
+ * node's now connects again (1012), is relayed there, and the doctor and
+ * the patients are in one room again; a call in it is given back there.
+ * Relayed connections are the relay's to check.
+ */
+
+static void
+ngx_teleclinic_session_homes(ngx_event_t *ev)
+{
+    ngx_str_t                   doctor;
+    ngx_uint_t                  i, up, version, v;
+    ngx_teleclinic_node_t       home;
+    ngx_teleclinic_session_t   *s, *next;
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    ngx_add_timer(ev, NGX_TELECLINIC_SESSION_HOMES);
+
+    up = ngx_teleclinic_mirror_up();
+
+    if (!up) {
+        ngx_teleclinic_homes_up = 0;
+        return;
+    }
+
+    if (!ngx_teleclinic_homes_up) {
+        ngx_teleclinic_homes_up = 1;
+        ngx_teleclinic_homes_back = ngx_current_msec;
+        ngx_teleclinic_homes_version = (ngx_uint_t) -1;
+    }
+
+    if (ngx_current_msec - ngx_teleclinic_homes_back
+        < NGX_TELECLINIC_SESSION_SETTLE)
+    {
+        return;
+    }
+
+    version = ngx_teleclinic_mirror_nodes_version();
+
+    if (version == ngx_teleclinic_homes_version
+        || ngx_teleclinic_sessions == NULL)
+    {
+        ngx_teleclinic_homes_version = version;
+        return;
+    }
+
+    ngx_teleclinic_homes_version = version;
+
+    for (i = 0; i <= ngx_teleclinic_sessions_mask; i++) {
+        for (s = ngx_teleclinic_sessions[i]; s; s = next) {
+            next = s->next;
+
+            if (s->doctor_len == 0 || s->relay || s->ws->remote) {
+                continue;
+            }
+
+            doctor.data = s->doctor;
+            doctor.len = s->doctor_len;
+
+            if (ngx_teleclinic_mirror_home(&doctor, &home, &v)
+                == NGX_DECLINED)
+            {
+                ngx_teleclinic_ws_close(s->ws, NGX_HTTP_TELECLINIC_WS_MOVED,
+                                        "the room moved");
+            }
+        }
+    }
 }
 
 

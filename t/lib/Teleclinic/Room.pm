@@ -38,6 +38,12 @@ package Teleclinic::Room;
 # worker_of($t, $ws) the pid of the worker holding $ws.
 # epoch($rfc3339) Unix seconds of an RFC 3339 time.
 # turn_credential($username) base64(HMAC-SHA1($TURN_SECRET, $username)).
+# room_nodes($redis, %room_opts) two nodes "a" and "b" of one group on
+#   that Teleclinic::Redis, each a room() with teleclinic_redis, its
+#   public URL and a data key (in the Redis directory); waits until both
+#   see both alive: { a => $t, b => $t }.
+# home_of($doctor, @names) the node of those names that has the doctor's
+#   room, as the module chooses it (rendezvous hashing by CRC-32).
 # metrics($t) GET /metrics: { 'name{labels}' => value }, and the text.
 # expect_queue($ws, {position => 2, ...}, $name) waits for the patient's
 #   queue message with these figures, dropping the ones before it (they
@@ -53,6 +59,7 @@ use strict;
 use warnings;
 
 use Carp qw(croak);
+use Compress::Zlib qw(crc32);
 use Digest::SHA qw(hmac_sha1);
 use Exporter qw(import);
 use MIME::Base64 qw(encode_base64);
@@ -74,7 +81,8 @@ our @DOCTORS = (
     ['doc-b', 'Dr. Ben Room'],
 );
 
-our @EXPORT_OK = qw(room book_soon book_at login connect_ws patient
+our @EXPORT_OK = qw(room room_nodes home_of book_soon book_at login
+                    connect_ws patient
                     doctor_console worker_of epoch turn_credential metrics
                     expect_queue expect_doctor_queue expect_error
                     $TURN_SECRET $SLOT_MINUTES);
@@ -151,6 +159,48 @@ sub room {
                  http => $http, server => $server));
 
     return $t;
+}
+
+
+sub room_nodes {
+    my ($redis, %opts) = @_;
+
+    my $key_file = $redis->dir . '/data.key';
+
+    unless (-e $key_file) {
+        open my $fh, '>', $key_file or croak "$key_file: $!";
+        print $fh join('', map { sprintf '%02x', int rand 256 } 1 .. 32), "\n";
+        close $fh;
+    }
+
+    my %node;
+
+    for my $name (qw(a b)) {
+        $node{$name} = room(%opts, http => join "\n",
+            'teleclinic_redis 127.0.0.1:' . $redis->port . ';',
+            'teleclinic_public_url http://127.0.0.1:%%PORT%%;',
+            "teleclinic_data_key_file $key_file;",
+            "teleclinic_node $name;",
+            $opts{http} // '');
+    }
+
+    for my $name (sort keys %node) {
+        my $until = Time::HiRes::time() + 15;
+        Time::HiRes::sleep(0.1)
+            until $node{$name}->error_log =~ /2 nodes alive/
+                  || Time::HiRes::time() > $until;
+        croak "node $name does not see both nodes alive"
+            unless $node{$name}->error_log =~ /2 nodes alive/;
+    }
+
+    return \%node;
+}
+
+sub home_of {
+    my ($doctor, @names) = @_;
+
+    my ($best) = sort { crc32("$doctor/$b") <=> crc32("$doctor/$a") } @names;
+    return $best;
 }
 
 
