@@ -13,7 +13,7 @@
 // 'signal', 'peer', 'ended', 'call_state', 'visit', 'snapshot_request',
 // 'snapshot_consent', 'error'), with the message as detail; and
 //   'lost'    the connection dropped; it is being tried again
-//   'back'    a later connection was welcomed again
+//   'back'    a connection was welcomed after 'lost', or again
 //   'closed'  it will not be tried again: detail.reason is 'unauthorized',
 //             'replaced' (4409: this person connected elsewhere),
 //             'visit_over' or 'closed' (close() was called)
@@ -47,6 +47,7 @@ export class Signal extends EventTarget {
         this.turn = 0;
         this.unreachable = new Set();
         this.elsewhere = false;
+        this.lostShown = false;
         this.ws = null;
         this.welcomed = false;
         this.everWelcomed = false;
@@ -114,9 +115,10 @@ export class Signal extends EventTarget {
                 this.unreachable.clear();
                 this.welcomed = true;
                 this.tries = 0;
-                if (this.everWelcomed) {
+                if (this.everWelcomed || this.lostShown) {
                     this.emit('back', msg);
                 }
+                this.lostShown = false;
                 this.everWelcomed = true;
             }
             this.emit(msg.type, msg);
@@ -141,14 +143,16 @@ export class Signal extends EventTarget {
             if (!opened && node) {
                 this.unreachable.add(node);
             }
-            if (wasWelcomed || this.tries === 0) {
-                this.emit('lost', { code: ev.code });
-            }
             if (this.elsewhere) {
-                // to the room's node, with the backoff: it may be gone too
+                // sent on, not lost: to the room's node, with the backoff,
+                // as it may be gone too
                 this.elsewhere = false;
                 this.retry();
                 return;
+            }
+            if (wasWelcomed || this.tries === 0) {
+                this.lostShown = true;
+                this.emit('lost', { code: ev.code });
             }
             if (ev.code === 1012 && wasWelcomed) {
                 // the room moved to another node: this one relays it now

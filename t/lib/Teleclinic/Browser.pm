@@ -53,7 +53,8 @@ sub run_browser_script {
 
     # nodes => 2: a second node of make run's configuration, both on a
     # Redis of the test's (TELECLINIC_BASE2 is the second; the first's
-    # master pid is TELECLINIC_PID1, for the script to kill it)
+    # master pid is TELECLINIC_PID1 and Redis's TELECLINIC_REDIS_PID, for
+    # the script to kill them)
     my (@more, $redis);
 
     if (($opts{nodes} // 1) > 1) {
@@ -103,6 +104,7 @@ sub run_browser_script {
         local $ENV{TELECLINIC_VAR} = $var;
         local $ENV{TELECLINIC_BASE2} = $run2 ? "http://127.0.0.1:$run2->{port}" : '';
         local $ENV{TELECLINIC_PID1} = $run2 ? $run->{pid} : '';
+        local $ENV{TELECLINIC_REDIS_PID} = $redis ? $redis->pid : '';
 
         note("screenshots of this test: $shots");
 
