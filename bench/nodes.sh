@@ -11,6 +11,8 @@
 #    its slot in Redis (SET NX) and its answer waits for the XADD's reply
 #    after the local fdatasync.  Each run goes on with the slots after
 #    the last one's.  The ratio mirror / journal.
+#    Then the mirror's snapshot of the zone those runs filled: how long
+#    worker 0 holds the zone's lock while it encodes it.
 # 2. Fan-out between nodes (bench/lib/nodes.pl, the tests' harness: two
 #    nodes of 2 workers each on another redis-server): a booking on node
 #    A until node B answers its GET /api/v1/appointments/{id}; and
@@ -211,6 +213,26 @@ done
 
 stream_len=$(rcli xlen 'teleclinic:{bench}:log')
 
+# The mirror's snapshot in Redis of the zone those runs filled: the time
+# worker 0 holds the zone's lock to encode it (every snapshot=, 10m by
+# default, which no run above reached; here 1 s after a start on the
+# same journal), from its log line.
+node_conf journal-mirror "teleclinic_redis 127.0.0.1:$redis_port snapshot=1s;
+    teleclinic_node n1;"
+node_up
+
+for _ in $(seq 1 150); do
+    grep -q 'mirror: snapshot of' "$prefix"/logs/error.log && break
+    sleep 0.2
+done
+
+snap=$(grep -o 'mirror: snapshot of .*' "$prefix"/logs/error.log | head -1)
+snap_records=$(sed -n 's/.*snapshot of \([0-9]*\) records.*/\1/p' <<< "$snap")
+snap_bytes=$(sed -n 's/.* \([0-9]*\) bytes.*/\1/p' <<< "$snap")
+snap_ms=$(sed -n 's/.*locked for \([0-9]*\) ms.*/\1/p' <<< "$snap")
+nginx_stop "$nginx_master"
+nginx_master=""
+
 # the cross-node parts
 
 echo "parts 2 and 3: 2 nodes x 2 workers on one redis-server" \
@@ -262,6 +284,15 @@ table_warnings "$booked" single everysec always
 for t in single everysec always; do
     echo "  statuses $t: ${status_of[$t]}"
 done
+if [ -n "$snap_ms" ]; then
+    echo "  snapshot in Redis of that zone: $snap_records records," \
+         "$(awk -v b="$snap_bytes" 'BEGIN {printf "%.1f", b / 1048576}') MiB;" \
+         "the zone locked for $snap_ms ms" \
+         "($(awk -v m="$snap_ms" -v n="$snap_records" \
+             'BEGIN {printf "%.2f", n > 0 ? m * 1000 / n : 0}') us a record)"
+else
+    echo "  snapshot in Redis: no log line of it" >&2
+fi
 
 echo
 echo "2. fan-out                                             p50 ms   p99 ms   max ms    n"

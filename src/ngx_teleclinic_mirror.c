@@ -54,6 +54,8 @@ typedef struct {
 #define NGX_TELECLINIC_MIRROR_BLOCK   2000          /* ms */
 /* what a worker holds for Redis while it cannot be reached */
 #define NGX_TELECLINIC_MIRROR_BUFFER  (64 * 1024 * 1024)
+/* a snapshot's record, bytes, about: its buffer is sized by it */
+#define NGX_TELECLINIC_MIRROR_SNAP_RECORD  512
 
 
 static void ngx_teleclinic_mirror_sink(void *data, ngx_teleclinic_event_t *ev,
@@ -82,6 +84,8 @@ static void ngx_teleclinic_mirror_answered(redisReply *reply, void *data);
 static void ngx_teleclinic_mirror_alive(redisReply *reply, void *data);
 static ngx_int_t ngx_teleclinic_mirror_pick(ngx_str_t *doctor,
     ngx_teleclinic_node_t *node, ngx_uint_t *version);
+static ngx_int_t ngx_teleclinic_mirror_pick_locked(u_char *doctor,
+    size_t len, ngx_teleclinic_node_t *node);
 static ngx_int_t ngx_teleclinic_mirror_node_cmp(const void *one,
     const void *two);
 static void ngx_teleclinic_mirror_claimed(redisReply *reply, void *data);
@@ -902,6 +906,7 @@ typedef struct {
     u_char                  *p;
     u_char                  *end;
     ngx_teleclinic_keys_t   *keys;
+    ngx_uint_t               records;
     ngx_uint_t               failed;
 } ngx_teleclinic_mirror_snap_t;
 
@@ -912,6 +917,8 @@ ngx_teleclinic_mirror_snapshot(ngx_event_t *ev)
     size_t                         argvlen[3];
     ngx_int_t                      rc;
     const char                    *argv[3];
+    size_t                         size;
+    ngx_msec_t                     start, held;
     ngx_teleclinic_sh_t           *sh;
     ngx_teleclinic_zone_t         *zone;
     ngx_teleclinic_event_t         floor;
@@ -932,16 +939,32 @@ ngx_teleclinic_mirror_snapshot(ngx_event_t *ev)
         return;
     }
 
-    w.buf = ngx_alloc(64 * 1024, ngx_cycle->log);
+    /*
+     * The zone is locked while it is encoded: the buffer is made big
+     * enough first, and its pages touched, so that no page fault, and no
+     * copy into a bigger one, is paid for under the lock.  A record takes
+     * about 400 bytes; the counts, read without the lock, are near enough.
+     */
+
+    size = (zone->sh->nappts + zone->sh->nmsgs + zone->sh->nrecord_events
+            + 1024) * NGX_TELECLINIC_MIRROR_SNAP_RECORD;
+
+    w.buf = ngx_alloc(size, ngx_cycle->log);
     if (w.buf == NULL) {
         return;
     }
 
-    w.end = w.buf + 64 * 1024;
+    ngx_memzero(w.buf, size);
+
+    w.end = w.buf + size;
     w.keys = zone->journal->keys;
     w.failed = 0;
+    w.records = 0;
 
     ngx_teleclinic_zone_lock(zone);
+
+    ngx_time_update();
+    start = ngx_current_msec;
 
     sh = zone->sh;
     group = sh->group;
@@ -965,7 +988,17 @@ ngx_teleclinic_mirror_snapshot(ngx_event_t *ev)
         rc = ngx_teleclinic_mirror_snapshot_put(&floor, &w);
     }
 
+    ngx_time_update();
+    held = ngx_current_msec - start;
+
     ngx_teleclinic_zone_unlock(zone);
+
+    /* what every worker may have waited for the lock, for the operators */
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                  "teleclinic mirror: snapshot of %ui records, %uz bytes, "
+                  "the zone locked for %M ms", w.records,
+                  (size_t) (w.p - w.buf), held);
 
     if (rc == NGX_OK && !w.failed) {
         argv[0] = "SET";
@@ -1017,6 +1050,7 @@ ngx_teleclinic_mirror_snapshot_put(ngx_teleclinic_event_t *ev, void *data)
     }
 
     w->p += n;
+    w->records++;
 
     return NGX_OK;
 }
@@ -1520,6 +1554,38 @@ static ngx_int_t
 ngx_teleclinic_mirror_pick(ngx_str_t *doctor, ngx_teleclinic_node_t *node,
     ngx_uint_t *version)
 {
+    ngx_int_t  rc;
+
+    ngx_teleclinic_zone_lock(ngx_teleclinic_mirror_zone);
+
+    *version = ngx_teleclinic_mirror_zone->sh->group->nodes_version;
+    rc = ngx_teleclinic_mirror_pick_locked(doctor->data, doctor->len, node);
+
+    ngx_teleclinic_zone_unlock(ngx_teleclinic_mirror_zone);
+
+    return rc;
+}
+
+
+/*
+ * With the zone locked, for the rooms' walk: whether a doctor's room is
+ * this node's (also with one node, or while Redis is away).
+ */
+
+ngx_uint_t
+ngx_teleclinic_mirror_here_locked(u_char *doctor, size_t len)
+{
+    ngx_teleclinic_node_t  node;
+
+    return ngx_teleclinic_mirror == NULL || !ngx_teleclinic_mirror_up()
+           || ngx_teleclinic_mirror_pick_locked(doctor, len, &node) == NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_teleclinic_mirror_pick_locked(u_char *doctor, size_t len,
+    ngx_teleclinic_node_t *node)
+{
     uint32_t                 best, h;
     ngx_uint_t               i, found;
     ngx_teleclinic_node_t   *n;
@@ -1529,15 +1595,11 @@ ngx_teleclinic_mirror_pick(ngx_str_t *doctor, ngx_teleclinic_node_t *node,
     best = 0;
     found = 0;
 
-    ngx_teleclinic_zone_lock(ngx_teleclinic_mirror_zone);
-
-    *version = sh->nodes_version;
-
     for (i = 0; i < sh->nnodes; i++) {
         n = &sh->nodes[i];
 
         ngx_crc32_init(h);
-        ngx_crc32_update(&h, doctor->data, doctor->len);
+        ngx_crc32_update(&h, doctor, len);
         ngx_crc32_update(&h, (u_char *) "/", 1);
         ngx_crc32_update(&h, n->name, n->len);
         ngx_crc32_final(h);
@@ -1548,8 +1610,6 @@ ngx_teleclinic_mirror_pick(ngx_str_t *doctor, ngx_teleclinic_node_t *node,
             found = 1;
         }
     }
-
-    ngx_teleclinic_zone_unlock(ngx_teleclinic_mirror_zone);
 
     if (!found
         || (node->len == ngx_teleclinic_mirror->node.len

@@ -82,6 +82,8 @@ ngx_int_t ngx_teleclinic_mirror_home(ngx_str_t *doctor,
 /* while Redis is away: NGX_DECLINED when the room was on another node */
 ngx_int_t ngx_teleclinic_mirror_last_home(ngx_str_t *doctor,
     ngx_teleclinic_node_t *node);
+/* with the zone locked: the doctor's room is this node's */
+ngx_uint_t ngx_teleclinic_mirror_here_locked(u_char *doctor, size_t len);
 ngx_uint_t ngx_teleclinic_mirror_nodes_version(void);
 ngx_uint_t ngx_teleclinic_mirror_alive_node(u_char *name, size_t len);
 /* this node's name and public URL */

@@ -1420,6 +1420,62 @@ ngx_teleclinic_room_snapshot_locked(ngx_teleclinic_zone_t *zone,
 }
 
 
+/*
+ * With several nodes, the rooms whose home is another node now (one came
+ * back or joined: here() says which are this node's).  Their live state
+ * here goes without a trace in the journal: the home makes each room
+ * again from the appointments, as after a node's death (the patients'
+ * places, a call in progress given back), and nothing here may end that
+ * call or send a patient to the queue's end when grace periods run out.
+ */
+
+void
+ngx_teleclinic_room_release_locked(ngx_teleclinic_zone_t *zone,
+    ngx_uint_t (*here)(u_char *doctor, size_t len))
+{
+    ngx_queue_t            *q;
+    ngx_rbtree_node_t      *node, *root, *sentinel;
+    ngx_teleclinic_room_t  *room;
+    ngx_teleclinic_wait_t  *w;
+
+    root = zone->sh->rooms->rooms.root;
+    sentinel = zone->sh->rooms->rooms.sentinel;
+
+    if (root == sentinel) {
+        return;
+    }
+
+    for (node = ngx_rbtree_min(root, sentinel);
+         node;
+         node = ngx_rbtree_next(&zone->sh->rooms->rooms, node))
+    {
+        room = (ngx_teleclinic_room_t *) node;
+
+        if ((ngx_queue_empty(&room->queue) && room->call == 0
+             && room->console.pid == 0)
+            || here(room->doctor, room->doctor_len))
+        {
+            continue;
+        }
+
+        while (!ngx_queue_empty(&room->queue)) {
+            q = ngx_queue_head(&room->queue);
+            w = ngx_queue_data(q, ngx_teleclinic_wait_t, queue);
+            ngx_teleclinic_wait_free(zone, w);
+        }
+
+        room->call = 0;
+        room->callee = NULL;
+        room->nwaiting = 0;
+        ngx_memzero(&room->console, sizeof(ngx_teleclinic_peer_t));
+
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "teleclinic room: the room of \"%*s\" lives on "
+                      "another node now", room->doctor_len, room->doctor);
+    }
+}
+
+
 void
 ngx_teleclinic_room_worker_gone_locked(ngx_teleclinic_zone_t *zone,
     ngx_pid_t pid)

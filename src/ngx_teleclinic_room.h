@@ -252,6 +252,8 @@ void ngx_teleclinic_room_visit_locked(ngx_teleclinic_zone_t *zone,
     u_char *doctor, size_t len, time_t duration, ngx_uint_t metrics);
 ngx_int_t ngx_teleclinic_room_average_locked(ngx_teleclinic_zone_t *zone,
     u_char *doctor, size_t len, ngx_uint_t visits, ngx_uint_t average);
+void ngx_teleclinic_room_release_locked(ngx_teleclinic_zone_t *zone,
+    ngx_uint_t (*here)(u_char *doctor, size_t len));
 void ngx_teleclinic_room_worker_gone_locked(ngx_teleclinic_zone_t *zone,
     ngx_pid_t pid);
 

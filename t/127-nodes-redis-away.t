@@ -146,20 +146,60 @@ sleep 0.1 until (() = $other->error_log =~ /1 nodes alive/g) > $seen
 $dw = $doc->hello($token);
 is($dw && $dw->{type}, 'welcome', "the doctor on node $o, which has the room");
 ($p1) = patient($other, $p[1]);
-expect_doctor_queue($doc, [ $p[1]{id} ], 'the patient is there too');
+($p2) = patient($other, $p[2]);
+expect_doctor_queue($doc, [ map { $_->{id} } @p[1, 2] ],
+                    'the patients are there too');
+
+# a call in progress when the room moves
+$doc->send_json({ type => 'call', appointment => $p[1]{id} });
+$ring = $p1->recv_json(type => 'ring');
+my $call = $ring ? $ring->{call} : '';
+$p1->send_json({ type => 'accept', call => $call });
+ok($p1->recv_json(type => 'call') && $doc->recv_json(type => 'call'),
+   "a call on node $o");
+
+# a node's back events of an appointment, in its journal
+sub backs {
+    my ($t, $appt) = @_;
+    return scalar grep { /"op":"back"/ && /\Q$appt->{id}\E/ }
+                  split /\n/, $t->read_file($t->prefix . '/state/journal');
+}
+my $backs = backs($other, $p[2]);
 
 $home->start;
 
 is($doc->wait_closed(20), 1012, "node $h back: the room moves home (1012)");
-is($p1->wait_closed(5), 1012, 'its patient too');
+is($p1->wait_closed(5), 1012, 'the patient in the call too');
+is($p2->wait_closed(5), 1012, 'and the one waiting');
 
 ($doc, $dw) = (connect_ws($other));
 $dw = $doc->hello($token);
 ($p1) = patient($other, $p[1]);
-expect_doctor_queue($doc, [ $p[1]{id} ],
-                    "both connect again, relayed to node $h: one room");
+my $pc = $p1->recv_json(type => 'call', timeout => 10);
+my $dc = $doc->recv_json(type => 'call', timeout => 10);
+ok($dc && $dc->{rejoin} && $pc && $pc->{rejoin},
+   "relayed to node $h, both are given the call back (rejoin)");
+is($pc && $pc->{call}, $dc && $dc->{call}, 'one call for both');
+($p2) = patient($other, $p[2]);
+expect_queue($p2, { position => 1 }, 'the waiting patient is first');
 
-$_->close(1000) for $doc, $p1;
+# node o's grace period for the clients it let go runs out: it must not
+# end the call there (that would make the visit fulfilled) nor send the
+# waiting patient to the end
+sleep 4;
+is(appointment($home, $p[1]{id}, $p[1]{token})->{json}{status}, 'in-call',
+   "after node ${o}'s grace period the visit is still in-call");
+is(backs($other, $p[2]), $backs, 'nor anyone sent to the end');
+
+$doc->send_json({ type => 'hangup', call => $dc ? $dc->{call} : '' });
+ok($p1->recv_json(type => 'ended'), 'the call ends with its hangup');
+$until = time + 5;
+sleep 0.1 until (appointment($other, $p[1]{id}, $p[1]{token})->{json}{status}
+                 // '') eq 'fulfilled' || time > $until;
+is(appointment($other, $p[1]{id}, $p[1]{token})->{json}{status}, 'fulfilled',
+   'then the visit is fulfilled, on both nodes');
+
+$_->close(1000) for $doc, $p1, $p2;
 
 ok($_->stop, 'stopped cleanly') for $home, $other;
 $redis->stop;

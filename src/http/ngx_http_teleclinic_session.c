@@ -1181,7 +1181,8 @@ ngx_teleclinic_session_day_end(ngx_event_t *ev)
  * is back after a while away, a client here whose room is another
  * node's now connects again (1012), is relayed there, and the doctor and
  * the patients are in one room again; a call in it is given back there.
- * Relayed connections are the relay's to check.
+ * What this node has left of such rooms goes.  Connections relayed from
+ * here are the relay's to check.
  */
 
 static void
@@ -1190,6 +1191,7 @@ ngx_teleclinic_session_homes(ngx_event_t *ev)
     ngx_str_t                   doctor;
     ngx_uint_t                  i, up, version, v;
     ngx_teleclinic_node_t       home;
+    ngx_teleclinic_zone_t      *zone;
     ngx_teleclinic_session_t   *s, *next;
 
     if (ngx_exiting || ngx_terminate || ngx_quit) {
@@ -1219,20 +1221,19 @@ ngx_teleclinic_session_homes(ngx_event_t *ev)
 
     version = ngx_teleclinic_mirror_nodes_version();
 
-    if (version == ngx_teleclinic_homes_version
-        || ngx_teleclinic_sessions == NULL)
-    {
-        ngx_teleclinic_homes_version = version;
+    if (version == ngx_teleclinic_homes_version) {
         return;
     }
 
     ngx_teleclinic_homes_version = version;
 
-    for (i = 0; i <= ngx_teleclinic_sessions_mask; i++) {
+    for (i = 0; ngx_teleclinic_sessions && i <= ngx_teleclinic_sessions_mask;
+         i++)
+    {
         for (s = ngx_teleclinic_sessions[i]; s; s = next) {
             next = s->next;
 
-            if (s->doctor_len == 0 || s->relay || s->ws->remote) {
+            if (s->doctor_len == 0 || s->relay) {
                 continue;
             }
 
@@ -1247,6 +1248,14 @@ ngx_teleclinic_session_homes(ngx_event_t *ev)
             }
         }
     }
+
+    /* what is left here of those rooms goes, whichever worker sees it */
+
+    zone = ngx_http_teleclinic_zone(ngx_teleclinic_session_conf);
+
+    ngx_teleclinic_zone_lock(zone);
+    ngx_teleclinic_room_release_locked(zone, ngx_teleclinic_mirror_here_locked);
+    ngx_teleclinic_zone_unlock(zone);
 }
 
 
