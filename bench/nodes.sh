@@ -19,7 +19,10 @@
 #    call_next by a doctor's console on B, the room's node, until each
 #    other waiting patient has its new position: PATIENTS (60) waiting,
 #    all but ON_ROOM (10) of them on A (relayed over Pub/Sub); the same
-#    on one node without Redis (between its 2 workers).
+#    on one node without Redis (between its 2 workers).  Then the same
+#    with bench/room/roomload.c (C, epoll) as the client: the other
+#    doctor's C_PATIENTS (250) patients, 4 in 5 on the node that is not
+#    the room's (relayed), against one node.
 # 3. Failover (nodes.pl): A killed (SIGKILL, master and workers) under
 #    its relayed patients, who reconnect to B at once; A started again
 #    (empty: it loads the stream); its patients relayed to B again, B
@@ -33,9 +36,9 @@
 # Environment: DURATION (10s), CONNS (200), THREADS (1), ROUNDS (1; more:
 # each line the best of that many), DOCTORS (100), DAYS (59), ZONE
 # (1024m), NICE (-10), BOOKINGS (200), PATIENTS (60), ON_ROOM (10),
-# CALL_ROUNDS (5), NGINX, TELECLINIC_MODULE, BENCH_TMPDIR (on a real
-# disk: the journals and Redis's appendonly file go there), KEEP=1,
-# VERBOSE=1, PERF=1 (see bench/lib/wrk.sh).
+# CALL_ROUNDS (5), C_PATIENTS (250), NGINX, TELECLINIC_MODULE,
+# BENCH_TMPDIR (on a real disk: the journals and Redis's appendonly file
+# go there), KEEP=1, VERBOSE=1, PERF=1 (see bench/lib/wrk.sh).
 
 set -euo pipefail
 
@@ -55,6 +58,7 @@ BOOKINGS=${BOOKINGS:-200}
 PATIENTS=${PATIENTS:-60}
 ON_ROOM=${ON_ROOM:-10}
 CALL_ROUNDS=${CALL_ROUNDS:-5}
+C_PATIENTS=${C_PATIENTS:-250}
 
 SLOT_MINUTES=5
 SLOTS_PER_DAY=$((24 * 60 / SLOT_MINUTES))
@@ -239,8 +243,11 @@ echo "parts 2 and 3: 2 nodes x 2 workers on one redis-server" \
      "(appendfsync everysec), not pinned; $PATIENTS patients, $ON_ROOM of" \
      "them on the room's node; $CALL_ROUNDS rounds of call_next" >&2
 
+cc -O2 -Wall -o "$prefix"/roomload "$repo"/bench/room/roomload.c -lcrypto
+
 perl "$repo"/bench/lib/nodes.pl "$BOOKINGS" "$PATIENTS" "$ON_ROOM" \
-    "$CALL_ROUNDS" > "$prefix"/nodes.out 2> "$prefix"/nodes.err &
+    "$CALL_ROUNDS" "$prefix"/roomload "$C_PATIENTS" \
+    > "$prefix"/nodes.out 2> "$prefix"/nodes.err &
 client=$!
 
 if ! wait "$client"; then
@@ -289,7 +296,7 @@ if [ -n "$snap_ms" ]; then
          "$(awk -v b="$snap_bytes" 'BEGIN {printf "%.1f", b / 1048576}') MiB;" \
          "the zone locked for $snap_ms ms" \
          "($(awk -v m="$snap_ms" -v n="$snap_records" \
-             'BEGIN {printf "%.2f", n > 0 ? m * 1000 / n : 0}') us a record)"
+             'BEGIN {printf "%.2f", (n > 0) ? m * 1000 / n : 0}') us a record)"
 else
     echo "  snapshot in Redis: no log line of it" >&2
 fi
@@ -311,11 +318,26 @@ for k in nodes one; do
         "$(field callnext_${k}_last p50)" "$(field callnext_${k}_last p99)" \
         "$(field callnext_${k}_last max)" "$(field callnext_${k}_last n)"
 done
+for k in nodes one; do
+    if [ $k = nodes ]; then w="2 nodes, C client"; else w="1 node, C client"; fi
+    printf '%-52s %8s %8s %8s %5s\n' \
+        "call_next until each moved up, $w" \
+        "$(field callnext_c_$k p50)" "-" "-" "$(field callnext_c_$k patients)"
+    printf '%-52s %8s %8s %8s %5s\n' \
+        "call_next until the last moved up, $w" \
+        "$(field callnext_c_$k last)" "-" "$(field callnext_c_$k last_worst)" \
+        "$(field callnext_c_$k patients)"
+done
 echo "  nodes / one node: each p50 $(ratio "$(field callnext_nodes_each p50)" \
 "$(field callnext_one_each p50)"), last p50 $(ratio \
 "$(field callnext_nodes_last p50)" "$(field callnext_one_last p50)");" \
      "B polled back to back: $(field booking_polls polls) polls of" \
      "$(field booking_polls n) found nothing yet"
+echo "  roomload (C): nodes / one node: each p50 $(ratio \
+"$(field callnext_c_nodes p50)" "$(field callnext_c_one p50)"), last p50" \
+     "$(ratio "$(field callnext_c_nodes last)" "$(field callnext_c_one last)")" \
+     "(4 in 5 patients relayed; p50: the median over the rounds of each" \
+     "round's median patient; last: of each round's last, max its worst)"
 
 echo
 echo "3. failover, ms from the kill                 closed  1st welcome  last welcome  last position   n  retries"

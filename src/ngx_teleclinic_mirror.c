@@ -54,8 +54,10 @@ typedef struct {
 #define NGX_TELECLINIC_MIRROR_BLOCK   2000          /* ms */
 /* what a worker holds for Redis while it cannot be reached */
 #define NGX_TELECLINIC_MIRROR_BUFFER  (64 * 1024 * 1024)
-/* a snapshot's record, bytes, about: its buffer is sized by it */
+/* a snapshot's record, bytes, about, encoded and as a copy of its event */
 #define NGX_TELECLINIC_MIRROR_SNAP_RECORD  512
+#define NGX_TELECLINIC_MIRROR_SNAP_COPY    (sizeof(ngx_teleclinic_event_t) + 96)
+#define NGX_TELECLINIC_MIRROR_CHUNK        (16 * 1024 * 1024)
 
 
 static void ngx_teleclinic_mirror_sink(void *data, ngx_teleclinic_event_t *ev,
@@ -78,6 +80,8 @@ static void ngx_teleclinic_mirror_heartbeat(ngx_event_t *ev);
 static void ngx_teleclinic_mirror_snapshot(ngx_event_t *ev);
 static ngx_int_t ngx_teleclinic_mirror_snapshot_put(ngx_teleclinic_event_t *ev,
     void *data);
+static ngx_int_t ngx_teleclinic_mirror_snapshot_line(
+    ngx_teleclinic_event_t *ev, u_char **buf, u_char **p, u_char **end);
 static void ngx_teleclinic_mirror_load(void);
 static void ngx_teleclinic_mirror_loaded(redisReply *reply, void *data);
 static void ngx_teleclinic_mirror_answered(redisReply *reply, void *data);
@@ -898,32 +902,48 @@ ngx_teleclinic_mirror_loaded(redisReply *reply, void *data)
  * Every so often worker 0 puts the state of its zone in Redis, as
  * compaction writes it (without the outbox, which is each node's own),
  * so that a node that starts empty does not need the whole stream: the
- * stream is trimmed.  The zone is locked while it is encoded.
+ * stream is trimmed.  The zone is locked only while its events are
+ * copied (a memcpy each, into memory made ready before the lock); they
+ * are sealed and encoded after it, as they take ten times as long and
+ * every worker waits for the lock meanwhile.
  */
 
+typedef struct ngx_teleclinic_mirror_chunk_s  ngx_teleclinic_mirror_chunk_t;
+
+struct ngx_teleclinic_mirror_chunk_s {
+    ngx_teleclinic_mirror_chunk_t  *next;
+    u_char                         *p;
+    u_char                         *end;
+};
+
 typedef struct {
-    u_char                  *buf;
-    u_char                  *p;
-    u_char                  *end;
-    ngx_teleclinic_keys_t   *keys;
-    ngx_uint_t               records;
-    ngx_uint_t               failed;
+    ngx_teleclinic_mirror_chunk_t  *first;
+    ngx_teleclinic_mirror_chunk_t  *last;
+    ngx_uint_t                      records;
+    ngx_uint_t                      failed;
 } ngx_teleclinic_mirror_snap_t;
+
+
+static ngx_teleclinic_mirror_chunk_t *ngx_teleclinic_mirror_chunk(
+    ngx_teleclinic_mirror_snap_t *w, size_t size);
 
 
 static void
 ngx_teleclinic_mirror_snapshot(ngx_event_t *ev)
 {
-    size_t                         argvlen[3];
-    ngx_int_t                      rc;
-    const char                    *argv[3];
-    size_t                         size;
-    ngx_msec_t                     start, held;
-    ngx_teleclinic_sh_t           *sh;
-    ngx_teleclinic_zone_t         *zone;
-    ngx_teleclinic_event_t         floor;
-    ngx_teleclinic_group_t        *group;
-    ngx_teleclinic_mirror_snap_t   w;
+    u_char                         *buf, *p, *end;
+    u_char                          rid_buf[NGX_TELECLINIC_RID_MAX];
+    size_t                          argvlen[3], size;
+    ngx_str_t                       rid;
+    ngx_int_t                       rc;
+    ngx_msec_t                      start, held;
+    const char                     *argv[3];
+    ngx_teleclinic_sh_t            *sh;
+    ngx_teleclinic_zone_t          *zone;
+    ngx_teleclinic_event_t          floor, *e;
+    ngx_teleclinic_group_t         *group;
+    ngx_teleclinic_mirror_snap_t    w;
+    ngx_teleclinic_mirror_chunk_t  *c, *next;
 
     if (ngx_exiting || ngx_terminate || ngx_quit) {
         return;
@@ -939,27 +959,24 @@ ngx_teleclinic_mirror_snapshot(ngx_event_t *ev)
         return;
     }
 
-    /*
-     * The zone is locked while it is encoded: the buffer is made big
-     * enough first, and its pages touched, so that no page fault, and no
-     * copy into a bigger one, is paid for under the lock.  A record takes
-     * about 400 bytes; the counts, read without the lock, are near enough.
-     */
+    /* the counts, read without the lock, are near enough */
 
     size = (zone->sh->nappts + zone->sh->nmsgs + zone->sh->nrecord_events
-            + 1024) * NGX_TELECLINIC_MIRROR_SNAP_RECORD;
+            + 1024) * NGX_TELECLINIC_MIRROR_SNAP_COPY;
 
-    w.buf = ngx_alloc(size, ngx_cycle->log);
-    if (w.buf == NULL) {
-        return;
+    ngx_memzero(&w, sizeof(ngx_teleclinic_mirror_snap_t));
+
+    while (size) {
+        c = ngx_teleclinic_mirror_chunk(&w, ngx_min(size,
+                                               NGX_TELECLINIC_MIRROR_CHUNK));
+        if (c == NULL) {
+            goto done;
+        }
+
+        size -= c->end - c->p;
     }
 
-    ngx_memzero(w.buf, size);
-
-    w.end = w.buf + size;
-    w.keys = zone->journal->keys;
-    w.failed = 0;
-    w.records = 0;
+    w.last = w.first;
 
     ngx_teleclinic_zone_lock(zone);
 
@@ -969,9 +986,10 @@ ngx_teleclinic_mirror_snapshot(ngx_event_t *ev)
     sh = zone->sh;
     group = sh->group;
 
-    w.p = ngx_snprintf(w.buf, w.end - w.buf, "%*s %V\n",
-                       group->mirror_len, group->mirror,
-                       &ngx_teleclinic_mirror->node);
+    /* where the reading of the stream goes on */
+
+    rid.len = ngx_min(group->mirror_len, NGX_TELECLINIC_RID_MAX);
+    rid.data = ngx_cpymem(rid_buf, group->mirror, rid.len) - rid.len;
 
     /* this node's own changes up to now are in it */
 
@@ -993,64 +1011,179 @@ ngx_teleclinic_mirror_snapshot(ngx_event_t *ev)
 
     ngx_teleclinic_zone_unlock(zone);
 
+    if (rc != NGX_OK || w.failed) {
+        goto done;
+    }
+
+    /* sealed and encoded, a chunk at a time, each freed when done */
+
+    size = w.records * NGX_TELECLINIC_MIRROR_SNAP_RECORD + 64 * 1024;
+
+    buf = ngx_alloc(size, ngx_cycle->log);
+    if (buf == NULL) {
+        goto done;
+    }
+
+    end = buf + size;
+    p = ngx_snprintf(buf, end - buf, "%V %V\n", &rid,
+                     &ngx_teleclinic_mirror->node);
+
+    for (c = w.first; c; c = next) {
+        next = c->next;
+
+        for (e = (ngx_teleclinic_event_t *) (c + 1);
+             (u_char *) e < c->p;
+             e = (ngx_teleclinic_event_t *)
+                 ((u_char *) e + ngx_teleclinic_event_size(e)))
+        {
+            if (ngx_teleclinic_mirror_snapshot_line(e, &buf, &p, &end)
+                != NGX_OK)
+            {
+                ngx_free(buf);
+                goto done;
+            }
+        }
+
+        ngx_free(c);
+        w.first = next;
+    }
+
     /* what every worker may have waited for the lock, for the operators */
 
     ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                   "teleclinic mirror: snapshot of %ui records, %uz bytes, "
                   "the zone locked for %M ms", w.records,
-                  (size_t) (w.p - w.buf), held);
+                  (size_t) (p - buf), held);
 
-    if (rc == NGX_OK && !w.failed) {
-        argv[0] = "SET";
-        argvlen[0] = 3;
-        argv[1] = (char *) ngx_teleclinic_mirror_snap_name.data;
-        argvlen[1] = ngx_teleclinic_mirror_snap_name.len;
-        argv[2] = (char *) w.buf;
-        argvlen[2] = w.p - w.buf;
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = (char *) ngx_teleclinic_mirror_snap_name.data;
+    argvlen[1] = ngx_teleclinic_mirror_snap_name.len;
+    argv[2] = (char *) buf;
+    argvlen[2] = p - buf;
 
-        (void) ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out,
+    (void) ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out,
                                     10 * ngx_teleclinic_mirror->redis->timeout,
                                     ngx_teleclinic_mirror_answered, "SET",
                                     3, argv, argvlen);
-    }
 
-    ngx_free(w.buf);
+    ngx_free(buf);
+
+done:
+
+    for (c = w.first; c; c = next) {
+        next = c->next;
+        ngx_free(c);
+    }
 }
 
+
+/*
+ * A chunk for the copies, its pages touched so that the copying under
+ * the lock takes no page faults; appended to the list
+ */
+
+static ngx_teleclinic_mirror_chunk_t *
+ngx_teleclinic_mirror_chunk(ngx_teleclinic_mirror_snap_t *w, size_t size)
+{
+    ngx_teleclinic_mirror_chunk_t  *c;
+
+    c = ngx_alloc(sizeof(ngx_teleclinic_mirror_chunk_t) + size,
+                  ngx_cycle->log);
+    if (c == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(c + 1, size);
+
+    c->next = NULL;
+    c->p = (u_char *) (c + 1);
+    c->end = c->p + size;
+
+    if (w->first == NULL) {
+        w->first = c;
+
+    } else {
+        w->last->next = c;
+    }
+
+    w->last = c;
+
+    return c;
+}
+
+
+/* under the lock: the event copied, in a new chunk if it must */
 
 static ngx_int_t
 ngx_teleclinic_mirror_snapshot_put(ngx_teleclinic_event_t *ev, void *data)
 {
     ngx_teleclinic_mirror_snap_t *w = data;
 
-    u_char   *buf;
-    size_t    size;
-    ssize_t   n;
+    size_t                          size;
+    ngx_teleclinic_mirror_chunk_t  *c;
 
-    if ((size_t) (w->end - w->p) < NGX_TELECLINIC_RECORD_MAX) {
-        size = 2 * (w->end - w->buf);
+    size = ngx_teleclinic_event_size(ev);
+    c = w->last;
 
-        buf = ngx_alloc(size, ngx_cycle->log);
-        if (buf == NULL) {
+    while ((size_t) (c->end - c->p) < size) {
+        if (c->next) {
+            c = c->next;
+            continue;
+        }
+
+        /* the estimate fell short */
+        c = ngx_teleclinic_mirror_chunk(w, ngx_max(size,
+                                                NGX_TELECLINIC_MIRROR_CHUNK));
+        if (c == NULL) {
             w->failed = 1;
             return NGX_ERROR;
         }
-
-        ngx_memcpy(buf, w->buf, w->p - w->buf);
-        w->p = buf + (w->p - w->buf);
-        w->end = buf + size;
-        ngx_free(w->buf);
-        w->buf = buf;
     }
 
-    n = ngx_teleclinic_journal_encode(ev, w->keys, w->p, w->end - w->p);
+    w->last = c;
+
+    (void) ngx_teleclinic_event_copy(ev, c->p);
+    c->p += size;
+    w->records++;
+
+    return NGX_OK;
+}
+
+
+/* after the lock: one copied event sealed and encoded, the buffer grown */
+
+static ngx_int_t
+ngx_teleclinic_mirror_snapshot_line(ngx_teleclinic_event_t *ev,
+    u_char **buf, u_char **p, u_char **end)
+{
+    u_char   *nbuf;
+    size_t    size;
+    ssize_t   n;
+
+    if ((size_t) (*end - *p) < NGX_TELECLINIC_RECORD_MAX) {
+        size = 2 * (*end - *buf);
+
+        nbuf = ngx_alloc(size, ngx_cycle->log);
+        if (nbuf == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(nbuf, *buf, *p - *buf);
+        *p = nbuf + (*p - *buf);
+        *end = nbuf + size;
+        ngx_free(*buf);
+        *buf = nbuf;
+    }
+
+    n = ngx_teleclinic_journal_encode(ev,
+                                      ngx_teleclinic_mirror_zone->journal->keys,
+                                      *p, *end - *p);
     if (n < 0) {
-        w->failed = 1;
         return NGX_ERROR;
     }
 
-    w->p += n;
-    w->records++;
+    *p += n;
 
     return NGX_OK;
 }

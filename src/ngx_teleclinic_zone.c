@@ -1054,6 +1054,82 @@ ngx_teleclinic_msg_of(ngx_teleclinic_zone_t *zone, ngx_teleclinic_event_t *ev,
 }
 
 
+/* the strings an event points to, which a copy of it must take along */
+
+static size_t  ngx_teleclinic_event_strings[] = {
+    offsetof(ngx_teleclinic_event_t, doctor),
+    offsetof(ngx_teleclinic_event_t, name),
+    offsetof(ngx_teleclinic_event_t, phone),
+    offsetof(ngx_teleclinic_event_t, reason),
+    offsetof(ngx_teleclinic_event_t, directory),
+    offsetof(ngx_teleclinic_event_t, ref),
+    offsetof(ngx_teleclinic_event_t, text),
+    offsetof(ngx_teleclinic_event_t, text) + sizeof(ngx_str_t),
+    offsetof(ngx_teleclinic_event_t, text) + 2 * sizeof(ngx_str_t),
+    offsetof(ngx_teleclinic_event_t, text) + 3 * sizeof(ngx_str_t),
+    offsetof(ngx_teleclinic_event_t, text) + 4 * sizeof(ngx_str_t),
+    offsetof(ngx_teleclinic_event_t, node),
+    offsetof(ngx_teleclinic_event_t, rid),
+    offsetof(ngx_teleclinic_event_t, freed_doctor)
+};
+
+
+/* what ngx_teleclinic_event_copy() takes: aligned, so copies follow */
+
+size_t
+ngx_teleclinic_event_size(ngx_teleclinic_event_t *ev)
+{
+    size_t      size;
+    ngx_uint_t  i;
+    ngx_str_t  *s;
+
+    size = sizeof(ngx_teleclinic_event_t);
+
+    for (i = 0; i < sizeof(ngx_teleclinic_event_strings) / sizeof(size_t);
+         i++)
+    {
+        s = (ngx_str_t *) ((u_char *) ev + ngx_teleclinic_event_strings[i]);
+        size += s->len;
+    }
+
+    return ngx_align(size, NGX_ALIGNMENT);
+}
+
+
+/*
+ * An event and its strings copied to buf, whose size is at least
+ * ngx_teleclinic_event_size(): a copy that outlives the zone's lock.
+ */
+
+ngx_teleclinic_event_t *
+ngx_teleclinic_event_copy(ngx_teleclinic_event_t *ev, u_char *buf)
+{
+    u_char                  *p;
+    ngx_uint_t               i;
+    ngx_str_t               *s;
+    ngx_teleclinic_event_t  *copy;
+
+    copy = (ngx_teleclinic_event_t *) buf;
+    *copy = *ev;
+
+    p = buf + sizeof(ngx_teleclinic_event_t);
+
+    for (i = 0; i < sizeof(ngx_teleclinic_event_strings) / sizeof(size_t);
+         i++)
+    {
+        s = (ngx_str_t *) ((u_char *) copy + ngx_teleclinic_event_strings[i]);
+
+        if (s->len) {
+            ngx_memcpy(p, s->data, s->len);
+            s->data = p;
+            p += s->len;
+        }
+    }
+
+    return copy;
+}
+
+
 ngx_uint_t
 ngx_teleclinic_node_hash(u_char *name, size_t len)
 {

@@ -233,7 +233,8 @@ typedef struct {
 /*
  * One change of state.  The same structure is applied to the zone on a
  * live request and when the journal is replayed, so both paths produce
- * the same state.
+ * the same state.  A new string in it goes into the list of strings in
+ * ngx_teleclinic_zone.c too, which ngx_teleclinic_event_copy() follows.
  */
 typedef struct {
     ngx_uint_t                    op;
@@ -378,6 +379,11 @@ void ngx_teleclinic_zone_unlock(ngx_teleclinic_zone_t *zone);
 /* called with the zone locked; NGX_DECLINED when the zone is full */
 ngx_int_t ngx_teleclinic_zone_apply(ngx_teleclinic_zone_t *zone,
     ngx_teleclinic_event_t *ev, ngx_log_t *log);
+
+/* an event with copies of its strings, e.g. to encode it after the lock */
+size_t ngx_teleclinic_event_size(ngx_teleclinic_event_t *ev);
+ngx_teleclinic_event_t *ngx_teleclinic_event_copy(ngx_teleclinic_event_t *ev,
+    u_char *buf);
 
 /*
  * With the zone locked: the group's part, made by the first call; NULL

@@ -5,7 +5,8 @@
 # alone for the baseline.  Prints "NAME key=value ..." lines that
 # nodes.sh turns into its table; what goes wrong dies.
 #
-#   perl bench/lib/nodes.pl BOOKINGS PATIENTS ON_ROOM_NODE ROUNDS
+#   perl bench/lib/nodes.pl BOOKINGS PATIENTS ON_ROOM_NODE ROUNDS \
+#                           [ROOMLOAD C_PATIENTS]
 #
 # 1. fan-out of a booking: BOOKINGS bookings, one at a time, on the node
 #    that is not the doctor's room's (A); from each 201 until node B
@@ -36,6 +37,7 @@ use warnings;
 
 use Compress::Zlib qw(crc32);
 use FindBin;
+use IPC::Open2 qw(open2);
 use List::Util qw(max min);
 use Time::HiRes qw(sleep time);
 
@@ -46,11 +48,12 @@ use Teleclinic::Room qw(:all);
 use Teleclinic::Redis;
 use Teleclinic::WS qw(pump pump_until);
 
-my ($BOOKINGS, $PATIENTS, $ON_ROOM, $ROUNDS) = @ARGV;
+my ($BOOKINGS, $PATIENTS, $ON_ROOM, $ROUNDS, $ROOMLOAD, $C_PATIENTS) = @ARGV;
 $BOOKINGS //= 200;
 $PATIENTS //= 60;
 $ON_ROOM //= 10;
 $ROUNDS //= 5;
+$C_PATIENTS //= 250;
 
 # the harness reports through Test::More: to stderr, and no plan
 Test::More->builder->output(\*STDERR);
@@ -123,8 +126,10 @@ my $A = $node{$a_name};
 
 # 1. a booking on A until B has it
 
+# (the days after tomorrow: the next 24 hours' slots, within check-in,
+# are 2c's)
 my @free = grep { $_->{status} eq 'free' }
-           map { @{ slots($A, $other_doctor, day_ahead($_)) } } 1, 2;
+           map { @{ slots($A, $other_doctor, day_ahead($_)) } } 2, 3;
 die "fewer than $BOOKINGS free slots of $other_doctor\n"
     if @free < $BOOKINGS;
 
@@ -231,6 +236,64 @@ sub rounds {
     }
 
     return (\@each, \@last);
+}
+
+# 2c. the same with roomload (C, bench/room/roomload.c) as the client:
+# the other doctor's C_PATIENTS patients, 4 in 5 of them on the node
+# that is not the room's (relayed), the console on the room's node; and
+# below on one node.  The client's own cost is then a few microseconds.
+
+sub roomload_rounds {
+    my ($name, $room, $away, $who, $n) = @_;
+
+    return unless $ROOMLOAD;
+
+    my @booked = book_soon($room, $who, $n);
+    my $last = $booked[-1];
+
+    if ($away) {
+        Teleclinic::Redis::wait_for(sub {
+            (appointment($away, $last->{id}, $last->{token})->{status} // 0)
+            == 200 }, 'the other node has the appointments');
+    }
+
+    my $file = $room->prefix . "/tokens-$name";
+    open my $fh, '>', $file or die "$file: $!";
+    print $fh map { "$_->{token}\n" } @booked;
+    close $fh;
+
+    my @argv = ($ROOMLOAD, 'room', '-p', $room->port, '-t', $file,
+                '-D', login($room, $who), '-R', $ROUNDS);
+    push @argv, '-q', $away->port, '-a', int($n * 4 / 5) if $away;
+
+    my $pid = open2(my $out, my $in, @argv);
+    my %f;
+
+    while (my $l = <$out>) {
+        print STDERR "roomload $name: $l" if $ENV{VERBOSE};
+
+        if ($l =~ /^READY/) {
+            print $in "\n";
+            $in->flush;
+
+        } elsif ($l =~ /^FANOUT (.*)/) {
+            %f = map { split /=/, $_, 2 } split ' ', $1;
+            close $in;
+        }
+    }
+
+    waitpid($pid, 0);
+    die "roomload $name: no FANOUT line\n" unless %f;
+
+    line("callnext_c_$name", patients => $f{patients},
+         last => $f{last_median_ms}, last_worst => $f{last_worst_ms},
+         p50 => $f{p50_median_ms});
+}
+
+{
+    my $room = $node{ home($other_doctor) };
+    my ($away) = grep { $_ != $room } values %node;
+    roomload_rounds('nodes', $room, $away, $other_doctor, $C_PATIENTS);
 }
 
 my @appts = book_soon($B, $doctor, $PATIENTS);
@@ -355,4 +418,7 @@ stats('callnext_one_last', @$last);
 
 $_->{ws}->close(1000) for grep { !$_->{gone} } @pat1;
 $doc1->close(1000);
+
+roomload_rounds('one', $one, undef, 'doc-b', $C_PATIENTS);
+
 $one->stop;

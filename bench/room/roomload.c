@@ -22,6 +22,10 @@
  *       in a round, and what they get is counted.  Prints "DONE" and
  *       waits for EOF on stdin before closing everything.
  *
+ *       With -q PORT2 -a N the first N patients connect to the nginx on
+ *       PORT2 (another node of the same Redis: the node on PORT relays
+ *       them), the others and the doctor to PORT.
+ *
  *   roomload signal -p PORT -f PAIRS -W PID,PID [-d secs] [-w window]
  *                   [-r rate] [-s size] [-k rounds]
  *       PAIRS has lines "DOCTOR_TOKEN PATIENT_TOKEN": the first half
@@ -106,6 +110,7 @@ struct conn_s {
     conn_role_e    role;
     int            index;          /* patient index, or call index */
     int            worker;         /* 0, 1, or -1 when not known */
+    int            port;           /* the nginx it connects to */
 
     char           key[32];        /* Sec-WebSocket-Key sent */
 
@@ -158,6 +163,11 @@ static const char     *host = "127.0.0.1";
 static int             port;
 static const char     *path = "/ws";
 static struct sockaddr_in  addr;
+
+/* room: the first `away` patients connect to another node, on port2 */
+static int             port2;
+static int             away;
+static struct sockaddr_in  addr2;
 
 static conn_t        **conns;
 static int             nconns;
@@ -721,7 +731,7 @@ handshake_send(conn_t *c)
                  "Connection: Upgrade\r\n"
                  "Sec-WebSocket-Key: %s\r\n"
                  "Sec-WebSocket-Version: 13\r\n"
-                 "\r\n", path, host, port, c->key);
+                 "\r\n", path, host, c->port, c->key);
 
     c->state = C_HANDSHAKE;
     conn_send_raw(c, req, n);
@@ -843,15 +853,18 @@ conn_open(conn_role_e role, int index)
     one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
-    if (connect(fd, (struct sockaddr *) &addr, sizeof(addr)) < 0
-        && errno != EINPROGRESS)
-    {
-        die("connect: %s", strerror(errno));
-    }
-
     c = calloc(1, sizeof(conn_t));
     if (c == NULL) {
         die("out of memory");
+    }
+
+    c->port = (role == R_PATIENT && index >= 0 && index < away) ? port2 : port;
+
+    if (connect(fd, (struct sockaddr *) (c->port == port ? &addr : &addr2),
+                sizeof(addr)) < 0
+        && errno != EINPROGRESS)
+    {
+        die("connect: %s", strerror(errno));
     }
 
     c->fd = fd;
@@ -2436,7 +2449,7 @@ usage(void)
 {
     fprintf(stderr,
         "usage: roomload room -p PORT -t TOKENS -D DOCTOR_TOKEN [-R rounds]"
-        " [-c concurrency] [-W PID,PID]\n"
+        " [-c concurrency] [-W PID,PID] [-q PORT2 -a N]\n"
         "       roomload signal -p PORT -f PAIRS -W PID,PID [-d secs]"
         " [-w window] [-r rate] [-s size] [-k rounds]\n"
         "       roomload nchan -p PORT -u SUB_PATH -x PUB_PATH -n SUBSCRIBERS"
@@ -2461,12 +2474,14 @@ main(int argc, char **argv)
     cmd = argv[1];
     optind = 2;
 
-    while ((opt = getopt(argc, argv, "H:p:u:t:D:R:c:f:W:d:w:r:s:k:x:n:P:"))
+    while ((opt = getopt(argc, argv, "H:p:q:a:u:t:D:R:c:f:W:d:w:r:s:k:x:n:P:"))
            != -1)
     {
         switch (opt) {
         case 'H': host = optarg; break;
         case 'p': port = atoi(optarg); break;
+        case 'q': port2 = atoi(optarg); break;
+        case 'a': away = atoi(optarg); break;
         case 'u': path = optarg; break;
         case 't': tokens = optarg; break;
         case 'D': doctor_token = optarg; break;
@@ -2497,6 +2512,13 @@ main(int argc, char **argv)
     if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
         die("host must be an IPv4 address: %s", host);
     }
+
+    if (away > 0 && (port2 <= 0 || port2 > 65535)) {
+        usage();
+    }
+
+    addr2 = addr;
+    addr2.sin_port = htons(port2);
 
     rnd ^= (uint32_t) now_ns() ^ (uint32_t) getpid();
 
