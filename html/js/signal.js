@@ -85,7 +85,7 @@ export class Signal extends EventTarget {
             opened = true;
             const hello = { v: 1, type: 'hello', token: this.token };
             if (this.unreachable.size) {
-                hello.unreachable = [...this.unreachable];
+                hello.unreachable = [...this.unreachable].slice(-16);
             }
             ws.send(JSON.stringify(hello));
         };
