@@ -427,56 +427,13 @@ ngx_teleclinic_mirror_sink(void *data, ngx_teleclinic_event_t *ev,
 static void
 ngx_teleclinic_mirror_flush(ngx_event_t *ev)
 {
-    u_char                         maxlen[NGX_INT_T_LEN];
-    u_char                         worker[NGX_INT_T_LEN];
-    u_char                         replicas[NGX_INT_T_LEN];
-    u_char                         ms[NGX_INT_T_LEN];
-    size_t                         argvlen[12], waitlen[3];
     ngx_queue_t                   *q;
-    const char                    *argv[12], *wait[3];
     ngx_teleclinic_mirror_line_t  *line;
 
     if (!ngx_teleclinic_mirror_up()) {
         ngx_teleclinic_mirror_wake();
         return;
     }
-
-    /* XADD key MAXLEN ~ n * node NAME w WORKER line LINE */
-
-    argv[0] = "XADD";
-    argvlen[0] = 4;
-    argv[1] = (char *) ngx_teleclinic_mirror->stream.data;
-    argvlen[1] = ngx_teleclinic_mirror->stream.len;
-    argv[2] = "MAXLEN";
-    argvlen[2] = 6;
-    argv[3] = "~";
-    argvlen[3] = 1;
-    argv[4] = (char *) maxlen;
-    argvlen[4] = ngx_sprintf(maxlen, "%ui", ngx_teleclinic_mirror->maxlen)
-                 - maxlen;
-    argv[5] = "*";
-    argvlen[5] = 1;
-    argv[6] = "node";
-    argvlen[6] = 4;
-    argv[7] = (char *) ngx_teleclinic_mirror->node.data;
-    argvlen[7] = ngx_teleclinic_mirror->node.len;
-    argv[8] = "w";
-    argvlen[8] = 1;
-    argv[9] = (char *) worker;
-    argvlen[9] = ngx_sprintf(worker, "%ui", ngx_worker) - worker;
-    argv[10] = "line";
-    argvlen[10] = 4;
-
-    /* WAIT N ms: half the command's own timeout */
-    wait[0] = "WAIT";
-    waitlen[0] = 4;
-    wait[1] = (char *) replicas;
-    waitlen[1] = ngx_sprintf(replicas, "%ui",
-                             ngx_teleclinic_mirror->redis->replicas)
-                 - replicas;
-    wait[2] = (char *) ms;
-    waitlen[2] = ngx_sprintf(ms, "%M", ngx_teleclinic_mirror->redis->timeout)
-                 - ms;
 
     for (q = ngx_queue_head(&ngx_teleclinic_mirror_lines);
          q != ngx_queue_sentinel(&ngx_teleclinic_mirror_lines);
@@ -497,12 +454,15 @@ ngx_teleclinic_mirror_flush(ngx_event_t *ev)
             ngx_teleclinic_mirror_give_back(&line->claim);
         }
 
-        argv[11] = (char *) line->data;
-        argvlen[11] = line->len;
-
         if (ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out, 0,
-                                         ngx_teleclinic_mirror_added, line,
-                                         12, argv, argvlen)
+                ngx_teleclinic_mirror_added, line,
+                "XADD %b MAXLEN ~ %lu * node %b w %lu line %b",
+                ngx_teleclinic_mirror->stream.data,
+                ngx_teleclinic_mirror->stream.len,
+                (unsigned long) ngx_teleclinic_mirror->maxlen,
+                ngx_teleclinic_mirror->node.data,
+                ngx_teleclinic_mirror->node.len,
+                (unsigned long) ngx_worker, line->data, line->len)
             != NGX_OK)
         {
             break;
@@ -513,12 +473,15 @@ ngx_teleclinic_mirror_flush(ngx_event_t *ev)
 
         /*
          * with replicas=N the change counts once N replicas have it too,
-         * so that the Sentinel's failover to one of them keeps it
+         * so that the Sentinel's failover to one of them keeps it; WAIT's
+         * own timeout is half the command's
          */
         if (ngx_teleclinic_mirror->redis->replicas
             && ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out,
                    2 * ngx_teleclinic_mirror->redis->timeout,
-                   ngx_teleclinic_mirror_waited, line, 3, wait, waitlen)
+                   ngx_teleclinic_mirror_waited, line, "WAIT %lu %lu",
+                   (unsigned long) ngx_teleclinic_mirror->redis->replicas,
+                   (unsigned long) ngx_teleclinic_mirror->redis->timeout)
                != NGX_OK)
         {
             line->sent = 0;
@@ -694,9 +657,6 @@ static void
 ngx_teleclinic_mirror_in_state(ngx_teleclinic_redis_t *rd, ngx_uint_t up,
     void *data)
 {
-    const char  *argv[6];
-    size_t       argvlen[6];
-
     if (!up) {
         return;
     }
@@ -714,22 +674,11 @@ ngx_teleclinic_mirror_in_state(ngx_teleclinic_redis_t *rd, ngx_uint_t up,
 
     /* an empty zone: where the stream ends before this node writes */
 
-    argv[0] = "XREVRANGE";
-    argvlen[0] = 9;
-    argv[1] = (char *) ngx_teleclinic_mirror->stream.data;
-    argvlen[1] = ngx_teleclinic_mirror->stream.len;
-    argv[2] = "+";
-    argvlen[2] = 1;
-    argv[3] = "-";
-    argvlen[3] = 1;
-    argv[4] = "COUNT";
-    argvlen[4] = 5;
-    argv[5] = "1";
-    argvlen[5] = 1;
-
     (void) ngx_teleclinic_redis_command(ngx_teleclinic_mirror_in, 0,
                                         ngx_teleclinic_mirror_based, NULL,
-                                        6, argv, argvlen);
+                                        "XREVRANGE %b + - COUNT 1",
+                                        ngx_teleclinic_mirror->stream.data,
+                                        ngx_teleclinic_mirror->stream.len);
 }
 
 
@@ -770,18 +719,12 @@ ngx_teleclinic_mirror_based(redisReply *reply, void *data)
 static void
 ngx_teleclinic_mirror_load(void)
 {
-    size_t       argvlen[2];
-    const char  *argv[2];
-
-    argv[0] = "GET";
-    argvlen[0] = 3;
-    argv[1] = (char *) ngx_teleclinic_mirror_snap_name.data;
-    argvlen[1] = ngx_teleclinic_mirror_snap_name.len;
-
     if (ngx_teleclinic_redis_command(ngx_teleclinic_mirror_in,
                                      10 * ngx_teleclinic_mirror->redis->timeout,
                                      ngx_teleclinic_mirror_loaded, NULL,
-                                     2, argv, argvlen)
+                                     "GET %b",
+                                     ngx_teleclinic_mirror_snap_name.data,
+                                     ngx_teleclinic_mirror_snap_name.len)
         != NGX_OK)
     {
         ngx_teleclinic_mirror_read();
@@ -933,11 +876,10 @@ ngx_teleclinic_mirror_snapshot(ngx_event_t *ev)
 {
     u_char                         *buf, *p, *end;
     u_char                          rid_buf[NGX_TELECLINIC_RID_MAX];
-    size_t                          argvlen[3], size;
+    size_t                          size;
     ngx_str_t                       rid;
     ngx_int_t                       rc;
     ngx_msec_t                      start, held;
-    const char                     *argv[3];
     ngx_teleclinic_sh_t            *sh;
     ngx_teleclinic_zone_t          *zone;
     ngx_teleclinic_event_t          floor, *e;
@@ -1055,17 +997,13 @@ ngx_teleclinic_mirror_snapshot(ngx_event_t *ev)
                   "the zone locked for %M ms", w.records,
                   (size_t) (p - buf), held);
 
-    argv[0] = "SET";
-    argvlen[0] = 3;
-    argv[1] = (char *) ngx_teleclinic_mirror_snap_name.data;
-    argvlen[1] = ngx_teleclinic_mirror_snap_name.len;
-    argv[2] = (char *) buf;
-    argvlen[2] = p - buf;
-
     (void) ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out,
                                     10 * ngx_teleclinic_mirror->redis->timeout,
                                     ngx_teleclinic_mirror_answered, "SET",
-                                    3, argv, argvlen);
+                                    "SET %b %b",
+                                    ngx_teleclinic_mirror_snap_name.data,
+                                    ngx_teleclinic_mirror_snap_name.len,
+                                    buf, (size_t) (p - buf));
 
     ngx_free(buf);
 
@@ -1192,45 +1130,26 @@ ngx_teleclinic_mirror_snapshot_line(ngx_teleclinic_event_t *ev,
 static void
 ngx_teleclinic_mirror_read(void)
 {
-    u_char       count[NGX_INT_T_LEN], block[NGX_INT_T_LEN];
-    size_t       argvlen[8];
-    const char  *argv[8];
+    ngx_str_t  *from;
+
+    static ngx_str_t  start = ngx_string("0-0");
 
     if (ngx_exiting || ngx_terminate || ngx_quit) {
         return;
     }
 
-    argv[0] = "XREAD";
-    argvlen[0] = 5;
-    argv[1] = "COUNT";
-    argvlen[1] = 5;
-    argv[2] = (char *) count;
-    argvlen[2] = ngx_sprintf(count, "%d", NGX_TELECLINIC_MIRROR_BATCH)
-                 - count;
-    argv[3] = "BLOCK";
-    argvlen[3] = 5;
-    argv[4] = (char *) block;
-    argvlen[4] = ngx_sprintf(block, "%d", NGX_TELECLINIC_MIRROR_BLOCK)
-                 - block;
-    argv[5] = "STREAMS";
-    argvlen[5] = 7;
-    argv[6] = (char *) ngx_teleclinic_mirror->stream.data;
-    argvlen[6] = ngx_teleclinic_mirror->stream.len;
-
-    if (ngx_teleclinic_mirror_last.len) {
-        argv[7] = (char *) ngx_teleclinic_mirror_last.data;
-        argvlen[7] = ngx_teleclinic_mirror_last.len;
-
-    } else {
-        argv[7] = "0-0";
-        argvlen[7] = 3;
-    }
+    from = ngx_teleclinic_mirror_last.len ? &ngx_teleclinic_mirror_last
+                                          : &start;
 
     (void) ngx_teleclinic_redis_command(ngx_teleclinic_mirror_in,
-                                        NGX_TELECLINIC_MIRROR_BLOCK
-                                        + ngx_teleclinic_mirror->redis->timeout,
-                                        ngx_teleclinic_mirror_entries, NULL,
-                                        8, argv, argvlen);
+                NGX_TELECLINIC_MIRROR_BLOCK
+                + ngx_teleclinic_mirror->redis->timeout,
+                ngx_teleclinic_mirror_entries, NULL,
+                "XREAD COUNT %lu BLOCK %lu STREAMS %b %b",
+                (unsigned long) NGX_TELECLINIC_MIRROR_BATCH,
+                (unsigned long) NGX_TELECLINIC_MIRROR_BLOCK,
+                ngx_teleclinic_mirror->stream.data,
+                ngx_teleclinic_mirror->stream.len, from->data, from->len);
 }
 
 
@@ -1464,13 +1383,11 @@ ngx_teleclinic_mirror_rid_after(ngx_str_t *a, ngx_str_t *b)
 static void
 ngx_teleclinic_mirror_heartbeat(ngx_event_t *ev)
 {
-    u_char       now[NGX_INT64_LEN], since[NGX_INT64_LEN + 1];
-    u_char       gone[NGX_INT64_LEN + 1];
+    u_char      *p;
     u_char       member[NGX_TELECLINIC_NODE_MAX + 1 + NGX_TELECLINIC_URL_MAX];
-    size_t       argvlen[5];
-    uint64_t     ms;
-    const char  *argv[5];
+    ngx_str_t   *key;
     ngx_time_t  *tp;
+    unsigned long long  ms;
 
     if (ngx_exiting || ngx_terminate || ngx_quit) {
         return;
@@ -1483,50 +1400,34 @@ ngx_teleclinic_mirror_heartbeat(ngx_event_t *ev)
     }
 
     tp = ngx_timeofday();
-    ms = (uint64_t) tp->sec * 1000 + tp->msec;
+    ms = (unsigned long long) tp->sec * 1000 + tp->msec;
 
-    argv[0] = "ZADD";
-    argvlen[0] = 4;
-    argv[1] = (char *) ngx_teleclinic_mirror_nodes_name.data;
-    argvlen[1] = ngx_teleclinic_mirror_nodes_name.len;
-    argv[2] = (char *) now;
-    argvlen[2] = ngx_sprintf(now, "%uL", ms) - now;
+    key = &ngx_teleclinic_mirror_nodes_name;
+
     /* the member is the name, then the public URL the clients use */
-    argv[3] = (char *) member;
-    argvlen[3] = ngx_snprintf(member, sizeof(member), "%V%s%V",
-                              &ngx_teleclinic_mirror->node,
-                              ngx_teleclinic_mirror->url.len ? " " : "",
-                              &ngx_teleclinic_mirror->url)
-                 - member;
+    p = ngx_snprintf(member, sizeof(member), "%V%s%V",
+                     &ngx_teleclinic_mirror->node,
+                     ngx_teleclinic_mirror->url.len ? " " : "",
+                     &ngx_teleclinic_mirror->url);
 
     (void) ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out, 0,
-                                        ngx_teleclinic_mirror_answered,
-                                        "ZADD", 4, argv, argvlen);
+                                        ngx_teleclinic_mirror_answered, "ZADD",
+                                        "ZADD %b %llu %b", key->data, key->len,
+                                        ms, member, (size_t) (p - member));
 
     /* those gone for a minute leave the set */
 
-    argv[0] = "ZREMRANGEBYSCORE";
-    argvlen[0] = 16;
-    argv[2] = "-inf";
-    argvlen[2] = 4;
-    argv[3] = (char *) gone;
-    argvlen[3] = ngx_sprintf(gone, "(%uL", ms - 60000) - gone;
-
     (void) ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out, 0,
                                         ngx_teleclinic_mirror_answered,
-                                        "ZREMRANGEBYSCORE", 4, argv, argvlen);
-
-    argv[0] = "ZRANGEBYSCORE";
-    argvlen[0] = 13;
-    argv[2] = (char *) since;
-    argvlen[2] = ngx_sprintf(since, "(%uL", ms - NGX_TELECLINIC_MIRROR_ALIVE)
-                 - since;
-    argv[3] = "+inf";
-    argvlen[3] = 4;
+                                        "ZREMRANGEBYSCORE",
+                                        "ZREMRANGEBYSCORE %b -inf (%llu",
+                                        key->data, key->len, ms - 60000);
 
     (void) ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out, 0,
                                         ngx_teleclinic_mirror_alive, NULL,
-                                        4, argv, argvlen);
+                                        "ZRANGEBYSCORE %b (%llu +inf",
+                                        key->data, key->len,
+                                        ms - NGX_TELECLINIC_MIRROR_ALIVE);
 }
 
 
@@ -1802,9 +1703,6 @@ ngx_teleclinic_mirror_claim(ngx_str_t *doctor, time_t start, time_t end,
     uint64_t id, ngx_teleclinic_mirror_claim_pt handler, void *data,
     ngx_teleclinic_claim_t **claimp)
 {
-    u_char                   pxat[NGX_INT64_LEN];
-    size_t                   argvlen[6];
-    const char              *argv[6];
     ngx_teleclinic_claim_t  *claim;
 
     if (!ngx_teleclinic_mirror_up()) {
@@ -1821,22 +1719,12 @@ ngx_teleclinic_mirror_claim(ngx_str_t *doctor, time_t start, time_t end,
 
     ngx_teleclinic_mirror_claim_key(claim, doctor, start, id);
 
-    argv[0] = "SET";
-    argvlen[0] = 3;
-    argv[1] = (char *) claim->key;
-    argvlen[1] = claim->key_len;
-    argv[2] = (char *) claim->value;
-    argvlen[2] = claim->value_len;
-    argv[3] = "NX";
-    argvlen[3] = 2;
-    argv[4] = "PXAT";
-    argvlen[4] = 4;
-    argv[5] = (char *) pxat;
-    argvlen[5] = ngx_sprintf(pxat, "%T000", end + 86400) - pxat;
-
     if (ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out, 0,
                                      ngx_teleclinic_mirror_claimed, claim,
-                                     6, argv, argvlen)
+                                     "SET %b %b NX PXAT %lld", claim->key,
+                                     claim->key_len, claim->value,
+                                     claim->value_len,
+                                     (long long) (end + 86400) * 1000)
         != NGX_OK)
     {
         ngx_free(claim);
@@ -1910,24 +1798,15 @@ ngx_teleclinic_mirror_release(ngx_str_t *doctor, time_t start, uint64_t id)
 static void
 ngx_teleclinic_mirror_give_back(ngx_teleclinic_claim_t *claim)
 {
-    size_t       argvlen[5];
-    const char  *argv[5];
-
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = "if redis.call('get', KEYS[1]) == ARGV[1] then "
-              "return redis.call('del', KEYS[1]) end return 0";
-    argvlen[1] = ngx_strlen(argv[1]);
-    argv[2] = "1";
-    argvlen[2] = 1;
-    argv[3] = (char *) claim->key;
-    argvlen[3] = claim->key_len;
-    argv[4] = (char *) claim->value;
-    argvlen[4] = claim->value_len;
+    static const char  script[] =
+        "if redis.call('get', KEYS[1]) == ARGV[1] then "
+        "return redis.call('del', KEYS[1]) end return 0";
 
     (void) ngx_teleclinic_redis_command(ngx_teleclinic_mirror_out, 0,
                                         ngx_teleclinic_mirror_released, NULL,
-                                        5, argv, argvlen);
+                                        "EVAL %s 1 %b %b", script, claim->key,
+                                        claim->key_len, claim->value,
+                                        claim->value_len);
 }
 
 

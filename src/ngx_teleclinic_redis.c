@@ -212,8 +212,10 @@ ngx_teleclinic_redis_is_up(ngx_teleclinic_redis_t *rd)
 ngx_int_t
 ngx_teleclinic_redis_command(ngx_teleclinic_redis_t *rd,
     ngx_msec_t timeout, ngx_teleclinic_redis_reply_pt handler, void *data,
-    int argc, const char **argv, const size_t *argvlen)
+    const char *format, ...)
 {
+    int                          rc;
+    va_list                      args;
     ngx_teleclinic_redis_cmd_t  *cmd;
 
     if (!rd->up) {
@@ -243,10 +245,12 @@ ngx_teleclinic_redis_command(ngx_teleclinic_redis_t *rd,
     cmd->timer.log = rd->log;
     cmd->timer.cancelable = 1;
 
-    if (redisAsyncCommandArgv(rd->ac, ngx_teleclinic_redis_reply, cmd,
-                              argc, argv, argvlen)
-        != REDIS_OK)
-    {
+    va_start(args, format);
+    rc = redisvAsyncCommand(rd->ac, ngx_teleclinic_redis_reply, cmd, format,
+                            args);
+    va_end(args);
+
+    if (rc != REDIS_OK) {
         cmd->next = rd->free;
         rd->free = cmd;
         return NGX_ERROR;
@@ -313,9 +317,6 @@ ngx_teleclinic_redis_attempt(ngx_teleclinic_redis_t *rd)
 static void
 ngx_teleclinic_redis_connect(ngx_teleclinic_redis_t *rd, ngx_addr_t *addr)
 {
-    u_char              db[NGX_INT_T_LEN];
-    size_t              argvlen[3];
-    const char         *argv[3];
     redisAsyncContext  *ac;
 
     rd->addr = addr;
@@ -339,13 +340,9 @@ ngx_teleclinic_redis_connect(ngx_teleclinic_redis_t *rd, ngx_addr_t *addr)
     /* hiredis sends them once connected, before anything else */
 
     if (rd->conf->password.len) {
-        argv[0] = "AUTH";
-        argvlen[0] = 4;
-        argv[1] = (const char *) rd->conf->password.data;
-        argvlen[1] = rd->conf->password.len;
-
-        if (redisAsyncCommandArgv(ac, ngx_teleclinic_redis_handshake, rd,
-                                  2, argv, argvlen)
+        if (redisAsyncCommand(ac, ngx_teleclinic_redis_handshake, rd,
+                              "AUTH %b", rd->conf->password.data,
+                              rd->conf->password.len)
             != REDIS_OK)
         {
             goto failed;
@@ -355,13 +352,9 @@ ngx_teleclinic_redis_connect(ngx_teleclinic_redis_t *rd, ngx_addr_t *addr)
     }
 
     if (rd->conf->database) {
-        argv[0] = "SELECT";
-        argvlen[0] = 6;
-        argv[1] = (const char *) db;
-        argvlen[1] = ngx_sprintf(db, "%ui", rd->conf->database) - db;
-
-        if (redisAsyncCommandArgv(ac, ngx_teleclinic_redis_handshake, rd,
-                                  2, argv, argvlen)
+        if (redisAsyncCommand(ac, ngx_teleclinic_redis_handshake, rd,
+                              "SELECT %lu",
+                              (unsigned long) rd->conf->database)
             != REDIS_OK)
         {
             goto failed;
@@ -372,11 +365,8 @@ ngx_teleclinic_redis_connect(ngx_teleclinic_redis_t *rd, ngx_addr_t *addr)
 
     /* a sentinel's answer may be stale during a failover */
 
-    argv[0] = rd->conf->sentinels ? "ROLE" : "PING";
-    argvlen[0] = 4;
-
-    if (redisAsyncCommandArgv(ac, ngx_teleclinic_redis_handshake, rd,
-                              1, argv, argvlen)
+    if (redisAsyncCommand(ac, ngx_teleclinic_redis_handshake, rd,
+                          rd->conf->sentinels ? "ROLE" : "PING")
         != REDIS_OK)
     {
         goto failed;
@@ -617,8 +607,6 @@ ngx_teleclinic_redis_failed(ngx_teleclinic_redis_t *rd, ngx_str_t *what,
 static void
 ngx_teleclinic_redis_ask(ngx_teleclinic_redis_t *rd)
 {
-    size_t              argvlen[3];
-    const char         *argv[3];
     ngx_addr_t         *sentinel;
     redisAsyncContext  *ac;
 
@@ -636,15 +624,9 @@ ngx_teleclinic_redis_ask(ngx_teleclinic_redis_t *rd)
 
     rd->sac = ac;
 
-    argv[0] = "SENTINEL";
-    argvlen[0] = 8;
-    argv[1] = "get-master-addr-by-name";
-    argvlen[1] = 23;
-    argv[2] = (const char *) rd->conf->master.data;
-    argvlen[2] = rd->conf->master.len;
-
-    if (redisAsyncCommandArgv(ac, ngx_teleclinic_redis_answer, rd,
-                              3, argv, argvlen)
+    if (redisAsyncCommand(ac, ngx_teleclinic_redis_answer, rd,
+                          "SENTINEL get-master-addr-by-name %b",
+                          rd->conf->master.data, rd->conf->master.len)
         != REDIS_OK)
     {
         ngx_teleclinic_redis_ask_failed(rd, "cannot queue the question", 25);
@@ -862,9 +844,6 @@ ngx_teleclinic_redis_ping(ngx_event_t *ev)
 {
     ngx_teleclinic_redis_t  *rd = ev->data;
 
-    size_t       len;
-    const char  *argv;
-
     if (rd->subscribed) {
         /*
          * a PING's answer on a subscribed connection is no reply hiredis
@@ -878,11 +857,8 @@ ngx_teleclinic_redis_ping(ngx_event_t *ev)
         return;
     }
 
-    argv = "PING";
-    len = 4;
-
     if (ngx_teleclinic_redis_command(rd, 0, ngx_teleclinic_redis_pong, rd,
-                                     1, &argv, &len)
+                                     "PING")
         == NGX_ERROR)
     {
         ngx_teleclinic_redis_drop(rd, "cannot queue PING", 17);
@@ -1175,8 +1151,6 @@ ngx_int_t
 ngx_teleclinic_redis_subscribe(ngx_teleclinic_redis_t *rd,
     ngx_str_t *channel, ngx_teleclinic_redis_message_pt handler, void *data)
 {
-    size_t                       argvlen[2];
-    const char                  *argv[2];
     ngx_teleclinic_redis_sub_t  *sub;
 
     if (!rd->up) {
@@ -1191,13 +1165,8 @@ ngx_teleclinic_redis_subscribe(ngx_teleclinic_redis_t *rd,
     sub->handler = handler;
     sub->data = data;
 
-    argv[0] = "SUBSCRIBE";
-    argvlen[0] = 9;
-    argv[1] = (char *) channel->data;
-    argvlen[1] = channel->len;
-
-    if (redisAsyncCommandArgv(rd->ac, ngx_teleclinic_redis_message, sub,
-                              2, argv, argvlen)
+    if (redisAsyncCommand(rd->ac, ngx_teleclinic_redis_message, sub,
+                          "SUBSCRIBE %b", channel->data, channel->len)
         != REDIS_OK)
     {
         ngx_free(sub);

@@ -74,7 +74,9 @@ ngx_teleclinic_redis_t *ngx_teleclinic_redis_create(ngx_cycle_t *cycle,
 ngx_uint_t ngx_teleclinic_redis_is_up(ngx_teleclinic_redis_t *rd);
 
 /*
- * Sends one command (argv as hiredis's redisAsyncCommandArgv takes it).
+ * Sends one command, formatted by hiredis (redisvAsyncCommand: each
+ * space-separated word an argument, %b a binary one from a pointer and a
+ * size_t, %s a C string, %lu an unsigned long).
  * timeout 0 is the configured one; a command that blocks on the server
  * (XREAD BLOCK) passes its block time plus that.  A command not answered
  * in time drops the connection, which fails every command on it.
@@ -83,7 +85,7 @@ ngx_uint_t ngx_teleclinic_redis_is_up(ngx_teleclinic_redis_t *rd);
  */
 ngx_int_t ngx_teleclinic_redis_command(ngx_teleclinic_redis_t *rd,
     ngx_msec_t timeout, ngx_teleclinic_redis_reply_pt handler, void *data,
-    int argc, const char **argv, const size_t *argvlen);
+    const char *format, ...);
 
 /*
  * SUBSCRIBE to a channel: handler is given each message's payload, for

@@ -355,10 +355,9 @@ static ngx_int_t
 ngx_http_teleclinic_relay_publish(ngx_str_t *channel, json_t *o)
 {
     char        *text;
-    u_char      *sealed;
-    size_t       len, argvlen[3];
+    u_char      *sealed, *msg;
+    size_t       len, size;
     ngx_int_t    rc;
-    const char  *argv[3];
 
     if (o == NULL) {
         return NGX_ERROR;
@@ -374,12 +373,8 @@ ngx_http_teleclinic_relay_publish(ngx_str_t *channel, json_t *o)
     len = ngx_strlen(text);
     sealed = NULL;
 
-    argv[0] = "PUBLISH";
-    argvlen[0] = 7;
-    argv[1] = (char *) channel->data;
-    argvlen[1] = channel->len;
-    argv[2] = text;
-    argvlen[2] = len;
+    msg = (u_char *) text;
+    size = len;
 
     if (ngx_http_teleclinic_relay_keys) {
         sealed = ngx_alloc(len + NGX_TELECLINIC_SEAL_OVERHEAD, ngx_cycle->log);
@@ -395,13 +390,14 @@ ngx_http_teleclinic_relay_publish(ngx_str_t *channel, json_t *o)
             return NGX_ERROR;
         }
 
-        argv[2] = (char *) sealed;
-        argvlen[2] = len + NGX_TELECLINIC_SEAL_OVERHEAD;
+        msg = sealed;
+        size = len + NGX_TELECLINIC_SEAL_OVERHEAD;
     }
 
     rc = ngx_teleclinic_redis_command(ngx_http_teleclinic_relay_pub, 0,
                                       ngx_http_teleclinic_relay_published,
-                                      NULL, 3, argv, argvlen);
+                                      NULL, "PUBLISH %b %b", channel->data,
+                                      channel->len, msg, size);
 
     free(text);
 
