@@ -1067,6 +1067,7 @@ ngx_teleclinic_mirror_snapshot_put(ngx_teleclinic_event_t *ev, void *data)
     while ((size_t) (c->end - c->p) < size) {
         if (c->next) {
             c = c->next;
+            w->last = c;
             continue;
         }
 
