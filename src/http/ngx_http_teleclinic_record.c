@@ -562,7 +562,13 @@ ngx_http_teleclinic_record_snapshot(ngx_http_request_t *r,
 
     if (up) {
         up->request = r;
+
+        /*
+         * the caller outlives this frame: its token's subject points into
+         * the token itself, so into the copy now, not the stack
+         */
         up->caller = c;
+        up->caller.token.subject.data = up->caller.token.buf;
         up->consent = request;
         up->type = type;
         up->file = ngx_teleclinic_snapshot_file(zone, &tmcf->keys, c.appt,

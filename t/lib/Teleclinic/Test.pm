@@ -474,6 +474,7 @@ sub start {
         if ($asan) {
             $ENV{LD_PRELOAD} = $asan;
             $ENV{ASAN_OPTIONS} = 'detect_leaks=0:abort_on_error=0'
+                                 . ':detect_stack_use_after_return=1'
                                  . ":log_path=$p/logs/asan";
         }
 
