@@ -143,6 +143,18 @@ EOF
 
 base=http://127.0.0.1:$port
 
+# log_wait TEXT SECONDS: until the error log has TEXT, or SECONDS passed
+log_wait() {
+    local i
+
+    for i in $(seq 1 $(($2 * 10))); do
+        grep -q "$1" "$prefix"/logs/error.log && return 0
+        sleep 0.1
+    done
+
+    return 1
+}
+
 node_up() {
     # shellcheck disable=SC2086
     nginx_start $pin_nginx
@@ -201,10 +213,7 @@ for _ in $(seq 1 "$ROUNDS"); do
     node_up
 
     # the worker connects to Redis: until a booking is not a 503
-    for _ in $(seq 1 50); do
-        grep -q 'redis "main": connected' "$prefix"/logs/error.log && break
-        sleep 0.1
-    done
+    log_wait 'redis "main": connected' 5 || true
 
     rcli config set appendfsync everysec >/dev/null
     warm everysec
@@ -218,17 +227,13 @@ done
 stream_len=$(rcli xlen 'teleclinic:{bench}:log')
 
 # The mirror's snapshot in Redis of the zone those runs filled: the time
-# worker 0 holds the zone's lock to encode it (every snapshot=, 10m by
-# default, which no run above reached; here 1 s after a start on the
+# worker 0 holds the zone's lock to copy its events (every snapshot=, 10m
+# by default, which no run above reached; here 1 s after a start on the
 # same journal), from its log line.
 node_conf journal-mirror "teleclinic_redis 127.0.0.1:$redis_port snapshot=1s;
     teleclinic_node n1;"
 node_up
-
-for _ in $(seq 1 150); do
-    grep -q 'mirror: snapshot of' "$prefix"/logs/error.log && break
-    sleep 0.2
-done
+log_wait 'mirror: snapshot of' 30 || true
 
 snap=$(grep -o 'mirror: snapshot of .*' "$prefix"/logs/error.log | head -1)
 snap_records=$(sed -n 's/.*snapshot of \([0-9]*\) records.*/\1/p' <<< "$snap")

@@ -1054,7 +1054,10 @@ ngx_teleclinic_msg_of(ngx_teleclinic_zone_t *zone, ngx_teleclinic_event_t *ev,
 }
 
 
-/* the strings an event points to, which a copy of it must take along */
+/*
+ * The strings an event points to, which a copy of it must take along:
+ * these, then its texts
+ */
 
 static size_t  ngx_teleclinic_event_strings[] = {
     offsetof(ngx_teleclinic_event_t, doctor),
@@ -1063,15 +1066,26 @@ static size_t  ngx_teleclinic_event_strings[] = {
     offsetof(ngx_teleclinic_event_t, reason),
     offsetof(ngx_teleclinic_event_t, directory),
     offsetof(ngx_teleclinic_event_t, ref),
-    offsetof(ngx_teleclinic_event_t, text),
-    offsetof(ngx_teleclinic_event_t, text) + sizeof(ngx_str_t),
-    offsetof(ngx_teleclinic_event_t, text) + 2 * sizeof(ngx_str_t),
-    offsetof(ngx_teleclinic_event_t, text) + 3 * sizeof(ngx_str_t),
-    offsetof(ngx_teleclinic_event_t, text) + 4 * sizeof(ngx_str_t),
     offsetof(ngx_teleclinic_event_t, node),
     offsetof(ngx_teleclinic_event_t, rid),
     offsetof(ngx_teleclinic_event_t, freed_doctor)
 };
+
+#define NGX_TELECLINIC_EVENT_NAMED                                           \
+    (sizeof(ngx_teleclinic_event_strings) / sizeof(size_t))
+#define NGX_TELECLINIC_EVENT_STRINGS                                         \
+    (NGX_TELECLINIC_EVENT_NAMED + NGX_TELECLINIC_TEXTS)
+
+
+static ngx_str_t *
+ngx_teleclinic_event_string(ngx_teleclinic_event_t *ev, ngx_uint_t i)
+{
+    if (i < NGX_TELECLINIC_EVENT_NAMED) {
+        return (ngx_str_t *) ((u_char *) ev + ngx_teleclinic_event_strings[i]);
+    }
+
+    return &ev->text[i - NGX_TELECLINIC_EVENT_NAMED];
+}
 
 
 /* what ngx_teleclinic_event_copy() takes: aligned, so copies follow */
@@ -1081,15 +1095,11 @@ ngx_teleclinic_event_size(ngx_teleclinic_event_t *ev)
 {
     size_t      size;
     ngx_uint_t  i;
-    ngx_str_t  *s;
 
     size = sizeof(ngx_teleclinic_event_t);
 
-    for (i = 0; i < sizeof(ngx_teleclinic_event_strings) / sizeof(size_t);
-         i++)
-    {
-        s = (ngx_str_t *) ((u_char *) ev + ngx_teleclinic_event_strings[i]);
-        size += s->len;
+    for (i = 0; i < NGX_TELECLINIC_EVENT_STRINGS; i++) {
+        size += ngx_teleclinic_event_string(ev, i)->len;
     }
 
     return ngx_align(size, NGX_ALIGNMENT);
@@ -1114,10 +1124,8 @@ ngx_teleclinic_event_copy(ngx_teleclinic_event_t *ev, u_char *buf)
 
     p = buf + sizeof(ngx_teleclinic_event_t);
 
-    for (i = 0; i < sizeof(ngx_teleclinic_event_strings) / sizeof(size_t);
-         i++)
-    {
-        s = (ngx_str_t *) ((u_char *) copy + ngx_teleclinic_event_strings[i]);
+    for (i = 0; i < NGX_TELECLINIC_EVENT_STRINGS; i++) {
+        s = ngx_teleclinic_event_string(copy, i);
 
         if (s->len) {
             ngx_memcpy(p, s->data, s->len);

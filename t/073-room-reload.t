@@ -11,11 +11,11 @@ use strict;
 use warnings;
 
 use Test::More;
-use Compress::Zlib qw(crc32);
 
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Teleclinic::Test;
+use Teleclinic::Clinic qw(lengthen_journal);
 use Teleclinic::Room qw(:all);
 use Teleclinic::WS qw(pump_until);
 
@@ -130,14 +130,7 @@ $t->kill9;
 # many delivered messages make the journal long: the start compacts it,
 # and the compacted journal keeps the order too
 my $journal = $t->prefix . '/state/journal';
-my ($seq) = ($t->read_file($journal) =~ /.*"seq":(\d+)/s);
-open my $fh, '>>', $journal or die "open $journal: $!";
-for my $i (1 .. 1500) {
-    my $json = sprintf '{"seq":%d,"op":"sent","at":%d,"msg":%d}',
-                       $seq + $i, time, 4 * ($seq + $i);
-    printf $fh "%08x %s\n", crc32($json), $json;
-}
-close $fh or die "close $journal: $!";
+lengthen_journal($t, 1500);
 
 my $from = length $t->error_log;
 $t->start;

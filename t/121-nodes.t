@@ -30,7 +30,6 @@ plan(skip_all => 'redis-server is not installed (Debian: redis-server)')
 my $redis = Teleclinic::Redis->new(args => ['--appendonly', 'yes',
                                             '--appendfsync', 'always']);
 
-my $KEY = join '', map { sprintf '%02x', int rand 256 } 1 .. 32;
 my $STREAM = 'teleclinic:{tc}:log';
 my $RACER = 'race-one';
 
@@ -41,22 +40,13 @@ my %nodes;
 sub node {
     my ($name) = @_;
 
-    my $t = Teleclinic::Test->new(workers => 2);
-
-    write_directory($t, directory(
-        doctors => ['gp-one', 'gp-two',
-                    doctor($RACER, 'gp', name => 'Dr. Race',
-                           hours => ALL_DAY)],
-    ));
-    $t->write_file('data.key', $KEY);
-
-    $t->run(conf(listen => 'reuseport',
-                 http => "teleclinic_redis 127.0.0.1:" . $redis->port
-                         . " snapshot=1s;\n"
-                         . "teleclinic_node $name;\n"
-                         . "teleclinic_data_key_file %%PREFIX%%/data.key;"));
-
-    return $nodes{$name} = $t;
+    return $nodes{$name} = group_node($name,
+        'teleclinic_redis 127.0.0.1:' . $redis->port . ' snapshot=1s;',
+        listen => 'reuseport',
+        directory => directory(
+            doctors => ['gp-one', 'gp-two',
+                        doctor($RACER, 'gp', name => 'Dr. Race',
+                               hours => ALL_DAY)]));
 }
 
 # polls $cond (10 s) and reports

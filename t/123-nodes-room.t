@@ -159,7 +159,7 @@ sleep 0.05 until appointment($other, $p[2]{id}, $p[2]{token})->{status}
                  == 200 || time > $until;
 
 my ($doc, undef, $doc_token) = doctor_console($other, 'doc-a');
-my ($doc2, $hi, $back, $pc, $dc, $ring, $killed);
+my ($doc2, $hi, $back, $pc, $dc, $killed);
 my ($in_call) = patient($other, $p[0]);
 my ($queued) = patient($other, $p[1]);
 my ($local) = patient($home, $p[2]);
@@ -173,12 +173,8 @@ ok($doc->recv_json(type => 'queue', match => sub {
        eq join(',', map { $_->{id} } @p)
    }), 'three patients in the room, two relayed, in order');
 
-$doc->send_json({ type => 'call', appointment => $p[0]{id} });
-$ring = $in_call->recv_json(type => 'ring');
-my $call = $ring ? $ring->{call} : '';
-$in_call->send_json({ type => 'accept', call => $call });
-ok($in_call->recv_json(type => 'call') && $doc->recv_json(type => 'call'),
-   'a call between two relayed clients');
+my ($call, $in) = start_call($doc, $in_call, $p[0]);
+ok($in, 'a call between two relayed clients');
 
 $killed = time;
 $other->kill9;
@@ -264,12 +260,8 @@ Teleclinic::Redis::wait_for(sub {
          map { @{ $_->[1] } } @$entries;
 }, 'the sent-back line in the stream');
 
-$doc->send_json({ type => 'call', appointment => $q[0]{id} });
-$ring = $talking->recv_json(type => 'ring');
-my $old_call = $ring ? $ring->{call} : '';
-$talking->send_json({ type => 'accept', call => $old_call });
-ok($talking->recv_json(type => 'call') && $doc->recv_json(type => 'call'),
-   'a call in the room, on its own node');
+my ($old_call, $on) = start_call($doc, $talking, $q[0]);
+ok($on, 'a call in the room, on its own node');
 
 
 # the call's status reaches the other node before the kill

@@ -30,21 +30,14 @@ my @durable = ('--appendonly', 'yes', '--appendfsync', 'always');
 my ($master, $replica, @sentinels) =
     Teleclinic::Redis::sentinel_group(args => \@durable);
 
-my $KEY = join '', map { sprintf '%02x', int rand 256 } 1 .. 32;
 my %node;
 
 for my $name (qw(a b)) {
-    my $t = Teleclinic::Test->new(workers => 2);
-    write_directory($t);
-    $t->write_file('data.key', $KEY);
-    $t->run(conf(http => join "\n",
+    $node{$name} = group_node($name, join "\n",
         'teleclinic_redis sentinel replicas=1 timeout=500ms;',
         'teleclinic_redis_sentinel '
         . join(' ', map { '127.0.0.1:' . $_->port } @sentinels)
-        . ' master=tc;',
-        "teleclinic_node $name;",
-        'teleclinic_data_key_file %%PREFIX%%/data.key;'));
-    $node{$name} = $t;
+        . ' master=tc;');
 }
 
 my $date = day_ahead(1);

@@ -26,23 +26,16 @@ plan(skip_all => 'redis-server is not installed (Debian: redis-server)')
 
 my $redis = Teleclinic::Redis->new;
 my $gw_port = Teleclinic::Test::free_port();
-my $KEY = join '', map { sprintf '%02x', int rand 256 } 1 .. 32;
-
 my %node;
 
 for my $name (qw(a b)) {
-    my $t = Teleclinic::Test->new(workers => 2);
-    write_directory($t);
-    $t->write_file('data.key', $KEY);
-    $t->run(conf(http => join "\n",
+    $node{$name} = group_node($name,
         'teleclinic_redis 127.0.0.1:' . $redis->port . ';',
-        "teleclinic_node $name;",
-        'teleclinic_data_key_file %%PREFIX%%/data.key;',
-        'teleclinic_public_url https://clinic.example/;',
-        "teleclinic_notify_url http://127.0.0.1:$gw_port/hooks;",
-        'teleclinic_notify_secret notify-secret-0123456789;',
-        'teleclinic_notify_timeout 1s;'));
-    $node{$name} = $t;
+        http => join "\n",
+            'teleclinic_public_url https://clinic.example/;',
+            "teleclinic_notify_url http://127.0.0.1:$gw_port/hooks;",
+            'teleclinic_notify_secret notify-secret-0123456789;',
+            'teleclinic_notify_timeout 1s;');
 }
 
 my $gw = Teleclinic::Gateway->new(port => $gw_port,

@@ -125,8 +125,11 @@ $redis->start;
 
 is($ws->wait_closed(20), 1012, 'Redis back: the room made here moves (1012)');
 
+# a relayed welcome is the room's node's: it names itself first
 my ($p2, $w2) = patient($other, $p[2]);
-is($w2 && $w2->{type}, 'welcome', 'the patient connects again, relayed');
+ok($w2 && $w2->{type} eq 'welcome'
+   && ($w2->{nodes}[0] // '') eq $home->url(''),
+   'the patient connects again, relayed');
 expect_doctor_queue($doc, [ map { $_->{id} } @p[0, 1, 2] ],
                     'the doctor has all three, in order, in one room');
 
@@ -151,12 +154,8 @@ expect_doctor_queue($doc, [ map { $_->{id} } @p[1, 2] ],
                     'the patients are there too');
 
 # a call in progress when the room moves
-$doc->send_json({ type => 'call', appointment => $p[1]{id} });
-$ring = $p1->recv_json(type => 'ring');
-my $call = $ring ? $ring->{call} : '';
-$p1->send_json({ type => 'accept', call => $call });
-ok($p1->recv_json(type => 'call') && $doc->recv_json(type => 'call'),
-   "a call on node $o");
+my (undef, $on) = start_call($doc, $p1, $p[1]);
+ok($on, "a call on node $o");
 
 # a node's back events of an appointment, in its journal
 sub backs {

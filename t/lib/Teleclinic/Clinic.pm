@@ -59,6 +59,15 @@ package Teleclinic::Clinic;
 # admin_day($t, $doctor, $date) GET the doctor's day with the admin key.
 # auth($token) the Authorization header of a bearer token, as a hash
 #   ref for $t->http's headers; admin_auth() that of $ADMIN_KEY.
+# group_node($name, $redis, %opts) a node of a group on Redis, started:
+#   its own prefix, journal and 2 workers, the directory (opts{directory},
+#   default directory()) and the data key every node of this test has;
+#   $redis its teleclinic_redis directive(s), opts{http} more http{}
+#   directives, opts{listen} conf()'s listen parameters.
+# lengthen_journal($t, $n) appends $n "sent" records (of messages the
+#   zone does not have) after the last sequence number of the stopped
+#   nginx's journal, so that its next start compacts it; returns that
+#   number (undef, and nothing written, when there is none).
 # book_when_up($t, $slot_id, %opts) book(), tried again while it is 503
 #   (a node that has not reached Redis yet) for opts{wait} seconds (10).
 # race($slot, \@ports, %opts) truly concurrent POSTs for one slot: opts
@@ -75,6 +84,8 @@ use Exporter qw(import);
 use POSIX qw(strftime);
 use IO::Socket::IP;
 use Mojo::JSON qw(encode_json decode_json);
+use Compress::Zlib qw(crc32);
+use Teleclinic::Test ();
 
 use constant ALL_DAY => [['00:00', '24:00']];
 
@@ -83,7 +94,8 @@ our $TOKEN_SECRET = 'test-secret-0123456789';
 
 our @EXPORT_OK = qw(conf directory doctor write_directory day_ahead slots
                     free_slot free_slot_ids book appointment cancel
-                    reschedule admin_day auth admin_auth race book_when_up ALL_DAY
+                    reschedule admin_day auth admin_auth race book_when_up
+                    group_node lengthen_journal ALL_DAY
                     $ADMIN_KEY $TOKEN_SECRET);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -241,6 +253,46 @@ sub book {
     };
 
     return $t->http(POST => "$API/appointments", body => $body);
+}
+
+# one data key for all the nodes of a test
+my $GROUP_KEY = join '', map { sprintf '%02x', int rand 256 } 1 .. 32;
+
+sub group_node {
+    my ($name, $redis, %opts) = @_;
+
+    my $t = Teleclinic::Test->new(workers => 2);
+
+    write_directory($t, $opts{directory});
+    $t->write_file('data.key', $GROUP_KEY);
+
+    $t->run(conf(defined $opts{listen} ? (listen => $opts{listen}) : (),
+                 http => join "\n", $redis, "teleclinic_node $name;",
+                         'teleclinic_data_key_file %%PREFIX%%/data.key;',
+                         $opts{http} // ()));
+
+    return $t;
+}
+
+sub lengthen_journal {
+    my ($t, $n) = @_;
+
+    my $journal = $t->prefix . '/state/journal';
+    my ($seq) = ($t->read_file($journal) =~ /.*"seq":(\d+)/s);
+
+    return undef unless $seq;
+
+    open my $fh, '>>', $journal or croak "open $journal: $!";
+
+    for my $i (1 .. $n) {
+        my $json = sprintf '{"seq":%d,"op":"sent","at":%d,"msg":%d}',
+                           $seq + $i, time, 4 * ($seq + $i);
+        printf $fh "%08x %s\n", crc32($json), $json;
+    }
+
+    close $fh or croak "close $journal: $!";
+
+    return $seq;
 }
 
 sub book_when_up {

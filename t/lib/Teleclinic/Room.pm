@@ -35,6 +35,9 @@ package Teleclinic::Room;
 # patient($t, $appt, %connect_opts) a connection that said hello with the
 #   appointment's token: ($ws, the welcome or error answer).
 # doctor_console($t, $doctor, %connect_opts) the same with a doctor token.
+# start_call($doc, $ws, $appt) the doctor calls that patient, who
+#   accepts at once: (the call's id, '' when no ring came; true when both
+#   got their call message).
 # worker_of($t, $ws) the pid of the worker holding $ws.
 # epoch($rfc3339) Unix seconds of an RFC 3339 time.
 # turn_credential($username) base64(HMAC-SHA1($TURN_SECRET, $username)).
@@ -82,7 +85,7 @@ our @DOCTORS = (
 );
 
 our @EXPORT_OK = qw(room room_nodes home_of book_soon book_at login
-                    connect_ws patient
+                    connect_ws patient start_call
                     doctor_console worker_of epoch turn_credential metrics
                     expect_queue expect_doctor_queue expect_error
                     $TURN_SECRET $SLOT_MINUTES);
@@ -322,6 +325,21 @@ sub patient {
     my $m = $ws->hello($appt->{token});
 
     return wantarray ? ($ws, $m) : $ws;
+}
+
+sub start_call {
+    my ($doc, $ws, $appt) = @_;
+
+    $doc->send_json({ type => 'call', appointment => $appt->{id} });
+
+    my $ring = $ws->recv_json(type => 'ring');
+    my $call = $ring ? $ring->{call} : '';
+
+    $ws->send_json({ type => 'accept', call => $call });
+
+    my $both = $ws->recv_json(type => 'call') && $doc->recv_json(type => 'call');
+
+    return ($call, $both);
 }
 
 sub doctor_console {
